@@ -1,0 +1,109 @@
+//! `nubo.toml`, the definition file of a Nubo app.
+//!
+//! [`load`] reads the file, checks every rule a user can break, and returns
+//! an [`AppSpec`] that the rest of Nubo trusts without checking again. All
+//! problems are reported at once, each with `nubo.toml:LINE:COL` and a hint,
+//! because a definition that is half right must never start half served.
+
+mod error;
+mod outbound;
+mod raw;
+mod route;
+mod spec;
+mod template;
+mod validate;
+
+pub use error::{Diagnostic, ManifestError};
+pub use outbound::OutboundRule;
+pub use route::RoutePattern;
+pub use spec::{AppSpec, BuildSpec, ComponentSpec, Limits, RouteSpec, RouteTarget};
+
+use std::path::Path;
+
+/// The file name Nubo looks for in an app's folder.
+pub const FILE_NAME: &str = "nubo.toml";
+
+/// Whether component sources must already exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Before `nubo build`: a component with a `build` command may not have
+    /// produced its `source` yet.
+    BeforeBuild,
+    /// Every `source` must exist.
+    Built,
+}
+
+/// Where variable values come from, by variable name.
+pub trait VariableSource {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// Variables from the process environment: `api_key` is read from
+/// `NUBO_VAR_API_KEY`.
+pub struct EnvVariables;
+
+impl EnvVariables {
+    pub fn env_name(variable: &str) -> String {
+        format!("NUBO_VAR_{}", variable.to_ascii_uppercase())
+    }
+}
+
+impl VariableSource for EnvVariables {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(Self::env_name(name)).ok()
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> VariableSource for F {
+    fn get(&self, name: &str) -> Option<String> {
+        self(name)
+    }
+}
+
+/// Reads and validates the definition file at `path`.
+pub fn load(
+    path: &Path,
+    vars: &dyn VariableSource,
+    stage: Stage,
+) -> Result<AppSpec, ManifestError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
+        path: path.to_path_buf(),
+        diagnostics: vec![Diagnostic {
+            line: 0,
+            col: 0,
+            message: format!("cannot read the definition file: {e}"),
+            hint: Some(format!(
+                "run `nubo` in a folder that has a {FILE_NAME}, or pass that folder"
+            )),
+        }],
+    })?;
+    load_str(path, &text, vars, stage)
+}
+
+/// Validates definition-file text; `path` names it in errors and its folder
+/// is the root that relative paths resolve against.
+pub fn load_str(
+    path: &Path,
+    text: &str,
+    vars: &dyn VariableSource,
+    stage: Stage,
+) -> Result<AppSpec, ManifestError> {
+    validate::validate(path, text, vars, stage)
+}
+
+/// App and component names: lower-case, digits and `-`, starting with a
+/// letter, so that they work as host names and URL segments.
+pub fn is_name(s: &str) -> bool {
+    s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && !s.ends_with('-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Variable names: lower-case, digits and `_`, starting with a letter.
+pub fn is_variable_name(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}

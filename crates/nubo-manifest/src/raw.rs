@@ -1,0 +1,85 @@
+//! The file as written: serde types that keep the span of every value so
+//! that validation can point at it. Nothing outside this crate sees them.
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+use std::collections::BTreeMap;
+
+pub(crate) type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawManifest {
+    pub app: S<RawApp>,
+    #[serde(default)]
+    pub variables: BTreeMap<S<String>, S<RawVariable>>,
+    #[serde(default)]
+    pub component: BTreeMap<S<String>, S<RawComponent>>,
+    #[serde(default)]
+    pub http: Vec<S<RawHttp>>,
+    #[serde(default, rename = "static")]
+    pub statics: Vec<S<RawStatic>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApp {
+    pub name: S<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVariable {
+    pub default: Option<S<String>>,
+    #[serde(default)]
+    pub required: Option<S<bool>>,
+    #[serde(default)]
+    pub secret: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawComponent {
+    pub source: S<String>,
+    pub build: Option<S<RawBuild>>,
+    #[serde(default)]
+    pub config: BTreeMap<S<String>, S<String>>,
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<S<String>>,
+    pub limits: Option<S<RawLimits>>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBuild {
+    pub command: S<String>,
+    pub workdir: Option<S<String>>,
+    #[serde(default)]
+    pub watch: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub memory_mb: Option<S<i64>>,
+    pub timeout_ms: Option<S<i64>>,
+    pub max_instances: Option<S<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttp {
+    pub route: S<String>,
+    pub component: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStatic {
+    pub route: S<String>,
+    pub dir: S<String>,
+}

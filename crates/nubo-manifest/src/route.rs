@@ -1,0 +1,131 @@
+//! Route patterns: an exact path, or a prefix written `/prefix/...`.
+//!
+//! Matching is deliberately simple so a reader of `nubo.toml` can predict it:
+//! an exact route wins over any prefix, and among prefixes the longest wins.
+//! Two routes that match the same set of paths are rejected at load time, so
+//! there is never a tie to break at request time.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "path", rename_all = "snake_case")]
+pub enum RoutePattern {
+    /// Matches this path only.
+    Exact(String),
+    /// Matches this path and everything below it. The empty prefix matches
+    /// every path.
+    Prefix(String),
+}
+
+impl RoutePattern {
+    /// Parses the `route` of an `[[http]]` entry.
+    pub fn parse_http(route: &str) -> Result<Self, String> {
+        check_chars(route)?;
+        if let Some(prefix) = route.strip_suffix("/...") {
+            if prefix.contains("...") {
+                return Err("`...` may only end a route, as in `/api/...`".into());
+            }
+            return Ok(Self::Prefix(prefix.to_string()));
+        }
+        if route.contains("...") {
+            return Err("`...` may only end a route, as in `/api/...`".into());
+        }
+        Ok(Self::Exact(route.to_string()))
+    }
+
+    /// Parses the `route` of a `[[static]]` entry: always a prefix, written
+    /// either `/assets` or `/assets/...`.
+    pub fn parse_static(route: &str) -> Result<Self, String> {
+        check_chars(route)?;
+        let prefix = route.strip_suffix("/...").unwrap_or(route);
+        if prefix.contains("...") {
+            return Err("`...` may only end a route, as in `/assets/...`".into());
+        }
+        Ok(Self::Prefix(prefix.trim_end_matches('/').to_string()))
+    }
+
+    /// If `path` matches, the part of it below the route (for prefixes), else
+    /// `None`. The remainder of a prefix match starts with `/` or is empty.
+    pub fn matches<'p>(&self, path: &'p str) -> Option<&'p str> {
+        match self {
+            Self::Exact(p) => (p == path).then_some(""),
+            Self::Prefix(p) => {
+                let rest = path.strip_prefix(p.as_str())?;
+                (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+            }
+        }
+    }
+
+    /// Higher is more specific; used to order routes for matching.
+    pub fn specificity(&self) -> (u8, usize) {
+        match self {
+            Self::Exact(p) => (1, p.len()),
+            Self::Prefix(p) => (0, p.len()),
+        }
+    }
+}
+
+fn check_chars(route: &str) -> Result<(), String> {
+    if !route.starts_with('/') {
+        return Err("a route must start with `/`".into());
+    }
+    if route.contains(['?', '#']) || route.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("a route is a path only: no query, fragment or white space".into());
+    }
+    if route.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err("a route may not contain `.` or `..` segments".into());
+    }
+    Ok(())
+}
+
+impl fmt::Display for RoutePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Exact(p) => f.write_str(p),
+            Self::Prefix(p) => write!(f, "{p}/..."),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RoutePattern::{self, *};
+
+    #[test]
+    fn parses_exact_and_prefix() {
+        assert_eq!(RoutePattern::parse_http("/a/b"), Ok(Exact("/a/b".into())));
+        assert_eq!(
+            RoutePattern::parse_http("/api/..."),
+            Ok(Prefix("/api".into()))
+        );
+        assert_eq!(RoutePattern::parse_http("/..."), Ok(Prefix("".into())));
+        assert_eq!(RoutePattern::parse_static("/"), Ok(Prefix("".into())));
+        assert_eq!(
+            RoutePattern::parse_static("/assets/"),
+            Ok(Prefix("/assets".into()))
+        );
+        assert_eq!(
+            RoutePattern::parse_static("/assets/..."),
+            Ok(Prefix("/assets".into()))
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_routes() {
+        assert!(RoutePattern::parse_http("api").is_err());
+        assert!(RoutePattern::parse_http("/a/.../b").is_err());
+        assert!(RoutePattern::parse_http("/a?x=1").is_err());
+        assert!(RoutePattern::parse_http("/a/../b").is_err());
+    }
+
+    #[test]
+    fn prefix_matches_whole_segments_only() {
+        let p = Prefix("/api".into());
+        assert_eq!(p.matches("/api"), Some(""));
+        assert_eq!(p.matches("/api/x"), Some("/x"));
+        assert_eq!(p.matches("/apix"), None);
+        assert_eq!(Prefix("".into()).matches("/anything"), Some("/anything"));
+        assert_eq!(Exact("/a".into()).matches("/a/"), None);
+    }
+}

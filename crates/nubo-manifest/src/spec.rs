@@ -1,0 +1,75 @@
+//! The validated app: what the runtime serves and, later, what the planner
+//! diffs. Paths are absolute and variables are resolved, so nothing
+//! downstream needs the file or the environment again.
+
+use crate::{OutboundRule, RoutePattern};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppSpec {
+    pub name: String,
+    pub description: Option<String>,
+    /// Variables whose values must never be printed.
+    pub secret_variables: BTreeSet<String>,
+    /// Folder that held `nubo.toml`; relative paths were resolved against it.
+    pub root: PathBuf,
+    pub components: BTreeMap<String, ComponentSpec>,
+    /// In declaration order; the gateway orders them by specificity.
+    pub routes: Vec<RouteSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComponentSpec {
+    pub description: Option<String>,
+    pub source: PathBuf,
+    pub build: Option<BuildSpec>,
+    /// What the component reads through `wasi:config`, variables resolved.
+    pub config: BTreeMap<String, String>,
+    /// Variables its config reads: a change to one restarts this component.
+    pub reads_variables: BTreeSet<String>,
+    pub allowed_outbound_hosts: Vec<OutboundRule>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildSpec {
+    pub command: String,
+    pub workdir: PathBuf,
+    /// Globs (relative to `workdir`) whose change triggers a rebuild.
+    pub watch: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Linear memory a single instance may grow to.
+    pub memory_mb: u64,
+    /// Wall-clock time a single request may take, CPU included.
+    pub timeout_ms: u64,
+    /// Instances running at once; more requests wait briefly, then get 503.
+    pub max_instances: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_mb: 128,
+            timeout_ms: 30_000,
+            max_instances: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteSpec {
+    pub pattern: RoutePattern,
+    pub target: RouteTarget,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteTarget {
+    Component(String),
+    Static(PathBuf),
+}

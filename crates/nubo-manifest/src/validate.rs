@@ -1,0 +1,394 @@
+//! From raw TOML to a trusted [`AppSpec`], collecting every problem.
+
+use crate::error::{Reporter, line_col};
+use crate::raw::{RawComponent, RawManifest, S};
+use crate::spec::{AppSpec, BuildSpec, ComponentSpec, Limits, RouteSpec, RouteTarget};
+use crate::template::{self, Part};
+use crate::{
+    Diagnostic, ManifestError, OutboundRule, RoutePattern, Stage, VariableSource, is_name,
+    is_variable_name,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+const DOCS_HINT: &str = "see docs/nubo-toml.md for every key nubo.toml accepts";
+
+pub(crate) fn validate(
+    path: &Path,
+    text: &str,
+    vars: &dyn VariableSource,
+    stage: Stage,
+) -> Result<AppSpec, ManifestError> {
+    let raw: RawManifest = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => return Err(parse_error(path, text, &e)),
+    };
+    let root = path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let root = std::path::absolute(&root).unwrap_or(root);
+    let mut r = Reporter::new(path, text);
+
+    let name = raw.app.get_ref().name.get_ref().clone();
+    if !is_name(&name) {
+        r.error_hint(
+            raw.app.get_ref().name.span(),
+            format!("invalid app name `{name}`"),
+            "use lower-case letters, digits and `-`, starting with a letter (at most 63)",
+        );
+    }
+
+    let values = resolve_variables(&raw, vars, &mut r);
+    let mut components = BTreeMap::new();
+    for (cname, comp) in &raw.component {
+        if !is_name(cname.get_ref()) {
+            r.error_hint(
+                cname.span(),
+                format!("invalid component name `{}`", cname.get_ref()),
+                "use lower-case letters, digits and `-`, starting with a letter (at most 63)",
+            );
+        }
+        let spec = component(&root, comp.get_ref(), &values, stage, &mut r);
+        components.insert(cname.get_ref().clone(), spec);
+    }
+    let routes = routes(&raw, &root, &mut r);
+    r.finish()?;
+    let secret_variables = raw
+        .variables
+        .iter()
+        .filter(|(_, v)| v.get_ref().secret)
+        .map(|(k, _)| k.get_ref().clone())
+        .collect();
+    Ok(AppSpec {
+        name,
+        description: raw.app.get_ref().description.clone(),
+        secret_variables,
+        root,
+        components,
+        routes,
+    })
+}
+
+fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ManifestError {
+    let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+    let message = e.message().trim().to_string();
+    let hint = if message.contains("unknown field") {
+        Some(format!("check the spelling; {DOCS_HINT}"))
+    } else if message.contains("missing field") {
+        Some(DOCS_HINT.to_string())
+    } else if message.starts_with("invalid type") {
+        Some(format!("the value has the wrong type; {DOCS_HINT}"))
+    } else {
+        None
+    };
+    ManifestError {
+        path: path.to_path_buf(),
+        diagnostics: vec![Diagnostic {
+            line,
+            col,
+            message,
+            hint,
+        }],
+    }
+}
+
+/// Values of declared variables: from the source if set, else the default.
+/// `None` for a required variable that is not set (already reported).
+fn resolve_variables(
+    raw: &RawManifest,
+    vars: &dyn VariableSource,
+    r: &mut Reporter<'_>,
+) -> BTreeMap<String, Option<String>> {
+    let mut values = BTreeMap::new();
+    for (name, var) in &raw.variables {
+        let n = name.get_ref();
+        if !is_variable_name(n) {
+            r.error_hint(
+                name.span(),
+                format!("invalid variable name `{n}`"),
+                "use lower-case letters, digits and `_`, starting with a letter",
+            );
+            continue;
+        }
+        let v = var.get_ref();
+        let required = v.required.as_ref().is_some_and(|s| *s.get_ref());
+        let value = match (&v.default, required) {
+            (Some(d), true) => {
+                r.error_hint(
+                    d.span(),
+                    format!("variable `{n}` is required and also has a default"),
+                    "remove `default`, or remove `required = true`",
+                );
+                None
+            }
+            (None, false) => {
+                r.error_hint(
+                    var.span(),
+                    format!("variable `{n}` has neither a default nor `required = true`"),
+                    format!(
+                        "write `{n} = {{ default = \"...\" }}` or `{n} = {{ required = true }}`"
+                    ),
+                );
+                None
+            }
+            (Some(d), false) => Some(vars.get(n).unwrap_or_else(|| d.get_ref().clone())),
+            (None, true) => {
+                let value = vars.get(n);
+                if value.is_none() {
+                    r.error_hint(
+                        name.span(),
+                        format!("required variable `{n}` is not set"),
+                        format!(
+                            "set it in the environment: export {}=...",
+                            crate::EnvVariables::env_name(n)
+                        ),
+                    );
+                }
+                value
+            }
+        };
+        values.insert(n.clone(), value);
+    }
+    values
+}
+
+fn component(
+    root: &Path,
+    comp: &RawComponent,
+    values: &BTreeMap<String, Option<String>>,
+    stage: Stage,
+    r: &mut Reporter<'_>,
+) -> ComponentSpec {
+    let source = root.join(comp.source.get_ref());
+    let build = comp.build.as_ref().map(|b| {
+        let b = b.get_ref();
+        let workdir = b
+            .workdir
+            .as_ref()
+            .map(|w| root.join(w.get_ref()))
+            .unwrap_or_else(|| root.to_path_buf());
+        if let Some(w) = &b.workdir
+            && !workdir.is_dir()
+        {
+            r.error(
+                w.span(),
+                format!("build workdir `{}` is not a folder", w.get_ref()),
+            );
+        }
+        if b.command.get_ref().trim().is_empty() {
+            r.error(b.command.span(), "build command is empty");
+        }
+        BuildSpec {
+            command: b.command.get_ref().clone(),
+            workdir,
+            watch: b.watch.iter().map(|w| w.get_ref().clone()).collect(),
+        }
+    });
+    let must_exist = stage == Stage::Built || build.is_none();
+    if must_exist && !source.is_file() {
+        let hint = if build.is_some() {
+            "the build command ran but did not produce this file; check `source` against the build output".to_string()
+        } else {
+            "build the component first, or add `build = { command = \"...\" }` so `nubo build` does"
+                .to_string()
+        };
+        r.error_hint(
+            comp.source.span(),
+            format!(
+                "component source `{}` does not exist",
+                comp.source.get_ref()
+            ),
+            hint,
+        );
+    }
+
+    let mut config = BTreeMap::new();
+    let mut reads_variables = BTreeSet::new();
+    for (key, value) in &comp.config {
+        let parts = match template::parse(value.get_ref()) {
+            Ok(parts) => parts,
+            Err(e) => {
+                r.error(value.span(), e);
+                continue;
+            }
+        };
+        for part in &parts {
+            if let Part::Var(v) = part {
+                reads_variables.insert(v.clone());
+                if !values.contains_key(v) {
+                    r.error_hint(
+                        value.span(),
+                        format!("config `{}` uses undefined variable `{v}`", key.get_ref()),
+                        format!("declare it: [variables] {v} = {{ default = \"...\" }}"),
+                    );
+                }
+            }
+        }
+        let rendered = template::render(&parts, |v| values.get(v).cloned().flatten());
+        config.insert(key.get_ref().clone(), rendered.unwrap_or_default());
+    }
+
+    let mut allowed_outbound_hosts = Vec::new();
+    for host in &comp.allowed_outbound_hosts {
+        match OutboundRule::parse(host.get_ref()) {
+            Ok(rule) => allowed_outbound_hosts.push(rule),
+            Err(e) => r.error_hint(
+                host.span(),
+                e,
+                "write scheme://host[:port], e.g. \"https://api.example.com\" or \"http://localhost:8080\"",
+            ),
+        }
+    }
+
+    ComponentSpec {
+        description: comp.description.clone(),
+        source,
+        build,
+        config,
+        reads_variables,
+        allowed_outbound_hosts,
+        limits: limits(comp, r),
+    }
+}
+
+fn limits(comp: &RawComponent, r: &mut Reporter<'_>) -> Limits {
+    let mut limits = Limits::default();
+    let Some(raw) = &comp.limits else {
+        return limits;
+    };
+    let raw = raw.get_ref();
+    let mut check = |v: &Option<S<i64>>, name: &str, max: i64| -> Option<u64> {
+        let v = v.as_ref()?;
+        let n = *v.get_ref();
+        if n < 1 || n > max {
+            r.error(
+                v.span(),
+                format!("`{name}` must be between 1 and {max}, got {n}"),
+            );
+            return None;
+        }
+        u64::try_from(n).ok()
+    };
+    if let Some(m) = check(&raw.memory_mb, "memory_mb", 4096) {
+        limits.memory_mb = m;
+    }
+    if let Some(t) = check(&raw.timeout_ms, "timeout_ms", 24 * 3600 * 1000) {
+        limits.timeout_ms = t;
+    }
+    if let Some(i) = check(&raw.max_instances, "max_instances", 10_000) {
+        limits.max_instances = u32::try_from(i).unwrap_or(u32::MAX);
+    }
+    limits
+}
+
+fn routes(raw: &RawManifest, root: &Path, r: &mut Reporter<'_>) -> Vec<RouteSpec> {
+    let mut seen: BTreeMap<RoutePattern, (Range<usize>, String)> = BTreeMap::new();
+    let mut out = Vec::new();
+    let mut add = |r: &mut Reporter<'_>, route: &S<String>, pattern: RoutePattern, what: String| {
+        if let Some((span, other)) = seen.get(&pattern) {
+            let message = format!(
+                "route `{}` matches the same paths as `{pattern}` of {other} ({})",
+                route.get_ref(),
+                r.location(span.clone())
+            );
+            r.error_hint(
+                route.span(),
+                message,
+                "each path must have one owner: remove or change one of the two routes",
+            );
+            false
+        } else {
+            seen.insert(pattern, (route.span(), what));
+            true
+        }
+    };
+    for h in &raw.http {
+        let h = h.get_ref();
+        let name = h.component.get_ref();
+        if !raw.component.keys().any(|k| k.get_ref() == name) {
+            let names: Vec<&str> = raw.component.keys().map(|k| k.get_ref().as_str()).collect();
+            let hint = match closest(name, &names) {
+                Some(c) => format!("did you mean `{c}`?"),
+                None if names.is_empty() => "declare it: [component.NAME] source = \"...\"".into(),
+                None => format!("declared components: {}", names.join(", ")),
+            };
+            r.error_hint(
+                h.component.span(),
+                format!("unknown component `{name}`"),
+                hint,
+            );
+        }
+        match RoutePattern::parse_http(h.route.get_ref()) {
+            Ok(p) => {
+                if add(r, &h.route, p.clone(), format!("component `{name}`")) {
+                    out.push(RouteSpec {
+                        pattern: p,
+                        target: RouteTarget::Component(name.clone()),
+                    });
+                }
+            }
+            Err(e) => r.error_hint(
+                h.route.span(),
+                format!("invalid route `{}`: {e}", h.route.get_ref()),
+                "write an exact path like `/hello` or a prefix like `/api/...`",
+            ),
+        }
+    }
+    for s in &raw.statics {
+        let s = s.get_ref();
+        let dir = root.join(s.dir.get_ref());
+        if !dir.is_dir() {
+            r.error(
+                s.dir.span(),
+                format!("static dir `{}` is not a folder", s.dir.get_ref()),
+            );
+        }
+        match RoutePattern::parse_static(s.route.get_ref()) {
+            Ok(p) => {
+                if add(
+                    r,
+                    &s.route,
+                    p.clone(),
+                    format!("static dir `{}`", s.dir.get_ref()),
+                ) {
+                    out.push(RouteSpec {
+                        pattern: p,
+                        target: RouteTarget::Static(dir),
+                    });
+                }
+            }
+            Err(e) => r.error(
+                s.route.span(),
+                format!("invalid route `{}`: {e}", s.route.get_ref()),
+            ),
+        }
+    }
+    out
+}
+
+/// The candidate within edit distance 2 of `name`, for "did you mean".
+fn closest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(name, c), *c))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}

@@ -1,0 +1,201 @@
+//! Pins the exact messages users see for broken definition files.
+
+use nubo_manifest::{RoutePattern, RouteTarget, Stage, load};
+use std::path::Path;
+
+/// Writes `text` as nubo.toml in a temp dir with a `public/` folder and a
+/// fake `web.wasm`, and loads it with `api_key` set.
+fn check(text: &str) -> Result<nubo_manifest::AppSpec, String> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("public")).unwrap();
+    std::fs::write(dir.path().join("web.wasm"), b"").unwrap();
+    let path = dir.path().join("nubo.toml");
+    std::fs::write(&path, text).unwrap();
+    let vars = |name: &str| (name == "api_key").then(|| "k3y".to_string());
+    load(&path, &vars, Stage::Built).map_err(|e| {
+        // Strip the temp dir so messages can be compared literally.
+        e.to_string()
+            .replace(&format!("{}/", dir.path().display()), "")
+    })
+}
+
+const GOOD: &str = r#"
+[app]
+name = "hello"
+
+[variables]
+greeting = { default = "Hello" }
+api_key = { required = true, secret = true }
+
+[component.web]
+source = "web.wasm"
+config = { greeting = "{{ greeting }}, world", key = "{{api_key}}" }
+allowed_outbound_hosts = ["https://api.example.com"]
+limits = { memory_mb = 64, timeout_ms = 2000, max_instances = 8 }
+
+[[http]]
+route = "/api/..."
+component = "web"
+
+[[static]]
+route = "/"
+dir = "public"
+"#;
+
+#[test]
+fn valid_file_resolves_everything() {
+    let app = check(GOOD).unwrap();
+    assert_eq!(app.name, "hello");
+    let web = &app.components["web"];
+    assert_eq!(web.config["greeting"], "Hello, world");
+    assert_eq!(web.config["key"], "k3y");
+    assert_eq!(web.limits.memory_mb, 64);
+    assert_eq!(web.limits.max_instances, 8);
+    assert!(web.reads_variables.contains("api_key"));
+    assert!(app.secret_variables.contains("api_key"));
+    assert_eq!(app.routes.len(), 2);
+    assert_eq!(app.routes[0].pattern, RoutePattern::Prefix("/api".into()));
+    assert_eq!(app.routes[0].target, RouteTarget::Component("web".into()));
+    assert!(matches!(&app.routes[1].target, RouteTarget::Static(p) if p.ends_with("public")));
+    assert!(Path::new(&app.root).is_absolute());
+}
+
+#[test]
+fn unknown_key_names_line_and_column() {
+    let text = GOOD.replace("source = \"web.wasm\"", "source = \"web.wasm\"\nsorce = 1");
+    let err = check(&text).unwrap_err();
+    assert!(
+        err.starts_with("nubo.toml:11:1: unknown field `sorce`"),
+        "{err}"
+    );
+    assert!(err.contains("hint: check the spelling"), "{err}");
+}
+
+#[test]
+fn wrong_type() {
+    let text = GOOD.replace("memory_mb = 64", "memory_mb = \"64\"");
+    let err = check(&text).unwrap_err();
+    assert!(
+        err.starts_with("nubo.toml:13:24: invalid type: string \"64\", expected i64"),
+        "{err}"
+    );
+}
+
+#[test]
+fn syntax_error() {
+    let err = check("[app\nname = 1").unwrap_err();
+    assert!(err.starts_with("nubo.toml:1:"), "{err}");
+}
+
+#[test]
+fn missing_app_table() {
+    let err = check("[component.web]\nsource = \"web.wasm\"\n").unwrap_err();
+    assert!(err.contains("missing field `app`"), "{err}");
+}
+
+#[test]
+fn unknown_component_suggests_the_closest() {
+    let text = GOOD.replace("component = \"web\"", "component = \"wbe\"");
+    let err = check(&text).unwrap_err();
+    assert_eq!(
+        err,
+        "nubo.toml:17:13: unknown component `wbe`\n  hint: did you mean `web`?"
+    );
+}
+
+#[test]
+fn duplicate_routes_point_at_both() {
+    let text = format!("{GOOD}\n[[http]]\nroute = \"/api/...\"\ncomponent = \"web\"\n");
+    let err = check(&text).unwrap_err();
+    assert_eq!(
+        err,
+        "nubo.toml:24:9: route `/api/...` matches the same paths as `/api/...` of component `web` (nubo.toml:16:9)\n  hint: each path must have one owner: remove or change one of the two routes"
+    );
+}
+
+#[test]
+fn static_and_http_on_the_same_prefix_are_ambiguous() {
+    let text = format!("{GOOD}\n[[static]]\nroute = \"/api\"\ndir = \"public\"\n");
+    let err = check(&text).unwrap_err();
+    assert!(
+        err.starts_with(
+            "nubo.toml:24:9: route `/api` matches the same paths as `/api/...` of component `web`"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_files_are_errors() {
+    let text = GOOD
+        .replace("\"web.wasm\"", "\"nope.wasm\"")
+        .replace("dir = \"public\"", "dir = \"nowhere\"");
+    let err = check(&text).unwrap_err();
+    assert!(
+        err.contains("nubo.toml:10:10: component source `nope.wasm` does not exist"),
+        "{err}"
+    );
+    assert!(
+        err.contains("nubo.toml:21:7: static dir `nowhere` is not a folder"),
+        "{err}"
+    );
+}
+
+#[test]
+fn undefined_and_missing_required_variables() {
+    let text = GOOD
+        .replace("{{ greeting }}", "{{ greting }}")
+        .replace("api_key = { required", "token = { required");
+    let err = check(&text).unwrap_err();
+    assert!(
+        err.contains("nubo.toml:7:1: required variable `token` is not set\n  hint: set it in the environment: export NUBO_VAR_TOKEN=..."),
+        "{err}"
+    );
+    assert!(
+        err.contains("config `greeting` uses undefined variable `greting`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("config `key` uses undefined variable `api_key`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_limits_hosts_and_names() {
+    let text = GOOD
+        .replace("max_instances = 8", "max_instances = 0")
+        .replace("https://api.example.com", "api.example.com")
+        .replace("name = \"hello\"", "name = \"Hello World\"");
+    let err = check(&text).unwrap_err();
+    assert!(
+        err.contains("nubo.toml:3:8: invalid app name `Hello World`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`max_instances` must be between 1 and 10000, got 0"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`api.example.com` is not of the form scheme://host[:port]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unbuilt_source_is_fine_before_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nubo.toml");
+    std::fs::write(
+        &path,
+        "[app]\nname = \"a\"\n[component.c]\nsource = \"out.wasm\"\nbuild = { command = \"true\" }\n",
+    )
+    .unwrap();
+    let none = |_: &str| None;
+    assert!(load(&path, &none, Stage::BeforeBuild).is_ok());
+    let err = load(&path, &none, Stage::Built).unwrap_err().to_string();
+    assert!(
+        err.contains("component source `out.wasm` does not exist"),
+        "{err}"
+    );
+}
