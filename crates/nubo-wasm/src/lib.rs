@@ -1,0 +1,21 @@
+//! Runs Nubo's sandboxed WebAssembly components.
+//!
+//! One [`Runtime`] per node owns the wasmtime engine, the linker with every
+//! host interface Nubo offers, and the compile cache. Loading a component
+//! compiles and pre-instantiates it once; serving a request instantiates it
+//! afresh under its memory and time limits. Guests see standard WASI only
+//! (`wasi:http`, `wasi:config`, `wasi:cli` output), and reach only what their
+//! `nubo.toml` entry grants.
+
+mod cache;
+mod engine;
+mod error;
+mod host;
+mod http;
+mod logs;
+
+pub use engine::{EPOCH_TICK, Runtime, RuntimeOptions};
+pub use error::{HandleError, LoadError};
+pub use http::{ComponentSettings, HttpComponent, QUEUE_TIMEOUT};
+pub use logs::LogTags;
+pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;

@@ -1,0 +1,164 @@
+//! One wasmtime engine per node, shared by every component of every app.
+//!
+//! The engine uses the pooling allocator: instance memory is reserved up front
+//! and recycled, which makes a fresh instance per request cost microseconds.
+//! Time limits use epoch interruption — a background thread bumps the epoch
+//! every [`EPOCH_TICK`], and each store traps once its deadline in ticks has
+//! passed — because it costs far less than fuel metering on the hot path.
+
+use crate::cache::CompileCache;
+use crate::error::LoadError;
+use crate::host::Host;
+use crate::http::{ComponentSettings, HttpComponent};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+/// How often the epoch advances; the granularity of `timeout_ms`.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Node-wide engine settings.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Instances that can exist at once across all components.
+    pub max_total_instances: u32,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            max_total_instances: 1000,
+        }
+    }
+}
+
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<Host>>,
+    cache: Option<CompileCache>,
+}
+
+impl Runtime {
+    pub fn new(options: RuntimeOptions) -> Result<Self, LoadError> {
+        let engine_err = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
+        let n = options.max_total_instances.max(1);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(n)
+            // A Rust component holds a few core instances (main module plus
+            // adapter shims); leave room for that.
+            .total_core_instances(n.saturating_mul(8))
+            .total_memories(n.saturating_mul(2))
+            .total_tables(n.saturating_mul(8))
+            .total_stacks(n)
+            .max_memory_size(4 << 30)
+            .max_memories_per_module(1)
+            .max_unused_warm_slots(n.min(100));
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(engine_err)?;
+
+        let mut linker: Linker<Host> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_err)?;
+        wasmtime_wasi_config::add_to_linker(&mut linker, |h: &mut Host| {
+            wasmtime_wasi_config::WasiConfig::from(&*h.config)
+        })
+        .map_err(engine_err)?;
+
+        start_epoch_ticker(&engine);
+        let cache = options.cache_dir.map(|dir| CompileCache::new(dir, &engine));
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+            cache,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles (or loads from cache) and pre-instantiates an HTTP component.
+    /// Fails, with a reason a user can act on, for anything that is not a
+    /// `wasi:http/proxy` component Nubo can link.
+    pub fn load_http(
+        &self,
+        path: &Path,
+        settings: ComponentSettings,
+    ) -> Result<HttpComponent, LoadError> {
+        let wasm = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.load_http_bytes(path, &wasm, settings)
+    }
+
+    pub fn load_http_bytes(
+        &self,
+        path: &Path,
+        wasm: &[u8],
+        settings: ComponentSettings,
+    ) -> Result<HttpComponent, LoadError> {
+        match wasm.get(..8) {
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
+                return Err(LoadError::CoreModule {
+                    path: path.to_path_buf(),
+                });
+            }
+            Some([0, b'a', b's', b'm', _, _, _, _]) => {}
+            _ => {
+                return Err(LoadError::Invalid {
+                    path: path.to_path_buf(),
+                    reason: "missing the \\0asm header".into(),
+                });
+            }
+        }
+        let started = std::time::Instant::now();
+        let (component, cached) = match &self.cache {
+            Some(cache) => cache.load(&self.engine, wasm),
+            None => wasmtime::component::Component::new(&self.engine, wasm).map(|c| (c, false)),
+        }
+        .map_err(|e| LoadError::Invalid {
+            path: path.to_path_buf(),
+            reason: format!("{e:#}"),
+        })?;
+        tracing::debug!(
+            component = %settings.component,
+            cached,
+            "compiled in {:?}",
+            started.elapsed()
+        );
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Imports(format!("{e:#}")))?;
+        let pre = ProxyPre::new(instance_pre).map_err(|e| LoadError::NotHttp(format!("{e:#}")))?;
+        Ok(HttpComponent::new(pre, settings))
+    }
+}
+
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("nubo-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
+    if let Err(e) = spawned {
+        // Without the ticker, time limits cannot fire; say so loudly.
+        tracing::error!("cannot start the epoch thread, time limits are off: {e}");
+    }
+}

@@ -1,0 +1,39 @@
+use std::path::PathBuf;
+
+/// Why a component could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is a core WebAssembly module, not a component")]
+    CoreModule { path: PathBuf },
+    #[error("{path} is not a WebAssembly component: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("component imports something Nubo does not provide: {0}")]
+    Imports(String),
+    #[error("component does not export wasi:http/incoming-handler, so it cannot serve HTTP: {0}")]
+    NotHttp(String),
+    #[error("cannot start the WebAssembly engine: {0}")]
+    Engine(String),
+}
+
+/// Why a request to a component did not produce a response. The gateway
+/// turns each into an HTTP status; the node keeps serving in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// Every instance slot stayed busy for the whole queueing time.
+    #[error("component is at its max_instances limit")]
+    Busy,
+    /// The request ran past `timeout_ms` (CPU loop or slow I/O).
+    #[error("component exceeded its time limit of {0} ms")]
+    Timeout(u64),
+    /// The guest tried to grow memory past `memory_mb`.
+    #[error("component exceeded its memory limit of {0} MB")]
+    MemoryLimit(u64),
+    /// The guest trapped or returned without a response.
+    #[error("component failed: {0}")]
+    Failed(String),
+}

@@ -1,0 +1,109 @@
+//! The per-request store state: what a guest instance can reach.
+//!
+//! Everything a component may touch lives here and is built from its
+//! `nubo.toml` grants: config values, the outbound allow-list, memory limits.
+//! WASI filesystem and sockets are linked (Rust's std imports them) but get
+//! no preopened directories and no socket permissions.
+
+use crate::logs::{LineStream, LogTags, Stream};
+use nubo_manifest::OutboundRule;
+use std::future::Future;
+use std::sync::Arc;
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_config::WasiConfigVariables;
+use wasmtime_wasi_http::{
+    Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
+    WasiHttpView,
+};
+
+pub struct Host {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: OutboundPolicy,
+    pub(crate) limits: StoreLimits,
+    pub(crate) config: Arc<WasiConfigVariables>,
+}
+
+impl Host {
+    pub(crate) fn new(
+        tags: LogTags,
+        rules: Arc<Vec<OutboundRule>>,
+        config: Arc<WasiConfigVariables>,
+        limits: StoreLimits,
+    ) -> Self {
+        let wasi = WasiCtx::builder()
+            .stdout(LineStream::new(tags.clone(), Stream::Stdout))
+            .stderr(LineStream::new(tags.clone(), Stream::Stderr))
+            .build();
+        let mut table = ResourceTable::new();
+        // Bounds the host memory a guest can pin through resource handles.
+        table.set_max_capacity(100_000);
+        Self {
+            table,
+            wasi,
+            http: WasiHttpCtx::new(),
+            hooks: OutboundPolicy { rules, tags },
+            limits,
+            config,
+        }
+    }
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for Host {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Outbound HTTP goes only to `allowed_outbound_hosts`; anything else fails
+/// inside the guest with `HttpRequestDenied` and is logged here.
+struct OutboundPolicy {
+    rules: Arc<Vec<OutboundRule>>,
+    tags: LogTags,
+}
+
+type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
+type SendFuture =
+    Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>;
+
+impl WasiHttpHooks for OutboundPolicy {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: IoFuture,
+    ) -> SendFuture {
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("https");
+        let host = uri.host().unwrap_or("");
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "http" { 80 } else { 443 });
+        if !self.rules.iter().any(|r| r.allows(scheme, host, port)) {
+            let t = &self.tags;
+            tracing::warn!(
+                target: "nubo::guest",
+                app = %t.app, component = %t.component, request_id = %t.request_id,
+                "outbound request to {scheme}://{host}:{port} denied: not in allowed_outbound_hosts"
+            );
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
+        wasmtime_wasi_http::default_hooks().send_request(request, options, fut)
+    }
+}

@@ -1,0 +1,184 @@
+//! Serving one HTTP request with a fresh instance of a component.
+//!
+//! Each request gets its own store and instance from the pre-instantiated
+//! component, so no state leaks between requests and a trap poisons nothing.
+//! The guest runs in its own task: after it hands over the response head it
+//! keeps running to stream the body, still under its time and memory limits.
+
+use crate::engine::EPOCH_TICK;
+use crate::error::HandleError;
+use crate::host::Host;
+use crate::logs::LogTags;
+use bytes::Bytes;
+use nubo_manifest::{Limits, OutboundRule};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use wasmtime::{Store, StoreLimitsBuilder, Trap};
+use wasmtime_wasi_config::WasiConfigVariables;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// How long a request waits for a free instance slot before a 503.
+pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What a component was granted in `nubo.toml`.
+#[derive(Debug, Clone)]
+pub struct ComponentSettings {
+    pub app: String,
+    pub component: String,
+    pub config: BTreeMap<String, String>,
+    pub allowed_outbound_hosts: Vec<OutboundRule>,
+    pub limits: Limits,
+}
+
+/// A component ready to serve: compiled, linked and pre-instantiated.
+#[derive(Clone)]
+pub struct HttpComponent {
+    pre: ProxyPre<Host>,
+    app: Arc<str>,
+    component: Arc<str>,
+    rules: Arc<Vec<OutboundRule>>,
+    config: Arc<WasiConfigVariables>,
+    limits: Limits,
+    slots: Arc<Semaphore>,
+}
+
+impl HttpComponent {
+    pub(crate) fn new(pre: ProxyPre<Host>, s: ComponentSettings) -> Self {
+        let config = s.config.into_iter().collect::<WasiConfigVariables>();
+        Self {
+            pre,
+            app: s.app.into(),
+            component: s.component.into(),
+            rules: Arc::new(s.allowed_outbound_hosts),
+            config: Arc::new(config),
+            limits: s.limits,
+            slots: Arc::new(Semaphore::new(s.limits.max_instances as usize)),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.component
+    }
+
+    /// Instances running right now.
+    pub fn active(&self) -> usize {
+        (self.limits.max_instances as usize).saturating_sub(self.slots.available_permits())
+    }
+
+    /// Runs the component on `req`. Errors say why no response came; the
+    /// caller maps them to 503, 504 and 500.
+    pub async fn handle<B>(
+        &self,
+        req: hyper::Request<B>,
+        request_id: &str,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, HandleError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let permit =
+            match tokio::time::timeout(QUEUE_TIMEOUT, self.slots.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => permit,
+                _ => return Err(HandleError::Busy),
+            };
+        let limits = self.limits;
+        let memory = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
+        let tags = LogTags {
+            app: self.app.clone(),
+            component: self.component.clone(),
+            request_id: request_id.into(),
+        };
+        let host = Host::new(
+            tags,
+            self.rules.clone(),
+            self.config.clone(),
+            StoreLimitsBuilder::new()
+                .memory_size(memory)
+                .trap_on_grow_failure(true)
+                .build(),
+        );
+        let mut store = Store::new(self.pre.engine(), host);
+        store.limiter(|h| &mut h.limits);
+        store.set_epoch_deadline(limits.timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1);
+        store.epoch_deadline_trap();
+
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (req, out) = {
+            let mut http = store.data_mut().http();
+            let req = http
+                .new_incoming_request(Scheme::Http, req)
+                .map_err(|e| HandleError::Failed(format!("{e:#}")))?;
+            let out = http
+                .new_response_outparam(tx)
+                .map_err(|e| HandleError::Failed(format!("{e:#}")))?;
+            (req, out)
+        };
+        let pre = self.pre.clone();
+        let app = self.app.clone();
+        let component = self.component.clone();
+        let rid: Arc<str> = request_id.into();
+        let task = tokio::spawn(async move {
+            let _permit = permit;
+            let result = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            }
+            .await;
+            if let Err(e) = &result {
+                tracing::warn!(
+                    target: "nubo::guest",
+                    app = %app, component = %component, request_id = %rid,
+                    "request failed: {}", describe(e, &limits)
+                );
+            }
+            result
+        });
+
+        let timeout = Duration::from_millis(limits.timeout_ms);
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(Ok(response))) => Ok(response),
+            Ok(Ok(Err(code))) => Err(HandleError::Failed(format!(
+                "guest returned error {code:?}"
+            ))),
+            Ok(Err(_)) => Err(match task.await {
+                Ok(Ok(())) => HandleError::Failed("the guest returned without a response".into()),
+                Ok(Err(e)) => classify(&e, &limits),
+                Err(e) => HandleError::Failed(format!("guest task failed: {e}")),
+            }),
+            Err(_) => {
+                // Dropping the store stops the guest at its next yield point.
+                task.abort();
+                Err(HandleError::Timeout(limits.timeout_ms))
+            }
+        }
+    }
+}
+
+fn classify(e: &wasmtime::Error, limits: &Limits) -> HandleError {
+    if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        return HandleError::Timeout(limits.timeout_ms);
+    }
+    if is_memory_limit(e) {
+        return HandleError::MemoryLimit(limits.memory_mb);
+    }
+    HandleError::Failed(format!("{e:#}"))
+}
+
+fn is_memory_limit(e: &wasmtime::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("forcing trap when growing memory")
+        || text.contains("forcing a memory growth failure")
+        || text.contains("exceeds memory limits")
+}
+
+fn describe(e: &wasmtime::Error, limits: &Limits) -> String {
+    classify(e, limits).to_string()
+}
