@@ -1,0 +1,17 @@
+//! Nubo's HTTP gateway: the front door of every app.
+//!
+//! It owns the listener and decides, per request, whether a static directory
+//! or a component answers. Components run through `nubo-wasm`; this crate
+//! only routes and turns failures into statuses (503 busy, 504 time limit,
+//! 500 trap or memory limit), so the node keeps serving whatever one
+//! component does.
+
+mod body;
+mod router;
+mod server;
+mod static_files;
+
+pub use body::{Body, BoxError};
+pub use router::{Router, Target};
+pub use server::{Gateway, SHUTDOWN_GRACE, serve};
+pub use static_files::StaticDir;

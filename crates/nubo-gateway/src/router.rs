@@ -1,0 +1,48 @@
+//! Which route owns a path.
+//!
+//! Routes come validated from `nubo.toml` (no two match the same set of
+//! paths), so matching is a linear scan in specificity order: exact routes
+//! first, then prefixes from longest to shortest. Apps have a handful of
+//! routes; a scan beats a trie at that size and is obviously correct.
+
+use crate::static_files::StaticDir;
+use nubo_manifest::RoutePattern;
+use nubo_wasm::HttpComponent;
+
+#[derive(Clone)]
+pub enum Target {
+    Component(HttpComponent),
+    Static(StaticDir),
+}
+
+#[derive(Clone, Default)]
+pub struct Router {
+    app: String,
+    routes: Vec<(RoutePattern, Target)>,
+}
+
+impl Router {
+    pub fn new(app: impl Into<String>, mut routes: Vec<(RoutePattern, Target)>) -> Self {
+        routes.sort_by_key(|(p, _)| std::cmp::Reverse(p.specificity()));
+        Self {
+            app: app.into(),
+            routes,
+        }
+    }
+
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    /// The target for `path` and the part of the path below the route.
+    pub fn find<'p>(&self, path: &'p str) -> Option<(&RoutePattern, &Target, &'p str)> {
+        self.routes
+            .iter()
+            .find_map(|(p, t)| p.matches(path).map(|rest| (p, t, rest)))
+    }
+
+    /// Routes in match order, for printing.
+    pub fn routes(&self) -> impl Iterator<Item = (&RoutePattern, &Target)> {
+        self.routes.iter().map(|(p, t)| (p, t))
+    }
+}

@@ -1,0 +1,233 @@
+//! The HTTP listener: connections, graceful shutdown, request dispatch.
+//!
+//! hyper does the protocol work (HTTP/1.1 and HTTP/2, malformed requests get
+//! a 400 from it before Nubo sees them). Nubo adds routing, a request id on
+//! every request and response, an access log line, and the mapping from a
+//! component's failure to the status a client can act on.
+
+use crate::body::{Body, BoxError, full};
+use crate::router::{Router, Target};
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use nubo_wasm::HandleError;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+/// How long in-flight requests may take to finish after shutdown begins.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Routes requests to the current [`Router`], which can be replaced while
+/// serving (in-flight requests keep the router they started with).
+pub struct Gateway {
+    router: ArcSwap<Router>,
+    ids: RequestIds,
+}
+
+impl Gateway {
+    pub fn new(router: Router) -> Arc<Self> {
+        Arc::new(Self {
+            router: ArcSwap::from_pointee(router),
+            ids: RequestIds::new(),
+        })
+    }
+
+    pub fn router(&self) -> Arc<Router> {
+        self.router.load_full()
+    }
+
+    pub fn replace_router(&self, router: Router) {
+        self.router.store(Arc::new(router));
+    }
+
+    /// Handles one request; never fails, every problem becomes a response.
+    pub async fn handle(&self, req: Request<Incoming>, local: SocketAddr) -> Response<Body> {
+        let started = Instant::now();
+        let id = self.ids.next();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let router = self.router.load_full();
+        let mut response = match router.find(&path) {
+            None => text(StatusCode::NOT_FOUND, format!("no route for {path}\n")),
+            Some((_, Target::Static(dir), rest)) => {
+                dir.serve(&method, &path, rest, req.headers()).await
+            }
+            Some((pattern, Target::Component(c), rest)) => {
+                let req = prepare(req, local, &pattern.to_string(), rest);
+                match c.handle(req, &id).await {
+                    Ok(r) => r.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()),
+                    Err(e) => failure(c.name(), &e, &id),
+                }
+            }
+        };
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert("x-request-id", v);
+        }
+        tracing::info!(
+            target: "nubo::http",
+            app = router.app(), request_id = %id,
+            "{method} {path} {} {:.1}ms",
+            response.status().as_u16(),
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+        response
+    }
+}
+
+/// Gives the request an absolute URI (wasi:http needs an authority) and
+/// tells the guest which route matched, like Spin's `spin-path-info`.
+fn prepare(
+    mut req: Request<Incoming>,
+    local: SocketAddr,
+    route: &str,
+    rest: &str,
+) -> Request<Incoming> {
+    if req.uri().authority().is_none() {
+        let authority = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| local.to_string());
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        if let Ok(uri) = format!("http://{authority}{pq}").parse() {
+            *req.uri_mut() = uri;
+        }
+    }
+    let h = req.headers_mut();
+    h.remove("nubo-matched-route");
+    h.remove("nubo-path-info");
+    if let Ok(v) = HeaderValue::from_str(route) {
+        h.insert("nubo-matched-route", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(rest) {
+        h.insert("nubo-path-info", v);
+    }
+    req
+}
+
+fn failure(component: &str, e: &HandleError, id: &str) -> Response<Body> {
+    let status = match e {
+        HandleError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        HandleError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        HandleError::MemoryLimit(_) | HandleError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let summary = match e {
+        HandleError::Failed(_) => "component failed (details in the node log)".to_string(),
+        other => other.to_string(),
+    };
+    let mut r = text(status, format!("{component}: {summary} [request {id}]\n"));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
+}
+
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and waits up to
+/// [`SHUTDOWN_GRACE`] for in-flight requests to finish.
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let local = listener.local_addr()?;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Usually EMFILE: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let gw = gateway.clone();
+        let service = service_fn(move |req| {
+            let gw = gw.clone();
+            async move { Ok::<_, Infallible>(gw.handle(req, local).await) }
+        });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}");
+        }
+    }
+    Ok(())
+}
+
+/// Request ids: unique per node run, short enough to read in a log.
+struct RequestIds {
+    prefix: u32,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        Self {
+            prefix: h.finish() as u32,
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        format!(
+            "{:08x}-{:x}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}

@@ -1,0 +1,375 @@
+//! Static files, served the way browsers and CDNs expect.
+//!
+//! Written for Nubo rather than borrowed because its safety rule is Nubo's
+//! own: a request can never read outside the declared directory — not with
+//! `..`, not with percent-encoded variants of it, and not through a symlink
+//! that points elsewhere (every path is canonicalised and checked against the
+//! canonical root before it is opened). On top of that: content types from
+//! the extension, ETag / If-None-Match and Last-Modified / If-Modified-Since,
+//! single byte ranges with If-Range, `index.html` for directories, and
+//! precompressed `.br` / `.gz` siblings when the client accepts them.
+
+use crate::body::{Body, empty, full};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use percent_encoding::percent_decode_str;
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+#[derive(Debug, Clone)]
+pub struct StaticDir {
+    root: PathBuf,
+}
+
+impl StaticDir {
+    /// `root` must exist; it is canonicalised once here.
+    pub fn new(root: &Path) -> std::io::Result<Self> {
+        Ok(Self {
+            root: root.canonicalize()?,
+        })
+    }
+
+    /// Serves `rest`, the still percent-encoded request path below the route
+    /// prefix (empty or starting with `/`). `full_path` is the request path,
+    /// used for the trailing-slash redirect of directories.
+    pub async fn serve(
+        &self,
+        method: &Method,
+        full_path: &str,
+        rest: &str,
+        headers: &HeaderMap,
+    ) -> Response<Body> {
+        if method != Method::GET && method != Method::HEAD {
+            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return r;
+        }
+        let Some(path) = self.resolve(rest).await else {
+            return not_found();
+        };
+        let (path, meta) = match tokio::fs::metadata(&path).await {
+            Ok(m) if m.is_dir() => {
+                if !full_path.ends_with('/') {
+                    let mut r = empty_response(StatusCode::PERMANENT_REDIRECT);
+                    if let Ok(v) = HeaderValue::from_str(&format!("{full_path}/")) {
+                        r.headers_mut().insert(header::LOCATION, v);
+                    }
+                    return r;
+                }
+                let index = path.join("index.html");
+                match self.inside(&index).await {
+                    Some(index) => match tokio::fs::metadata(&index).await {
+                        Ok(m) if m.is_file() => (index, m),
+                        _ => return not_found(),
+                    },
+                    None => return not_found(),
+                }
+            }
+            Ok(m) if m.is_file() => (path, m),
+            _ => return not_found(),
+        };
+        self.file(method, &path, meta, headers).await
+    }
+
+    /// Decodes and joins `rest` under the root; `None` if it would escape.
+    async fn resolve(&self, rest: &str) -> Option<PathBuf> {
+        let mut path = self.root.clone();
+        for raw in rest.split('/').filter(|s| !s.is_empty()) {
+            let seg = percent_decode_str(raw).decode_utf8().ok()?;
+            if seg == "." {
+                continue;
+            }
+            if seg == ".." || seg.contains(['/', '\\', '\0']) {
+                return None;
+            }
+            path.push(seg.as_ref());
+        }
+        self.inside(&path).await
+    }
+
+    /// The canonical form of `path` if it exists and stays under the root.
+    async fn inside(&self, path: &Path) -> Option<PathBuf> {
+        let canonical = tokio::fs::canonicalize(path).await.ok()?;
+        canonical.starts_with(&self.root).then_some(canonical)
+    }
+
+    async fn file(
+        &self,
+        method: &Method,
+        path: &Path,
+        meta: std::fs::Metadata,
+        headers: &HeaderMap,
+    ) -> Response<Body> {
+        let mime = mime_guess::from_path(path).first_or_octet_stream();
+        let content_type = if mime.type_() == mime_guess::mime::TEXT
+            || mime.subtype() == "javascript"
+            || mime.subtype() == "json"
+        {
+            format!("{mime}; charset=utf-8")
+        } else {
+            mime.to_string()
+        };
+        // A precompressed sibling replaces the file when the client takes it.
+        let (path, meta, encoding) = match self.precompressed(path, headers).await {
+            Some((p, m, enc)) => (p, m, Some(enc)),
+            None => (path.to_path_buf(), meta, None),
+        };
+        let modified = meta.modified().ok();
+        let etag = etag(&meta, modified, encoding);
+        let mut base = HeaderMap::new();
+        put(&mut base, header::CONTENT_TYPE, &content_type);
+        put(&mut base, header::ETAG, &etag);
+        put(&mut base, header::ACCEPT_RANGES, "bytes");
+        put(&mut base, header::VARY, "Accept-Encoding");
+        if let Some(m) = modified {
+            put(
+                &mut base,
+                header::LAST_MODIFIED,
+                &httpdate::fmt_http_date(m),
+            );
+        }
+        if let Some(enc) = encoding {
+            put(&mut base, header::CONTENT_ENCODING, enc);
+        }
+
+        if not_modified(headers, &etag, modified) {
+            let mut r = empty_response(StatusCode::NOT_MODIFIED);
+            for name in [header::ETAG, header::LAST_MODIFIED, header::VARY] {
+                if let Some(v) = base.get(&name) {
+                    r.headers_mut().insert(name, v.clone());
+                }
+            }
+            return r;
+        }
+
+        let size = meta.len();
+        let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+            Some(range) if if_range_ok(headers, &etag, modified) => {
+                match parse_range(range, size) {
+                    RangeResult::One(start, end) => Some((start, end)),
+                    RangeResult::Ignore => None,
+                    RangeResult::Unsatisfiable => {
+                        let mut r =
+                            text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable\n");
+                        put(
+                            r.headers_mut(),
+                            header::CONTENT_RANGE,
+                            &format!("bytes */{size}"),
+                        );
+                        return r;
+                    }
+                }
+            }
+            _ => None,
+        };
+        let (status, start, len) = match range {
+            Some((start, end)) => {
+                put(
+                    &mut base,
+                    header::CONTENT_RANGE,
+                    &format!("bytes {start}-{end}/{size}"),
+                );
+                (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+            }
+            None => (StatusCode::OK, 0, size),
+        };
+        put(&mut base, header::CONTENT_LENGTH, &len.to_string());
+        let body = if method == Method::HEAD {
+            empty()
+        } else {
+            match open_body(&path, start, len).await {
+                Ok(body) => body,
+                Err(e) => {
+                    tracing::warn!("cannot read {}: {e}", path.display());
+                    return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file\n");
+                }
+            }
+        };
+        let mut r = Response::new(body);
+        *r.status_mut() = status;
+        *r.headers_mut() = base;
+        r
+    }
+
+    async fn precompressed(
+        &self,
+        path: &Path,
+        headers: &HeaderMap,
+    ) -> Option<(PathBuf, std::fs::Metadata, &'static str)> {
+        let accept = headers
+            .get_all(header::ACCEPT_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(",");
+        // Range requests get the identity representation, which is what
+        // download managers and media players expect.
+        if accept.is_empty() || headers.contains_key(header::RANGE) {
+            return None;
+        }
+        for (ext, enc) in [("br", "br"), ("gz", "gzip")] {
+            if !accepts(&accept, enc) {
+                continue;
+            }
+            let mut name = path.as_os_str().to_owned();
+            name.push(format!(".{ext}"));
+            if let Some(p) = self.inside(Path::new(&name)).await
+                && let Ok(m) = tokio::fs::metadata(&p).await
+                && m.is_file()
+            {
+                return Some((p, m, enc));
+            }
+        }
+        None
+    }
+}
+
+/// Whether an Accept-Encoding list accepts `coding` (q=0 refuses it).
+fn accepts(accept: &str, coding: &str) -> bool {
+    accept.split(',').any(|item| {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let refused = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q == 0.0)
+        });
+        (name.eq_ignore_ascii_case(coding) || name == "*") && !refused
+    })
+}
+
+fn etag(meta: &std::fs::Metadata, modified: Option<SystemTime>, encoding: Option<&str>) -> String {
+    let nanos = modified
+        .and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    match encoding {
+        Some(enc) => format!("\"{:x}-{nanos:x}-{enc}\"", meta.len()),
+        None => format!("\"{:x}-{nanos:x}\"", meta.len()),
+    }
+}
+
+fn etag_matches(list: &str, etag: &str) -> bool {
+    list.split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/") == etag)
+}
+
+fn not_modified(headers: &HeaderMap, etag: &str, modified: Option<SystemTime>) -> bool {
+    if let Some(inm) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        return etag_matches(inm, etag);
+    }
+    match (
+        headers
+            .get(header::IF_MODIFIED_SINCE)
+            .and_then(|v| v.to_str().ok()),
+        modified,
+    ) {
+        (Some(since), Some(modified)) => httpdate::parse_http_date(since)
+            .map(|since| httpdate::HttpDate::from(modified) <= httpdate::HttpDate::from(since))
+            .unwrap_or(false),
+        _ => false,
+    }
+}
+
+fn if_range_ok(headers: &HeaderMap, etag: &str, modified: Option<SystemTime>) -> bool {
+    let Some(v) = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    if v.starts_with('"') {
+        return v == etag;
+    }
+    match (httpdate::parse_http_date(v), modified) {
+        (Ok(date), Some(m)) => httpdate::HttpDate::from(m) == httpdate::HttpDate::from(date),
+        _ => false,
+    }
+}
+
+enum RangeResult {
+    One(u64, u64),
+    /// Malformed or multi-range: serve the whole file (RFC 9110 allows it).
+    Ignore,
+    Unsatisfiable,
+}
+
+fn parse_range(value: &str, size: u64) -> RangeResult {
+    match http_range_header::parse_range_header(value) {
+        Ok(parsed) => match parsed.validate(size) {
+            Ok(ranges) if ranges.len() == 1 => {
+                let r = &ranges[0];
+                RangeResult::One(*r.start(), *r.end())
+            }
+            Ok(_) => RangeResult::Ignore,
+            Err(_) => RangeResult::Unsatisfiable,
+        },
+        Err(_) => RangeResult::Ignore,
+    }
+}
+
+async fn open_body(path: &Path, start: u64, len: u64) -> std::io::Result<Body> {
+    let mut file = tokio::fs::File::open(path).await?;
+    if start > 0 {
+        file.seek(SeekFrom::Start(start)).await?;
+    }
+    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 64 * 1024)
+        .map(|chunk| chunk.map(Frame::data).map_err(Into::into));
+    Ok(StreamBody::new(stream).boxed_unsync())
+}
+
+fn put(headers: &mut HeaderMap, name: header::HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
+    }
+}
+
+fn empty_response(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = status;
+    r
+}
+
+fn text(status: StatusCode, msg: &'static str) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::from_static(msg.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn not_found() -> Response<Body> {
+    text(StatusCode::NOT_FOUND, "not found\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{accepts, etag_matches};
+
+    #[test]
+    fn accept_encoding() {
+        assert!(accepts("gzip, deflate, br", "br"));
+        assert!(accepts("gzip;q=0.5", "gzip"));
+        assert!(!accepts("gzip;q=0", "gzip"));
+        assert!(!accepts("deflate", "gzip"));
+        assert!(accepts("*", "br"));
+    }
+
+    #[test]
+    fn if_none_match_lists() {
+        assert!(etag_matches("\"a\", \"b\"", "\"b\""));
+        assert!(etag_matches("W/\"b\"", "\"b\""));
+        assert!(etag_matches("*", "\"x\""));
+        assert!(!etag_matches("\"a\"", "\"b\""));
+    }
+}
