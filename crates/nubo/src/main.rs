@@ -1,1 +1,101 @@
-fn main(){}
+//! The `nubo` command: a thin layer over Nubo's library crates.
+
+mod app;
+mod commands;
+mod toolchain;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "nubo",
+    version,
+    about = "Run a whole backend of sandboxed WebAssembly components from one nubo.toml",
+    after_help = "Examples:\n  nubo up examples/hello          build and serve an app on http://127.0.0.1:3000\n  nubo check examples/json-api    validate an app's nubo.toml"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Up(commands::up::Args),
+    Build(commands::build::Args),
+    Check(commands::check::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Up(args) => commands::up::run(args),
+        Command::Build(args) => commands::build::run(args),
+        Command::Check(args) => commands::check::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{}", e.render());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; `NUBO_LOG` takes a tracing filter (default `info`).
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("NUBO_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .compact()
+        .init();
+}
+
+/// An error for the user: what went wrong, and optionally what to do.
+#[derive(Debug)]
+pub struct CliError {
+    message: String,
+    hint: Option<String>,
+}
+
+impl CliError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    fn render(&self) -> String {
+        match &self.hint {
+            Some(h) => format!("error: {}\n  hint: {h}", self.message),
+            None => format!("error: {}", self.message),
+        }
+    }
+}
+
+impl From<nubo_manifest::ManifestError> for CliError {
+    fn from(e: nubo_manifest::ManifestError) -> Self {
+        let n = e.diagnostics.len();
+        let s = if n == 1 { "" } else { "s" };
+        Self::new(format!("{n} problem{s} in the definition file:\n{e}"))
+    }
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::new(format!("{e:#}"))
+    }
+}
+
+pub type CliResult<T> = Result<T, CliError>;
