@@ -1,0 +1,120 @@
+//! Write Nubo components in plain Rust.
+//!
+//! ```ignore
+//! use nubo_sdk::{Request, Response};
+//!
+//! fn hello(req: Request) -> Response {
+//!     let greeting = nubo_sdk::config::get("greeting").unwrap_or("Hello".into());
+//!     nubo_sdk::text(200, format!("{greeting} from {}\n", req.uri().path()))
+//! }
+//!
+//! nubo_sdk::http_handler!(hello);
+//! ```
+//!
+//! The result is a standard `wasi:http/proxy` component: it runs on Nubo and
+//! on any other host that implements WASI 0.2 (`wasmtime serve -Scli`, Spin,
+//! wasmCloud). Requests and responses are the `http` crate's types with the
+//! body collected into a `Vec<u8>`, which keeps handlers simple; components
+//! that stream huge bodies can use the `wasip2` crate directly.
+
+pub mod config;
+mod convert;
+pub mod outbound;
+
+pub use http;
+
+/// A request with its body read into memory.
+pub type Request = http::Request<Vec<u8>>;
+/// A response whose body is sent after the handler returns.
+pub type Response = http::Response<Vec<u8>>;
+
+/// Anything a handler may return.
+pub trait IntoResponse {
+    fn into_response(self) -> Response;
+}
+
+impl IntoResponse for Response {
+    fn into_response(self) -> Response {
+        self
+    }
+}
+
+impl IntoResponse for http::Response<String> {
+    fn into_response(self) -> Response {
+        self.map(String::into_bytes)
+    }
+}
+
+impl IntoResponse for String {
+    fn into_response(self) -> Response {
+        text(200, self)
+    }
+}
+
+impl IntoResponse for &'static str {
+    fn into_response(self) -> Response {
+        text(200, self)
+    }
+}
+
+/// `Err` becomes a 500 whose body is the error's message; the message is
+/// also written to stderr, which Nubo logs with the request id.
+impl<T: IntoResponse, E: std::fmt::Display> IntoResponse for Result<T, E> {
+    fn into_response(self) -> Response {
+        match self {
+            Ok(r) => r.into_response(),
+            Err(e) => {
+                eprintln!("handler error: {e}");
+                text(500, format!("{e}\n"))
+            }
+        }
+    }
+}
+
+/// A `text/plain` response.
+pub fn text(status: u16, body: impl Into<String>) -> Response {
+    response(
+        status,
+        "text/plain; charset=utf-8",
+        body.into().into_bytes(),
+    )
+}
+
+/// A response with a content type; an invalid status becomes 500.
+pub fn response(status: u16, content_type: &str, body: Vec<u8>) -> Response {
+    let mut r = http::Response::new(body);
+    *r.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+/// Exports `handler` as the component's `wasi:http/incoming-handler`.
+/// `handler` is any `fn(Request) -> impl IntoResponse`.
+#[macro_export]
+macro_rules! http_handler {
+    ($handler:path) => {
+        struct __NuboHttpHandler;
+        impl $crate::__private::Guest for __NuboHttpHandler {
+            fn handle(
+                request: $crate::__private::IncomingRequest,
+                out: $crate::__private::ResponseOutparam,
+            ) {
+                $crate::__private::serve(request, out, $handler)
+            }
+        }
+        $crate::__private::wasip2::http::proxy::export!(
+            __NuboHttpHandler with_types_in $crate::__private::wasip2
+        );
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::convert::serve;
+    pub use wasip2;
+    pub use wasip2::exports::http::incoming_handler::Guest;
+    pub use wasip2::http::types::{IncomingRequest, ResponseOutparam};
+}
