@@ -1,0 +1,166 @@
+//! Serving components over real HTTP: routing, config, logs, outbound
+//! allow-list, and a third-party component that knows nothing of Nubo.
+
+mod common;
+use common::*;
+
+const SECRET: (&str, &str) = ("NUBO_VAR_SECRET", "s3cret");
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_requests_to_components_and_static_files() {
+    let manifest = probe_app(
+        "",
+        &format!(
+            r#"
+[component.plain]
+source = "{}"
+
+[[http]]
+route = "/plain"
+component = "plain"
+
+[[static]]
+route = "/"
+dir = "public"
+"#,
+            wasm("plain").display()
+        ),
+    );
+    let app = AppDir::new(&manifest);
+    app.write("public/index.html", "<h1>home</h1>");
+    let node = Node::up_with(app.path(), &[], &[SECRET]);
+
+    let r = request("POST", &node.url("/probe/echo?x=1"), &[], b"ping").await;
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    assert!(text.starts_with("POST http://"), "{text}");
+    assert!(text.contains("/probe/echo?x=1"), "{text}");
+    assert!(
+        text.contains("route=/probe/... info=/echo body=ping"),
+        "{text}"
+    );
+    assert!(r.header("x-request-id").is_some());
+
+    // The unmodified third-party-style component.
+    let r = request("POST", &node.url("/plain"), &[], b"hi").await;
+    assert_eq!(
+        (r.status, r.text()),
+        (200, "plain: POST /plain body=hi\n".to_string())
+    );
+
+    // Exact route: /plain/x is not /plain, so it falls to the static prefix.
+    let r = get(&node.url("/plain/x")).await;
+    assert_eq!(r.status, 404);
+
+    let r = get(&node.url("/")).await;
+    assert_eq!((r.status, r.text()), (200, "<h1>home</h1>".to_string()));
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_resolves_variables_from_defaults_and_environment() {
+    let app = AppDir::new(&probe_app("", ""));
+    let node = Node::up_with(app.path(), &[], &[SECRET, ("NUBO_VAR_GREETING", "Bonjour")]);
+    let r = get(&node.url("/probe/config?greeting")).await;
+    assert_eq!((r.status, r.text()), (200, "Bonjour, world".to_string()));
+    let r = get(&node.url("/probe/config?token")).await;
+    assert_eq!(r.text(), "s3cret");
+    let r = get(&node.url("/probe/config?missing")).await;
+    assert_eq!(r.status, 404);
+    let r = get(&node.url("/probe/config-all")).await;
+    assert_eq!(r.text(), "greeting=Bonjour, world\ntoken=s3cret");
+
+    // Without the environment override, the default applies.
+    drop(node);
+    let node = Node::up_with(app.path(), &[], &[SECRET]);
+    let r = get(&node.url("/probe/config?greeting")).await;
+    assert_eq!(r.text(), "Hello, world");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_output_becomes_tagged_log_lines() {
+    let app = AppDir::new(&probe_app("", ""));
+    let node = Node::up_with(app.path(), &[], &[SECRET]);
+    let r = get(&node.url("/probe/log?marker-123")).await;
+    assert_eq!(r.status, 200);
+    let id = r.header("x-request-id").unwrap().to_string();
+    let logs = node.wait_log("probe warns marker-123");
+    let line = logs
+        .lines()
+        .find(|l| l.contains("probe says marker-123"))
+        .unwrap_or_else(|| panic!("no stdout line in logs:\n{logs}"));
+    assert!(line.contains("app=probe-app"), "{line}");
+    assert!(line.contains("component=probe"), "{line}");
+    assert!(line.contains(&format!("request_id={id}")), "{line}");
+    assert!(
+        logs.contains("stream=\"stderr\"") || logs.contains("stream=stderr"),
+        "{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_http_only_to_allowed_hosts() {
+    // An upstream on loopback that the component may call by IP only.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = upstream.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = upstream.accept().await else {
+                break;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from("upstream-ok")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let app = AppDir::new(&probe_app(
+        r#"allowed_outbound_hosts = ["http://127.0.0.1:*"]"#,
+        "",
+    ));
+    let node = Node::up_with(app.path(), &[], &[SECRET]);
+
+    let r = get(&node.url(&format!("/probe/outbound?http://127.0.0.1:{port}/x"))).await;
+    assert_eq!(
+        (r.status, r.text()),
+        (200, "upstream said 200 OK: upstream-ok".to_string())
+    );
+
+    // Same server, but by a host name that was not granted.
+    let r = get(&node.url(&format!("/probe/outbound?http://localhost:{port}/x"))).await;
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("HttpRequestDenied"), "{}", r.text());
+    let logs = node.wait_log("denied");
+    assert!(
+        logs.contains(&format!(
+            "outbound request to http://localhost:{port} denied: not in allowed_outbound_hosts"
+        )),
+        "{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_outbound_grant_means_no_outbound() {
+    let app = AppDir::new(&probe_app("", ""));
+    let node = Node::up_with(app.path(), &[], &[SECRET]);
+    let r = get(&node.url("/probe/outbound?http://127.0.0.1:9/")).await;
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("HttpRequestDenied"), "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_paths_get_404() {
+    let app = AppDir::new(&probe_app("", ""));
+    let node = Node::up_with(app.path(), &[], &[SECRET]);
+    let r = get(&node.url("/nothing/here")).await;
+    assert_eq!(
+        (r.status, r.text()),
+        (404, "no route for /nothing/here\n".to_string())
+    );
+}
