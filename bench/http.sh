@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# HTTP throughput and latency, side by side in one run:
+#   nubo up         serving tests/components/plain (a standard wasi:http component)
+#   wasmtime serve  serving the same .wasm
+#   native-hello    a native hyper server (the ceiling)
+# with wrk at 1 and 64 connections. Prints req/s, p50, p99 and ratios, and
+# the resident memory of the nubo node idle and under load.
+#
+# Usage: bench/http.sh [DURATION_SECONDS]   (default 10)
+# Needs: wrk (apt-get install wrk), wasmtime (cargo install wasmtime-cli --version 48.0.8)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION="${1:-10}"
+for tool in wrk wasmtime; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is not installed (see the header of $0)" >&2; exit 1; }
+done
+
+echo "== building (release)" >&2
+cargo build --release -q -p nubo -p native-hello
+(cd tests/components && cargo build --release -q --target wasm32-wasip2 -p plain)
+WASM="$PWD/tests/components/target/wasm32-wasip2/release/plain.wasm"
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+cat > "$WORK/nubo.toml" <<TOML
+[app]
+name = "bench"
+[component.hello]
+source = "$WASM"
+limits = { max_instances = 1000 }
+[[http]]
+route = "/..."
+component = "hello"
+TOML
+
+NUBO_ADDR=127.0.0.1:3100; WASMTIME_ADDR=127.0.0.1:3101; NATIVE_ADDR=127.0.0.1:3102
+NUBO_LOG=warn target/release/nubo up "$WORK" --listen "$NUBO_ADDR" --state "$WORK/state" >"$WORK/nubo.log" 2>&1 &
+NUBO_PID=$!; PIDS+=("$NUBO_PID")
+wasmtime serve -Scli --addr "$WASMTIME_ADDR" "$WASM" >"$WORK/wasmtime.log" 2>&1 &
+PIDS+=("$!")
+target/release/native-hello "$NATIVE_ADDR" >"$WORK/native.log" 2>&1 &
+PIDS+=("$!")
+
+wait_up() { for _ in $(seq 1 300); do curl -sf "http://$1/" >/dev/null && return 0; sleep 0.1; done; echo "bench: $1 did not start" >&2; exit 1; }
+wait_up "$NUBO_ADDR"; wait_up "$WASMTIME_ADDR"; wait_up "$NATIVE_ADDR"
+
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+IDLE_RSS=$(rss_kb "$NUBO_PID")
+
+# run NAME ADDR CONNS -> "rps p50 p99"
+run() {
+  local out
+  out=$(wrk -t1 -c"$3" -d"${DURATION}s" --latency "http://$2/" 2>&1)
+  local rps p50 p99
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1=="50%" {print $2}')
+  p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+  echo "$rps $p50 $p99"
+}
+
+declare -A R
+PEAK_RSS=$IDLE_RSS
+for c in 1 64; do
+  for name in nubo wasmtime native; do
+    case $name in nubo) addr=$NUBO_ADDR;; wasmtime) addr=$WASMTIME_ADDR;; native) addr=$NATIVE_ADDR;; esac
+    wrk -t1 -c"$c" -d2s "http://$addr/" >/dev/null 2>&1   # warm-up
+    if [ "$name" = nubo ]; then
+      ( sleep "$((DURATION / 2))"; rss_kb "$NUBO_PID" > "$WORK/rss.$c" ) &
+    fi
+    R[$name,$c]=$(run "$name" "$addr" "$c")
+    if [ "$name" = nubo ]; then wait; r=$(cat "$WORK/rss.$c"); [ "$r" -gt "$PEAK_RSS" ] && PEAK_RSS=$r; fi
+  done
+done
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+printf "\n%-6s %-10s %12s %10s %10s\n" conns server "req/s" p50 p99
+for c in 1 64; do
+  for name in nubo wasmtime native; do
+    read -r rps p50 p99 <<<"${R[$name,$c]}"
+    printf "%-6s %-10s %12s %10s %10s\n" "$c" "$name" "$rps" "$p50" "$p99"
+  done
+done
+echo
+for c in 1 64; do
+  read -r n _ <<<"${R[nubo,$c]}"; read -r w _ <<<"${R[wasmtime,$c]}"; read -r h _ <<<"${R[native,$c]}"
+  echo "ratio at $c conn(s): nubo/wasmtime-serve = $(ratio "$n" "$w")   nubo/native-hyper = $(ratio "$n" "$h")"
+done
+echo "nubo resident memory: idle $((IDLE_RSS / 1024)) MiB, under load $((PEAK_RSS / 1024)) MiB"
+echo "(duration ${DURATION}s per run, wrk -t1, $(nproc) cores shared by client and servers)"
