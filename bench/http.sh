@@ -69,9 +69,13 @@ for c in 1 64; do
     wrk -t1 -c"$c" -d2s "http://$addr/" >/dev/null 2>&1   # warm-up
     if [ "$name" = nubo ]; then
       ( sleep "$((DURATION / 2))"; rss_kb "$NUBO_PID" > "$WORK/rss.$c" ) &
+      SAMPLER=$!
     fi
     R[$name,$c]=$(run "$name" "$addr" "$c")
-    if [ "$name" = nubo ]; then wait; r=$(cat "$WORK/rss.$c"); [ "$r" -gt "$PEAK_RSS" ] && PEAK_RSS=$r; fi
+    if [ "$name" = nubo ]; then
+      wait "$SAMPLER"
+      r=$(cat "$WORK/rss.$c"); [ "$r" -gt "$PEAK_RSS" ] && PEAK_RSS=$r
+    fi
   done
 done
 

@@ -64,7 +64,7 @@ impl Gateway {
                 dir.serve(&method, &path, rest, req.headers()).await
             }
             Some((pattern, Target::Component(c), rest)) => {
-                let req = prepare(req, local, &pattern.to_string(), rest);
+                let req = prepare(req, local, &pattern.to_string(), rest, &id);
                 match c.handle(req, &id).await {
                     Ok(r) => r.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()),
                     Err(e) => failure(c.name(), &e, &id),
@@ -92,6 +92,7 @@ fn prepare(
     local: SocketAddr,
     route: &str,
     rest: &str,
+    id: &str,
 ) -> Request<Incoming> {
     if req.uri().authority().is_none() {
         let authority = req
@@ -117,6 +118,10 @@ fn prepare(
     }
     if let Ok(v) = HeaderValue::from_str(rest) {
         h.insert("nubo-path-info", v);
+    }
+    // The guest sees the id its log lines are tagged with.
+    if let Ok(v) = HeaderValue::from_str(id) {
+        h.insert("x-request-id", v);
     }
     req
 }

@@ -34,6 +34,11 @@ impl StaticDir {
         })
     }
 
+    /// The directory served, canonicalised.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Serves `rest`, the still percent-encoded request path below the route
     /// prefix (empty or starting with `/`). `full_path` is the request path,
     /// used for the trailing-slash redirect of directories.
@@ -57,7 +62,10 @@ impl StaticDir {
             Ok(m) if m.is_dir() => {
                 if !full_path.ends_with('/') {
                     let mut r = empty_response(StatusCode::PERMANENT_REDIRECT);
-                    if let Ok(v) = HeaderValue::from_str(&format!("{full_path}/")) {
+                    // One leading slash: `//host/dir` must not become a
+                    // protocol-relative redirect to another site.
+                    let local = format!("/{}/", full_path.trim_start_matches('/'));
+                    if let Ok(v) = HeaderValue::from_str(&local) {
                         r.headers_mut().insert(header::LOCATION, v);
                     }
                     return r;

@@ -5,11 +5,13 @@
 //! The guest runs in its own task: after it hands over the response head it
 //! keeps running to stream the body, still under its time and memory limits.
 
+use crate::driven::{DrivenBody, GuestFuture};
 use crate::engine::EPOCH_TICK;
 use crate::error::HandleError;
 use crate::host::Host;
 use crate::logs::LogTags;
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use nubo_manifest::{Limits, OutboundRule};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use wasmtime::{Store, StoreLimitsBuilder, Trap};
 use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// How long a request waits for a free instance slot before a 503.
@@ -122,16 +124,22 @@ impl HttpComponent {
         let app = self.app.clone();
         let component = self.component.clone();
         let rid: Arc<str> = request_id.into();
-        let task = tokio::spawn(async move {
+        // One deadline for everything the guest does on this request: CPU is
+        // cut by the epoch deadline, waiting on host I/O by this timer.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(limits.timeout_ms);
+        let guest: GuestFuture = Box::pin(async move {
             let _permit = permit;
-            let result = async {
+            let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, req, out)
                     .await
-            }
-            .await;
+            };
+            let result = match tokio::time::timeout_at(deadline, run).await {
+                Ok(result) => result,
+                Err(_) => Err(Trap::Interrupt.into()),
+            };
             if let Err(e) = &result {
                 tracing::warn!(
                     target: "nubo::guest",
@@ -142,29 +150,61 @@ impl HttpComponent {
             result
         });
 
-        let timeout = Duration::from_millis(limits.timeout_ms);
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(Ok(response))) => Ok(response),
-            Ok(Ok(Err(code))) => Err(HandleError::Failed(format!(
+        // The guest runs on this task, not a spawned one: a hand-off to
+        // another worker thread costs more than a small request itself.
+        // Once the response head is out, the response body drives the rest.
+        let mut guest = guest;
+        let mut rx = rx;
+        let first = tokio::select! {
+            biased;
+            head = &mut rx => First::Head(head),
+            done = &mut guest => First::Done(done),
+        };
+        match first {
+            First::Head(Ok(Ok(response))) => {
+                Ok(response.map(|body| DrivenBody::new(body, guest).boxed_unsync()))
+            }
+            First::Head(Ok(Err(code))) => Err(HandleError::Failed(format!(
                 "guest returned error {code:?}"
             ))),
-            Ok(Err(_)) => Err(match task.await {
-                Ok(Ok(())) => HandleError::Failed("the guest returned without a response".into()),
-                Ok(Err(e)) => classify(&e, &limits),
-                Err(e) => HandleError::Failed(format!("guest task failed: {e}")),
-            }),
-            Err(_) => {
-                // Dropping the store stops the guest at its next yield point.
-                task.abort();
-                Err(HandleError::Timeout(limits.timeout_ms))
-            }
+            First::Head(Err(_)) => match guest.await {
+                Ok(()) => Err(HandleError::Failed(
+                    "the guest returned without a response".into(),
+                )),
+                Err(e) => Err(classify(&e, &limits)),
+            },
+            First::Done(done) => match (rx.await, done) {
+                (Ok(Ok(response)), _) => Ok(response),
+                (Ok(Err(code)), _) => Err(HandleError::Failed(format!(
+                    "guest returned error {code:?}"
+                ))),
+                (Err(_), Ok(())) => Err(HandleError::Failed(
+                    "the guest returned without a response".into(),
+                )),
+                (Err(_), Err(e)) => Err(classify(&e, &limits)),
+            },
         }
     }
+}
+
+enum First {
+    Head(
+        Result<
+            Result<hyper::Response<HyperOutgoingBody>, ErrorCode>,
+            tokio::sync::oneshot::error::RecvError,
+        >,
+    ),
+    Done(wasmtime::Result<()>),
 }
 
 fn classify(e: &wasmtime::Error, limits: &Limits) -> HandleError {
     if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         return HandleError::Timeout(limits.timeout_ms);
+    }
+    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
+        return HandleError::Busy;
     }
     if is_memory_limit(e) {
         return HandleError::MemoryLimit(limits.memory_mb);

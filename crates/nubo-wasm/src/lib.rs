@@ -8,6 +8,7 @@
 //! `nubo.toml` entry grants.
 
 mod cache;
+mod driven;
 mod engine;
 mod error;
 mod host;

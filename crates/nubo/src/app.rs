@@ -88,9 +88,12 @@ pub fn describe_routes(router: &Router, root: &Path) -> Vec<String> {
         .map(|(p, t)| {
             let target = match t {
                 Target::Component(c) => format!("component `{}`", c.name()),
-                Target::Static(_) => "static files".to_string(),
+                Target::Static(dir) => {
+                    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+                    let shown = dir.root().strip_prefix(&root).unwrap_or(dir.root());
+                    format!("static files in {}/", shown.display())
+                }
             };
-            let _ = root;
             format!("  {:width$}  → {target}", p.to_string())
         })
         .collect()

@@ -232,3 +232,71 @@ async fn malformed_http_gets_400_and_the_node_serves_on() {
     }
     assert_eq!(get(&node.url("/probe/echo")).await.status, 200);
 }
+
+/// A stand-in `rustup` on PATH that reports the wasm target missing and
+/// records the install, since the real target cannot be removed mid-test.
+#[cfg(unix)]
+#[test]
+fn missing_wasm_target_is_installed_with_rustup() {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = tempfile::tempdir().unwrap();
+    let marker = bin.path().join("added");
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1 $2\" = \"target list\" ]; then echo x86_64-unknown-linux-gnu; exit 0; fi\nif [ \"$1 $2 $3\" = \"target add wasm32-wasip2\" ]; then touch {}; exit 0; fi\nexit 1\n",
+        marker.display()
+    );
+    let rustup = bin.path().join("rustup");
+    std::fs::write(&rustup, script).unwrap();
+    std::fs::set_permissions(&rustup, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let app = AppDir::new(
+        "[app]\nname = \"t\"\n[component.c]\nsource = \"c.wasm\"\nbuild = { command = \"echo cargo build --target wasm32-wasip2\" }\n",
+    );
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let out = nubo()
+        .args(["build"])
+        .arg(app.path())
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("installing the wasm32-wasip2 target: rustup target add wasm32-wasip2"),
+        "{stdout}"
+    );
+    assert!(marker.exists(), "rustup target add was not run");
+}
+
+#[cfg(unix)]
+#[test]
+fn without_rustup_the_exact_command_is_printed() {
+    let empty = tempfile::tempdir().unwrap();
+    let app = AppDir::new(
+        "[app]\nname = \"t\"\n[component.c]\nsource = \"c.wasm\"\nbuild = { command = \"cargo build --target wasm32-wasip2\" }\n",
+    );
+    let out = nubo()
+        .args(["build"])
+        .arg(app.path())
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr
+            .contains("the Rust target wasm32-wasip2 is not installed and rustup is not available"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("rustup target add wasm32-wasip2"),
+        "{stderr}"
+    );
+}

@@ -35,11 +35,12 @@ dir = "public"
     let text = r.text();
     assert!(text.starts_with("POST http://"), "{text}");
     assert!(text.contains("/probe/echo?x=1"), "{text}");
+    // The guest sees the same request id the response and the logs carry.
+    let id = r.header("x-request-id").unwrap();
     assert!(
-        text.contains("route=/probe/... info=/echo body=ping"),
+        text.contains(&format!("route=/probe/... info=/echo id={id} body=ping")),
         "{text}"
     );
-    assert!(r.header("x-request-id").is_some());
 
     // The unmodified third-party-style component.
     let r = request("POST", &node.url("/plain"), &[], b"hi").await;
@@ -163,4 +164,26 @@ async fn unknown_paths_get_404() {
         (r.status, r.text()),
         (404, "no route for /nothing/here\n".to_string())
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_bodies_stream_and_abandoned_ones_do_not_hurt() {
+    let app = AppDir::new(&probe_app("limits = { memory_mb = 64 }", ""));
+    let node = Node::up_with(app.path(), &[], &[SECRET]);
+    let r = get(&node.url("/probe/big?5000000")).await;
+    assert_eq!((r.status, r.body.len()), (200, 5_000_000));
+    assert!(r.body.iter().all(|b| *b == b'x'));
+    // A client that reads the head and hangs up mid-body.
+    for _ in 0..5 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+        s.write_all(b"GET /probe/big?20000000 HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf).await;
+        drop(s);
+    }
+    let r = get(&node.url("/probe/echo")).await;
+    assert_eq!(r.status, 200);
 }

@@ -12,11 +12,12 @@ fn handle(req: Request) -> Response {
         "echo" => text(
             200,
             format!(
-                "{} {} route={} info={} body={}",
+                "{} {} route={} info={} id={} body={}",
                 req.method(),
                 req.uri(),
                 header(&req, "nubo-matched-route"),
                 header(&req, "nubo-path-info"),
+                header(&req, "x-request-id"),
                 String::from_utf8_lossy(req.body())
             ),
         ),
@@ -67,6 +68,10 @@ fn handle(req: Request) -> Response {
             }
         }
         "panic" => panic!("probe panicked on purpose"),
+        "big" => {
+            let n: usize = query.parse().unwrap_or(1 << 20);
+            nubo_sdk::response(200, "application/octet-stream", vec![b'x'; n])
+        }
         "sleep" => {
             let ms: u64 = query.parse().unwrap_or(100);
             std::thread::sleep(std::time::Duration::from_millis(ms));

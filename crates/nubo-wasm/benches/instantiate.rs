@@ -1,0 +1,81 @@
+//! Per-request cost of a fresh instance: instantiate the pre-instantiated
+//! component, run its handler, collect the response. Side by side with the
+//! same work on an engine without the pooling allocator, so the report shows
+//! what pooling buys.
+//!
+//! Run: `cargo bench -p nubo-wasm --bench instantiate`
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http_body_util::{BodyExt, Empty};
+use nubo_manifest::Limits;
+use nubo_wasm::{ComponentSettings, HttpComponent, Runtime, RuntimeOptions};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn plain_wasm() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/components");
+    let status = Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "plain",
+        ])
+        .current_dir(&dir)
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building the plain component failed");
+    dir.join("target/wasm32-wasip2/release/plain.wasm")
+}
+
+fn load(pooling: bool, wasm: &Path) -> (Runtime, HttpComponent) {
+    let runtime = Runtime::new(RuntimeOptions {
+        pooling,
+        ..RuntimeOptions::default()
+    })
+    .expect("runtime");
+    let settings = ComponentSettings {
+        app: "bench".into(),
+        component: "plain".into(),
+        config: Default::default(),
+        allowed_outbound_hosts: vec![],
+        limits: Limits::default(),
+    };
+    let component = runtime.load_http(wasm, settings).expect("load plain.wasm");
+    (runtime, component)
+}
+
+async fn one_request(component: &HttpComponent) -> usize {
+    let body =
+        Empty::<Bytes>::new().map_err(|never| -> wasmtime_wasi_http::Error { match never {} });
+    let req = hyper::Request::builder()
+        .uri("http://bench.local/")
+        .body(body)
+        .expect("request");
+    let resp = component.handle(req, "bench").await.expect("response");
+    resp.into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+        .len()
+}
+
+fn bench(c: &mut Criterion) {
+    let wasm = plain_wasm();
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    let mut group = c.benchmark_group("instantiate+handle");
+    for (name, pooling) in [("pooling", true), ("on-demand", false)] {
+        let (_runtime, component) = load(pooling, &wasm);
+        assert!(rt.block_on(one_request(&component)) > 0);
+        group.bench_function(name, |b| b.to_async(&rt).iter(|| one_request(&component)));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
