@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # HTTP throughput and latency, side by side in one run:
-#   nubo up         serving tests/components/plain (a standard wasi:http component)
+#   nubo up         serving tests/components/hello (a standard wasi:http component)
 #   wasmtime serve  serving the same .wasm
 #   native-hello    a native hyper server (the ceiling)
 # with wrk at 1 and 64 connections. Prints req/s, p50, p99 and ratios, and
@@ -17,8 +17,8 @@ done
 
 echo "== building (release)" >&2
 cargo build --release -q -p nubo -p native-hello
-(cd tests/components && cargo build --release -q --target wasm32-wasip2 -p plain)
-WASM="$PWD/tests/components/target/wasm32-wasip2/release/plain.wasm"
+(cd tests/components && cargo build --release -q --target wasm32-wasip2 -p hello)
+WASM="$PWD/tests/components/target/wasm32-wasip2/release/hello.wasm"
 
 WORK=$(mktemp -d)
 PIDS=()

@@ -1,7 +1,8 @@
 //! Per-request cost of a fresh instance: instantiate the pre-instantiated
 //! component, run its handler, collect the response. Side by side with the
 //! same work on an engine without the pooling allocator, so the report shows
-//! what pooling buys.
+//! what pooling buys, and with a component that reads the request body and
+//! formats its answer (`plain`), to show what a less trivial guest costs.
 //!
 //! Run: `cargo bench -p nubo-wasm --bench instantiate`
 
@@ -13,7 +14,7 @@ use nubo_wasm::{ComponentSettings, HttpComponent, Runtime, RuntimeOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn plain_wasm() -> PathBuf {
+fn component(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/components");
     let status = Command::new("cargo")
         .args([
@@ -23,13 +24,13 @@ fn plain_wasm() -> PathBuf {
             "--target",
             "wasm32-wasip2",
             "-p",
-            "plain",
+            name,
         ])
         .current_dir(&dir)
         .status()
         .expect("run cargo");
-    assert!(status.success(), "building the plain component failed");
-    dir.join("target/wasm32-wasip2/release/plain.wasm")
+    assert!(status.success(), "building the {name} component failed");
+    dir.join(format!("target/wasm32-wasip2/release/{name}.wasm"))
 }
 
 fn load(pooling: bool, wasm: &Path) -> (Runtime, HttpComponent) {
@@ -40,12 +41,14 @@ fn load(pooling: bool, wasm: &Path) -> (Runtime, HttpComponent) {
     .expect("runtime");
     let settings = ComponentSettings {
         app: "bench".into(),
-        component: "plain".into(),
+        component: "bench".into(),
         config: Default::default(),
         allowed_outbound_hosts: vec![],
         limits: Limits::default(),
     };
-    let component = runtime.load_http(wasm, settings).expect("load plain.wasm");
+    let component = runtime
+        .load_http(wasm, settings)
+        .expect("load the component");
     (runtime, component)
 }
 
@@ -66,11 +69,14 @@ async fn one_request(component: &HttpComponent) -> usize {
 }
 
 fn bench(c: &mut Criterion) {
-    let wasm = plain_wasm();
     let rt = tokio::runtime::Runtime::new().expect("tokio");
     let mut group = c.benchmark_group("instantiate+handle");
-    for (name, pooling) in [("pooling", true), ("on-demand", false)] {
-        let (_runtime, component) = load(pooling, &wasm);
+    for (name, wasm, pooling) in [
+        ("hello/pooling", "hello", true),
+        ("hello/on-demand", "hello", false),
+        ("plain-echo/pooling", "plain", true),
+    ] {
+        let (_runtime, component) = load(pooling, &component(wasm));
         assert!(rt.block_on(one_request(&component)) > 0);
         group.bench_function(name, |b| b.to_async(&rt).iter(|| one_request(&component)));
     }

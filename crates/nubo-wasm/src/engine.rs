@@ -77,10 +77,23 @@ impl Runtime {
             .decommit_batch_size(32);
         let mut config = Config::new();
         config.wasm_component_model(true).epoch_interruption(true);
-        if options.pooling {
-            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        }
-        let engine = Engine::new(&config).map_err(engine_err)?;
+        let engine = if options.pooling {
+            let mut pooled = config.clone();
+            pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+            match Engine::new(&pooled) {
+                Ok(engine) => engine,
+                Err(e) => {
+                    // The pool reserves terabytes of address space up front;
+                    // where a ulimit or the kernel refuses, serve anyway.
+                    tracing::warn!(
+                        "pooling allocator unavailable ({e}); allocating instances on demand, which is slower"
+                    );
+                    Engine::new(&config).map_err(engine_err)?
+                }
+            }
+        } else {
+            Engine::new(&config).map_err(engine_err)?
+        };
 
         let mut linker: Linker<Host> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;

@@ -19,11 +19,19 @@ source = "{}"
 route = "/plain"
 component = "plain"
 
+[component.hello]
+source = "{}"
+
+[[http]]
+route = "/hello"
+component = "hello"
+
 [[static]]
 route = "/"
 dir = "public"
 "#,
-            wasm("plain").display()
+            wasm("plain").display(),
+            wasm("hello").display()
         ),
     );
     let app = AppDir::new(&manifest);
@@ -48,6 +56,10 @@ dir = "public"
         (r.status, r.text()),
         (200, "plain: POST /plain body=hi\n".to_string())
     );
+
+    // The benchmark's hello component.
+    let r = get(&node.url("/hello")).await;
+    assert_eq!((r.status, r.text()), (200, "Hello, world!\n".to_string()));
 
     // Exact route: /plain/x is not /plain, so it falls to the static prefix.
     let r = get(&node.url("/plain/x")).await;

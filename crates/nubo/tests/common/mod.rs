@@ -106,13 +106,20 @@ impl Node {
             let out = BufReader::new(child.stdout.take().unwrap());
             let buf = stdout.clone();
             std::thread::spawn(move || {
+                // Ready once the whole banner (address, then routes) is out.
+                let mut addr = None;
                 for line in out.lines().map_while(Result::ok) {
                     if let Some(url) = line.split("on http://").nth(1) {
-                        let _ = tx.send(url.trim().parse::<SocketAddr>().ok());
+                        addr = url.trim().parse::<SocketAddr>().ok();
                     }
-                    let mut b = buf.lock().unwrap();
-                    b.push_str(&line);
-                    b.push('\n');
+                    {
+                        let mut b = buf.lock().unwrap();
+                        b.push_str(&line);
+                        b.push('\n');
+                    }
+                    if line.starts_with("press Ctrl-C") {
+                        let _ = tx.send(addr);
+                    }
                 }
                 let _ = tx.send(None);
             });
