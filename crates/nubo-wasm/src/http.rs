@@ -144,7 +144,7 @@ impl HttpComponent {
                 tracing::warn!(
                     target: "nubo::guest",
                     app = %app, component = %component, request_id = %rid,
-                    "request failed: {}", describe(e, &limits)
+                    "request failed: {}", classify(e, &limits)
                 );
             }
             result
@@ -217,8 +217,4 @@ fn is_memory_limit(e: &wasmtime::Error) -> bool {
     text.contains("forcing trap when growing memory")
         || text.contains("forcing a memory growth failure")
         || text.contains("exceeds memory limits")
-}
-
-fn describe(e: &wasmtime::Error, limits: &Limits) -> String {
-    classify(e, limits).to_string()
 }

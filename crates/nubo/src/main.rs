@@ -95,10 +95,4 @@ impl From<nubo_manifest::ManifestError> for CliError {
     }
 }
 
-impl From<anyhow::Error> for CliError {
-    fn from(e: anyhow::Error) -> Self {
-        Self::new(format!("{e:#}"))
-    }
-}
-
 pub type CliResult<T> = Result<T, CliError>;
