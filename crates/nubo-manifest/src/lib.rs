@@ -101,6 +101,61 @@ pub fn is_name(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// A host name as apps declare it and requests carry it: lower-cased, a
+/// trailing dot dropped. Ports and wildcards are not accepted.
+pub fn normalize_host(s: &str) -> Result<String, String> {
+    let h = s.trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if h.is_empty() || h.len() > 253 || !h.split('.').all(label_ok) {
+        return Err(format!("invalid host `{s}`"));
+    }
+    Ok(h)
+}
+
+/// An app's `base`: `/` or `/a/b` without a trailing slash.
+pub fn normalize_base(s: &str) -> Result<String, String> {
+    let route = RoutePattern::parse_static(s).map_err(|e| format!("invalid base `{s}`: {e}"))?;
+    match route {
+        RoutePattern::Prefix(p) if p.is_empty() => Ok("/".to_string()),
+        RoutePattern::Prefix(p) => Ok(p),
+        RoutePattern::Exact(p) => Ok(p),
+    }
+}
+
+/// Renders a `{{ variable }}` template with `lookup`; errors name a
+/// malformed template or the first variable `lookup` does not know.
+pub fn render_template(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let parts = template::parse(text)?;
+    for part in &parts {
+        if let template::Part::Var(v) = part
+            && lookup(v).is_none()
+        {
+            return Err(format!("uses undefined variable `{v}`"));
+        }
+    }
+    template::render(&parts, lookup).ok_or_else(|| "uses an undefined variable".to_string())
+}
+
+/// The variables a template reads, or why it is malformed.
+pub fn template_variables(text: &str) -> Result<Vec<String>, String> {
+    Ok(template::parse(text)?
+        .into_iter()
+        .filter_map(|p| match p {
+            template::Part::Var(v) => Some(v),
+            template::Part::Text(_) => None,
+        })
+        .collect())
+}
+
 /// Variable names: lower-case, digits and `_`, starting with a letter.
 pub fn is_variable_name(s: &str) -> bool {
     s.starts_with(|c: char| c.is_ascii_lowercase())

@@ -27,6 +27,9 @@ pub(crate) struct RawApp {
     pub name: S<String>,
     #[serde(default)]
     pub description: Option<String>,
+    #[serde(default)]
+    pub hosts: Vec<S<String>>,
+    pub base: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,6 +11,12 @@ use std::path::PathBuf;
 pub struct AppSpec {
     pub name: String,
     pub description: Option<String>,
+    /// Host names the app answers on (lower-case, no port); empty: any host.
+    pub hosts: Vec<String>,
+    /// Path prefix the app is mounted under: `/` or `/shop` (no trailing `/`).
+    pub base: String,
+    /// Every declared variable's value, from the environment or its default.
+    pub variables: BTreeMap<String, String>,
     /// Variables whose values must never be printed.
     pub secret_variables: BTreeSet<String>,
     /// Folder that held `nubo.toml`; relative paths were resolved against it.
@@ -27,6 +33,9 @@ pub struct ComponentSpec {
     pub build: Option<BuildSpec>,
     /// What the component reads through `wasi:config`, variables resolved.
     pub config: BTreeMap<String, String>,
+    /// The same values as written, `{{ variable }}` references kept: what a
+    /// node stores, so that a variable change reaches exactly its readers.
+    pub config_templates: BTreeMap<String, String>,
     /// Variables its config reads: a change to one restarts this component.
     pub reads_variables: BTreeSet<String>,
     pub allowed_outbound_hosts: Vec<OutboundRule>,

@@ -55,6 +55,7 @@ pub(crate) fn validate(
         components.insert(cname.get_ref().clone(), spec);
     }
     let routes = routes(&raw, &root, &mut r);
+    let (hosts, base) = mount(raw.app.get_ref(), &mut r);
     r.finish()?;
     let secret_variables = raw
         .variables
@@ -65,6 +66,12 @@ pub(crate) fn validate(
     Ok(AppSpec {
         name,
         description: raw.app.get_ref().description.clone(),
+        hosts,
+        base,
+        variables: values
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect(),
         secret_variables,
         root,
         components,
@@ -206,8 +213,10 @@ fn component(
     }
 
     let mut config = BTreeMap::new();
+    let mut config_templates = BTreeMap::new();
     let mut reads_variables = BTreeSet::new();
     for (key, value) in &comp.config {
+        config_templates.insert(key.get_ref().clone(), value.get_ref().clone());
         let parts = match template::parse(value.get_ref()) {
             Ok(parts) => parts,
             Err(e) => {
@@ -248,6 +257,7 @@ fn component(
         source,
         build,
         config,
+        config_templates,
         reads_variables,
         allowed_outbound_hosts,
         limits: limits(comp, r),
@@ -282,6 +292,31 @@ fn limits(comp: &RawComponent, r: &mut Reporter<'_>) -> Limits {
         limits.max_instances = u32::try_from(i).unwrap_or(u32::MAX);
     }
     limits
+}
+
+/// `[app] hosts` and `base`: where a node that hosts many apps sends
+/// requests to this one.
+fn mount(app: &crate::raw::RawApp, r: &mut Reporter<'_>) -> (Vec<String>, String) {
+    let mut hosts = Vec::new();
+    for h in &app.hosts {
+        match crate::normalize_host(h.get_ref()) {
+            Ok(host) if !hosts.contains(&host) => hosts.push(host),
+            Ok(_) => r.error(h.span(), format!("host `{}` is listed twice", h.get_ref())),
+            Err(e) => r.error_hint(
+                h.span(),
+                e,
+                "write a host name like \"shop.example.com\" (no scheme, port or path)",
+            ),
+        }
+    }
+    let base = match &app.base {
+        None => "/".to_string(),
+        Some(b) => crate::normalize_base(b.get_ref()).unwrap_or_else(|e| {
+            r.error_hint(b.span(), e, "write a path prefix like \"/shop\"");
+            "/".to_string()
+        }),
+    };
+    (hosts, base)
 }
 
 fn routes(raw: &RawManifest, root: &Path, r: &mut Reporter<'_>) -> Vec<RouteSpec> {

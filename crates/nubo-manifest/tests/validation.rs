@@ -199,3 +199,37 @@ fn unbuilt_source_is_fine_before_build() {
         "{err}"
     );
 }
+
+#[test]
+fn hosts_and_base_say_where_a_node_mounts_the_app() {
+    let text = GOOD.replace(
+        "name = \"hello\"",
+        "name = \"hello\"\nhosts = [\"Shop.Example.com.\"]\nbase = \"/shop/\"",
+    );
+    let app = check(&text).unwrap();
+    assert_eq!(app.hosts, vec!["shop.example.com".to_string()]);
+    assert_eq!(app.base, "/shop");
+    assert_eq!(app.variables["greeting"], "Hello");
+    assert_eq!(
+        app.components["web"].config_templates["greeting"],
+        "{{ greeting }}, world"
+    );
+    assert_eq!(check(GOOD).unwrap().base, "/");
+}
+
+#[test]
+fn bad_hosts_and_base_are_pointed_at() {
+    let text = GOOD.replace(
+        "name = \"hello\"",
+        "name = \"hello\"\nhosts = [\"https://x.com\"]\nbase = \"shop\"",
+    );
+    let err = check(&text).unwrap_err();
+    assert!(
+        err.contains("nubo.toml:4:10: invalid host `https://x.com`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("nubo.toml:5:8: invalid base `shop`: a route must start with `/`"),
+        "{err}"
+    );
+}

@@ -1,0 +1,20 @@
+//! The planner: turns the difference between two app definitions into the
+//! control API's verbs, like `terraform plan`.
+//!
+//! Three pieces, all pure: the stored model ([`AppDef`]), the verbs and what
+//! each does to a model ([`Step`], [`apply`]), and [`plan`], which is tested
+//! against `apply` for every pair of definitions a property test can
+//! generate. [`validate`] is what a node checks before storing a result, so
+//! a bad step list is refused whole rather than applied in part.
+
+mod model;
+mod plan;
+mod step;
+mod validate;
+
+pub use model::{
+    AppDef, AppSettings, ComponentDef, Route, RouteTarget, Variable, is_redacted, redact,
+};
+pub use plan::{plan, short};
+pub use step::{Step, StepError, apply};
+pub use validate::{is_digest, validate};

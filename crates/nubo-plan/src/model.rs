@@ -1,0 +1,173 @@
+//! What a node stores for an app: the definition file with every path
+//! replaced by a content digest, so that it means the same on any machine.
+//!
+//! Config values are kept as written (`{{ variable }}` references intact)
+//! and variables are kept apart: that is what lets the planner restart
+//! exactly the components that read a changed variable.
+
+use nubo_manifest::{Limits, RoutePattern};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One app as deployed: the unit of a revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppDef {
+    pub name: String,
+    #[serde(default)]
+    pub settings: AppSettings,
+    #[serde(default)]
+    pub variables: BTreeMap<String, Variable>,
+    #[serde(default)]
+    pub components: BTreeMap<String, ComponentDef>,
+    /// In declaration order; the gateway orders them by specificity.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+/// Where the app is reached on a node that hosts many.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppSettings {
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Host names; empty means any host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Path prefix, `/` for the whole host.
+    #[serde(default = "root_base")]
+    pub base: String,
+}
+
+fn root_base() -> String {
+    "/".to_string()
+}
+
+impl Default for AppSettings {
+    fn default() -> Self {
+        Self {
+            description: None,
+            hosts: Vec::new(),
+            base: root_base(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Variable {
+    /// For a secret read back from a node: `sha256:…` of the value (see
+    /// [`AppDef::redacted`]), never the value itself.
+    pub value: String,
+    #[serde(default)]
+    pub secret: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentDef {
+    /// `sha256` of the component's wasm, hex.
+    pub digest: String,
+    /// `wasi:config` values as written, templates unresolved.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
+    #[serde(default)]
+    pub limits: Limits,
+    /// A stopped component keeps its definition; its routes answer 503.
+    #[serde(default = "yes")]
+    pub started: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub pattern: RoutePattern,
+    pub target: RouteTarget,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteTarget {
+    Component(String),
+    /// A static site: relative path → sha256 of the file's bytes.
+    Static(BTreeMap<String, String>),
+}
+
+impl AppDef {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            settings: AppSettings::default(),
+            variables: BTreeMap::new(),
+            components: BTreeMap::new(),
+            routes: Vec::new(),
+        }
+    }
+
+    /// Components whose config reads `variable`.
+    pub fn readers(&self, variable: &str) -> Vec<String> {
+        self.components
+            .iter()
+            .filter(|(_, c)| c.reads().contains(variable))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Every content digest the app needs on the node: components and
+    /// static files.
+    pub fn digests(&self) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> =
+            self.components.values().map(|c| c.digest.clone()).collect();
+        for r in &self.routes {
+            if let RouteTarget::Static(files) = &r.target {
+                out.extend(files.values().cloned());
+            }
+        }
+        out
+    }
+
+    /// The definition as a node shows it to anyone: secret values replaced
+    /// by a salted digest, which still lets a planner see that one changed.
+    pub fn redacted(&self) -> Self {
+        let mut out = self.clone();
+        for (name, v) in out.variables.iter_mut() {
+            if v.secret && !v.value.starts_with(REDACTED_PREFIX) {
+                v.value = redact(&self.name, name, &v.value);
+            }
+        }
+        out
+    }
+}
+
+impl ComponentDef {
+    /// Variables its config reads (malformed templates read nothing; the
+    /// node rejects them before they are stored).
+    pub fn reads(&self) -> BTreeSet<String> {
+        self.config
+            .values()
+            .filter_map(|t| nubo_manifest::template_variables(t).ok())
+            .flatten()
+            .collect()
+    }
+}
+
+const REDACTED_PREFIX: &str = "sha256:";
+
+/// `sha256:` of a secret value, salted with where it lives.
+pub fn redact(app: &str, variable: &str, value: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"nubo-secret\0");
+    h.update(app.as_bytes());
+    h.update(b"\0");
+    h.update(variable.as_bytes());
+    h.update(b"\0");
+    h.update(value.as_bytes());
+    format!("{REDACTED_PREFIX}{}", hex::encode(h.finalize()))
+}
+
+/// Whether `value` is a redacted secret rather than a real one.
+pub fn is_redacted(value: &str) -> bool {
+    value.starts_with(REDACTED_PREFIX) && value.len() == REDACTED_PREFIX.len() + 64
+}

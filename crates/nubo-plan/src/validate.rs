@@ -1,0 +1,125 @@
+//! What a node checks before it stores a definition. `nubo.toml` was checked
+//! with line numbers on the user's machine; this is the same law for
+//! anything that reaches the control API, which may not come from the CLI.
+
+use crate::model::{AppDef, RouteTarget};
+use nubo_manifest::{OutboundRule, RoutePattern, is_name, is_variable_name};
+use std::collections::BTreeSet;
+
+/// Every problem with `app`, or `Ok`. `has_content(digest)` says whether the
+/// node holds that upload.
+pub fn validate(app: &AppDef, has_content: impl Fn(&str) -> bool) -> Result<(), Vec<String>> {
+    let mut errs = Vec::new();
+    if !is_name(&app.name) {
+        errs.push(format!(
+            "invalid app name `{}`: use lower-case letters, digits and `-`",
+            app.name
+        ));
+    }
+    for h in &app.settings.hosts {
+        match nubo_manifest::normalize_host(h) {
+            Ok(n) if &n == h => {}
+            Ok(n) => errs.push(format!("host `{h}` must be written `{n}`")),
+            Err(e) => errs.push(e),
+        }
+    }
+    match nubo_manifest::normalize_base(&app.settings.base) {
+        Ok(b) if b == app.settings.base => {}
+        Ok(b) => errs.push(format!(
+            "base `{}` must be written `{b}`",
+            app.settings.base
+        )),
+        Err(e) => errs.push(e),
+    }
+    for name in app.variables.keys() {
+        if !is_variable_name(name) {
+            errs.push(format!("invalid variable name `{name}`"));
+        }
+    }
+    for (name, c) in &app.components {
+        if !is_name(name) {
+            errs.push(format!("invalid component name `{name}`"));
+        }
+        if !is_digest(&c.digest) {
+            errs.push(format!(
+                "component `{name}`: digest `{}` is not a sha256 in hex",
+                c.digest
+            ));
+        } else if !has_content(&c.digest) {
+            errs.push(format!(
+                "component `{name}`: wasm {} was never uploaded (PUT /v1/components/{})",
+                crate::short(&c.digest),
+                c.digest
+            ));
+        }
+        for (key, t) in &c.config {
+            let lookup = |v: &str| app.variables.get(v).map(|v| v.value.clone());
+            if let Err(e) = nubo_manifest::render_template(t, lookup) {
+                errs.push(format!("component `{name}`: config `{key}` {e}"));
+            }
+        }
+        for h in &c.allowed_outbound_hosts {
+            if let Err(e) = OutboundRule::parse(h) {
+                errs.push(format!("component `{name}`: {e}"));
+            }
+        }
+        let l = c.limits;
+        if !(1..=4096).contains(&l.memory_mb)
+            || !(1..=24 * 3600 * 1000).contains(&l.timeout_ms)
+            || !(1..=10_000).contains(&l.max_instances)
+        {
+            errs.push(format!(
+                "component `{name}`: limits out of range (memory_mb 1..=4096, timeout_ms 1..=86400000, max_instances 1..=10000)"
+            ));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for r in &app.routes {
+        let text = r.pattern.to_string();
+        let reparsed = match &r.target {
+            RouteTarget::Component(_) => RoutePattern::parse_http(&text),
+            RouteTarget::Static(_) => RoutePattern::parse_static(&text),
+        };
+        if let Err(e) = reparsed {
+            errs.push(format!("invalid route `{text}`: {e}"));
+        }
+        if !seen.insert(r.pattern.clone()) {
+            errs.push(format!("two routes match the same paths: `{text}`"));
+        }
+        match &r.target {
+            RouteTarget::Component(c) if !app.components.contains_key(c) => {
+                errs.push(format!("route `{text}` names unknown component `{c}`"));
+            }
+            RouteTarget::Component(_) => {}
+            RouteTarget::Static(files) => {
+                for (path, digest) in files {
+                    if !is_safe_relative(path) {
+                        errs.push(format!(
+                            "route `{text}`: file path `{path}` must be relative, without `..`, `\\` or empty segments"
+                        ));
+                    }
+                    if !is_digest(digest) || !has_content(digest) {
+                        errs.push(format!(
+                            "route `{text}`: file `{path}` was never uploaded (PUT /v1/files/{digest})"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if errs.is_empty() { Ok(()) } else { Err(errs) }
+}
+
+/// 64 lower-case hex digits.
+pub fn is_digest(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// `a/b.txt`: no leading `/`, no `.`/`..`/empty segments, no `\` or NUL.
+fn is_safe_relative(p: &str) -> bool {
+    !p.is_empty()
+        && !p.contains(['\\', '\0'])
+        && p.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
+}
