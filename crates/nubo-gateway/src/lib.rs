@@ -7,11 +7,13 @@
 //! component does.
 
 mod body;
+mod mounts;
 mod router;
 mod server;
 mod static_files;
 
 pub use body::{Body, BoxError};
+pub use mounts::{Mount, Mounts};
 pub use router::{Router, Target};
 pub use server::{Gateway, SHUTDOWN_GRACE, serve};
 pub use static_files::StaticDir;

@@ -13,6 +13,8 @@ use nubo_wasm::HttpComponent;
 pub enum Target {
     Component(HttpComponent),
     Static(StaticDir),
+    /// A stopped component: its routes answer 503 until it starts again.
+    Stopped(String),
 }
 
 #[derive(Clone, Default)]

@@ -6,7 +6,8 @@
 //! component's failure to the status a client can act on.
 
 use crate::body::{Body, BoxError, full};
-use crate::router::{Router, Target};
+use crate::mounts::Mounts;
+use crate::router::Target;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -28,27 +29,28 @@ use tokio::net::TcpListener;
 /// How long in-flight requests may take to finish after shutdown begins.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// Routes requests to the current [`Router`], which can be replaced while
-/// serving (in-flight requests keep the router they started with).
+/// Routes requests to the current [`Mounts`], which can be replaced while
+/// serving (in-flight requests keep the apps they started with).
 pub struct Gateway {
-    router: ArcSwap<Router>,
+    mounts: ArcSwap<Mounts>,
     ids: RequestIds,
 }
 
 impl Gateway {
-    pub fn new(router: Router) -> Arc<Self> {
+    pub fn new(mounts: Mounts) -> Arc<Self> {
         Arc::new(Self {
-            router: ArcSwap::from_pointee(router),
+            mounts: ArcSwap::from_pointee(mounts),
             ids: RequestIds::new(),
         })
     }
 
-    pub fn router(&self) -> Arc<Router> {
-        self.router.load_full()
+    pub fn mounts(&self) -> Arc<Mounts> {
+        self.mounts.load_full()
     }
 
-    pub fn replace_router(&self, router: Router) {
-        self.router.store(Arc::new(router));
+    /// Replaces the table with `f(current)`; safe against concurrent updates.
+    pub fn update(&self, f: impl Fn(&Mounts) -> Mounts) {
+        self.mounts.rcu(|m| f(m));
     }
 
     /// Handles one request; never fails, every problem becomes a response.
@@ -57,14 +59,38 @@ impl Gateway {
         let id = self.ids.next();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        let router = self.router.load_full();
-        let mut response = match router.find(&path) {
+        let mounts = self.mounts.load_full();
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().host())
+            .map(str::to_string);
+        let Some((mount, app_path)) = mounts.find(host.as_deref(), &path) else {
+            let mut r = text(StatusCode::NOT_FOUND, format!("no app serves {path}\n"));
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                r.headers_mut().insert("x-request-id", v);
+            }
+            return r;
+        };
+        let router = mount.router.clone();
+        let base = mount.base.clone();
+        let mut response = match router.find(app_path) {
             None => text(StatusCode::NOT_FOUND, format!("no route for {path}\n")),
+            Some((_, Target::Stopped(name), _)) => {
+                let mut r = text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{name}: component is stopped [request {id}]\n"),
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                r
+            }
             Some((_, Target::Static(dir), rest)) => {
                 dir.serve(&method, &path, rest, req.headers()).await
             }
             Some((pattern, Target::Component(c), rest)) => {
-                let req = prepare(req, local, &pattern.to_string(), rest, &id);
+                let req = prepare(req, local, &base, &pattern.to_string(), rest, &id);
                 match c.handle(req, &id).await {
                     Ok(r) => r.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()),
                     Err(e) => failure(c.name(), &e, &id),
@@ -90,6 +116,7 @@ impl Gateway {
 fn prepare(
     mut req: Request<Incoming>,
     local: SocketAddr,
+    base: &str,
     route: &str,
     rest: &str,
     id: &str,
@@ -113,6 +140,10 @@ fn prepare(
     let h = req.headers_mut();
     h.remove("nubo-matched-route");
     h.remove("nubo-path-info");
+    h.remove("nubo-base-path");
+    if let Ok(v) = HeaderValue::from_str(base) {
+        h.insert("nubo-base-path", v);
+    }
     if let Ok(v) = HeaderValue::from_str(route) {
         h.insert("nubo-matched-route", v);
     }

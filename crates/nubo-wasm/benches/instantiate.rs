@@ -45,6 +45,7 @@ fn load(pooling: bool, wasm: &Path) -> (Runtime, HttpComponent) {
         config: Default::default(),
         allowed_outbound_hosts: vec![],
         limits: Limits::default(),
+        logs: None,
     };
     let component = runtime
         .load_http(wasm, settings)

@@ -5,7 +5,7 @@
 //! WASI filesystem and sockets are linked (Rust's std imports them) but get
 //! no preopened directories and no socket permissions.
 
-use crate::logs::{LineStream, LogTags, Stream};
+use crate::logs::{LineStream, LogSink, LogTags, Stream};
 use nubo_manifest::OutboundRule;
 use std::future::Future;
 use std::sync::Arc;
@@ -33,10 +33,11 @@ impl Host {
         rules: Arc<Vec<OutboundRule>>,
         config: Arc<WasiConfigVariables>,
         limits: StoreLimits,
+        sink: Option<Arc<dyn LogSink>>,
     ) -> Self {
         let wasi = WasiCtx::builder()
-            .stdout(LineStream::new(tags.clone(), Stream::Stdout))
-            .stderr(LineStream::new(tags.clone(), Stream::Stderr))
+            .stdout(LineStream::new(tags.clone(), Stream::Stdout, sink.clone()))
+            .stderr(LineStream::new(tags.clone(), Stream::Stderr, sink))
             .build();
         let mut table = ResourceTable::new();
         // Bounds the host memory a guest can pin through resource handles.

@@ -9,7 +9,7 @@ use crate::driven::{DrivenBody, GuestFuture};
 use crate::engine::EPOCH_TICK;
 use crate::error::HandleError;
 use crate::host::Host;
-use crate::logs::LogTags;
+use crate::logs::{LogSink, LogTags};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use nubo_manifest::{Limits, OutboundRule};
@@ -28,13 +28,15 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What a component was granted in `nubo.toml`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ComponentSettings {
     pub app: String,
     pub component: String,
     pub config: BTreeMap<String, String>,
     pub allowed_outbound_hosts: Vec<OutboundRule>,
     pub limits: Limits,
+    /// Receives the component's log lines (a node's `nubo logs` buffer).
+    pub logs: Option<Arc<dyn LogSink>>,
 }
 
 /// A component ready to serve: compiled, linked and pre-instantiated.
@@ -47,6 +49,7 @@ pub struct HttpComponent {
     config: Arc<WasiConfigVariables>,
     limits: Limits,
     slots: Arc<Semaphore>,
+    logs: Option<Arc<dyn LogSink>>,
 }
 
 impl HttpComponent {
@@ -60,6 +63,7 @@ impl HttpComponent {
             config: Arc::new(config),
             limits: s.limits,
             slots: Arc::new(Semaphore::new(s.limits.max_instances as usize)),
+            logs: s.logs,
         }
     }
 
@@ -103,6 +107,7 @@ impl HttpComponent {
                 .memory_size(memory)
                 .trap_on_grow_failure(true)
                 .build(),
+            self.logs.clone(),
         );
         let mut store = Store::new(self.pre.engine(), host);
         store.limiter(|h| &mut h.limits);

@@ -18,5 +18,5 @@ mod logs;
 pub use engine::{EPOCH_TICK, Runtime, RuntimeOptions};
 pub use error::{HandleError, LoadError};
 pub use http::{ComponentSettings, HttpComponent, QUEUE_TIMEOUT};
-pub use logs::LogTags;
+pub use logs::{LogSink, LogTags, Stream as LogStream};
 pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;

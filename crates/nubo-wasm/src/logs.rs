@@ -24,10 +24,24 @@ pub struct LogTags {
     pub request_id: Arc<str>,
 }
 
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Stream {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
     Stdout,
     Stderr,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// Where a node keeps guest log lines for `nubo logs`, besides `tracing`.
+pub trait LogSink: Send + Sync {
+    fn line(&self, tags: &LogTags, stream: Stream, line: &str);
 }
 
 /// One guest output stream. Clones share the line buffer, because the WASI
@@ -38,14 +52,16 @@ pub(crate) struct LineStream(Arc<Inner>);
 struct Inner {
     tags: LogTags,
     stream: Stream,
+    sink: Option<Arc<dyn LogSink>>,
     buf: Mutex<Vec<u8>>,
 }
 
 impl LineStream {
-    pub(crate) fn new(tags: LogTags, stream: Stream) -> Self {
+    pub(crate) fn new(tags: LogTags, stream: Stream, sink: Option<Arc<dyn LogSink>>) -> Self {
         Self(Arc::new(Inner {
             tags,
             stream,
+            sink,
             buf: Mutex::new(Vec::new()),
         }))
     }
@@ -71,6 +87,9 @@ impl Inner {
         let line = String::from_utf8_lossy(line);
         let line = line.trim_end_matches('\r');
         let t = &self.tags;
+        if let Some(sink) = &self.sink {
+            sink.line(t, self.stream, line);
+        }
         match self.stream {
             Stream::Stdout => tracing::info!(
                 target: "nubo::guest",

@@ -1,7 +1,11 @@
 //! The `nubo` command: a thin layer over Nubo's library crates.
 
 mod app;
+mod client;
 mod commands;
+mod deploy;
+mod plan_view;
+mod style;
 mod toolchain;
 
 use clap::{Parser, Subcommand};
@@ -12,7 +16,7 @@ use std::process::ExitCode;
     name = "nubo",
     version,
     about = "Run a whole backend of sandboxed WebAssembly components from one nubo.toml",
-    after_help = "Examples:\n  nubo up examples/hello          build and serve an app on http://127.0.0.1:3000\n  nubo check examples/json-api    validate an app's nubo.toml"
+    after_help = "Examples:\n  nubo up examples/hello          build and serve an app on http://127.0.0.1:3000\n  nubo check examples/json-api    validate an app's nubo.toml\n  nubo plan examples/hello        what `nubo apply` would change on a node\n  nubo ps                         apps and components on a node"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -24,6 +28,12 @@ enum Command {
     Up(commands::up::Args),
     Build(commands::build::Args),
     Check(commands::check::Args),
+    Node(commands::node::Args),
+    Plan(commands::plan::Args),
+    Apply(commands::apply::Args),
+    Rollback(commands::rollback::Args),
+    Ps(commands::ps::Args),
+    Logs(commands::logs::Args),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +43,12 @@ fn main() -> ExitCode {
         Command::Up(args) => commands::up::run(args),
         Command::Build(args) => commands::build::run(args),
         Command::Check(args) => commands::check::run(args),
+        Command::Node(args) => commands::node::run(args),
+        Command::Plan(args) => commands::plan::run(args),
+        Command::Apply(args) => commands::apply::run(args),
+        Command::Rollback(args) => commands::rollback::run(args),
+        Command::Ps(args) => commands::ps::run(args),
+        Command::Logs(args) => commands::logs::run(args),
     };
     match result {
         Ok(code) => code,
@@ -79,7 +95,11 @@ impl CliError {
         self
     }
 
-    fn render(&self) -> String {
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn render(&self) -> String {
         match &self.hint {
             Some(h) => format!("error: {}\n  hint: {h}", self.message),
             None => format!("error: {}", self.message),
@@ -96,3 +116,10 @@ impl From<nubo_manifest::ManifestError> for CliError {
 }
 
 pub type CliResult<T> = Result<T, CliError>;
+
+pub fn async_runtime() -> CliResult<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(format!("cannot start the async runtime: {e}")))
+}

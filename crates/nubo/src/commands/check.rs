@@ -1,6 +1,6 @@
 //! `nubo check`: validate an app without serving it.
 
-use crate::{CliResult, app};
+use crate::{CliError, CliResult, app};
 use nubo_manifest::Stage;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,16 +17,31 @@ pub struct Args {
 
 pub fn run(args: Args) -> CliResult<ExitCode> {
     let spec = app::load_spec(&args.dir, Stage::BeforeBuild)?;
-    let runtime = crate::commands::up::runtime(&spec.root.join(".nubo"))?;
+    let cache_dir = std::env::var_os("NUBO_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| spec.root.join(".nubo").join("cache"));
+    let runtime = nubo_wasm::Runtime::new(nubo_wasm::RuntimeOptions {
+        cache_dir: Some(cache_dir),
+        ..Default::default()
+    })
+    .map_err(|e| CliError::new(e.to_string()))?;
     // Components not built yet are checked by `nubo up` after its build.
     let mut built = spec.clone();
     built.components.retain(|_, c| c.source.is_file());
     let unbuilt = spec.components.len() - built.components.len();
-    built.routes.retain(|r| match &r.target {
-        nubo_manifest::RouteTarget::Component(c) => built.components.contains_key(c),
-        nubo_manifest::RouteTarget::Static(_) => true,
-    });
-    app::load_router(&runtime, &built, false)?;
+    for (name, c) in &built.components {
+        let settings = nubo_wasm::ComponentSettings {
+            app: spec.name.clone(),
+            component: name.clone(),
+            config: c.config.clone(),
+            allowed_outbound_hosts: c.allowed_outbound_hosts.clone(),
+            limits: c.limits,
+            logs: None,
+        };
+        runtime
+            .load_http(&c.source, settings)
+            .map_err(|e| component_error(name, e))?;
+    }
     print!(
         "ok: app `{}`: {} component(s), {} route(s)",
         spec.name,
@@ -38,4 +53,18 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
     }
     println!();
     Ok(ExitCode::SUCCESS)
+}
+
+/// A load failure with what to do about it.
+pub fn component_error(name: &str, e: nubo_wasm::LoadError) -> CliError {
+    let hint = match e {
+        nubo_wasm::LoadError::CoreModule { .. } => {
+            "build it as a component: `cargo build --target wasm32-wasip2`"
+        }
+        nubo_wasm::LoadError::Imports(_) => {
+            "Nubo provides wasi:http, wasi:config and wasi:cli 0.2; remove the other imports or grant them in nubo.toml"
+        }
+        _ => "check `source` in nubo.toml and the component's build",
+    };
+    CliError::new(format!("component `{name}`: {e}")).hint(hint)
 }

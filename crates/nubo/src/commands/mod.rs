@@ -1,3 +1,9 @@
+pub mod apply;
 pub mod build;
 pub mod check;
+pub mod logs;
+pub mod node;
+pub mod plan;
+pub mod ps;
+pub mod rollback;
 pub mod up;

@@ -1,0 +1,165 @@
+//! The control API: HTTP + JSON under `/v1/`, every call behind the node's
+//! bearer token.
+//!
+//! Handlers are thin: each verb becomes steps for [`crate::Node::change`],
+//! so there is one code path that changes state. Errors are JSON
+//! (`{"error": "...", "details": [...]}`) with the status a client can act
+//! on: 400 malformed, 401 no or wrong token, 404 unknown app, 409 stale
+//! revision or a clash with another app, 413 upload too large.
+
+mod apps;
+mod logs;
+mod uploads;
+
+use crate::Node;
+use crate::node::ChangeError;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// The OpenAPI 3.1 description of this API, served at `/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// JSON bodies (app definitions) may list many static files, but no more.
+const MAX_JSON: usize = 8 << 20;
+
+pub fn router(node: Arc<Node>) -> Router {
+    let uploads = Router::new()
+        .route(
+            "/v1/components/{digest}",
+            put(uploads::put_component).head(uploads::head),
+        )
+        .route(
+            "/v1/files/{digest}",
+            put(uploads::put_file).head(uploads::head),
+        )
+        .layer(DefaultBodyLimit::max(node.max_upload));
+    let api = Router::new()
+        .route("/v1/node", get(apps::node_info))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/apps", get(apps::list))
+        .route(
+            "/v1/apps/{app}",
+            get(apps::show).put(apps::put_app).delete(apps::remove),
+        )
+        .route("/v1/apps/{app}/changes", post(apps::changes))
+        .route("/v1/apps/{app}/rollback", post(apps::rollback))
+        .route("/v1/apps/{app}/revisions", get(apps::history))
+        .route("/v1/apps/{app}/revisions/{revision}", get(apps::revision))
+        .route(
+            "/v1/apps/{app}/components/{component}/start",
+            post(apps::start),
+        )
+        .route(
+            "/v1/apps/{app}/components/{component}/stop",
+            post(apps::stop),
+        )
+        .route("/v1/apps/{app}/variables/{name}", put(apps::set_variable))
+        .route(
+            "/v1/apps/{app}/components/{component}/config/{key}",
+            put(apps::set_config),
+        )
+        .route("/v1/apps/{app}/logs", get(logs::logs))
+        .layer(DefaultBodyLimit::max(MAX_JSON));
+    api.merge(uploads)
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such API path; see GET /v1/openapi.json",
+            )
+        })
+        .layer(middleware::from_fn_with_state(node.clone(), auth))
+        .with_state(node)
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn auth(State(node): State<Arc<Node>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
+    match given {
+        Some(t) if crate::token::matches(t.trim(), &node.token) => next.run(req).await,
+        Some(_) => unauthorized("wrong token"),
+        None => unauthorized("missing `Authorization: Bearer TOKEN`"),
+    }
+}
+
+fn unauthorized(why: &str) -> Response {
+    let mut r = error(
+        StatusCode::UNAUTHORIZED,
+        format!("{why}; the token is in the node's state dir, file `token`"),
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    r
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    details: Vec<String>,
+}
+
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(ErrorBody {
+            error: message.into(),
+            details: Vec::new(),
+        }),
+    )
+        .into_response()
+}
+
+impl IntoResponse for ChangeError {
+    fn into_response(self) -> Response {
+        let (status, details) = match &self {
+            ChangeError::Invalid(_) => (StatusCode::BAD_REQUEST, Vec::new()),
+            ChangeError::Rejected(d) => (StatusCode::BAD_REQUEST, d.clone()),
+            ChangeError::Conflict(_) => (StatusCode::CONFLICT, Vec::new()),
+            ChangeError::NotFound(_) => (StatusCode::NOT_FOUND, Vec::new()),
+            ChangeError::Store(e) => {
+                tracing::error!("state store: {e}");
+                (StatusCode::INTERNAL_SERVER_ERROR, Vec::new())
+            }
+        };
+        let error = match &self {
+            ChangeError::Rejected(_) => "the resulting definition is invalid".to_string(),
+            other => other.to_string(),
+        };
+        (status, axum::Json(ErrorBody { error, details })).into_response()
+    }
+}
+
+/// A JSON body, parsed so that a malformed one is a 400 that says why.
+pub(crate) struct JsonBody<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("malformed JSON body: {e}")))
+    }
+}

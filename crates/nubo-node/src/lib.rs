@@ -1,0 +1,36 @@
+//! A long-lived Nubo node: hosts many apps, keeps their revisions, and
+//! offers the control API that `nubo plan`, `nubo apply` and the other
+//! commands talk to.
+//!
+//! The state dir holds everything that must survive a restart: `nubo.db`
+//! (SQLite: each app's current definition and history), `content/`
+//! (uploads by sha256), `sites/` (static sites laid out from content),
+//! `cache/` (compiled components) and `token`. On start the node serves
+//! every app at its last committed revision.
+
+mod api;
+mod content;
+mod live;
+mod logs;
+mod node;
+mod store;
+pub mod token;
+
+pub use api::{OPENAPI, router as control_router};
+pub use logs::LogLine;
+pub use node::{ChangeError, Changed, Node, NodeError, NodeOptions};
+pub use store::{RevisionInfo, StoreError};
+
+/// Default upload limit: 64 MiB.
+pub const DEFAULT_MAX_UPLOAD: usize = 64 << 20;
+
+/// Serves the control API on `listener` until `shutdown` resolves.
+pub async fn serve_control(
+    listener: tokio::net::TcpListener,
+    node: std::sync::Arc<Node>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, control_router(node))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,202 @@
+//! From a stored definition to what serves it: loaded components and the
+//! app's mount in the gateway.
+//!
+//! A component is identified at runtime by everything that shapes its
+//! instances (wasm digest, resolved config, grants, limits). Preparing a new
+//! revision reuses every component whose identity did not change, so its
+//! in-flight requests are untouched, and loads the rest before anything is
+//! switched: the gateway swaps to the new mount only once all of it is
+//! ready, and old components drain as their last requests finish.
+
+use crate::content::ContentStore;
+use nubo_gateway::{Mount, Router, StaticDir, Target};
+use nubo_manifest::{Limits, OutboundRule};
+use nubo_plan::{AppDef, ComponentDef, RouteTarget};
+use nubo_wasm::{ComponentSettings, HttpComponent, LogSink, Runtime};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What makes two runs of a component interchangeable.
+#[derive(Clone, PartialEq, Eq)]
+struct Identity {
+    digest: String,
+    config: BTreeMap<String, String>,
+    outbound: Vec<String>,
+    limits: Limits,
+}
+
+#[derive(Clone)]
+pub struct LiveComponent {
+    identity: Identity,
+    /// `None` while stopped.
+    pub http: Option<HttpComponent>,
+}
+
+/// An app as it runs: its revision, definition and loaded components.
+#[derive(Clone)]
+pub struct LiveApp {
+    pub revision: u64,
+    pub def: AppDef,
+    pub components: BTreeMap<String, LiveComponent>,
+    pub mount: Mount,
+}
+
+pub struct Loader<'a> {
+    pub runtime: &'a Arc<Runtime>,
+    pub content: &'a ContentStore,
+    pub sites: &'a Path,
+    pub logs: Arc<dyn LogSink>,
+}
+
+impl Loader<'_> {
+    /// Everything `def` needs, reusing what `old` already runs. Fails
+    /// without side effects on the gateway.
+    pub async fn prepare(
+        &self,
+        revision: u64,
+        def: &AppDef,
+        old: Option<&LiveApp>,
+    ) -> Result<LiveApp, String> {
+        let mut components = BTreeMap::new();
+        for (name, c) in &def.components {
+            let identity = identity(def, c)?;
+            let reuse = old
+                .and_then(|o| o.components.get(name))
+                .filter(|l| l.identity == identity && l.http.is_some() && c.started);
+            let live = match reuse {
+                Some(l) => l.clone(),
+                None if !c.started => LiveComponent {
+                    identity,
+                    http: None,
+                },
+                None => {
+                    let http = self.load(def, name, c, &identity).await?;
+                    LiveComponent {
+                        identity,
+                        http: Some(http),
+                    }
+                }
+            };
+            components.insert(name.clone(), live);
+        }
+        let mut routes = Vec::new();
+        for r in &def.routes {
+            let target = match &r.target {
+                RouteTarget::Component(name) => match components.get(name) {
+                    Some(LiveComponent { http: Some(h), .. }) => Target::Component(h.clone()),
+                    Some(_) => Target::Stopped(name.clone()),
+                    None => {
+                        return Err(format!(
+                            "route {} names unknown component `{name}`",
+                            r.pattern
+                        ));
+                    }
+                },
+                RouteTarget::Static(files) => {
+                    let dir = self.site(files)?;
+                    Target::Static(
+                        StaticDir::new(&dir)
+                            .map_err(|e| format!("static site for {}: {e}", r.pattern))?,
+                    )
+                }
+            };
+            routes.push((r.pattern.clone(), target));
+        }
+        Ok(LiveApp {
+            revision,
+            def: def.clone(),
+            components,
+            mount: Mount {
+                hosts: def.settings.hosts.clone(),
+                base: def.settings.base.clone(),
+                router: Arc::new(Router::new(def.name.clone(), routes)),
+            },
+        })
+    }
+
+    async fn load(
+        &self,
+        def: &AppDef,
+        name: &str,
+        c: &ComponentDef,
+        identity: &Identity,
+    ) -> Result<HttpComponent, String> {
+        let mut outbound = Vec::new();
+        for h in &c.allowed_outbound_hosts {
+            outbound.push(OutboundRule::parse(h).map_err(|e| format!("component `{name}`: {e}"))?);
+        }
+        let settings = ComponentSettings {
+            app: def.name.clone(),
+            component: name.to_string(),
+            config: identity.config.clone(),
+            allowed_outbound_hosts: outbound,
+            limits: c.limits,
+            logs: Some(self.logs.clone()),
+        };
+        let runtime = self.runtime.clone();
+        let path = self.content.path(&c.digest);
+        // Compiling is CPU work; keep it off the threads that serve requests.
+        tokio::task::spawn_blocking(move || runtime.load_http(&path, settings))
+            .await
+            .map_err(|e| format!("component `{name}`: loader stopped: {e}"))?
+            .map_err(|e| format!("component `{name}`: {e}"))
+    }
+
+    /// A folder holding a static site's files, made once per distinct site
+    /// from the content store (hard links where possible).
+    fn site(&self, files: &BTreeMap<String, String>) -> Result<PathBuf, String> {
+        let mut h = Sha256::new();
+        for (path, digest) in files {
+            h.update(path.as_bytes());
+            h.update(b"\0");
+            h.update(digest.as_bytes());
+            h.update(b"\n");
+        }
+        let dir = self.sites.join(hex::encode(h.finalize()));
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        let tmp = self
+            .sites
+            .join(format!(".{}.tmp", std::process::id()))
+            .join(dir.file_name().unwrap_or_default());
+        let _ = std::fs::remove_dir_all(&tmp);
+        let io = |e: std::io::Error| format!("cannot lay out a static site: {e}");
+        for (path, digest) in files {
+            // Paths were validated as relative without `..`.
+            let to = tmp.join(path);
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).map_err(io)?;
+            }
+            let from = self.content.path(digest);
+            if std::fs::hard_link(&from, &to).is_err() {
+                std::fs::copy(&from, &to).map_err(io)?;
+            }
+        }
+        std::fs::create_dir_all(&tmp).map_err(io)?;
+        match std::fs::rename(&tmp, &dir) {
+            Ok(()) => Ok(dir),
+            Err(_) if dir.is_dir() => Ok(dir),
+            Err(e) => Err(io(e)),
+        }
+    }
+}
+
+fn identity(def: &AppDef, c: &ComponentDef) -> Result<Identity, String> {
+    let mut config = BTreeMap::new();
+    for (key, template) in &c.config {
+        let value = nubo_manifest::render_template(template, |v| {
+            def.variables.get(v).map(|v| v.value.clone())
+        })
+        .map_err(|e| format!("config `{key}` {e}"))?;
+        config.insert(key.clone(), value);
+    }
+    Ok(Identity {
+        digest: c.digest.clone(),
+        config,
+        outbound: c.allowed_outbound_hosts.clone(),
+        limits: c.limits,
+    })
+}

@@ -1,0 +1,292 @@
+//! The node: apps by name, each at a revision, and the one place that
+//! changes them.
+//!
+//! Every change, whatever verb it came from, goes through [`Node::change`]:
+//! apply the steps to the current definition, validate the result, load
+//! what it needs, commit the revision, then switch the gateway. Changes are
+//! serialized; the expected revision a client sends catches a change that
+//! was planned against a state someone else has since replaced.
+
+use crate::content::ContentStore;
+use crate::live::{LiveApp, Loader};
+use crate::logs::LogHub;
+use crate::store::{RevisionInfo, Store, StoreError};
+use nubo_gateway::Gateway;
+use nubo_plan::{AppDef, Step};
+use nubo_wasm::{Runtime, RuntimeOptions};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub struct NodeOptions {
+    pub state: PathBuf,
+    /// Shared compile cache; default `STATE/cache`.
+    pub cache_dir: Option<PathBuf>,
+    /// Largest upload accepted, in bytes.
+    pub max_upload: usize,
+}
+
+pub struct Node {
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) gateway: Arc<Gateway>,
+    pub(crate) content: ContentStore,
+    pub(crate) logs: Arc<LogHub>,
+    pub(crate) token: String,
+    pub(crate) max_upload: usize,
+    state: PathBuf,
+    sites: PathBuf,
+    store: Mutex<Store>,
+    apps: tokio::sync::Mutex<BTreeMap<String, LiveApp>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot use state dir {path}: {source}")]
+    State {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Runtime(#[from] nubo_wasm::LoadError),
+}
+
+/// Why a change was refused; nothing of it was applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the resulting definition is invalid: {}", .0.join("; "))]
+    Rejected(Vec<String>),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// What a change did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Changed {
+    pub app: String,
+    pub revision: u64,
+    /// False when the steps left the definition as it was (no revision made).
+    pub changed: bool,
+    pub steps: Vec<Step>,
+}
+
+impl Node {
+    /// Opens (or creates) the state dir and brings back every app at its
+    /// last applied revision. An app that cannot be loaded is logged and
+    /// left out; the others serve.
+    pub async fn open(opts: NodeOptions) -> Result<Arc<Self>, NodeError> {
+        let state_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| NodeError::State { path, source }
+        };
+        std::fs::create_dir_all(&opts.state).map_err(state_err(&opts.state))?;
+        let token = crate::token::load_or_create(&opts.state).map_err(state_err(&opts.state))?;
+        let content = ContentStore::open(opts.state.join("content"))
+            .map_err(state_err(&opts.state.join("content")))?;
+        std::fs::create_dir_all(opts.state.join("sites"))
+            .map_err(state_err(&opts.state.join("sites")))?;
+        let store = Store::open(&opts.state.join("nubo.db"))?;
+        let runtime = Runtime::new(RuntimeOptions {
+            cache_dir: Some(
+                opts.cache_dir
+                    .clone()
+                    .unwrap_or_else(|| opts.state.join("cache")),
+            ),
+            ..RuntimeOptions::default()
+        })?;
+        let stored = store.apps()?;
+        let node = Arc::new(Self {
+            runtime: Arc::new(runtime),
+            gateway: Gateway::new(Default::default()),
+            content,
+            logs: Arc::new(LogHub::default()),
+            token,
+            max_upload: opts.max_upload,
+            sites: opts.state.join("sites"),
+            state: opts.state,
+            store: Mutex::new(store),
+            apps: tokio::sync::Mutex::new(BTreeMap::new()),
+        });
+        {
+            let mut apps = node.apps.lock().await;
+            for (revision, def) in stored {
+                match node.loader().prepare(revision, &def, None).await {
+                    Ok(live) => {
+                        let mount = live.mount.clone();
+                        node.gateway.update(|m| m.with(&def.name, mount.clone()));
+                        tracing::info!(app = %def.name, revision, "serving");
+                        apps.insert(def.name.clone(), live);
+                    }
+                    Err(e) => tracing::error!(app = %def.name, revision, "cannot start: {e}"),
+                }
+            }
+        }
+        Ok(node)
+    }
+
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.gateway.clone()
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state
+    }
+
+    fn loader(&self) -> Loader<'_> {
+        Loader {
+            runtime: &self.runtime,
+            content: &self.content,
+            sites: self.sites.as_path(),
+            logs: self.logs.clone(),
+        }
+    }
+
+    /// Current state of every app.
+    pub async fn apps(&self) -> Vec<LiveApp> {
+        self.apps.lock().await.values().cloned().collect()
+    }
+
+    pub async fn app(&self, name: &str) -> Option<LiveApp> {
+        self.apps.lock().await.get(name).cloned()
+    }
+
+    pub fn history(&self, app: &str) -> Result<Vec<RevisionInfo>, StoreError> {
+        self.lock_store().history(app)
+    }
+
+    pub fn stored_revision(
+        &self,
+        app: &str,
+        revision: u64,
+    ) -> Result<Option<Option<AppDef>>, StoreError> {
+        self.lock_store().revision(app, revision)
+    }
+
+    fn lock_store(&self) -> std::sync::MutexGuard<'_, Store> {
+        // A panic while holding the lock cannot leave SQLite inconsistent
+        // (transactions roll back), so a poisoned lock is still usable.
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies `steps` to `app` as one revision. `expected`: the revision
+    /// the steps were planned against (0: the app did not exist), or `None`
+    /// to apply on top of whatever is current.
+    pub async fn change(
+        &self,
+        app: &str,
+        expected: Option<u64>,
+        steps: Vec<Step>,
+    ) -> Result<Changed, ChangeError> {
+        self.change_with(app, expected, |_| Ok(steps)).await
+    }
+
+    /// Like [`Node::change`], with the steps computed from the current
+    /// definition under the change lock (`PUT` of a whole definition,
+    /// rollback).
+    pub async fn change_with(
+        &self,
+        app: &str,
+        expected: Option<u64>,
+        steps: impl FnOnce(Option<&AppDef>) -> Result<Vec<Step>, ChangeError>,
+    ) -> Result<Changed, ChangeError> {
+        let mut apps = self.apps.lock().await;
+        let current = apps.get(app);
+        let current_rev = current.map(|a| a.revision).unwrap_or(0);
+        if let Some(e) = expected
+            && e != current_rev
+        {
+            return Err(ChangeError::Conflict(
+                StoreError::Conflict {
+                    app: app.to_string(),
+                    current: current_rev,
+                    expected: e,
+                }
+                .to_string(),
+            ));
+        }
+        let current_def = current.map(|a| &a.def);
+        let steps = steps(current_def)?;
+        for s in &steps {
+            if let Step::SetVariable { name, value, .. } = s
+                && nubo_plan::is_redacted(value)
+            {
+                return Err(ChangeError::Invalid(format!(
+                    "variable `{name}`: the value is a redacted secret (sha256:…), not a value; send the real value"
+                )));
+            }
+        }
+        let new = nubo_plan::apply(app, current_def.cloned(), &steps)
+            .map_err(|e| ChangeError::Invalid(e.to_string()))?;
+        if new.as_ref() == current_def {
+            return Ok(Changed {
+                app: app.to_string(),
+                revision: current_rev,
+                changed: false,
+                steps: Vec::new(),
+            });
+        }
+        let live = match &new {
+            Some(def) => {
+                nubo_plan::validate(def, |d| self.content.has(d)).map_err(ChangeError::Rejected)?;
+                let prepared = self
+                    .loader()
+                    .prepare(current_rev, def, current)
+                    .await
+                    .map_err(|e| ChangeError::Rejected(vec![e]))?;
+                for (other, live) in apps.iter() {
+                    if other != app && live.mount.collides_with(&prepared.mount) {
+                        return Err(ChangeError::Conflict(format!(
+                            "app `{other}` already serves base `{}`{}; give `{app}` another `base` or its own `hosts`",
+                            prepared.mount.base,
+                            if prepared.mount.hosts.is_empty() {
+                                " on every host".to_string()
+                            } else {
+                                format!(" on {}", prepared.mount.hosts.join(", "))
+                            }
+                        )));
+                    }
+                }
+                Some(prepared)
+            }
+            None => None,
+        };
+        let revision = self
+            .lock_store()
+            .commit(app, current_rev, new.as_ref(), &steps)
+            .map_err(|e| match e {
+                StoreError::Conflict { .. } => ChangeError::Conflict(e.to_string()),
+                other => ChangeError::Store(other),
+            })?;
+        match live {
+            Some(mut live) => {
+                live.revision = revision;
+                let mount = live.mount.clone();
+                self.gateway.update(|m| m.with(app, mount.clone()));
+                apps.insert(app.to_string(), live);
+            }
+            None => {
+                self.gateway.update(|m| m.without(app));
+                apps.remove(app);
+                self.logs.forget(app);
+            }
+        }
+        tracing::info!(app, revision, steps = steps.len(), "applied");
+        Ok(Changed {
+            app: app.to_string(),
+            revision,
+            changed: true,
+            steps: crate::store::redact_steps(app, &steps),
+        })
+    }
+}

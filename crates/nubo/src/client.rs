@@ -1,0 +1,198 @@
+//! The control API from the CLI side: which node, which token, and JSON
+//! over HTTP with the node's errors turned into readable ones.
+
+use crate::{CliError, CliResult};
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::path::PathBuf;
+
+/// Where the node is and how to authenticate; shared by every command that
+/// talks to a node.
+#[derive(clap::Args, Clone)]
+pub struct NodeArgs {
+    /// Control API of the node.
+    #[arg(long, env = "NUBO_NODE", default_value = "http://127.0.0.1:3001")]
+    pub node: String,
+    /// Bearer token; default: the `token` file of the node's state dir.
+    #[arg(long, env = "NUBO_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The node's state dir, to read its token from.
+    #[arg(long, env = "NUBO_STATE")]
+    pub state: Option<PathBuf>,
+}
+
+impl NodeArgs {
+    /// The token: `--token`, `NUBO_TOKEN`, else the `token` file in
+    /// `--state`, `./.nubo` (a `nubo up` here) or the default node state dir.
+    pub fn token(&self, app_dir: Option<&std::path::Path>) -> CliResult<String> {
+        if let Some(t) = &self.token {
+            return Ok(t.trim().to_string());
+        }
+        let mut candidates = Vec::new();
+        if let Some(s) = &self.state {
+            candidates.push(s.clone());
+        } else {
+            if let Some(dir) = app_dir {
+                let dir = if dir.is_file() {
+                    dir.parent().map(|p| p.to_path_buf()).unwrap_or_default()
+                } else {
+                    dir.to_path_buf()
+                };
+                candidates.push(dir.join(".nubo"));
+            }
+            candidates.push(PathBuf::from(".nubo"));
+            candidates.push(default_state_dir());
+        }
+        for dir in &candidates {
+            if let Ok(t) = std::fs::read_to_string(dir.join(nubo_node::token::FILE_NAME))
+                && !t.trim().is_empty()
+            {
+                return Ok(t.trim().to_string());
+            }
+        }
+        Err(CliError::new(format!(
+            "no token for the node at {}: looked in {}",
+            self.node,
+            candidates
+                .iter()
+                .map(|c| c.join("token").display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .hint("pass --token, set NUBO_TOKEN, or point --state at the node's state dir"))
+    }
+
+    pub fn connect(&self, app_dir: Option<&std::path::Path>) -> CliResult<Client> {
+        let base = self.node.trim_end_matches('/').to_string();
+        if !base.starts_with("http://") {
+            return Err(
+                CliError::new(format!("--node {base}: expected an http:// URL"))
+                    .hint("e.g. --node http://127.0.0.1:3001"),
+            );
+        }
+        Ok(Client::new(base, self.token(app_dir)?))
+    }
+}
+
+/// Where `nubo node` keeps its state unless told otherwise.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(d).join("nubo");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/nubo"),
+        None => PathBuf::from(".nubo-node"),
+    }
+}
+
+pub struct Client {
+    pub base: String,
+    token: String,
+    http: HyperClient<HttpConnector, Full<Bytes>>,
+}
+
+impl Client {
+    pub fn new(base: String, token: String) -> Self {
+        Self {
+            base,
+            token,
+            http: HyperClient::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> CliResult<http::Response<hyper::body::Incoming>> {
+        let url = format!("{}{path}", self.base);
+        let req = Request::builder()
+            .method(method)
+            .uri(&url)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Full::new(body))
+            .map_err(|e| CliError::new(format!("bad request to {url}: {e}")))?;
+        self.http.request(req).await.map_err(|e| {
+            CliError::new(format!("cannot reach the node at {}: {e}", self.base))
+                .hint("is `nubo node` (or `nubo up`) running there? pass --node URL")
+        })
+    }
+
+    /// Sends and parses JSON; `Ok(None)` on 404.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> CliResult<Option<T>> {
+        let bytes = match body {
+            Some(b) => Bytes::from(
+                serde_json::to_vec(b).map_err(|e| CliError::new(format!("cannot encode: {e}")))?,
+            ),
+            None => Bytes::new(),
+        };
+        let resp = self.send(method, path, "application/json", bytes).await?;
+        self.json(resp).await
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> CliResult<Option<T>> {
+        self.call(Method::GET, path, None::<&()>).await
+    }
+
+    pub async fn json<T: DeserializeOwned>(
+        &self,
+        resp: http::Response<hyper::body::Incoming>,
+    ) -> CliResult<Option<T>> {
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| CliError::new(format!("reading the node's answer: {e}")))?
+            .to_bytes();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(api_error(status, &body));
+        }
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| CliError::new(format!("unexpected answer from the node: {e}")))
+    }
+}
+
+/// The node's `{"error", "details"}` as a CLI error.
+pub fn api_error(status: StatusCode, body: &[u8]) -> CliError {
+    #[derive(serde::Deserialize)]
+    struct E {
+        error: String,
+        #[serde(default)]
+        details: Vec<String>,
+    }
+    let mut err = match serde_json::from_slice::<E>(body) {
+        Ok(e) if e.details.is_empty() => CliError::new(e.error),
+        Ok(e) => CliError::new(format!("{}:\n  - {}", e.error, e.details.join("\n  - "))),
+        Err(_) => CliError::new(format!(
+            "node answered {status}: {}",
+            String::from_utf8_lossy(body).trim()
+        )),
+    };
+    if status == StatusCode::UNAUTHORIZED {
+        err = err.hint("pass the node's token with --token or NUBO_TOKEN, or --state DIR");
+    } else if status == StatusCode::CONFLICT {
+        err = err.hint(
+            "someone changed the app since this plan was made; run the command again to re-plan",
+        );
+    }
+    err
+}

@@ -1,0 +1,262 @@
+//! From a folder to a node: the desired definition (paths become sha256
+//! digests), the plan against what the node runs, how a plan reads, and
+//! performing it.
+
+use crate::client::Client;
+use crate::{CliError, CliResult};
+use bytes::Bytes;
+use http::Method;
+use nubo_manifest::{AppSpec, RouteTarget as SpecTarget};
+use nubo_plan::{AppDef, AppSettings, ComponentDef, Route, RouteTarget, Step, Variable, plan};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The definition a folder describes, and where each digest's bytes are.
+pub struct Desired {
+    pub def: AppDef,
+    pub sources: BTreeMap<String, PathBuf>,
+}
+
+pub fn desired(spec: &AppSpec) -> CliResult<Desired> {
+    let mut sources = BTreeMap::new();
+    let mut def = AppDef::new(spec.name.clone());
+    def.settings = AppSettings {
+        description: spec.description.clone(),
+        hosts: spec.hosts.clone(),
+        base: spec.base.clone(),
+    };
+    for (name, value) in &spec.variables {
+        def.variables.insert(
+            name.clone(),
+            Variable {
+                value: value.clone(),
+                secret: spec.secret_variables.contains(name),
+            },
+        );
+    }
+    for (name, c) in &spec.components {
+        let digest = file_digest(&c.source)?;
+        sources.insert(digest.clone(), c.source.clone());
+        def.components.insert(
+            name.clone(),
+            ComponentDef {
+                digest,
+                config: c.config_templates.clone(),
+                allowed_outbound_hosts: c
+                    .allowed_outbound_hosts
+                    .iter()
+                    .map(|r| r.to_string())
+                    .collect(),
+                limits: c.limits,
+                started: true,
+            },
+        );
+    }
+    for r in &spec.routes {
+        let target = match &r.target {
+            SpecTarget::Component(c) => RouteTarget::Component(c.clone()),
+            SpecTarget::Static(dir) => {
+                let mut files = BTreeMap::new();
+                walk(dir, dir, &mut files, &mut sources)?;
+                RouteTarget::Static(files)
+            }
+        };
+        def.routes.push(Route {
+            pattern: r.pattern.clone(),
+            target,
+        });
+    }
+    Ok(Desired { def, sources })
+}
+
+fn file_digest(path: &Path) -> CliResult<String> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
+}
+
+/// Every regular file under `dir` (symlinks followed only when they stay
+/// inside the site; hidden files skipped).
+fn walk(
+    root: &Path,
+    dir: &Path,
+    files: &mut BTreeMap<String, String>,
+    sources: &mut BTreeMap<String, PathBuf>,
+) -> CliResult<()> {
+    let read = std::fs::read_dir(dir)
+        .map_err(|e| CliError::new(format!("cannot read {}: {e}", dir.display())))?;
+    for entry in read {
+        let entry = entry.map_err(|e| CliError::new(format!("{}: {e}", dir.display())))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let Ok(real) = path.canonicalize() else {
+            continue;
+        };
+        let Ok(root_real) = root.canonicalize() else {
+            continue;
+        };
+        if !real.starts_with(&root_real) {
+            continue;
+        }
+        if real.is_dir() {
+            walk(root, &path, files, sources)?;
+        } else if real.is_file() {
+            let Ok(rel) = path.strip_prefix(root) else {
+                continue;
+            };
+            let rel: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            let digest = file_digest(&real)?;
+            sources.insert(digest.clone(), real);
+            files.insert(rel.join("/"), digest);
+        }
+    }
+    Ok(())
+}
+
+/// What the node runs now.
+#[derive(Deserialize)]
+pub struct Current {
+    pub revision: u64,
+    pub definition: AppDef,
+}
+
+pub struct Plan {
+    pub app: String,
+    /// Revision the plan was made against (0: new app).
+    pub revision: u64,
+    pub current: Option<AppDef>,
+    pub desired: AppDef,
+    pub steps: Vec<Step>,
+}
+
+/// Plans `desired` against the node. Secrets are compared by digest (the
+/// node never sends them back) and the real values go in the steps.
+pub async fn make_plan(client: &Client, desired: &AppDef) -> CliResult<Plan> {
+    let current: Option<Current> = client.get(&format!("/v1/apps/{}", desired.name)).await?;
+    let (revision, current) = match current {
+        Some(c) => (c.revision, Some(c.definition)),
+        None => (0, None),
+    };
+    let mut steps = plan(current.as_ref(), Some(&desired.redacted()));
+    for s in &mut steps {
+        if let Step::SetVariable { name, value, .. } = s
+            && let Some(v) = desired.variables.get(name)
+        {
+            *value = v.value.clone();
+        }
+    }
+    Ok(Plan {
+        app: desired.name.clone(),
+        revision,
+        current,
+        desired: desired.clone(),
+        steps,
+    })
+}
+
+/// Sends the plan: uploads (with progress), then every other step as one
+/// revision. Returns the new revision.
+pub async fn perform(
+    client: &Client,
+    plan: &Plan,
+    sources: &BTreeMap<String, PathBuf>,
+) -> CliResult<u64> {
+    let uploads: Vec<(&str, &str, String)> = plan
+        .steps
+        .iter()
+        .flat_map(|s| match s {
+            Step::UploadComponent { digest, component } => {
+                vec![(
+                    "components",
+                    digest.as_str(),
+                    format!("component `{component}`"),
+                )]
+            }
+            Step::UploadFiles { digests, route } => digests
+                .iter()
+                .map(|d| ("files", d.as_str(), format!("static files for {route}")))
+                .collect(),
+            _ => vec![],
+        })
+        .collect();
+    let total = uploads.len();
+    for (i, (kind, digest, what)) in uploads.iter().enumerate() {
+        let path = sources
+            .get(*digest)
+            .ok_or_else(|| CliError::new(format!("no local file for {digest}")))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
+        crate::style::progress(&format!(
+            "uploading {}/{total}: {} ({})",
+            i + 1,
+            path.file_name().unwrap_or_default().to_string_lossy(),
+            size(bytes.len() as u64)
+        ));
+        let resp = client
+            .send(
+                Method::PUT,
+                &format!("/v1/{kind}/{digest}"),
+                "application/octet-stream",
+                Bytes::from(bytes),
+            )
+            .await?;
+        let _: Option<serde_json::Value> = client.json(resp).await.map_err(|e| {
+            let err = CliError::new(format!("{what}: {}", e.message()));
+            if e.message().contains("core WebAssembly module") {
+                err.hint("build it as a component: `cargo build --target wasm32-wasip2`")
+            } else if e.message().contains("imports") {
+                err.hint("Nubo provides wasi:http, wasi:config and wasi:cli 0.2; remove the other imports")
+            } else {
+                err.hint(format!("check `source` in nubo.toml ({})", path.display()))
+            }
+        })?;
+    }
+    if total > 0 {
+        crate::style::progress_done(&format!(
+            "uploaded {total} file{}",
+            if total == 1 { "" } else { "s" }
+        ));
+    }
+    let changes: Vec<&Step> = plan
+        .steps
+        .iter()
+        .filter(|s| s.changes_definition())
+        .collect();
+    if changes.is_empty() {
+        return Ok(plan.revision);
+    }
+    crate::style::progress("applying: starting new components, then switching routes");
+    #[derive(Deserialize)]
+    struct Changed {
+        revision: u64,
+    }
+    let body = serde_json::json!({ "expected_revision": plan.revision, "steps": changes });
+    let done: Option<Changed> = client
+        .call(
+            Method::POST,
+            &format!("/v1/apps/{}/changes", plan.app),
+            Some(&body),
+        )
+        .await?;
+    crate::style::progress_done("applied");
+    done.map(|c| c.revision)
+        .ok_or_else(|| CliError::new(format!("app `{}` vanished during the apply", plan.app)))
+}
+
+pub fn size(n: u64) -> String {
+    if n >= 1 << 20 {
+        format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64)
+    } else if n >= 1 << 10 {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{n} B")
+    }
+}
