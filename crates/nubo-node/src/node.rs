@@ -226,8 +226,12 @@ impl Node {
                 )));
             }
         }
-        let new = nubo_plan::apply(app, current_def.cloned(), &steps)
-            .map_err(|e| ChangeError::Invalid(e.to_string()))?;
+        let new = nubo_plan::apply(app, current_def.cloned(), &steps).map_err(|e| match e {
+            nubo_plan::StepError::NoApp => {
+                ChangeError::NotFound(format!("no app `{app}` on this node"))
+            }
+            other => ChangeError::Invalid(other.to_string()),
+        })?;
         if new.as_ref() == current_def {
             return Ok(Changed {
                 app: app.to_string(),

@@ -166,7 +166,10 @@ fn busy_port_is_a_clear_error() {
     let app = AppDir::new("[app]\nname = \"p\"\n[[static]]\nroute = \"/\"\ndir = \".\"\n");
     let (code, _, err) = run(&["up", app.path().to_str().unwrap(), "--listen", &addr]);
     assert_eq!(code, 1);
-    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen for HTTP on {addr}")),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

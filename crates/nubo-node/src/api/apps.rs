@@ -279,10 +279,18 @@ pub(crate) async fn set_variable(
     respond(node.change(&app, v.expected_revision, vec![step]).await)
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConfigValue {
+    value: String,
+    #[serde(default)]
+    expected_revision: Option<u64>,
+}
+
 pub(crate) async fn set_config(
     State(node): Node_,
     Path((app, component, key)): Path<(String, String, String)>,
-    JsonBody(v): JsonBody<Value>,
+    JsonBody(v): JsonBody<ConfigValue>,
 ) -> Response {
     let step = Step::SetConfig {
         component,

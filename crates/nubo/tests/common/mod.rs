@@ -124,21 +124,7 @@ impl Node {
                 let _ = tx.send(None);
             });
         }
-        {
-            let mut err = child.stderr.take().unwrap();
-            let buf = stderr.clone();
-            std::thread::spawn(move || {
-                let mut chunk = [0u8; 4096];
-                while let Ok(n) = err.read(&mut chunk) {
-                    if n == 0 {
-                        break;
-                    }
-                    buf.lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&chunk[..n]));
-                }
-            });
-        }
+        collect_into(child.stderr.take().unwrap(), stderr.clone());
         match rx.recv_timeout(Duration::from_secs(300)) {
             Ok(Some(addr)) => Node {
                 child,
@@ -194,6 +180,21 @@ impl Drop for Node {
     }
 }
 
+/// Copies everything `from` yields into `buf`, on a thread.
+pub fn collect_into(mut from: impl Read + Send + 'static, buf: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = from.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            buf.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    });
+}
+
 pub struct Reply {
     pub status: u16,
     pub headers: http::HeaderMap,
@@ -222,8 +223,10 @@ pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[
     tokio::spawn(conn);
     let mut req = http::Request::builder()
         .method(method)
-        .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
-        .header("host", uri.authority().unwrap().as_str());
+        .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req = req.header("host", uri.authority().unwrap().as_str());
+    }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -272,3 +275,4 @@ component = "probe"
         wasm = wasm("probe").display()
     )
 }
+pub mod control;

@@ -1,0 +1,143 @@
+//! A real `nubo node` process and the control API, for the plan/apply tests.
+
+use super::{AppDir, Reply, nubo, request};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A running `nubo node`; killed on drop.
+pub struct NodeProc {
+    pub child: Child,
+    pub http: String,
+    pub control: String,
+    pub state: PathBuf,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+impl NodeProc {
+    pub fn start(state: &Path, extra: &[&str]) -> NodeProc {
+        let mut child = nubo()
+            .arg("node")
+            .arg("--state")
+            .arg(state)
+            .args(["--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nubo node");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        super::collect_into(child.stderr.take().unwrap(), stderr.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("node ready: apps on http://") {
+                    let (http, control) = rest.split_once(", control API on http://").unwrap();
+                    let _ = tx.send(Some((http.to_string(), control.to_string())));
+                }
+            }
+            let _ = tx.send(None);
+        });
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(Some((http, control))) => NodeProc {
+                child,
+                http: format!("http://{http}"),
+                control: format!("http://{control}"),
+                state: state.to_path_buf(),
+                stderr,
+            },
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("nubo node did not start: {}", stderr.lock().unwrap());
+            }
+        }
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.state.join("token")).unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.http)
+    }
+
+    /// A control API call with the node's token.
+    pub async fn api(&self, method: &str, path: &str, body: &str) -> Reply {
+        let auth = format!("Bearer {}", self.token());
+        request(
+            method,
+            &format!("{}{path}", self.control),
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            body.as_bytes(),
+        )
+        .await
+    }
+
+    pub async fn json(&self, path: &str) -> serde_json::Value {
+        let r = self.api("GET", path, "").await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
+    /// Runs a CLI command against this node: (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+        let mut cmd = nubo();
+        cmd.args(args)
+            .args(["--node", &self.control])
+            .arg("--state")
+            .arg(&self.state);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An app folder with the probe component at `/probe/...`, config
+/// `greeting = "{{ greeting }}"` and `version = "{{ version }}"`.
+pub fn probe_app(name: &str, mount: &str) -> AppDir {
+    AppDir::new(&format!(
+        r#"
+[app]
+name = "{name}"
+{mount}
+
+[variables]
+greeting = {{ default = "hello" }}
+version = {{ default = "1" }}
+
+[component.probe]
+source = "{wasm}"
+config = {{ greeting = "{{{{ greeting }}}}", version = "{{{{ version }}}}" }}
+
+[[http]]
+route = "/probe/..."
+component = "probe"
+"#,
+        wasm = super::wasm("probe").display()
+    ))
+}

@@ -1,0 +1,440 @@
+//! `nubo node`, its control API, and `nubo plan / apply / rollback / ps /
+//! logs`, through the real binary and real HTTP.
+
+mod common;
+
+use common::control::{NodeProc, probe_app};
+use common::{get, request, wasm};
+use std::time::Duration;
+
+fn state() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_needs_the_token_and_says_what_is_wrong() {
+    let s = state();
+    let node = NodeProc::start(s.path(), &["--max-upload-mb", "1"]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(s.path().join("token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let apps = format!("{}/v1/apps", node.control);
+    let none = get(&apps).await;
+    assert_eq!(none.status, 401);
+    assert!(
+        none.text()
+            .contains("missing `Authorization: Bearer TOKEN`"),
+        "{}",
+        none.text()
+    );
+    let wrong = request("GET", &apps, &[("authorization", "Bearer nope")], b"").await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.text().contains("wrong token"));
+    // Even the OpenAPI document and unknown paths are behind the token.
+    assert_eq!(
+        get(&format!("{}/v1/openapi.json", node.control))
+            .await
+            .status,
+        401
+    );
+
+    assert_eq!(node.api("GET", "/v1/apps", "").await.text(), "[]");
+    let doc = node.json("/v1/openapi.json").await;
+    assert_eq!(doc["openapi"], "3.1.0");
+
+    let bad = node.api("POST", "/v1/apps/x/changes", "{not json").await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.text().contains("malformed JSON body"), "{}", bad.text());
+    let unknown = node
+        .api(
+            "POST",
+            "/v1/apps/x/changes",
+            r#"{"steps":[{"op":"explode"}]}"#,
+        )
+        .await;
+    assert_eq!(unknown.status, 400);
+    assert!(
+        unknown.text().contains("unknown variant `explode`"),
+        "{}",
+        unknown.text()
+    );
+    let missing = node
+        .api("POST", "/v1/apps/x/changes", r#"{"steps":[{"op":"create_app","name":"x","settings":{}},{"op":"add_component","name":"c","component":{"digest":"0000000000000000000000000000000000000000000000000000000000000000"}}]}"#)
+        .await;
+    assert_eq!(missing.status, 400);
+    assert!(
+        missing.text().contains("was never uploaded"),
+        "{}",
+        missing.text()
+    );
+    assert_eq!(
+        node.api("GET", "/v1/apps/x", "").await.status,
+        404,
+        "nothing half-applied"
+    );
+
+    let big = vec![0u8; 2 << 20];
+    let digest = sha256(&big);
+    let auth = format!("Bearer {}", node.token());
+    let r = request(
+        "PUT",
+        &format!("{}/v1/files/{digest}", node.control),
+        &[("authorization", &auth)],
+        &big,
+    )
+    .await;
+    assert_eq!(r.status, 413);
+    assert!(
+        r.text().contains("larger than this node accepts (1 MiB"),
+        "{}",
+        r.text()
+    );
+
+    let not_wasm = b"hello".to_vec();
+    let r = request(
+        "PUT",
+        &format!("{}/v1/components/{}", node.control, sha256(&not_wasm)),
+        &[("authorization", &auth)],
+        &not_wasm,
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("is not a WebAssembly component"),
+        "{}",
+        r.text()
+    );
+    let r = request(
+        "PUT",
+        &format!("{}/v1/files/{}", node.control, sha256(b"other")),
+        &[("authorization", &auth)],
+        b"bytes",
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("the body's sha256 is"), "{}", r.text());
+
+    let wasm_bytes = std::fs::read(wasm("probe")).unwrap();
+    let url = format!("{}/v1/components/{}", node.control, sha256(&wasm_bytes));
+    let s2 = state();
+    let small = NodeProc::start(s2.path(), &[]);
+    let auth2 = format!("Bearer {}", small.token());
+    let url2 = url.replace(&node.control, &small.control);
+    assert_eq!(
+        request("PUT", &url2, &[("authorization", &auth2)], &wasm_bytes)
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        request("PUT", &url2, &[("authorization", &auth2)], &wasm_bytes)
+            .await
+            .status,
+        200,
+        "idempotent"
+    );
+    assert_eq!(
+        request("HEAD", &url2, &[("authorization", &auth2)], b"")
+            .await
+            .status,
+        200
+    );
+}
+
+fn sha256(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_apply_and_rollback_like_terraform() {
+    let s = state();
+    let node = NodeProc::start(s.path(), &[]);
+    let app = probe_app("demo", "");
+    let dir = app.path().to_str().unwrap();
+
+    let (code, out, err) = node.cli(&["plan", dir], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("+ upload component probe"), "{out}");
+    assert!(out.contains("+ app demo"), "{out}");
+    assert!(
+        out.contains("+ route /probe/... → component probe"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Plan: 5 to add, 0 to change, 0 to remove."),
+        "{out}"
+    );
+
+    let (code, out, err) = node.cli(&["apply", dir, "--auto-approve"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("app `demo` is at revision 1"), "{out}");
+    assert!(err.contains("uploading 1/1: probe.wasm"), "progress: {err}");
+    assert_eq!(
+        get(&node.url("/probe/config?greeting")).await.text(),
+        "hello"
+    );
+
+    let (code, out, _) = node.cli(&["plan", dir], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("is up to date (revision 1)"), "{out}");
+
+    // Without a terminal, apply refuses to go on unasked.
+    let env = [("NUBO_VAR_GREETING", "bonjour")];
+    let (code, _, err) = node.cli(&["apply", dir, "--no-build"], &env);
+    assert_eq!(code, 1);
+    assert!(err.contains("pass --auto-approve"), "{err}");
+
+    let (code, out, _) = node.cli(&["plan", dir], &env);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("~ variable greeting = \"bonjour\" (restarts probe: reads it)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Plan: 0 to add, 1 to change, 0 to remove."),
+        "{out}"
+    );
+    let (code, out, err) = node.cli(&["apply", dir, "--auto-approve"], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        get(&node.url("/probe/config?greeting")).await.text(),
+        "bonjour"
+    );
+
+    let (code, out, _) = node.cli(&["ps"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("demo"), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("demo")
+            && l.contains(" 2 ")
+            && l.contains("probe")
+            && l.contains("running")),
+        "{out}"
+    );
+
+    let (code, out, err) = node.cli(&["rollback", "demo"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("now at revision 3"), "{out}");
+    assert_eq!(
+        get(&node.url("/probe/config?greeting")).await.text(),
+        "hello"
+    );
+
+    let history = node.json("/v1/apps/demo/revisions").await;
+    assert_eq!(history.as_array().unwrap().len(), 3);
+    let (code, _, err) = node.cli(&["rollback", "nope"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no app `nope`"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_are_planned_by_digest_and_never_shown() {
+    let s = state();
+    let node = NodeProc::start(s.path(), &[]);
+    let app = probe_app("sec", "");
+    let text = std::fs::read_to_string(app.path().join("nubo.toml")).unwrap();
+    std::fs::write(
+        app.path().join("nubo.toml"),
+        text.replace(
+            "version = { default = \"1\" }",
+            "version = { required = true, secret = true }",
+        ),
+    )
+    .unwrap();
+    let dir = app.path().to_str().unwrap();
+    let env = [("NUBO_VAR_VERSION", "s3cr3t")];
+    let (code, out, err) = node.cli(&["apply", dir, "--auto-approve"], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("variable version = (secret)"), "{out}");
+    assert!(!out.contains("s3cr3t"));
+    assert_eq!(
+        get(&node.url("/probe/config?version")).await.text(),
+        "s3cr3t"
+    );
+    let shown = node.api("GET", "/v1/apps/sec", "").await.text();
+    assert!(
+        !shown.contains("s3cr3t") && shown.contains("sha256:"),
+        "{shown}"
+    );
+    assert!(
+        !node
+            .api("GET", "/v1/apps/sec/revisions", "")
+            .await
+            .text()
+            .contains("s3cr3t")
+    );
+    let (code, out, _) = node.cli(&["plan", dir], &env);
+    assert_eq!(code, 0, "same secret, no change: {out}");
+    let (code, out, _) = node.cli(&["plan", dir], &[("NUBO_VAR_VERSION", "other")]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("~ variable version = (secret)"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_apps_by_host_and_base_and_they_survive_a_restart() {
+    let s = state();
+    let mut node = NodeProc::start(s.path(), &[]);
+    let root = probe_app("root", "");
+    let shop = probe_app("shop", "base = \"/shop\"");
+    let blog = probe_app("blog", "hosts = [\"blog.test\"]");
+    for (app, greeting) in [(&root, "root"), (&shop, "shop"), (&blog, "blog")] {
+        let (code, out, err) = node.cli(
+            &["apply", app.path().to_str().unwrap(), "--auto-approve"],
+            &[("NUBO_VAR_GREETING", greeting)],
+        );
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let check = |node: &NodeProc| {
+        let root = node.url("/probe/config?greeting");
+        let shop = node.url("/shop/probe/config?greeting");
+        async move {
+            assert_eq!(get(&root).await.text(), "root");
+            assert_eq!(get(&shop).await.text(), "shop");
+            let blog = request("GET", &root, &[("host", "Blog.test:80")], b"").await;
+            assert_eq!(blog.text(), "blog");
+        }
+    };
+    check(&node).await;
+    let base = get(&node.url("/shop/probe/echo")).await;
+    assert_eq!(base.status, 200);
+
+    // A fourth app on the root of every host collides with `root`.
+    let clash = probe_app("clash", "");
+    let (code, _, err) = node.cli(
+        &["apply", clash.path().to_str().unwrap(), "--auto-approve"],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("app `root` already serves base `/` on every host"),
+        "{err}"
+    );
+    assert_eq!(node.api("GET", "/v1/apps/clash", "").await.status, 404);
+
+    node.kill9();
+    let node = NodeProc::start(s.path(), &[]);
+    check(&node).await;
+    assert_eq!(node.json("/v1/apps").await.as_array().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn racing_changes_are_caught_by_the_revision() {
+    let s = state();
+    let node = NodeProc::start(s.path(), &[]);
+    let app = probe_app("race", "");
+    let (code, out, err) = node.cli(
+        &["apply", app.path().to_str().unwrap(), "--auto-approve"],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let change = |v: &str| {
+        format!(
+            r#"{{"expected_revision":1,"steps":[{{"op":"set_variable","name":"greeting","value":"{v}"}},{{"op":"set_variable","name":"version","value":"{v}"}}]}}"#
+        )
+    };
+    let (ca, cb) = (change("a"), change("b"));
+    let (a, b) = tokio::join!(
+        node.api("POST", "/v1/apps/race/changes", &ca),
+        node.api("POST", "/v1/apps/race/changes", &cb),
+    );
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409], "{} / {}", a.text(), b.text());
+    let loser = if a.status == 409 { &a } else { &b };
+    assert!(
+        loser
+            .text()
+            .contains("is at revision 2, but the change was planned against revision 1"),
+        "{}",
+        loser.text()
+    );
+    // The winner's change is whole: both variables from the same request.
+    let g = get(&node.url("/probe/config?greeting")).await.text();
+    let v = get(&node.url("/probe/config?version")).await.text();
+    assert_eq!(g, v);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_and_start_a_component_and_follow_its_logs() {
+    let s = state();
+    let node = NodeProc::start(s.path(), &[]);
+    let app = probe_app("logs", "");
+    let (code, out, err) = node.cli(
+        &["apply", app.path().to_str().unwrap(), "--auto-approve"],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+
+    let mut follow = common::nubo()
+        .args([
+            "logs",
+            "logs",
+            "--component",
+            "probe",
+            "-f",
+            "--node",
+            &node.control,
+        ])
+        .arg("--state")
+        .arg(&node.state)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(get(&node.url("/probe/log")).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = follow.kill();
+    let out = follow.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("probe probe says"), "{out}");
+    assert!(out.contains("probe ! probe warns"), "{out}");
+    let (_, recent, _) = node.cli(&["logs", "logs"], &[]);
+    assert!(recent.contains("probe says"), "{recent}");
+
+    let r = node
+        .api("POST", "/v1/apps/logs/components/probe/stop", "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let stopped = get(&node.url("/probe/echo")).await;
+    assert_eq!(stopped.status, 503);
+    assert!(stopped.text().contains("component is stopped"));
+    let (_, ps, _) = node.cli(&["ps"], &[]);
+    assert!(ps.contains("stopped"), "{ps}");
+    assert_eq!(
+        node.api("POST", "/v1/apps/logs/components/probe/start", "")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(get(&node.url("/probe/echo")).await.status, 200);
+    let r = node
+        .api(
+            "PUT",
+            "/v1/apps/logs/variables/greeting",
+            r#"{"value":"hey"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(get(&node.url("/probe/config?greeting")).await.text(), "hey");
+    let r = node
+        .api(
+            "PUT",
+            "/v1/apps/logs/components/probe/config/greeting",
+            r#"{"value":"literal"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        get(&node.url("/probe/config?greeting")).await.text(),
+        "literal"
+    );
+    assert_eq!(node.api("DELETE", "/v1/apps/logs", "").await.status, 200);
+    assert_eq!(get(&node.url("/probe/echo")).await.status, 404);
+}
