@@ -182,3 +182,75 @@ component = "b"
     }
     eprintln!("applied before the kill: {outcomes:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_variable_change_restarts_only_its_readers_and_in_flight_requests_finish() {
+    let s = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(s.path(), &[]);
+    let app = AppDir::new(&format!(
+        r#"
+[app]
+name = "two"
+[variables]
+greeting = {{ default = "hello" }}
+[component.reader]
+source = "{w}"
+config = {{ greeting = "{{{{ greeting }}}}" }}
+[component.other]
+source = "{w}"
+config = {{ fixed = "yes" }}
+[[http]]
+route = "/reader/..."
+component = "reader"
+[[http]]
+route = "/other/..."
+component = "other"
+"#,
+        w = wasm("probe").display()
+    ));
+    let dir = app.path().to_str().unwrap().to_string();
+    let (code, out, err) = node.cli(&["apply", &dir, "--auto-approve"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // One slow request in flight on each component.
+    let slow_reader = tokio::spawn(get_owned(node.url("/reader/probe/sleep?1500")));
+    let slow_other = tokio::spawn(get_owned(node.url("/other/probe/sleep?1500")));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let env = [("NUBO_VAR_GREETING", "changed")];
+    let (code, out, err) = node.cli(&["plan", &dir], &env);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("(restarts reader: reads it)"), "{out}");
+    assert!(!out.contains("other"), "{out}");
+    let (code, out, err) = node.cli(&["apply", &dir, "--auto-approve"], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        get(&node.url("/reader/probe/config?greeting")).await.text(),
+        "changed"
+    );
+
+    // `other` is the same running component: its in-flight request is still
+    // counted against it after the apply. `reader` is a new one.
+    let apps = node.json("/v1/apps/two").await;
+    let instances = |name: &str| {
+        apps["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()["instances"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(instances("other"), 1, "{apps}");
+    assert_eq!(instances("reader"), 0, "{apps}");
+
+    for slow in [slow_reader, slow_other] {
+        let r = slow.await.unwrap();
+        assert_eq!((r.status, r.text()), (200, "slept 1500".to_string()));
+    }
+}
+
+async fn get_owned(url: String) -> common::Reply {
+    get(&url).await
+}
