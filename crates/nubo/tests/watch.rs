@@ -54,3 +54,22 @@ async fn watch_reapplies_changes_and_keeps_serving_through_a_broken_one() {
     .unwrap();
     assert_eq!(wait_for(&url, "fixed").await, "fixed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_again_after_a_rename_serves_the_renamed_app_alone() {
+    let app = probe_app("first", "");
+    let node = Node::up(app.path(), &["--no-build"]);
+    assert_eq!(get(&node.url("/probe/config?greeting")).await.status, 200);
+    drop(node);
+    let toml = app.path().join("nubo.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, text.replace("name = \"first\"", "name = \"second\"")).unwrap();
+    let node = Node::up(app.path(), &["--no-build"]);
+    let out = node.stdout.lock().unwrap().clone();
+    assert!(out.contains("removed app `first`"), "{out}");
+    assert!(out.contains("serving app `second`"), "{out}");
+    assert_eq!(
+        get(&node.url("/probe/config?greeting")).await.text(),
+        "hello"
+    );
+}

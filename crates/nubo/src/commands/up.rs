@@ -64,6 +64,11 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
             format!("http://{}", running.control),
             node.token().to_string(),
         );
+        if args.state.is_none() {
+            // DIR/.nubo belongs to this folder: an app it no longer defines
+            // (renamed, say) would otherwise keep serving and clash.
+            forget_other_apps(&client, &spec.name).await?;
+        }
         apply(&client, &desired).await?;
         let base = if spec.base == "/" {
             ""
@@ -91,6 +96,28 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
         println!("press Ctrl-C to stop");
         running.until_signal().await
     })
+}
+
+async fn forget_other_apps(client: &Client, keep: &str) -> CliResult<()> {
+    #[derive(serde::Deserialize)]
+    struct App {
+        name: String,
+    }
+    let apps: Vec<App> = client.get("/v1/apps").await?.unwrap_or_default();
+    for app in apps.into_iter().filter(|a| a.name != keep) {
+        let _: Option<serde_json::Value> = client
+            .call(
+                http::Method::DELETE,
+                &format!("/v1/apps/{}", app.name),
+                None::<&()>,
+            )
+            .await?;
+        println!(
+            "removed app `{}`: this folder's nubo.toml no longer defines it",
+            app.name
+        );
+    }
+    Ok(())
 }
 
 /// Plans and performs without asking: `up` is the developer's own node.
