@@ -229,6 +229,25 @@ async fn plan_apply_and_rollback_like_terraform() {
 
     let history = node.json("/v1/apps/demo/revisions").await;
     assert_eq!(history.as_array().unwrap().len(), 3);
+
+    // The other way in: PUT a whole definition, and the node plans it.
+    let mut def = node.json("/v1/apps/demo").await["definition"].clone();
+    def["variables"]["greeting"]["value"] = "put".into();
+    let body = serde_json::json!({ "expected_revision": 3, "definition": def }).to_string();
+    let r = node.api("PUT", "/v1/apps/demo", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let changed: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(changed["revision"], 4);
+    assert_eq!(changed["steps"][0]["op"], "set_variable");
+    assert_eq!(get(&node.url("/probe/config?greeting")).await.text(), "put");
+    let stale = node.api("PUT", "/v1/apps/demo", &body).await;
+    assert_eq!(stale.status, 409, "{}", stale.text());
+    let (code, out, _) = node.cli(&["rollback", "demo"], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        get(&node.url("/probe/config?greeting")).await.text(),
+        "hello"
+    );
     let (code, _, err) = node.cli(&["rollback", "nope"], &[]);
     assert_eq!(code, 1);
     assert!(err.contains("no app `nope`"), "{err}");
