@@ -156,6 +156,15 @@ pub fn template_variables(text: &str) -> Result<Vec<String>, String> {
         .collect())
 }
 
+/// Store names (key-value, later blobs and queues): lower-case letters,
+/// digits, `-` and `_`, starting with a letter, at most 63 characters.
+pub fn is_store_name(s: &str) -> bool {
+    s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
 /// Variable names: lower-case, digits and `_`, starting with a letter.
 pub fn is_variable_name(s: &str) -> bool {
     s.starts_with(|c: char| c.is_ascii_lowercase())

@@ -54,6 +54,8 @@ pub(crate) struct RawComponent {
     pub limits: Option<S<RawLimits>>,
     #[serde(default)]
     pub description: Option<String>,
+    #[serde(default)]
+    pub key_value_stores: Vec<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -40,6 +40,8 @@ pub struct ComponentSpec {
     pub reads_variables: BTreeSet<String>,
     pub allowed_outbound_hosts: Vec<OutboundRule>,
     pub limits: Limits,
+    /// Key-value stores of the app this component may open.
+    pub key_value_stores: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -252,6 +252,25 @@ fn component(
         }
     }
 
+    let mut key_value_stores: Vec<String> = Vec::new();
+    for store in &comp.key_value_stores {
+        let name = store.get_ref();
+        if !crate::is_store_name(name) {
+            r.error_hint(
+                store.span(),
+                format!("invalid key-value store name `{name}`"),
+                "use lower-case letters, digits, `-` and `_`, starting with a letter, e.g. \"default\"",
+            );
+        } else if key_value_stores.contains(name) {
+            r.error(
+                store.span(),
+                format!("key-value store `{name}` is listed twice"),
+            );
+        } else {
+            key_value_stores.push(name.clone());
+        }
+    }
+
     ComponentSpec {
         description: comp.description.clone(),
         source,
@@ -261,6 +280,7 @@ fn component(
         reads_variables,
         allowed_outbound_hosts,
         limits: limits(comp, r),
+        key_value_stores,
     }
 }
 

@@ -25,6 +25,7 @@ struct Identity {
     config: BTreeMap<String, String>,
     outbound: Vec<String>,
     limits: Limits,
+    kv: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -48,6 +49,7 @@ pub struct Loader<'a> {
     pub content: &'a ContentStore,
     pub sites: &'a Path,
     pub logs: Arc<dyn LogSink>,
+    pub kv: Arc<dyn nubo_kv::KvBackend>,
 }
 
 impl Loader<'_> {
@@ -134,6 +136,11 @@ impl Loader<'_> {
             allowed_outbound_hosts: outbound,
             limits: c.limits,
             logs: Some(self.logs.clone()),
+            kv: (!c.key_value_stores.is_empty()).then(|| nubo_kv::KvGrant {
+                backend: self.kv.clone(),
+                app: def.name.clone(),
+                stores: c.key_value_stores.clone(),
+            }),
         };
         let runtime = self.runtime.clone();
         let path = self.content.path(&c.digest);
@@ -198,5 +205,6 @@ fn identity(def: &AppDef, c: &ComponentDef) -> Result<Identity, String> {
         config,
         outbound: c.allowed_outbound_hosts.clone(),
         limits: c.limits,
+        kv: c.key_value_stores.clone(),
     })
 }

@@ -33,6 +33,7 @@ pub struct Node {
     pub(crate) logs: Arc<LogHub>,
     pub(crate) token: String,
     pub(crate) max_upload: usize,
+    pub(crate) kv: Arc<nubo_kv::SqliteKv>,
     state: PathBuf,
     sites: PathBuf,
     store: Mutex<Store>,
@@ -50,6 +51,8 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Runtime(#[from] nubo_wasm::LoadError),
+    #[error("cannot open a service's store: {0}")]
+    Service(String),
 }
 
 /// Why a change was refused; nothing of it was applied.
@@ -102,6 +105,24 @@ impl Node {
             ..RuntimeOptions::default()
         })?;
         let stored = store.apps()?;
+        let kv = Arc::new(
+            nubo_kv::SqliteKv::open(&opts.state.join("kv.db"))
+                .map_err(|e| NodeError::Service(e.to_string()))?,
+        );
+        {
+            // Expired keys read as absent at once; this reclaims their space.
+            let kv = Arc::downgrade(&kv);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+                loop {
+                    tick.tick().await;
+                    let Some(kv) = kv.upgrade() else { return };
+                    if let Err(e) = kv.sweep() {
+                        tracing::warn!("key-value sweep: {e}");
+                    }
+                }
+            });
+        }
         let node = Arc::new(Self {
             runtime: Arc::new(runtime),
             gateway: Gateway::new(Default::default()),
@@ -109,6 +130,7 @@ impl Node {
             logs: Arc::new(LogHub::default()),
             token,
             max_upload: opts.max_upload,
+            kv,
             sites: opts.state.join("sites"),
             state: opts.state,
             store: Mutex::new(store),
@@ -149,6 +171,7 @@ impl Node {
             content: &self.content,
             sites: self.sites.as_path(),
             logs: self.logs.clone(),
+            kv: self.kv.clone(),
         }
     }
 

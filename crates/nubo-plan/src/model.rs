@@ -72,6 +72,9 @@ pub struct ComponentDef {
     pub allowed_outbound_hosts: Vec<String>,
     #[serde(default)]
     pub limits: Limits,
+    /// Key-value stores of the app it may open.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_value_stores: Vec<String>,
     /// A stopped component keeps its definition; its routes answer 503.
     #[serde(default = "yes")]
     pub started: bool,

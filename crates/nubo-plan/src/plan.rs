@@ -122,6 +122,13 @@ fn replace_reasons(have: &ComponentDef, want: &ComponentDef) -> Vec<String> {
     if have.allowed_outbound_hosts != want.allowed_outbound_hosts {
         reasons.push("allowed_outbound_hosts changed".to_string());
     }
+    if have.key_value_stores != want.key_value_stores {
+        reasons.push(format!(
+            "key_value_stores [{}] → [{}]",
+            have.key_value_stores.join(", "),
+            want.key_value_stores.join(", ")
+        ));
+    }
     reasons
 }
 

@@ -58,6 +58,13 @@ pub fn validate(app: &AppDef, has_content: impl Fn(&str) -> bool) -> Result<(), 
                 errs.push(format!("component `{name}`: config `{key}` {e}"));
             }
         }
+        for s in &c.key_value_stores {
+            if !nubo_manifest::is_store_name(s) {
+                errs.push(format!(
+                    "component `{name}`: invalid key-value store name `{s}`"
+                ));
+            }
+        }
         for h in &c.allowed_outbound_hosts {
             if let Err(e) = OutboundRule::parse(h) {
                 errs.push(format!("component `{name}`: {e}"));

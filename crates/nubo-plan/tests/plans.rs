@@ -17,6 +17,7 @@ fn base() -> AppDef {
             config: Default::default(),
             allowed_outbound_hosts: vec![],
             limits: Default::default(),
+            key_value_stores: vec![],
             started: true,
         };
         c.config.insert("text".into(), cfg.into());

@@ -26,17 +26,21 @@ fn component() -> impl Strategy<Value = ComponentDef> {
         ),
         prop::sample::select(vec![64u64, 128]),
         any::<bool>(),
+        prop::sample::select(vec![vec![], vec!["default".to_string()]]),
     )
-        .prop_map(|(digest, config, hosts, memory_mb, started)| ComponentDef {
-            digest,
-            config,
-            allowed_outbound_hosts: hosts,
-            limits: Limits {
-                memory_mb,
-                ..Limits::default()
+        .prop_map(
+            |(digest, config, hosts, memory_mb, started, kv)| ComponentDef {
+                digest,
+                config,
+                allowed_outbound_hosts: hosts,
+                limits: Limits {
+                    memory_mb,
+                    ..Limits::default()
+                },
+                key_value_stores: kv,
+                started,
             },
-            started,
-        })
+        )
 }
 
 fn route() -> impl Strategy<Value = Route> {

@@ -46,6 +46,7 @@ fn load(pooling: bool, wasm: &Path) -> (Runtime, HttpComponent) {
         allowed_outbound_hosts: vec![],
         limits: Limits::default(),
         logs: None,
+        kv: None,
     };
     let component = runtime
         .load_http(wasm, settings)

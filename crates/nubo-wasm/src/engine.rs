@@ -98,6 +98,7 @@ impl Runtime {
         let mut linker: Linker<Host> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_err)?;
+        nubo_kv::host::add_to_linker(&mut linker, Host::kv).map_err(engine_err)?;
         wasmtime_wasi_config::add_to_linker(&mut linker, |h: &mut Host| {
             wasmtime_wasi_config::WasiConfig::from(&*h.config)
         })

@@ -25,6 +25,7 @@ pub struct Host {
     hooks: OutboundPolicy,
     pub(crate) limits: StoreLimits,
     pub(crate) config: Arc<WasiConfigVariables>,
+    kv: Option<Arc<nubo_kv::KvGrant>>,
 }
 
 impl Host {
@@ -34,6 +35,7 @@ impl Host {
         config: Arc<WasiConfigVariables>,
         limits: StoreLimits,
         sink: Option<Arc<dyn LogSink>>,
+        kv: Option<Arc<nubo_kv::KvGrant>>,
     ) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(LineStream::new(tags.clone(), Stream::Stdout, sink.clone()))
@@ -49,6 +51,7 @@ impl Host {
             hooks: OutboundPolicy { rules, tags },
             limits,
             config,
+            kv,
         }
     }
 }
@@ -57,6 +60,15 @@ impl WasiView for Host {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl Host {
+    pub(crate) fn kv(&mut self) -> nubo_kv::host::KvView<'_> {
+        nubo_kv::host::KvView {
+            grant: self.kv.as_deref(),
             table: &mut self.table,
         }
     }

@@ -37,6 +37,8 @@ pub struct ComponentSettings {
     pub limits: Limits,
     /// Receives the component's log lines (a node's `nubo logs` buffer).
     pub logs: Option<Arc<dyn LogSink>>,
+    /// The key-value stores it may open (`key_value_stores`).
+    pub kv: Option<nubo_kv::KvGrant>,
 }
 
 /// A component ready to serve: compiled, linked and pre-instantiated.
@@ -50,6 +52,7 @@ pub struct HttpComponent {
     limits: Limits,
     slots: Arc<Semaphore>,
     logs: Option<Arc<dyn LogSink>>,
+    kv: Option<Arc<nubo_kv::KvGrant>>,
 }
 
 impl HttpComponent {
@@ -64,6 +67,7 @@ impl HttpComponent {
             limits: s.limits,
             slots: Arc::new(Semaphore::new(s.limits.max_instances as usize)),
             logs: s.logs,
+            kv: s.kv.map(Arc::new),
         }
     }
 
@@ -108,6 +112,7 @@ impl HttpComponent {
                 .trap_on_grow_failure(true)
                 .build(),
             self.logs.clone(),
+            self.kv.clone(),
         );
         let mut store = Store::new(self.pre.engine(), host);
         store.limiter(|h| &mut h.limits);

@@ -17,13 +17,18 @@ use std::path::PathBuf;
 #[derive(clap::Args, Clone)]
 pub struct NodeArgs {
     /// Control API of the node.
-    #[arg(long, env = "NUBO_NODE", default_value = "http://127.0.0.1:3001")]
+    #[arg(
+        long,
+        global = true,
+        env = "NUBO_NODE",
+        default_value = "http://127.0.0.1:3001"
+    )]
     pub node: String,
     /// Bearer token; default: the `token` file of the node's state dir.
-    #[arg(long, env = "NUBO_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, env = "NUBO_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// The node's state dir, to read its token from.
-    #[arg(long, env = "NUBO_STATE")]
+    #[arg(long, global = true, env = "NUBO_STATE")]
     pub state: Option<PathBuf>,
 }
 

@@ -50,6 +50,7 @@ pub fn desired(spec: &AppSpec) -> CliResult<Desired> {
                     .map(|r| r.to_string())
                     .collect(),
                 limits: c.limits,
+                key_value_stores: c.key_value_stores.clone(),
                 started: true,
             },
         );

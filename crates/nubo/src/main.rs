@@ -34,6 +34,7 @@ enum Command {
     Rollback(commands::rollback::Args),
     Ps(commands::ps::Args),
     Logs(commands::logs::Args),
+    Kv(commands::kv::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
         Command::Rollback(args) => commands::rollback::run(args),
         Command::Ps(args) => commands::ps::run(args),
         Command::Logs(args) => commands::logs::run(args),
+        Command::Kv(args) => commands::kv::run(args),
     };
     match result {
         Ok(code) => code,

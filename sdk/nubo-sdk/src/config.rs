@@ -1,15 +1,7 @@
 //! Values from the component's `config` table in `nubo.toml`, read through
 //! the standard `wasi:config/store` interface.
 
-mod bindings {
-    wit_bindgen::generate!({
-        path: "wit",
-        world: "nubo:sdk/guest",
-        generate_all,
-    });
-}
-
-use bindings::wasi::config::store;
+use crate::bindings::wasi::config::store;
 
 /// The value of `key`, or `None` if the component has no such config.
 pub fn get(key: &str) -> Option<String> {

@@ -17,8 +17,18 @@
 //! body collected into a `Vec<u8>`, which keeps handlers simple; components
 //! that stream huge bodies can use the `wasip2` crate directly.
 
+mod bindings {
+    // The WIT lives at the repository root, shared with the host.
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "nubo:platform/guest",
+        generate_all,
+    });
+}
+
 pub mod config;
 mod convert;
+pub mod kv;
 pub mod outbound;
 
 pub use http;

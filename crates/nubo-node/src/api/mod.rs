@@ -8,6 +8,7 @@
 //! revision or a clash with another app, 413 upload too large.
 
 mod apps;
+mod kv;
 mod logs;
 mod uploads;
 
@@ -65,6 +66,11 @@ pub fn router(node: Arc<Node>) -> Router {
             put(apps::set_config),
         )
         .route("/v1/apps/{app}/logs", get(logs::logs))
+        .route("/v1/apps/{app}/kv/{store}", get(kv::list))
+        .route(
+            "/v1/apps/{app}/kv/{store}/{*key}",
+            get(kv::get).put(kv::set).delete(kv::delete),
+        )
         .layer(DefaultBodyLimit::max(MAX_JSON));
     api.merge(uploads)
         .fallback(|| async {

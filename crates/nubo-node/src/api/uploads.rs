@@ -42,6 +42,7 @@ pub(crate) async fn put_component(
             allowed_outbound_hosts: Vec::new(),
             limits: Default::default(),
             logs: None,
+            kv: None,
         };
         let name = std::path::PathBuf::from("the uploaded wasm");
         let checked = tokio::task::spawn_blocking(move || {

@@ -37,6 +37,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
             allowed_outbound_hosts: c.allowed_outbound_hosts.clone(),
             limits: c.limits,
             logs: None,
+            kv: None,
         };
         runtime
             .load_http(&c.source, settings)

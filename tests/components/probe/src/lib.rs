@@ -77,6 +77,7 @@ fn handle(req: Request) -> Response {
             std::thread::sleep(std::time::Duration::from_millis(ms));
             text(200, format!("slept {ms}"))
         }
+        op if op.starts_with("kv-") => kv(op, &query),
         _ => text(404, format!("probe has no {path}")),
     }
 }
@@ -90,3 +91,80 @@ fn header(req: &Request, name: &str) -> String {
 }
 
 nubo_sdk::http_handler!(handle);
+
+/// Key-value ops on store `default` (or the store named by `store=` for
+/// `kv-open`). Errors come back as 500 with the guest-visible message.
+fn kv(op: &str, query: &str) -> Response {
+    use nubo_sdk::kv::Store;
+    let (k, v) = query.split_once('=').unwrap_or((query, ""));
+    let result = (|| -> Result<String, nubo_sdk::kv::Error> {
+        if op == "kv-open" {
+            Store::open(k)?;
+            return Ok(format!("opened {k}"));
+        }
+        let kv = Store::open("default")?;
+        Ok(match op {
+            "kv-set" => {
+                kv.set(k, v)?;
+                "ok".into()
+            }
+            "kv-get" => match kv.get_string(k)? {
+                Some(v) => v,
+                None => return Ok("(absent)".into()),
+            },
+            "kv-del" => {
+                kv.delete(k)?;
+                "ok".into()
+            }
+            "kv-exists" => kv.exists(k)?.to_string(),
+            "kv-incr" => kv.increment(k, v.parse().unwrap_or(1))?.to_string(),
+            "kv-ttl" => {
+                kv.set_with_ttl(
+                    k,
+                    "short-lived",
+                    std::time::Duration::from_millis(v.parse().unwrap_or(200)),
+                )?;
+                "ok".into()
+            }
+            "kv-cas" => {
+                // v is `expected:new`, expected `-` meaning absent.
+                let (expected, new) = v.split_once(':').unwrap_or(("-", v));
+                let expected = (expected != "-").then_some(expected.as_bytes());
+                kv.compare_and_swap(k, expected, new)?.to_string()
+            }
+            "kv-append" => {
+                // Read-modify-write through CAS retries: concurrent appends
+                // must all land.
+                let out = kv.update(k, |cur| {
+                    let mut s = cur.map(|c| c.to_vec()).unwrap_or_default();
+                    s.extend_from_slice(v.as_bytes());
+                    s
+                })?;
+                String::from_utf8_lossy(&out).into_owned()
+            }
+            "kv-keys" => kv.keys()?.join(","),
+            "kv-batch" => {
+                kv.set_many(&[("b1", b"1"), ("b2", b"2")])?;
+                let got = kv.get_many(&["b1", "b2", "b3"])?;
+                kv.delete_many(&["b1"])?;
+                let shown: Vec<String> = got
+                    .into_iter()
+                    .map(|e| match e {
+                        Some((k, v)) => format!("{k}={}", String::from_utf8_lossy(&v)),
+                        None => "-".into(),
+                    })
+                    .collect();
+                format!("{} then b1 exists={}", shown.join(","), kv.exists("b1")?)
+            }
+            "kv-big" => {
+                kv.set(k, vec![b'x'; 2 << 20])?;
+                "stored".into()
+            }
+            other => return Ok(format!("no op {other}")),
+        })
+    })();
+    match result {
+        Ok(s) => text(200, s),
+        Err(e) => text(500, format!("kv error: {e}")),
+    }
+}

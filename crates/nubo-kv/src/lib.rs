@@ -1,0 +1,121 @@
+//! Key-value stores for components: the `wasi:keyvalue` interfaces
+//! (0.2.0-draft2: store, atomics, batch) plus Nubo's `kv-ttl`.
+//!
+//! Three layers, like every Nubo service. [`KvBackend`] is the storage
+//! contract; [`SqliteKv`] is the embedded backend (one SQLite file in the
+//! node's state dir, nothing to install), and a NATS JetStream backend will
+//! implement the same trait. [`host`] binds the WASI interfaces to a
+//! backend for one guest instance, checking that the instance was granted
+//! the store it opens. Guests never learn which backend runs.
+//!
+//! Stores are namespaced by app: `default` of app `a` and `default` of app
+//! `b` are different stores.
+
+pub mod host;
+mod sqlite;
+
+pub use sqlite::SqliteKv;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest key accepted, in bytes.
+pub const MAX_KEY: usize = 1024;
+/// Largest value accepted, in bytes.
+pub const MAX_VALUE: usize = 1 << 20;
+/// Most keys in one batch call.
+pub const MAX_BATCH: usize = 1000;
+/// Keys returned per `list-keys` page.
+pub const PAGE: usize = 100;
+
+/// A store of one app.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Namespace {
+    pub app: String,
+    pub store: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KvError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("key-value backend failed: {0}")]
+    Backend(String),
+}
+
+/// Storage for key-value stores. Methods are async so that a networked
+/// backend fits; the embedded one answers from a local file.
+#[async_trait::async_trait]
+pub trait KvBackend: Send + Sync + 'static {
+    async fn get(&self, ns: &Namespace, key: &str) -> Result<Option<Vec<u8>>, KvError>;
+    /// Sets a value; `ttl` makes it expire, `None` makes it permanent.
+    async fn set(
+        &self,
+        ns: &Namespace,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), KvError>;
+    async fn delete(&self, ns: &Namespace, key: &str) -> Result<(), KvError>;
+    async fn exists(&self, ns: &Namespace, key: &str) -> Result<bool, KvError>;
+    /// Up to `limit` keys after `cursor` (exclusive) in byte order, optionally
+    /// only those starting with `prefix`; the cursor for the next page.
+    async fn list_keys(
+        &self,
+        ns: &Namespace,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<String>, Option<String>), KvError>;
+    /// Adds `delta` to a decimal integer value (absent: 0), atomically.
+    async fn increment(&self, ns: &Namespace, key: &str, delta: i64) -> Result<i64, KvError>;
+    /// Sets `key` to `new` if its value is `expected` (`None`: absent);
+    /// `false` if it was not.
+    async fn compare_and_swap(
+        &self,
+        ns: &Namespace,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, KvError>;
+    async fn get_many(
+        &self,
+        ns: &Namespace,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, KvError>;
+    /// All or nothing.
+    async fn set_many(&self, ns: &Namespace, pairs: &[(String, Vec<u8>)]) -> Result<(), KvError>;
+    async fn delete_many(&self, ns: &Namespace, keys: &[String]) -> Result<(), KvError>;
+}
+
+/// What one component may reach: its app's stores that `nubo.toml` grants.
+#[derive(Clone)]
+pub struct KvGrant {
+    pub backend: Arc<dyn KvBackend>,
+    pub app: String,
+    pub stores: Vec<String>,
+}
+
+/// Checks a key against Nubo's limits.
+pub fn check_key(key: &str) -> Result<(), KvError> {
+    if key.is_empty() {
+        return Err(KvError::Invalid("the key is empty".into()));
+    }
+    if key.len() > MAX_KEY {
+        return Err(KvError::Invalid(format!(
+            "the key is {} bytes; keys may be at most {MAX_KEY}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+pub fn check_value(value: &[u8]) -> Result<(), KvError> {
+    if value.len() > MAX_VALUE {
+        return Err(KvError::Invalid(format!(
+            "the value is {} bytes; values may be at most {MAX_VALUE} (use blobs for large data)",
+            value.len()
+        )));
+    }
+    Ok(())
+}

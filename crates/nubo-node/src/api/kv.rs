@@ -1,0 +1,133 @@
+//! `/v1/apps/{app}/kv/{store}`: what `nubo kv` uses to look into an app's
+//! key-value stores and fix a value by hand. Same backend, same limits as
+//! guests; keys go in the path percent-encoded.
+
+use super::error;
+use crate::Node;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use nubo_kv::{KvBackend, KvError, Namespace};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    #[serde(default)]
+    prefix: String,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SetQuery {
+    ttl_ms: Option<u64>,
+}
+
+/// A store name that is not one.
+struct BadStore(String);
+
+impl IntoResponse for BadStore {
+    fn into_response(self) -> Response {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid store name `{}`", self.0),
+        )
+    }
+}
+
+fn ns(app: String, store: String) -> Result<Namespace, BadStore> {
+    if !nubo_manifest::is_store_name(&store) {
+        return Err(BadStore(store));
+    }
+    Ok(Namespace { app, store })
+}
+
+/// `/{app}/kv/{store}/{*key}` with the store name checked.
+pub(crate) struct StoreKey {
+    ns: Namespace,
+    key: String,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for StoreKey {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let Path((app, store, key)) =
+            Path::<(String, String, String)>::from_request_parts(parts, state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        let ns = ns(app, store).map_err(IntoResponse::into_response)?;
+        Ok(StoreKey { ns, key })
+    }
+}
+
+fn kv_error(e: KvError) -> Response {
+    match e {
+        KvError::Invalid(m) => error(StatusCode::BAD_REQUEST, m),
+        KvError::Backend(m) => {
+            tracing::error!("key-value backend: {m}");
+            error(StatusCode::INTERNAL_SERVER_ERROR, m)
+        }
+    }
+}
+
+pub(crate) async fn list(
+    State(node): State<Arc<Node>>,
+    Path((app, store)): Path<(String, String)>,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let ns = match ns(app, store) {
+        Ok(ns) => ns,
+        Err(r) => return r.into_response(),
+    };
+    match node
+        .kv
+        .list_keys(&ns, &q.prefix, q.cursor.as_deref(), q.limit.unwrap_or(1000))
+        .await
+    {
+        Ok((keys, cursor)) => {
+            axum::Json(serde_json::json!({ "keys": keys, "cursor": cursor })).into_response()
+        }
+        Err(e) => kv_error(e),
+    }
+}
+
+pub(crate) async fn get(State(node): State<Arc<Node>>, StoreKey { ns, key }: StoreKey) -> Response {
+    match node.kv.get(&ns, &key).await {
+        Ok(Some(v)) => ([(header::CONTENT_TYPE, "application/octet-stream")], v).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("no key `{key}` in store `{}` of app `{}`", ns.store, ns.app),
+        ),
+        Err(e) => kv_error(e),
+    }
+}
+
+pub(crate) async fn set(
+    State(node): State<Arc<Node>>,
+    StoreKey { ns, key }: StoreKey,
+    Query(q): Query<SetQuery>,
+    body: Bytes,
+) -> Response {
+    let ttl = q.ttl_ms.map(Duration::from_millis);
+    match node.kv.set(&ns, &key, &body, ttl).await {
+        Ok(()) => axum::Json(serde_json::json!({ "key": key, "size": body.len() })).into_response(),
+        Err(e) => kv_error(e),
+    }
+}
+
+pub(crate) async fn delete(
+    State(node): State<Arc<Node>>,
+    StoreKey { ns, key }: StoreKey,
+) -> Response {
+    match node.kv.delete(&ns, &key).await {
+        Ok(()) => axum::Json(serde_json::json!({ "key": key, "deleted": true })).into_response(),
+        Err(e) => kv_error(e),
+    }
+}
