@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Key-value operations, side by side in one run: through a Nubo component
+# (tests/components/kvbench, store `default`, SQLite backend) and on Redis
+# (redis-server from Debian) from a Rust client (bench/kv-bench).
+#
+# Both sides keep data comparably: Nubo's store is SQLite in WAL mode with
+# synchronous=NORMAL (survives a killed process; fsync at checkpoints);
+# Redis runs with appendonly yes, appendfsync everysec (the same promise).
+#
+# Usage: bench/kv.sh [OPS_PER_CALLER] [CALLERS]   (defaults 20000 4)
+# Needs: redis-server (apt-get install redis-server)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OPS="${1:-20000}"
+CALLERS="${2:-4}"
+command -v redis-server >/dev/null || { echo "bench: redis-server is not installed (apt-get install redis-server)" >&2; exit 1; }
+
+echo "== building (release)" >&2
+cargo build --release -q -p nubo -p kv-bench
+(cd tests/components && cargo build --release -q --target wasm32-wasip2 -p kvbench)
+WASM="$PWD/tests/components/target/wasm32-wasip2/release/kvbench.wasm"
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+cat > "$WORK/nubo.toml" <<TOML
+[app]
+name = "kvbench"
+[component.kvbench]
+source = "$WASM"
+key_value_stores = ["default"]
+[[http]]
+route = "/..."
+component = "kvbench"
+TOML
+
+NUBO_ADDR=127.0.0.1:3400; REDIS_PORT=3402
+NUBO_LOG=warn target/release/nubo up "$WORK" --no-build --listen "$NUBO_ADDR" --control 127.0.0.1:3401 --state "$WORK/state" >"$WORK/nubo.log" 2>&1 &
+PIDS+=("$!")
+redis-server --port "$REDIS_PORT" --dir "$WORK" --appendonly yes --appendfsync everysec --save "" >"$WORK/redis.log" 2>&1 &
+PIDS+=("$!")
+for _ in $(seq 1 300); do curl -sf "http://$NUBO_ADDR/?op=get&n=1" >/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+# Warm-up: fill the keys both sides read.
+target/release/kv-bench "$NUBO_ADDR" "127.0.0.1:$REDIS_PORT" 2000 "$CALLERS" >/dev/null
+echo
+target/release/kv-bench "$NUBO_ADDR" "127.0.0.1:$REDIS_PORT" "$OPS" "$CALLERS"
