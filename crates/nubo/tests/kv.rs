@@ -177,3 +177,68 @@ async fn nubo_kv_reads_and_writes_a_store() {
     let (_, out, _) = node.cli(&["kv", "get", "cli", "s", "--store", "sessions"], &[]);
     assert_eq!(out, "v");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_acknowledged_write_survives_sigkill_under_load() {
+    let s = tempfile::tempdir().unwrap();
+    let mut node = NodeProc::start(s.path(), &[]);
+    let app = kv_app("load", "/", "\"default\"");
+    let (code, out, err) = node.cli(
+        &["apply", app.path().to_str().unwrap(), "--auto-approve"],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let base = node.url("/probe/kv-set");
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let key = format!("w{w}-{i}");
+                // A connection error is the kill: that write was never acknowledged.
+                let Ok(Ok(r)) = tokio::time::timeout(
+                    std::time::Duration::from_secs(2),
+                    tokio::spawn({
+                        let url = format!("{base}?{key}=x");
+                        async move { common::request("GET", &url, &[], b"").await }
+                    }),
+                )
+                .await
+                else {
+                    break;
+                };
+                if r.status == 200 && r.text() == "ok" {
+                    acked.push(key);
+                }
+                i += 1;
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    node.kill9();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.unwrap_or_default());
+    }
+    assert!(acked.len() > 50, "the writers barely ran: {}", acked.len());
+    let node = NodeProc::start(s.path(), &[]);
+    let (code, listed, err) = node.cli(&["kv", "ls", "load"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let present: std::collections::HashSet<&str> = listed.lines().collect();
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|k| !present.contains(k.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost, e.g. {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(5)]
+    );
+}
