@@ -9,6 +9,7 @@ mod error;
 mod outbound;
 mod raw;
 mod route;
+mod schedule;
 mod spec;
 mod template;
 mod validate;
@@ -16,7 +17,10 @@ mod validate;
 pub use error::{Diagnostic, ManifestError};
 pub use outbound::OutboundRule;
 pub use route::RoutePattern;
-pub use spec::{AppSpec, BuildSpec, ComponentSpec, Limits, RouteSpec, RouteTarget};
+pub use schedule::Schedule;
+pub use spec::{
+    AppSpec, BuildSpec, ComponentSpec, CronSpec, Limits, Missed, RouteSpec, RouteTarget,
+};
 
 use std::path::Path;
 

@@ -19,6 +19,8 @@ pub(crate) struct RawManifest {
     pub http: Vec<S<RawHttp>>,
     #[serde(default, rename = "static")]
     pub statics: Vec<S<RawStatic>>,
+    #[serde(default)]
+    pub cron: Vec<S<RawCron>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +82,16 @@ pub(crate) struct RawLimits {
 pub(crate) struct RawHttp {
     pub route: S<String>,
     pub component: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCron {
+    pub schedule: S<String>,
+    pub component: S<String>,
+    pub path: Option<S<String>>,
+    pub timezone: Option<S<String>>,
+    pub missed: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -24,6 +24,29 @@ pub struct AppSpec {
     pub components: BTreeMap<String, ComponentSpec>,
     /// In declaration order; the gateway orders them by specificity.
     pub routes: Vec<RouteSpec>,
+    pub crons: Vec<CronSpec>,
+}
+
+/// A scheduled run: the node sends `POST path` to the component's HTTP
+/// handler at every time `schedule` names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CronSpec {
+    pub schedule: String,
+    pub component: String,
+    pub path: String,
+    pub timezone: String,
+    pub missed: Missed,
+}
+
+/// What to do about runs that fell in a time the node was down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Missed {
+    /// Forget them; carry on with the next scheduled time.
+    #[default]
+    Skip,
+    /// Run once at start-up if any run was missed.
+    RunOnce,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

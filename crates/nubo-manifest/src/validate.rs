@@ -2,7 +2,9 @@
 
 use crate::error::{Reporter, line_col};
 use crate::raw::{RawComponent, RawManifest, S};
-use crate::spec::{AppSpec, BuildSpec, ComponentSpec, Limits, RouteSpec, RouteTarget};
+use crate::spec::{
+    AppSpec, BuildSpec, ComponentSpec, CronSpec, Limits, Missed, RouteSpec, RouteTarget,
+};
 use crate::template::{self, Part};
 use crate::{
     Diagnostic, ManifestError, OutboundRule, RoutePattern, Stage, VariableSource, is_name,
@@ -56,6 +58,7 @@ pub(crate) fn validate(
     }
     let routes = routes(&raw, &root, &mut r);
     let (hosts, base) = mount(raw.app.get_ref(), &mut r);
+    let crons = crons(&raw, &mut r);
     r.finish()?;
     let secret_variables = raw
         .variables
@@ -76,6 +79,7 @@ pub(crate) fn validate(
         root,
         components,
         routes,
+        crons,
     })
 }
 
@@ -312,6 +316,89 @@ fn limits(comp: &RawComponent, r: &mut Reporter<'_>) -> Limits {
         limits.max_instances = u32::try_from(i).unwrap_or(u32::MAX);
     }
     limits
+}
+
+/// `[[cron]]` entries: each schedule parsed, its component declared.
+fn crons(raw: &RawManifest, r: &mut Reporter<'_>) -> Vec<CronSpec> {
+    let mut out: Vec<CronSpec> = Vec::new();
+    for c in &raw.cron {
+        let c = c.get_ref();
+        let timezone = c
+            .timezone
+            .as_ref()
+            .map(|t| t.get_ref().clone())
+            .unwrap_or_else(|| "UTC".into());
+        if let Err(e) = crate::Schedule::parse(c.schedule.get_ref(), &timezone) {
+            if e.starts_with("unknown time zone") {
+                let span = c
+                    .timezone
+                    .as_ref()
+                    .map(|t| t.span())
+                    .unwrap_or(c.schedule.span());
+                r.error(span, e);
+            } else {
+                r.error_hint(
+                    c.schedule.span(),
+                    e,
+                    "e.g. \"*/5 * * * *\" (every five minutes) or \"0 3 * * MON\" (Mondays at 03:00)",
+                );
+            }
+        }
+        let component = c.component.get_ref();
+        if !raw.component.keys().any(|k| k.get_ref() == component) {
+            r.error(
+                c.component.span(),
+                format!("unknown component `{component}`"),
+            );
+        }
+        let path = c
+            .path
+            .as_ref()
+            .map(|p| p.get_ref().clone())
+            .unwrap_or_else(|| "/".into());
+        let bad_path =
+            !path.starts_with('/') || path.chars().any(|ch| ch.is_whitespace() || ch.is_control());
+        if let Some(p) = &c.path
+            && bad_path
+        {
+            r.error_hint(
+                p.span(),
+                format!("invalid cron path `{path}`"),
+                "a path like \"/tasks/cleanup\" (a query is allowed)",
+            );
+        }
+        let missed = match c.missed.as_ref().map(|m| m.get_ref().as_str()) {
+            None | Some("skip") => Missed::Skip,
+            Some("run-once") => Missed::RunOnce,
+            Some(other) => {
+                if let Some(m) = &c.missed {
+                    r.error_hint(
+                        m.span(),
+                        format!("unknown missed-run policy `{other}`"),
+                        "write \"skip\" or \"run-once\"",
+                    );
+                }
+                Missed::Skip
+            }
+        };
+        let spec = CronSpec {
+            schedule: c.schedule.get_ref().clone(),
+            component: component.clone(),
+            path,
+            timezone,
+            missed,
+        };
+        if out.iter().any(|o| {
+            o.schedule == spec.schedule && o.component == spec.component && o.path == spec.path
+        }) {
+            r.error(
+                c.schedule.span(),
+                "the same schedule, component and path are declared twice",
+            );
+        }
+        out.push(spec);
+    }
+    out
 }
 
 /// `[app] hosts` and `base`: where a node that hosts many apps sends

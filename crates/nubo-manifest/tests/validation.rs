@@ -233,3 +233,30 @@ fn bad_hosts_and_base_are_pointed_at() {
         "{err}"
     );
 }
+
+#[test]
+fn cron_entries_are_checked_where_they_are_written() {
+    let text = format!(
+        "{GOOD}\n[[cron]]\nschedule = \"*/5 * * *\"\ncomponent = \"web\"\n\n[[cron]]\nschedule = \"0 3 * * *\"\ncomponent = \"web\"\ntimezone = \"Mars/Base\"\nmissed = \"always\"\n"
+    );
+    let err = check(&text).unwrap_err();
+    assert!(
+        err.contains("nubo.toml:24:12: cron expression `*/5 * * *` has 4 fields"),
+        "{err}"
+    );
+    assert!(
+        err.contains("nubo.toml:30:12: unknown time zone `Mars/Base`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("nubo.toml:31:10: unknown missed-run policy `always`"),
+        "{err}"
+    );
+    let ok = format!(
+        "{GOOD}\n[[cron]]\nschedule = \"0 3 * * MON\"\ncomponent = \"web\"\npath = \"/tasks/weekly\"\nmissed = \"run-once\"\n"
+    );
+    let app = check(&ok).unwrap();
+    assert_eq!(app.crons[0].timezone, "UTC");
+    assert_eq!(app.crons[0].path, "/tasks/weekly");
+    assert_eq!(app.crons[0].missed, nubo_manifest::Missed::RunOnce);
+}

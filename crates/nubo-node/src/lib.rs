@@ -10,6 +10,7 @@
 
 mod api;
 mod content;
+mod cron;
 mod live;
 mod logs;
 mod node;

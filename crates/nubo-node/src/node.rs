@@ -34,6 +34,7 @@ pub struct Node {
     pub(crate) token: String,
     pub(crate) max_upload: usize,
     pub(crate) kv: Arc<nubo_kv::SqliteKv>,
+    pub(crate) cron: Arc<crate::cron::Scheduler>,
     state: PathBuf,
     sites: PathBuf,
     store: Mutex<Store>,
@@ -105,6 +106,10 @@ impl Node {
             ..RuntimeOptions::default()
         })?;
         let stored = store.apps()?;
+        let cron = Arc::new(
+            crate::cron::Scheduler::open(&opts.state.join("cron.db"))
+                .map_err(|e| NodeError::Service(e.to_string()))?,
+        );
         let kv = Arc::new(
             nubo_kv::SqliteKv::open(&opts.state.join("kv.db"))
                 .map_err(|e| NodeError::Service(e.to_string()))?,
@@ -131,6 +136,7 @@ impl Node {
             token,
             max_upload: opts.max_upload,
             kv,
+            cron,
             sites: opts.state.join("sites"),
             state: opts.state,
             store: Mutex::new(store),
@@ -143,6 +149,7 @@ impl Node {
                     Ok(live) => {
                         let mount = live.mount.clone();
                         node.gateway.update(|m| m.with(&def.name, mount.clone()));
+                        node.schedule(&live);
                         tracing::info!(app = %def.name, revision, "serving");
                         apps.insert(def.name.clone(), live);
                     }
@@ -173,6 +180,13 @@ impl Node {
             logs: self.logs.clone(),
             kv: self.kv.clone(),
         }
+    }
+
+    /// (Re)starts the app's schedules against its running components.
+    fn schedule(&self, live: &LiveApp) {
+        self.cron.set(&live.def.name, &live.def.crons, |name| {
+            live.components.get(name).and_then(|c| c.http.clone())
+        });
     }
 
     /// Current state of every app.
@@ -300,10 +314,12 @@ impl Node {
                 live.revision = revision;
                 let mount = live.mount.clone();
                 self.gateway.update(|m| m.with(app, mount.clone()));
+                self.schedule(&live);
                 apps.insert(app.to_string(), live);
             }
             None => {
                 self.gateway.update(|m| m.without(app));
+                self.cron.set(app, &[], |_| None);
                 apps.remove(app);
                 self.logs.forget(app);
             }

@@ -5,7 +5,7 @@
 //! and variables are kept apart: that is what lets the planner restart
 //! exactly the components that read a changed variable.
 
-use nubo_manifest::{Limits, RoutePattern};
+use nubo_manifest::{CronSpec, Limits, RoutePattern};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +23,9 @@ pub struct AppDef {
     /// In declaration order; the gateway orders them by specificity.
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// Scheduled runs, as declared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crons: Vec<CronSpec>,
 }
 
 /// Where the app is reached on a node that hosts many.
@@ -106,6 +109,7 @@ impl AppDef {
             variables: BTreeMap::new(),
             components: BTreeMap::new(),
             routes: Vec::new(),
+            crons: Vec::new(),
         }
     }
 

@@ -77,6 +77,11 @@ pub fn plan(current: Option<&AppDef>, desired: Option<&AppDef>) -> Vec<Step> {
             routes: des.routes.clone(),
         });
     }
+    if cur.crons != des.crons {
+        steps.push(Step::SetCrons {
+            crons: des.crons.clone(),
+        });
+    }
     steps.extend(stops);
     for name in cur.components.keys() {
         if !des.components.contains_key(name) {

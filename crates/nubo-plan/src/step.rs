@@ -6,6 +6,7 @@
 //! `apply(a, plan(a, b)) == b`.
 
 use crate::model::{AppDef, AppSettings, ComponentDef, Route};
+use nubo_manifest::CronSpec;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +70,10 @@ pub enum Step {
     /// Switches every route of the app at once.
     SetRoutes {
         routes: Vec<Route>,
+    },
+    /// Replaces the app's schedules; runs in progress finish.
+    SetCrons {
+        crons: Vec<CronSpec>,
     },
     /// Drained and stopped after routes no longer point at it.
     RemoveComponent {
@@ -181,6 +186,7 @@ fn apply_one(name: &str, app: Option<AppDef>, step: &Step) -> Result<Option<AppD
         Step::StartComponent { name } => component_mut(&mut app, name)?.started = true,
         Step::StopComponent { name } => component_mut(&mut app, name)?.started = false,
         Step::SetRoutes { routes } => app.routes = routes.clone(),
+        Step::SetCrons { crons } => app.crons = crons.clone(),
         Step::RemoveComponent { name } => {
             app.components
                 .remove(name)

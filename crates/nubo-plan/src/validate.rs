@@ -114,6 +114,23 @@ pub fn validate(app: &AppDef, has_content: impl Fn(&str) -> bool) -> Result<(), 
             }
         }
     }
+    for c in &app.crons {
+        if let Err(e) = nubo_manifest::Schedule::parse(&c.schedule, &c.timezone) {
+            errs.push(format!("cron: {e}"));
+        }
+        if !app.components.contains_key(&c.component) {
+            errs.push(format!(
+                "cron `{}` names unknown component `{}`",
+                c.schedule, c.component
+            ));
+        }
+        if !c.path.starts_with('/') {
+            errs.push(format!(
+                "cron `{}`: path `{}` must start with `/`",
+                c.schedule, c.path
+            ));
+        }
+    }
     if errs.is_empty() { Ok(()) } else { Err(errs) }
 }
 

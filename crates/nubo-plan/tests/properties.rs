@@ -92,18 +92,40 @@ fn app() -> impl Strategy<Value = AppDef> {
             0..3,
         ),
         vec(route(), 0..3),
+        vec(
+            (
+                prop::sample::select(vec!["* * * * *", "0 3 * * *"]),
+                prop::sample::select(vec!["web", "api"]),
+                any::<bool>(),
+            )
+                .prop_map(|(s, c, once)| nubo_manifest::CronSpec {
+                    schedule: s.to_string(),
+                    component: c.to_string(),
+                    path: "/".into(),
+                    timezone: "UTC".into(),
+                    missed: if once {
+                        nubo_manifest::Missed::RunOnce
+                    } else {
+                        nubo_manifest::Missed::Skip
+                    },
+                }),
+            0..2,
+        ),
     )
-        .prop_map(|(base, hosts, variables, components, routes)| AppDef {
-            name: "app".into(),
-            settings: AppSettings {
-                description: None,
-                hosts,
-                base: base.to_string(),
+        .prop_map(
+            |(base, hosts, variables, components, routes, crons)| AppDef {
+                name: "app".into(),
+                settings: AppSettings {
+                    description: None,
+                    hosts,
+                    base: base.to_string(),
+                },
+                variables,
+                components,
+                routes,
+                crons,
             },
-            variables,
-            components,
-            routes,
-        })
+        )
 }
 
 proptest! {

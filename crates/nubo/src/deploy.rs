@@ -69,6 +69,7 @@ pub fn desired(spec: &AppSpec) -> CliResult<Desired> {
             target,
         });
     }
+    def.crons = spec.crons.clone();
     Ok(Desired { def, sources })
 }
 

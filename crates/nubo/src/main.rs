@@ -35,6 +35,7 @@ enum Command {
     Ps(commands::ps::Args),
     Logs(commands::logs::Args),
     Kv(commands::kv::Args),
+    Cron(commands::cron::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
         Command::Ps(args) => commands::ps::run(args),
         Command::Logs(args) => commands::logs::run(args),
         Command::Kv(args) => commands::kv::run(args),
+        Command::Cron(args) => commands::cron::run(args),
     };
     match result {
         Ok(code) => code,

@@ -179,6 +179,18 @@ pub fn render(
                     lines.push(format!("  {} routes reordered", yellow("~")));
                 }
             }
+            Step::SetCrons { crons } => {
+                let old: &[nubo_manifest::CronSpec] =
+                    cur.map(|c| c.crons.as_slice()).unwrap_or(&[]);
+                for c in crons.iter().filter(|c| !old.contains(c)) {
+                    n.add += 1;
+                    lines.push(format!("  {} cron {}", green("+"), cron_line(c)));
+                }
+                for c in old.iter().filter(|c| !crons.contains(c)) {
+                    n.remove += 1;
+                    lines.push(format!("  {} cron {}", red("-"), cron_line(c)));
+                }
+            }
             Step::RemoveComponent { name } => {
                 n.remove += 1;
                 lines.push(format!(
@@ -206,6 +218,17 @@ fn restarts_note(cur: Option<&AppDef>, readers: &[String]) -> String {
         let names: Vec<&str> = running.iter().map(|s| s.as_str()).collect();
         format!(" (restarts {}: reads it)", names.join(", "))
     }
+}
+
+fn cron_line(c: &nubo_manifest::CronSpec) -> String {
+    let missed = match c.missed {
+        nubo_manifest::Missed::Skip => "",
+        nubo_manifest::Missed::RunOnce => ", missed: run-once",
+    };
+    format!(
+        "\"{}\" ({}) → POST {} on component {}{missed}",
+        c.schedule, c.timezone, c.path, c.component
+    )
 }
 
 fn route_line(r: &nubo_plan::Route) -> String {

@@ -306,3 +306,52 @@ fn respond(result: Result<crate::node::Changed, ChangeError>) -> Response {
         Err(e) => e.into_response(),
     }
 }
+
+#[derive(Serialize)]
+struct CronStatus {
+    schedule: String,
+    timezone: String,
+    component: String,
+    path: String,
+    missed: nubo_manifest::Missed,
+    /// The next three run times.
+    next: Vec<chrono::DateTime<chrono::Utc>>,
+    last_run: Option<crate::cron::LastRun>,
+}
+
+/// `GET /v1/apps/{app}/cron`: schedules with their next run times.
+pub(crate) async fn cron(State(node): Node_, Path(app): Path<String>) -> Response {
+    let Some(live) = node.app(&app).await else {
+        return no_app(&app);
+    };
+    let out: Vec<CronStatus> = live
+        .def
+        .crons
+        .iter()
+        .map(|c| {
+            let mut next = Vec::new();
+            if let Ok(s) = nubo_manifest::Schedule::parse(&c.schedule, &c.timezone) {
+                let mut t = chrono::Utc::now();
+                for _ in 0..3 {
+                    match s.next_after(t) {
+                        Some(n) => {
+                            next.push(n);
+                            t = n;
+                        }
+                        None => break,
+                    }
+                }
+            }
+            CronStatus {
+                schedule: c.schedule.clone(),
+                timezone: c.timezone.clone(),
+                component: c.component.clone(),
+                path: c.path.clone(),
+                missed: c.missed,
+                next,
+                last_run: node.cron.last_run(&app, &crate::cron::entry_id(c)),
+            }
+        })
+        .collect();
+    Json(out).into_response()
+}

@@ -66,6 +66,7 @@ pub fn router(node: Arc<Node>) -> Router {
             put(apps::set_config),
         )
         .route("/v1/apps/{app}/logs", get(logs::logs))
+        .route("/v1/apps/{app}/cron", get(apps::cron))
         .route("/v1/apps/{app}/kv/{store}", get(kv::list))
         .route(
             "/v1/apps/{app}/kv/{store}/{*key}",

@@ -1,6 +1,7 @@
 pub mod apply;
 pub mod build;
 pub mod check;
+pub mod cron;
 pub mod kv;
 pub mod logs;
 pub mod node;

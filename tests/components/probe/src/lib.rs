@@ -143,6 +143,17 @@ fn kv(op: &str, query: &str) -> Response {
                 String::from_utf8_lossy(&out).into_owned()
             }
             "kv-keys" => kv.keys()?.join(","),
+            "kv-overlap" => {
+                // A slow run that notices if another run of it is going.
+                let running = kv.increment("running", 1)?;
+                if running > 1 {
+                    kv.set("overlapped", "yes")?;
+                }
+                kv.increment("runs", 1)?;
+                std::thread::sleep(std::time::Duration::from_millis(v.parse().unwrap_or(1500)));
+                kv.increment("running", -1)?;
+                "ok".into()
+            }
             "kv-batch" => {
                 kv.set_many(&[("b1", b"1"), ("b2", b"2")])?;
                 let got = kv.get_many(&["b1", "b2", "b3"])?;

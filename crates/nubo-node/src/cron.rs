@@ -1,0 +1,248 @@
+//! Scheduled runs: each `[[cron]]` entry of each app is a task that sleeps
+//! until the next time its schedule names, then sends `POST path` to the
+//! component's HTTP handler, as a browser would but from inside the node.
+//!
+//! Runs of one schedule never overlap: a run holds that schedule's lock,
+//! which outlives app revisions, and the next time is computed after a run
+//! ends, so ticks that pass during a long run are skipped (and logged).
+//! The last scheduled time of every entry is kept in `STATE/cron.db`; on
+//! start, an entry whose schedule passed while the node was down runs once
+//! if its `missed` policy is `run-once`, else waits for its next time.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http_body_util::{BodyExt, Full};
+use nubo_manifest::{CronSpec, Missed, Schedule};
+use nubo_wasm::HttpComponent;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// How a run ended, as `nubo cron ls` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastRun {
+    pub scheduled_at: DateTime<Utc>,
+    pub status: String,
+}
+
+/// Held while one run of an entry goes on.
+type RunLock = Arc<tokio::sync::Mutex<()>>;
+
+pub struct Scheduler {
+    db: Mutex<Connection>,
+    /// One lock per (app, entry), kept across revisions.
+    locks: Mutex<HashMap<(String, String), RunLock>>,
+    /// The running tasks of each app; replaced on every revision.
+    tasks: Mutex<HashMap<String, Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+/// A stable name for an entry: what it runs and when.
+pub fn entry_id(c: &CronSpec) -> String {
+    format!("{} {} {} {}", c.schedule, c.timezone, c.component, c.path)
+}
+
+impl Scheduler {
+    pub fn open(path: &Path) -> Result<Self, rusqlite::Error> {
+        let db = Connection::open(path)?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS runs (
+                 app TEXT NOT NULL,
+                 entry TEXT NOT NULL,
+                 scheduled_at INTEGER NOT NULL,
+                 status TEXT NOT NULL,
+                 PRIMARY KEY (app, entry)
+             );",
+        )?;
+        Ok(Self {
+            db: Mutex::new(db),
+            locks: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn last_run(&self, app: &str, entry: &str) -> Option<LastRun> {
+        self.db()
+            .query_row(
+                "SELECT scheduled_at, status FROM runs WHERE app = ?1 AND entry = ?2",
+                params![app, entry],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+            )
+            .optional()
+            .ok()
+            .flatten()
+            .and_then(|(ms, status)| {
+                Some(LastRun {
+                    scheduled_at: DateTime::from_timestamp_millis(ms)?,
+                    status,
+                })
+            })
+    }
+
+    fn record(&self, app: &str, entry: &str, at: DateTime<Utc>, status: &str) {
+        let r = self.db().execute(
+            "INSERT INTO runs (app, entry, scheduled_at, status) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (app, entry) DO UPDATE SET scheduled_at = ?3, status = ?4",
+            params![app, entry, at.timestamp_millis(), status],
+        );
+        if let Err(e) = r {
+            tracing::warn!(app, "cannot record a cron run: {e}");
+        }
+    }
+
+    fn lock(&self, app: &str, entry: &str) -> RunLock {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks
+            .entry((app.to_string(), entry.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    /// Replaces `app`'s schedules. `component(name)` is the running
+    /// component (`None` while stopped). A run in progress finishes.
+    pub fn set(
+        self: &Arc<Self>,
+        app: &str,
+        crons: &[CronSpec],
+        component: impl Fn(&str) -> Option<HttpComponent>,
+    ) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        for t in tasks.remove(app).unwrap_or_default() {
+            // Aborting only interrupts the sleep: a run holds its lock in
+            // a task of its own (see `job`), which finishes.
+            t.abort();
+        }
+        let mut new = Vec::new();
+        for c in crons {
+            let Ok(schedule) = Schedule::parse(&c.schedule, &c.timezone) else {
+                continue; // validated before it was stored
+            };
+            let job = Job {
+                app: app.to_string(),
+                entry: entry_id(c),
+                spec: c.clone(),
+                schedule,
+                component: component(&c.component),
+                scheduler: self.clone(),
+            };
+            new.push(tokio::spawn(job.run()));
+        }
+        if !new.is_empty() {
+            tasks.insert(app.to_string(), new);
+        }
+    }
+}
+
+struct Job {
+    app: String,
+    entry: String,
+    spec: CronSpec,
+    schedule: Schedule,
+    component: Option<HttpComponent>,
+    scheduler: Arc<Scheduler>,
+}
+
+impl Job {
+    async fn run(self) {
+        let s = &self.scheduler;
+        let now = Utc::now();
+        match s.last_run(&self.app, &self.entry) {
+            None => s.record(&self.app, &self.entry, now, "scheduled"),
+            Some(last) => {
+                let missed = self
+                    .schedule
+                    .next_after(last.scheduled_at)
+                    .is_some_and(|t| t < now);
+                if missed && self.spec.missed == Missed::RunOnce {
+                    tracing::info!(app = %self.app, schedule = %self.spec.schedule, "running once for runs missed while the node was down");
+                    self.fire(now).await;
+                }
+            }
+        }
+        loop {
+            let Some(next) = self.schedule.next_after(Utc::now()) else {
+                return;
+            };
+            let wait = (next - Utc::now()).to_std().unwrap_or_default();
+            tokio::time::sleep(wait).await;
+            self.fire(next).await;
+            // Times that passed while the run went on are skipped, not queued.
+            let skipped = self.count_between(next, Utc::now());
+            if skipped > 0 {
+                tracing::warn!(app = %self.app, schedule = %self.spec.schedule, "skipped {skipped} run(s): the previous run was still going");
+            }
+        }
+    }
+
+    /// Scheduled times strictly between `from` and `to` (at most 1000).
+    fn count_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> usize {
+        let mut n = 0;
+        let mut t = from;
+        while let Some(next) = self.schedule.next_after(t) {
+            if next >= to || n == 1000 {
+                break;
+            }
+            n += 1;
+            t = next;
+        }
+        n
+    }
+
+    /// One run, in a task of its own so that replacing the schedule (which
+    /// aborts the sleeping loop) never cuts a run short.
+    async fn fire(&self, at: DateTime<Utc>) {
+        let lock = self.scheduler.lock(&self.app, &self.entry);
+        let Ok(guard) = lock.clone().try_lock_owned() else {
+            tracing::warn!(app = %self.app, schedule = %self.spec.schedule, "skipped 1 run(s): the previous run was still going");
+            return;
+        };
+        let component = self.component.clone();
+        let spec = self.spec.clone();
+        let (app, entry) = (self.app.clone(), self.entry.clone());
+        let scheduler = self.scheduler.clone();
+        let run = tokio::spawn(async move {
+            let _guard = guard;
+            let status = match component {
+                None => "skipped: component stopped".to_string(),
+                Some(c) => invoke(&c, &spec, &app, at).await,
+            };
+            tracing::info!(app = %app, schedule = %spec.schedule, component = %spec.component, "cron run: {status}");
+            scheduler.record(&app, &entry, at, &status);
+        });
+        let _ = run.await;
+    }
+}
+
+async fn invoke(c: &HttpComponent, spec: &CronSpec, app: &str, at: DateTime<Utc>) -> String {
+    let id = format!("cron-{}", at.timestamp_millis());
+    let req = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(format!("http://{app}.cron.nubo.internal{}", spec.path))
+        .header("nubo-cron-schedule", &spec.schedule)
+        .header("nubo-scheduled-at", at.to_rfc3339())
+        .header("x-request-id", &id)
+        .body(Full::new(Bytes::new()));
+    let req = match req {
+        Ok(r) => r,
+        Err(e) => return format!("failed: bad request: {e}"),
+    };
+    match c.handle(req, &id).await {
+        Ok(resp) => {
+            let status = resp.status();
+            // Drive the guest to its end: the body is where it finishes.
+            let _ = resp.into_body().collect().await;
+            if status.is_success() {
+                format!("ok ({})", status.as_u16())
+            } else {
+                format!("failed: HTTP {}", status.as_u16())
+            }
+        }
+        Err(e) => format!("failed: {e}"),
+    }
+}
