@@ -13,7 +13,7 @@ use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 mod generated {
     wasmtime::component::bindgen!({
         path: "../../wit",
-        world: "nubo:platform/host",
+        world: "nubo:platform/kv-host",
         imports: { default: async | trappable },
         with: {
             "wasi:keyvalue/store.bucket": super::Bucket,

@@ -19,7 +19,7 @@ pub use outbound::OutboundRule;
 pub use route::RoutePattern;
 pub use schedule::Schedule;
 pub use spec::{
-    AppSpec, BuildSpec, ComponentSpec, CronSpec, Limits, Missed, RouteSpec, RouteTarget,
+    AppSpec, BuildSpec, ComponentSpec, CronSpec, Limits, Missed, QueueSpec, RouteSpec, RouteTarget,
 };
 
 use std::path::Path;

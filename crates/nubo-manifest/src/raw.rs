@@ -21,6 +21,19 @@ pub(crate) struct RawManifest {
     pub statics: Vec<S<RawStatic>>,
     #[serde(default)]
     pub cron: Vec<S<RawCron>>,
+    #[serde(default)]
+    pub queue: BTreeMap<S<String>, S<RawQueue>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQueue {
+    pub consumer: S<String>,
+    pub path: Option<S<String>>,
+    pub concurrency: Option<S<i64>>,
+    pub max_attempts: Option<S<i64>>,
+    pub visibility_timeout_ms: Option<S<i64>>,
+    pub backoff_ms: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +71,8 @@ pub(crate) struct RawComponent {
     pub description: Option<String>,
     #[serde(default)]
     pub key_value_stores: Vec<S<String>>,
+    #[serde(default)]
+    pub queues: Vec<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

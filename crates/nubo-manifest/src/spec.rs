@@ -25,6 +25,23 @@ pub struct AppSpec {
     /// In declaration order; the gateway orders them by specificity.
     pub routes: Vec<RouteSpec>,
     pub crons: Vec<CronSpec>,
+    pub queues: BTreeMap<String, QueueSpec>,
+}
+
+/// A durable queue and who consumes it: each message is sent as
+/// `POST path` to the consumer's HTTP handler until it answers 2xx.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSpec {
+    pub consumer: String,
+    pub path: String,
+    /// Deliveries in progress at once.
+    pub concurrency: u32,
+    /// Deliveries of one message before it goes to the dead-letter queue.
+    pub max_attempts: u32,
+    /// A delivery not answered within this is retried (at least once).
+    pub visibility_timeout_ms: u64,
+    /// Wait before the first retry; doubles on each further one.
+    pub backoff_ms: u64,
 }
 
 /// A scheduled run: the node sends `POST path` to the component's HTTP
@@ -65,6 +82,8 @@ pub struct ComponentSpec {
     pub limits: Limits,
     /// Key-value stores of the app this component may open.
     pub key_value_stores: Vec<String>,
+    /// Queues of the app this component may publish to.
+    pub queues: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -59,6 +59,7 @@ pub(crate) fn validate(
     let routes = routes(&raw, &root, &mut r);
     let (hosts, base) = mount(raw.app.get_ref(), &mut r);
     let crons = crons(&raw, &mut r);
+    let queues = queues(&raw, &mut r);
     r.finish()?;
     let secret_variables = raw
         .variables
@@ -80,6 +81,7 @@ pub(crate) fn validate(
         components,
         routes,
         crons,
+        queues,
     })
 }
 
@@ -285,6 +287,8 @@ fn component(
         allowed_outbound_hosts,
         limits: limits(comp, r),
         key_value_stores,
+        // Checked against the declared queues in `queues()`.
+        queues: comp.queues.iter().map(|q| q.get_ref().clone()).collect(),
     }
 }
 
@@ -316,6 +320,89 @@ fn limits(comp: &RawComponent, r: &mut Reporter<'_>) -> Limits {
         limits.max_instances = u32::try_from(i).unwrap_or(u32::MAX);
     }
     limits
+}
+
+/// `[queue.NAME]` tables, and every component's `queues` grant.
+fn queues(raw: &RawManifest, r: &mut Reporter<'_>) -> BTreeMap<String, crate::QueueSpec> {
+    let mut out = BTreeMap::new();
+    for (name, q) in &raw.queue {
+        let n = name.get_ref();
+        if !crate::is_store_name(n) {
+            r.error_hint(
+                name.span(),
+                format!("invalid queue name `{n}`"),
+                "use lower-case letters, digits, `-` and `_`, starting with a letter",
+            );
+        }
+        let q = q.get_ref();
+        let consumer = q.consumer.get_ref();
+        if !raw.component.keys().any(|k| k.get_ref() == consumer) {
+            r.error(q.consumer.span(), format!("unknown component `{consumer}`"));
+        }
+        let mut num = |v: &Option<S<i64>>, key: &str, min: i64, max: i64, default: u64| -> u64 {
+            match v {
+                None => default,
+                Some(v) if (min..=max).contains(v.get_ref()) => *v.get_ref() as u64,
+                Some(v) => {
+                    r.error(
+                        v.span(),
+                        format!(
+                            "`{key}` must be between {min} and {max}, got {}",
+                            v.get_ref()
+                        ),
+                    );
+                    default
+                }
+            }
+        };
+        let concurrency = num(&q.concurrency, "concurrency", 1, 1000, 1) as u32;
+        let max_attempts = num(&q.max_attempts, "max_attempts", 1, 100, 5) as u32;
+        let visibility_timeout_ms = num(
+            &q.visibility_timeout_ms,
+            "visibility_timeout_ms",
+            100,
+            86_400_000,
+            30_000,
+        );
+        let backoff_ms = num(&q.backoff_ms, "backoff_ms", 0, 3_600_000, 1000);
+        let path = q
+            .path
+            .as_ref()
+            .map(|p| p.get_ref().clone())
+            .unwrap_or_else(|| "/".into());
+        if let Some(p) = &q.path
+            && !path.starts_with('/')
+        {
+            r.error(
+                p.span(),
+                format!("invalid queue path `{path}`: it must start with `/`"),
+            );
+        }
+        out.insert(
+            n.clone(),
+            crate::QueueSpec {
+                consumer: consumer.clone(),
+                path,
+                concurrency,
+                max_attempts,
+                visibility_timeout_ms,
+                backoff_ms,
+            },
+        );
+    }
+    for comp in raw.component.values() {
+        for grant in &comp.get_ref().queues {
+            let g = grant.get_ref();
+            if !raw.queue.keys().any(|k| k.get_ref() == g) {
+                r.error_hint(
+                    grant.span(),
+                    format!("queue `{g}` is not declared"),
+                    format!("declare it: [queue.{g}] consumer = \"...\""),
+                );
+            }
+        }
+    }
+    out
 }
 
 /// `[[cron]]` entries: each schedule parsed, its component declared.

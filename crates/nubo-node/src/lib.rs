@@ -14,6 +14,7 @@ mod cron;
 mod live;
 mod logs;
 mod node;
+mod queues;
 mod store;
 pub mod token;
 

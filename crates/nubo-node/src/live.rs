@@ -26,6 +26,7 @@ struct Identity {
     outbound: Vec<String>,
     limits: Limits,
     kv: Vec<String>,
+    queues: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -50,6 +51,7 @@ pub struct Loader<'a> {
     pub sites: &'a Path,
     pub logs: Arc<dyn LogSink>,
     pub kv: Arc<dyn nubo_kv::KvBackend>,
+    pub queues: Arc<crate::queues::Dispatcher>,
 }
 
 impl Loader<'_> {
@@ -141,6 +143,15 @@ impl Loader<'_> {
                 app: def.name.clone(),
                 stores: c.key_value_stores.clone(),
             }),
+            queues: (!c.queues.is_empty()).then(|| {
+                let dispatcher = self.queues.clone();
+                nubo_queue::QueueGrant {
+                    backend: self.queues.backend.clone(),
+                    app: def.name.clone(),
+                    queues: c.queues.clone(),
+                    notify: Arc::new(move |q| dispatcher.notify(q)),
+                }
+            }),
         };
         let runtime = self.runtime.clone();
         let path = self.content.path(&c.digest);
@@ -206,5 +217,6 @@ fn identity(def: &AppDef, c: &ComponentDef) -> Result<Identity, String> {
         outbound: c.allowed_outbound_hosts.clone(),
         limits: c.limits,
         kv: c.key_value_stores.clone(),
+        queues: c.queues.clone(),
     })
 }

@@ -35,6 +35,7 @@ pub struct Node {
     pub(crate) max_upload: usize,
     pub(crate) kv: Arc<nubo_kv::SqliteKv>,
     pub(crate) cron: Arc<crate::cron::Scheduler>,
+    pub(crate) queues: Arc<crate::queues::Dispatcher>,
     state: PathBuf,
     sites: PathBuf,
     store: Mutex<Store>,
@@ -106,6 +107,10 @@ impl Node {
             ..RuntimeOptions::default()
         })?;
         let stored = store.apps()?;
+        let queues = crate::queues::Dispatcher::new(Arc::new(
+            nubo_queue::SqliteQueue::open(&opts.state.join("queues.db"))
+                .map_err(|e| NodeError::Service(e.to_string()))?,
+        ));
         let cron = Arc::new(
             crate::cron::Scheduler::open(&opts.state.join("cron.db"))
                 .map_err(|e| NodeError::Service(e.to_string()))?,
@@ -137,6 +142,7 @@ impl Node {
             max_upload: opts.max_upload,
             kv,
             cron,
+            queues,
             sites: opts.state.join("sites"),
             state: opts.state,
             store: Mutex::new(store),
@@ -179,14 +185,15 @@ impl Node {
             sites: self.sites.as_path(),
             logs: self.logs.clone(),
             kv: self.kv.clone(),
+            queues: self.queues.clone(),
         }
     }
 
     /// (Re)starts the app's schedules against its running components.
     fn schedule(&self, live: &LiveApp) {
-        self.cron.set(&live.def.name, &live.def.crons, |name| {
-            live.components.get(name).and_then(|c| c.http.clone())
-        });
+        let component = |name: &str| live.components.get(name).and_then(|c| c.http.clone());
+        self.cron.set(&live.def.name, &live.def.crons, component);
+        self.queues.set(&live.def.name, &live.def.queues, component);
     }
 
     /// Current state of every app.
@@ -320,6 +327,7 @@ impl Node {
             None => {
                 self.gateway.update(|m| m.without(app));
                 self.cron.set(app, &[], |_| None);
+                self.queues.set(app, &Default::default(), |_| None);
                 apps.remove(app);
                 self.logs.forget(app);
             }

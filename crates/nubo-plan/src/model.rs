@@ -5,7 +5,7 @@
 //! and variables are kept apart: that is what lets the planner restart
 //! exactly the components that read a changed variable.
 
-use nubo_manifest::{CronSpec, Limits, RoutePattern};
+use nubo_manifest::{CronSpec, Limits, QueueSpec, RoutePattern};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,6 +26,9 @@ pub struct AppDef {
     /// Scheduled runs, as declared.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub crons: Vec<CronSpec>,
+    /// Durable queues by name, with their consumers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub queues: BTreeMap<String, QueueSpec>,
 }
 
 /// Where the app is reached on a node that hosts many.
@@ -78,6 +81,9 @@ pub struct ComponentDef {
     /// Key-value stores of the app it may open.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key_value_stores: Vec<String>,
+    /// Queues of the app it may publish to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queues: Vec<String>,
     /// A stopped component keeps its definition; its routes answer 503.
     #[serde(default = "yes")]
     pub started: bool,
@@ -110,6 +116,7 @@ impl AppDef {
             components: BTreeMap::new(),
             routes: Vec::new(),
             crons: Vec::new(),
+            queues: BTreeMap::new(),
         }
     }
 

@@ -77,6 +77,11 @@ pub fn plan(current: Option<&AppDef>, desired: Option<&AppDef>) -> Vec<Step> {
             routes: des.routes.clone(),
         });
     }
+    if cur.queues != des.queues {
+        steps.push(Step::SetQueues {
+            queues: des.queues.clone(),
+        });
+    }
     if cur.crons != des.crons {
         steps.push(Step::SetCrons {
             crons: des.crons.clone(),
@@ -126,6 +131,13 @@ fn replace_reasons(have: &ComponentDef, want: &ComponentDef) -> Vec<String> {
     }
     if have.allowed_outbound_hosts != want.allowed_outbound_hosts {
         reasons.push("allowed_outbound_hosts changed".to_string());
+    }
+    if have.queues != want.queues {
+        reasons.push(format!(
+            "queues [{}] → [{}]",
+            have.queues.join(", "),
+            want.queues.join(", ")
+        ));
     }
     if have.key_value_stores != want.key_value_stores {
         reasons.push(format!(

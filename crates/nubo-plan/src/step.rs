@@ -75,6 +75,10 @@ pub enum Step {
     SetCrons {
         crons: Vec<CronSpec>,
     },
+    /// Replaces the app's queues; messages of a removed queue are kept.
+    SetQueues {
+        queues: std::collections::BTreeMap<String, nubo_manifest::QueueSpec>,
+    },
     /// Drained and stopped after routes no longer point at it.
     RemoveComponent {
         name: String,
@@ -187,6 +191,7 @@ fn apply_one(name: &str, app: Option<AppDef>, step: &Step) -> Result<Option<AppD
         Step::StopComponent { name } => component_mut(&mut app, name)?.started = false,
         Step::SetRoutes { routes } => app.routes = routes.clone(),
         Step::SetCrons { crons } => app.crons = crons.clone(),
+        Step::SetQueues { queues } => app.queues = queues.clone(),
         Step::RemoveComponent { name } => {
             app.components
                 .remove(name)

@@ -114,6 +114,27 @@ pub fn validate(app: &AppDef, has_content: impl Fn(&str) -> bool) -> Result<(), 
             }
         }
     }
+    for (name, q) in &app.queues {
+        if !nubo_manifest::is_store_name(name) {
+            errs.push(format!("invalid queue name `{name}`"));
+        }
+        if !app.components.contains_key(&q.consumer) {
+            errs.push(format!(
+                "queue `{name}`: unknown consumer component `{}`",
+                q.consumer
+            ));
+        }
+        if q.concurrency == 0 || q.max_attempts == 0 || !q.path.starts_with('/') {
+            errs.push(format!("queue `{name}`: concurrency and max_attempts must be at least 1, and path must start with `/`"));
+        }
+    }
+    for (name, c) in &app.components {
+        for q in &c.queues {
+            if !app.queues.contains_key(q) {
+                errs.push(format!("component `{name}`: queue `{q}` is not declared"));
+            }
+        }
+    }
     for c in &app.crons {
         if let Err(e) = nubo_manifest::Schedule::parse(&c.schedule, &c.timezone) {
             errs.push(format!("cron: {e}"));

@@ -37,7 +37,8 @@ fn component() -> impl Strategy<Value = ComponentDef> {
                     memory_mb,
                     ..Limits::default()
                 },
-                key_value_stores: kv,
+                key_value_stores: kv.clone(),
+                queues: kv.iter().map(|_| "jobs".to_string()).collect(),
                 started,
             },
         )
@@ -121,6 +122,23 @@ fn app() -> impl Strategy<Value = AppDef> {
                     base: base.to_string(),
                 },
                 variables,
+                queues: if components.is_empty() {
+                    Default::default()
+                } else {
+                    [(
+                        "jobs".to_string(),
+                        nubo_manifest::QueueSpec {
+                            consumer: "web".into(),
+                            path: base.to_string(),
+                            concurrency: 1,
+                            max_attempts: 5,
+                            visibility_timeout_ms: 30_000,
+                            backoff_ms: 1000,
+                        },
+                    )]
+                    .into_iter()
+                    .collect()
+                },
                 components,
                 routes,
                 crons,

@@ -47,6 +47,7 @@ fn load(pooling: bool, wasm: &Path) -> (Runtime, HttpComponent) {
         limits: Limits::default(),
         logs: None,
         kv: None,
+        queues: None,
     };
     let component = runtime
         .load_http(wasm, settings)

@@ -26,6 +26,7 @@ pub struct Host {
     pub(crate) limits: StoreLimits,
     pub(crate) config: Arc<WasiConfigVariables>,
     kv: Option<Arc<nubo_kv::KvGrant>>,
+    queues: Option<Arc<nubo_queue::QueueGrant>>,
 }
 
 impl Host {
@@ -35,7 +36,7 @@ impl Host {
         config: Arc<WasiConfigVariables>,
         limits: StoreLimits,
         sink: Option<Arc<dyn LogSink>>,
-        kv: Option<Arc<nubo_kv::KvGrant>>,
+        grants: &Grants,
     ) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(LineStream::new(tags.clone(), Stream::Stdout, sink.clone()))
@@ -51,7 +52,8 @@ impl Host {
             hooks: OutboundPolicy { rules, tags },
             limits,
             config,
-            kv,
+            kv: grants.kv.clone(),
+            queues: grants.queues.clone(),
         }
     }
 }
@@ -65,7 +67,20 @@ impl WasiView for Host {
     }
 }
 
+/// Service grants of a component, shared by all its instances.
+#[derive(Clone, Default)]
+pub(crate) struct Grants {
+    pub kv: Option<Arc<nubo_kv::KvGrant>>,
+    pub queues: Option<Arc<nubo_queue::QueueGrant>>,
+}
+
 impl Host {
+    pub(crate) fn queue(&mut self) -> nubo_queue::host::QueueView<'_> {
+        nubo_queue::host::QueueView {
+            grant: self.queues.as_deref(),
+        }
+    }
+
     pub(crate) fn kv(&mut self) -> nubo_kv::host::KvView<'_> {
         nubo_kv::host::KvView {
             grant: self.kv.as_deref(),

@@ -39,6 +39,8 @@ pub struct ComponentSettings {
     pub logs: Option<Arc<dyn LogSink>>,
     /// The key-value stores it may open (`key_value_stores`).
     pub kv: Option<nubo_kv::KvGrant>,
+    /// The queues it may publish to (`queues`).
+    pub queues: Option<nubo_queue::QueueGrant>,
 }
 
 /// A component ready to serve: compiled, linked and pre-instantiated.
@@ -52,7 +54,7 @@ pub struct HttpComponent {
     limits: Limits,
     slots: Arc<Semaphore>,
     logs: Option<Arc<dyn LogSink>>,
-    kv: Option<Arc<nubo_kv::KvGrant>>,
+    grants: crate::host::Grants,
 }
 
 impl HttpComponent {
@@ -67,7 +69,10 @@ impl HttpComponent {
             limits: s.limits,
             slots: Arc::new(Semaphore::new(s.limits.max_instances as usize)),
             logs: s.logs,
-            kv: s.kv.map(Arc::new),
+            grants: crate::host::Grants {
+                kv: s.kv.map(Arc::new),
+                queues: s.queues.map(Arc::new),
+            },
         }
     }
 
@@ -112,7 +117,7 @@ impl HttpComponent {
                 .trap_on_grow_failure(true)
                 .build(),
             self.logs.clone(),
-            self.kv.clone(),
+            &self.grants,
         );
         let mut store = Store::new(self.pre.engine(), host);
         store.limiter(|h| &mut h.limits);

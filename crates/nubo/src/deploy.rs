@@ -51,6 +51,7 @@ pub fn desired(spec: &AppSpec) -> CliResult<Desired> {
                     .collect(),
                 limits: c.limits,
                 key_value_stores: c.key_value_stores.clone(),
+                queues: c.queues.clone(),
                 started: true,
             },
         );
@@ -70,6 +71,7 @@ pub fn desired(spec: &AppSpec) -> CliResult<Desired> {
         });
     }
     def.crons = spec.crons.clone();
+    def.queues = spec.queues.clone();
     Ok(Desired { def, sources })
 }
 

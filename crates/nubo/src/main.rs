@@ -36,6 +36,7 @@ enum Command {
     Logs(commands::logs::Args),
     Kv(commands::kv::Args),
     Cron(commands::cron::Args),
+    Queue(commands::queue::Args),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
         Command::Logs(args) => commands::logs::run(args),
         Command::Kv(args) => commands::kv::run(args),
         Command::Cron(args) => commands::cron::run(args),
+        Command::Queue(args) => commands::queue::run(args),
     };
     match result {
         Ok(code) => code,

@@ -191,6 +191,34 @@ pub fn render(
                     lines.push(format!("  {} cron {}", red("-"), cron_line(c)));
                 }
             }
+            Step::SetQueues { queues } => {
+                let empty = Default::default();
+                let old = cur.map(|c| &c.queues).unwrap_or(&empty);
+                for (name, q) in queues {
+                    let line = format!(
+                        "queue {name} → POST {} on component {} (concurrency {}, max_attempts {})",
+                        q.path, q.consumer, q.concurrency, q.max_attempts
+                    );
+                    match old.get(name) {
+                        None => {
+                            n.add += 1;
+                            lines.push(format!("  {} {line}", green("+")));
+                        }
+                        Some(o) if o != q => {
+                            n.change += 1;
+                            lines.push(format!("  {} {line}", yellow("~")));
+                        }
+                        Some(_) => {}
+                    }
+                }
+                for name in old.keys().filter(|k| !queues.contains_key(*k)) {
+                    n.remove += 1;
+                    lines.push(format!(
+                        "  {} queue {name} (its messages are kept)",
+                        red("-")
+                    ));
+                }
+            }
             Step::RemoveComponent { name } => {
                 n.remove += 1;
                 lines.push(format!(

@@ -10,6 +10,7 @@
 mod apps;
 mod kv;
 mod logs;
+mod queues;
 mod uploads;
 
 use crate::Node;
@@ -67,6 +68,11 @@ pub fn router(node: Arc<Node>) -> Router {
         )
         .route("/v1/apps/{app}/logs", get(logs::logs))
         .route("/v1/apps/{app}/cron", get(apps::cron))
+        .route("/v1/apps/{app}/queues", get(queues::list))
+        .route(
+            "/v1/apps/{app}/queues/{queue}/messages",
+            get(queues::peek).delete(queues::purge),
+        )
         .route("/v1/apps/{app}/kv/{store}", get(kv::list))
         .route(
             "/v1/apps/{app}/kv/{store}/{*key}",

@@ -7,5 +7,6 @@ pub mod logs;
 pub mod node;
 pub mod plan;
 pub mod ps;
+pub mod queue;
 pub mod rollback;
 pub mod up;

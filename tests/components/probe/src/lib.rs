@@ -78,6 +78,7 @@ fn handle(req: Request) -> Response {
             text(200, format!("slept {ms}"))
         }
         op if op.starts_with("kv-") => kv(op, &query),
+        op if op.starts_with("q-") => queue(op, &query, &req),
         _ => text(404, format!("probe has no {path}")),
     }
 }
@@ -177,5 +178,45 @@ fn kv(op: &str, query: &str) -> Response {
     match result {
         Ok(s) => text(200, s),
         Err(e) => text(500, format!("kv error: {e}")),
+    }
+}
+
+/// Queue ops: `q-pub?QUEUE=BODY` publishes; `q-recv` (a consumer) appends
+/// the body to kv `received`; `q-fail` always fails; `q-flaky` fails the
+/// first attempt of each message.
+fn queue(op: &str, query: &str, req: &Request) -> Response {
+    use nubo_sdk::kv::Store;
+    use nubo_sdk::queue::{Delivery, publish};
+    let record = |key: &str, body: &[u8]| -> Response {
+        let kv = match Store::open("default") {
+            Ok(kv) => kv,
+            Err(e) => return text(500, format!("kv: {e}")),
+        };
+        let mut entry = body.to_vec();
+        entry.push(b',');
+        match kv.update(key, |cur| [cur.unwrap_or_default(), &entry].concat()) {
+            Ok(_) => text(200, "recorded"),
+            Err(e) => text(500, format!("kv: {e}")),
+        }
+    };
+    match op {
+        "q-pub" => {
+            let (q, body) = query.split_once('=').unwrap_or((query, ""));
+            match publish(q, body) {
+                Ok(id) => text(200, id.to_string()),
+                Err(e) => text(500, format!("queue error: {e}")),
+            }
+        }
+        "q-recv" => record("received", req.body()),
+        "q-fail" => {
+            let _ = record("failed", req.body());
+            text(500, "consumer failed on purpose")
+        }
+        "q-flaky" => match Delivery::of(req) {
+            Some(d) if d.attempt == 1 => text(503, "first attempt fails"),
+            Some(_) => record("received", req.body()),
+            None => text(400, "not a queue delivery"),
+        },
+        other => text(404, format!("no op {other}")),
     }
 }

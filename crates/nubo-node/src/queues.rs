@@ -1,0 +1,186 @@
+//! Delivering queue messages to their consumer components.
+//!
+//! One dispatcher task per queue leases due messages up to the queue's
+//! `concurrency` and sends each as `POST path` to the consumer's HTTP
+//! handler. A 2xx answer acknowledges the message; anything else (a
+//! failure status, a trap, a time-out) schedules a retry after
+//! `backoff_ms · 2^(attempt-1)`, and after `max_attempts` deliveries the
+//! message goes to the dead-letter queue. A delivery that never answers
+//! (the node died) becomes due again when its visibility timeout ends, so
+//! every stored message is delivered at least once.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use nubo_manifest::QueueSpec;
+use nubo_queue::{Message, QueueBackend, QueueName, backoff_ms};
+use nubo_wasm::HttpComponent;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+
+pub struct Dispatcher {
+    pub(crate) backend: Arc<nubo_queue::SqliteQueue>,
+    wakers: Mutex<HashMap<QueueName, Arc<Notify>>>,
+    tasks: Mutex<HashMap<String, Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Dispatcher {
+    pub fn new(backend: Arc<nubo_queue::SqliteQueue>) -> Arc<Self> {
+        Arc::new(Self {
+            backend,
+            wakers: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn waker(&self, q: &QueueName) -> Arc<Notify> {
+        let mut w = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        w.entry(q.clone()).or_default().clone()
+    }
+
+    /// Wakes the dispatcher of `q` (a message was just published).
+    pub fn notify(&self, q: &QueueName) {
+        self.waker(q).notify_one();
+    }
+
+    /// Replaces `app`'s dispatchers. Deliveries in progress finish and
+    /// settle their messages themselves.
+    pub fn set(
+        self: &Arc<Self>,
+        app: &str,
+        queues: &std::collections::BTreeMap<String, QueueSpec>,
+        component: impl Fn(&str) -> Option<HttpComponent>,
+    ) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        for t in tasks.remove(app).unwrap_or_default() {
+            t.abort();
+        }
+        let mut new = Vec::new();
+        for (name, spec) in queues {
+            let q = QueueName {
+                app: app.to_string(),
+                queue: name.clone(),
+            };
+            let Some(consumer) = component(&spec.consumer) else {
+                tracing::warn!(app, queue = %name, "consumer `{}` is stopped: messages wait", spec.consumer);
+                continue;
+            };
+            let job = Queue {
+                waker: self.waker(&q),
+                q,
+                spec: spec.clone(),
+                consumer,
+                backend: self.backend.clone(),
+            };
+            new.push(tokio::spawn(job.run()));
+        }
+        if !new.is_empty() {
+            tasks.insert(app.to_string(), new);
+        }
+    }
+}
+
+struct Queue {
+    q: QueueName,
+    spec: QueueSpec,
+    consumer: HttpComponent,
+    backend: Arc<nubo_queue::SqliteQueue>,
+    waker: Arc<Notify>,
+}
+
+impl Queue {
+    async fn run(self) {
+        let slots = Arc::new(Semaphore::new(self.spec.concurrency as usize));
+        let this = Arc::new(self);
+        loop {
+            // Fill every free slot with a due message.
+            while let Ok(permit) = slots.clone().try_acquire_owned() {
+                match this
+                    .backend
+                    .lease(&this.q, this.spec.visibility_timeout_ms)
+                    .await
+                {
+                    Ok(Some(m)) => {
+                        let me = this.clone();
+                        tokio::spawn(async move {
+                            me.deliver(m).await;
+                            drop(permit);
+                            me.waker.notify_one();
+                        });
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(app = %this.q.app, queue = %this.q.queue, "cannot lease: {e}");
+                        break;
+                    }
+                }
+            }
+            // Sleep until a publish, a finished delivery, or the next retry
+            // is due (checked at least every second).
+            let due = this
+                .backend
+                .next_due_in(&this.q)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or(1000)
+                .clamp(1, 1000);
+            tokio::select! {
+                () = this.waker.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(due)) => {}
+            }
+        }
+    }
+
+    async fn deliver(&self, m: Message) {
+        let outcome = self.post(&m).await;
+        let q = &self.q;
+        let result = match &outcome {
+            Ok(()) => self.backend.ack(q, m.id).await,
+            Err(why) => {
+                let dead = m.attempt >= self.spec.max_attempts;
+                if dead {
+                    tracing::warn!(app = %q.app, queue = %q.queue, id = m.id, attempts = m.attempt, "dead-lettered: {why}");
+                } else {
+                    tracing::info!(app = %q.app, queue = %q.queue, id = m.id, attempt = m.attempt, "delivery failed, will retry: {why}");
+                }
+                let retry = backoff_ms(self.spec.backoff_ms, m.attempt);
+                self.backend.fail(q, m.id, why, retry, dead).await
+            }
+        };
+        if let Err(e) = result {
+            // The message stays leased and comes back after its visibility
+            // timeout: delivered again, never lost.
+            tracing::error!(app = %q.app, queue = %q.queue, id = m.id, "cannot settle a delivery: {e}");
+        }
+    }
+
+    async fn post(&self, m: &Message) -> Result<(), String> {
+        let id = format!("queue-{}-{}", m.id, m.attempt);
+        let req = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(format!(
+                "http://{}.queue.nubo.internal{}",
+                self.q.app, self.spec.path
+            ))
+            .header("nubo-queue", &self.q.queue)
+            .header("nubo-message-id", m.id.to_string())
+            .header("nubo-attempt", m.attempt.to_string())
+            .header("x-request-id", &id)
+            .body(Full::new(Bytes::from(m.body.clone())))
+            .map_err(|e| format!("bad request: {e}"))?;
+        let resp = self
+            .consumer
+            .handle(req, &id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let _ = resp.into_body().collect().await;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {}", status.as_u16()))
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! `nubo:platform/queue` for one guest instance: publish to a granted queue.
+
+use crate::{QueueGrant, QueueName};
+use wasmtime::component::{HasData, Linker};
+
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "nubo:platform/queue-host",
+        imports: { default: async },
+    });
+}
+
+use generated::nubo::platform::queue;
+
+/// What the binding borrows from the store's data for one call.
+pub struct QueueView<'a> {
+    pub grant: Option<&'a QueueGrant>,
+}
+
+struct HasQueue;
+
+impl HasData for HasQueue {
+    type Data<'a> = QueueView<'a>;
+}
+
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> QueueView<'_>,
+) -> wasmtime::Result<()> {
+    queue::add_to_linker::<_, HasQueue>(linker, view)
+}
+
+impl queue::Host for QueueView<'_> {
+    async fn publish(&mut self, name: String, body: Vec<u8>) -> Result<u64, String> {
+        let Some(grant) = self.grant.filter(|g| g.queues.contains(&name)) else {
+            tracing::warn!(queue = %name, "component published to a queue it is not granted (queues in nubo.toml)");
+            return Err(format!(
+                "access denied: queue `{name}` is not in this component's `queues` in nubo.toml"
+            ));
+        };
+        let q = QueueName {
+            app: grant.app.clone(),
+            queue: name,
+        };
+        let id = grant
+            .backend
+            .publish(&q, &body)
+            .await
+            .map_err(|e| e.to_string())?;
+        (grant.notify)(&q);
+        Ok(id)
+    }
+}

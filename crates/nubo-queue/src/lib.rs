@@ -1,0 +1,105 @@
+//! Durable queues: components publish messages; the node delivers each to
+//! the queue's consumer component, at least once, retrying with
+//! exponential backoff and setting aside (dead-lettering) what keeps
+//! failing.
+//!
+//! As with every Nubo service: [`QueueBackend`] is the storage contract,
+//! [`SqliteQueue`] the embedded backend, [`host`] the guest binding
+//! (`nubo:platform/queue`, since WASI has no queue interface). Delivery
+//! itself is the node's (it owns the components).
+
+pub mod host;
+mod sqlite;
+
+pub use sqlite::SqliteQueue;
+
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Largest message body accepted, in bytes.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// A queue of one app.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct QueueName {
+    pub app: String,
+    pub queue: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("queue backend failed: {0}")]
+    Backend(String),
+}
+
+/// A message handed out for delivery.
+#[derive(Debug, Clone, Serialize)]
+pub struct Message {
+    pub id: u64,
+    pub body: Vec<u8>,
+    /// 1 on the first delivery.
+    pub attempt: u32,
+    /// Milliseconds since the Unix epoch.
+    pub published_at: i64,
+    /// Why the last delivery failed, if one did.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Stats {
+    /// Waiting for delivery (including retries not yet due).
+    pub ready: u64,
+    /// Handed out and not yet answered.
+    pub in_flight: u64,
+    /// Set aside after `max_attempts` failures.
+    pub dead: u64,
+}
+
+#[async_trait::async_trait]
+pub trait QueueBackend: Send + Sync + 'static {
+    /// Stores a message; once this returns, it will be delivered.
+    async fn publish(&self, q: &QueueName, body: &[u8]) -> Result<u64, QueueError>;
+    /// Hands out the oldest due message, hidden from other leases for
+    /// `visibility_ms` (then it is due again: a delivery that never
+    /// answered is retried).
+    async fn lease(&self, q: &QueueName, visibility_ms: u64)
+    -> Result<Option<Message>, QueueError>;
+    /// Delivered: forget it.
+    async fn ack(&self, q: &QueueName, id: u64) -> Result<(), QueueError>;
+    /// Failed: due again after `retry_in_ms`, or dead if `dead`.
+    async fn fail(
+        &self,
+        q: &QueueName,
+        id: u64,
+        error: &str,
+        retry_in_ms: u64,
+        dead: bool,
+    ) -> Result<(), QueueError>;
+    /// Milliseconds until the next message is due (`None`: nothing waits).
+    async fn next_due_in(&self, q: &QueueName) -> Result<Option<u64>, QueueError>;
+    async fn stats(&self, q: &QueueName) -> Result<Stats, QueueError>;
+    /// Up to `n` waiting messages, oldest first, without leasing them.
+    async fn peek(&self, q: &QueueName, n: usize) -> Result<Vec<Message>, QueueError>;
+    /// Up to `n` dead messages.
+    async fn dead(&self, q: &QueueName, n: usize) -> Result<Vec<Message>, QueueError>;
+    /// Deletes waiting messages (`dead`: the dead ones instead); how many.
+    async fn purge(&self, q: &QueueName, dead: bool) -> Result<u64, QueueError>;
+}
+
+/// What one component may publish to: its app's queues that `nubo.toml`
+/// grants, and a way to wake their dispatchers.
+#[derive(Clone)]
+pub struct QueueGrant {
+    pub backend: Arc<dyn QueueBackend>,
+    pub app: String,
+    pub queues: Vec<String>,
+    pub notify: Arc<dyn Fn(&QueueName) + Send + Sync>,
+}
+
+/// Delay before retry `attempt` (1-based): `base`, doubling, at most an hour.
+pub fn backoff_ms(base_ms: u64, attempt: u32) -> u64 {
+    let exp = attempt.saturating_sub(1).min(30);
+    base_ms.saturating_mul(1u64 << exp).min(3_600_000)
+}

@@ -1,0 +1,276 @@
+//! The embedded backend: one SQLite table per node, WAL mode,
+//! `synchronous = NORMAL` (a published message is in the log before
+//! `publish` returns, so a killed node loses none).
+
+use crate::{Message, QueueBackend, QueueError, QueueName, Stats};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub struct SqliteQueue {
+    db: Mutex<Connection>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn db_err(e: rusqlite::Error) -> QueueError {
+    QueueError::Backend(e.to_string())
+}
+
+fn message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        id: r.get::<_, i64>(0)? as u64,
+        body: r.get(1)?,
+        attempt: r.get::<_, i64>(2)? as u32,
+        published_at: r.get(3)?,
+        last_error: r.get(4)?,
+    })
+}
+
+impl SqliteQueue {
+    pub fn open(path: &Path) -> Result<Self, QueueError> {
+        let db = Connection::open(path).map_err(db_err)?;
+        db.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_err)?;
+        db.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db_err)?;
+        db.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+        // `attempts` counts deliveries handed out; `visible_at` is when the
+        // message is due (again); `dead` marks the dead-letter queue.
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS messages (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 app TEXT NOT NULL,
+                 queue TEXT NOT NULL,
+                 body BLOB NOT NULL,
+                 attempts INTEGER NOT NULL DEFAULT 0,
+                 visible_at INTEGER NOT NULL,
+                 leased INTEGER NOT NULL DEFAULT 0,
+                 dead INTEGER NOT NULL DEFAULT 0,
+                 published_at INTEGER NOT NULL,
+                 last_error TEXT
+             );
+             CREATE INDEX IF NOT EXISTS messages_due ON messages (app, queue, dead, visible_at, id);",
+        )
+        .map_err(db_err)?;
+        Ok(Self { db: Mutex::new(db) })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, QueueError>,
+    ) -> Result<T, QueueError> {
+        let mut db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut db)
+    }
+}
+
+#[async_trait::async_trait]
+impl QueueBackend for SqliteQueue {
+    async fn publish(&self, q: &QueueName, body: &[u8]) -> Result<u64, QueueError> {
+        if body.len() > crate::MAX_BODY {
+            return Err(QueueError::Invalid(format!(
+                "the message is {} bytes; messages may be at most {} (put large data in a blob and send its name)",
+                body.len(),
+                crate::MAX_BODY
+            )));
+        }
+        let now = now_ms();
+        self.with(|db| {
+            db.prepare_cached(
+                "INSERT INTO messages (app, queue, body, visible_at, published_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![q.app, q.queue, body, now]))
+            .map_err(db_err)?;
+            Ok(db.last_insert_rowid() as u64)
+        })
+    }
+
+    async fn lease(
+        &self,
+        q: &QueueName,
+        visibility_ms: u64,
+    ) -> Result<Option<Message>, QueueError> {
+        let now = now_ms();
+        self.with(|db| {
+            let tx = db.transaction().map_err(db_err)?;
+            let found = tx
+                .prepare_cached(
+                    "SELECT id, body, attempts + 1, published_at, last_error FROM messages
+                     WHERE app = ?1 AND queue = ?2 AND dead = 0 AND visible_at <= ?3
+                     ORDER BY visible_at, id LIMIT 1",
+                )
+                .and_then(|mut s| s.query_row(params![q.app, q.queue, now], message).optional())
+                .map_err(db_err)?;
+            if let Some(m) = &found {
+                tx.execute(
+                    "UPDATE messages SET attempts = attempts + 1, leased = 1, visible_at = ?2 WHERE id = ?1",
+                    params![m.id as i64, now.saturating_add(visibility_ms as i64)],
+                )
+                .map_err(db_err)?;
+            }
+            tx.commit().map_err(db_err)?;
+            Ok(found)
+        })
+    }
+
+    async fn ack(&self, _q: &QueueName, id: u64) -> Result<(), QueueError> {
+        self.with(|db| {
+            db.execute("DELETE FROM messages WHERE id = ?1", [id as i64])
+                .map(|_| ())
+                .map_err(db_err)
+        })
+    }
+
+    async fn fail(
+        &self,
+        _q: &QueueName,
+        id: u64,
+        error: &str,
+        retry_in_ms: u64,
+        dead: bool,
+    ) -> Result<(), QueueError> {
+        let due = now_ms().saturating_add(retry_in_ms as i64);
+        self.with(|db| {
+            db.execute(
+                "UPDATE messages SET leased = 0, visible_at = ?2, dead = ?3, last_error = ?4 WHERE id = ?1",
+                params![id as i64, due, dead, error],
+            )
+            .map(|_| ())
+            .map_err(db_err)
+        })
+    }
+
+    async fn next_due_in(&self, q: &QueueName) -> Result<Option<u64>, QueueError> {
+        let now = now_ms();
+        self.with(|db| {
+            db.prepare_cached(
+                "SELECT MIN(visible_at) FROM messages WHERE app = ?1 AND queue = ?2 AND dead = 0",
+            )
+            .and_then(|mut s| s.query_row(params![q.app, q.queue], |r| r.get::<_, Option<i64>>(0)))
+            .map(|t| t.map(|t| t.saturating_sub(now).max(0) as u64))
+            .map_err(db_err)
+        })
+    }
+
+    async fn stats(&self, q: &QueueName) -> Result<Stats, QueueError> {
+        let now = now_ms();
+        self.with(|db| {
+            db.query_row(
+                "SELECT
+                   COALESCE(SUM(dead = 0 AND NOT (leased = 1 AND visible_at > ?3)), 0),
+                   COALESCE(SUM(dead = 0 AND leased = 1 AND visible_at > ?3), 0),
+                   COALESCE(SUM(dead = 1), 0)
+                 FROM messages WHERE app = ?1 AND queue = ?2",
+                params![q.app, q.queue, now],
+                |r| {
+                    Ok(Stats {
+                        ready: r.get::<_, i64>(0)? as u64,
+                        in_flight: r.get::<_, i64>(1)? as u64,
+                        dead: r.get::<_, i64>(2)? as u64,
+                    })
+                },
+            )
+            .map_err(db_err)
+        })
+    }
+
+    async fn peek(&self, q: &QueueName, n: usize) -> Result<Vec<Message>, QueueError> {
+        self.list(q, n, false)
+    }
+
+    async fn dead(&self, q: &QueueName, n: usize) -> Result<Vec<Message>, QueueError> {
+        self.list(q, n, true)
+    }
+
+    async fn purge(&self, q: &QueueName, dead: bool) -> Result<u64, QueueError> {
+        self.with(|db| {
+            db.execute(
+                "DELETE FROM messages WHERE app = ?1 AND queue = ?2 AND dead = ?3",
+                params![q.app, q.queue, dead],
+            )
+            .map(|n| n as u64)
+            .map_err(db_err)
+        })
+    }
+}
+
+impl SqliteQueue {
+    fn list(&self, q: &QueueName, n: usize, dead: bool) -> Result<Vec<Message>, QueueError> {
+        self.with(|db| {
+            db.prepare_cached(
+                "SELECT id, body, attempts, published_at, last_error FROM messages
+                 WHERE app = ?1 AND queue = ?2 AND dead = ?3 ORDER BY id LIMIT ?4",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![q.app, q.queue, dead, n.min(10_000) as i64], message)?
+                    .collect()
+            })
+            .map_err(db_err)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lease_ack_retry_and_dead_letter() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = SqliteQueue::open(&dir.path().join("q.db")).unwrap();
+        let name = QueueName {
+            app: "a".into(),
+            queue: "jobs".into(),
+        };
+        let first = q.publish(&name, b"one").await.unwrap();
+        q.publish(&name, b"two").await.unwrap();
+        let m = q.lease(&name, 60_000).await.unwrap().unwrap();
+        assert_eq!(
+            (m.id, m.attempt, m.body.as_slice()),
+            (first, 1, &b"one"[..])
+        );
+        assert_eq!(
+            q.stats(&name).await.unwrap(),
+            Stats {
+                ready: 1,
+                in_flight: 1,
+                dead: 0
+            }
+        );
+        // A leased message is hidden until its visibility runs out.
+        let m2 = q.lease(&name, 60_000).await.unwrap().unwrap();
+        assert_eq!(m2.body, b"two");
+        assert!(q.lease(&name, 60_000).await.unwrap().is_none());
+        q.ack(&name, m2.id).await.unwrap();
+        q.fail(&name, m.id, "boom", 0, false).await.unwrap();
+        let again = q.lease(&name, 0).await.unwrap().unwrap();
+        assert_eq!(
+            (again.attempt, again.last_error.as_deref()),
+            (2, Some("boom"))
+        );
+        // Visibility 0: due again at once, as after a crash.
+        let third = q.lease(&name, 60_000).await.unwrap().unwrap();
+        assert_eq!(third.attempt, 3);
+        q.fail(&name, third.id, "still boom", 0, true)
+            .await
+            .unwrap();
+        assert!(q.lease(&name, 60_000).await.unwrap().is_none());
+        assert_eq!(q.dead(&name, 10).await.unwrap().len(), 1);
+        assert_eq!(q.purge(&name, true).await.unwrap(), 1);
+        assert!(
+            q.publish(&name, &vec![0; crate::MAX_BODY + 1])
+                .await
+                .is_err()
+        );
+        assert_eq!(crate::backoff_ms(1000, 1), 1000);
+        assert_eq!(crate::backoff_ms(1000, 4), 8000);
+        assert_eq!(crate::backoff_ms(1000, 40), 3_600_000);
+    }
+}

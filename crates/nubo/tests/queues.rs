@@ -1,0 +1,178 @@
+//! Durable queues: publish from a component, delivery to a consumer
+//! component with retries, backoff and a dead-letter queue, and nothing
+//! lost across a SIGKILL.
+
+mod common;
+
+use common::control::NodeProc;
+use common::{AppDir, get, wasm};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+fn queue_app() -> AppDir {
+    AppDir::new(&format!(
+        r#"
+[app]
+name = "q"
+[component.probe]
+source = "{w}"
+key_value_stores = ["default"]
+queues = ["jobs", "bad", "flaky"]
+[component.outsider]
+source = "{w}"
+[[http]]
+route = "/probe/..."
+component = "probe"
+[[http]]
+route = "/outsider/..."
+component = "outsider"
+
+[queue.jobs]
+consumer = "probe"
+path = "/probe/q-recv"
+concurrency = 4
+visibility_timeout_ms = 1000
+
+[queue.bad]
+consumer = "probe"
+path = "/probe/q-fail"
+max_attempts = 3
+backoff_ms = 50
+
+[queue.flaky]
+consumer = "probe"
+path = "/probe/q-flaky"
+backoff_ms = 50
+"#,
+        w = wasm("probe").display()
+    ))
+}
+
+async fn received(node: &NodeProc, key: &str) -> Vec<String> {
+    let got = get(&node.url(&format!("/probe/kv-get?{key}"))).await.text();
+    if got == "(absent)" {
+        return Vec::new();
+    }
+    got.split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+async fn wait_for(node: &NodeProc, key: &str, want: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = received(node, key).await;
+        let distinct: BTreeSet<&String> = got.iter().collect();
+        if distinct.len() >= want || Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delivered_retried_and_dead_lettered() {
+    let s = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(s.path(), &[]);
+    let app = queue_app();
+    let (code, out, err) = node.cli(
+        &["apply", app.path().to_str().unwrap(), "--auto-approve"],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(
+            "+ queue jobs → POST /probe/q-recv on component probe (concurrency 4, max_attempts 5)"
+        ),
+        "{out}"
+    );
+
+    for i in 0..20 {
+        let r = get(&node.url(&format!("/probe/q-pub?jobs=m{i}"))).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let got = wait_for(&node, "received", 20).await;
+    let distinct: BTreeSet<String> = got.into_iter().collect();
+    assert_eq!(distinct.len(), 20, "{distinct:?}");
+
+    // Fails every time: three attempts with backoff, then the dead-letter queue.
+    assert_eq!(get(&node.url("/probe/q-pub?bad=doomed")).await.status, 200);
+    let failed = wait_for(&node, "failed", 1).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received(&node, "failed").await.len() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(received(&node, "failed").await.len(), 3, "{failed:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, dead, _) = node.cli(&["queue", "dead", "q", "bad"], &[]);
+    assert!(
+        dead.contains("attempts 3")
+            && dead.contains("doomed")
+            && dead.contains("last error: HTTP 500"),
+        "{dead}"
+    );
+    let (_, ls, _) = node.cli(&["queue", "ls", "q"], &[]);
+    assert!(ls.contains("bad  → POST /probe/q-fail on probe (concurrency 1, max_attempts 3)  ready 0  in flight 0  dead 1"), "{ls}");
+    let (_, purged, _) = node.cli(&["queue", "purge", "q", "bad", "--dead"], &[]);
+    assert_eq!(purged.trim(), "purged 1 message(s)");
+
+    // Fails once, then succeeds on the retry.
+    for i in 0..5 {
+        assert_eq!(
+            get(&node.url(&format!("/probe/q-pub?flaky=f{i}")))
+                .await
+                .status,
+            200
+        );
+    }
+    let got = wait_for(&node, "received", 25).await;
+    assert!(
+        got.iter().filter(|b| b.starts_with('f')).count() >= 5,
+        "{got:?}"
+    );
+
+    // Not granted, or not a queue: a clear error to the guest.
+    let r = get(&node.url("/outsider/probe/q-pub?jobs=x")).await;
+    assert_eq!(r.status, 500);
+    assert!(
+        r.text()
+            .contains("access denied: queue `jobs` is not in this component's `queues`"),
+        "{}",
+        r.text()
+    );
+    let r = get(&node.url("/probe/q-pub?nope=x")).await;
+    assert!(r.text().contains("access denied"), "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_acknowledged_message_is_delivered_after_sigkill() {
+    let s = tempfile::tempdir().unwrap();
+    let mut node = NodeProc::start(s.path(), &[]);
+    let app = queue_app();
+    let (code, out, err) = node.cli(
+        &["apply", app.path().to_str().unwrap(), "--auto-approve"],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let mut acked = Vec::new();
+    for i in 0..150 {
+        let r = get(&node.url(&format!("/probe/q-pub?jobs=k{i}"))).await;
+        if r.status == 200 {
+            acked.push(format!("k{i}"));
+        }
+    }
+    // Kill while deliveries are under way.
+    node.kill9();
+    let node = NodeProc::start(s.path(), &[]);
+    let got = wait_for(&node, "received", acked.len()).await;
+    let delivered: BTreeSet<&String> = got.iter().collect();
+    let lost: Vec<&String> = acked.iter().filter(|k| !delivered.contains(k)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged messages never delivered: {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(5)]
+    );
+}
