@@ -9,9 +9,7 @@
 //! start, an entry whose schedule passed while the node was down runs once
 //! if its `missed` policy is `run-once`, else waits for its next time.
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use http_body_util::{BodyExt, Full};
 use nubo_manifest::{CronSpec, Missed, Schedule};
 use nubo_wasm::HttpComponent;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -221,28 +219,12 @@ impl Job {
 
 async fn invoke(c: &HttpComponent, spec: &CronSpec, app: &str, at: DateTime<Utc>) -> String {
     let id = format!("cron-{}", at.timestamp_millis());
-    let req = http::Request::builder()
-        .method(http::Method::POST)
-        .uri(format!("http://{app}.cron.nubo.internal{}", spec.path))
-        .header("nubo-cron-schedule", &spec.schedule)
-        .header("nubo-scheduled-at", at.to_rfc3339())
-        .header("x-request-id", &id)
-        .body(Full::new(Bytes::new()));
-    let req = match req {
-        Ok(r) => r,
-        Err(e) => return format!("failed: bad request: {e}"),
-    };
-    match c.handle(req, &id).await {
-        Ok(resp) => {
-            let status = resp.status();
-            // Drive the guest to its end: the body is where it finishes.
-            let _ = resp.into_body().collect().await;
-            if status.is_success() {
-                format!("ok ({})", status.as_u16())
-            } else {
-                format!("failed: HTTP {}", status.as_u16())
-            }
-        }
+    let headers = [
+        ("nubo-cron-schedule", spec.schedule.clone()),
+        ("nubo-scheduled-at", at.to_rfc3339()),
+    ];
+    match crate::internal::post(c, app, "cron", &spec.path, &headers, Vec::new(), &id).await {
+        Ok(status) => format!("ok ({status})"),
         Err(e) => format!("failed: {e}"),
     }
 }

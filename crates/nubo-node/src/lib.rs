@@ -11,6 +11,7 @@
 mod api;
 mod content;
 mod cron;
+mod internal;
 mod live;
 mod logs;
 mod node;

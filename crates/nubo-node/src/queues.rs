@@ -9,8 +9,6 @@
 //! (the node died) becomes due again when its visibility timeout ends, so
 //! every stored message is delivered at least once.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use nubo_manifest::QueueSpec;
 use nubo_queue::{Message, QueueBackend, QueueName, backoff_ms};
 use nubo_wasm::HttpComponent;
@@ -158,29 +156,22 @@ impl Queue {
 
     async fn post(&self, m: &Message) -> Result<(), String> {
         let id = format!("queue-{}-{}", m.id, m.attempt);
-        let req = http::Request::builder()
-            .method(http::Method::POST)
-            .uri(format!(
-                "http://{}.queue.nubo.internal{}",
-                self.q.app, self.spec.path
-            ))
-            .header("nubo-queue", &self.q.queue)
-            .header("nubo-message-id", m.id.to_string())
-            .header("nubo-attempt", m.attempt.to_string())
-            .header("x-request-id", &id)
-            .body(Full::new(Bytes::from(m.body.clone())))
-            .map_err(|e| format!("bad request: {e}"))?;
-        let resp = self
-            .consumer
-            .handle(req, &id)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let _ = resp.into_body().collect().await;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("HTTP {}", status.as_u16()))
-        }
+        let headers = [
+            ("nubo-queue", self.q.queue.clone()),
+            ("nubo-message-id", m.id.to_string()),
+            ("nubo-attempt", m.attempt.to_string()),
+        ];
+        let (app, path) = (&self.q.app, &self.spec.path);
+        crate::internal::post(
+            &self.consumer,
+            app,
+            "queue",
+            path,
+            &headers,
+            m.body.clone(),
+            &id,
+        )
+        .await
+        .map(|_| ())
     }
 }
