@@ -14,6 +14,6 @@ mod static_files;
 
 pub use body::{Body, BoxError};
 pub use mounts::{Mount, Mounts};
-pub use router::{Router, Target};
+pub use router::{Publish, Router, Target};
 pub use server::{Gateway, SHUTDOWN_GRACE, serve};
 pub use static_files::StaticDir;

@@ -9,12 +9,24 @@ use crate::static_files::StaticDir;
 use nubo_manifest::RoutePattern;
 use nubo_wasm::HttpComponent;
 
+/// Where a route's request bodies go when it names a queue: the node's
+/// queue service, which the gateway does not know.
+pub trait Publish: Send + Sync {
+    fn queue(&self) -> &str;
+    fn publish(
+        &self,
+        body: bytes::Bytes,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send + '_>>;
+}
+
 #[derive(Clone)]
 pub enum Target {
     Component(HttpComponent),
     Static(StaticDir),
     /// A stopped component: its routes answer 503 until it starts again.
     Stopped(String),
+    /// `POST`/`PUT` bodies are published to a queue; answers 202.
+    Queue(std::sync::Arc<dyn Publish>),
 }
 
 #[derive(Clone, Default)]

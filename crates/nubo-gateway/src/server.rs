@@ -86,6 +86,7 @@ impl Gateway {
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
                 r
             }
+            Some((_, Target::Queue(q), _)) => publish(q.as_ref(), req).await,
             Some((_, Target::Static(dir), rest)) => {
                 dir.serve(&method, &path, rest, req.headers()).await
             }
@@ -155,6 +156,66 @@ fn prepare(
         h.insert("x-request-id", v);
     }
     req
+}
+
+/// Largest body a queue route accepts, as for `publish` from a guest.
+const MAX_MESSAGE: usize = 1 << 20;
+
+async fn publish(q: &dyn crate::router::Publish, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != http::Method::POST && req.method() != http::Method::PUT {
+        let mut r = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!(
+                "this route publishes to queue `{}`: send POST or PUT\n",
+                q.queue()
+            ),
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST, PUT"));
+        return r;
+    }
+    let body = match http_body_util::Limited::new(req.into_body(), MAX_MESSAGE)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("a message may be at most {MAX_MESSAGE} bytes\n"),
+            );
+        }
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}\n"),
+            );
+        }
+    };
+    match q.publish(body).await {
+        Ok(id) => {
+            let mut r = Response::new(full(Bytes::from(format!(
+                "{{\"queue\":\"{}\",\"id\":{id}}}\n",
+                q.queue()
+            ))));
+            *r.status_mut() = StatusCode::ACCEPTED;
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        Err(e) => {
+            tracing::error!(queue = q.queue(), "publish from a route failed: {e}");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot publish: {e}\n"),
+            )
+        }
+    }
 }
 
 fn failure(component: &str, e: &HandleError, id: &str) -> Response<Body> {

@@ -96,7 +96,9 @@ pub(crate) struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawHttp {
     pub route: S<String>,
-    pub component: S<String>,
+    pub component: Option<S<String>>,
+    /// Instead of a component: the request body is published to this queue.
+    pub queue: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

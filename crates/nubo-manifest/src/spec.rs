@@ -125,4 +125,6 @@ pub struct RouteSpec {
 pub enum RouteTarget {
     Component(String),
     Static(PathBuf),
+    /// `POST`/`PUT` bodies are published to this queue; answers 202.
+    Queue(String),
 }

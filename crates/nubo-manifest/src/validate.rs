@@ -534,9 +534,38 @@ fn routes(raw: &RawManifest, root: &Path, r: &mut Reporter<'_>) -> Vec<RouteSpec
             true
         }
     };
-    for h in &raw.http {
-        let h = h.get_ref();
-        let name = h.component.get_ref();
+    for entry in &raw.http {
+        let h = entry.get_ref();
+        let name = match (&h.component, &h.queue) {
+            (Some(c), None) => c,
+            (None, Some(q)) => {
+                if !raw.queue.keys().any(|k| k.get_ref() == q.get_ref()) {
+                    r.error_hint(
+                        q.span(),
+                        format!("queue `{}` is not declared", q.get_ref()),
+                        format!("declare it: [queue.{}] consumer = \"...\"", q.get_ref()),
+                    );
+                }
+                if let Ok(p) = RoutePattern::parse_http(h.route.get_ref())
+                    && add(r, &h.route, p.clone(), format!("queue `{}`", q.get_ref()))
+                {
+                    out.push(RouteSpec {
+                        pattern: p,
+                        target: RouteTarget::Queue(q.get_ref().clone()),
+                    });
+                }
+                continue;
+            }
+            _ => {
+                r.error_hint(
+                    entry.span(),
+                    "an [[http]] route needs exactly one of `component` and `queue`",
+                    "component = \"web\" serves the route; queue = \"jobs\" publishes request bodies",
+                );
+                continue;
+            }
+        };
+        let name = name.get_ref();
         if !raw.component.keys().any(|k| k.get_ref() == name) {
             let names: Vec<&str> = raw.component.keys().map(|k| k.get_ref().as_str()).collect();
             let hint = match closest(name, &names) {
@@ -544,11 +573,9 @@ fn routes(raw: &RawManifest, root: &Path, r: &mut Reporter<'_>) -> Vec<RouteSpec
                 None if names.is_empty() => "declare it: [component.NAME] source = \"...\"".into(),
                 None => format!("declared components: {}", names.join(", ")),
             };
-            r.error_hint(
-                h.component.span(),
-                format!("unknown component `{name}`"),
-                hint,
-            );
+            if let Some(c) = &h.component {
+                r.error_hint(c.span(), format!("unknown component `{name}`"), hint);
+            }
         }
         match RoutePattern::parse_http(h.route.get_ref()) {
             Ok(p) => {

@@ -260,3 +260,26 @@ fn cron_entries_are_checked_where_they_are_written() {
     assert_eq!(app.crons[0].path, "/tasks/weekly");
     assert_eq!(app.crons[0].missed, nubo_manifest::Missed::RunOnce);
 }
+
+#[test]
+fn an_http_route_serves_a_component_or_publishes_to_a_queue() {
+    let text = format!(
+        "{GOOD}\n[queue.jobs]\nconsumer = \"web\"\n\n[[http]]\nroute = \"/enqueue\"\nqueue = \"jobs\"\n\n[[http]]\nroute = \"/both\"\ncomponent = \"web\"\nqueue = \"jobs\"\n\n[[http]]\nroute = \"/nowhere\"\nqueue = \"nope\"\n"
+    );
+    let err = check(&text).unwrap_err();
+    assert!(
+        err.contains("needs exactly one of `component` and `queue`"),
+        "{err}"
+    );
+    assert!(err.contains("queue `nope` is not declared"), "{err}");
+    let ok = format!(
+        "{GOOD}\n[queue.jobs]\nconsumer = \"web\"\n\n[[http]]\nroute = \"/enqueue\"\nqueue = \"jobs\"\n"
+    );
+    let app = check(&ok).unwrap();
+    assert!(
+        app.routes
+            .iter()
+            .any(|r| r.target == RouteTarget::Queue("jobs".into()))
+    );
+    assert_eq!(app.queues["jobs"].max_attempts, 5);
+}

@@ -98,6 +98,13 @@ impl Loader<'_> {
                         ));
                     }
                 },
+                RouteTarget::Queue(q) => Target::Queue(Arc::new(crate::queues::RoutePublisher {
+                    q: nubo_queue::QueueName {
+                        app: def.name.clone(),
+                        queue: q.clone(),
+                    },
+                    dispatcher: self.queues.clone(),
+                })),
                 RouteTarget::Static(files) => {
                     let dir = self.site(files)?;
                     Target::Static(

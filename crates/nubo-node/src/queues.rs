@@ -79,6 +79,34 @@ impl Dispatcher {
     }
 }
 
+/// An `[[http]] queue = "..."` route: request bodies become messages.
+pub struct RoutePublisher {
+    pub q: QueueName,
+    pub dispatcher: Arc<Dispatcher>,
+}
+
+impl nubo_gateway::Publish for RoutePublisher {
+    fn queue(&self) -> &str {
+        &self.q.queue
+    }
+
+    fn publish(
+        &self,
+        body: bytes::Bytes,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send + '_>> {
+        Box::pin(async move {
+            let id = self
+                .dispatcher
+                .backend
+                .publish(&self.q, &body)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.dispatcher.notify(&self.q);
+            Ok(id)
+        })
+    }
+}
+
 struct Queue {
     q: QueueName,
     spec: QueueSpec,

@@ -105,6 +105,8 @@ pub enum RouteTarget {
     Component(String),
     /// A static site: relative path → sha256 of the file's bytes.
     Static(BTreeMap<String, String>),
+    /// Request bodies are published to this queue of the app.
+    Queue(String),
 }
 
 impl AppDef {

@@ -41,6 +41,7 @@ pub fn describe_routes(app: &AppSpec) -> Vec<String> {
         .map(|(r, p)| {
             let target = match &r.target {
                 RouteTarget::Component(c) => format!("component `{c}`"),
+                RouteTarget::Queue(q) => format!("queue `{q}` (POST publishes the body)"),
                 RouteTarget::Static(dir) => {
                     let dir = dir.canonicalize().unwrap_or_else(|_| dir.clone());
                     let rel = dir.strip_prefix(&root).unwrap_or(&dir);

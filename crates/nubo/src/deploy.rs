@@ -59,6 +59,7 @@ pub fn desired(spec: &AppSpec) -> CliResult<Desired> {
     for r in &spec.routes {
         let target = match &r.target {
             SpecTarget::Component(c) => RouteTarget::Component(c.clone()),
+            SpecTarget::Queue(q) => RouteTarget::Queue(q.clone()),
             SpecTarget::Static(dir) => {
                 let mut files = BTreeMap::new();
                 walk(dir, dir, &mut files, &mut sources)?;

@@ -262,6 +262,7 @@ fn cron_line(c: &nubo_manifest::CronSpec) -> String {
 fn route_line(r: &nubo_plan::Route) -> String {
     match &r.target {
         RouteTarget::Component(c) => format!("{} → component {c}", r.pattern),
+        RouteTarget::Queue(q) => format!("{} → queue {q}", r.pattern),
         RouteTarget::Static(files) => {
             let s = if files.len() == 1 { "" } else { "s" };
             format!("{} → {} static file{s}", r.pattern, files.len())

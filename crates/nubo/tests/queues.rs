@@ -26,6 +26,9 @@ component = "probe"
 [[http]]
 route = "/outsider/..."
 component = "outsider"
+[[http]]
+route = "/enqueue"
+queue = "jobs"
 
 [queue.jobs]
 consumer = "probe"
@@ -96,6 +99,26 @@ async fn delivered_retried_and_dead_lettered() {
     let distinct: BTreeSet<String> = got.into_iter().collect();
     assert_eq!(distinct.len(), 20, "{distinct:?}");
 
+    // A route that publishes request bodies, with no component involved.
+    let r = common::request("POST", &node.url("/enqueue"), &[], b"from-route").await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert!(
+        r.text().starts_with("{\"queue\":\"jobs\",\"id\":"),
+        "{}",
+        r.text()
+    );
+    let r = get(&node.url("/enqueue")).await;
+    assert_eq!((r.status, r.header("allow")), (405, Some("POST, PUT")));
+    let big = vec![b'x'; (1 << 20) + 1];
+    assert_eq!(
+        common::request("POST", &node.url("/enqueue"), &[], &big)
+            .await
+            .status,
+        413
+    );
+    let got = wait_for(&node, "received", 21).await;
+    assert!(got.iter().any(|b| b == "from-route"), "{got:?}");
+
     // Fails every time: three attempts with backoff, then the dead-letter queue.
     assert_eq!(get(&node.url("/probe/q-pub?bad=doomed")).await.status, 200);
     let failed = wait_for(&node, "failed", 1).await;
@@ -126,7 +149,7 @@ async fn delivered_retried_and_dead_lettered() {
             200
         );
     }
-    let got = wait_for(&node, "received", 25).await;
+    let got = wait_for(&node, "received", 26).await;
     assert!(
         got.iter().filter(|b| b.starts_with('f')).count() >= 5,
         "{got:?}"
