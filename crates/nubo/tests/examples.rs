@@ -48,3 +48,60 @@ async fn json_api_example_serves_json() {
     assert_eq!(r.status, 400);
     assert_eq!(get(&node.url("/products/99")).await.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn links_example_shortens_redirects_and_counts_clicks_later() {
+    let node = Node::up(&repo_root().join("examples/links"), &[]);
+    let r = request(
+        "POST",
+        &node.url("/api/links"),
+        &[],
+        br#"{"url":"https://example.com/docs"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let made: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let short = made["short"].as_str().unwrap().to_string();
+    let code = made["code"].as_str().unwrap().to_string();
+    for _ in 0..3 {
+        let r = get(&node.url(&short)).await;
+        assert_eq!(r.status, 302);
+        assert_eq!(r.header("location"), Some("https://example.com/docs"));
+    }
+    // The clicks are counted by the queue's consumer, after the redirects.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let links: serde_json::Value =
+            serde_json::from_slice(&get(&node.url("/api/links")).await.body).unwrap();
+        let clicks = links
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["code"] == code.as_str())
+            .map(|l| l["clicks"].as_i64().unwrap_or(0))
+            .unwrap_or(0);
+        if clicks == 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "clicks = {clicks}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The consumer's path is not routed to the component (the static site
+    // owns it and refuses POST): the outside cannot fake clicks.
+    assert_eq!(
+        request("POST", &node.url("/jobs/click"), &[], code.as_bytes())
+            .await
+            .status,
+        405
+    );
+    let bad = request(
+        "POST",
+        &node.url("/api/links"),
+        &[],
+        br#"{"url":"ftp://x"}"#,
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    let page = get(&node.url("/")).await;
+    assert!(page.text().contains("Short links"));
+}
