@@ -10,10 +10,12 @@ mod body;
 mod mounts;
 mod router;
 mod server;
+mod sockets;
 mod static_files;
 
 pub use body::{Body, BoxError};
 pub use mounts::{Mount, Mounts};
 pub use router::{Publish, Router, Target};
 pub use server::{Gateway, SHUTDOWN_GRACE, serve};
+pub use sockets::Feed;
 pub use static_files::StaticDir;

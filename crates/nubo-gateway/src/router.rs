@@ -27,6 +27,10 @@ pub enum Target {
     Stopped(String),
     /// `POST`/`PUT` bodies are published to a queue; answers 202.
     Queue(std::sync::Arc<dyn Publish>),
+    /// Server-Sent Events of the feed's topics.
+    Sse(std::sync::Arc<dyn crate::Feed>),
+    /// A WebSocket on the feed.
+    WebSocket(std::sync::Arc<dyn crate::Feed>),
 }
 
 #[derive(Clone, Default)]

@@ -87,6 +87,8 @@ impl Gateway {
                 r
             }
             Some((_, Target::Queue(q), _)) => publish(q.as_ref(), req).await,
+            Some((_, Target::Sse(feed), _)) => crate::sockets::sse(feed.as_ref()),
+            Some((_, Target::WebSocket(feed), _)) => crate::sockets::websocket(feed.clone(), req),
             Some((_, Target::Static(dir), rest)) => {
                 dir.serve(&method, &path, rest, req.headers()).await
             }
@@ -236,7 +238,7 @@ fn failure(component: &str, e: &HandleError, id: &str) -> Response<Body> {
     r
 }
 
-fn text(status: StatusCode, body: String) -> Response<Body> {
+pub(crate) fn text(status: StatusCode, body: String) -> Response<Body> {
     let mut r = Response::new(full(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut().insert(

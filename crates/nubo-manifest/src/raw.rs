@@ -23,6 +23,20 @@ pub(crate) struct RawManifest {
     pub cron: Vec<S<RawCron>>,
     #[serde(default)]
     pub queue: BTreeMap<S<String>, S<RawQueue>>,
+    #[serde(default)]
+    pub websocket: Vec<S<RawSocket>>,
+    #[serde(default)]
+    pub sse: Vec<S<RawSocket>>,
+}
+
+/// `[[websocket]]` and `[[sse]]` (the latter without `component`/`path`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSocket {
+    pub route: S<String>,
+    pub topics: Vec<S<String>>,
+    pub component: Option<S<String>>,
+    pub path: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +87,8 @@ pub(crate) struct RawComponent {
     pub key_value_stores: Vec<S<String>>,
     #[serde(default)]
     pub queues: Vec<S<String>>,
+    #[serde(default)]
+    pub topics: Vec<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

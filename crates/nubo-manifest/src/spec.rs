@@ -84,6 +84,8 @@ pub struct ComponentSpec {
     pub key_value_stores: Vec<String>,
     /// Queues of the app this component may publish to.
     pub queues: Vec<String>,
+    /// Topics of the app this component may publish to.
+    pub topics: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,4 +129,15 @@ pub enum RouteTarget {
     Static(PathBuf),
     /// `POST`/`PUT` bodies are published to this queue; answers 202.
     Queue(String),
+    /// Server-Sent Events: the browser receives these topics' messages.
+    Sse {
+        topics: Vec<String>,
+    },
+    /// A WebSocket: the browser receives these topics' messages, and what
+    /// it sends is `POST`ed to `component` at `path` (if set).
+    WebSocket {
+        topics: Vec<String>,
+        component: Option<String>,
+        path: String,
+    },
 }

@@ -289,6 +289,17 @@ fn component(
         key_value_stores,
         // Checked against the declared queues in `queues()`.
         queues: comp.queues.iter().map(|q| q.get_ref().clone()).collect(),
+        topics: comp
+            .topics
+            .iter()
+            .filter_map(|t| {
+                let ok = crate::is_store_name(t.get_ref());
+                if !ok {
+                    r.error(t.span(), format!("invalid topic name `{}`", t.get_ref()));
+                }
+                ok.then(|| t.get_ref().clone())
+            })
+            .collect(),
     }
 }
 
@@ -591,6 +602,56 @@ fn routes(raw: &RawManifest, root: &Path, r: &mut Reporter<'_>) -> Vec<RouteSpec
                 format!("invalid route `{}`: {e}", h.route.get_ref()),
                 "write an exact path like `/hello` or a prefix like `/api/...`",
             ),
+        }
+    }
+    for (kind, list) in [("websocket", &raw.websocket), ("sse", &raw.sse)] {
+        for entry in list {
+            let s = entry.get_ref();
+            let mut topics = Vec::new();
+            for t in &s.topics {
+                if crate::is_store_name(t.get_ref()) {
+                    topics.push(t.get_ref().clone());
+                } else {
+                    r.error(t.span(), format!("invalid topic name `{}`", t.get_ref()));
+                }
+            }
+            if kind == "sse" && (s.component.is_some() || s.path.is_some()) {
+                r.error_hint(
+                    entry.span(),
+                    "an [[sse]] route only sends: it takes no `component` or `path`",
+                    "use [[websocket]] for a browser that also sends messages",
+                );
+            }
+            if let Some(c) = &s.component
+                && !raw.component.keys().any(|k| k.get_ref() == c.get_ref())
+            {
+                r.error(c.span(), format!("unknown component `{}`", c.get_ref()));
+            }
+            let path = s
+                .path
+                .as_ref()
+                .map(|p| p.get_ref().clone())
+                .unwrap_or_else(|| "/".into());
+            let target = if kind == "sse" {
+                RouteTarget::Sse { topics }
+            } else {
+                RouteTarget::WebSocket {
+                    topics,
+                    component: s.component.as_ref().map(|c| c.get_ref().clone()),
+                    path,
+                }
+            };
+            match RoutePattern::parse_http(s.route.get_ref()) {
+                Ok(p) => {
+                    if add(r, &s.route, p.clone(), format!("[[{kind}]]")) {
+                        out.push(RouteSpec { pattern: p, target });
+                    }
+                }
+                Err(e) => r.error(
+                    s.route.span(),
+                    format!("invalid route `{}`: {e}", s.route.get_ref()),
+                ),
+            }
         }
     }
     for s in &raw.statics {

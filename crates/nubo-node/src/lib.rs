@@ -16,6 +16,7 @@ mod live;
 mod logs;
 mod node;
 mod queues;
+mod sockets;
 mod store;
 pub mod token;
 

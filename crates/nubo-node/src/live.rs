@@ -27,6 +27,7 @@ struct Identity {
     limits: Limits,
     kv: Vec<String>,
     queues: Vec<String>,
+    topics: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -52,6 +53,7 @@ pub struct Loader<'a> {
     pub logs: Arc<dyn LogSink>,
     pub kv: Arc<dyn nubo_kv::KvBackend>,
     pub queues: Arc<crate::queues::Dispatcher>,
+    pub hub: Arc<nubo_pubsub::Hub>,
 }
 
 impl Loader<'_> {
@@ -105,6 +107,33 @@ impl Loader<'_> {
                     },
                     dispatcher: self.queues.clone(),
                 })),
+                RouteTarget::Sse { topics } => Target::Sse(Arc::new(crate::sockets::TopicFeed {
+                    hub: self.hub.clone(),
+                    app: def.name.clone(),
+                    topics: topics.clone(),
+                    inbound: None,
+                })),
+                RouteTarget::WebSocket {
+                    topics,
+                    component,
+                    path,
+                } => {
+                    let inbound = match component {
+                        None => None,
+                        Some(name) => match components.get(name) {
+                            Some(LiveComponent { http: Some(h), .. }) => {
+                                Some((h.clone(), path.clone()))
+                            }
+                            _ => None,
+                        },
+                    };
+                    Target::WebSocket(Arc::new(crate::sockets::TopicFeed {
+                        hub: self.hub.clone(),
+                        app: def.name.clone(),
+                        topics: topics.clone(),
+                        inbound,
+                    }))
+                }
                 RouteTarget::Static(files) => {
                     let dir = self.site(files)?;
                     Target::Static(
@@ -158,6 +187,11 @@ impl Loader<'_> {
                     queues: c.queues.clone(),
                     notify: Arc::new(move |q| dispatcher.notify(q)),
                 }
+            }),
+            topics: (!c.topics.is_empty()).then(|| nubo_pubsub::PubSubGrant {
+                hub: self.hub.clone(),
+                app: def.name.clone(),
+                topics: c.topics.clone(),
             }),
         };
         let runtime = self.runtime.clone();
@@ -225,5 +259,6 @@ fn identity(def: &AppDef, c: &ComponentDef) -> Result<Identity, String> {
         limits: c.limits,
         kv: c.key_value_stores.clone(),
         queues: c.queues.clone(),
+        topics: c.topics.clone(),
     })
 }

@@ -36,6 +36,7 @@ pub struct Node {
     pub(crate) kv: Arc<nubo_kv::SqliteKv>,
     pub(crate) cron: Arc<crate::cron::Scheduler>,
     pub(crate) queues: Arc<crate::queues::Dispatcher>,
+    pub(crate) hub: Arc<nubo_pubsub::Hub>,
     state: PathBuf,
     sites: PathBuf,
     store: Mutex<Store>,
@@ -143,6 +144,7 @@ impl Node {
             kv,
             cron,
             queues,
+            hub: nubo_pubsub::Hub::new(),
             sites: opts.state.join("sites"),
             state: opts.state,
             store: Mutex::new(store),
@@ -186,6 +188,7 @@ impl Node {
             logs: self.logs.clone(),
             kv: self.kv.clone(),
             queues: self.queues.clone(),
+            hub: self.hub.clone(),
         }
     }
 

@@ -84,6 +84,9 @@ pub struct ComponentDef {
     /// Queues of the app it may publish to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub queues: Vec<String>,
+    /// Topics of the app it may publish to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<String>,
     /// A stopped component keeps its definition; its routes answer 503.
     #[serde(default = "yes")]
     pub started: bool,
@@ -107,6 +110,17 @@ pub enum RouteTarget {
     Static(BTreeMap<String, String>),
     /// Request bodies are published to this queue of the app.
     Queue(String),
+    /// Server-Sent Events carrying these topics.
+    Sse {
+        topics: Vec<String>,
+    },
+    /// A WebSocket carrying these topics; what the browser sends is
+    /// `POST`ed to `component` at `path`, if there is one.
+    WebSocket {
+        topics: Vec<String>,
+        component: Option<String>,
+        path: String,
+    },
 }
 
 impl AppDef {

@@ -132,6 +132,13 @@ fn replace_reasons(have: &ComponentDef, want: &ComponentDef) -> Vec<String> {
     if have.allowed_outbound_hosts != want.allowed_outbound_hosts {
         reasons.push("allowed_outbound_hosts changed".to_string());
     }
+    if have.topics != want.topics {
+        reasons.push(format!(
+            "topics [{}] → [{}]",
+            have.topics.join(", "),
+            want.topics.join(", ")
+        ));
+    }
     if have.queues != want.queues {
         reasons.push(format!(
             "queues [{}] → [{}]",

@@ -84,7 +84,10 @@ pub fn validate(app: &AppDef, has_content: impl Fn(&str) -> bool) -> Result<(), 
     for r in &app.routes {
         let text = r.pattern.to_string();
         let reparsed = match &r.target {
-            RouteTarget::Component(_) | RouteTarget::Queue(_) => RoutePattern::parse_http(&text),
+            RouteTarget::Component(_)
+            | RouteTarget::Queue(_)
+            | RouteTarget::Sse { .. }
+            | RouteTarget::WebSocket { .. } => RoutePattern::parse_http(&text),
             RouteTarget::Static(_) => RoutePattern::parse_static(&text),
         };
         if let Err(e) = reparsed {
@@ -101,7 +104,13 @@ pub fn validate(app: &AppDef, has_content: impl Fn(&str) -> bool) -> Result<(), 
             RouteTarget::Queue(q) if !app.queues.contains_key(q) => {
                 errs.push(format!("route `{text}` names undeclared queue `{q}`"));
             }
-            RouteTarget::Queue(_) => {}
+            RouteTarget::Queue(_) | RouteTarget::Sse { .. } => {}
+            RouteTarget::WebSocket {
+                component: Some(c), ..
+            } if !app.components.contains_key(c) => {
+                errs.push(format!("websocket `{text}` names unknown component `{c}`"));
+            }
+            RouteTarget::WebSocket { .. } => {}
             RouteTarget::Static(files) => {
                 for (path, digest) in files {
                     if !is_safe_relative(path) {

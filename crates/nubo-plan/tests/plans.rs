@@ -19,6 +19,7 @@ fn base() -> AppDef {
             limits: Default::default(),
             key_value_stores: vec![],
             queues: vec![],
+            topics: vec![],
             started: true,
         };
         c.config.insert("text".into(), cfg.into());

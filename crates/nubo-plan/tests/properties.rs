@@ -39,6 +39,7 @@ fn component() -> impl Strategy<Value = ComponentDef> {
                 },
                 key_value_stores: kv.clone(),
                 queues: kv.iter().map(|_| "jobs".to_string()).collect(),
+                topics: kv.clone(),
                 started,
             },
         )

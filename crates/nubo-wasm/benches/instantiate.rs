@@ -48,6 +48,7 @@ fn load(pooling: bool, wasm: &Path) -> (Runtime, HttpComponent) {
         logs: None,
         kv: None,
         queues: None,
+        topics: None,
     };
     let component = runtime
         .load_http(wasm, settings)

@@ -27,6 +27,7 @@ pub struct Host {
     pub(crate) config: Arc<WasiConfigVariables>,
     kv: Option<Arc<nubo_kv::KvGrant>>,
     queues: Option<Arc<nubo_queue::QueueGrant>>,
+    topics: Option<Arc<nubo_pubsub::PubSubGrant>>,
 }
 
 impl Host {
@@ -54,6 +55,7 @@ impl Host {
             config,
             kv: grants.kv.clone(),
             queues: grants.queues.clone(),
+            topics: grants.topics.clone(),
         }
     }
 }
@@ -72,9 +74,16 @@ impl WasiView for Host {
 pub(crate) struct Grants {
     pub kv: Option<Arc<nubo_kv::KvGrant>>,
     pub queues: Option<Arc<nubo_queue::QueueGrant>>,
+    pub topics: Option<Arc<nubo_pubsub::PubSubGrant>>,
 }
 
 impl Host {
+    pub(crate) fn pubsub(&mut self) -> nubo_pubsub::host::PubSubView<'_> {
+        nubo_pubsub::host::PubSubView {
+            grant: self.topics.as_deref(),
+        }
+    }
+
     pub(crate) fn queue(&mut self) -> nubo_queue::host::QueueView<'_> {
         nubo_queue::host::QueueView {
             grant: self.queues.as_deref(),

@@ -41,6 +41,8 @@ pub struct ComponentSettings {
     pub kv: Option<nubo_kv::KvGrant>,
     /// The queues it may publish to (`queues`).
     pub queues: Option<nubo_queue::QueueGrant>,
+    /// The topics it may publish to (`topics`).
+    pub topics: Option<nubo_pubsub::PubSubGrant>,
 }
 
 /// A component ready to serve: compiled, linked and pre-instantiated.
@@ -72,6 +74,7 @@ impl HttpComponent {
             grants: crate::host::Grants {
                 kv: s.kv.map(Arc::new),
                 queues: s.queues.map(Arc::new),
+                topics: s.topics.map(Arc::new),
             },
         }
     }

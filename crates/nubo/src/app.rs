@@ -42,6 +42,12 @@ pub fn describe_routes(app: &AppSpec) -> Vec<String> {
             let target = match &r.target {
                 RouteTarget::Component(c) => format!("component `{c}`"),
                 RouteTarget::Queue(q) => format!("queue `{q}` (POST publishes the body)"),
+                RouteTarget::Sse { topics } => {
+                    format!("server-sent events of {}", topics.join(", "))
+                }
+                RouteTarget::WebSocket { topics, .. } => {
+                    format!("websocket on {}", topics.join(", "))
+                }
                 RouteTarget::Static(dir) => {
                     let dir = dir.canonicalize().unwrap_or_else(|_| dir.clone());
                     let rel = dir.strip_prefix(&root).unwrap_or(&dir);

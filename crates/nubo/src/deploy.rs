@@ -52,6 +52,7 @@ pub fn desired(spec: &AppSpec) -> CliResult<Desired> {
                 limits: c.limits,
                 key_value_stores: c.key_value_stores.clone(),
                 queues: c.queues.clone(),
+                topics: c.topics.clone(),
                 started: true,
             },
         );
@@ -60,6 +61,18 @@ pub fn desired(spec: &AppSpec) -> CliResult<Desired> {
         let target = match &r.target {
             SpecTarget::Component(c) => RouteTarget::Component(c.clone()),
             SpecTarget::Queue(q) => RouteTarget::Queue(q.clone()),
+            SpecTarget::Sse { topics } => RouteTarget::Sse {
+                topics: topics.clone(),
+            },
+            SpecTarget::WebSocket {
+                topics,
+                component,
+                path,
+            } => RouteTarget::WebSocket {
+                topics: topics.clone(),
+                component: component.clone(),
+                path: path.clone(),
+            },
             SpecTarget::Static(dir) => {
                 let mut files = BTreeMap::new();
                 walk(dir, dir, &mut files, &mut sources)?;

@@ -263,6 +263,18 @@ fn route_line(r: &nubo_plan::Route) -> String {
     match &r.target {
         RouteTarget::Component(c) => format!("{} → component {c}", r.pattern),
         RouteTarget::Queue(q) => format!("{} → queue {q}", r.pattern),
+        RouteTarget::Sse { topics } => format!("{} → events of {}", r.pattern, topics.join(", ")),
+        RouteTarget::WebSocket {
+            topics, component, ..
+        } => format!(
+            "{} → websocket on {}{}",
+            r.pattern,
+            topics.join(", "),
+            component
+                .as_ref()
+                .map(|c| format!(", messages to component {c}"))
+                .unwrap_or_default()
+        ),
         RouteTarget::Static(files) => {
             let s = if files.len() == 1 { "" } else { "s" };
             format!("{} → {} static file{s}", r.pattern, files.len())

@@ -30,6 +30,7 @@ pub mod config;
 mod convert;
 pub mod kv;
 pub mod outbound;
+pub mod pubsub;
 pub mod queue;
 
 pub use http;

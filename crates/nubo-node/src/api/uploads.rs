@@ -44,6 +44,7 @@ pub(crate) async fn put_component(
             logs: None,
             kv: None,
             queues: None,
+            topics: None,
         };
         let name = std::path::PathBuf::from("the uploaded wasm");
         let checked = tokio::task::spawn_blocking(move || {

@@ -39,6 +39,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
             logs: None,
             kv: None,
             queues: None,
+            topics: None,
         };
         runtime
             .load_http(&c.source, settings)

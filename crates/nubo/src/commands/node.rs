@@ -51,7 +51,27 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
     })
 }
 
+/// A node holds a descriptor per connected client (WebSockets, SSE):
+/// raise the soft limit to the hard one, as servers do.
+fn raise_fd_limit() {
+    #[cfg(unix)]
+    // SAFETY: getrlimit/setrlimit on this process with a valid struct.
+    unsafe {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                tracing::warn!("cannot raise the open-file limit; many clients may be refused");
+            }
+        }
+    }
+}
+
 pub async fn open(state: PathBuf, max_upload: usize) -> CliResult<Arc<Node>> {
+    raise_fd_limit();
     Node::open(NodeOptions {
         state,
         cache_dir: std::env::var_os("NUBO_CACHE_DIR").map(PathBuf::from),

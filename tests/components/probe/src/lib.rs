@@ -79,6 +79,22 @@ fn handle(req: Request) -> Response {
         }
         op if op.starts_with("kv-") => kv(op, &query),
         op if op.starts_with("q-") => queue(op, &query, &req),
+        // `ps-pub?TOPIC=MESSAGE` publishes; `ws-in` (a WebSocket's handler)
+        // answers each browser message on topic `chat`.
+        "ps-pub" => {
+            let (topic, msg) = query.split_once('=').unwrap_or((&query, ""));
+            match nubo_sdk::pubsub::publish(topic, msg) {
+                Ok(()) => text(200, "published"),
+                Err(e) => text(500, format!("pubsub error: {e}")),
+            }
+        }
+        "ws-in" => {
+            let msg = format!("echo:{}", String::from_utf8_lossy(req.body()));
+            match nubo_sdk::pubsub::publish("chat", msg) {
+                Ok(()) => text(200, "ok"),
+                Err(e) => text(500, format!("pubsub error: {e}")),
+            }
+        }
         _ => text(404, format!("probe has no {path}")),
     }
 }

@@ -1,0 +1,46 @@
+//! `nubo:platform/pubsub` for one guest instance.
+
+use crate::PubSubGrant;
+use wasmtime::component::{HasData, Linker};
+
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "nubo:platform/pubsub-host",
+        imports: { default: async },
+    });
+}
+
+use generated::nubo::platform::pubsub;
+
+pub struct PubSubView<'a> {
+    pub grant: Option<&'a PubSubGrant>,
+}
+
+struct HasPubSub;
+
+impl HasData for HasPubSub {
+    type Data<'a> = PubSubView<'a>;
+}
+
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> PubSubView<'_>,
+) -> wasmtime::Result<()> {
+    pubsub::add_to_linker::<_, HasPubSub>(linker, view)
+}
+
+impl pubsub::Host for PubSubView<'_> {
+    async fn publish(&mut self, topic: String, message: Vec<u8>) -> Result<(), String> {
+        let Some(grant) = self.grant.filter(|g| g.topics.contains(&topic)) else {
+            tracing::warn!(topic = %topic, "component published to a topic it is not granted (topics in nubo.toml)");
+            return Err(format!(
+                "access denied: topic `{topic}` is not in this component's `topics` in nubo.toml"
+            ));
+        };
+        grant
+            .hub
+            .publish(&grant.app, &topic, message.into())
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,69 @@
+//! Topics: a component publishes a message, every subscriber connected at
+//! that moment (a browser on a WebSocket or Server-Sent Events route)
+//! receives it. Nothing is stored: pub/sub is for "now", queues are for
+//! "surely".
+//!
+//! [`Hub`] is the embedded backend, a broadcast channel per (app, topic).
+//! A subscriber that falls more than [`BUFFER`] messages behind skips what
+//! it missed (and is told how many) instead of slowing the publisher or
+//! the other subscribers. The cluster backend will carry topics on NATS
+//! subjects behind the same two calls.
+
+pub mod host;
+
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
+
+/// Largest message, in bytes.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+/// Messages a slow subscriber may lag behind before it skips.
+pub const BUFFER: usize = 1024;
+
+#[derive(Default)]
+pub struct Hub {
+    topics: Mutex<HashMap<(String, String), broadcast::Sender<Bytes>>>,
+}
+
+impl Hub {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn sender(&self, app: &str, topic: &str) -> broadcast::Sender<Bytes> {
+        let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        topics
+            .entry((app.to_string(), topic.to_string()))
+            .or_insert_with(|| broadcast::channel(BUFFER).0)
+            .clone()
+    }
+
+    /// Sends to the current subscribers; how many there were.
+    pub fn publish(&self, app: &str, topic: &str, message: Bytes) -> Result<usize, String> {
+        if message.len() > MAX_MESSAGE {
+            return Err(format!(
+                "the message is {} bytes; pub/sub messages may be at most {MAX_MESSAGE}",
+                message.len()
+            ));
+        }
+        Ok(self.sender(app, topic).send(message).unwrap_or(0))
+    }
+
+    pub fn subscribe(&self, app: &str, topic: &str) -> broadcast::Receiver<Bytes> {
+        self.sender(app, topic).subscribe()
+    }
+
+    /// Subscribers of a topic right now.
+    pub fn subscribers(&self, app: &str, topic: &str) -> usize {
+        self.sender(app, topic).receiver_count()
+    }
+}
+
+/// What one component may publish to.
+#[derive(Clone)]
+pub struct PubSubGrant {
+    pub hub: Arc<Hub>,
+    pub app: String,
+    pub topics: Vec<String>,
+}
