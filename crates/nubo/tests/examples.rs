@@ -63,6 +63,9 @@ async fn links_example_shortens_redirects_and_counts_clicks_later() {
     let made: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     let short = made["short"].as_str().unwrap().to_string();
     let code = made["code"].as_str().unwrap().to_string();
+    // The page's live feed: each counted click arrives on the WebSocket.
+    let live_url = node.url("/live").replace("http://", "ws://");
+    let (mut live, _) = tokio_tungstenite::connect_async(live_url).await.unwrap();
     for _ in 0..3 {
         let r = get(&node.url(&short)).await;
         assert_eq!(r.status, 302);
@@ -86,6 +89,16 @@ async fn links_example_shortens_redirects_and_counts_clicks_later() {
         assert!(std::time::Instant::now() < deadline, "clicks = {clicks}");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    use futures_util::StreamExt;
+    let pushed = tokio::time::timeout(std::time::Duration::from_secs(10), live.next())
+        .await
+        .expect("a live update")
+        .expect("open")
+        .expect("a frame");
+    assert!(
+        pushed.to_string().contains(&format!("\"code\":\"{code}\"")),
+        "{pushed}"
+    );
     // The consumer's path is not routed to the component (the static site
     // owns it and refuses POST): the outside cannot fake clicks.
     assert_eq!(

@@ -6,6 +6,7 @@
 //! GET  /s/{code}                           → 302 to the URL; a click is queued
 //! POST /jobs/click   (queue consumer)      → counts one click
 //! POST /jobs/stats   (cron)                → totals the clicks
+//! WS   /live                               → {"code", "clicks"} after each click
 //!
 //! Keys in store `default`: `next` (a counter), `link:{code}` (the URL),
 //! `clicks:{code}` (a counter), `stats` (JSON).
@@ -52,6 +53,9 @@ fn handle(req: Request) -> Result<Response, String> {
             let n = kv
                 .increment(&format!("clicks:{code}"), 1)
                 .map_err(|e| e.to_string())?;
+            // Every open page updates at once; nobody listening is fine too.
+            let update = serde_json::json!({ "code": code, "clicks": n });
+            let _ = nubo_sdk::pubsub::publish("live", update.to_string());
             text(200, format!("{code}: {n}"))
         }
         (Method::POST, "/jobs/stats") => {
