@@ -41,12 +41,14 @@ rss() { awk '/VmRSS/ {print $2}' "/proc/$NODE_PID/status"; }
 IDLE=$(rss)
 
 run() {  # CLIENTS -> prints the fanout line, records RSS with clients connected
-  local fifo="$WORK/go.$1"; mkfifo "$fifo"
-  ( target/release/fanout "$ADDR" "$1" "$MESSAGES" < "$fifo" > "$WORK/out.$1" ) &
+  target/release/fanout "$ADDR" "$1" "$MESSAGES" "$WORK/go.$1" > "$WORK/out.$1" &
   local pid=$!
-  until grep -q '^ready' "$WORK/out.$1" 2>/dev/null; do sleep 0.2; done
+  until grep -q '^ready' "$WORK/out.$1" 2>/dev/null; do
+    kill -0 "$pid" 2>/dev/null || { cat "$WORK/out.$1" >&2; exit 1; }
+    sleep 0.2
+  done
   rss > "$WORK/rss.$1"
-  echo go > "$fifo"
+  touch "$WORK/go.$1"
   wait "$pid"
   grep deliveries "$WORK/out.$1"
 }

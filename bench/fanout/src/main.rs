@@ -1,10 +1,12 @@
-//! `fanout ADDR CLIENTS MESSAGES`
+//! `fanout ADDR CLIENTS MESSAGES [GO_FILE]`
 //!
 //! Connects CLIENTS WebSockets to `ws://ADDR/ws`, then publishes MESSAGES
 //! messages one after another through `GET /probe/ps-pub?chat=N` and
 //! measures, for every client and message, the time from the publish
 //! request being sent to the message arriving. Prints p50, p99 and max,
-//! and the mean time until the last client has a message.
+//! and the mean time until the last client has a message. With GO_FILE,
+//! it prints `ready` once connected and waits for that file to exist
+//! before publishing (so the caller can measure the node in between).
 
 use futures_util::StreamExt;
 use std::io::{Read, Write};
@@ -16,7 +18,7 @@ use tokio::sync::Mutex;
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 4 {
-        eprintln!("usage: fanout ADDR CLIENTS MESSAGES");
+        eprintln!("usage: fanout ADDR CLIENTS MESSAGES [GO_FILE]");
         std::process::exit(2);
     }
     let addr = args[1].clone();
@@ -44,9 +46,12 @@ async fn main() {
     println!("connected {clients}");
     // Wait for the node to report the connections, then read its memory.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    println!("ready");
-    let mut line = String::new();
-    let _ = std::io::stdin().read_line(&mut line);
+    if let Some(go) = args.get(4) {
+        println!("ready");
+        while !std::path::Path::new(go).exists() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 
     let sent_at: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
     let mut readers = Vec::new();
