@@ -12,12 +12,6 @@ pub struct Counts {
     pub remove: usize,
 }
 
-impl Counts {
-    pub fn is_empty(&self) -> bool {
-        self.add + self.change + self.remove == 0
-    }
-}
-
 /// The plan as lines, and how many additions, changes and removals it has.
 pub fn render(
     plan: &Plan,
@@ -288,4 +282,27 @@ pub fn summary(n: &Counts) -> String {
         "Plan: {} to add, {} to change, {} to remove.",
         n.add, n.change, n.remove
     ))
+}
+
+/// Prints the plan against `node` (or that there is nothing to do);
+/// whether it has changes.
+pub fn print(
+    plan: &Plan,
+    node: &str,
+    sources: &std::collections::BTreeMap<String, std::path::PathBuf>,
+) -> (bool, Counts) {
+    let (lines, counts) = render(plan, sources);
+    if lines.is_empty() {
+        println!(
+            "app `{}` on {node} is up to date (revision {})",
+            plan.app, plan.revision
+        );
+        return (false, counts);
+    }
+    println!("app `{}` on {node} (revision {}):", plan.app, plan.revision);
+    for l in &lines {
+        println!("{l}");
+    }
+    println!("{}", summary(&counts));
+    (true, counts)
 }

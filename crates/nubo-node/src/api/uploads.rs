@@ -25,13 +25,10 @@ pub(crate) async fn put_component(
     Path(digest): Path<String>,
     req: Request,
 ) -> Response {
-    let bytes = match body(&node, req).await {
+    let bytes = match received(&node, &digest, req).await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    if let Some(r) = check_digest(&digest) {
-        return r;
-    }
     if !node.content.has(&digest) {
         let runtime = node.runtime.clone();
         let wasm = bytes.clone();
@@ -70,13 +67,10 @@ pub(crate) async fn put_file(
     Path(digest): Path<String>,
     req: Request,
 ) -> Response {
-    let bytes = match body(&node, req).await {
+    let bytes = match received(&node, &digest, req).await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    if let Some(r) = check_digest(&digest) {
-        return r;
-    }
     store(&node, &digest, &bytes)
 }
 
@@ -90,7 +84,11 @@ fn check_digest(digest: &str) -> Option<Response> {
     })
 }
 
-async fn body(node: &Node, req: Request) -> Result<Bytes, Response> {
+/// The upload's bytes, once the digest in the URL is well formed.
+async fn received(node: &Node, digest: &str, req: Request) -> Result<Bytes, Response> {
+    if let Some(r) = check_digest(digest) {
+        return Err(r);
+    }
     Bytes::from_request(req, &()).await.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             error(

@@ -37,22 +37,10 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
     let client = args.node.connect(Some(&args.dir))?;
     crate::async_runtime()?.block_on(async move {
         let plan = deploy::make_plan(&client, &desired.def).await?;
-        let (lines, counts) = plan_view::render(&plan, &desired.sources);
-        if lines.is_empty() {
-            println!(
-                "app `{}` on {} is up to date (revision {}); nothing to do",
-                plan.app, client.base, plan.revision
-            );
+        let (changes, counts) = plan_view::print(&plan, &client.base, &desired.sources);
+        if !changes {
             return Ok(ExitCode::SUCCESS);
         }
-        println!(
-            "app `{}` on {} (revision {}):",
-            plan.app, client.base, plan.revision
-        );
-        for l in &lines {
-            println!("{l}");
-        }
-        println!("{}", plan_view::summary(&counts));
         if !args.auto_approve {
             confirm(&plan.app)?;
         }

@@ -32,22 +32,10 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
     let client = args.node.connect(Some(&args.dir))?;
     crate::async_runtime()?.block_on(async move {
         let plan = deploy::make_plan(&client, &desired.def).await?;
-        let (lines, counts) = plan_view::render(&plan, &desired.sources);
-        if counts.is_empty() && lines.is_empty() {
-            println!(
-                "app `{}` on {} is up to date (revision {})",
-                plan.app, client.base, plan.revision
-            );
+        let (changes, _) = plan_view::print(&plan, &client.base, &desired.sources);
+        if !changes {
             return Ok(ExitCode::SUCCESS);
         }
-        println!(
-            "app `{}` on {} (revision {}):",
-            plan.app, client.base, plan.revision
-        );
-        for l in &lines {
-            println!("{l}");
-        }
-        println!("{}", plan_view::summary(&counts));
         Ok(ExitCode::from(2))
     })
 }
