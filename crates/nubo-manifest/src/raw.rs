@@ -86,6 +86,8 @@ pub(crate) struct RawComponent {
     #[serde(default)]
     pub key_value_stores: Vec<S<String>>,
     #[serde(default)]
+    pub blob_containers: Vec<S<String>>,
+    #[serde(default)]
     pub queues: Vec<S<String>>,
     #[serde(default)]
     pub topics: Vec<S<String>>,

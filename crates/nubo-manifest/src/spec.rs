@@ -82,6 +82,8 @@ pub struct ComponentSpec {
     pub limits: Limits,
     /// Key-value stores of the app this component may open.
     pub key_value_stores: Vec<String>,
+    /// Blob containers of the app this component may use.
+    pub blob_containers: Vec<String>,
     /// Queues of the app this component may publish to.
     pub queues: Vec<String>,
     /// Topics of the app this component may publish to.

@@ -258,24 +258,8 @@ fn component(
         }
     }
 
-    let mut key_value_stores: Vec<String> = Vec::new();
-    for store in &comp.key_value_stores {
-        let name = store.get_ref();
-        if !crate::is_store_name(name) {
-            r.error_hint(
-                store.span(),
-                format!("invalid key-value store name `{name}`"),
-                "use lower-case letters, digits, `-` and `_`, starting with a letter, e.g. \"default\"",
-            );
-        } else if key_value_stores.contains(name) {
-            r.error(
-                store.span(),
-                format!("key-value store `{name}` is listed twice"),
-            );
-        } else {
-            key_value_stores.push(name.clone());
-        }
-    }
+    let key_value_stores = grant_names(&comp.key_value_stores, "key-value store", "default", r);
+    let blob_containers = grant_names(&comp.blob_containers, "blob container", "uploads", r);
 
     ComponentSpec {
         description: comp.description.clone(),
@@ -287,6 +271,7 @@ fn component(
         allowed_outbound_hosts,
         limits: limits(comp, r),
         key_value_stores,
+        blob_containers,
         // Checked against the declared queues in `queues()`.
         queues: comp.queues.iter().map(|q| q.get_ref().clone()).collect(),
         topics: comp
@@ -301,6 +286,32 @@ fn component(
             })
             .collect(),
     }
+}
+
+/// Names of stores or containers granted to a component: each valid and
+/// listed once.
+fn grant_names(
+    names: &[S<String>],
+    what: &str,
+    example: &str,
+    r: &mut Reporter<'_>,
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for item in names {
+        let name = item.get_ref();
+        if !crate::is_store_name(name) {
+            r.error_hint(
+                item.span(),
+                format!("invalid {what} name `{name}`"),
+                format!("use lower-case letters, digits, `-` and `_`, starting with a letter, e.g. \"{example}\""),
+            );
+        } else if out.contains(name) {
+            r.error(item.span(), format!("{what} `{name}` is listed twice"));
+        } else {
+            out.push(name.clone());
+        }
+    }
+    out
 }
 
 fn limits(comp: &RawComponent, r: &mut Reporter<'_>) -> Limits {

@@ -283,3 +283,29 @@ fn an_http_route_serves_a_component_or_publishes_to_a_queue() {
     );
     assert_eq!(app.queues["jobs"].max_attempts, 5);
 }
+
+#[test]
+fn grants_of_stores_and_containers_are_checked() {
+    let text = GOOD.replace(
+        "limits = { memory_mb = 64",
+        "key_value_stores = [\"default\", \"default\"]\nblob_containers = [\"photos\", \"My Files\"]\nlimits = { memory_mb = 64",
+    );
+    let err = check(&text).unwrap_err();
+    assert!(
+        err.contains("nubo.toml:13:32: key-value store `default` is listed twice"),
+        "{err}"
+    );
+    assert!(
+        err.contains("nubo.toml:14:30: invalid blob container name `My Files`"),
+        "{err}"
+    );
+    let ok = GOOD.replace(
+        "limits = { memory_mb = 64",
+        "blob_containers = [\"photos\", \"exports\"]\nlimits = { memory_mb = 64",
+    );
+    let spec = check(&ok).unwrap();
+    assert_eq!(
+        spec.components["web"].blob_containers,
+        ["photos", "exports"]
+    );
+}

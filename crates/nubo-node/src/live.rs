@@ -26,6 +26,7 @@ struct Identity {
     outbound: Vec<String>,
     limits: Limits,
     kv: Vec<String>,
+    blobs: Vec<String>,
     queues: Vec<String>,
     topics: Vec<String>,
 }
@@ -52,6 +53,7 @@ pub struct Loader<'a> {
     pub sites: &'a Path,
     pub logs: Arc<dyn LogSink>,
     pub kv: Arc<dyn nubo_kv::KvBackend>,
+    pub blobs: Arc<dyn nubo_blob::BlobBackend>,
     pub queues: Arc<crate::queues::Dispatcher>,
     pub hub: Arc<nubo_pubsub::Hub>,
 }
@@ -179,6 +181,11 @@ impl Loader<'_> {
                 app: def.name.clone(),
                 stores: c.key_value_stores.clone(),
             }),
+            blobs: (!c.blob_containers.is_empty()).then(|| nubo_blob::BlobGrant {
+                backend: self.blobs.clone(),
+                app: def.name.clone(),
+                containers: c.blob_containers.clone(),
+            }),
             queues: (!c.queues.is_empty()).then(|| {
                 let dispatcher = self.queues.clone();
                 nubo_queue::QueueGrant {
@@ -258,6 +265,7 @@ fn identity(def: &AppDef, c: &ComponentDef) -> Result<Identity, String> {
         outbound: c.allowed_outbound_hosts.clone(),
         limits: c.limits,
         kv: c.key_value_stores.clone(),
+        blobs: c.blob_containers.clone(),
         queues: c.queues.clone(),
         topics: c.topics.clone(),
     })

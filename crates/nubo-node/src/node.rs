@@ -34,6 +34,7 @@ pub struct Node {
     pub(crate) token: String,
     pub(crate) max_upload: usize,
     pub(crate) kv: Arc<nubo_kv::SqliteKv>,
+    pub(crate) blobs: Arc<nubo_blob::FileBlobs>,
     pub(crate) cron: Arc<crate::cron::Scheduler>,
     pub(crate) queues: Arc<crate::queues::Dispatcher>,
     pub(crate) hub: Arc<nubo_pubsub::Hub>,
@@ -134,6 +135,10 @@ impl Node {
                 }
             });
         }
+        let blobs = Arc::new(
+            nubo_blob::FileBlobs::open(&opts.state.join("blobs.db"), &opts.state.join("blobs"))
+                .map_err(|e| NodeError::Service(e.to_string()))?,
+        );
         let node = Arc::new(Self {
             runtime: Arc::new(runtime),
             gateway: Gateway::new(Default::default()),
@@ -142,6 +147,7 @@ impl Node {
             token,
             max_upload: opts.max_upload,
             kv,
+            blobs,
             cron,
             queues,
             hub: nubo_pubsub::Hub::new(),
@@ -187,6 +193,7 @@ impl Node {
             sites: self.sites.as_path(),
             logs: self.logs.clone(),
             kv: self.kv.clone(),
+            blobs: self.blobs.clone(),
             queues: self.queues.clone(),
             hub: self.hub.clone(),
         }

@@ -81,6 +81,9 @@ pub struct ComponentDef {
     /// Key-value stores of the app it may open.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key_value_stores: Vec<String>,
+    /// Blob containers of the app it may use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blob_containers: Vec<String>,
     /// Queues of the app it may publish to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub queues: Vec<String>,

@@ -146,6 +146,13 @@ fn replace_reasons(have: &ComponentDef, want: &ComponentDef) -> Vec<String> {
             want.queues.join(", ")
         ));
     }
+    if have.blob_containers != want.blob_containers {
+        reasons.push(format!(
+            "blob_containers [{}] → [{}]",
+            have.blob_containers.join(", "),
+            want.blob_containers.join(", ")
+        ));
+    }
     if have.key_value_stores != want.key_value_stores {
         reasons.push(format!(
             "key_value_stores [{}] → [{}]",

@@ -65,6 +65,13 @@ pub fn validate(app: &AppDef, has_content: impl Fn(&str) -> bool) -> Result<(), 
                 ));
             }
         }
+        for s in &c.blob_containers {
+            if !nubo_manifest::is_store_name(s) {
+                errs.push(format!(
+                    "component `{name}`: invalid blob container name `{s}`"
+                ));
+            }
+        }
         for h in &c.allowed_outbound_hosts {
             if let Err(e) = OutboundRule::parse(h) {
                 errs.push(format!("component `{name}`: {e}"));

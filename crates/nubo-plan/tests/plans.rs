@@ -18,6 +18,7 @@ fn base() -> AppDef {
             allowed_outbound_hosts: vec![],
             limits: Default::default(),
             key_value_stores: vec![],
+            blob_containers: vec![],
             queues: vec![],
             topics: vec![],
             started: true,

@@ -38,6 +38,7 @@ fn component() -> impl Strategy<Value = ComponentDef> {
                     ..Limits::default()
                 },
                 key_value_stores: kv.clone(),
+                blob_containers: kv.iter().map(|_| "uploads".to_string()).collect(),
                 queues: kv.iter().map(|_| "jobs".to_string()).collect(),
                 topics: kv.clone(),
                 started,

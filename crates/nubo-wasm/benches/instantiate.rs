@@ -47,6 +47,7 @@ fn load(pooling: bool, wasm: &Path) -> (Runtime, HttpComponent) {
         limits: Limits::default(),
         logs: None,
         kv: None,
+        blobs: None,
         queues: None,
         topics: None,
     };

@@ -99,6 +99,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_err)?;
         nubo_kv::host::add_to_linker(&mut linker, Host::kv).map_err(engine_err)?;
+        nubo_blob::host::add_to_linker(&mut linker, Host::blobs).map_err(engine_err)?;
         nubo_queue::host::add_to_linker(&mut linker, Host::queue).map_err(engine_err)?;
         nubo_pubsub::host::add_to_linker(&mut linker, Host::pubsub).map_err(engine_err)?;
         wasmtime_wasi_config::add_to_linker(&mut linker, |h: &mut Host| {

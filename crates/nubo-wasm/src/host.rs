@@ -26,6 +26,7 @@ pub struct Host {
     pub(crate) limits: StoreLimits,
     pub(crate) config: Arc<WasiConfigVariables>,
     kv: Option<Arc<nubo_kv::KvGrant>>,
+    blobs: Option<Arc<nubo_blob::BlobGrant>>,
     queues: Option<Arc<nubo_queue::QueueGrant>>,
     topics: Option<Arc<nubo_pubsub::PubSubGrant>>,
 }
@@ -54,6 +55,7 @@ impl Host {
             limits,
             config,
             kv: grants.kv.clone(),
+            blobs: grants.blobs.clone(),
             queues: grants.queues.clone(),
             topics: grants.topics.clone(),
         }
@@ -73,6 +75,7 @@ impl WasiView for Host {
 #[derive(Clone, Default)]
 pub(crate) struct Grants {
     pub kv: Option<Arc<nubo_kv::KvGrant>>,
+    pub blobs: Option<Arc<nubo_blob::BlobGrant>>,
     pub queues: Option<Arc<nubo_queue::QueueGrant>>,
     pub topics: Option<Arc<nubo_pubsub::PubSubGrant>>,
 }
@@ -87,6 +90,13 @@ impl Host {
     pub(crate) fn queue(&mut self) -> nubo_queue::host::QueueView<'_> {
         nubo_queue::host::QueueView {
             grant: self.queues.as_deref(),
+        }
+    }
+
+    pub(crate) fn blobs(&mut self) -> nubo_blob::host::BlobView<'_> {
+        nubo_blob::host::BlobView {
+            grant: self.blobs.as_deref(),
+            table: &mut self.table,
         }
     }
 

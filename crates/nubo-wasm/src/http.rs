@@ -39,6 +39,8 @@ pub struct ComponentSettings {
     pub logs: Option<Arc<dyn LogSink>>,
     /// The key-value stores it may open (`key_value_stores`).
     pub kv: Option<nubo_kv::KvGrant>,
+    /// The blob containers it may use (`blob_containers`).
+    pub blobs: Option<nubo_blob::BlobGrant>,
     /// The queues it may publish to (`queues`).
     pub queues: Option<nubo_queue::QueueGrant>,
     /// The topics it may publish to (`topics`).
@@ -73,6 +75,7 @@ impl HttpComponent {
             logs: s.logs,
             grants: crate::host::Grants {
                 kv: s.kv.map(Arc::new),
+                blobs: s.blobs.map(Arc::new),
                 queues: s.queues.map(Arc::new),
                 topics: s.topics.map(Arc::new),
             },

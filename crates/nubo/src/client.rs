@@ -4,6 +4,7 @@
 use crate::{CliError, CliResult};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -99,7 +100,7 @@ pub fn default_state_dir() -> PathBuf {
 pub struct Client {
     pub base: String,
     token: String,
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    http: HyperClient<HttpConnector, UnsyncBoxBody<Bytes, std::io::Error>>,
 }
 
 impl Client {
@@ -118,13 +119,27 @@ impl Client {
         content_type: &str,
         body: Bytes,
     ) -> CliResult<http::Response<hyper::body::Incoming>> {
+        let body = Full::new(body)
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        self.send_body(method, path, content_type, body).await
+    }
+
+    /// Like [`Client::send`], with a body that may be streamed.
+    pub async fn send_body(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: UnsyncBoxBody<Bytes, std::io::Error>,
+    ) -> CliResult<http::Response<hyper::body::Incoming>> {
         let url = format!("{}{path}", self.base);
         let req = Request::builder()
             .method(method)
             .uri(&url)
             .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
             .header(header::CONTENT_TYPE, content_type)
-            .body(Full::new(body))
+            .body(body)
             .map_err(|e| CliError::new(format!("bad request to {url}: {e}")))?;
         self.http.request(req).await.map_err(|e| {
             CliError::new(format!("cannot reach the node at {}: {e}", self.base))
@@ -174,6 +189,11 @@ impl Client {
             .map(Some)
             .map_err(|e| CliError::new(format!("unexpected answer from the node: {e}")))
     }
+}
+
+/// `s` percent-encoded for one path segment or query value.
+pub fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// The node's `{"error", "details"}` as a CLI error.

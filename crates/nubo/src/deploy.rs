@@ -51,6 +51,7 @@ pub fn desired(spec: &AppSpec) -> CliResult<Desired> {
                     .collect(),
                 limits: c.limits,
                 key_value_stores: c.key_value_stores.clone(),
+                blob_containers: c.blob_containers.clone(),
                 queues: c.queues.clone(),
                 topics: c.topics.clone(),
                 started: true,

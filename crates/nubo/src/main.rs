@@ -35,6 +35,7 @@ enum Command {
     Ps(commands::ps::Args),
     Logs(commands::logs::Args),
     Kv(commands::kv::Args),
+    Blob(commands::blob::Args),
     Cron(commands::cron::Args),
     Queue(commands::queue::Args),
 }
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
         Command::Ps(args) => commands::ps::run(args),
         Command::Logs(args) => commands::logs::run(args),
         Command::Kv(args) => commands::kv::run(args),
+        Command::Blob(args) => commands::blob::run(args),
         Command::Cron(args) => commands::cron::run(args),
         Command::Queue(args) => commands::queue::run(args),
     };

@@ -60,6 +60,16 @@ pub(crate) fn read_body(body: IncomingBody) -> Result<Vec<u8>, String> {
 
 fn send(out: ResponseOutparam, response: Response) {
     let (parts, body) = response.into_parts();
+    if let Some(out_body) = start_response(out, &parts) {
+        write_body(out_body, &body);
+    }
+}
+
+/// Sends the status and headers; the body to write, unless that failed.
+pub(crate) fn start_response(
+    out: ResponseOutparam,
+    parts: &http::response::Parts,
+) -> Option<OutgoingBody> {
     let headers = Fields::new();
     for (name, value) in &parts.headers {
         // Forbidden headers (connection, host, ...) are the host's business.
@@ -69,10 +79,10 @@ fn send(out: ResponseOutparam, response: Response) {
     let _ = resp.set_status_code(parts.status.as_u16());
     let Ok(out_body) = resp.body() else {
         ResponseOutparam::set(out, Err(ErrorCode::InternalError(Some("no body".into()))));
-        return;
+        return None;
     };
     ResponseOutparam::set(out, Ok(resp));
-    write_body(out_body, &body);
+    Some(out_body)
 }
 
 pub(crate) fn write_body(out_body: OutgoingBody, bytes: &[u8]) {

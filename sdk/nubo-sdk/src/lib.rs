@@ -22,16 +22,24 @@ mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
         world: "nubo:platform/guest",
+        // Blob bodies are the same WASI streams as HTTP bodies.
+        with: {
+            "wasi:io/error@0.2.12": wasip2::io::error,
+            "wasi:io/poll@0.2.12": wasip2::io::poll,
+            "wasi:io/streams@0.2.12": wasip2::io::streams,
+        },
         generate_all,
     });
 }
 
+pub mod blob;
 pub mod config;
 mod convert;
 pub mod kv;
 pub mod outbound;
 pub mod pubsub;
 pub mod queue;
+pub mod stream;
 
 pub use http;
 

@@ -8,6 +8,7 @@
 //! revision or a clash with another app, 413 upload too large.
 
 mod apps;
+mod blobs;
 mod kv;
 mod logs;
 mod queues;
@@ -41,6 +42,15 @@ pub fn router(node: Arc<Node>) -> Router {
             put(uploads::put_file).head(uploads::head),
         )
         .layer(DefaultBodyLimit::max(node.max_upload));
+    // Blob bodies stream through in chunks, whatever their size.
+    let blobs = Router::new()
+        .route("/v1/apps/{app}/blobs", get(blobs::containers))
+        .route("/v1/apps/{app}/blobs/{container}", get(blobs::list))
+        .route(
+            "/v1/apps/{app}/blobs/{container}/{*name}",
+            get(blobs::get).put(blobs::put).delete(blobs::delete),
+        )
+        .layer(DefaultBodyLimit::disable());
     let api = Router::new()
         .route("/v1/node", get(apps::node_info))
         .route("/v1/openapi.json", get(openapi))
@@ -80,6 +90,7 @@ pub fn router(node: Arc<Node>) -> Router {
         )
         .layer(DefaultBodyLimit::max(MAX_JSON));
     api.merge(uploads)
+        .merge(blobs)
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,

@@ -40,6 +40,7 @@ pub(crate) async fn put_component(
             limits: Default::default(),
             logs: None,
             kv: None,
+            blobs: None,
             queues: None,
             topics: None,
         };

@@ -38,6 +38,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
             limits: c.limits,
             logs: None,
             kv: None,
+            blobs: None,
             queues: None,
             topics: None,
         };

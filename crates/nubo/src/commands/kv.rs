@@ -1,6 +1,6 @@
 //! `nubo kv`: look into and fix an app's key-value stores on a node.
 
-use crate::client::{NodeArgs, api_error};
+use crate::client::{NodeArgs, api_error, enc};
 use crate::{CliError, CliResult};
 use bytes::Bytes;
 use http::Method;
@@ -56,10 +56,6 @@ pub enum Cmd {
         #[arg(long, default_value = "")]
         prefix: String,
     },
-}
-
-fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 pub fn run(args: Args) -> CliResult<ExitCode> {

@@ -1,0 +1,168 @@
+//! Blob containers for components: `wasi:blobstore` (0.2.0-draft) plus
+//! Nubo's `blob-ext` (content types, listing by prefix, metadata).
+//!
+//! Same three layers as every Nubo service. [`BlobBackend`] is the storage
+//! contract; [`FileBlobs`] is the embedded backend (object bytes in files,
+//! metadata in SQLite, both in the node's state dir), and a NATS JetStream
+//! object-store backend will implement the same trait. [`host`] binds the
+//! WASI interfaces to a backend for one guest instance and checks grants.
+//!
+//! Objects are streamed both ways: a writer takes chunks and makes the
+//! object visible only at `commit`, a reader hands out chunks. Nothing in
+//! this crate holds a whole object in memory, so a 1 GB upload costs a
+//! few hundred kilobytes of buffers. Containers are namespaced by app.
+
+mod files;
+pub mod host;
+mod streams;
+
+pub use files::FileBlobs;
+
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// Longest object name accepted, in bytes.
+pub const MAX_NAME: usize = 1024;
+/// Largest object `incoming-value-consume-sync` returns in one list;
+/// bigger objects are read as a stream.
+pub const MAX_SYNC_READ: u64 = 32 << 20;
+
+/// A container of one app.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ContainerId {
+    pub app: String,
+    pub container: String,
+}
+
+/// What is known about a stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub name: String,
+    pub size: u64,
+    /// When it was written, in milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    pub content_type: String,
+}
+
+/// A container and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerStats {
+    pub name: String,
+    pub created_ms: u64,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlobError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("object not found: {0}")]
+    NotFound(String),
+    #[error("blob backend failed: {0}")]
+    Backend(String),
+}
+
+/// Storage for blob containers. Async throughout so that a networked
+/// backend fits; the embedded one works on local files.
+#[async_trait::async_trait]
+pub trait BlobBackend: Send + Sync + 'static {
+    /// Makes sure the container exists; returns when it was created.
+    async fn ensure_container(&self, c: &ContainerId) -> Result<u64, BlobError>;
+    /// The app's containers that have been used, with their totals.
+    async fn containers(&self, app: &str) -> Result<Vec<ContainerStats>, BlobError>;
+    /// Deletes every object of the container and the container itself.
+    async fn delete_container(&self, c: &ContainerId) -> Result<u64, BlobError>;
+    /// A writer for a new object. Nothing is visible until
+    /// [`BlobWriter::commit`] names it; dropping the writer discards it.
+    async fn writer(&self) -> Result<Box<dyn BlobWriter>, BlobError>;
+    /// Reads bytes `start..end` (`end` exclusive, clamped to the size) of
+    /// an object; `None` if it does not exist. The reader keeps seeing
+    /// these bytes even if the object is replaced or deleted meanwhile.
+    async fn read(
+        &self,
+        c: &ContainerId,
+        name: &str,
+        start: u64,
+        end: Option<u64>,
+    ) -> Result<Option<(ObjectMeta, Box<dyn BlobReader>)>, BlobError>;
+    async fn info(&self, c: &ContainerId, name: &str) -> Result<Option<ObjectMeta>, BlobError>;
+    /// Up to `limit` objects whose names start with `prefix` and sort
+    /// after `cursor`, in byte order; the cursor for the next page.
+    async fn list(
+        &self,
+        c: &ContainerId,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<ObjectMeta>, Option<String>), BlobError>;
+    /// `true` if the object existed.
+    async fn delete(&self, c: &ContainerId, name: &str) -> Result<bool, BlobError>;
+    /// Copies (or, with `remove_source`, moves) an object, replacing the
+    /// destination if it exists. `NotFound` if the source does not exist.
+    async fn copy(
+        &self,
+        from: (&ContainerId, &str),
+        to: (&ContainerId, &str),
+        remove_source: bool,
+    ) -> Result<(), BlobError>;
+}
+
+/// An object being written.
+#[async_trait::async_trait]
+pub trait BlobWriter: Send {
+    async fn write(&mut self, data: Bytes) -> Result<(), BlobError>;
+    /// Bytes written so far.
+    fn written(&self) -> u64;
+    /// Makes the object durable and visible as `name`, replacing any
+    /// object of that name in one step: readers see the old bytes or the
+    /// new, never a mix. After `Ok`, a crash does not lose it.
+    async fn commit(
+        self: Box<Self>,
+        c: &ContainerId,
+        name: &str,
+        content_type: &str,
+    ) -> Result<ObjectMeta, BlobError>;
+}
+
+/// An object being read.
+#[async_trait::async_trait]
+pub trait BlobReader: Send {
+    /// Up to `max` more bytes; empty at the end.
+    async fn read(&mut self, max: usize) -> Result<Bytes, BlobError>;
+}
+
+/// What one component may reach: the containers `nubo.toml` grants it.
+#[derive(Clone)]
+pub struct BlobGrant {
+    pub backend: Arc<dyn BlobBackend>,
+    pub app: String,
+    pub containers: Vec<String>,
+}
+
+/// Checks an object name against Nubo's limits.
+pub fn check_name(name: &str) -> Result<(), BlobError> {
+    if name.is_empty() {
+        return Err(BlobError::Invalid("the object name is empty".into()));
+    }
+    if name.len() > MAX_NAME {
+        return Err(BlobError::Invalid(format!(
+            "the object name is {} bytes; names may be at most {MAX_NAME}",
+            name.len()
+        )));
+    }
+    if name.contains('\0') {
+        return Err(BlobError::Invalid(
+            "the object name contains a NUL character".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The content type stored when none is given: from the name's extension.
+pub fn guess_content_type(name: &str) -> String {
+    mime_guess::from_path(name)
+        .first_raw()
+        .unwrap_or("application/octet-stream")
+        .to_string()
+}
