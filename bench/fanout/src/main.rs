@@ -24,7 +24,7 @@ async fn main() {
     let addr = args[1].clone();
     let clients: usize = args[2].parse().unwrap_or(1000);
     let messages: usize = args[3].parse().unwrap_or(20);
-    raise_fd_limit();
+    fanout::raise_fd_limit();
 
     let url = format!("ws://{addr}/ws");
     let mut sockets = Vec::with_capacity(clients);
@@ -122,19 +122,5 @@ fn publish(addr: &str, i: usize) -> Result<(), String> {
         Ok(())
     } else {
         Err(out)
-    }
-}
-
-fn raise_fd_limit() {
-    // SAFETY: getrlimit/setrlimit on this process with a valid struct.
-    unsafe {
-        let mut l = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 {
-            l.rlim_cur = l.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-        }
     }
 }
