@@ -120,38 +120,50 @@ impl Queue {
         let slots = Arc::new(Semaphore::new(self.spec.concurrency as usize));
         let this = Arc::new(self);
         loop {
-            // Fill every free slot with a due message.
-            while let Ok(permit) = slots.clone().try_acquire_owned() {
+            // Fill every free slot with a due message, leased in one call.
+            let free = slots.available_permits();
+            // With every slot busy, a finished delivery wakes this loop.
+            let mut all_due_taken = free > 0;
+            if free > 0 {
                 match this
                     .backend
-                    .lease(&this.q, this.spec.visibility_timeout_ms)
+                    .lease(&this.q, free, this.spec.visibility_timeout_ms)
                     .await
                 {
-                    Ok(Some(m)) => {
-                        let me = this.clone();
-                        tokio::spawn(async move {
-                            me.deliver(m).await;
-                            drop(permit);
-                            me.waker.notify_one();
-                        });
+                    Ok(batch) => {
+                        all_due_taken = batch.len() < free;
+                        for m in batch {
+                            // Only this loop takes permits, so one is free.
+                            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                                break;
+                            };
+                            let me = this.clone();
+                            tokio::spawn(async move {
+                                me.deliver(m).await;
+                                drop(permit);
+                                me.waker.notify_one();
+                            });
+                        }
                     }
-                    Ok(None) => break,
                     Err(e) => {
                         tracing::error!(app = %this.q.app, queue = %this.q.queue, "cannot lease: {e}");
-                        break;
                     }
                 }
             }
             // Sleep until a publish, a finished delivery, or the next retry
-            // is due (checked at least every second).
-            let due = this
-                .backend
-                .next_due_in(&this.q)
-                .await
-                .ok()
-                .flatten()
-                .unwrap_or(1000)
-                .clamp(1, 1000);
+            // is due (checked at least every second). With messages still
+            // waiting, a finished delivery is what comes next.
+            let due = if all_due_taken {
+                this.backend
+                    .next_due_in(&this.q)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or(1000)
+                    .clamp(1, 1000)
+            } else {
+                1000
+            };
             tokio::select! {
                 () = this.waker.notified() => {}
                 () = tokio::time::sleep(Duration::from_millis(due)) => {}

@@ -61,11 +61,15 @@ pub struct Stats {
 pub trait QueueBackend: Send + Sync + 'static {
     /// Stores a message; once this returns, it will be delivered.
     async fn publish(&self, q: &QueueName, body: &[u8]) -> Result<u64, QueueError>;
-    /// Hands out the oldest due message, hidden from other leases for
+    /// Hands out up to `max` of the oldest due messages, each hidden from other leases for
     /// `visibility_ms` (then it is due again: a delivery that never
     /// answered is retried).
-    async fn lease(&self, q: &QueueName, visibility_ms: u64)
-    -> Result<Option<Message>, QueueError>;
+    async fn lease(
+        &self,
+        q: &QueueName,
+        max: usize,
+        visibility_ms: u64,
+    ) -> Result<Vec<Message>, QueueError>;
     /// Delivered: forget it.
     async fn ack(&self, q: &QueueName, id: u64) -> Result<(), QueueError>;
     /// Failed: due again after `retry_in_ms`, or dead if `dead`.

@@ -1,15 +1,28 @@
 //! The embedded backend: one SQLite table per node, WAL mode,
 //! `synchronous = NORMAL` (a published message is in the log before
 //! `publish` returns, so a killed node loses none).
+//!
+//! One thread owns the connection and commits in groups: it takes every
+//! call that is waiting, runs them all in one transaction, and answers
+//! each only after the commit. Under load (many publishers, many
+//! deliveries settling) a commit carries dozens of calls instead of one,
+//! and no tokio worker ever blocks on a database lock.
 
 use crate::{Message, QueueBackend, QueueError, QueueName, Stats};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// What a call does inside the group transaction; it returns what to do
+/// once the transaction's fate is known.
+type Job = Box<dyn FnOnce(&Connection) -> Box<dyn FnOnce(Result<(), QueueError>) + Send> + Send>;
+
+/// Most calls in one transaction.
+const GROUP: usize = 512;
+
 pub struct SqliteQueue {
-    db: Mutex<Connection>,
+    jobs: mpsc::Sender<Job>,
 }
 
 fn now_ms() -> i64 {
@@ -64,15 +77,55 @@ impl SqliteQueue {
              CREATE INDEX IF NOT EXISTS messages_due ON messages (app, queue, dead, visible_at, id);",
         )
         .map_err(db_err)?;
-        Ok(Self { db: Mutex::new(db) })
+        let (jobs, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("queue-db".into())
+            .spawn(move || commit_loop(db, rx))
+            .map_err(|e| QueueError::Backend(format!("cannot start the queue thread: {e}")))?;
+        Ok(Self { jobs })
     }
 
-    fn with<T>(
+    /// Runs `f` in the next group transaction; its result once committed.
+    async fn with<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, QueueError>,
+        f: impl FnOnce(&Connection) -> Result<T, QueueError> + Send + 'static,
     ) -> Result<T, QueueError> {
-        let mut db = self.db.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut db)
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |db| {
+            let result = f(db);
+            Box::new(move |committed: Result<(), QueueError>| {
+                let _ = tx.send(committed.and(result));
+            })
+        });
+        let stopped = || QueueError::Backend("the queue database thread stopped".into());
+        self.jobs.send(job).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+}
+
+/// The database thread: waits for a call, takes all others waiting, runs
+/// them in one transaction, commits, answers. Ends with the last sender.
+fn commit_loop(db: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let began = db.execute_batch("BEGIN IMMEDIATE").map_err(db_err);
+        let mut answers = Vec::with_capacity(group.len());
+        for job in group {
+            answers.push(job(&db));
+        }
+        let committed = began.and_then(|()| db.execute_batch("COMMIT").map_err(db_err));
+        if committed.is_err() {
+            let _ = db.execute_batch("ROLLBACK");
+        }
+        for answer in answers {
+            answer(committed.clone());
+        }
     }
 }
 
@@ -87,7 +140,8 @@ impl QueueBackend for SqliteQueue {
             )));
         }
         let now = now_ms();
-        self.with(|db| {
+        let (q, body) = (q.clone(), body.to_vec());
+        self.with(move |db| {
             db.prepare_cached(
                 "INSERT INTO messages (app, queue, body, visible_at, published_at) VALUES (?1, ?2, ?3, ?4, ?4)",
             )
@@ -95,42 +149,55 @@ impl QueueBackend for SqliteQueue {
             .map_err(db_err)?;
             Ok(db.last_insert_rowid() as u64)
         })
+        .await
     }
 
     async fn lease(
         &self,
         q: &QueueName,
+        max: usize,
         visibility_ms: u64,
-    ) -> Result<Option<Message>, QueueError> {
+    ) -> Result<Vec<Message>, QueueError> {
         let now = now_ms();
-        self.with(|db| {
-            let tx = db.transaction().map_err(db_err)?;
-            let found = tx
+        let q = q.clone();
+        // Atomic without a transaction of its own: the group transaction
+        // holds the database and nothing else runs meanwhile.
+        self.with(move |db| {
+            let found: Vec<Message> = db
                 .prepare_cached(
                     "SELECT id, body, attempts + 1, published_at, last_error FROM messages
                      WHERE app = ?1 AND queue = ?2 AND dead = 0 AND visible_at <= ?3
-                     ORDER BY visible_at, id LIMIT 1",
+                     ORDER BY visible_at, id LIMIT ?4",
                 )
-                .and_then(|mut s| s.query_row(params![q.app, q.queue, now], message).optional())
+                .and_then(|mut s| {
+                    s.query_map(params![q.app, q.queue, now, max as i64], message)?
+                        .collect()
+                })
                 .map_err(db_err)?;
-            if let Some(m) = &found {
-                tx.execute(
+            let until = now.saturating_add(visibility_ms as i64);
+            let mut update = db
+                .prepare_cached(
                     "UPDATE messages SET attempts = attempts + 1, leased = 1, visible_at = ?2 WHERE id = ?1",
-                    params![m.id as i64, now.saturating_add(visibility_ms as i64)],
                 )
                 .map_err(db_err)?;
+            for m in &found {
+                update
+                    .execute(params![m.id as i64, until])
+                    .map_err(db_err)?;
             }
-            tx.commit().map_err(db_err)?;
             Ok(found)
         })
+        .await
     }
 
     async fn ack(&self, _q: &QueueName, id: u64) -> Result<(), QueueError> {
-        self.with(|db| {
-            db.execute("DELETE FROM messages WHERE id = ?1", [id as i64])
+        self.with(move |db| {
+            db.prepare_cached("DELETE FROM messages WHERE id = ?1")
+                .and_then(|mut s| s.execute([id as i64]))
                 .map(|_| ())
                 .map_err(db_err)
         })
+        .await
     }
 
     async fn fail(
@@ -142,7 +209,8 @@ impl QueueBackend for SqliteQueue {
         dead: bool,
     ) -> Result<(), QueueError> {
         let due = now_ms().saturating_add(retry_in_ms as i64);
-        self.with(|db| {
+        let error = error.to_string();
+        self.with(move |db| {
             db.execute(
                 "UPDATE messages SET leased = 0, visible_at = ?2, dead = ?3, last_error = ?4 WHERE id = ?1",
                 params![id as i64, due, dead, error],
@@ -150,11 +218,13 @@ impl QueueBackend for SqliteQueue {
             .map(|_| ())
             .map_err(db_err)
         })
+        .await
     }
 
     async fn next_due_in(&self, q: &QueueName) -> Result<Option<u64>, QueueError> {
         let now = now_ms();
-        self.with(|db| {
+        let q = q.clone();
+        self.with(move |db| {
             db.prepare_cached(
                 "SELECT MIN(visible_at) FROM messages WHERE app = ?1 AND queue = ?2 AND dead = 0",
             )
@@ -162,11 +232,13 @@ impl QueueBackend for SqliteQueue {
             .map(|t| t.map(|t| t.saturating_sub(now).max(0) as u64))
             .map_err(db_err)
         })
+        .await
     }
 
     async fn stats(&self, q: &QueueName) -> Result<Stats, QueueError> {
         let now = now_ms();
-        self.with(|db| {
+        let q = q.clone();
+        self.with(move |db| {
             db.query_row(
                 "SELECT
                    COALESCE(SUM(dead = 0 AND NOT (leased = 1 AND visible_at > ?3)), 0),
@@ -184,18 +256,20 @@ impl QueueBackend for SqliteQueue {
             )
             .map_err(db_err)
         })
+        .await
     }
 
     async fn peek(&self, q: &QueueName, n: usize) -> Result<Vec<Message>, QueueError> {
-        self.list(q, n, false)
+        self.list(q, n, false).await
     }
 
     async fn dead(&self, q: &QueueName, n: usize) -> Result<Vec<Message>, QueueError> {
-        self.list(q, n, true)
+        self.list(q, n, true).await
     }
 
     async fn purge(&self, q: &QueueName, dead: bool) -> Result<u64, QueueError> {
-        self.with(|db| {
+        let q = q.clone();
+        self.with(move |db| {
             db.execute(
                 "DELETE FROM messages WHERE app = ?1 AND queue = ?2 AND dead = ?3",
                 params![q.app, q.queue, dead],
@@ -203,12 +277,14 @@ impl QueueBackend for SqliteQueue {
             .map(|n| n as u64)
             .map_err(db_err)
         })
+        .await
     }
 }
 
 impl SqliteQueue {
-    fn list(&self, q: &QueueName, n: usize, dead: bool) -> Result<Vec<Message>, QueueError> {
-        self.with(|db| {
+    async fn list(&self, q: &QueueName, n: usize, dead: bool) -> Result<Vec<Message>, QueueError> {
+        let q = q.clone();
+        self.with(move |db| {
             db.prepare_cached(
                 "SELECT id, body, attempts, published_at, last_error FROM messages
                  WHERE app = ?1 AND queue = ?2 AND dead = ?3 ORDER BY id LIMIT ?4",
@@ -219,6 +295,7 @@ impl SqliteQueue {
             })
             .map_err(db_err)
         })
+        .await
     }
 }
 
@@ -236,7 +313,7 @@ mod tests {
         };
         let first = q.publish(&name, b"one").await.unwrap();
         q.publish(&name, b"two").await.unwrap();
-        let m = q.lease(&name, 60_000).await.unwrap().unwrap();
+        let m = q.lease(&name, 1, 60_000).await.unwrap().remove(0);
         assert_eq!(
             (m.id, m.attempt, m.body.as_slice()),
             (first, 1, &b"one"[..])
@@ -250,23 +327,23 @@ mod tests {
             }
         );
         // A leased message is hidden until its visibility runs out.
-        let m2 = q.lease(&name, 60_000).await.unwrap().unwrap();
+        let m2 = q.lease(&name, 1, 60_000).await.unwrap().remove(0);
         assert_eq!(m2.body, b"two");
-        assert!(q.lease(&name, 60_000).await.unwrap().is_none());
+        assert!(q.lease(&name, 1, 60_000).await.unwrap().is_empty());
         q.ack(&name, m2.id).await.unwrap();
         q.fail(&name, m.id, "boom", 0, false).await.unwrap();
-        let again = q.lease(&name, 0).await.unwrap().unwrap();
+        let again = q.lease(&name, 1, 0).await.unwrap().remove(0);
         assert_eq!(
             (again.attempt, again.last_error.as_deref()),
             (2, Some("boom"))
         );
         // Visibility 0: due again at once, as after a crash.
-        let third = q.lease(&name, 60_000).await.unwrap().unwrap();
+        let third = q.lease(&name, 1, 60_000).await.unwrap().remove(0);
         assert_eq!(third.attempt, 3);
         q.fail(&name, third.id, "still boom", 0, true)
             .await
             .unwrap();
-        assert!(q.lease(&name, 60_000).await.unwrap().is_none());
+        assert!(q.lease(&name, 1, 60_000).await.unwrap().is_empty());
         assert_eq!(q.dead(&name, 10).await.unwrap().len(), 1);
         assert_eq!(q.purge(&name, true).await.unwrap(), 1);
         assert!(
