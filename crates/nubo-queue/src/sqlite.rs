@@ -103,6 +103,13 @@ impl SqliteQueue {
     }
 }
 
+fn exec(db: &Connection, sql: &str) -> Result<(), QueueError> {
+    db.prepare_cached(sql)
+        .and_then(|mut s| s.execute([]))
+        .map(|_| ())
+        .map_err(db_err)
+}
+
 /// The database thread: waits for a call, takes all others waiting, runs
 /// them in one transaction, commits, answers. Ends with the last sender.
 fn commit_loop(db: Connection, rx: mpsc::Receiver<Job>) {
@@ -114,12 +121,14 @@ fn commit_loop(db: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let began = db.execute_batch("BEGIN IMMEDIATE").map_err(db_err);
+        // Cached statements: parsing BEGIN and COMMIT anew cost as much as
+        // the statements they wrap.
+        let began = exec(&db, "BEGIN IMMEDIATE");
         let mut answers = Vec::with_capacity(group.len());
         for job in group {
             answers.push(job(&db));
         }
-        let committed = began.and_then(|()| db.execute_batch("COMMIT").map_err(db_err));
+        let committed = began.and_then(|()| exec(&db, "COMMIT"));
         if committed.is_err() {
             let _ = db.execute_batch("ROLLBACK");
         }
