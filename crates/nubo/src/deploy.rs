@@ -232,7 +232,7 @@ pub async fn perform(
             if e.message().contains("core WebAssembly module") {
                 err.hint("build it as a component: `cargo build --target wasm32-wasip2`")
             } else if e.message().contains("imports") {
-                err.hint("Nubo provides wasi:http, wasi:config, wasi:keyvalue, wasi:cli 0.2 and nubo:platform (see docs/runtime.md); remove the other imports")
+                err.hint("Nubo provides wasi:http, wasi:config, wasi:keyvalue, wasi:blobstore, wasi:cli 0.2 and nubo:platform (see docs/runtime.md); remove the other imports")
             } else {
                 err.hint(format!("check `source` in nubo.toml ({})", path.display()))
             }

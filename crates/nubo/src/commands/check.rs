@@ -66,7 +66,7 @@ pub fn component_error(name: &str, e: nubo_wasm::LoadError) -> CliError {
             "build it as a component: `cargo build --target wasm32-wasip2`"
         }
         nubo_wasm::LoadError::Imports(_) => {
-            "Nubo provides wasi:http, wasi:config, wasi:keyvalue, wasi:cli 0.2 and nubo:platform (see docs/runtime.md); remove the other imports or grant them in nubo.toml"
+            "Nubo provides wasi:http, wasi:config, wasi:keyvalue, wasi:blobstore, wasi:cli 0.2 and nubo:platform (see docs/runtime.md); remove the other imports or grant them in nubo.toml"
         }
         _ => "check `source` in nubo.toml and the component's build",
     };
