@@ -16,15 +16,26 @@ fn run(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    for cmd in [
-        &["--help"][..],
-        &["up", "--help"],
-        &["build", "--help"],
-        &["check", "--help"],
-    ] {
-        let (code, out, _) = run(cmd);
-        assert_eq!(code, 0, "{cmd:?}");
-        assert!(out.contains("Example"), "{cmd:?}: {out}");
+    let (code, top, _) = run(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(top.contains("Example"), "{top}");
+    // Every command `nubo --help` lists, so a new one cannot be missed.
+    let commands: Vec<&str> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 13, "{commands:?}");
+    for c in commands {
+        let (code, out, _) = run(&[c, "--help"]);
+        assert_eq!(code, 0, "{c}");
+        assert!(
+            out.contains("Example"),
+            "nubo {c} --help has no example: {out}"
+        );
     }
 }
 
