@@ -132,33 +132,24 @@ fn replace_reasons(have: &ComponentDef, want: &ComponentDef) -> Vec<String> {
     if have.allowed_outbound_hosts != want.allowed_outbound_hosts {
         reasons.push("allowed_outbound_hosts changed".to_string());
     }
-    if have.topics != want.topics {
-        reasons.push(format!(
-            "topics [{}] → [{}]",
-            have.topics.join(", "),
-            want.topics.join(", ")
-        ));
-    }
-    if have.queues != want.queues {
-        reasons.push(format!(
-            "queues [{}] → [{}]",
-            have.queues.join(", "),
-            want.queues.join(", ")
-        ));
-    }
-    if have.blob_containers != want.blob_containers {
-        reasons.push(format!(
-            "blob_containers [{}] → [{}]",
-            have.blob_containers.join(", "),
-            want.blob_containers.join(", ")
-        ));
-    }
-    if have.key_value_stores != want.key_value_stores {
-        reasons.push(format!(
-            "key_value_stores [{}] → [{}]",
-            have.key_value_stores.join(", "),
-            want.key_value_stores.join(", ")
-        ));
+    // Grants: a changed list restarts the component with the new one.
+    for (what, a, b) in [
+        ("topics", &have.topics, &want.topics),
+        ("queues", &have.queues, &want.queues),
+        (
+            "blob_containers",
+            &have.blob_containers,
+            &want.blob_containers,
+        ),
+        (
+            "key_value_stores",
+            &have.key_value_stores,
+            &want.key_value_stores,
+        ),
+    ] {
+        if a != b {
+            reasons.push(format!("{what} [{}] → [{}]", a.join(", "), b.join(", ")));
+        }
     }
     reasons
 }

@@ -313,6 +313,26 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn a_lease_takes_up_to_max_due_messages_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = SqliteQueue::open(&dir.path().join("q.db")).unwrap();
+        let name = QueueName {
+            app: "a".into(),
+            queue: "jobs".into(),
+        };
+        for body in [b"1", b"2", b"3"] {
+            q.publish(&name, body).await.unwrap();
+        }
+        let first = q.lease(&name, 2, 60_000).await.unwrap();
+        let bodies: Vec<&[u8]> = first.iter().map(|m| m.body.as_slice()).collect();
+        assert_eq!(bodies, [b"1", b"2"]);
+        let rest = q.lease(&name, 10, 60_000).await.unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].body, b"3");
+        assert!(q.lease(&name, 10, 60_000).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn lease_ack_retry_and_dead_letter() {
         let dir = tempfile::tempdir().unwrap();
         let q = SqliteQueue::open(&dir.path().join("q.db")).unwrap();
