@@ -9,13 +9,17 @@
 # file store, which fsyncs on an interval), so both survive a killed
 # process and neither promises to survive a power cut.
 #
-# Usage: bench/queue.sh [MESSAGES] [PUBLISHERS] [CONSUMER_CONCURRENCY]   (defaults 20000 16 16)
+# Nubo's consumer takes up to BATCH_SIZE messages per delivery (the
+# queue's `batch_size`), as JetStream's pull consumer fetches in batches.
+#
+# Usage: bench/queue.sh [MESSAGES] [PUBLISHERS] [CONSUMER_CONCURRENCY] [BATCH_SIZE]   (defaults 20000 16 16 100)
 # Needs: nats-server (apt-get install nats-server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MESSAGES="${1:-20000}"
 PUBLISHERS="${2:-16}"
 CONCURRENCY="${3:-16}"
+BATCH_SIZE="${4:-100}"
 command -v nats-server >/dev/null || { echo "bench: nats-server is not installed (apt-get install nats-server)" >&2; exit 1; }
 
 echo "== building (release)" >&2
@@ -38,6 +42,7 @@ key_value_stores = ["default"]
 consumer = "qbench"
 path = "/consume"
 concurrency = $CONCURRENCY
+batch_size = $BATCH_SIZE
 [[http]]
 route = "/enqueue"
 queue = "jobs"
@@ -57,5 +62,6 @@ target/release/queue-bench "$NUBO_ADDR" "$CONTROL" "$TOKEN" "nats://127.0.0.1:$N
 for k in $(curl -sf -H "authorization: Bearer $TOKEN" "http://$CONTROL/v1/apps/qbench/kv/default?prefix=lat-" | grep -o 'lat-[0-9]*'); do
   curl -sf -X DELETE -H "authorization: Bearer $TOKEN" "http://$CONTROL/v1/apps/qbench/kv/default/$k" >/dev/null
 done
+echo "nubo consumer: concurrency $CONCURRENCY, batch_size $BATCH_SIZE"
 echo
 target/release/queue-bench "$NUBO_ADDR" "$CONTROL" "$TOKEN" "nats://127.0.0.1:$NATS_PORT" "$MESSAGES" "$PUBLISHERS"

@@ -48,6 +48,7 @@ pub(crate) struct RawQueue {
     pub max_attempts: Option<S<i64>>,
     pub visibility_timeout_ms: Option<S<i64>>,
     pub backoff_ms: Option<S<i64>>,
+    pub batch_size: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -42,6 +42,15 @@ pub struct QueueSpec {
     pub visibility_timeout_ms: u64,
     /// Wait before the first retry; doubles on each further one.
     pub backoff_ms: u64,
+    /// Most messages in one delivery. 1 (the default): one message per
+    /// request, its body as the request body. More: a JSON batch, and
+    /// the consumer answers for each message.
+    #[serde(default = "one")]
+    pub batch_size: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// A scheduled run: the node sends `POST path` to the component's HTTP

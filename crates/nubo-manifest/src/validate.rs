@@ -387,6 +387,7 @@ fn queues(raw: &RawManifest, r: &mut Reporter<'_>) -> BTreeMap<String, crate::Qu
             30_000,
         );
         let backoff_ms = num(&q.backoff_ms, "backoff_ms", 0, 3_600_000, 1000);
+        let batch_size = num(&q.batch_size, "batch_size", 1, 1000, 1) as u32;
         let path = q
             .path
             .as_ref()
@@ -409,6 +410,7 @@ fn queues(raw: &RawManifest, r: &mut Reporter<'_>) -> BTreeMap<String, crate::Qu
                 max_attempts,
                 visibility_timeout_ms,
                 backoff_ms,
+                batch_size,
             },
         );
     }

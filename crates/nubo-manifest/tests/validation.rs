@@ -282,6 +282,16 @@ fn an_http_route_serves_a_component_or_publishes_to_a_queue() {
             .any(|r| r.target == RouteTarget::Queue("jobs".into()))
     );
     assert_eq!(app.queues["jobs"].max_attempts, 5);
+    assert_eq!(app.queues["jobs"].batch_size, 1);
+    let err = check(&ok.replace(
+        "consumer = \"web\"",
+        "consumer = \"web\"\nbatch_size = 5000",
+    ))
+    .unwrap_err();
+    assert!(
+        err.contains("`batch_size` must be between 1 and 1000, got 5000"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -224,7 +224,7 @@ async fn invoke(c: &HttpComponent, spec: &CronSpec, app: &str, at: DateTime<Utc>
         ("nubo-scheduled-at", at.to_rfc3339()),
     ];
     match crate::internal::post(c, app, "cron", &spec.path, &headers, Vec::new(), &id).await {
-        Ok(status) => format!("ok ({status})"),
+        Ok(a) => format!("ok ({})", a.status),
         Err(e) => format!("failed: {e}"),
     }
 }

@@ -6,8 +6,16 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use nubo_wasm::HttpComponent;
 
+/// A 2xx answer to a request the node sent.
+pub struct Answer {
+    pub status: u16,
+    /// Its content type is `application/json`.
+    pub json: bool,
+    pub body: Bytes,
+}
+
 /// `POST http://{app}.{kind}.nubo.internal{path}` with `headers` and `body`;
-/// `Ok` for a 2xx answer, else why not. The answer's body is read to its
+/// the answer if it is 2xx, else why not. The answer's body is read to its
 /// end, which is where the guest finishes.
 pub async fn post(
     c: &HttpComponent,
@@ -17,7 +25,7 @@ pub async fn post(
     headers: &[(&str, String)],
     body: Vec<u8>,
     request_id: &str,
-) -> Result<u16, String> {
+) -> Result<Answer, String> {
     let mut req = http::Request::builder()
         .method(http::Method::POST)
         .uri(format!("http://{app}.{kind}.nubo.internal{path}"))
@@ -30,9 +38,18 @@ pub async fn post(
         .map_err(|e| format!("bad request: {e}"))?;
     let resp = c.handle(req, request_id).await.map_err(|e| e.to_string())?;
     let status = resp.status();
-    let _ = resp.into_body().collect().await;
+    let json = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let body = resp.into_body().collect().await.map(|b| b.to_bytes());
     if status.is_success() {
-        Ok(status.as_u16())
+        Ok(Answer {
+            status: status.as_u16(),
+            json,
+            body: body.map_err(|e| format!("reading the answer: {e}"))?,
+        })
     } else {
         Err(format!("HTTP {}", status.as_u16()))
     }

@@ -1,7 +1,8 @@
 //! Delivering queue messages to their consumer components.
 //!
 //! One dispatcher task per queue leases due messages up to the queue's
-//! `concurrency` and sends each as `POST path` to the consumer's HTTP
+//! `concurrency` (times its `batch_size`) and sends each message, or each
+//! batch (see [`nubo_queue::batch`]), as `POST path` to the consumer's HTTP
 //! handler. A 2xx answer acknowledges the message; anything else (a
 //! failure status, a trap, a time-out) schedules a retry after
 //! `backoff_ms · 2^(attempt-1)`, and after `max_attempts` deliveries the
@@ -118,28 +119,30 @@ struct Queue {
 impl Queue {
     async fn run(self) {
         let slots = Arc::new(Semaphore::new(self.spec.concurrency as usize));
+        let size = self.spec.batch_size.max(1) as usize;
         let this = Arc::new(self);
         loop {
-            // Fill every free slot with a due message, leased in one call.
+            // Fill every free slot with due messages, leased in one call.
             let free = slots.available_permits();
             // With every slot busy, a finished delivery wakes this loop.
             let mut all_due_taken = free > 0;
             if free > 0 {
                 match this
                     .backend
-                    .lease(&this.q, free, this.spec.visibility_timeout_ms)
+                    .lease(&this.q, free * size, this.spec.visibility_timeout_ms)
                     .await
                 {
-                    Ok(batch) => {
-                        all_due_taken = batch.len() < free;
-                        for m in batch {
-                            // Only this loop takes permits, so one is free.
-                            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    Ok(leased) => {
+                        all_due_taken = leased.len() < free * size;
+                        for batch in nubo_queue::batch::split(leased, size) {
+                            // Only this loop takes permits; it waits for one
+                            // only when the byte limit made extra batches.
+                            let Ok(permit) = slots.clone().acquire_owned().await else {
                                 break;
                             };
                             let me = this.clone();
                             tokio::spawn(async move {
-                                me.deliver(m).await;
+                                me.deliver(batch).await;
                                 drop(permit);
                                 me.waker.notify_one();
                             });
@@ -171,47 +174,87 @@ impl Queue {
         }
     }
 
-    async fn deliver(&self, m: Message) {
-        let outcome = self.post(&m).await;
-        let q = &self.q;
-        let result = match &outcome {
-            Ok(()) => self.backend.ack(q, m.id).await,
-            Err(why) => {
-                let dead = m.attempt >= self.spec.max_attempts;
-                if dead {
-                    tracing::warn!(app = %q.app, queue = %q.queue, id = m.id, attempts = m.attempt, "dead-lettered: {why}");
-                } else {
-                    tracing::info!(app = %q.app, queue = %q.queue, id = m.id, attempt = m.attempt, "delivery failed, will retry: {why}");
-                }
-                let retry = backoff_ms(self.spec.backoff_ms, m.attempt);
-                self.backend.fail(q, m.id, why, retry, dead).await
-            }
+    /// Delivers `batch` and settles each message: acknowledged, or failed
+    /// with why (then retried later or dead-lettered).
+    async fn deliver(&self, batch: Vec<Message>) {
+        let failed: Vec<(u64, String)> = match self.post(&batch).await {
+            Ok(failed) => failed,
+            Err(why) => batch.iter().map(|m| (m.id, why.clone())).collect(),
         };
-        if let Err(e) = result {
-            // The message stays leased and comes back after its visibility
+        let q = &self.q;
+        let done: Vec<u64> = batch
+            .iter()
+            .map(|m| m.id)
+            .filter(|id| !failed.iter().any(|(f, _)| f == id))
+            .collect();
+        let mut results = Vec::new();
+        if !done.is_empty() {
+            results.push(self.backend.ack(q, &done).await);
+        }
+        for m in &batch {
+            let Some((_, why)) = failed.iter().find(|(f, _)| *f == m.id) else {
+                continue;
+            };
+            let dead = m.attempt >= self.spec.max_attempts;
+            if dead {
+                tracing::warn!(app = %q.app, queue = %q.queue, id = m.id, attempts = m.attempt, "dead-lettered: {why}");
+            } else {
+                tracing::info!(app = %q.app, queue = %q.queue, id = m.id, attempt = m.attempt, "delivery failed, will retry: {why}");
+            }
+            let retry = backoff_ms(self.spec.backoff_ms, m.attempt);
+            results.push(self.backend.fail(q, m.id, why, retry, dead).await);
+        }
+        for e in results.into_iter().filter_map(Result::err) {
+            // The messages stay leased and come back after their visibility
             // timeout: delivered again, never lost.
-            tracing::error!(app = %q.app, queue = %q.queue, id = m.id, "cannot settle a delivery: {e}");
+            tracing::error!(app = %q.app, queue = %q.queue, "cannot settle a delivery: {e}");
         }
     }
 
-    async fn post(&self, m: &Message) -> Result<(), String> {
-        let id = format!("queue-{}-{}", m.id, m.attempt);
-        let headers = [
-            ("nubo-queue", self.q.queue.clone()),
-            ("nubo-message-id", m.id.to_string()),
-            ("nubo-attempt", m.attempt.to_string()),
-        ];
+    /// One `POST` for the batch; the messages the consumer failed.
+    async fn post(&self, batch: &[Message]) -> Result<Vec<(u64, String)>, String> {
         let (app, path) = (&self.q.app, &self.spec.path);
-        crate::internal::post(
-            &self.consumer,
-            app,
-            "queue",
-            path,
-            &headers,
-            m.body.clone(),
-            &id,
-        )
-        .await
-        .map(|_| ())
+        let queue = ("nubo-queue", self.q.queue.clone());
+        match batch {
+            // `batch_size = 1`: the body is the message's own.
+            [m] if self.spec.batch_size <= 1 => {
+                let id = format!("queue-{}-{}", m.id, m.attempt);
+                let headers = [
+                    queue,
+                    ("nubo-message-id", m.id.to_string()),
+                    ("nubo-attempt", m.attempt.to_string()),
+                ];
+                crate::internal::post(
+                    &self.consumer,
+                    app,
+                    "queue",
+                    path,
+                    &headers,
+                    m.body.clone(),
+                    &id,
+                )
+                .await
+                .map(|_| Vec::new())
+            }
+            _ => {
+                let first = batch.first().map(|m| (m.id, m.attempt)).unwrap_or_default();
+                let id = format!(
+                    "queue-{}-{}+{}",
+                    first.0,
+                    first.1,
+                    batch.len().saturating_sub(1)
+                );
+                let headers = [
+                    queue,
+                    ("nubo-batch", batch.len().to_string()),
+                    ("content-type", "application/json".to_string()),
+                ];
+                let body = nubo_queue::batch::encode(batch);
+                let a =
+                    crate::internal::post(&self.consumer, app, "queue", path, &headers, body, &id)
+                        .await?;
+                nubo_queue::batch::failures(a.json, &a.body)
+            }
+        }
     }
 }

@@ -136,6 +136,7 @@ fn app() -> impl Strategy<Value = AppDef> {
                             max_attempts: 5,
                             visibility_timeout_ms: 30_000,
                             backoff_ms: 1000,
+                            batch_size: 1,
                         },
                     )]
                     .into_iter()

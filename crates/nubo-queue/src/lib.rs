@@ -8,6 +8,7 @@
 //! (`nubo:platform/queue`, since WASI has no queue interface). Delivery
 //! itself is the node's (it owns the components).
 
+pub mod batch;
 pub mod host;
 mod sqlite;
 
@@ -70,8 +71,8 @@ pub trait QueueBackend: Send + Sync + 'static {
         max: usize,
         visibility_ms: u64,
     ) -> Result<Vec<Message>, QueueError>;
-    /// Delivered: forget it.
-    async fn ack(&self, q: &QueueName, id: u64) -> Result<(), QueueError>;
+    /// Delivered: forget them.
+    async fn ack(&self, q: &QueueName, ids: &[u64]) -> Result<(), QueueError>;
     /// Failed: due again after `retry_in_ms`, or dead if `dead`.
     async fn fail(
         &self,

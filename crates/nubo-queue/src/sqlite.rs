@@ -199,12 +199,16 @@ impl QueueBackend for SqliteQueue {
         .await
     }
 
-    async fn ack(&self, _q: &QueueName, id: u64) -> Result<(), QueueError> {
+    async fn ack(&self, _q: &QueueName, ids: &[u64]) -> Result<(), QueueError> {
+        let ids = ids.to_vec();
         self.with(move |db| {
-            db.prepare_cached("DELETE FROM messages WHERE id = ?1")
-                .and_then(|mut s| s.execute([id as i64]))
-                .map(|_| ())
-                .map_err(db_err)
+            let mut s = db
+                .prepare_cached("DELETE FROM messages WHERE id = ?1")
+                .map_err(db_err)?;
+            for id in ids {
+                s.execute([id as i64]).map_err(db_err)?;
+            }
+            Ok(())
         })
         .await
     }
@@ -220,10 +224,10 @@ impl QueueBackend for SqliteQueue {
         let due = now_ms().saturating_add(retry_in_ms as i64);
         let error = error.to_string();
         self.with(move |db| {
-            db.execute(
+            db.prepare_cached(
                 "UPDATE messages SET leased = 0, visible_at = ?2, dead = ?3, last_error = ?4 WHERE id = ?1",
-                params![id as i64, due, dead, error],
             )
+            .and_then(|mut s| s.execute(params![id as i64, due, dead, error]))
             .map(|_| ())
             .map_err(db_err)
         })
@@ -359,7 +363,7 @@ mod tests {
         let m2 = q.lease(&name, 1, 60_000).await.unwrap().remove(0);
         assert_eq!(m2.body, b"two");
         assert!(q.lease(&name, 1, 60_000).await.unwrap().is_empty());
-        q.ack(&name, m2.id).await.unwrap();
+        q.ack(&name, &[m2.id]).await.unwrap();
         q.fail(&name, m.id, "boom", 0, false).await.unwrap();
         let again = q.lease(&name, 1, 0).await.unwrap().remove(0);
         assert_eq!(

@@ -190,8 +190,14 @@ pub fn render(
                 let old = cur.map(|c| &c.queues).unwrap_or(&empty);
                 for (name, q) in queues {
                     let line = format!(
-                        "queue {name} → POST {} on component {} (concurrency {}, max_attempts {})",
-                        q.path, q.consumer, q.concurrency, q.max_attempts
+                        "queue {name} → POST {} on component {} ({})",
+                        q.path,
+                        q.consumer,
+                        crate::commands::queue::settings(
+                            q.concurrency,
+                            q.max_attempts,
+                            q.batch_size
+                        )
                     );
                     match old.get(name) {
                         None => {

@@ -169,6 +169,87 @@ async fn delivered_retried_and_dead_lettered() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn batches_are_delivered_and_settled_message_by_message() {
+    let s = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(s.path(), &[]);
+    let app = AppDir::new(&format!(
+        r#"
+[app]
+name = "qb"
+[component.probe]
+source = "{w}"
+key_value_stores = ["default"]
+queues = ["batched"]
+[[http]]
+route = "/probe/..."
+component = "probe"
+
+[queue.batched]
+consumer = "probe"
+path = "/probe/q-each"
+batch_size = 10
+max_attempts = 2
+backoff_ms = 50
+"#,
+        w = wasm("probe").display()
+    ));
+    let (code, out, err) = node.cli(
+        &["apply", app.path().to_str().unwrap(), "--auto-approve"],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("(concurrency 1, max_attempts 2, batch_size 10)"),
+        "{out}"
+    );
+
+    // 40 messages published in one request, while one delivery at a time
+    // runs: the backlog goes out in batches of at most 10.
+    let r = get(&node.url("/probe/q-burst?batched=41")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = wait_for(&node, "received", 40).await;
+    let distinct: BTreeSet<String> = got.iter().cloned().collect();
+    let want: BTreeSet<String> = (0..41)
+        .filter(|i| *i != 20)
+        .map(|i| format!("b{i}"))
+        .collect();
+    assert_eq!(distinct, want);
+    // Only `bad` failed, so no good message was delivered twice.
+    assert_eq!(got.len(), 40, "{got:?}");
+
+    let sizes: Vec<usize> = received(&node, "batches")
+        .await
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(sizes.iter().all(|n| (1..=10).contains(n)), "{sizes:?}");
+    assert!(
+        sizes.iter().any(|n| *n > 1),
+        "no batch had two messages: {sizes:?}"
+    );
+
+    // `bad` failed alone, twice (its retry came alone or with others), then
+    // went to the dead-letter queue with the consumer's reason.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        let (_, dead, _) = node.cli(&["queue", "dead", "qb", "batched"], &[]);
+        if dead.contains("bad") || Instant::now() > deadline {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        dead.contains("attempts 2") && dead.contains("last error: refused message"),
+        "{dead}"
+    );
+    let (_, ls, _) = node.cli(&["queue", "ls", "qb"], &[]);
+    assert!(
+        ls.contains("batch_size 10)  ready 0  in flight 0  dead 1"),
+        "{ls}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn every_acknowledged_message_is_delivered_after_sigkill() {
     let s = tempfile::tempdir().unwrap();
     let mut node = NodeProc::start(s.path(), &[]);

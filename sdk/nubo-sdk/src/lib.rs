@@ -131,6 +131,20 @@ macro_rules! http_handler {
     };
 }
 
+/// Exports `handler` as a queue consumer: `fn(&queue::Message) ->
+/// Result<(), E>`, called once per message whether the queue delivers
+/// one at a time or in batches (`batch_size`). An `Err` fails only that
+/// message, which is retried by the queue's backoff.
+#[macro_export]
+macro_rules! queue_handler {
+    ($handler:path) => {
+        fn __nubo_queue_handler(req: $crate::Request) -> $crate::Response {
+            $crate::queue::serve(&req, $handler)
+        }
+        $crate::http_handler!(__nubo_queue_handler);
+    };
+}
+
 #[doc(hidden)]
 pub mod __private {
     pub use crate::convert::serve;

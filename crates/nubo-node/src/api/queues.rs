@@ -17,6 +17,7 @@ struct QueueStatus {
     path: String,
     concurrency: u32,
     max_attempts: u32,
+    batch_size: u32,
     #[serde(flatten)]
     stats: nubo_queue::Stats,
 }
@@ -72,6 +73,7 @@ pub(crate) async fn list(State(node): State<Arc<Node>>, Path(app): Path<String>)
             path: spec.path.clone(),
             concurrency: spec.concurrency,
             max_attempts: spec.max_attempts,
+            batch_size: spec.batch_size,
             stats,
         });
     }

@@ -53,6 +53,8 @@ struct Queue {
     path: String,
     concurrency: u32,
     max_attempts: u32,
+    #[serde(default)]
+    batch_size: u32,
     ready: u64,
     in_flight: u64,
     dead: u64,
@@ -88,8 +90,14 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
                 }
                 for q in qs {
                     println!(
-                        "{}  → POST {} on {} (concurrency {}, max_attempts {})  ready {}  in flight {}  dead {}",
-                        q.name, q.path, q.consumer, q.concurrency, q.max_attempts, q.ready, q.in_flight, q.dead
+                        "{}  → POST {} on {} ({})  ready {}  in flight {}  dead {}",
+                        q.name,
+                        q.path,
+                        q.consumer,
+                        settings(q.concurrency, q.max_attempts, q.batch_size),
+                        q.ready,
+                        q.in_flight,
+                        q.dead
                     );
                 }
             }
@@ -99,7 +107,10 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
                     .into_iter()
                     .find(|q| q.name == queue)
                     .ok_or_else(|| CliError::new(format!("app `{app}` has no queue `{queue}`")))?;
-                println!("ready {}\nin flight {}\ndead {}", q.ready, q.in_flight, q.dead);
+                println!(
+                    "ready {}\nin flight {}\ndead {}",
+                    q.ready, q.in_flight, q.dead
+                );
             }
             Cmd::Peek { app, queue, n } | Cmd::Dead { app, queue, n } => {
                 let dead = dead_listing;
@@ -109,8 +120,17 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
                     println!("no {} messages", if dead { "dead" } else { "waiting" });
                 }
                 for m in ms {
-                    let err = m.last_error.map(|e| format!("  last error: {e}")).unwrap_or_default();
-                    println!("#{}  attempts {}  {} B  {}{err}", m.id, m.attempts, m.size, m.body.escape_debug());
+                    let err = m
+                        .last_error
+                        .map(|e| format!("  last error: {e}"))
+                        .unwrap_or_default();
+                    println!(
+                        "#{}  attempts {}  {} B  {}{err}",
+                        m.id,
+                        m.attempts,
+                        m.size,
+                        m.body.escape_debug()
+                    );
                 }
             }
             Cmd::Purge { app, queue, dead } => {
@@ -125,4 +145,13 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// How a queue delivers, as `nubo plan` and `nubo queue ls` show it.
+pub fn settings(concurrency: u32, max_attempts: u32, batch_size: u32) -> String {
+    let mut s = format!("concurrency {concurrency}, max_attempts {max_attempts}");
+    if batch_size > 1 {
+        s.push_str(&format!(", batch_size {batch_size}"));
+    }
+    s
 }

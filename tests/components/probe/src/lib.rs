@@ -197,9 +197,12 @@ fn kv(op: &str, query: &str) -> Response {
     }
 }
 
-/// Queue ops: `q-pub?QUEUE=BODY` publishes; `q-recv` (a consumer) appends
+/// Queue ops: `q-pub?QUEUE=BODY` publishes; `q-burst?QUEUE=N` publishes
+/// `b0`..`bN-1` (and `bad` in the middle); `q-recv` (a consumer) appends
 /// the body to kv `received`; `q-fail` always fails; `q-flaky` fails the
-/// first attempt of each message.
+/// first attempt of each message; `q-each` consumes one message or a
+/// batch through the SDK, records each body and the delivery's size in
+/// kv `batches`, and fails the message `bad`.
 fn queue(op: &str, query: &str, req: &Request) -> Response {
     use nubo_sdk::kv::Store;
     use nubo_sdk::queue::{Delivery, publish};
@@ -222,6 +225,30 @@ fn queue(op: &str, query: &str, req: &Request) -> Response {
                 Ok(id) => text(200, id.to_string()),
                 Err(e) => text(500, format!("queue error: {e}")),
             }
+        }
+        "q-burst" => {
+            let (q, n) = query.split_once('=').unwrap_or((query, "0"));
+            let n: usize = n.parse().unwrap_or(0);
+            for i in 0..n {
+                let body = if i == n / 2 { "bad".to_string() } else { format!("b{i}") };
+                if let Err(e) = publish(q, body) {
+                    return text(500, format!("queue error: {e}"));
+                }
+            }
+            text(200, "published")
+        }
+        "q-each" => {
+            let n = nubo_sdk::queue::messages(req).map_or(0, |m| m.len());
+            let _ = record("batches", n.to_string().as_bytes());
+            nubo_sdk::queue::serve(req, |m| {
+                if m.body == b"bad" {
+                    return Err(format!("refused message {}", m.id));
+                }
+                match record("received", &m.body).status().as_u16() {
+                    200 => Ok(()),
+                    s => Err(format!("kv failed: {s}")),
+                }
+            })
         }
         "q-recv" => record("received", req.body()),
         "q-fail" => {
