@@ -1,28 +1,16 @@
-//! The embedded backend: one SQLite table per node, WAL mode,
-//! `synchronous = NORMAL` (a published message is in the log before
-//! `publish` returns, so a killed node loses none).
-//!
-//! One thread owns the connection and commits in groups: it takes every
-//! call that is waiting, runs them all in one transaction, and answers
-//! each only after the commit. Under load (many publishers, many
-//! deliveries settling) a commit carries dozens of calls instead of one,
-//! and no tokio worker ever blocks on a database lock.
+//! The embedded backend: one SQLite table per node in a
+//! [`nubo_sqlite::GroupDb`] (WAL, group commit): a published message is in
+//! the log before `publish` returns, so a killed node loses none, and
+//! under load one commit carries many publishes, leases and acks.
 
 use crate::{Message, QueueBackend, QueueError, QueueName, Stats};
+use nubo_sqlite::{DbError, GroupDb};
 use rusqlite::{Connection, params};
 use std::path::Path;
-use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// What a call does inside the group transaction; it returns what to do
-/// once the transaction's fate is known.
-type Job = Box<dyn FnOnce(&Connection) -> Box<dyn FnOnce(Result<(), QueueError>) + Send> + Send>;
-
-/// Most calls in one transaction.
-const GROUP: usize = 512;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub struct SqliteQueue {
-    jobs: mpsc::Sender<Job>,
+    db: GroupDb,
 }
 
 fn now_ms() -> i64 {
@@ -36,6 +24,12 @@ fn db_err(e: rusqlite::Error) -> QueueError {
     QueueError::Backend(e.to_string())
 }
 
+impl From<DbError> for QueueError {
+    fn from(e: DbError) -> Self {
+        QueueError::Backend(e.to_string())
+    }
+}
+
 fn message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
         id: r.get::<_, i64>(0)? as u64,
@@ -46,43 +40,27 @@ fn message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     })
 }
 
+// `attempts` counts deliveries handed out; `visible_at` is when the
+// message is due (again); `dead` marks the dead-letter queue.
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        app TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        body BLOB NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        visible_at INTEGER NOT NULL,
+        leased INTEGER NOT NULL DEFAULT 0,
+        dead INTEGER NOT NULL DEFAULT 0,
+        published_at INTEGER NOT NULL,
+        last_error TEXT
+    );
+    CREATE INDEX IF NOT EXISTS messages_due ON messages (app, queue, dead, visible_at, id);";
+
 impl SqliteQueue {
     pub fn open(path: &Path) -> Result<Self, QueueError> {
-        let db = Connection::open(path).map_err(db_err)?;
-        // Only the node opens this file: exclusive locking keeps WAL's
-        // index in memory and spares two file-lock calls per transaction.
-        // It must be set before WAL mode is.
-        db.pragma_update(None, "locking_mode", "EXCLUSIVE")
-            .map_err(db_err)?;
-        db.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_err)?;
-        db.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(db_err)?;
-        db.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
-        // `attempts` counts deliveries handed out; `visible_at` is when the
-        // message is due (again); `dead` marks the dead-letter queue.
-        db.execute_batch(
-            "CREATE TABLE IF NOT EXISTS messages (
-                 id INTEGER PRIMARY KEY AUTOINCREMENT,
-                 app TEXT NOT NULL,
-                 queue TEXT NOT NULL,
-                 body BLOB NOT NULL,
-                 attempts INTEGER NOT NULL DEFAULT 0,
-                 visible_at INTEGER NOT NULL,
-                 leased INTEGER NOT NULL DEFAULT 0,
-                 dead INTEGER NOT NULL DEFAULT 0,
-                 published_at INTEGER NOT NULL,
-                 last_error TEXT
-             );
-             CREATE INDEX IF NOT EXISTS messages_due ON messages (app, queue, dead, visible_at, id);",
-        )
-        .map_err(db_err)?;
-        let (jobs, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("queue-db".into())
-            .spawn(move || commit_loop(db, rx))
-            .map_err(|e| QueueError::Backend(format!("cannot start the queue thread: {e}")))?;
-        Ok(Self { jobs })
+        Ok(Self {
+            db: GroupDb::open(path, "queue-db", SCHEMA)?,
+        })
     }
 
     /// Runs `f` in the next group transaction; its result once committed.
@@ -90,51 +68,7 @@ impl SqliteQueue {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, QueueError> + Send + 'static,
     ) -> Result<T, QueueError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |db| {
-            let result = f(db);
-            Box::new(move |committed: Result<(), QueueError>| {
-                let _ = tx.send(committed.and(result));
-            })
-        });
-        let stopped = || QueueError::Backend("the queue database thread stopped".into());
-        self.jobs.send(job).map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?
-    }
-}
-
-fn exec(db: &Connection, sql: &str) -> Result<(), QueueError> {
-    db.prepare_cached(sql)
-        .and_then(|mut s| s.execute([]))
-        .map(|_| ())
-        .map_err(db_err)
-}
-
-/// The database thread: waits for a call, takes all others waiting, runs
-/// them in one transaction, commits, answers. Ends with the last sender.
-fn commit_loop(db: Connection, rx: mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < GROUP {
-            match rx.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        // Cached statements: parsing BEGIN and COMMIT anew cost as much as
-        // the statements they wrap.
-        let began = exec(&db, "BEGIN IMMEDIATE");
-        let mut answers = Vec::with_capacity(group.len());
-        for job in group {
-            answers.push(job(&db));
-        }
-        let committed = began.and_then(|()| exec(&db, "COMMIT"));
-        if committed.is_err() {
-            let _ = db.execute_batch("ROLLBACK");
-        }
-        for answer in answers {
-            answer(committed.clone());
-        }
+        self.db.call(f).await
     }
 }
 
