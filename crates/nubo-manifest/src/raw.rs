@@ -92,6 +92,8 @@ pub(crate) struct RawComponent {
     pub queues: Vec<S<String>>,
     #[serde(default)]
     pub topics: Vec<S<String>>,
+    #[serde(default)]
+    pub tasks: Vec<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

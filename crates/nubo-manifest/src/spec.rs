@@ -97,6 +97,8 @@ pub struct ComponentSpec {
     pub queues: Vec<String>,
     /// Topics of the app this component may publish to.
     pub topics: Vec<String>,
+    /// Components of the app this component may start tasks on.
+    pub tasks: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

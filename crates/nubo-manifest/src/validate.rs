@@ -274,6 +274,8 @@ fn component(
         blob_containers,
         // Checked against the declared queues in `queues()`.
         queues: comp.queues.iter().map(|q| q.get_ref().clone()).collect(),
+        // Checked against the declared components in `queues()`.
+        tasks: comp.tasks.iter().map(|t| t.get_ref().clone()).collect(),
         topics: comp
             .topics
             .iter()
@@ -422,6 +424,16 @@ fn queues(raw: &RawManifest, r: &mut Reporter<'_>) -> BTreeMap<String, crate::Qu
                     grant.span(),
                     format!("queue `{g}` is not declared"),
                     format!("declare it: [queue.{g}] consumer = \"...\""),
+                );
+            }
+        }
+        for grant in &comp.get_ref().tasks {
+            let g = grant.get_ref();
+            if !raw.component.keys().any(|k| k.get_ref() == g) {
+                r.error_hint(
+                    grant.span(),
+                    format!("`tasks` names unknown component `{g}`"),
+                    "list components of this app whose functions it may start as tasks",
                 );
             }
         }

@@ -18,6 +18,7 @@ mod node;
 mod queues;
 mod sockets;
 mod store;
+mod tasks;
 pub mod token;
 
 pub use api::{OPENAPI, router as control_router};

@@ -29,6 +29,7 @@ struct Identity {
     blobs: Vec<String>,
     queues: Vec<String>,
     topics: Vec<String>,
+    tasks: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -55,6 +56,7 @@ pub struct Loader<'a> {
     pub kv: Arc<dyn nubo_kv::KvBackend>,
     pub blobs: Arc<dyn nubo_blob::BlobBackend>,
     pub queues: Arc<crate::queues::Dispatcher>,
+    pub tasks: Arc<crate::tasks::TaskRunner>,
     pub hub: Arc<nubo_pubsub::Hub>,
 }
 
@@ -200,6 +202,12 @@ impl Loader<'_> {
                 app: def.name.clone(),
                 topics: c.topics.clone(),
             }),
+            tasks: (!c.tasks.is_empty()).then(|| nubo_tasks::TaskGrant {
+                service: self.tasks.clone(),
+                app: def.name.clone(),
+                components: c.tasks.clone(),
+                component: name.to_string(),
+            }),
         };
         let runtime = self.runtime.clone();
         let path = self.content.path(&c.digest);
@@ -268,5 +276,6 @@ fn identity(def: &AppDef, c: &ComponentDef) -> Result<Identity, String> {
         blobs: c.blob_containers.clone(),
         queues: c.queues.clone(),
         topics: c.topics.clone(),
+        tasks: c.tasks.clone(),
     })
 }

@@ -37,6 +37,7 @@ pub struct Node {
     pub(crate) blobs: Arc<nubo_blob::FileBlobs>,
     pub(crate) cron: Arc<crate::cron::Scheduler>,
     pub(crate) queues: Arc<crate::queues::Dispatcher>,
+    pub(crate) tasks: Arc<crate::tasks::TaskRunner>,
     pub(crate) hub: Arc<nubo_pubsub::Hub>,
     state: PathBuf,
     sites: PathBuf,
@@ -139,6 +140,14 @@ impl Node {
             nubo_blob::FileBlobs::open(&opts.state.join("blobs.db"), &opts.state.join("blobs"))
                 .map_err(|e| NodeError::Service(e.to_string()))?,
         );
+        let tasks = crate::tasks::TaskRunner::new(
+            nubo_tasks::SqliteTasks::open(&opts.state.join("tasks.db"))
+                .map_err(|e| NodeError::Service(e.to_string()))?,
+            // Tasks are CPU work: a few per core keeps every core busy
+            // while some wait on I/O.
+            std::thread::available_parallelism().map_or(2, |n| n.get()) * 4,
+            nubo_tasks::TaskLimits::default(),
+        );
         let node = Arc::new(Self {
             runtime: Arc::new(runtime),
             gateway: Gateway::new(Default::default()),
@@ -150,6 +159,7 @@ impl Node {
             blobs,
             cron,
             queues,
+            tasks,
             hub: nubo_pubsub::Hub::new(),
             sites: opts.state.join("sites"),
             state: opts.state,
@@ -171,6 +181,7 @@ impl Node {
                 }
             }
         }
+        node.tasks.recover().await;
         Ok(node)
     }
 
@@ -195,6 +206,7 @@ impl Node {
             kv: self.kv.clone(),
             blobs: self.blobs.clone(),
             queues: self.queues.clone(),
+            tasks: self.tasks.clone(),
             hub: self.hub.clone(),
         }
     }
@@ -204,6 +216,12 @@ impl Node {
         let component = |name: &str| live.components.get(name).and_then(|c| c.http.clone());
         self.cron.set(&live.def.name, &live.def.crons, component);
         self.queues.set(&live.def.name, &live.def.queues, component);
+        let running = live
+            .components
+            .iter()
+            .filter_map(|(name, c)| Some((name.clone(), c.http.clone()?)))
+            .collect();
+        self.tasks.set(&live.def.name, running);
     }
 
     /// Current state of every app.
@@ -338,6 +356,7 @@ impl Node {
                 self.gateway.update(|m| m.without(app));
                 self.cron.set(app, &[], |_| None);
                 self.queues.set(app, &Default::default(), |_| None);
+                self.tasks.set(app, Default::default());
                 apps.remove(app);
                 self.logs.forget(app);
             }

@@ -90,6 +90,9 @@ pub struct ComponentDef {
     /// Topics of the app it may publish to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub topics: Vec<String>,
+    /// Components of the app it may start tasks on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<String>,
     /// A stopped component keeps its definition; its routes answer 503.
     #[serde(default = "yes")]
     pub started: bool,

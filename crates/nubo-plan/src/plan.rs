@@ -135,6 +135,7 @@ fn replace_reasons(have: &ComponentDef, want: &ComponentDef) -> Vec<String> {
     // Grants: a changed list restarts the component with the new one.
     for (what, a, b) in [
         ("topics", &have.topics, &want.topics),
+        ("tasks", &have.tasks, &want.tasks),
         ("queues", &have.queues, &want.queues),
         (
             "blob_containers",

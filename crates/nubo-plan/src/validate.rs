@@ -72,6 +72,13 @@ pub fn validate(app: &AppDef, has_content: impl Fn(&str) -> bool) -> Result<(), 
                 ));
             }
         }
+        for t in &c.tasks {
+            if !app.components.contains_key(t) {
+                errs.push(format!(
+                    "component `{name}`: `tasks` names unknown component `{t}`"
+                ));
+            }
+        }
         for h in &c.allowed_outbound_hosts {
             if let Err(e) = OutboundRule::parse(h) {
                 errs.push(format!("component `{name}`: {e}"));

@@ -21,6 +21,7 @@ fn base() -> AppDef {
             blob_containers: vec![],
             queues: vec![],
             topics: vec![],
+            tasks: vec![],
             started: true,
         };
         c.config.insert("text".into(), cfg.into());

@@ -41,6 +41,7 @@ fn component() -> impl Strategy<Value = ComponentDef> {
                 blob_containers: kv.iter().map(|_| "uploads".to_string()).collect(),
                 queues: kv.iter().map(|_| "jobs".to_string()).collect(),
                 topics: kv.clone(),
+                tasks: Vec::new(),
                 started,
             },
         )

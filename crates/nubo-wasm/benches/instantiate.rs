@@ -50,6 +50,7 @@ fn load(pooling: bool, wasm: &Path) -> (Runtime, HttpComponent) {
         blobs: None,
         queues: None,
         topics: None,
+        tasks: None,
     };
     let component = runtime
         .load_http(wasm, settings)

@@ -102,6 +102,7 @@ impl Runtime {
         nubo_blob::host::add_to_linker(&mut linker, Host::blobs).map_err(engine_err)?;
         nubo_queue::host::add_to_linker(&mut linker, Host::queue).map_err(engine_err)?;
         nubo_pubsub::host::add_to_linker(&mut linker, Host::pubsub).map_err(engine_err)?;
+        nubo_tasks::host::add_to_linker(&mut linker, Host::tasks).map_err(engine_err)?;
         wasmtime_wasi_config::add_to_linker(&mut linker, |h: &mut Host| {
             wasmtime_wasi_config::WasiConfig::from(&*h.config)
         })

@@ -29,6 +29,7 @@ pub struct Host {
     blobs: Option<Arc<nubo_blob::BlobGrant>>,
     queues: Option<Arc<nubo_queue::QueueGrant>>,
     topics: Option<Arc<nubo_pubsub::PubSubGrant>>,
+    pub(crate) tasks: Option<nubo_tasks::TaskCtx>,
 }
 
 impl Host {
@@ -58,6 +59,7 @@ impl Host {
             blobs: grants.blobs.clone(),
             queues: grants.queues.clone(),
             topics: grants.topics.clone(),
+            tasks: None,
         }
     }
 }
@@ -78,9 +80,16 @@ pub(crate) struct Grants {
     pub blobs: Option<Arc<nubo_blob::BlobGrant>>,
     pub queues: Option<Arc<nubo_queue::QueueGrant>>,
     pub topics: Option<Arc<nubo_pubsub::PubSubGrant>>,
+    pub tasks: Option<Arc<nubo_tasks::TaskGrant>>,
 }
 
 impl Host {
+    pub(crate) fn tasks(&mut self) -> nubo_tasks::host::TaskView<'_> {
+        nubo_tasks::host::TaskView {
+            ctx: self.tasks.as_mut(),
+        }
+    }
+
     pub(crate) fn pubsub(&mut self) -> nubo_pubsub::host::PubSubView<'_> {
         nubo_pubsub::host::PubSubView {
             grant: self.topics.as_deref(),

@@ -45,6 +45,8 @@ pub struct ComponentSettings {
     pub queues: Option<nubo_queue::QueueGrant>,
     /// The topics it may publish to (`topics`).
     pub topics: Option<nubo_pubsub::PubSubGrant>,
+    /// The components it may start tasks on (`tasks`).
+    pub tasks: Option<nubo_tasks::TaskGrant>,
 }
 
 /// A component ready to serve: compiled, linked and pre-instantiated.
@@ -78,6 +80,7 @@ impl HttpComponent {
                 blobs: s.blobs.map(Arc::new),
                 queues: s.queues.map(Arc::new),
                 topics: s.topics.map(Arc::new),
+                tasks: s.tasks.map(Arc::new),
             },
         }
     }
@@ -102,6 +105,36 @@ impl HttpComponent {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        self.run(req, request_id, None).await
+    }
+
+    /// Runs task `caller.task` of this component: like [`handle`](Self::handle),
+    /// but time spent waiting on other tasks does not count against
+    /// `timeout_ms`, and `hooks` hear when the instance waits.
+    pub async fn handle_task<B>(
+        &self,
+        req: hyper::Request<B>,
+        caller: nubo_tasks::Caller,
+        hooks: Arc<dyn nubo_tasks::WaitHooks>,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, HandleError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let id = caller.task.clone().unwrap_or_default();
+        self.run(req, &id, Some((caller, hooks))).await
+    }
+
+    async fn run<B>(
+        &self,
+        req: hyper::Request<B>,
+        request_id: &str,
+        task: Option<(nubo_tasks::Caller, Arc<dyn nubo_tasks::WaitHooks>)>,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, HandleError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         let permit =
             match tokio::time::timeout(QUEUE_TIMEOUT, self.slots.clone().acquire_owned()).await {
                 Ok(Ok(permit)) => permit,
@@ -114,7 +147,7 @@ impl HttpComponent {
             component: self.component.clone(),
             request_id: request_id.into(),
         };
-        let host = Host::new(
+        let mut host = Host::new(
             tags,
             self.rules.clone(),
             self.config.clone(),
@@ -125,10 +158,47 @@ impl HttpComponent {
             self.logs.clone(),
             &self.grants,
         );
+        let is_task = task.is_some();
+        let clock = Arc::new(crate::waits::WaitClock::new(
+            task.as_ref().map(|t| t.1.clone()),
+        ));
+        if let Some(grant) = &self.grants.tasks {
+            host.tasks = Some(nubo_tasks::TaskCtx {
+                grant: grant.clone(),
+                caller: match task {
+                    Some((caller, _)) => caller,
+                    None => nubo_tasks::Caller {
+                        app: self.app.to_string(),
+                        task: None,
+                        depth: 0,
+                    },
+                },
+                spawned: 0,
+                hooks: Some(clock.clone()),
+            });
+        }
         let mut store = Store::new(self.pre.engine(), host);
         store.limiter(|h| &mut h.limits);
-        store.set_epoch_deadline(limits.timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1);
-        store.epoch_deadline_trap();
+        let ticks = limits.timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1;
+        store.set_epoch_deadline(ticks);
+        if is_task {
+            // A task's limit is on the time it runs, not the time it waits
+            // for other tasks: when the deadline passes, extend it by the
+            // waiting so far.
+            let clock = clock.clone();
+            let started = std::time::Instant::now();
+            store.epoch_deadline_callback(move |_| {
+                let budget = Duration::from_millis(limits.timeout_ms) + clock.waited();
+                match budget.checked_sub(started.elapsed()) {
+                    Some(left) if !left.is_zero() => Ok(wasmtime::UpdateDeadline::Continue(
+                        (left.as_millis() as u64).div_ceil(EPOCH_TICK.as_millis() as u64) + 1,
+                    )),
+                    _ => Err(Trap::Interrupt.into()),
+                }
+            });
+        } else {
+            store.epoch_deadline_trap();
+        }
 
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (req, out) = {
@@ -146,8 +216,15 @@ impl HttpComponent {
         let component = self.component.clone();
         let rid: Arc<str> = request_id.into();
         // One deadline for everything the guest does on this request: CPU is
-        // cut by the epoch deadline, waiting on host I/O by this timer.
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(limits.timeout_ms);
+        // cut by the epoch deadline, waiting on host I/O by this timer. A
+        // task may wait on other tasks for as long as they take, so only
+        // its epoch deadline (which excludes that wait) applies.
+        let wall = if is_task {
+            Duration::from_secs(365 * 24 * 3600)
+        } else {
+            Duration::from_millis(limits.timeout_ms)
+        };
+        let deadline = tokio::time::Instant::now() + wall;
         let guest: GuestFuture = Box::pin(async move {
             let _permit = permit;
             let run = async {

@@ -54,6 +54,7 @@ pub fn desired(spec: &AppSpec) -> CliResult<Desired> {
                 blob_containers: c.blob_containers.clone(),
                 queues: c.queues.clone(),
                 topics: c.topics.clone(),
+                tasks: c.tasks.clone(),
                 started: true,
             },
         );

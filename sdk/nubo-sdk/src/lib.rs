@@ -40,6 +40,7 @@ pub mod outbound;
 pub mod pubsub;
 pub mod queue;
 pub mod stream;
+pub mod tasks;
 
 pub use http;
 
@@ -112,9 +113,25 @@ pub fn response(status: u16, content_type: &str, body: Vec<u8>) -> Response {
 }
 
 /// Exports `handler` as the component's `wasi:http/incoming-handler`.
-/// `handler` is any `fn(Request) -> impl IntoResponse`.
+/// `handler` is any `fn(Request) -> impl IntoResponse`. With
+/// `tasks: [f, g]`, the component also runs those functions as tasks
+/// (see [`tasks`]).
 #[macro_export]
 macro_rules! http_handler {
+    ($handler:path, tasks: [$($task:path),* $(,)?]) => {
+        fn __nubo_with_tasks(req: $crate::Request) -> $crate::Response {
+            if let Some(f) = $crate::tasks::requested(&req) {
+                $(
+                    if f == $crate::tasks::name_of(&$task) {
+                        return $crate::tasks::run(&req, $task);
+                    }
+                )*
+                return $crate::tasks::unknown(f);
+            }
+            $crate::IntoResponse::into_response($handler(req))
+        }
+        $crate::http_handler!(__nubo_with_tasks);
+    };
     ($handler:path) => {
         struct __NuboHttpHandler;
         impl $crate::__private::Guest for __NuboHttpHandler {
@@ -142,6 +159,18 @@ macro_rules! queue_handler {
             $crate::queue::serve(&req, $handler)
         }
         $crate::http_handler!(__nubo_queue_handler);
+    };
+}
+
+/// Exports task functions only: a worker component with no HTTP routes of
+/// its own.
+#[macro_export]
+macro_rules! task_handler {
+    ($($task:path),* $(,)?) => {
+        fn __nubo_tasks_only(_: $crate::Request) -> $crate::Response {
+            $crate::text(404, "this component only runs tasks")
+        }
+        $crate::http_handler!(__nubo_tasks_only, tasks: [$($task),*]);
     };
 }
 

@@ -12,6 +12,7 @@ mod blobs;
 mod kv;
 mod logs;
 mod queues;
+mod tasks;
 mod uploads;
 
 use crate::Node;
@@ -77,6 +78,9 @@ pub fn router(node: Arc<Node>) -> Router {
             put(apps::set_config),
         )
         .route("/v1/apps/{app}/logs", get(logs::logs))
+        .route("/v1/apps/{app}/tasks", get(tasks::list))
+        .route("/v1/apps/{app}/tasks/{id}", get(tasks::show))
+        .route("/v1/apps/{app}/tasks/{id}/cancel", post(tasks::cancel))
         .route("/v1/apps/{app}/cron", get(apps::cron))
         .route("/v1/apps/{app}/queues", get(queues::list))
         .route(

@@ -43,6 +43,7 @@ pub(crate) async fn put_component(
             blobs: None,
             queues: None,
             topics: None,
+            tasks: None,
         };
         let name = std::path::PathBuf::from("the uploaded wasm");
         let checked = tokio::task::spawn_blocking(move || {

@@ -41,6 +41,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
             blobs: None,
             queues: None,
             topics: None,
+            tasks: None,
         };
         runtime
             .load_http(&c.source, settings)

@@ -1,0 +1,238 @@
+//! Durable tasks: functions of an app's components, started like threads.
+//!
+//! A task is identified by where it was started, not by chance: the n-th
+//! spawn of task `P` is task `P.n`. A task that runs again (a retry, or a
+//! re-run after its node died) therefore spawns the same ids, and
+//! [`SqliteTasks::spawn`] returns an existing task instead of starting a
+//! new one: children that finished are never run again, their stored
+//! results are returned. Tasks started outside any task (from an HTTP
+//! handler, a queue delivery, cron) get a random root id.
+//!
+//! [`Tasks`] is what the guest binding calls; the node implements it,
+//! since running a task means instantiating a component.
+
+pub mod host;
+mod sqlite;
+
+pub use sqlite::{SqliteTasks, StoreError};
+
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Why a task has no result. Serialized as `{"kind": "...", "message": ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum TaskError {
+    /// The function answered with a failure; not retried.
+    #[error("task failed: {message}")]
+    Failed { message: String },
+    /// It trapped on its last attempt.
+    #[error("task trapped on attempt {attempts}: {message}")]
+    Trapped { message: String, attempts: u32 },
+    /// It ran past its component's time limit on its last attempt.
+    #[error("task timed out on attempt {attempts}: {message}")]
+    TimedOut { message: String, attempts: u32 },
+    #[error("task cancelled")]
+    Cancelled,
+    /// Never started: not granted, unknown component, or over a limit.
+    #[error("task refused: {message}")]
+    Refused { message: String },
+}
+
+impl TaskError {
+    pub fn refused(message: impl Into<String>) -> Self {
+        TaskError::Refused {
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    Queued,
+    Running,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl State {
+    pub fn is_final(self) -> bool {
+        matches!(self, State::Done | State::Failed | State::Cancelled)
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Running => "running",
+            State::Done => "done",
+            State::Failed => "failed",
+            State::Cancelled => "cancelled",
+        }
+    }
+
+    fn parse(s: &str) -> State {
+        match s {
+            "running" => State::Running,
+            "done" => State::Done,
+            "failed" => State::Failed,
+            "cancelled" => State::Cancelled,
+            _ => State::Queued,
+        }
+    }
+}
+
+/// A task as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Task {
+    pub id: String,
+    pub app: String,
+    pub component: String,
+    pub function: String,
+    #[serde(skip)]
+    pub payload: Vec<u8>,
+    pub state: State,
+    /// Runs started so far.
+    pub attempts: u32,
+    /// 0 for a root task.
+    pub depth: u32,
+    #[serde(skip)]
+    pub result: Option<Vec<u8>>,
+    pub error: Option<TaskError>,
+    /// Milliseconds since the Unix epoch.
+    pub created_ms: i64,
+    pub finished_ms: Option<i64>,
+}
+
+impl Task {
+    /// The outcome of a finished task; `None` while it is not.
+    pub fn outcome(&self) -> Option<Result<Vec<u8>, TaskError>> {
+        match self.state {
+            State::Done => Some(Ok(self.result.clone().unwrap_or_default())),
+            State::Failed => Some(Err(self.error.clone().unwrap_or(TaskError::Failed {
+                message: "no error recorded".into(),
+            }))),
+            State::Cancelled => Some(Err(TaskError::Cancelled)),
+            State::Queued | State::Running => None,
+        }
+    }
+}
+
+/// A task to start.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub id: String,
+    pub app: String,
+    pub component: String,
+    pub function: String,
+    pub payload: Vec<u8>,
+    pub depth: u32,
+}
+
+/// Per-app limits on tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskLimits {
+    /// Queued and running tasks of the app at once; more spawns are refused.
+    pub max_active: u32,
+    /// How deep tasks may start tasks (a root task is depth 0).
+    pub max_depth: u32,
+    /// Runs of a task that traps or times out before it fails for good.
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubles on each further one.
+    pub backoff_ms: u64,
+}
+
+impl Default for TaskLimits {
+    fn default() -> Self {
+        Self {
+            max_active: 100_000,
+            max_depth: 16,
+            max_attempts: 3,
+            backoff_ms: 100,
+        }
+    }
+}
+
+/// Where a spawn comes from.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub app: String,
+    /// The task the instance runs; `None` in an HTTP request, queue
+    /// delivery or cron run.
+    pub task: Option<String>,
+    pub depth: u32,
+}
+
+/// The task service as a guest binding sees it.
+#[async_trait::async_trait]
+pub trait Tasks: Send + Sync + 'static {
+    /// Starts (or finds, for a re-run) task `id`.
+    async fn spawn(&self, task: NewTask) -> Result<String, TaskError>;
+    /// Waits until task `id` of `app` is finished; its outcome.
+    async fn wait(&self, app: &str, id: &str) -> Result<Vec<u8>, TaskError>;
+    /// Cancels `id` of `app` and its descendants.
+    async fn cancel(&self, app: &str, id: &str);
+}
+
+/// What one component may do with tasks: start them on the components
+/// its `tasks = [...]` lists.
+#[derive(Clone)]
+pub struct TaskGrant {
+    pub service: Arc<dyn Tasks>,
+    pub app: String,
+    pub components: Vec<String>,
+    pub component: String,
+}
+
+/// Accounts for time an instance spends waiting on other tasks, which does
+/// not count against its time limit, and lets the runner give up the
+/// instance's run slot meanwhile.
+#[async_trait::async_trait]
+pub trait WaitHooks: Send + Sync {
+    async fn waiting(&self);
+    async fn resumed(&self);
+}
+
+/// One instance's task state.
+pub struct TaskCtx {
+    pub grant: Arc<TaskGrant>,
+    pub caller: Caller,
+    /// Spawns so far in this run: the next child's index.
+    pub spawned: u32,
+    pub hooks: Option<Arc<dyn WaitHooks>>,
+}
+
+impl TaskCtx {
+    /// The id of the next child: `PARENT.N` in a task, random at the root.
+    pub fn next_id(&mut self) -> String {
+        let n = self.spawned;
+        self.spawned += 1;
+        match &self.caller.task {
+            Some(parent) => format!("{parent}.{n}"),
+            None => random_id(),
+        }
+    }
+}
+
+/// `t` and 16 hex digits from the OS's randomness (time-seeded if that fails).
+pub fn random_id() -> String {
+    let mut b = [0u8; 8];
+    if getrandom(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        b = t.to_le_bytes();
+    }
+    let mut s = String::from("t");
+    for x in b {
+        s.push_str(&format!("{x:02x}"));
+    }
+    s
+}
+
+fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+}
