@@ -31,7 +31,6 @@ use std::marker::PhantomData;
 
 pub use wit::TaskError;
 
-
 /// A started task whose result is an `R`.
 pub struct Task<R> {
     id: String,

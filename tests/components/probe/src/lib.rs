@@ -230,7 +230,11 @@ fn queue(op: &str, query: &str, req: &Request) -> Response {
             let (q, n) = query.split_once('=').unwrap_or((query, "0"));
             let n: usize = n.parse().unwrap_or(0);
             for i in 0..n {
-                let body = if i == n / 2 { "bad".to_string() } else { format!("b{i}") };
+                let body = if i == n / 2 {
+                    "bad".to_string()
+                } else {
+                    format!("b{i}")
+                };
                 if let Err(e) = publish(q, body) {
                     return text(500, format!("queue error: {e}"));
                 }

@@ -63,7 +63,10 @@ fn handle(req: Request) -> Response {
     let r = match op {
         "wc" => tasks::parallel_map(count_words, (0..n).map(chunk)).map(|counts| {
             let sequential: usize = (0..n).map(|i| count_words(chunk(i))).sum();
-            format!("parallel={} sequential={sequential}", counts.iter().sum::<usize>())
+            format!(
+                "parallel={} sequential={sequential}",
+                counts.iter().sum::<usize>()
+            )
         }),
         "nested" => tasks::spawn(fan_out, n)
             .and_then(|t| t.join())
@@ -71,14 +74,12 @@ fn handle(req: Request) -> Response {
         "trap" => tasks::spawn(always_traps, 1u32)
             .and_then(|t| t.join())
             .map(|v| format!("unexpected {v}")),
-        "unknown" => {
-            tasks::spawn_on("", "no_such_function", b"{}").and_then(|id| {
-                tasks::join_raw(&[id])
-                    .pop()
-                    .unwrap_or(Err(TaskError::Cancelled))
-                    .map(|_| "unexpected".to_string())
-            })
-        }
+        "unknown" => tasks::spawn_on("", "no_such_function", b"{}").and_then(|id| {
+            tasks::join_raw(&[id])
+                .pop()
+                .unwrap_or(Err(TaskError::Cancelled))
+                .map(|_| "unexpected".to_string())
+        }),
         "deep" => tasks::spawn(dive, 0u32)
             .and_then(|t| t.join())
             .map(|d| format!("deepest={d}")),
