@@ -103,14 +103,21 @@ impl TaskRunner {
     fn launch(&self, id: String, after: std::time::Duration) {
         let Some(me) = self.me.upgrade() else { return };
         let key = id.clone();
+        // Holding the map while spawning: the task's own removal at its end
+        // cannot come before this insert.
+        let mut running = lock(&self.running);
         let handle = tokio::spawn(async move {
             if !after.is_zero() {
                 tokio::time::sleep(after).await;
             }
             me.run(&id).await;
-            lock(&me.running).remove(&id);
+            // A retry launched meanwhile has its own entry: keep it.
+            let mut running = lock(&me.running);
+            if running.get(&id).map(|h| h.id()) == tokio::task::try_id() {
+                running.remove(&id);
+            }
         });
-        lock(&self.running).insert(key, handle.abort_handle());
+        running.insert(key, handle.abort_handle());
     }
 
     async fn run(&self, id: &str) {

@@ -4,20 +4,12 @@
 //! under load one commit carries many publishes, leases and acks.
 
 use crate::{Message, QueueBackend, QueueError, QueueName, Stats};
-use nubo_sqlite::{DbError, GroupDb};
+use nubo_sqlite::{DbError, GroupDb, now_ms};
 use rusqlite::{Connection, params};
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 pub struct SqliteQueue {
     db: GroupDb,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn db_err(e: rusqlite::Error) -> QueueError {

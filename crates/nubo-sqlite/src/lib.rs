@@ -30,6 +30,14 @@ impl From<rusqlite::Error> for DbError {
     }
 }
 
+/// Milliseconds since the Unix epoch: how the services store times.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// What a call does inside the group transaction; it returns what to do
 /// once the transaction's fate is known.
 type Job = Box<dyn FnOnce(&Connection) -> Box<dyn FnOnce(Result<(), DbError>) + Send> + Send>;

@@ -3,10 +3,9 @@
 //! so is every state change, so a killed node loses no task it admitted.
 
 use crate::{NewTask, State, Task, TaskError};
-use nubo_sqlite::{DbError, GroupDb};
+use nubo_sqlite::{DbError, GroupDb, now_ms};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS tasks (
         id TEXT PRIMARY KEY,
@@ -42,13 +41,6 @@ impl From<rusqlite::Error> for StoreError {
 
 pub struct SqliteTasks {
     db: GroupDb,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn task(r: &rusqlite::Row<'_>) -> rusqlite::Result<Task> {
