@@ -11,6 +11,7 @@ mod raw;
 mod route;
 mod schedule;
 mod spec;
+mod tasks;
 mod template;
 mod validate;
 
@@ -21,6 +22,7 @@ pub use schedule::Schedule;
 pub use spec::{
     AppSpec, BuildSpec, ComponentSpec, CronSpec, Limits, Missed, QueueSpec, RouteSpec, RouteTarget,
 };
+pub use tasks::TasksSpec;
 
 use std::path::Path;
 

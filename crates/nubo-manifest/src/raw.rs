@@ -27,6 +27,17 @@ pub(crate) struct RawManifest {
     pub websocket: Vec<S<RawSocket>>,
     #[serde(default)]
     pub sse: Vec<S<RawSocket>>,
+    pub tasks: Option<S<RawTasks>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTasks {
+    pub max_running: Option<S<i64>>,
+    pub max_queued: Option<S<i64>>,
+    pub max_depth: Option<S<i64>>,
+    pub max_attempts: Option<S<i64>>,
+    pub backoff_ms: Option<S<i64>>,
 }
 
 /// `[[websocket]]` and `[[sse]]` (the latter without `component`/`path`).

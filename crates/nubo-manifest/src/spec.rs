@@ -26,6 +26,8 @@ pub struct AppSpec {
     pub routes: Vec<RouteSpec>,
     pub crons: Vec<CronSpec>,
     pub queues: BTreeMap<String, QueueSpec>,
+    /// `[tasks]`: limits and retry policy of the app's durable tasks.
+    pub tasks: crate::TasksSpec,
 }
 
 /// A durable queue and who consumes it: each message is sent as

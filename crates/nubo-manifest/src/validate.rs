@@ -60,6 +60,7 @@ pub(crate) fn validate(
     let (hosts, base) = mount(raw.app.get_ref(), &mut r);
     let crons = crons(&raw, &mut r);
     let queues = queues(&raw, &mut r);
+    let tasks = crate::tasks::tasks(raw.tasks.as_ref(), &mut r);
     r.finish()?;
     let secret_variables = raw
         .variables
@@ -82,6 +83,7 @@ pub(crate) fn validate(
         routes,
         crons,
         queues,
+        tasks,
     })
 }
 
@@ -346,6 +348,32 @@ fn limits(comp: &RawComponent, r: &mut Reporter<'_>) -> Limits {
     limits
 }
 
+/// `v` if it is in `range`, else `default` and an error at `v`.
+pub(crate) fn ranged(
+    r: &mut Reporter<'_>,
+    v: &Option<S<i64>>,
+    key: &str,
+    range: std::ops::RangeInclusive<i64>,
+    default: u64,
+) -> u64 {
+    match v {
+        None => default,
+        Some(v) if range.contains(v.get_ref()) => *v.get_ref() as u64,
+        Some(v) => {
+            r.error(
+                v.span(),
+                format!(
+                    "`{key}` must be between {} and {}, got {}",
+                    range.start(),
+                    range.end(),
+                    v.get_ref()
+                ),
+            );
+            default
+        }
+    }
+}
+
 /// `[queue.NAME]` tables, and every component's `queues` grant.
 fn queues(raw: &RawManifest, r: &mut Reporter<'_>) -> BTreeMap<String, crate::QueueSpec> {
     let mut out = BTreeMap::new();
@@ -363,21 +391,8 @@ fn queues(raw: &RawManifest, r: &mut Reporter<'_>) -> BTreeMap<String, crate::Qu
         if !raw.component.keys().any(|k| k.get_ref() == consumer) {
             r.error(q.consumer.span(), format!("unknown component `{consumer}`"));
         }
-        let mut num = |v: &Option<S<i64>>, key: &str, min: i64, max: i64, default: u64| -> u64 {
-            match v {
-                None => default,
-                Some(v) if (min..=max).contains(v.get_ref()) => *v.get_ref() as u64,
-                Some(v) => {
-                    r.error(
-                        v.span(),
-                        format!(
-                            "`{key}` must be between {min} and {max}, got {}",
-                            v.get_ref()
-                        ),
-                    );
-                    default
-                }
-            }
+        let mut num = |v: &Option<S<i64>>, key: &str, min: i64, max: i64, default: u64| {
+            ranged(r, v, key, min..=max, default)
         };
         let concurrency = num(&q.concurrency, "concurrency", 1, 1000, 1) as u32;
         let max_attempts = num(&q.max_attempts, "max_attempts", 1, 100, 5) as u32;

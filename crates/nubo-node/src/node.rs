@@ -140,14 +140,16 @@ impl Node {
             nubo_blob::FileBlobs::open(&opts.state.join("blobs.db"), &opts.state.join("blobs"))
                 .map_err(|e| NodeError::Service(e.to_string()))?,
         );
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let tasks = crate::tasks::TaskRunner::new(
             nubo_tasks::SqliteTasks::open(&opts.state.join("tasks.db"))
                 .map_err(|e| NodeError::Service(e.to_string()))?,
             // Tasks are CPU work: a few per core keeps every core busy
             // while some wait on I/O.
-            std::thread::available_parallelism().map_or(2, |n| n.get()) * 4,
-            nubo_tasks::TaskLimits::default(),
-        );
+            cores * 4,
+            cores,
+        )
+        .map_err(|e| NodeError::Service(format!("cannot start the task threads: {e}")))?;
         let node = Arc::new(Self {
             runtime: Arc::new(runtime),
             gateway: Gateway::new(Default::default()),
@@ -221,7 +223,8 @@ impl Node {
             .iter()
             .filter_map(|(name, c)| Some((name.clone(), c.http.clone()?)))
             .collect();
-        self.tasks.set(&live.def.name, running);
+        self.tasks
+            .set(&live.def.name, running, live.def.settings.tasks);
     }
 
     /// Current state of every app.
@@ -356,7 +359,7 @@ impl Node {
                 self.gateway.update(|m| m.without(app));
                 self.cron.set(app, &[], |_| None);
                 self.queues.set(app, &Default::default(), |_| None);
-                self.tasks.set(app, Default::default());
+                self.tasks.set(app, Default::default(), Default::default());
                 apps.remove(app);
                 self.logs.forget(app);
             }

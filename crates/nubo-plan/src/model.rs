@@ -5,7 +5,7 @@
 //! and variables are kept apart: that is what lets the planner restart
 //! exactly the components that read a changed variable.
 
-use nubo_manifest::{CronSpec, Limits, QueueSpec, RoutePattern};
+use nubo_manifest::{CronSpec, Limits, QueueSpec, RoutePattern, TasksSpec};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,6 +42,9 @@ pub struct AppSettings {
     /// Path prefix, `/` for the whole host.
     #[serde(default = "root_base")]
     pub base: String,
+    /// Limits and retry policy of the app's durable tasks.
+    #[serde(default)]
+    pub tasks: TasksSpec,
 }
 
 fn root_base() -> String {
@@ -54,6 +57,7 @@ impl Default for AppSettings {
             description: None,
             hosts: Vec::new(),
             base: root_base(),
+            tasks: TasksSpec::default(),
         }
     }
 }

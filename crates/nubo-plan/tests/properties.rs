@@ -123,6 +123,7 @@ fn app() -> impl Strategy<Value = AppDef> {
                     description: None,
                     hosts,
                     base: base.to_string(),
+                    tasks: Default::default(),
                 },
                 variables,
                 queues: if components.is_empty() {

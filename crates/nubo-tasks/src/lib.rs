@@ -14,7 +14,7 @@
 pub mod host;
 mod sqlite;
 
-pub use sqlite::{SqliteTasks, StoreError};
+pub use sqlite::{SqliteTasks, Start, StoreError};
 
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -52,29 +52,43 @@ impl TaskError {
 pub enum State {
     Queued,
     Running,
+    /// Unloaded while it waits on other tasks; re-run when they finish.
+    Waiting,
     Done,
     Failed,
     Cancelled,
 }
 
 impl State {
+    pub const ALL: [State; 6] = [
+        State::Queued,
+        State::Running,
+        State::Waiting,
+        State::Done,
+        State::Failed,
+        State::Cancelled,
+    ];
+
     pub fn is_final(self) -> bool {
         matches!(self, State::Done | State::Failed | State::Cancelled)
     }
 
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             State::Queued => "queued",
             State::Running => "running",
+            State::Waiting => "waiting",
             State::Done => "done",
             State::Failed => "failed",
             State::Cancelled => "cancelled",
         }
     }
 
-    fn parse(s: &str) -> State {
+    /// The state named `s`; anything unknown reads as queued.
+    pub fn parse(s: &str) -> State {
         match s {
             "running" => State::Running,
+            "waiting" => State::Waiting,
             "done" => State::Done,
             "failed" => State::Failed,
             "cancelled" => State::Cancelled,
@@ -114,7 +128,7 @@ impl Task {
                 message: "no error recorded".into(),
             }))),
             State::Cancelled => Some(Err(TaskError::Cancelled)),
-            State::Queued | State::Running => None,
+            State::Queued | State::Running | State::Waiting => None,
         }
     }
 }
@@ -130,29 +144,8 @@ pub struct NewTask {
     pub depth: u32,
 }
 
-/// Per-app limits on tasks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskLimits {
-    /// Queued and running tasks of the app at once; more spawns are refused.
-    pub max_active: u32,
-    /// How deep tasks may start tasks (a root task is depth 0).
-    pub max_depth: u32,
-    /// Runs of a task that traps or times out before it fails for good.
-    pub max_attempts: u32,
-    /// Wait before the first retry; doubles on each further one.
-    pub backoff_ms: u64,
-}
-
-impl Default for TaskLimits {
-    fn default() -> Self {
-        Self {
-            max_active: 100_000,
-            max_depth: 16,
-            max_attempts: 3,
-            backoff_ms: 100,
-        }
-    }
-}
+/// Per-app limits on tasks and their retry policy: `[tasks]` in nubo.toml.
+pub use nubo_manifest::TasksSpec as TaskLimits;
 
 /// Where a spawn comes from.
 #[derive(Debug, Clone)]
@@ -171,8 +164,11 @@ pub trait Tasks: Send + Sync + 'static {
     async fn spawn(&self, task: NewTask) -> Result<String, TaskError>;
     /// Waits until task `id` of `app` is finished; its outcome.
     async fn wait(&self, app: &str, id: &str) -> Result<Vec<u8>, TaskError>;
-    /// Cancels `id` of `app` and its descendants.
-    async fn cancel(&self, app: &str, id: &str);
+    /// The outcome of each of `ids` now, `None` for those not finished.
+    async fn outcomes(&self, app: &str, ids: &[String]) -> Vec<Option<Result<Vec<u8>, TaskError>>>;
+    /// Cancels `id` of `app` and its unfinished descendants; how many
+    /// tasks that cancelled.
+    async fn cancel(&self, app: &str, id: &str) -> usize;
 }
 
 /// What one component may do with tasks: start them on the components
@@ -187,12 +183,35 @@ pub struct TaskGrant {
 
 /// Accounts for time an instance spends waiting on other tasks, which does
 /// not count against its time limit, and lets the runner give up the
-/// instance's run slot meanwhile.
+/// instance's run slot meanwhile, or the whole instance.
 #[async_trait::async_trait]
 pub trait WaitHooks: Send + Sync {
     async fn waiting(&self);
     async fn resumed(&self);
+    /// How long the instance may stay parked in a wait before it is
+    /// unloaded; `None`: never (it serves an HTTP request, not a task).
+    fn unload_after(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// The instance is being unloaded while it waits on `wait`; run its
+    /// task again once `wait` is over.
+    fn unloaded(&self, _wait: Wait) {}
 }
+
+/// What an unloaded task waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wait {
+    /// `await-all`: every one of these finished.
+    All(Vec<String>),
+    /// `select`: any one of these finished.
+    Any(Vec<String>),
+}
+
+/// The trap that ends an instance unloaded in a wait. Not a failure: the
+/// runner sees it through [`WaitHooks::unloaded`] and re-runs the task.
+#[derive(Debug, thiserror::Error)]
+#[error("unloaded while waiting on other tasks")]
+pub struct Unloaded;
 
 /// One instance's task state.
 pub struct TaskCtx {

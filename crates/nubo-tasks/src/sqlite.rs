@@ -7,7 +7,10 @@ use nubo_sqlite::{DbError, GroupDb, now_ms};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS tasks (
+/// Run at every open. `task_counts` holds each app's unfinished tasks, so
+/// that a spawn checks its app's limit without counting rows; it is
+/// rebuilt from `tasks` here, so it can never drift across restarts.
+const SETUP: &str = "CREATE TABLE IF NOT EXISTS tasks (
         id TEXT PRIMARY KEY,
         app TEXT NOT NULL,
         component TEXT NOT NULL,
@@ -21,7 +24,14 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS tasks (
         created_ms INTEGER NOT NULL,
         finished_ms INTEGER
     ) WITHOUT ROWID;
-    CREATE INDEX IF NOT EXISTS tasks_active ON tasks (app, state);";
+    CREATE INDEX IF NOT EXISTS tasks_active ON tasks (app, state);
+    CREATE TABLE IF NOT EXISTS task_counts (
+        app TEXT PRIMARY KEY,
+        active INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    DELETE FROM task_counts;
+    INSERT INTO task_counts SELECT app, COUNT(*) FROM tasks
+        WHERE state IN ('queued', 'running', 'waiting') GROUP BY app;";
 
 const COLUMNS: &str = "id, app, component, function, payload, state, attempts, depth, result, error, created_ms, finished_ms";
 
@@ -68,30 +78,46 @@ fn get(db: &Connection, id: &str) -> Result<Option<Task>, StoreError> {
         .optional()?)
 }
 
+/// `n` tasks of `app` finished.
+fn finished(db: &Connection, app: &str, n: usize) -> Result<(), StoreError> {
+    db.prepare_cached("UPDATE task_counts SET active = max(active - ?2, 0) WHERE app = ?1")?
+        .execute(params![app, n as i64])?;
+    Ok(())
+}
+
 impl SqliteTasks {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Ok(Self {
-            db: GroupDb::open(path, "tasks-db", SCHEMA)?,
+            db: GroupDb::open(path, "tasks-db", SETUP)?,
         })
     }
 
     /// Stores `t` as queued, unless a task with its id exists (a re-run
     /// spawning again): then that one. `true` if it is new. Refused when
-    /// the app already has `max_active` tasks queued or running.
-    pub async fn spawn(&self, t: NewTask, max_active: u32) -> Result<(Task, bool), StoreError> {
+    /// the app already has `max_queued` tasks unfinished, or when the
+    /// existing task runs another function (the re-run took another path).
+    pub async fn spawn(&self, t: NewTask, max_queued: u32) -> Result<(Task, bool), StoreError> {
         self.db
             .call(move |db| {
                 if let Some(existing) = get(db, &t.id)? {
+                    if existing.component != t.component || existing.function != t.function {
+                        return Err(TaskError::refused(format!(
+                            "task `{}` was started as `{}/{}` and this run starts `{}/{}` in its place: \
+                             a task must start the same tasks in the same order each time it runs",
+                            t.id, existing.component, existing.function, t.component, t.function
+                        ))
+                        .into());
+                    }
                     return Ok((existing, false));
                 }
                 let active: i64 = db
-                    .prepare_cached(
-                        "SELECT COUNT(*) FROM tasks WHERE app = ?1 AND state IN ('queued', 'running')",
-                    )?
-                    .query_row([&t.app], |r| r.get(0))?;
-                if active >= i64::from(max_active) {
+                    .prepare_cached("SELECT active FROM task_counts WHERE app = ?1")?
+                    .query_row([&t.app], |r| r.get(0))
+                    .optional()?
+                    .unwrap_or(0);
+                if active >= i64::from(max_queued) {
                     return Err(TaskError::refused(format!(
-                        "app `{}` has {active} tasks queued or running, its limit (max_active_tasks)",
+                        "app `{}` has {active} unfinished tasks, its limit (max_queued in [tasks])",
                         t.app
                     ))
                     .into());
@@ -102,6 +128,11 @@ impl SqliteTasks {
                      VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7)",
                 )?
                 .execute(params![t.id, t.app, t.component, t.function, t.payload, t.depth, now])?;
+                db.prepare_cached(
+                    "INSERT INTO task_counts (app, active) VALUES (?1, 1)
+                     ON CONFLICT (app) DO UPDATE SET active = active + 1",
+                )?
+                .execute([&t.app])?;
                 let stored = get(db, &t.id)?.ok_or_else(|| {
                     StoreError::Db(DbError::Sqlite("a stored task vanished".into()))
                 })?;
@@ -110,19 +141,24 @@ impl SqliteTasks {
             .await
     }
 
-    /// Marks a queued task running and counts the attempt; `None` if it
-    /// is not queued (cancelled, or already taken).
-    pub async fn start(&self, id: &str) -> Result<Option<Task>, StoreError> {
+    /// Marks a task running; `None` if it is not in the state `how`
+    /// starts from (cancelled, or taken already). A first run or a retry
+    /// starts a queued task and counts an attempt; a resume re-runs a
+    /// task that was unloaded while waiting, in the same attempt.
+    pub async fn start(&self, id: &str, how: Start) -> Result<Option<Task>, StoreError> {
         let id = id.to_string();
         self.db
             .call(move |db| {
-                let n = db
-                    .prepare_cached(
+                let sql = match how {
+                    Start::Attempt => {
                         "UPDATE tasks SET state = 'running', attempts = attempts + 1
-                         WHERE id = ?1 AND state = 'queued'",
-                    )?
-                    .execute([&id])?;
-                if n == 0 {
+                         WHERE id = ?1 AND state = 'queued'"
+                    }
+                    Start::Resume => {
+                        "UPDATE tasks SET state = 'running' WHERE id = ?1 AND state = 'waiting'"
+                    }
+                };
+                if db.prepare_cached(sql)?.execute([&id])? == 0 {
                     return Ok(None);
                 }
                 get(db, &id)
@@ -145,12 +181,34 @@ impl SqliteTasks {
                     Ok(r) => (State::Done, Some(r), None),
                     Err(e) => (State::Failed, None, serde_json::to_string(&e).ok()),
                 };
-                db.prepare_cached(
-                    "UPDATE tasks SET state = ?2, result = ?3, error = ?4, finished_ms = ?5
-                     WHERE id = ?1 AND state = 'running'",
-                )?
-                .execute(params![id, state.as_str(), result, error, now])?;
+                let app: Option<String> = db
+                    .prepare_cached(
+                        "UPDATE tasks SET state = ?2, result = ?3, error = ?4, finished_ms = ?5
+                         WHERE id = ?1 AND state = 'running' RETURNING app",
+                    )?
+                    .query_row(params![id, state.as_str(), result, error, now], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                if let Some(app) = app {
+                    finished(db, &app, 1)?;
+                }
                 Ok(())
+            })
+            .await
+    }
+
+    /// A running task's instance was unloaded while it waits on others.
+    pub async fn unload(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.db
+            .call(move |db| {
+                Ok(db
+                    .prepare_cached(
+                        "UPDATE tasks SET state = 'waiting' WHERE id = ?1 AND state = 'running'",
+                    )?
+                    .execute([&id])?
+                    > 0)
             })
             .await
     }
@@ -181,7 +239,7 @@ impl SqliteTasks {
                 let ids: Vec<String> = db
                     .prepare_cached(
                         "SELECT id FROM tasks WHERE app = ?1 AND (id = ?2 OR (id > ?2 || '.' AND id < ?2 || '/'))
-                         AND state IN ('queued', 'running')",
+                         AND state IN ('queued', 'running', 'waiting')",
                     )?
                     .query_map(params![app, id], |r| r.get(0))?
                     .collect::<Result<_, _>>()?;
@@ -191,7 +249,32 @@ impl SqliteTasks {
                 for t in &ids {
                     update.execute(params![t, now])?;
                 }
+                finished(db, &app, ids.len())?;
                 Ok(ids)
+            })
+            .await
+    }
+
+    /// The outcome of each of `ids` of `app`, in one read: `None` while
+    /// one is not finished, a refusal for an id the app does not have.
+    pub async fn outcomes(
+        &self,
+        app: &str,
+        ids: Vec<String>,
+    ) -> Result<Vec<Option<Result<Vec<u8>, TaskError>>>, StoreError> {
+        let app = app.to_string();
+        self.db
+            .call(move |db| {
+                let mut out = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    out.push(match get(db, id)? {
+                        Some(t) if t.app == app => t.outcome(),
+                        _ => Some(Err(TaskError::refused(format!(
+                            "no task `{id}` in app `{app}`"
+                        )))),
+                    });
+                }
+                Ok(out)
             })
             .await
     }
@@ -201,23 +284,54 @@ impl SqliteTasks {
         self.db.call(move |db| get(db, &id)).await
     }
 
-    /// The app's most recent tasks, newest first.
-    pub async fn list(&self, app: &str, limit: usize) -> Result<Vec<Task>, StoreError> {
+    /// The app's most recent tasks, newest first; only those in `state`
+    /// if given.
+    pub async fn list(
+        &self,
+        app: &str,
+        state: Option<State>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
         let app = app.to_string();
         self.db
             .call(move |db| {
                 Ok(db
                     .prepare_cached(&format!(
-                        "SELECT {COLUMNS} FROM tasks WHERE app = ?1 ORDER BY created_ms DESC, id LIMIT ?2"
+                        "SELECT {COLUMNS} FROM tasks WHERE app = ?1 AND (?2 IS NULL OR state = ?2)
+                         ORDER BY created_ms DESC, id LIMIT ?3"
                     ))?
-                    .query_map(params![app, limit.min(10_000) as i64], task)?
+                    .query_map(
+                        params![app, state.map(State::as_str), limit.min(10_000) as i64],
+                        task,
+                    )?
+                    .collect::<Result<_, _>>()?)
+            })
+            .await
+    }
+
+    /// How many of the app's tasks are in each state.
+    pub async fn counts(&self, app: &str) -> Result<Vec<(State, u64)>, StoreError> {
+        let app = app.to_string();
+        self.db
+            .call(move |db| {
+                Ok(db
+                    .prepare_cached(
+                        "SELECT state, COUNT(*) FROM tasks WHERE app = ?1 GROUP BY state",
+                    )?
+                    .query_map([app], |r| {
+                        Ok((
+                            State::parse(&r.get::<_, String>(0)?),
+                            r.get::<_, i64>(1)? as u64,
+                        ))
+                    })?
                     .collect::<Result<_, _>>()?)
             })
             .await
     }
 
     /// After a restart: tasks that were running when the node died go
-    /// back to the queue. Every queued task, oldest first.
+    /// back to the queue (that run counts as an attempt). Every queued
+    /// and waiting task, oldest first.
     pub async fn recover(&self) -> Result<Vec<Task>, StoreError> {
         self.db
             .call(move |db| {
@@ -227,13 +341,23 @@ impl SqliteTasks {
                 )?;
                 Ok(db
                     .prepare(&format!(
-                        "SELECT {COLUMNS} FROM tasks WHERE state = 'queued' ORDER BY created_ms, id"
+                        "SELECT {COLUMNS} FROM tasks WHERE state IN ('queued', 'waiting')
+                         ORDER BY created_ms, id"
                     ))?
                     .query_map([], task)?
                     .collect::<Result<_, _>>()?)
             })
             .await
     }
+}
+
+/// How [`SqliteTasks::start`] starts a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// A queued task: a new attempt.
+    Attempt,
+    /// A waiting task whose wait is over: the same attempt, run again.
+    Resume,
 }
 
 #[cfg(test)]
@@ -257,12 +381,27 @@ mod tests {
         let s = SqliteTasks::open(&dir.path().join("t.db")).unwrap();
         let (t, fresh) = s.spawn(new("t1"), 10).await.unwrap();
         assert!(fresh && t.state == State::Queued);
-        assert_eq!(s.start("t1").await.unwrap().unwrap().attempts, 1);
-        assert!(s.start("t1").await.unwrap().is_none(), "taken twice");
+        assert_eq!(
+            s.start("t1", Start::Attempt)
+                .await
+                .unwrap()
+                .unwrap()
+                .attempts,
+            1
+        );
+        assert!(
+            s.start("t1", Start::Attempt).await.unwrap().is_none(),
+            "taken twice"
+        );
         s.finish("t1", Ok(b"42".to_vec())).await.unwrap();
         let (again, fresh) = s.spawn(new("t1"), 10).await.unwrap();
         assert!(!fresh);
         assert_eq!(again.outcome(), Some(Ok(b"42".to_vec())));
+        // A re-run that starts another function under the same id is told so.
+        let mut other = new("t1");
+        other.function = "g".into();
+        let e = s.spawn(other, 10).await.unwrap_err();
+        assert!(e.to_string().contains("same order"), "{e}");
     }
 
     #[tokio::test]
@@ -273,8 +412,8 @@ mod tests {
             s.spawn(new(id), 10).await.unwrap();
         }
         let e = s.spawn(new("t3"), 6).await.unwrap_err();
-        assert!(e.to_string().contains("max_active_tasks"), "{e}");
-        s.start("t1.1").await.unwrap();
+        assert!(e.to_string().contains("max_queued"), "{e}");
+        s.start("t1.1", Start::Attempt).await.unwrap();
         let mut cancelled = s.cancel("a", "t1").await.unwrap();
         cancelled.sort();
         assert_eq!(cancelled, vec!["t1", "t1.0", "t1.0.3", "t1.1"]);
@@ -284,7 +423,16 @@ mod tests {
         );
         // t10 is not a child of t1.
         assert_eq!(s.get("t10").await.unwrap().unwrap().state, State::Queued);
-        s.start("t2").await.unwrap();
+        // The cancelled four no longer count against the limit.
+        s.spawn(new("t3"), 6).await.unwrap();
+        // A waiting task resumes in the same attempt, once.
+        s.start("t3", Start::Attempt).await.unwrap();
+        assert!(s.unload("t3").await.unwrap());
+        assert!(s.start("t3", Start::Attempt).await.unwrap().is_none());
+        let resumed = s.start("t3", Start::Resume).await.unwrap().unwrap();
+        assert_eq!((resumed.state, resumed.attempts), (State::Running, 1));
+        assert!(s.unload("t3").await.unwrap());
+        s.start("t2", Start::Attempt).await.unwrap();
         drop(s);
         let s = SqliteTasks::open(&dir.path().join("t.db")).unwrap();
         let queued: Vec<String> = s
@@ -294,7 +442,13 @@ mod tests {
             .into_iter()
             .map(|t| t.id)
             .collect();
-        assert!(queued.contains(&"t2".to_string()) && queued.contains(&"t10".to_string()));
-        assert_eq!(queued.len(), 2, "{queued:?}");
+        for id in ["t2", "t10", "t3"] {
+            assert!(queued.contains(&id.to_string()), "{id} not in {queued:?}");
+        }
+        assert_eq!(queued.len(), 3, "{queued:?}");
+        // The reopen rebuilt the count from the table: t2, t3 and t10 are
+        // unfinished, so one more fits under a limit of 4.
+        s.spawn(new("t4"), 4).await.unwrap();
+        assert!(s.spawn(new("t5"), 4).await.is_err());
     }
 }

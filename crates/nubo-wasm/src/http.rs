@@ -27,6 +27,10 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 /// How long a request waits for a free instance slot before a 503.
 pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// A running task yields to the runtime at least every this many epoch
+/// ticks, so cancelling it takes effect within that even in a busy loop.
+const TASK_YIELD_TICKS: u64 = 5;
+
 /// What a component was granted in `nubo.toml`.
 #[derive(Clone)]
 pub struct ComponentSettings {
@@ -135,11 +139,17 @@ impl HttpComponent {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let permit =
-            match tokio::time::timeout(QUEUE_TIMEOUT, self.slots.clone().acquire_owned()).await {
+        // A request waits briefly for an instance, then is turned away; a
+        // task is queued work already and waits its turn.
+        let slot = self.slots.clone().acquire_owned();
+        let permit = if task.is_some() {
+            slot.await.map_err(|_| HandleError::Busy)?
+        } else {
+            match tokio::time::timeout(QUEUE_TIMEOUT, slot).await {
                 Ok(Ok(permit)) => permit,
                 _ => return Err(HandleError::Busy),
-            };
+            }
+        };
         let limits = self.limits;
         let memory = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
         let tags = LogTags {
@@ -182,6 +192,7 @@ impl HttpComponent {
         let ticks = limits.timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1;
         store.set_epoch_deadline(ticks);
         if is_task {
+            store.set_epoch_deadline(ticks.min(TASK_YIELD_TICKS));
             // A task's limit is on the time it runs, not the time it waits
             // for other tasks: when the deadline passes, extend it by the
             // waiting so far.
@@ -190,8 +201,12 @@ impl HttpComponent {
             store.epoch_deadline_callback(move |_| {
                 let budget = Duration::from_millis(limits.timeout_ms) + clock.waited();
                 match budget.checked_sub(started.elapsed()) {
-                    Some(left) if !left.is_zero() => Ok(wasmtime::UpdateDeadline::Continue(
-                        (left.as_millis() as u64).div_ceil(EPOCH_TICK.as_millis() as u64) + 1,
+                    // Yield rather than continue: a cancelled task's
+                    // future is dropped at its next yield, even if it
+                    // never calls the host.
+                    Some(left) if !left.is_zero() => Ok(wasmtime::UpdateDeadline::Yield(
+                        ((left.as_millis() as u64).div_ceil(EPOCH_TICK.as_millis() as u64) + 1)
+                            .min(TASK_YIELD_TICKS),
                     )),
                     _ => Err(Trap::Interrupt.into()),
                 }
@@ -238,7 +253,9 @@ impl HttpComponent {
                 Ok(result) => result,
                 Err(_) => Err(Trap::Interrupt.into()),
             };
-            if let Err(e) = &result {
+            if let Err(e) = &result
+                && e.downcast_ref::<nubo_tasks::Unloaded>().is_none()
+            {
                 tracing::warn!(
                     target: "nubo::guest",
                     app = %app, component = %component, request_id = %rid,

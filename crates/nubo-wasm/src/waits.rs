@@ -34,6 +34,16 @@ impl nubo_tasks::WaitHooks for WaitClock {
         }
     }
 
+    fn unload_after(&self) -> Option<Duration> {
+        self.inner.as_ref().and_then(|h| h.unload_after())
+    }
+
+    fn unloaded(&self, wait: nubo_tasks::Wait) {
+        if let Some(h) = &self.inner {
+            h.unloaded(wait);
+        }
+    }
+
     async fn resumed(&self) {
         if let Some(h) = &self.inner {
             h.resumed().await;

@@ -26,6 +26,7 @@ pub fn desired(spec: &AppSpec) -> CliResult<Desired> {
         description: spec.description.clone(),
         hosts: spec.hosts.clone(),
         base: spec.base.clone(),
+        tasks: spec.tasks,
     };
     for (name, value) in &spec.variables {
         def.variables.insert(

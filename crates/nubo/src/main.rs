@@ -38,6 +38,7 @@ enum Command {
     Blob(commands::blob::Args),
     Cron(commands::cron::Args),
     Queue(commands::queue::Args),
+    Tasks(commands::tasks::Args),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
         Command::Blob(args) => commands::blob::run(args),
         Command::Cron(args) => commands::cron::run(args),
         Command::Queue(args) => commands::queue::run(args),
+        Command::Tasks(args) => commands::tasks::run(args),
     };
     match result {
         Ok(code) => code,

@@ -64,10 +64,16 @@ pub fn render(
                 } else {
                     settings.hosts.join(", ")
                 };
+                let t = settings.tasks;
                 lines.push(format!(
-                    "  {} app settings: base {}, {host}",
+                    "  {} app settings: base {}, {host}; tasks: max_running {}, max_queued {}, max_depth {}, max_attempts {}, backoff_ms {}",
                     yellow("~"),
-                    settings.base
+                    settings.base,
+                    t.max_running,
+                    t.max_queued,
+                    t.max_depth,
+                    t.max_attempts,
+                    t.backoff_ms
                 ));
             }
             Step::SetVariable { name, value, .. } => {

@@ -1,20 +1,27 @@
-//! Durable tasks: fan-out/fan-in, nested tasks, retries ending in typed
-//! errors, and the depth limit, through real components on a real node.
+//! Durable tasks through real components on a real node: fan-out/fan-in,
+//! nested tasks, retries ending in typed errors, per-app limits from
+//! `[tasks]`, cancelling a running tree, ten thousand waiting tasks, and
+//! a SIGKILL in the middle of a ten-thousand-task job.
 
 mod common;
 
 use common::control::NodeProc;
 use common::{AppDir, get, wasm};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
-fn tasks_app() -> AppDir {
+fn app(name: &str, base: &str, tasks: &str) -> AppDir {
     AppDir::new(&format!(
         r#"
 [app]
-name = "jobs"
+name = "{name}"
+base = "{base}"
+[tasks]
+{tasks}
 [component.tasker]
 source = "{w}"
 tasks = ["tasker"]
-limits = {{ timeout_ms = 60000 }}
+limits = {{ timeout_ms = 120000 }}
 [component.outsider]
 source = "{w}"
 [[http]]
@@ -28,46 +35,64 @@ component = "outsider"
     ))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn fan_out_nesting_typed_errors_and_limits() {
-    let s = tempfile::tempdir().unwrap();
-    let node = NodeProc::start(s.path(), &[]);
-    let app = tasks_app();
+fn apply(node: &NodeProc, app: &AppDir) {
     let (code, out, err) = node.cli(
         &["apply", app.path().to_str().unwrap(), "--auto-approve"],
         &[],
     );
     assert_eq!(code, 0, "{out}{err}");
+}
+
+fn sum_of_chunks(n: usize) -> usize {
+    (0..n).map(|i| i % 7 + 1).sum()
+}
+
+async fn counts(node: &NodeProc, app: &str) -> serde_json::Value {
+    node.json(&format!("/v1/apps/{app}/tasks/counts")).await
+}
+
+/// Polls task `id` until it is finished; its JSON.
+async fn finished(node: &NodeProc, app: &str, id: &str, within: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let v = node.json(&format!("/v1/apps/{app}/tasks/{id}")).await;
+        if ["done", "failed", "cancelled"].contains(&v["state"].as_str().unwrap_or(""))
+            || Instant::now() > deadline
+        {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fan_out_nesting_typed_errors_and_limits() {
+    let s = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(s.path(), &[]);
+    apply(&node, &app("jobs", "/", "max_attempts = 2\nmax_depth = 6"));
+    apply(&node, &app("flood", "/flood", "max_queued = 40"));
 
     // 1,000 chunks, one task each: the same count as sequentially.
     let r = get(&node.url("/t/wc?1000")).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let (parallel, sequential) = r
-        .text()
-        .split_once(' ')
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .unwrap();
     assert_eq!(
-        parallel.trim_start_matches("parallel="),
-        sequential.trim_start_matches("sequential=")
-    );
-    assert_eq!(
-        sequential,
-        format!("sequential={}", (0..1000).map(|i| i % 7 + 1).sum::<usize>())
+        r.text(),
+        format!(
+            "parallel={} sequential={}",
+            sum_of_chunks(1000),
+            sum_of_chunks(1000)
+        )
     );
 
     // A task that spawns and awaits tasks itself.
     let r = get(&node.url("/t/nested?50")).await;
-    assert_eq!(
-        r.text(),
-        format!("total={}", (0..50).map(|i| i % 7 + 1).sum::<usize>())
-    );
+    assert_eq!(r.text(), format!("total={}", sum_of_chunks(50)));
 
-    // Traps are retried (3 attempts by default), then a typed error.
+    // Traps are retried (max_attempts = 2 here), then a typed error.
     let r = get(&node.url("/t/trap")).await;
     assert_eq!(r.status, 500);
     assert!(r.text().starts_with("trapped: "), "{}", r.text());
-    assert!(r.text().contains("(attempt 3)"), "{}", r.text());
+    assert!(r.text().contains("(attempt 2)"), "{}", r.text());
 
     // A function the component lacks: failed at once, not retried.
     let r = get(&node.url("/t/unknown")).await;
@@ -78,30 +103,32 @@ async fn fan_out_nesting_typed_errors_and_limits() {
         r.text()
     );
 
-    // A task that spawns itself without end stops at the depth limit, and
-    // the node keeps serving.
+    // A task that spawns itself without end stops at max_depth, and the
+    // node keeps serving.
     let r = get(&node.url("/t/deep")).await;
-    assert_eq!(r.text(), "deepest=16");
+    assert_eq!(r.text(), "deepest=6");
+    assert_eq!(get(&node.url("/t/wc?3")).await.status, 200);
+
+    // A spawn storm in another app stops at that app's max_queued (the
+    // gate task is one of the 40); this app is not affected.
+    let r = get(&node.url("/flood/t/flood?60")).await;
+    assert!(
+        r.text().starts_with(
+            "spawned=39 done=39 refused=21 refused: app `flood` has 40 unfinished tasks"
+        ),
+        "{}",
+        r.text()
+    );
     assert_eq!(get(&node.url("/t/wc?3")).await.status, 200);
 
     // A long job answered at once with its id; its status and result
     // through the control API.
     let id = get(&node.url("/t/start?30")).await.text();
     assert!(id.starts_with('t'), "{id}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let shown = loop {
-        let v = node.json(&format!("/v1/apps/jobs/tasks/{id}")).await;
-        if v["state"] == "done" || std::time::Instant::now() > deadline {
-            break v;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let shown = finished(&node, "jobs", &id, Duration::from_secs(30)).await;
     assert_eq!(shown["state"], "done", "{shown}");
     assert_eq!(shown["function"], "fan_out");
-    assert_eq!(
-        shown["result"],
-        (0..30).map(|i| i % 7 + 1).sum::<usize>().to_string()
-    );
+    assert_eq!(shown["result"], sum_of_chunks(30).to_string());
     let listed = node.json("/v1/apps/jobs/tasks?limit=5000").await;
     let children = listed
         .as_array()
@@ -119,4 +146,151 @@ async fn fan_out_nesting_typed_errors_and_limits() {
         "{}",
         r.text()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_stops_a_running_tree_and_the_cli_shows_it() {
+    let s = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(s.path(), &[]);
+    apply(&node, &app("jobs", "/", "max_running = 4"));
+
+    // Four tasks that would spin for 50 s each fill the app's run slots.
+    let id = get(&node.url("/t/spinning?4")).await.text();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let c = counts(&node, "jobs").await;
+        if c["running"] == 4 && c["waiting"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the spinners never all ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (code, out, err) = node.cli(&["tasks", "ls", "jobs"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("4 running, 1 waiting\n"), "{out}");
+    assert!(out.contains(&format!("{id}.0  running")), "{out}");
+
+    let (code, out, err) = node.cli(&["tasks", "cancel", "jobs", &id], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.trim(),
+        format!("cancelled {id} and 4 task(s) it started")
+    );
+
+    // Every task of the tree is cancelled, and the spinners let go of
+    // their slots: a new job with max_running = 4 gets to run.
+    let c = counts(&node, "jobs").await;
+    assert_eq!(c["cancelled"], 5, "{c}");
+    let r = get(&node.url("/t/wc?20")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let c = counts(&node, "jobs").await;
+    assert_eq!(
+        (c["running"].clone(), c["queued"].clone()),
+        (0.into(), 0.into()),
+        "{c}"
+    );
+
+    let (code, out, _) = node.cli(&["tasks", "show", "jobs", &format!("{id}.2")], &[]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("state     cancelled") && out.contains("function  spin of component tasker"),
+        "{out}"
+    );
+    let (code, _, err) = node.cli(&["tasks", "show", "jobs", "t-nope"], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no task `t-nope` in app `jobs`"), "{err}");
+}
+
+/// The node's resident memory, in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_thousand_tasks_wait_at_once() {
+    let s = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(s.path(), &[]);
+    apply(&node, &app("jobs", "/", ""));
+    let before = rss_mib(node.child.id());
+
+    // 10,000 tasks wait on one gate task, which the test then cancels.
+    let id = get(&node.url("/t/gated?10000")).await.text();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let c = loop {
+        let c = counts(&node, "jobs").await;
+        if c["waiting"].as_u64().unwrap() >= 10_000 {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "never 10,000 waiting: {c}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let during = rss_mib(node.child.id());
+    eprintln!("waiting: {c}; node RSS {before:.0} MiB before, {during:.0} MiB with them waiting");
+
+    let (code, out, err) = node.cli(&["tasks", "cancel", "jobs", &format!("{id}.0")], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), format!("cancelled {id}.0"));
+    let shown = finished(&node, "jobs", &id, Duration::from_secs(240)).await;
+    assert_eq!(shown["state"], "done", "{shown}");
+    assert_eq!(shown["result"], "10000");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_mid_job_finishes_without_rerunning_finished_tasks() {
+    let s = tempfile::tempdir().unwrap();
+    let mut node = NodeProc::start(s.path(), &[]);
+    apply(&node, &app("jobs", "/", ""));
+
+    // One task that fans out to 10,000 tasks.
+    let id = get(&node.url("/t/start?10000")).await.text();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let c = counts(&node, "jobs").await;
+        if c["done"].as_u64().unwrap() >= 2000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job never got going: {c}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.kill9();
+
+    // What the store says had finished when the node died.
+    let done_before: HashSet<String> = {
+        let db = rusqlite::Connection::open(s.path().join("tasks.db")).unwrap();
+        let mut q = db
+            .prepare("SELECT id FROM tasks WHERE state = 'done'")
+            .unwrap();
+        q.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert!(done_before.len() >= 2000 && !done_before.contains(&id));
+
+    let node = NodeProc::start(s.path(), &[]);
+    let shown = finished(&node, "jobs", &id, Duration::from_secs(240)).await;
+    assert_eq!(shown["state"], "done", "{shown}");
+    assert_eq!(shown["result"], sum_of_chunks(10_000).to_string());
+
+    // Every run after the restart: no task that had finished ran again,
+    // and the job did resume (the kill came in the middle).
+    let log = node.stderr.lock().unwrap().clone();
+    let rerun: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ran count_words") || l.contains("ran fan_out"))
+        .filter_map(|l| l.split("request_id=").nth(1)?.split_whitespace().next())
+        .collect();
+    assert!(
+        rerun.contains(&id.as_str()),
+        "the job itself was not resumed"
+    );
+    let again: Vec<&&str> = rerun.iter().filter(|r| done_before.contains(**r)).collect();
+    assert!(again.is_empty(), "finished tasks ran again: {again:?}");
 }

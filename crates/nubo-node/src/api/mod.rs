@@ -79,6 +79,7 @@ pub fn router(node: Arc<Node>) -> Router {
         )
         .route("/v1/apps/{app}/logs", get(logs::logs))
         .route("/v1/apps/{app}/tasks", get(tasks::list))
+        .route("/v1/apps/{app}/tasks/counts", get(tasks::counts))
         .route("/v1/apps/{app}/tasks/{id}", get(tasks::show))
         .route("/v1/apps/{app}/tasks/{id}/cancel", post(tasks::cancel))
         .route("/v1/apps/{app}/cron", get(apps::cron))

@@ -1,4 +1,5 @@
-//! `/v1/apps/{app}/tasks`: a job's status and result, and cancelling it.
+//! `/v1/apps/{app}/tasks`: a job's status and result, counts by state,
+//! and cancelling a task with everything it started.
 
 use super::error;
 use crate::Node;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 #[derive(Deserialize)]
 pub(crate) struct ListQuery {
     limit: Option<usize>,
+    state: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -21,6 +23,10 @@ struct Shown {
     task: nubo_tasks::Task,
     /// The result as text (invalid UTF-8 replaced), when done.
     result: Option<String>,
+    /// After a cancel: how many tasks it cancelled (this one and its
+    /// unfinished descendants).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancelled: Option<usize>,
 }
 
 fn shown(t: nubo_tasks::Task) -> Shown {
@@ -28,7 +34,11 @@ fn shown(t: nubo_tasks::Task) -> Shown {
         .result
         .as_ref()
         .map(|r| String::from_utf8_lossy(r).into_owned());
-    Shown { task: t, result }
+    Shown {
+        task: t,
+        result,
+        cancelled: None,
+    }
 }
 
 pub(crate) async fn list(
@@ -36,7 +46,21 @@ pub(crate) async fn list(
     Path(app): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    match node.tasks.list(&app, q.limit.unwrap_or(100)).await {
+    let state = match q.state.as_deref() {
+        None => None,
+        Some(s) => match nubo_tasks::State::ALL.into_iter().find(|x| x.as_str() == s) {
+            Some(x) => Some(x),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "unknown task state `{s}`: use queued, running, waiting, done, failed or cancelled"
+                    ),
+                );
+            }
+        },
+    };
+    match node.tasks.list(&app, state, q.limit.unwrap_or(100)).await {
         Ok(tasks) => Json(tasks.into_iter().map(shown).collect::<Vec<_>>()).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
@@ -65,12 +89,31 @@ pub(crate) async fn cancel(
             format!("no task `{id}` in app `{app}`"),
         );
     }
-    node.tasks.cancel(&app, &id).await;
+    let n = node.tasks.cancel(&app, &id).await;
     match node.tasks.get(&app, &id).await {
-        Some(t) => Json(shown(t)).into_response(),
+        Some(t) => Json(Shown {
+            cancelled: Some(n),
+            ..shown(t)
+        })
+        .into_response(),
         None => error(
             StatusCode::NOT_FOUND,
             format!("no task `{id}` in app `{app}`"),
         ),
+    }
+}
+
+/// `{"queued": 3, "running": 8, "waiting": 10000, ...}`, every state named.
+pub(crate) async fn counts(State(node): State<Arc<Node>>, Path(app): Path<String>) -> Response {
+    match node.tasks.counts(&app).await {
+        Ok(counts) => {
+            let mut out = serde_json::Map::new();
+            for s in nubo_tasks::State::ALL {
+                let n = counts.iter().find(|(x, _)| *x == s).map_or(0, |(_, n)| *n);
+                out.insert(s.as_str().to_string(), n.into());
+            }
+            Json(out).into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }

@@ -10,4 +10,5 @@ pub mod plan;
 pub mod ps;
 pub mod queue;
 pub mod rollback;
+pub mod tasks;
 pub mod up;

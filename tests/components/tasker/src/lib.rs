@@ -9,6 +9,15 @@
 //! - `GET /unknown`: a task for a function the component lacks.
 //! - `GET /deep`: a task that spawns itself without end (`dive`).
 //! - `GET /start?N`: starts `fan_out(N)` and answers its id at once.
+//! - `GET /flood?N`: starts `nap(1500)` and N `hold` tasks waiting on it;
+//!   answers how many spawns were refused, and why.
+//! - `GET /spinning?N`: starts `tree(N)`, N busy-looping `spin` tasks.
+//! - `GET /gated?N`: starts `gated(N)` and answers its id: a gate task
+//!   (`nap` for 100 s, `ID.0`) and N `hold` tasks waiting on it; its
+//!   result is how many were released when the gate ended.
+//!
+//! Every task function prints `ran FUNCTION` first, so the node's log
+//! shows each run of each task id.
 
 use nubo_sdk::tasks::{self, TaskError};
 use nubo_sdk::{Request, Response, text};
@@ -21,10 +30,77 @@ fn chunk(i: usize) -> String {
 }
 
 fn count_words(chunk: String) -> usize {
+    println!("ran count_words");
     chunk.split_whitespace().count()
 }
 
+fn nap(ms: u64) -> u64 {
+    println!("ran nap");
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    ms
+}
+
+fn hold(id: String) -> u32 {
+    println!("ran hold");
+    // Released however the gate ended.
+    tasks::join_raw(&[id]).len() as u32
+}
+
+fn gated(n: usize) -> u32 {
+    println!("ran gated");
+    let gate = match tasks::spawn(nap, 100_000u64) {
+        Ok(t) => t,
+        Err(e) => panic!("no gate: {e}"),
+    };
+    let id = gate.id().to_string();
+    match tasks::parallel_map(hold, std::iter::repeat_n(id, n)) {
+        Ok(v) => v.iter().sum(),
+        Err(e) => panic!("holds failed: {e}"),
+    }
+}
+
+fn spin(ms: u64) -> u64 {
+    println!("ran spin");
+    let start = std::time::Instant::now();
+    let mut x = 0u64;
+    while start.elapsed().as_millis() < u128::from(ms) {
+        for i in 0..100_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+    }
+    x
+}
+
+fn tree(n: usize) -> u64 {
+    println!("ran tree");
+    match tasks::parallel_map(spin, std::iter::repeat_n(50_000u64, n)) {
+        Ok(v) => v.iter().fold(0, |a, b| a ^ b),
+        Err(e) => panic!("spin failed: {e}"),
+    }
+}
+
+fn flood(n: usize) -> String {
+    let gate = match tasks::spawn(nap, 1500u64) {
+        Ok(t) => t,
+        Err(e) => return format!("gate refused: {e}"),
+    };
+    let (mut held, mut refused, mut why) = (Vec::new(), 0, String::new());
+    for _ in 0..n {
+        match tasks::spawn(hold, gate.id().to_string()) {
+            Ok(t) => held.push(t),
+            Err(e) => {
+                refused += 1;
+                why = describe(&e);
+            }
+        }
+    }
+    let spawned = held.len();
+    let done: u32 = tasks::join_all(held).map(|v| v.iter().sum()).unwrap_or(0);
+    format!("spawned={spawned} done={done} refused={refused} {why}")
+}
+
 fn fan_out(n: usize) -> usize {
+    println!("ran fan_out");
     match tasks::parallel_map(count_words, (0..n).map(chunk)) {
         Ok(counts) => counts.iter().sum(),
         Err(e) => panic!("children failed: {e}"),
@@ -32,10 +108,12 @@ fn fan_out(n: usize) -> usize {
 }
 
 fn always_traps(_: u32) -> u32 {
+    println!("ran always_traps");
     panic!("this task always traps")
 }
 
 fn dive(depth: u32) -> u32 {
+    println!("ran dive");
     match tasks::spawn(dive, depth + 1).and_then(|t| t.join()) {
         Ok(d) => d,
         Err(TaskError::Refused(m)) => {
@@ -84,6 +162,9 @@ fn handle(req: Request) -> Response {
             .and_then(|t| t.join())
             .map(|d| format!("deepest={d}")),
         "start" => tasks::spawn(fan_out, n).map(|t| t.id().to_string()),
+        "spinning" => tasks::spawn(tree, n).map(|t| t.id().to_string()),
+        "gated" => tasks::spawn(gated, n).map(|t| t.id().to_string()),
+        "flood" => Ok(flood(n)),
         other => return text(404, format!("no route {other}")),
     };
     match r {
@@ -92,4 +173,7 @@ fn handle(req: Request) -> Response {
     }
 }
 
-nubo_sdk::http_handler!(handle, tasks: [count_words, fan_out, always_traps, dive]);
+nubo_sdk::http_handler!(
+    handle,
+    tasks: [count_words, fan_out, always_traps, dive, nap, hold, spin, tree, gated]
+);

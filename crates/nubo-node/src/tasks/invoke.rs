@@ -1,0 +1,161 @@
+//! One run of a task: `POST /FUNCTION` to a fresh instance of its
+//! component, and what came of it.
+
+use nubo_tasks::{Caller, Task, TaskError, Wait, WaitHooks};
+use nubo_wasm::{HandleError, HttpComponent};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Largest task result kept, in bytes.
+const MAX_RESULT: usize = 16 << 20;
+
+/// How long a task's instance stays parked in a wait before it is
+/// unloaded (see `nubo_tasks::host`). Long enough that a fan-out of quick
+/// tasks finishes in place; short enough that thousands of long waits
+/// hold rows, not instances.
+const UNLOAD_AFTER: Duration = Duration::from_millis(100);
+
+pub(super) enum Outcome {
+    Done(Vec<u8>),
+    /// Failed for good.
+    Final(TaskError),
+    /// Trapped or timed out: worth another attempt.
+    Retry(TaskError),
+    /// Unloaded while waiting: run it again once the wait is over.
+    Unloaded(Wait),
+}
+
+/// The run permits of a task: its app's and the node's. Given back while
+/// the instance waits on other tasks, so parents never starve their
+/// children.
+pub(super) struct Permits {
+    pub app: Arc<Semaphore>,
+    pub node: Arc<Semaphore>,
+    pub held: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
+}
+
+impl Permits {
+    pub async fn acquire(app: Arc<Semaphore>, node: Arc<Semaphore>) -> Option<Self> {
+        let mut p = Permits {
+            app,
+            node,
+            held: None,
+        };
+        p.take().await.then_some(p)
+    }
+
+    async fn take(&mut self) -> bool {
+        // Always the app's first, then the node's: one order, no deadlock.
+        let Ok(a) = self.app.clone().acquire_owned().await else {
+            return false;
+        };
+        let Ok(n) = self.node.clone().acquire_owned().await else {
+            return false;
+        };
+        self.held = Some((a, n));
+        true
+    }
+}
+
+struct Hooks {
+    permits: tokio::sync::Mutex<Permits>,
+    unloaded: Mutex<Option<Wait>>,
+}
+
+#[async_trait::async_trait]
+impl WaitHooks for Hooks {
+    async fn waiting(&self) {
+        self.permits.lock().await.held = None;
+    }
+
+    async fn resumed(&self) {
+        self.permits.lock().await.take().await;
+    }
+
+    fn unload_after(&self) -> Option<Duration> {
+        Some(UNLOAD_AFTER)
+    }
+
+    fn unloaded(&self, wait: Wait) {
+        *self.unloaded.lock().unwrap_or_else(|p| p.into_inner()) = Some(wait);
+    }
+}
+
+pub(super) async fn invoke(c: &HttpComponent, t: &Task, permits: Permits) -> Outcome {
+    use http_body_util::BodyExt;
+    let req = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(format!(
+            "http://{}.task.nubo.internal/{}",
+            t.app, t.function
+        ))
+        .header("x-request-id", &t.id)
+        .header("nubo-task-id", &t.id)
+        .header("nubo-task-function", &t.function)
+        .header("nubo-task-attempt", t.attempts.to_string())
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            t.payload.clone(),
+        )));
+    let req = match req {
+        Ok(r) => r,
+        Err(e) => return Outcome::Final(TaskError::refused(format!("bad task request: {e}"))),
+    };
+    let hooks = Arc::new(Hooks {
+        permits: tokio::sync::Mutex::new(permits),
+        unloaded: Mutex::new(None),
+    });
+    let caller = Caller {
+        app: t.app.clone(),
+        task: Some(t.id.clone()),
+        depth: t.depth,
+    };
+    let attempts = t.attempts;
+    let answer = c.handle_task(req, caller, hooks.clone()).await;
+    if let Some(wait) = hooks
+        .unloaded
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        return Outcome::Unloaded(wait);
+    }
+    match answer {
+        Ok(resp) => {
+            let status = resp.status();
+            let body = http_body_util::Limited::new(resp.into_body(), MAX_RESULT)
+                .collect()
+                .await
+                .map(|b| b.to_bytes().to_vec());
+            let body = match body {
+                Ok(b) => b,
+                Err(e) => {
+                    return Outcome::Retry(TaskError::Trapped {
+                        message: format!("while sending its result: {e}"),
+                        attempts,
+                    });
+                }
+            };
+            if status.is_success() {
+                Outcome::Done(body)
+            } else {
+                let text = String::from_utf8_lossy(&body).trim().to_string();
+                Outcome::Final(TaskError::Failed {
+                    message: if text.is_empty() {
+                        format!("HTTP {}", status.as_u16())
+                    } else {
+                        text
+                    },
+                })
+            }
+        }
+        Err(HandleError::Timeout(ms)) => Outcome::Retry(TaskError::TimedOut {
+            message: format!("ran longer than timeout_ms = {ms}"),
+            attempts,
+        }),
+        Err(e) => Outcome::Retry(TaskError::Trapped {
+            message: e.to_string(),
+            attempts,
+        }),
+    }
+}

@@ -1,0 +1,397 @@
+//! Running durable tasks: the node's side of `nubo:platform/tasks`.
+//!
+//! A spawned task is a row in the task store and a tokio task here that
+//! takes a run permit (its app's `max_running`, then the node's), marks
+//! the row running and sends `POST /FUNCTION` to a fresh instance of its
+//! component ([`invoke`]). A 2xx answer is the result; another answer is a
+//! failure (not retried); a trap or a time-out is retried after
+//! `backoff_ms · 2^(attempt-1)` until `max_attempts`, then fails with a
+//! typed error. Whoever waits on a task is woken when its row becomes
+//! final.
+//!
+//! A task that waits on others gives up its run permits while it waits,
+//! so parents never starve their children. If the wait lasts, its
+//! instance is unloaded and the row marked waiting; a light tokio task
+//! here waits in its place and runs it again when the wait is over.
+//!
+//! Tasks run on their own worker threads ([`TaskPool`]), one per core,
+//! not on the threads that serve HTTP: a job that keeps every core busy
+//! then shares the CPU with the gateway through the OS scheduler, and
+//! requests and control calls keep being answered at once. (On one shared
+//! runtime, requests queued behind guests that yield only every few tens
+//! of milliseconds.)
+
+mod invoke;
+
+use invoke::{Outcome, Permits};
+use nubo_tasks::{NewTask, SqliteTasks, Start, Task, TaskError, TaskLimits, Wait};
+use nubo_wasm::HttpComponent;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+
+pub struct TaskRunner {
+    pub(crate) store: SqliteTasks,
+    pool: TaskPool,
+    apps: Mutex<HashMap<String, AppTasks>>,
+    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    /// The tokio task of every task in progress here (running, waiting
+    /// for a permit, for a retry, or for the tasks it awaits): what a
+    /// cancel aborts.
+    running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    slots: Arc<Semaphore>,
+    me: Weak<TaskRunner>,
+}
+
+/// What the runner knows of one app.
+#[derive(Clone)]
+struct AppTasks {
+    components: HashMap<String, HttpComponent>,
+    limits: TaskLimits,
+    running: Arc<Semaphore>,
+}
+
+/// What a launched task does before it runs.
+enum Before {
+    Nothing,
+    Sleep(Duration),
+    Wait(Wait),
+}
+
+/// The worker threads tasks run on. A runtime may not be dropped from
+/// async code, so it is shut down in the background.
+struct TaskPool(Option<tokio::runtime::Runtime>);
+
+impl TaskPool {
+    fn new(threads: usize) -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("nubo-task")
+            .enable_all()
+            .build()?;
+        Ok(Self(Some(rt)))
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        match &self.0 {
+            Some(rt) => rt.handle().clone(),
+            // Only during drop.
+            None => tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+impl Drop for TaskPool {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl TaskRunner {
+    /// `slots`: tasks running (not waiting) at once on this node, on
+    /// `threads` worker threads of their own.
+    pub fn new(store: SqliteTasks, slots: usize, threads: usize) -> std::io::Result<Arc<Self>> {
+        let pool = TaskPool::new(threads)?;
+        Ok(Arc::new_cyclic(|me| Self {
+            store,
+            pool,
+            apps: Mutex::new(HashMap::new()),
+            waiters: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
+            slots: Arc::new(Semaphore::new(slots.max(1))),
+            me: me.clone(),
+        }))
+    }
+
+    /// The components `app` runs now and its limits (no components: the
+    /// app is gone).
+    pub fn set(&self, app: &str, components: HashMap<String, HttpComponent>, limits: TaskLimits) {
+        let mut all = lock(&self.apps);
+        if components.is_empty() {
+            all.remove(app);
+            return;
+        }
+        let running = match all.get(app) {
+            Some(a) if a.limits.max_running == limits.max_running => a.running.clone(),
+            _ => Arc::new(Semaphore::new(limits.max_running.max(1) as usize)),
+        };
+        all.insert(
+            app.to_string(),
+            AppTasks {
+                components,
+                limits,
+                running,
+            },
+        );
+    }
+
+    fn limits(&self, app: &str) -> TaskLimits {
+        lock(&self.apps)
+            .get(app)
+            .map(|a| a.limits)
+            .unwrap_or_default()
+    }
+
+    /// After a restart: runs every task left queued, running or waiting.
+    pub async fn recover(&self) {
+        match self.store.recover().await {
+            Ok(tasks) => {
+                if !tasks.is_empty() {
+                    tracing::info!("resuming {} task(s) from before the restart", tasks.len());
+                }
+                for t in tasks {
+                    let how = if t.state == nubo_tasks::State::Waiting {
+                        Start::Resume
+                    } else {
+                        Start::Attempt
+                    };
+                    self.launch(t.id, t.app, Before::Nothing, how);
+                }
+            }
+            Err(e) => tracing::error!("cannot resume tasks: {e}"),
+        }
+    }
+
+    pub async fn get(&self, app: &str, id: &str) -> Option<Task> {
+        self.store
+            .get(id)
+            .await
+            .ok()
+            .flatten()
+            .filter(|t| t.app == app)
+    }
+
+    pub async fn list(
+        &self,
+        app: &str,
+        state: Option<nubo_tasks::State>,
+        limit: usize,
+    ) -> Result<Vec<Task>, String> {
+        self.store
+            .list(app, state, limit)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    pub async fn counts(&self, app: &str) -> Result<Vec<(nubo_tasks::State, u64)>, String> {
+        self.store.counts(app).await.map_err(|e| e.to_string())
+    }
+
+    fn waiter(&self, id: &str) -> Arc<Notify> {
+        lock(&self.waiters)
+            .entry(id.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn finished(&self, id: &str) {
+        if let Some(n) = lock(&self.waiters).remove(id) {
+            n.notify_waiters();
+        }
+    }
+
+    fn launch(&self, id: String, app: String, before: Before, how: Start) {
+        let Some(me) = self.me.upgrade() else { return };
+        let key = id.clone();
+        // Holding the map while spawning: the task's own removal at its end
+        // cannot come before this insert.
+        let mut running = lock(&self.running);
+        let handle = self.pool.handle().spawn(async move {
+            match before {
+                Before::Nothing => {}
+                Before::Sleep(d) => tokio::time::sleep(d).await,
+                Before::Wait(w) => me.wait_over(&app, w).await,
+            }
+            me.run(&id, &app, how).await;
+            // A relaunch meanwhile has its own entry: keep it.
+            let mut running = lock(&me.running);
+            if running.get(&id).map(|h| h.id()) == tokio::task::try_id() {
+                running.remove(&id);
+            }
+        });
+        running.insert(key, handle.abort_handle());
+    }
+
+    async fn wait_over(&self, app: &str, wait: Wait) {
+        use nubo_tasks::Tasks;
+        match wait {
+            Wait::All(ids) => {
+                for id in ids {
+                    let _ = self.wait(app, &id).await;
+                }
+            }
+            Wait::Any(ids) if !ids.is_empty() => {
+                let waits = ids.iter().map(|id| Box::pin(self.wait(app, id)));
+                let _ = futures_util::future::select_all(waits).await;
+            }
+            Wait::Any(_) => {}
+        }
+    }
+
+    async fn run(&self, id: &str, app: &str, how: Start) {
+        let Some((app_slots, component_of)) = lock(&self.apps)
+            .get(app)
+            .map(|a| (a.running.clone(), a.components.clone()))
+        else {
+            // Not running here (yet): it stays stored and runs when the
+            // app is back, at the next start.
+            tracing::warn!(
+                app,
+                task = id,
+                "the task's app is not running; the task waits"
+            );
+            return;
+        };
+        let Some(permits) = Permits::acquire(app_slots, self.slots.clone()).await else {
+            return;
+        };
+        let task = match self.store.start(id, how).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return, // cancelled, or taken already
+            Err(e) => {
+                tracing::error!(task = id, "cannot start a task: {e}");
+                return;
+            }
+        };
+        let outcome = match component_of.get(&task.component) {
+            None => Outcome::Final(TaskError::refused(format!(
+                "component `{}` of app `{}` is not running",
+                task.component, task.app
+            ))),
+            Some(c) => invoke::invoke(c, &task, permits).await,
+        };
+        let limits = self.limits(app);
+        let outcome = match outcome {
+            Outcome::Done(result) => Ok(result),
+            Outcome::Final(e) => Err(e),
+            Outcome::Unloaded(wait) => {
+                match self.store.unload(id).await {
+                    Ok(true) => self.launch(
+                        id.to_string(),
+                        app.to_string(),
+                        Before::Wait(wait),
+                        Start::Resume,
+                    ),
+                    Ok(false) => {} // cancelled meanwhile
+                    Err(e) => tracing::error!(task = id, "cannot unload a task: {e}"),
+                }
+                return;
+            }
+            Outcome::Retry(e) if task.attempts < limits.max_attempts => {
+                let wait = nubo_queue::backoff_ms(limits.backoff_ms, task.attempts);
+                tracing::info!(
+                    app,
+                    task = id,
+                    attempt = task.attempts,
+                    "task failed, retrying in {wait} ms: {e}"
+                );
+                match self.store.requeue(id).await {
+                    Ok(true) => self.launch(
+                        id.to_string(),
+                        app.to_string(),
+                        Before::Sleep(Duration::from_millis(wait)),
+                        Start::Attempt,
+                    ),
+                    Ok(false) => {} // cancelled meanwhile
+                    Err(e) => tracing::error!(task = id, "cannot requeue a task: {e}"),
+                }
+                return;
+            }
+            Outcome::Retry(e) => Err(e),
+        };
+        match &outcome {
+            Ok(_) => tracing::debug!(app, task = id, attempt = task.attempts, "task done"),
+            Err(e) => tracing::warn!(app, task = id, "task failed: {e}"),
+        }
+        if let Err(e) = self.store.finish(id, outcome).await {
+            tracing::error!(task = id, "cannot record a task's outcome: {e}");
+        }
+        self.finished(id);
+    }
+}
+
+#[async_trait::async_trait]
+impl nubo_tasks::Tasks for TaskRunner {
+    async fn spawn(&self, t: NewTask) -> Result<String, TaskError> {
+        let limits = self.limits(&t.app);
+        if t.depth > limits.max_depth {
+            tracing::warn!(app = %t.app, task = %t.id, "spawn refused: deeper than max_depth");
+            return Err(TaskError::refused(format!(
+                "task `{}` would be {} deep; the app's limit (max_depth in [tasks]) is {}",
+                t.id, t.depth, limits.max_depth
+            )));
+        }
+        let id = t.id.clone();
+        let app = t.app.clone();
+        match self.store.spawn(t, limits.max_queued).await {
+            Ok((_, true)) => {
+                self.launch(id.clone(), app, Before::Nothing, Start::Attempt);
+                Ok(id)
+            }
+            Ok((_, false)) => Ok(id),
+            Err(nubo_tasks::StoreError::Task(e)) => {
+                tracing::warn!(app = %app, task = %id, "spawn refused: {e}");
+                Err(e)
+            }
+            Err(e) => Err(TaskError::refused(e.to_string())),
+        }
+    }
+
+    async fn wait(&self, app: &str, id: &str) -> Result<Vec<u8>, TaskError> {
+        loop {
+            let notify = self.waiter(id);
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.store.get(id).await {
+                Ok(Some(t)) if t.app == app => {
+                    if let Some(outcome) = t.outcome() {
+                        return outcome;
+                    }
+                }
+                Ok(_) => return Err(TaskError::refused(format!("no task `{id}` in app `{app}`"))),
+                Err(e) => return Err(TaskError::refused(e.to_string())),
+            }
+            notified.await;
+        }
+    }
+
+    async fn outcomes(&self, app: &str, ids: &[String]) -> Vec<Option<Result<Vec<u8>, TaskError>>> {
+        match self.store.outcomes(app, ids.to_vec()).await {
+            Ok(o) => o,
+            Err(e) => ids
+                .iter()
+                .map(|_| Some(Err(TaskError::refused(e.to_string()))))
+                .collect(),
+        }
+    }
+
+    async fn cancel(&self, app: &str, id: &str) -> usize {
+        match self.store.cancel(app, id).await {
+            Ok(ids) => {
+                if !ids.is_empty() {
+                    tracing::info!(app, task = id, "cancelled {} task(s)", ids.len());
+                }
+                let n = ids.len();
+                for t in ids {
+                    if let Some(h) = lock(&self.running).remove(&t) {
+                        h.abort();
+                    }
+                    self.finished(&t);
+                }
+                n
+            }
+            Err(e) => {
+                tracing::error!(task = id, "cannot cancel: {e}");
+                0
+            }
+        }
+    }
+}
