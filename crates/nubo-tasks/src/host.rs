@@ -28,7 +28,7 @@ mod generated {
     });
 }
 
-use generated::nubo::platform::tasks::{self, TaskError as WitError};
+use generated::nubo::platform::tasks::{self, SpawnCall, TaskError as WitError};
 
 /// What the binding borrows from the store's data for one call.
 pub struct TaskView<'a> {
@@ -88,15 +88,16 @@ impl TaskView<'_> {
     }
 }
 
-impl tasks::Host for TaskView<'_> {
-    async fn spawn(
+impl TaskView<'_> {
+    /// The task a spawn call starts, or why it may not.
+    fn task(
         &mut self,
         component: String,
         function: String,
         payload: Vec<u8>,
-    ) -> wasmtime::Result<Result<String, WitError>> {
+    ) -> Result<NewTask, WitError> {
         let Some(ctx) = self.ctx.as_deref_mut() else {
-            return Ok(Err(WitError::Refused(NOT_GRANTED.into())));
+            return Err(WitError::Refused(NOT_GRANTED.into()));
         };
         let component = if component.is_empty() {
             ctx.grant.component.clone()
@@ -105,22 +106,78 @@ impl tasks::Host for TaskView<'_> {
         };
         if !ctx.grant.components.contains(&component) {
             tracing::warn!(component = %component, "component started a task it is not granted (tasks in nubo.toml)");
-            return Ok(Err(WitError::Refused(format!(
+            return Err(WitError::Refused(format!(
                 "access denied: component `{component}` is not in this component's `tasks` in nubo.toml"
-            ))));
+            )));
         }
         // The id is taken even if the spawn is refused, so a re-run's
         // later spawns keep their ids.
         let id = ctx.next_id();
-        let task = NewTask {
+        Ok(NewTask {
             id,
             app: ctx.grant.app.clone(),
             component,
             function,
             payload,
             depth: ctx.caller.depth + u32::from(ctx.caller.task.is_some()),
+        })
+    }
+
+    async fn spawn_calls(&mut self, calls: Vec<SpawnCall>) -> Vec<Result<String, WitError>> {
+        let mut out: Vec<Option<Result<String, WitError>>> = Vec::with_capacity(calls.len());
+        let mut tasks = Vec::new();
+        for c in calls {
+            match self.task(c.component, c.function, c.payload) {
+                Ok(t) => {
+                    tasks.push(t);
+                    out.push(None);
+                }
+                Err(e) => out.push(Some(Err(e))),
+            }
+        }
+        let Some(ctx) = self.ctx.as_deref() else {
+            return out
+                .into_iter()
+                .map(|o| o.unwrap_or_else(|| Err(WitError::Refused(NOT_GRANTED.into()))))
+                .collect();
         };
-        Ok(ctx.grant.service.spawn(task).await.map_err(wit))
+        let mut spawned = ctx.grant.service.spawn_all(tasks).await.into_iter();
+        out.into_iter()
+            .map(|o| match o {
+                Some(refused) => refused,
+                None => spawned
+                    .next()
+                    .unwrap_or_else(|| Err(TaskError::refused("no answer for a spawn")))
+                    .map_err(wit),
+            })
+            .collect()
+    }
+}
+
+impl tasks::Host for TaskView<'_> {
+    async fn spawn(
+        &mut self,
+        component: String,
+        function: String,
+        payload: Vec<u8>,
+    ) -> wasmtime::Result<Result<String, WitError>> {
+        let call = SpawnCall {
+            component,
+            function,
+            payload,
+        };
+        Ok(self
+            .spawn_calls(vec![call])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(WitError::Refused("no answer for a spawn".into()))))
+    }
+
+    async fn spawn_all(
+        &mut self,
+        calls: Vec<SpawnCall>,
+    ) -> wasmtime::Result<Vec<Result<String, WitError>>> {
+        Ok(self.spawn_calls(calls).await)
     }
 
     async fn await_all(
@@ -133,34 +190,16 @@ impl tasks::Host for TaskView<'_> {
                 .map(|_| Err(WitError::Refused(NOT_GRANTED.into())))
                 .collect());
         };
-        let (service, app) = (ctx.grant.service.clone(), ctx.grant.app.clone());
-        // One read first: a wait that is over (a re-run's, or one on quick
+        // A wait that is over when it begins (a re-run's, or one on quick
         // tasks) returns without counting as waiting at all.
-        let now = service.outcomes(&app, &ids).await;
-        let pending: Vec<String> = ids
-            .iter()
-            .zip(&now)
-            .filter(|(_, o)| o.is_none())
-            .map(|(id, _)| id.clone())
-            .collect();
+        let watch = ctx.grant.service.watch(&ctx.grant.app, &ids).await;
+        let pending = watch.pending();
         let outcomes = if pending.is_empty() {
-            now
+            watch.all().await
         } else {
-            let wait = async {
-                for id in &pending {
-                    let _ = service.wait(&app, id).await;
-                }
-                service.outcomes(&app, &ids).await
-            };
-            self.waiting(Wait::All(pending.clone()), wait).await?
+            self.waiting(Wait::All(pending), watch.all()).await?
         };
-        Ok(outcomes
-            .into_iter()
-            .map(|o| {
-                o.unwrap_or_else(|| Err(TaskError::refused("the task vanished")))
-                    .map_err(wit)
-            })
-            .collect())
+        Ok(outcomes.into_iter().map(|o| o.map_err(wit)).collect())
     }
 
     async fn select(
@@ -173,21 +212,12 @@ impl tasks::Host for TaskView<'_> {
         if ids.is_empty() {
             return Ok((0, Err(WitError::Refused("select of no tasks".into()))));
         }
-        let (service, app) = (ctx.grant.service.clone(), ctx.grant.app.clone());
-        let now = service.outcomes(&app, &ids).await;
-        if let Some((i, Some(o))) = now.into_iter().enumerate().find(|(_, o)| o.is_some()) {
-            return Ok((i as u32, o.map_err(wit)));
-        }
-        let waits = ids.iter().enumerate().map(|(i, id)| {
-            let (service, app) = (service.clone(), app.clone());
-            let id = id.clone();
-            Box::pin(async move { (i as u32, service.wait(&app, &id).await) })
-        });
-        let wait = async {
-            let ((i, r), _, _) = futures_util::future::select_all(waits).await;
-            (i, r.map_err(wit))
+        let watch = ctx.grant.service.watch(&ctx.grant.app, &ids).await;
+        let (i, o) = match watch.first_known() {
+            Some(known) => known,
+            None => self.waiting(Wait::Any(ids.clone()), watch.any()).await?,
         };
-        self.waiting(Wait::Any(ids.clone()), wait).await
+        Ok((i as u32, o.map_err(wit)))
     }
 
     async fn cancel(&mut self, id: String) -> wasmtime::Result<()> {

@@ -14,6 +14,7 @@
 pub mod host;
 mod sqlite;
 
+pub use nubo_sqlite::now_ms;
 pub use sqlite::{SqliteTasks, Start, StoreError};
 
 use serde::{Deserialize, Serialize};
@@ -157,18 +158,119 @@ pub struct Caller {
     pub depth: u32,
 }
 
+/// What a finished task came to.
+pub type Outcome = Result<Vec<u8>, TaskError>;
+
 /// The task service as a guest binding sees it.
 #[async_trait::async_trait]
 pub trait Tasks: Send + Sync + 'static {
-    /// Starts (or finds, for a re-run) task `id`.
-    async fn spawn(&self, task: NewTask) -> Result<String, TaskError>;
-    /// Waits until task `id` of `app` is finished; its outcome.
-    async fn wait(&self, app: &str, id: &str) -> Result<Vec<u8>, TaskError>;
-    /// The outcome of each of `ids` now, `None` for those not finished.
-    async fn outcomes(&self, app: &str, ids: &[String]) -> Vec<Option<Result<Vec<u8>, TaskError>>>;
+    /// Starts (or finds, for a re-run) each task, in one write; each
+    /// one's id or why it was refused.
+    async fn spawn_all(&self, tasks: Vec<NewTask>) -> Vec<Result<String, TaskError>>;
+    /// Starts watching `ids` of `app`: the outcomes of those finished now,
+    /// and a way to wait for the others.
+    async fn watch(&self, app: &str, ids: &[String]) -> Watch;
     /// Cancels `id` of `app` and its unfinished descendants; how many
     /// tasks that cancelled.
     async fn cancel(&self, app: &str, id: &str) -> usize;
+}
+
+/// Where a task's outcome is put when it finishes, for whoever waits.
+#[derive(Default)]
+pub struct Slot {
+    notify: tokio::sync::Notify,
+    outcome: std::sync::OnceLock<Outcome>,
+}
+
+impl Slot {
+    /// Puts the outcome (the first one wins) and wakes the waiters.
+    pub fn fill(&self, outcome: Outcome) {
+        let _ = self.outcome.set(outcome);
+        self.notify.notify_waiters();
+    }
+
+    pub async fn wait(&self) -> Outcome {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(o) = self.outcome.get() {
+                return o.clone();
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Tasks being waited on: the outcomes known when the watch began, and a
+/// slot for each task that was not finished then.
+pub struct Watch {
+    ids: Vec<String>,
+    known: Vec<Option<Outcome>>,
+    slots: Vec<Option<std::sync::Arc<Slot>>>,
+}
+
+impl Watch {
+    /// `known[i]` is task `ids[i]`'s outcome, or `None` and then
+    /// `slots[i]` is where it will be put.
+    pub fn new(
+        ids: Vec<String>,
+        known: Vec<Option<Outcome>>,
+        slots: Vec<Option<std::sync::Arc<Slot>>>,
+    ) -> Self {
+        Self { ids, known, slots }
+    }
+
+    /// The ids not finished when the watch began.
+    pub fn pending(&self) -> Vec<String> {
+        self.ids
+            .iter()
+            .zip(&self.known)
+            .filter(|(_, k)| k.is_none())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// The first task finished when the watch began, if any.
+    pub fn first_known(&self) -> Option<(usize, Outcome)> {
+        self.known
+            .iter()
+            .enumerate()
+            .find_map(|(i, k)| Some((i, k.clone()?)))
+    }
+
+    /// Every outcome, in order, once all are finished.
+    pub async fn all(self) -> Vec<Outcome> {
+        let mut out = Vec::with_capacity(self.ids.len());
+        for (known, slot) in self.known.into_iter().zip(self.slots) {
+            out.push(match (known, slot) {
+                (Some(o), _) => o,
+                (None, Some(s)) => s.wait().await,
+                (None, None) => Err(TaskError::refused("nothing to wait on")),
+            });
+        }
+        out
+    }
+
+    /// The first task to finish: its index and outcome.
+    pub async fn any(self) -> (usize, Outcome) {
+        if let Some(k) = self.first_known() {
+            return k;
+        }
+        let waits: Vec<_> = self
+            .slots
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let s = s?;
+                Some(Box::pin(async move { (i, s.wait().await) }))
+            })
+            .collect();
+        if waits.is_empty() {
+            return (0, Err(TaskError::refused("nothing to wait on")));
+        }
+        futures_util::future::select_all(waits).await.0
+    }
 }
 
 /// What one component may do with tasks: start them on the components

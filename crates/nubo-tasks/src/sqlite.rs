@@ -10,6 +10,8 @@ use std::path::Path;
 /// Run at every open. `task_counts` holds each app's unfinished tasks, so
 /// that a spawn checks its app's limit without counting rows; it is
 /// rebuilt from `tasks` here, so it can never drift across restarts.
+/// There is no index on state: every state change would rewrite it, and
+/// only listings and the start-up scan would read it.
 const SETUP: &str = "CREATE TABLE IF NOT EXISTS tasks (
         id TEXT PRIMARY KEY,
         app TEXT NOT NULL,
@@ -24,7 +26,7 @@ const SETUP: &str = "CREATE TABLE IF NOT EXISTS tasks (
         created_ms INTEGER NOT NULL,
         finished_ms INTEGER
     ) WITHOUT ROWID;
-    CREATE INDEX IF NOT EXISTS tasks_active ON tasks (app, state);
+    DROP INDEX IF EXISTS tasks_active;
     CREATE TABLE IF NOT EXISTS task_counts (
         app TEXT PRIMARY KEY,
         active INTEGER NOT NULL
@@ -78,6 +80,57 @@ fn get(db: &Connection, id: &str) -> Result<Option<Task>, StoreError> {
         .optional()?)
 }
 
+fn spawn(
+    db: &Connection,
+    t: NewTask,
+    max_queued: u32,
+) -> Result<Result<bool, TaskError>, StoreError> {
+    let existing: Option<(String, String)> = db
+        .prepare_cached("SELECT component, function FROM tasks WHERE id = ?1")?
+        .query_row([&t.id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((component, function)) = existing {
+        if component != t.component || function != t.function {
+            return Ok(Err(TaskError::refused(format!(
+                "task `{}` was started as `{component}/{function}` and this run starts `{}/{}` in its place: \
+                 a task must start the same tasks in the same order each time it runs",
+                t.id, t.component, t.function
+            ))));
+        }
+        return Ok(Ok(false));
+    }
+    let active: i64 = db
+        .prepare_cached("SELECT active FROM task_counts WHERE app = ?1")?
+        .query_row([&t.app], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    if active >= i64::from(max_queued) {
+        return Ok(Err(TaskError::refused(format!(
+            "app `{}` has {active} unfinished tasks, its limit (max_queued in [tasks])",
+            t.app
+        ))));
+    }
+    db.prepare_cached(
+        "INSERT INTO tasks (id, app, component, function, payload, state, depth, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7)",
+    )?
+    .execute(params![
+        t.id,
+        t.app,
+        t.component,
+        t.function,
+        t.payload,
+        t.depth,
+        now_ms()
+    ])?;
+    db.prepare_cached(
+        "INSERT INTO task_counts (app, active) VALUES (?1, 1)
+         ON CONFLICT (app) DO UPDATE SET active = active + 1",
+    )?
+    .execute([&t.app])?;
+    Ok(Ok(true))
+}
+
 /// `n` tasks of `app` finished.
 fn finished(db: &Connection, app: &str, n: usize) -> Result<(), StoreError> {
     db.prepare_cached("UPDATE task_counts SET active = max(active - ?2, 0) WHERE app = ?1")?
@@ -92,51 +145,23 @@ impl SqliteTasks {
         })
     }
 
-    /// Stores `t` as queued, unless a task with its id exists (a re-run
-    /// spawning again): then that one. `true` if it is new. Refused when
-    /// the app already has `max_queued` tasks unfinished, or when the
-    /// existing task runs another function (the re-run took another path).
-    pub async fn spawn(&self, t: NewTask, max_queued: u32) -> Result<(Task, bool), StoreError> {
+    /// Stores each task as queued, in one transaction, unless a task with
+    /// its id exists (a re-run spawning again): for each, `true` if it is
+    /// new. One is refused when the app already has `max_queued` tasks
+    /// unfinished, or when the existing task runs another function (the
+    /// re-run took another path).
+    pub async fn spawn_all(
+        &self,
+        tasks: Vec<NewTask>,
+        max_queued: u32,
+    ) -> Result<Vec<Result<bool, TaskError>>, StoreError> {
         self.db
             .call(move |db| {
-                if let Some(existing) = get(db, &t.id)? {
-                    if existing.component != t.component || existing.function != t.function {
-                        return Err(TaskError::refused(format!(
-                            "task `{}` was started as `{}/{}` and this run starts `{}/{}` in its place: \
-                             a task must start the same tasks in the same order each time it runs",
-                            t.id, existing.component, existing.function, t.component, t.function
-                        ))
-                        .into());
-                    }
-                    return Ok((existing, false));
+                let mut out = Vec::with_capacity(tasks.len());
+                for t in tasks {
+                    out.push(spawn(db, t, max_queued)?);
                 }
-                let active: i64 = db
-                    .prepare_cached("SELECT active FROM task_counts WHERE app = ?1")?
-                    .query_row([&t.app], |r| r.get(0))
-                    .optional()?
-                    .unwrap_or(0);
-                if active >= i64::from(max_queued) {
-                    return Err(TaskError::refused(format!(
-                        "app `{}` has {active} unfinished tasks, its limit (max_queued in [tasks])",
-                        t.app
-                    ))
-                    .into());
-                }
-                let now = now_ms();
-                db.prepare_cached(
-                    "INSERT INTO tasks (id, app, component, function, payload, state, depth, created_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7)",
-                )?
-                .execute(params![t.id, t.app, t.component, t.function, t.payload, t.depth, now])?;
-                db.prepare_cached(
-                    "INSERT INTO task_counts (app, active) VALUES (?1, 1)
-                     ON CONFLICT (app) DO UPDATE SET active = active + 1",
-                )?
-                .execute([&t.app])?;
-                let stored = get(db, &t.id)?.ok_or_else(|| {
-                    StoreError::Db(DbError::Sqlite("a stored task vanished".into()))
-                })?;
-                Ok((stored, true))
+                Ok(out)
             })
             .await
     }
@@ -164,6 +189,21 @@ impl SqliteTasks {
                 get(db, &id)
             })
             .await
+    }
+
+    /// Marks a task that was just spawned running, its first attempt,
+    /// without waiting: the runner already holds everything it needs to
+    /// run it, and the outcome that follows is written after this.
+    pub fn started(&self, id: &str) {
+        let id = id.to_string();
+        self.db.send(move |db| {
+            db.prepare_cached(
+                "UPDATE tasks SET state = 'running', attempts = attempts + 1
+                 WHERE id = ?1 AND state = 'queued'",
+            )?
+            .execute([&id])?;
+            Ok(())
+        });
     }
 
     /// Records a running task's outcome. A task cancelled meanwhile stays
@@ -375,12 +415,22 @@ mod tests {
         }
     }
 
+    impl SqliteTasks {
+        async fn spawn(&self, t: NewTask, max_queued: u32) -> Result<bool, TaskError> {
+            self.spawn_all(vec![t], max_queued)
+                .await
+                .unwrap()
+                .pop()
+                .unwrap()
+        }
+    }
+
     #[tokio::test]
     async fn a_respawn_finds_the_task_and_its_stored_result() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteTasks::open(&dir.path().join("t.db")).unwrap();
-        let (t, fresh) = s.spawn(new("t1"), 10).await.unwrap();
-        assert!(fresh && t.state == State::Queued);
+        assert!(s.spawn(new("t1"), 10).await.unwrap());
+        assert_eq!(s.get("t1").await.unwrap().unwrap().state, State::Queued);
         assert_eq!(
             s.start("t1", Start::Attempt)
                 .await
@@ -394,9 +444,11 @@ mod tests {
             "taken twice"
         );
         s.finish("t1", Ok(b"42".to_vec())).await.unwrap();
-        let (again, fresh) = s.spawn(new("t1"), 10).await.unwrap();
-        assert!(!fresh);
-        assert_eq!(again.outcome(), Some(Ok(b"42".to_vec())));
+        assert!(!s.spawn(new("t1"), 10).await.unwrap());
+        assert_eq!(
+            s.get("t1").await.unwrap().unwrap().outcome(),
+            Some(Ok(b"42".to_vec()))
+        );
         // A re-run that starts another function under the same id is told so.
         let mut other = new("t1");
         other.function = "g".into();

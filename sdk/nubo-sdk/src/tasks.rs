@@ -75,6 +75,40 @@ where
     })
 }
 
+/// Starts `f(arg)` for every item as its own task, stored in one write:
+/// much faster than `spawn` in a loop for many tasks. Fails if any spawn
+/// is refused (those before it are started).
+pub fn spawn_all<F, A, R>(
+    f: F,
+    items: impl IntoIterator<Item = A>,
+) -> Result<Vec<Task<R>>, TaskError>
+where
+    F: Fn(A) -> R,
+    A: Serialize,
+{
+    let function = name_of(&f);
+    let calls = items
+        .into_iter()
+        .map(|a| {
+            Ok(wit::SpawnCall {
+                component: String::new(),
+                function: function.to_string(),
+                payload: serde_json::to_vec(&a)
+                    .map_err(|e| TaskError::Refused(format!("payload: {e}")))?,
+            })
+        })
+        .collect::<Result<Vec<_>, TaskError>>()?;
+    wit::spawn_all(&calls)
+        .into_iter()
+        .map(|r| {
+            r.map(|id| Task {
+                id,
+                _result: PhantomData,
+            })
+        })
+        .collect()
+}
+
 /// Starts `function` of the app's component `component` with a raw
 /// payload; its id. For the result, [`join_raw`].
 pub fn spawn_on(component: &str, function: &str, payload: &[u8]) -> Result<String, TaskError> {
@@ -122,11 +156,7 @@ where
     A: Serialize,
     R: DeserializeOwned,
 {
-    let tasks = items
-        .into_iter()
-        .map(|a| spawn(f, a))
-        .collect::<Result<Vec<_>, _>>()?;
-    join_all(tasks)
+    join_all(spawn_all(f, items)?)
 }
 
 /// The task function a request asks for, if it is a task.

@@ -24,23 +24,28 @@
 mod invoke;
 
 use invoke::{Outcome, Permits};
-use nubo_tasks::{NewTask, SqliteTasks, Start, Task, TaskError, TaskLimits, Wait};
+use nubo_tasks::{
+    NewTask, Outcome as TaskOutcome, Slot, SqliteTasks, Start, Task, TaskError, TaskLimits, Wait,
+    Watch,
+};
 use nubo_wasm::HttpComponent;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 
 pub struct TaskRunner {
     pub(crate) store: SqliteTasks,
     pool: TaskPool,
     apps: Mutex<HashMap<String, AppTasks>>,
-    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Where the outcome of each task someone waits on is put when it
+    /// finishes, so that waiters need not read it back from the store.
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
     /// The tokio task of every task in progress here (running, waiting
     /// for a permit, for a retry, or for the tasks it awaits): what a
     /// cancel aborts.
     running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
-    slots: Arc<Semaphore>,
+    permits: Arc<Semaphore>,
     me: Weak<TaskRunner>,
 }
 
@@ -55,6 +60,8 @@ struct AppTasks {
 /// What a launched task does before it runs.
 enum Before {
     Nothing,
+    /// Nothing: it was just spawned, and this is it.
+    Spawned(Box<Task>),
     Sleep(Duration),
     Wait(Wait),
 }
@@ -103,9 +110,9 @@ impl TaskRunner {
             store,
             pool,
             apps: Mutex::new(HashMap::new()),
-            waiters: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
-            slots: Arc::new(Semaphore::new(slots.max(1))),
+            permits: Arc::new(Semaphore::new(slots.max(1))),
             me: me.clone(),
         }))
     }
@@ -184,16 +191,12 @@ impl TaskRunner {
         self.store.counts(app).await.map_err(|e| e.to_string())
     }
 
-    fn waiter(&self, id: &str) -> Arc<Notify> {
-        lock(&self.waiters)
-            .entry(id.to_string())
-            .or_default()
-            .clone()
-    }
-
-    fn finished(&self, id: &str) {
-        if let Some(n) = lock(&self.waiters).remove(id) {
-            n.notify_waiters();
+    /// A finished task's outcome to whoever waits on it. Called after the
+    /// outcome is committed: a waiter that arrives in between finds it in
+    /// the store, or shares this slot.
+    fn finished(&self, id: &str, outcome: TaskOutcome) {
+        if let Some(slot) = lock(&self.slots).remove(id) {
+            slot.fill(outcome);
         }
     }
 
@@ -204,12 +207,14 @@ impl TaskRunner {
         // cannot come before this insert.
         let mut running = lock(&self.running);
         let handle = self.pool.handle().spawn(async move {
+            let mut spawned = None;
             match before {
                 Before::Nothing => {}
+                Before::Spawned(t) => spawned = Some(t),
                 Before::Sleep(d) => tokio::time::sleep(d).await,
                 Before::Wait(w) => me.wait_over(&app, w).await,
             }
-            me.run(&id, &app, how).await;
+            me.run(&id, &app, how, spawned).await;
             // A relaunch meanwhile has its own entry: keep it.
             let mut running = lock(&me.running);
             if running.get(&id).map(|h| h.id()) == tokio::task::try_id() {
@@ -223,19 +228,15 @@ impl TaskRunner {
         use nubo_tasks::Tasks;
         match wait {
             Wait::All(ids) => {
-                for id in ids {
-                    let _ = self.wait(app, &id).await;
-                }
+                self.watch(app, &ids).await.all().await;
             }
-            Wait::Any(ids) if !ids.is_empty() => {
-                let waits = ids.iter().map(|id| Box::pin(self.wait(app, id)));
-                let _ = futures_util::future::select_all(waits).await;
+            Wait::Any(ids) => {
+                let _ = self.watch(app, &ids).await.any().await;
             }
-            Wait::Any(_) => {}
         }
     }
 
-    async fn run(&self, id: &str, app: &str, how: Start) {
+    async fn run(&self, id: &str, app: &str, how: Start, spawned: Option<Box<Task>>) {
         let Some((app_slots, component_of)) = lock(&self.apps)
             .get(app)
             .map(|a| (a.running.clone(), a.components.clone()))
@@ -249,16 +250,22 @@ impl TaskRunner {
             );
             return;
         };
-        let Some(permits) = Permits::acquire(app_slots, self.slots.clone()).await else {
+        let Some(permits) = Permits::acquire(app_slots, self.permits.clone()).await else {
             return;
         };
-        let task = match self.store.start(id, how).await {
-            Ok(Some(t)) => t,
-            Ok(None) => return, // cancelled, or taken already
-            Err(e) => {
-                tracing::error!(task = id, "cannot start a task: {e}");
-                return;
+        let task = match spawned {
+            Some(t) => {
+                self.store.started(id);
+                *t
             }
+            None => match self.store.start(id, how).await {
+                Ok(Some(t)) => t,
+                Ok(None) => return, // cancelled, or taken already
+                Err(e) => {
+                    tracing::error!(task = id, "cannot start a task: {e}");
+                    return;
+                }
+            },
         };
         let outcome = match component_of.get(&task.component) {
             None => Outcome::Final(TaskError::refused(format!(
@@ -310,67 +317,122 @@ impl TaskRunner {
             Ok(_) => tracing::debug!(app, task = id, attempt = task.attempts, "task done"),
             Err(e) => tracing::warn!(app, task = id, "task failed: {e}"),
         }
-        if let Err(e) = self.store.finish(id, outcome).await {
+        if let Err(e) = self.store.finish(id, outcome.clone()).await {
             tracing::error!(task = id, "cannot record a task's outcome: {e}");
+            return;
         }
-        self.finished(id);
+        self.finished(id, outcome);
     }
 }
 
 #[async_trait::async_trait]
 impl nubo_tasks::Tasks for TaskRunner {
-    async fn spawn(&self, t: NewTask) -> Result<String, TaskError> {
-        let limits = self.limits(&t.app);
-        if t.depth > limits.max_depth {
-            tracing::warn!(app = %t.app, task = %t.id, "spawn refused: deeper than max_depth");
-            return Err(TaskError::refused(format!(
-                "task `{}` would be {} deep; the app's limit (max_depth in [tasks]) is {}",
-                t.id, t.depth, limits.max_depth
-            )));
-        }
-        let id = t.id.clone();
-        let app = t.app.clone();
-        match self.store.spawn(t, limits.max_queued).await {
-            Ok((_, true)) => {
-                self.launch(id.clone(), app, Before::Nothing, Start::Attempt);
-                Ok(id)
+    async fn spawn_all(&self, tasks: Vec<NewTask>) -> Vec<Result<String, TaskError>> {
+        let Some(app) = tasks.first().map(|t| t.app.clone()) else {
+            return Vec::new();
+        };
+        let limits = self.limits(&app);
+        // Too deep: refused before the store sees them.
+        let mut out: Vec<Option<Result<String, TaskError>>> = Vec::with_capacity(tasks.len());
+        let mut admitted = Vec::new();
+        for t in tasks {
+            if t.depth > limits.max_depth {
+                tracing::warn!(app = %t.app, task = %t.id, "spawn refused: deeper than max_depth");
+                out.push(Some(Err(TaskError::refused(format!(
+                    "task `{}` would be {} deep; the app's limit (max_depth in [tasks]) is {}",
+                    t.id, t.depth, limits.max_depth
+                )))));
+            } else {
+                out.push(None);
+                admitted.push(t);
             }
-            Ok((_, false)) => Ok(id),
-            Err(nubo_tasks::StoreError::Task(e)) => {
-                tracing::warn!(app = %app, task = %id, "spawn refused: {e}");
-                Err(e)
-            }
-            Err(e) => Err(TaskError::refused(e.to_string())),
         }
-    }
-
-    async fn wait(&self, app: &str, id: &str) -> Result<Vec<u8>, TaskError> {
-        loop {
-            let notify = self.waiter(id);
-            let notified = notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            match self.store.get(id).await {
-                Ok(Some(t)) if t.app == app => {
-                    if let Some(outcome) = t.outcome() {
-                        return outcome;
-                    }
+        let ids: Vec<String> = admitted.iter().map(|t| t.id.clone()).collect();
+        // What a fresh one needs to run, kept so it starts without a read.
+        let now = nubo_tasks::now_ms();
+        let mut ready: Vec<Task> = admitted
+            .iter()
+            .map(|t| Task {
+                id: t.id.clone(),
+                app: t.app.clone(),
+                component: t.component.clone(),
+                function: t.function.clone(),
+                payload: t.payload.clone(),
+                state: nubo_tasks::State::Running,
+                attempts: 1,
+                depth: t.depth,
+                result: None,
+                error: None,
+                created_ms: now,
+                finished_ms: None,
+            })
+            .collect::<Vec<_>>();
+        ready.reverse();
+        let stored = match self.store.spawn_all(admitted, limits.max_queued).await {
+            Ok(r) => r,
+            Err(e) => ids
+                .iter()
+                .map(|_| Err(TaskError::refused(e.to_string())))
+                .collect(),
+        };
+        let mut answers = ids.into_iter().zip(stored).map(|(id, r)| {
+            let t = ready.pop();
+            match r {
+                Ok(true) => {
+                    let before = t.map_or(Before::Nothing, |t| Before::Spawned(Box::new(t)));
+                    self.launch(id.clone(), app.clone(), before, Start::Attempt);
+                    Ok(id)
                 }
-                Ok(_) => return Err(TaskError::refused(format!("no task `{id}` in app `{app}`"))),
-                Err(e) => return Err(TaskError::refused(e.to_string())),
+                Ok(false) => Ok(id),
+                Err(e) => {
+                    tracing::warn!(app = %app, task = %id, "spawn refused: {e}");
+                    Err(e)
+                }
             }
-            notified.await;
-        }
+        });
+        out.into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    answers
+                        .next()
+                        .unwrap_or_else(|| Err(TaskError::refused("no answer for a spawn")))
+                })
+            })
+            .collect()
     }
 
-    async fn outcomes(&self, app: &str, ids: &[String]) -> Vec<Option<Result<Vec<u8>, TaskError>>> {
-        match self.store.outcomes(app, ids.to_vec()).await {
-            Ok(o) => o,
+    async fn watch(&self, app: &str, ids: &[String]) -> Watch {
+        // Slots first, then the store: a task that finishes in between
+        // fills a slot already there.
+        let slots: Vec<Arc<Slot>> = {
+            let mut all = lock(&self.slots);
+            ids.iter()
+                .map(|id| all.entry(id.clone()).or_default().clone())
+                .collect()
+        };
+        let known = match self.store.outcomes(app, ids.to_vec()).await {
+            Ok(k) => k,
             Err(e) => ids
                 .iter()
                 .map(|_| Some(Err(TaskError::refused(e.to_string()))))
                 .collect(),
+        };
+        let mut pending = Vec::with_capacity(ids.len());
+        for ((id, k), slot) in ids.iter().zip(&known).zip(slots) {
+            match k {
+                Some(o) => {
+                    // Finished already: whoever shares the slot gets it too.
+                    slot.fill(o.clone());
+                    let mut all = lock(&self.slots);
+                    if all.get(id).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                        all.remove(id);
+                    }
+                    pending.push(None);
+                }
+                None => pending.push(Some(slot)),
+            }
         }
+        Watch::new(ids.to_vec(), known, pending)
     }
 
     async fn cancel(&self, app: &str, id: &str) -> usize {
@@ -384,7 +446,7 @@ impl nubo_tasks::Tasks for TaskRunner {
                     if let Some(h) = lock(&self.running).remove(&t) {
                         h.abort();
                     }
-                    self.finished(&t);
+                    self.finished(&t, Err(TaskError::Cancelled));
                 }
                 n
             }

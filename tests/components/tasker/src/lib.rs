@@ -16,7 +16,14 @@
 //!   (`nap` for 100 s, `ID.0`) and N `hold` tasks waiting on it; its
 //!   result is how many were released when the gate ended.
 //!
-//! Every task function prints `ran FUNCTION` first, so the node's log
+//! For `bench/tasks.sh`, timed inside the guest, JSON answers:
+//! - `GET /rtt?N`: N sequential spawn+await round trips of `noop`.
+//! - `GET /burst?N`: N `noop` tasks spawned at once (`spawn_all`), then
+//!   awaited.
+//! - `GET /cpu?K,W`: K calls of `burn(W)` one after another, then as K
+//!   tasks.
+//!
+//! Every task function but `noop` and `burn` prints `ran FUNCTION` first, so the node's log
 //! shows each run of each task id.
 
 use nubo_sdk::tasks::{self, TaskError};
@@ -32,6 +39,68 @@ fn chunk(i: usize) -> String {
 fn count_words(chunk: String) -> usize {
     println!("ran count_words");
     chunk.split_whitespace().count()
+}
+
+fn noop(x: u64) -> u64 {
+    x
+}
+
+/// Deterministic CPU work: an FNV-1a-like hash over 0..w.
+fn burn(w: u64) -> u64 {
+    let mut h: u64 = 2_166_136_261;
+    for i in 0..w {
+        h = ((h ^ i).wrapping_mul(16_777_619)) & 0xffff_ffff;
+    }
+    h
+}
+
+fn micros(t: std::time::Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e6
+}
+
+fn rtt(n: usize) -> Result<String, TaskError> {
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n as u64 {
+        let t = std::time::Instant::now();
+        let back = tasks::spawn(noop, i)?.join()?;
+        lat.push(micros(t));
+        assert_eq!(back, i);
+    }
+    lat.sort_by(f64::total_cmp);
+    let mean = lat.iter().sum::<f64>() / n.max(1) as f64;
+    let at = |q: f64| lat[((n as f64 * q) as usize).min(n.saturating_sub(1))];
+    Ok(format!(
+        r#"{{"mean_us":{mean:.1},"p50_us":{:.1},"p99_us":{:.1}}}"#,
+        at(0.5),
+        at(0.99)
+    ))
+}
+
+fn burst(n: usize) -> Result<String, TaskError> {
+    let t = std::time::Instant::now();
+    let handles = tasks::spawn_all(noop, 0..n as u64)?;
+    let spawned = micros(t) / 1e6;
+    let back = tasks::join_all(handles)?;
+    let secs = micros(t) / 1e6;
+    assert_eq!(back, (0..n as u64).collect::<Vec<_>>());
+    Ok(format!(
+        r#"{{"tasks":{n},"secs":{secs:.3},"spawn_secs":{spawned:.3},"tasks_per_s":{:.0}}}"#,
+        n as f64 / secs
+    ))
+}
+
+fn cpu(k: usize, w: u64) -> Result<String, TaskError> {
+    let t = std::time::Instant::now();
+    let seq: Vec<u64> = (0..k).map(|_| burn(w)).collect();
+    let seq_s = micros(t) / 1e6;
+    let t = std::time::Instant::now();
+    let par = tasks::parallel_map(burn, std::iter::repeat_n(w, k))?;
+    let par_s = micros(t) / 1e6;
+    assert_eq!(seq, par);
+    Ok(format!(
+        r#"{{"chunks":{k},"work":{w},"seq_s":{seq_s:.3},"par_s":{par_s:.3},"speedup":{:.2}}}"#,
+        seq_s / par_s
+    ))
 }
 
 fn nap(ms: u64) -> u64 {
@@ -164,6 +233,13 @@ fn handle(req: Request) -> Response {
         "start" => tasks::spawn(fan_out, n).map(|t| t.id().to_string()),
         "spinning" => tasks::spawn(tree, n).map(|t| t.id().to_string()),
         "gated" => tasks::spawn(gated, n).map(|t| t.id().to_string()),
+        "rtt" => rtt(n),
+        "burst" => burst(n),
+        "cpu" => {
+            let q = req.uri().query().unwrap_or("");
+            let (k, w) = q.split_once(',').unwrap_or(("8", "100000000"));
+            cpu(k.parse().unwrap_or(8), w.parse().unwrap_or(100_000_000))
+        }
         "flood" => Ok(flood(n)),
         other => return text(404, format!("no route {other}")),
     };
@@ -175,5 +251,5 @@ fn handle(req: Request) -> Response {
 
 nubo_sdk::http_handler!(
     handle,
-    tasks: [count_words, fan_out, always_traps, dive, nap, hold, spin, tree, gated]
+    tasks: [count_words, fan_out, always_traps, dive, nap, hold, spin, tree, gated, noop, burn]
 );

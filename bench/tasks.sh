@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Durable tasks against Ray, side by side in one run (issue 5).
+#
+# Nubo: a release `nubo up` with the tasker test component; every number
+# is timed inside the guest, the way Ray's are timed in its driver:
+#   - round trip of one spawn+await of a trivial task (`noop`), N times;
+#   - throughput of TASKS trivial tasks spawned at once and awaited;
+#   - a CPU-bound fan-out: CHUNKS calls of `burn` one after another, then
+#     as CHUNKS tasks.
+# Every Nubo task is durable: its spawn, start and result are committed to
+# SQLite before anyone is told. Ray's tasks live in memory.
+# Ray: bench/tasks/ray_bench.py, `ray.init(num_cpus=2)`, the same shapes.
+#
+# Usage: bench/tasks.sh [ROUND_TRIPS] [TASKS] [CHUNKS]   (defaults 1000 10000 8)
+# Needs: python3 with ray (pip install ray)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RTT="${1:-1000}"
+TASKS="${2:-10000}"
+CHUNKS="${3:-8}"
+# Work per chunk, about 0.25 s each on this machine: wasm runs the loop
+# about a hundred times faster than CPython.
+WORK_WASM="${WORK_WASM:-150000000}"
+WORK_PY="${WORK_PY:-2000000}"
+python3 -c "import ray" 2>/dev/null || { echo "bench: ray is not installed (pip install ray)" >&2; exit 1; }
+
+echo "== building (release)" >&2
+cargo build --release -q -p nubo
+(cd tests/components && cargo build --release -q --target wasm32-wasip2 -p tasker)
+WASM="$PWD/tests/components/target/wasm32-wasip2/release/tasker.wasm"
+
+WORK=$(mktemp -d)
+PID=""
+cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+cat > "$WORK/nubo.toml" <<TOML
+[app]
+name = "tbench"
+[component.tasker]
+source = "$WASM"
+tasks = ["tasker"]
+limits = { timeout_ms = 600000 }
+[[http]]
+route = "/..."
+component = "tasker"
+TOML
+
+ADDR=127.0.0.1:3420; CONTROL=127.0.0.1:3421
+NUBO_LOG=warn target/release/nubo up "$WORK" --no-build --listen "$ADDR" --control "$CONTROL" --state "$WORK/state" >"$WORK/nubo.log" 2>&1 &
+PID=$!
+for _ in $(seq 1 300); do curl -sf "http://$ADDR/rtt?1" >/dev/null 2>&1 && break; sleep 0.1; done
+
+echo "== nubo: warm-up" >&2
+curl -sf "http://$ADDR/burst?2000" >/dev/null
+curl -sf "http://$ADDR/rtt?100" >/dev/null
+echo "== nubo: $RTT round trips, 3 x $TASKS tasks, $CHUNKS x burn($WORK_WASM)" >&2
+N_RTT=$(curl -sf "http://$ADDR/rtt?$RTT")
+N_B1=$(curl -sf "http://$ADDR/burst?$TASKS")
+N_B2=$(curl -sf "http://$ADDR/burst?$TASKS")
+N_B3=$(curl -sf "http://$ADDR/burst?$TASKS")
+N_CPU=$(curl -sf "http://$ADDR/cpu?$CHUNKS,$WORK_WASM")
+N_RSS=$(awk '/VmRSS/ {print $2}' "/proc/$PID/status")
+kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
+
+echo "== ray: the same" >&2
+RAY=$(python3 bench/tasks/ray_bench.py --latency "$RTT" --tasks "$TASKS" --chunks "$CHUNKS" --work "$WORK_PY")
+
+python3 - "$N_RTT" "$N_B1" "$N_B2" "$N_B3" "$N_CPU" "$RAY" "$N_RSS" <<'PY'
+import json, sys
+rtt, b1, b2, b3, cpu, ray = (json.loads(a) for a in sys.argv[1:7])
+rss = int(sys.argv[7]) / 1024
+best = max(b["tasks_per_s"] for b in (b1, b2, b3))
+runs = ", ".join(f'{b["tasks_per_s"]:,.0f}' for b in (b1, b2, b3))
+rruns = ", ".join(f"{x:,.0f}" for x in ray["throughput_runs"])
+print(f"| | Nubo (durable) | Ray {ray['ray_version']} (in memory) | ratio |")
+print("| --- | --- | --- | --- |")
+print(f"| spawn+await round trip, mean | {rtt['mean_us']:,.0f} µs | {ray['latency_us_mean']:,.0f} µs | {ray['latency_us_mean'] / rtt['mean_us']:.1f}× faster |")
+print(f"| spawn+await round trip, p50 | {rtt['p50_us']:,.0f} µs | {ray['latency_us_p50']:,.0f} µs | {ray['latency_us_p50'] / rtt['p50_us']:.1f}× faster |")
+print(f"| spawn+await round trip, p99 | {rtt['p99_us']:,.0f} µs | {ray['latency_us_p99']:,.0f} µs | {ray['latency_us_p99'] / rtt['p99_us']:.1f}× faster |")
+print(f"| {b1['tasks']:,} trivial tasks, best of 3 (tasks/s) | {best:,.0f} ({runs}) | {ray['throughput_best']:,.0f} ({rruns}) | {best / ray['throughput_best']:.1f}× |")
+print(f"| CPU fan-out, {cpu['chunks']} chunks: sequential → parallel | {cpu['seq_s']:.2f} s → {cpu['par_s']:.2f} s | {ray['cpu_seq_s']:.2f} s → {ray['cpu_par_s']:.2f} s | |")
+print(f"| CPU fan-out speedup on 2 cores | {cpu['speedup']:.2f}× | {ray['cpu_speedup']:.2f}× | |")
+print(f"\nnubo node resident memory at the end: {rss:.0f} MiB")
+PY
