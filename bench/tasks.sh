@@ -6,7 +6,8 @@
 #   - round trip of one spawn+await of a trivial task (`noop`), N times;
 #   - throughput of TASKS trivial tasks spawned at once and awaited;
 #   - a CPU-bound fan-out: CHUNKS calls of `burn` one after another, then
-#     as CHUNKS tasks.
+#     as CHUNKS tasks; and the wordcount example (64 documents, one task
+#     each, against the same count done one after another).
 # Every Nubo task is durable: its spawn, start and result are committed to
 # SQLite before anyone is told. Ray's tasks live in memory.
 # Ray: bench/tasks/ray_bench.py, `ray.init(num_cpus=2)`, the same shapes.
@@ -27,6 +28,7 @@ python3 -c "import ray" 2>/dev/null || { echo "bench: ray is not installed (pip 
 echo "== building (release)" >&2
 cargo build --release -q -p nubo
 (cd tests/components && cargo build --release -q --target wasm32-wasip2 -p tasker)
+(cd examples/wordcount/counter && cargo build --release -q --target wasm32-wasip2)
 WASM="$PWD/tests/components/target/wasm32-wasip2/release/tasker.wasm"
 
 WORK=$(mktemp -d)
@@ -63,13 +65,22 @@ N_CPU=$(curl -sf "http://$ADDR/cpu?$CHUNKS,$WORK_WASM")
 N_RSS=$(awk '/VmRSS/ {print $2}' "/proc/$PID/status")
 kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
 
+echo "== nubo: the wordcount example, 64 documents" >&2
+NUBO_LOG=warn target/release/nubo up examples/wordcount --no-build --listen "$ADDR" --control "$CONTROL" --state "$WORK/wc" >"$WORK/wc.log" 2>&1 &
+PID=$!
+for _ in $(seq 1 300); do curl -sf "http://$ADDR/" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -sf "http://$ADDR/api/count?docs=4" >/dev/null
+N_WC=$(curl -sf "http://$ADDR/api/count?docs=64")
+kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
+
 echo "== ray: the same" >&2
 RAY=$(python3 bench/tasks/ray_bench.py --latency "$RTT" --tasks "$TASKS" --chunks "$CHUNKS" --work "$WORK_PY")
 
-python3 - "$N_RTT" "$N_B1" "$N_B2" "$N_B3" "$N_CPU" "$RAY" "$N_RSS" <<'PY'
+python3 - "$N_RTT" "$N_B1" "$N_B2" "$N_B3" "$N_CPU" "$RAY" "$N_RSS" "$N_WC" <<'PY'
 import json, sys
 rtt, b1, b2, b3, cpu, ray = (json.loads(a) for a in sys.argv[1:7])
 rss = int(sys.argv[7]) / 1024
+wc = json.loads(sys.argv[8])
 best = max(b["tasks_per_s"] for b in (b1, b2, b3))
 runs = ", ".join(f'{b["tasks_per_s"]:,.0f}' for b in (b1, b2, b3))
 rruns = ", ".join(f"{x:,.0f}" for x in ray["throughput_runs"])
@@ -81,5 +92,6 @@ print(f"| spawn+await round trip, p99 | {rtt['p99_us']:,.0f} µs | {ray['latency
 print(f"| {b1['tasks']:,} trivial tasks, best of 3 (tasks/s) | {best:,.0f} ({runs}) | {ray['throughput_best']:,.0f} ({rruns}) | {best / ray['throughput_best']:.1f}× |")
 print(f"| CPU fan-out, {cpu['chunks']} chunks: sequential → parallel | {cpu['seq_s']:.2f} s → {cpu['par_s']:.2f} s | {ray['cpu_seq_s']:.2f} s → {ray['cpu_par_s']:.2f} s | |")
 print(f"| CPU fan-out speedup on 2 cores | {cpu['speedup']:.2f}× | {ray['cpu_speedup']:.2f}× | |")
-print(f"\nnubo node resident memory at the end: {rss:.0f} MiB")
+print(f"| wordcount example, {wc['documents']} documents: sequential → parallel | {wc['sequential_ms'] / 1000:.2f} s → {wc['parallel_ms'] / 1000:.2f} s, {wc['speedup']:.2f}× | | |")
+print(f"\nnubo node resident memory after the runs above: {rss:.0f} MiB")
 PY

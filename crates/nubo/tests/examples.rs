@@ -118,3 +118,20 @@ async fn links_example_shortens_redirects_and_counts_clicks_later() {
     let page = get(&node.url("/")).await;
     assert!(page.text().contains("Short links"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wordcount_example_counts_in_parallel_and_agrees() {
+    let node = Node::up(&repo_root().join("examples/wordcount"), &[]);
+    let r = get(&node.url("/api/count?docs=8")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["agree"], true, "{v}");
+    assert_eq!(v["words"], 8 * 200_000, "{v}");
+    assert_eq!(v["top"].as_array().unwrap().len(), 10, "{v}");
+    let r = request("POST", &node.url("/api/jobs?docs=2"), &[], b"").await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert!(v["id"].as_str().unwrap().starts_with('t'), "{v}");
+    let page = get(&node.url("/")).await;
+    assert!(page.text().contains("Word count"));
+}
