@@ -135,11 +135,9 @@ impl TaskView<'_> {
                 Err(e) => out.push(Some(Err(e))),
             }
         }
+        // Without the grant, `task` refused every call already.
         let Some(ctx) = self.ctx.as_deref() else {
-            return out
-                .into_iter()
-                .map(|o| o.unwrap_or_else(|| Err(WitError::Refused(NOT_GRANTED.into()))))
-                .collect();
+            return out.into_iter().flatten().collect();
         };
         let mut spawned = ctx.grant.service.spawn_all(tasks).await.into_iter();
         out.into_iter()

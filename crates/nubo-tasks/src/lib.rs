@@ -145,6 +145,26 @@ pub struct NewTask {
     pub depth: u32,
 }
 
+impl NewTask {
+    /// The task as it is when its first attempt starts, at `now_ms`.
+    pub fn first_run(&self, now_ms: i64) -> Task {
+        Task {
+            id: self.id.clone(),
+            app: self.app.clone(),
+            component: self.component.clone(),
+            function: self.function.clone(),
+            payload: self.payload.clone(),
+            state: State::Running,
+            attempts: 1,
+            depth: self.depth,
+            result: None,
+            error: None,
+            created_ms: now_ms,
+            finished_ms: None,
+        }
+    }
+}
+
 /// Per-app limits on tasks and their retry policy: `[tasks]` in nubo.toml.
 pub use nubo_manifest::TasksSpec as TaskLimits;
 

@@ -240,29 +240,25 @@ impl SqliteTasks {
 
     /// A running task's instance was unloaded while it waits on others.
     pub async fn unload(&self, id: &str) -> Result<bool, StoreError> {
-        let id = id.to_string();
-        self.db
-            .call(move |db| {
-                Ok(db
-                    .prepare_cached(
-                        "UPDATE tasks SET state = 'waiting' WHERE id = ?1 AND state = 'running'",
-                    )?
-                    .execute([&id])?
-                    > 0)
-            })
-            .await
+        self.leave_running(id, State::Waiting).await
     }
 
     /// Puts a running task back in the queue (to be retried).
     pub async fn requeue(&self, id: &str) -> Result<bool, StoreError> {
+        self.leave_running(id, State::Queued).await
+    }
+
+    /// Moves a running task to `to`; `false` if it was not running (it
+    /// was cancelled meanwhile).
+    async fn leave_running(&self, id: &str, to: State) -> Result<bool, StoreError> {
         let id = id.to_string();
         self.db
             .call(move |db| {
                 Ok(db
                     .prepare_cached(
-                        "UPDATE tasks SET state = 'queued' WHERE id = ?1 AND state = 'running'",
+                        "UPDATE tasks SET state = ?2 WHERE id = ?1 AND state = 'running'",
                     )?
-                    .execute([&id])?
+                    .execute(params![id, to.as_str()])?
                     > 0)
             })
             .await

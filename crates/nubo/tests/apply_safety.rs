@@ -103,11 +103,7 @@ component = "b"
         w = wasm("probe").display()
     ));
     let mut node = NodeProc::start(s.path(), &[]);
-    let (code, out, err) = node.cli(
-        &["apply", app.path().to_str().unwrap(), "--auto-approve"],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    node.apply(&app);
     let mut outcomes = Vec::new();
     for round in 1..=6u64 {
         // Each round changes the variable both components read, and kills

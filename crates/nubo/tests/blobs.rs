@@ -31,14 +31,6 @@ component = "blobs"
     ))
 }
 
-fn apply(node: &NodeProc, app: &AppDir) {
-    let (code, out, err) = node.cli(
-        &["apply", app.path().to_str().unwrap(), "--auto-approve"],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
-}
-
 async fn call(node: &NodeProc, method: &str, path: &str, body: &[u8]) -> (u16, String) {
     let r = request(method, &node.url(path), &[], body).await;
     (r.status, r.text())
@@ -48,8 +40,8 @@ async fn call(node: &NodeProc, method: &str, path: &str, body: &[u8]) -> (u16, S
 async fn a_component_stores_reads_lists_and_deletes_blobs() {
     let s = tempfile::tempdir().unwrap();
     let node = NodeProc::start(s.path(), &[]);
-    apply(&node, &blob_app("a", "/a", "\"files\", \"archive\"", 64));
-    apply(&node, &blob_app("other", "/o", "\"files\"", 64));
+    node.apply(&blob_app("a", "/a", "\"files\", \"archive\"", 64));
+    node.apply(&blob_app("other", "/o", "\"files\"", 64));
 
     assert_eq!(
         call(
@@ -229,7 +221,7 @@ async fn a_large_object_streams_through_a_small_component_in_bounded_memory() {
     let s = tempfile::tempdir().unwrap();
     let node = NodeProc::start(s.path(), &[]);
     // 16 MiB of guest memory for a 256 MiB object: only streaming fits.
-    apply(&node, &blob_app("big", "/", "\"files\"", 16));
+    node.apply(&blob_app("big", "/", "\"files\"", 16));
     // Warm up, so that the peak below is what the transfer adds.
     assert_eq!(call(&node, "PUT", "/b/put/small", b"x").await.0, 201);
     assert_eq!(call(&node, "GET", "/b/get/small", b"").await.1, "x");
@@ -283,7 +275,7 @@ async fn a_large_object_streams_through_a_small_component_in_bounded_memory() {
 async fn nubo_blob_lists_uploads_downloads_and_removes() {
     let s = tempfile::tempdir().unwrap();
     let node = NodeProc::start(s.path(), &[]);
-    apply(&node, &blob_app("cli", "/", "\"files\"", 64));
+    node.apply(&blob_app("cli", "/", "\"files\"", 64));
     let dir = tempfile::tempdir().unwrap();
     let data: Vec<u8> = (0..3_000_000u64).map(pattern).collect();
     let src = dir.path().join("photo.jpg");
@@ -377,7 +369,7 @@ async fn nubo_blob_lists_uploads_downloads_and_removes() {
 async fn every_acknowledged_blob_survives_sigkill_under_load() {
     let s = tempfile::tempdir().unwrap();
     let mut node = NodeProc::start(s.path(), &[]);
-    apply(&node, &blob_app("load", "/", "\"files\"", 64));
+    node.apply(&blob_app("load", "/", "\"files\"", 64));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut writers = Vec::new();
     for w in 0..6u64 {

@@ -348,11 +348,7 @@ async fn racing_changes_are_caught_by_the_revision() {
     let s = state();
     let node = NodeProc::start(s.path(), &[]);
     let app = probe_app("race", "");
-    let (code, out, err) = node.cli(
-        &["apply", app.path().to_str().unwrap(), "--auto-approve"],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    node.apply(&app);
     let change = |v: &str| {
         format!(
             r#"{{"expected_revision":1,"steps":[{{"op":"set_variable","name":"greeting","value":"{v}"}},{{"op":"set_variable","name":"version","value":"{v}"}}]}}"#
@@ -385,11 +381,7 @@ async fn stop_and_start_a_component_and_follow_its_logs() {
     let s = state();
     let node = NodeProc::start(s.path(), &[]);
     let app = probe_app("logs", "");
-    let (code, out, err) = node.cli(
-        &["apply", app.path().to_str().unwrap(), "--auto-approve"],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    node.apply(&app);
 
     let mut follow = common::nubo()
         .args([

@@ -46,11 +46,7 @@ path = "/probe/kv-overlap?slow=1500"
 timezone = "Europe/Paris"
 "#,
     );
-    let (code, out, err) = node.cli(
-        &["apply", app.path().to_str().unwrap(), "--auto-approve"],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    let out = node.apply(&app);
     assert!(
         out.contains("+ cron \"* * * * * *\" (UTC) → POST /probe/kv-incr?ticks on component probe"),
         "{out}"
@@ -82,11 +78,7 @@ timezone = "Europe/Paris"
 
     // Removing the schedules stops them.
     let plain = cron_app("");
-    let (code, out, err) = node.cli(
-        &["apply", plain.path().to_str().unwrap(), "--auto-approve"],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    let out = node.apply(&plain);
     assert!(out.contains("- cron"), "{out}");
     tokio::time::sleep(Duration::from_millis(1700)).await;
     let before = kv(&node, "ticks").await;
@@ -112,11 +104,7 @@ component = "probe"
 path = "/probe/kv-incr?skipped"
 "#,
     );
-    let (code, out, err) = node.cli(
-        &["apply", app.path().to_str().unwrap(), "--auto-approve"],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    node.apply(&app);
     tokio::time::sleep(Duration::from_millis(300)).await;
     node.kill9();
     // Three hours of downtime: the node last saw both schedules then.

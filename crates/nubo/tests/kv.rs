@@ -37,11 +37,7 @@ async fn a_component_uses_its_store_and_nothing_else() {
     let b = kv_app("b", "/b", "\"default\"");
     let none = kv_app("none", "/none", "");
     for app in [&a, &b, &none] {
-        let (code, out, err) = node.cli(
-            &["apply", app.path().to_str().unwrap(), "--auto-approve"],
-            &[],
-        );
-        assert_eq!(code, 0, "{out}{err}");
+        node.apply(app);
     }
     assert_eq!(
         call(&node, "/a/probe/kv-set?k=one").await,
@@ -136,11 +132,7 @@ async fn nubo_kv_reads_and_writes_a_store() {
     let s = tempfile::tempdir().unwrap();
     let node = NodeProc::start(s.path(), &[]);
     let app = kv_app("cli", "/", "\"default\", \"sessions\"");
-    let (code, out, err) = node.cli(
-        &["apply", app.path().to_str().unwrap(), "--auto-approve"],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    node.apply(&app);
     assert_eq!(call(&node, "/probe/kv-set?from-guest=1").await.1, "ok");
 
     let (code, out, err) = node.cli(&["kv", "set", "cli", "a/b:c", "hello"], &[]);
@@ -183,11 +175,7 @@ async fn every_acknowledged_write_survives_sigkill_under_load() {
     let s = tempfile::tempdir().unwrap();
     let mut node = NodeProc::start(s.path(), &[]);
     let app = kv_app("load", "/", "\"default\"");
-    let (code, out, err) = node.cli(
-        &["apply", app.path().to_str().unwrap(), "--auto-approve"],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    node.apply(&app);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut writers = Vec::new();
     for w in 0..8 {

@@ -35,14 +35,6 @@ component = "outsider"
     ))
 }
 
-fn apply(node: &NodeProc, app: &AppDir) {
-    let (code, out, err) = node.cli(
-        &["apply", app.path().to_str().unwrap(), "--auto-approve"],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
-}
-
 fn sum_of_chunks(n: usize) -> usize {
     (0..n).map(|i| i % 7 + 1).sum()
 }
@@ -69,8 +61,8 @@ async fn finished(node: &NodeProc, app: &str, id: &str, within: Duration) -> ser
 async fn fan_out_nesting_typed_errors_and_limits() {
     let s = tempfile::tempdir().unwrap();
     let node = NodeProc::start(s.path(), &[]);
-    apply(&node, &app("jobs", "/", "max_attempts = 2\nmax_depth = 6"));
-    apply(&node, &app("flood", "/flood", "max_queued = 40"));
+    node.apply(&app("jobs", "/", "max_attempts = 2\nmax_depth = 6"));
+    node.apply(&app("flood", "/flood", "max_queued = 40"));
 
     // 1,000 chunks, one task each: the same count as sequentially.
     let r = get(&node.url("/t/wc?1000")).await;
@@ -152,7 +144,7 @@ async fn fan_out_nesting_typed_errors_and_limits() {
 async fn cancel_stops_a_running_tree_and_the_cli_shows_it() {
     let s = tempfile::tempdir().unwrap();
     let node = NodeProc::start(s.path(), &[]);
-    apply(&node, &app("jobs", "/", "max_running = 4"));
+    node.apply(&app("jobs", "/", "max_running = 4"));
 
     // Four tasks that would spin for 50 s each fill the app's run slots.
     let id = get(&node.url("/t/spinning?4")).await.text();
@@ -217,7 +209,7 @@ fn rss_mib(pid: u32) -> f64 {
 async fn ten_thousand_tasks_wait_at_once() {
     let s = tempfile::tempdir().unwrap();
     let node = NodeProc::start(s.path(), &[]);
-    apply(&node, &app("jobs", "/", ""));
+    node.apply(&app("jobs", "/", ""));
     let before = rss_mib(node.child.id());
 
     // 10,000 tasks wait on one gate task, which the test then cancels.
@@ -246,7 +238,7 @@ async fn ten_thousand_tasks_wait_at_once() {
 async fn sigkill_mid_job_finishes_without_rerunning_finished_tasks() {
     let s = tempfile::tempdir().unwrap();
     let mut node = NodeProc::start(s.path(), &[]);
-    apply(&node, &app("jobs", "/", ""));
+    node.apply(&app("jobs", "/", ""));
 
     // One task that fans out to 10,000 tasks.
     let id = get(&node.url("/t/start?10000")).await.text();

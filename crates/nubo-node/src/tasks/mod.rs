@@ -347,47 +347,32 @@ impl nubo_tasks::Tasks for TaskRunner {
                 admitted.push(t);
             }
         }
-        let ids: Vec<String> = admitted.iter().map(|t| t.id.clone()).collect();
         // What a fresh one needs to run, kept so it starts without a read.
         let now = nubo_tasks::now_ms();
-        let mut ready: Vec<Task> = admitted
-            .iter()
-            .map(|t| Task {
-                id: t.id.clone(),
-                app: t.app.clone(),
-                component: t.component.clone(),
-                function: t.function.clone(),
-                payload: t.payload.clone(),
-                state: nubo_tasks::State::Running,
-                attempts: 1,
-                depth: t.depth,
-                result: None,
-                error: None,
-                created_ms: now,
-                finished_ms: None,
-            })
-            .collect::<Vec<_>>();
-        ready.reverse();
+        let ready: Vec<Task> = admitted.iter().map(|t| t.first_run(now)).collect();
         let stored = match self.store.spawn_all(admitted, limits.max_queued).await {
             Ok(r) => r,
-            Err(e) => ids
+            Err(e) => ready
                 .iter()
                 .map(|_| Err(TaskError::refused(e.to_string())))
                 .collect(),
         };
-        let mut answers = ids.into_iter().zip(stored).map(|(id, r)| {
-            let t = ready.pop();
-            match r {
-                Ok(true) => {
-                    let before = t.map_or(Before::Nothing, |t| Before::Spawned(Box::new(t)));
-                    self.launch(id.clone(), app.clone(), before, Start::Attempt);
-                    Ok(id)
+        let mut answers = ready.into_iter().zip(stored).map(|(t, r)| match r {
+            Ok(fresh) => {
+                let id = t.id.clone();
+                if fresh {
+                    self.launch(
+                        id.clone(),
+                        app.clone(),
+                        Before::Spawned(Box::new(t)),
+                        Start::Attempt,
+                    );
                 }
-                Ok(false) => Ok(id),
-                Err(e) => {
-                    tracing::warn!(app = %app, task = %id, "spawn refused: {e}");
-                    Err(e)
-                }
+                Ok(id)
+            }
+            Err(e) => {
+                tracing::warn!(app = %app, task = %t.id, "spawn refused: {e}");
+                Err(e)
             }
         });
         out.into_iter()

@@ -104,6 +104,17 @@ impl NodeProc {
         )
     }
 
+    /// `nubo apply APP --auto-approve` against this node; it must
+    /// succeed. What it printed.
+    pub fn apply(&self, app: &AppDir) -> String {
+        let (code, out, err) = self.cli(
+            &["apply", app.path().to_str().unwrap(), "--auto-approve"],
+            &[],
+        );
+        assert_eq!(code, 0, "{out}{err}");
+        out
+    }
+
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
