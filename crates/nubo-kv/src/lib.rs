@@ -12,8 +12,10 @@
 //! `b` are different stores.
 
 pub mod host;
+mod nats;
 mod sqlite;
 
+pub use nats::NatsKv;
 pub use sqlite::SqliteKv;
 
 use std::sync::Arc;
@@ -108,6 +110,24 @@ pub fn check_key(key: &str) -> Result<(), KvError> {
         )));
     }
     Ok(())
+}
+
+/// `current` (absent: 0) plus `delta`, for atomic increments.
+pub(crate) fn incremented(key: &str, current: Option<&[u8]>, delta: i64) -> Result<i64, KvError> {
+    let current = match current {
+        None => 0,
+        Some(v) => std::str::from_utf8(v)
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .ok_or_else(|| {
+                KvError::Invalid(format!(
+                    "the value of `{key}` is not a decimal integer, so it cannot be incremented"
+                ))
+            })?,
+    };
+    current
+        .checked_add(delta)
+        .ok_or_else(|| KvError::Invalid(format!("incrementing `{key}` by {delta} overflows")))
 }
 
 pub fn check_value(value: &[u8]) -> Result<(), KvError> {

@@ -195,20 +195,7 @@ impl KvBackend for SqliteKv {
         check_key(key)?;
         self.with(|db| {
             let tx = db.transaction().map_err(db_err)?;
-            let current = match Self::get_sync(&tx, ns, key)? {
-                None => 0,
-                Some(v) => std::str::from_utf8(&v)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<i64>().ok())
-                    .ok_or_else(|| {
-                        KvError::Invalid(format!(
-                            "the value of `{key}` is not a decimal integer, so it cannot be incremented"
-                        ))
-                    })?,
-            };
-            let next = current.checked_add(delta).ok_or_else(|| {
-                KvError::Invalid(format!("incrementing `{key}` by {delta} overflows"))
-            })?;
+            let next = crate::incremented(key, Self::get_sync(&tx, ns, key)?.as_deref(), delta)?;
             Self::set_sync(&tx, ns, key, next.to_string().as_bytes(), None)?;
             tx.commit().map_err(db_err)?;
             Ok(next)

@@ -8,6 +8,11 @@
 //! The last scheduled time of every entry is kept in `STATE/cron.db`; on
 //! start, an entry whose schedule passed while the node was down runs once
 //! if its `missed` policy is `run-once`, else waits for its next time.
+//!
+//! In a cluster every node runs the same schedules, and each due run first
+//! takes a lease named by the entry and its scheduled time; only the node
+//! that gets it runs. A node that cannot reach NATS skips the run rather
+//! than risk running it twice.
 
 use chrono::{DateTime, Utc};
 use nubo_manifest::{CronSpec, Missed, Schedule};
@@ -34,6 +39,8 @@ pub struct Scheduler {
     locks: Mutex<HashMap<(String, String), RunLock>>,
     /// The running tasks of each app; replaced on every revision.
     tasks: Mutex<HashMap<String, Vec<tokio::task::JoinHandle<()>>>>,
+    /// In a cluster: where runs are leased, and this node's id.
+    cluster: std::sync::OnceLock<(Arc<nubo_cluster::Cluster>, String)>,
 }
 
 /// A stable name for an entry: what it runs and when.
@@ -58,6 +65,7 @@ impl Scheduler {
             db: Mutex::new(db),
             locks: Mutex::new(HashMap::new()),
             tasks: Mutex::new(HashMap::new()),
+            cluster: std::sync::OnceLock::new(),
         })
     }
 
@@ -100,6 +108,26 @@ impl Scheduler {
             .entry((app.to_string(), entry.to_string()))
             .or_default()
             .clone()
+    }
+
+    /// From now on, each run is leased in `cluster` first.
+    pub fn share(&self, cluster: Arc<nubo_cluster::Cluster>, node_id: String) {
+        let _ = self.cluster.set((cluster, node_id));
+    }
+
+    /// Takes the lease of one run; true if this node should run it.
+    async fn lease(&self, app: &str, entry: &str, at: DateTime<Utc>) -> Result<bool, String> {
+        let Some((cluster, id)) = self.cluster.get() else {
+            return Ok(true);
+        };
+        use sha2::Digest;
+        let entry = hex::encode(&sha2::Sha256::digest(entry.as_bytes())[..8]);
+        let name = format!(
+            "cron.{}.{entry}.{}",
+            nubo_cluster::token(app),
+            at.timestamp_millis()
+        );
+        cluster.lease(&name, id).await.map_err(|e| e.to_string())
     }
 
     /// Replaces `app`'s schedules. `component(name)` is the running
@@ -156,10 +184,15 @@ impl Job {
                 let missed = self
                     .schedule
                     .next_after(last.scheduled_at)
-                    .is_some_and(|t| t < now);
-                if missed && self.spec.missed == Missed::RunOnce {
+                    .filter(|t| *t < now);
+                if let Some(first) = missed
+                    && self.spec.missed == Missed::RunOnce
+                {
+                    // The run stands for the latest missed time: it is the
+                    // same on every node of a cluster (so they lease the
+                    // same run), and it becomes the last run.
                     tracing::info!(app = %self.app, schedule = %self.spec.schedule, "running once for runs missed while the node was down");
-                    self.fire(now).await;
+                    self.fire(self.latest_before(first, now)).await;
                 }
             }
         }
@@ -176,6 +209,18 @@ impl Job {
                 tracing::warn!(app = %self.app, schedule = %self.spec.schedule, "skipped {skipped} run(s): the previous run was still going");
             }
         }
+    }
+
+    /// The last scheduled time before `now`, starting from `from` (one).
+    fn latest_before(&self, from: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+        let mut t = from;
+        for _ in 0..1_000_000 {
+            match self.schedule.next_after(t) {
+                Some(next) if next < now => t = next,
+                _ => break,
+            }
+        }
+        t
     }
 
     /// Scheduled times strictly between `from` and `to` (at most 1000).
@@ -200,6 +245,21 @@ impl Job {
             tracing::warn!(app = %self.app, schedule = %self.spec.schedule, "skipped 1 run(s): the previous run was still going");
             return;
         };
+        match self.scheduler.lease(&self.app, &self.entry, at).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(app = %self.app, schedule = %self.spec.schedule, "another node runs this one");
+                self.scheduler
+                    .record(&self.app, &self.entry, at, "ran on another node");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(app = %self.app, schedule = %self.spec.schedule, "run skipped: cannot take its lease: {e}");
+                self.scheduler
+                    .record(&self.app, &self.entry, at, "skipped: cluster unavailable");
+                return;
+            }
+        }
         let component = self.component.clone();
         let spec = self.spec.clone();
         let (app, entry) = (self.app.clone(), self.entry.clone());

@@ -9,6 +9,7 @@
 //! every app at its last committed revision.
 
 mod api;
+mod cluster;
 mod content;
 mod cron;
 mod internal;
@@ -22,8 +23,10 @@ mod tasks;
 pub mod token;
 
 pub use api::{OPENAPI, router as control_router};
+pub use cluster::ClusterJoin;
 pub use logs::LogLine;
 pub use node::{ChangeError, Changed, Node, NodeError, NodeOptions};
+pub use nubo_cluster::{Cluster, ClusterOptions};
 pub use store::{RevisionInfo, StoreError};
 
 /// Default upload limit: 64 MiB.

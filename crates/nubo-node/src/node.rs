@@ -24,6 +24,10 @@ pub struct NodeOptions {
     pub cache_dir: Option<PathBuf>,
     /// Largest upload accepted, in bytes.
     pub max_upload: usize,
+    /// Join a cluster: shared state and services on NATS JetStream.
+    pub cluster: Option<crate::cluster::ClusterJoin>,
+    /// The control API's token; default: the state dir's `token` file.
+    pub token: Option<String>,
 }
 
 pub struct Node {
@@ -33,16 +37,20 @@ pub struct Node {
     pub(crate) logs: Arc<LogHub>,
     pub(crate) token: String,
     pub(crate) max_upload: usize,
-    pub(crate) kv: Arc<nubo_kv::SqliteKv>,
+    pub(crate) kv: Arc<dyn nubo_kv::KvBackend>,
     pub(crate) blobs: Arc<nubo_blob::FileBlobs>,
     pub(crate) cron: Arc<crate::cron::Scheduler>,
     pub(crate) queues: Arc<crate::queues::Dispatcher>,
     pub(crate) tasks: Arc<crate::tasks::TaskRunner>,
     pub(crate) hub: Arc<nubo_pubsub::Hub>,
+    pub(crate) cluster: Option<crate::cluster::Member>,
+    /// Where its servers listen, once they do.
+    pub(crate) addrs: std::sync::OnceLock<(String, String)>,
+    pub(crate) started_ms: u64,
     state: PathBuf,
     sites: PathBuf,
     store: Mutex<Store>,
-    apps: tokio::sync::Mutex<BTreeMap<String, LiveApp>>,
+    pub(crate) apps: tokio::sync::Mutex<BTreeMap<String, LiveApp>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +68,20 @@ pub enum NodeError {
     Service(String),
 }
 
+/// Expired keys read as absent at once; this reclaims their space.
+fn sweep_expired(kv: std::sync::Weak<nubo_kv::SqliteKv>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let Some(kv) = kv.upgrade() else { return };
+            if let Err(e) = kv.sweep() {
+                tracing::warn!("key-value sweep: {e}");
+            }
+        }
+    });
+}
+
 /// Why a change was refused; nothing of it was applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeError {
@@ -71,6 +93,9 @@ pub enum ChangeError {
     Conflict(String),
     #[error("{0}")]
     NotFound(String),
+    /// The cluster could not be reached; nothing changed.
+    #[error("the cluster is unavailable: {0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -95,7 +120,10 @@ impl Node {
             move |source| NodeError::State { path, source }
         };
         std::fs::create_dir_all(&opts.state).map_err(state_err(&opts.state))?;
-        let token = crate::token::load_or_create(&opts.state).map_err(state_err(&opts.state))?;
+        let token = match opts.token.clone() {
+            Some(t) => t,
+            None => crate::token::load_or_create(&opts.state).map_err(state_err(&opts.state))?,
+        };
         let content = ContentStore::open(opts.state.join("content"))
             .map_err(state_err(&opts.state.join("content")))?;
         std::fs::create_dir_all(opts.state.join("sites"))
@@ -118,24 +146,21 @@ impl Node {
             crate::cron::Scheduler::open(&opts.state.join("cron.db"))
                 .map_err(|e| NodeError::Service(e.to_string()))?,
         );
-        let kv = Arc::new(
-            nubo_kv::SqliteKv::open(&opts.state.join("kv.db"))
-                .map_err(|e| NodeError::Service(e.to_string()))?,
-        );
-        {
-            // Expired keys read as absent at once; this reclaims their space.
-            let kv = Arc::downgrade(&kv);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-                loop {
-                    tick.tick().await;
-                    let Some(kv) = kv.upgrade() else { return };
-                    if let Err(e) = kv.sweep() {
-                        tracing::warn!("key-value sweep: {e}");
-                    }
-                }
-            });
-        }
+        let kv: Arc<dyn nubo_kv::KvBackend> = match &opts.cluster {
+            Some(c) => Arc::new(
+                nubo_kv::NatsKv::open(c.cluster.jetstream(), c.cluster.replicas())
+                    .await
+                    .map_err(|e| NodeError::Service(e.to_string()))?,
+            ),
+            None => {
+                let kv = Arc::new(
+                    nubo_kv::SqliteKv::open(&opts.state.join("kv.db"))
+                        .map_err(|e| NodeError::Service(e.to_string()))?,
+                );
+                sweep_expired(Arc::downgrade(&kv));
+                kv
+            }
+        };
         let blobs = Arc::new(
             nubo_blob::FileBlobs::open(&opts.state.join("blobs.db"), &opts.state.join("blobs"))
                 .map_err(|e| NodeError::Service(e.to_string()))?,
@@ -150,6 +175,13 @@ impl Node {
             cores,
         )
         .map_err(|e| NodeError::Service(format!("cannot start the task threads: {e}")))?;
+        let hub = nubo_pubsub::Hub::new();
+        if let Some(c) = &opts.cluster {
+            cron.share(c.cluster.clone(), c.id.clone());
+            nubo_pubsub::nats::bridge(hub.clone(), c.cluster.client().clone())
+                .await
+                .map_err(NodeError::Service)?;
+        }
         let node = Arc::new(Self {
             runtime: Arc::new(runtime),
             gateway: Gateway::new(Default::default()),
@@ -162,7 +194,10 @@ impl Node {
             cron,
             queues,
             tasks,
-            hub: nubo_pubsub::Hub::new(),
+            hub,
+            cluster: opts.cluster.map(crate::cluster::Member::new),
+            addrs: std::sync::OnceLock::new(),
+            started_ms: crate::cluster::now_ms(),
             sites: opts.state.join("sites"),
             state: opts.state,
             store: Mutex::new(store),
@@ -199,7 +234,7 @@ impl Node {
         &self.state
     }
 
-    fn loader(&self) -> Loader<'_> {
+    pub(crate) fn loader(&self) -> Loader<'_> {
         Loader {
             runtime: &self.runtime,
             content: &self.content,
@@ -248,7 +283,7 @@ impl Node {
         self.lock_store().revision(app, revision)
     }
 
-    fn lock_store(&self) -> std::sync::MutexGuard<'_, Store> {
+    pub(crate) fn lock_store(&self) -> std::sync::MutexGuard<'_, Store> {
         // A panic while holding the lock cannot leave SQLite inconsistent
         // (transactions roll back), so a poisoned lock is still usable.
         self.store.lock().unwrap_or_else(|p| p.into_inner())
@@ -276,6 +311,12 @@ impl Node {
         steps: impl FnOnce(Option<&AppDef>) -> Result<Vec<Step>, ChangeError>,
     ) -> Result<Changed, ChangeError> {
         let mut apps = self.apps.lock().await;
+        // In a cluster, first come up to the shared revision, so that the
+        // expected revision is checked against the cluster's, not ours.
+        let shared = match &self.cluster {
+            Some(c) => c.catch_up(self, &mut apps, app).await?,
+            None => None,
+        };
         let current = apps.get(app);
         let current_rev = current.map(|a| a.revision).unwrap_or(0);
         if let Some(e) = expected
@@ -323,23 +364,21 @@ impl Node {
                     .prepare(current_rev, def, current)
                     .await
                     .map_err(|e| ChangeError::Rejected(vec![e]))?;
-                for (other, live) in apps.iter() {
-                    if other != app && live.mount.collides_with(&prepared.mount) {
-                        return Err(ChangeError::Conflict(format!(
-                            "app `{other}` already serves base `{}`{}; give `{app}` another `base` or its own `hosts`",
-                            prepared.mount.base,
-                            if prepared.mount.hosts.is_empty() {
-                                " on every host".to_string()
-                            } else {
-                                format!(" on {}", prepared.mount.hosts.join(", "))
-                            }
-                        )));
-                    }
-                }
+                Self::check_mount(&apps, app, &prepared)?;
                 Some(prepared)
             }
             None => None,
         };
+        if let Some(cluster) = &self.cluster {
+            let revision = self
+                .lock_store()
+                .last_revision(app)
+                .map_err(ChangeError::Store)?
+                + 1;
+            cluster
+                .publish(&self.content, app, revision, new.as_ref(), &steps, shared)
+                .await?;
+        }
         let revision = self
             .lock_store()
             .commit(app, current_rev, new.as_ref(), &steps)
@@ -347,6 +386,25 @@ impl Node {
                 StoreError::Conflict { .. } => ChangeError::Conflict(e.to_string()),
                 other => ChangeError::Store(other),
             })?;
+        self.install(&mut apps, app, live, revision);
+        tracing::info!(app, revision, steps = steps.len(), "applied");
+        Ok(Changed {
+            app: app.to_string(),
+            revision,
+            changed: true,
+            steps: crate::store::redact_steps(app, &steps),
+        })
+    }
+
+    /// Switches the gateway, schedules and tasks of `app` to `live` (`None`:
+    /// the app is gone), committed as `revision`.
+    pub(crate) fn install(
+        &self,
+        apps: &mut BTreeMap<String, LiveApp>,
+        app: &str,
+        live: Option<LiveApp>,
+        revision: u64,
+    ) {
         match live {
             Some(mut live) => {
                 live.revision = revision;
@@ -364,12 +422,30 @@ impl Node {
                 self.logs.forget(app);
             }
         }
-        tracing::info!(app, revision, steps = steps.len(), "applied");
-        Ok(Changed {
-            app: app.to_string(),
-            revision,
-            changed: true,
-            steps: crate::store::redact_steps(app, &steps),
-        })
+        if let Some(member) = &self.cluster {
+            member.changed.notify_one();
+        }
+    }
+
+    /// Refuses `prepared` if another app already serves its base and hosts.
+    pub(crate) fn check_mount(
+        apps: &BTreeMap<String, LiveApp>,
+        app: &str,
+        prepared: &LiveApp,
+    ) -> Result<(), ChangeError> {
+        for (other, live) in apps.iter() {
+            if other != app && live.mount.collides_with(&prepared.mount) {
+                return Err(ChangeError::Conflict(format!(
+                    "app `{other}` already serves base `{}`{}; give `{app}` another `base` or its own `hosts`",
+                    prepared.mount.base,
+                    if prepared.mount.hosts.is_empty() {
+                        " on every host".to_string()
+                    } else {
+                        format!(" on {}", prepared.mount.hosts.join(", "))
+                    }
+                )));
+            }
+        }
+        Ok(())
     }
 }

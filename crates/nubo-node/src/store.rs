@@ -104,32 +104,33 @@ impl Store {
                 expected,
             });
         }
-        let last: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(revision), 0) FROM revisions WHERE app = ?1",
-            [app],
-            |r| r.get(0),
-        )?;
-        let revision = last + 1;
-        let def_json = def.map(serde_json::to_string).transpose()?;
-        let steps_json = serde_json::to_string(&redact_steps(app, steps))?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0) as i64;
-        tx.execute(
-            "INSERT INTO revisions (app, revision, at, steps, def) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![app, revision, now, steps_json, def_json],
-        )?;
-        match &def_json {
-            Some(json) => tx.execute(
-                "INSERT INTO apps (name, revision, def) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(name) DO UPDATE SET revision = ?2, def = ?3",
-                params![app, revision, json],
-            )?,
-            None => tx.execute("DELETE FROM apps WHERE name = ?1", [app])?,
-        };
+        let revision = last_revision(&tx, app)? + 1;
+        let steps = serde_json::to_value(redact_steps(app, steps))?;
+        write(&tx, app, revision, now_secs(), def, &steps)?;
         tx.commit()?;
-        Ok(revision as u64)
+        Ok(revision)
+    }
+
+    /// The newest revision ever made of `app` (0: none), whether or not it
+    /// removed the app.
+    pub fn last_revision(&self, app: &str) -> Result<u64, StoreError> {
+        last_revision(&self.db, app)
+    }
+
+    /// Records a revision made elsewhere (another node of the cluster), as
+    /// it was made there.
+    pub fn adopt(
+        &mut self,
+        app: &str,
+        revision: u64,
+        at: u64,
+        def: Option<&AppDef>,
+        steps: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let tx = self.db.transaction()?;
+        write(&tx, app, revision, at, def, steps)?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// The app's history, oldest first.
@@ -175,6 +176,47 @@ impl Store {
             Some(Some(json)) => Ok(Some(Some(serde_json::from_str(&json)?))),
         }
     }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn last_revision(db: &Connection, app: &str) -> Result<u64, StoreError> {
+    let last: i64 = db.query_row(
+        "SELECT COALESCE(MAX(revision), 0) FROM revisions WHERE app = ?1",
+        [app],
+        |r| r.get(0),
+    )?;
+    Ok(last as u64)
+}
+
+/// One revision row, and the app's current definition with it.
+fn write(
+    db: &Connection,
+    app: &str,
+    revision: u64,
+    at: u64,
+    def: Option<&AppDef>,
+    steps: &serde_json::Value,
+) -> Result<(), StoreError> {
+    let def_json = def.map(serde_json::to_string).transpose()?;
+    db.execute(
+        "INSERT OR REPLACE INTO revisions (app, revision, at, steps, def) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![app, revision as i64, at as i64, steps.to_string(), def_json],
+    )?;
+    match &def_json {
+        Some(json) => db.execute(
+            "INSERT INTO apps (name, revision, def) VALUES (?1, ?2, ?3)
+             ON CONFLICT(name) DO UPDATE SET revision = ?2, def = ?3",
+            params![app, revision as i64, json],
+        )?,
+        None => db.execute("DELETE FROM apps WHERE name = ?1", [app])?,
+    };
+    Ok(())
 }
 
 /// Steps as history shows them: secret values replaced by their digest.

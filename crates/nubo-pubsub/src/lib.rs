@@ -6,10 +6,16 @@
 //! [`Hub`] is the embedded backend, a broadcast channel per (app, topic).
 //! A subscriber that falls more than [`BUFFER`] messages behind skips what
 //! it missed (and is told how many) instead of slowing the publisher or
-//! the other subscribers. The cluster backend will carry topics on NATS
-//! subjects behind the same two calls.
+//! the other subscribers.
+//!
+//! In cluster mode a [`Relay`] carries every publish to all nodes (see
+//! [`nats`]): the publishing node does not deliver locally, it sends, and
+//! each node, itself included, delivers what arrives to its own
+//! subscribers. A WebSocket client on node A hears what a component on
+//! node B publishes, in the order B published it.
 
 pub mod host;
+pub mod nats;
 
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -24,6 +30,12 @@ pub const BUFFER: usize = 1024;
 #[derive(Default)]
 pub struct Hub {
     topics: Mutex<HashMap<(String, String), broadcast::Sender<Bytes>>>,
+    relay: std::sync::OnceLock<Arc<dyn Relay>>,
+}
+
+/// Carries messages to every node of a cluster.
+pub trait Relay: Send + Sync + 'static {
+    fn send(&self, app: &str, topic: &str, message: Bytes);
 }
 
 impl Hub {
@@ -39,15 +51,32 @@ impl Hub {
             .clone()
     }
 
-    /// Sends to the current subscribers; how many there were.
-    pub fn publish(&self, app: &str, topic: &str, message: Bytes) -> Result<usize, String> {
+    /// From now on, publishes go through `relay`, which must hand what it
+    /// carries back to [`Hub::deliver`] on every node.
+    pub fn set_relay(&self, relay: Arc<dyn Relay>) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// Sends to the current subscribers (of every node, with a relay).
+    pub fn publish(&self, app: &str, topic: &str, message: Bytes) -> Result<(), String> {
         if message.len() > MAX_MESSAGE {
             return Err(format!(
                 "the message is {} bytes; pub/sub messages may be at most {MAX_MESSAGE}",
                 message.len()
             ));
         }
-        Ok(self.sender(app, topic).send(message).unwrap_or(0))
+        match self.relay.get() {
+            Some(relay) => relay.send(app, topic, message),
+            None => {
+                self.deliver(app, topic, message);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends to this node's subscribers; how many there were.
+    pub fn deliver(&self, app: &str, topic: &str, message: Bytes) -> usize {
+        self.sender(app, topic).send(message).unwrap_or(0)
     }
 
     pub fn subscribe(&self, app: &str, topic: &str) -> broadcast::Receiver<Bytes> {

@@ -43,6 +43,17 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `nubo ps | head` should end quietly, as other Unix tools do, not
+    // panic on the closed pipe. Servers keep SIGPIPE ignored: a client
+    // that hangs up must not kill them.
+    #[cfg(unix)]
+    if !matches!(cli.command, Command::Up(_) | Command::Node(_)) {
+        // SAFETY: restores the default action of one signal at start,
+        // before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     init_tracing();
     let result = match cli.command {
         Command::Up(args) => commands::up::run(args),

@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use nubo_kv::{KvBackend, KvError, Namespace};
+use nubo_kv::{KvError, Namespace};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,6 +11,7 @@ mod apps;
 mod blobs;
 mod kv;
 mod logs;
+mod nodes;
 mod queues;
 mod tasks;
 mod uploads;
@@ -54,6 +55,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .layer(DefaultBodyLimit::disable());
     let api = Router::new()
         .route("/v1/node", get(apps::node_info))
+        .route("/v1/nodes", get(nodes::list))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/apps", get(apps::list))
         .route(
@@ -103,6 +105,8 @@ pub fn router(node: Arc<Node>) -> Router {
             )
         })
         .layer(middleware::from_fn_with_state(node.clone(), auth))
+        .route("/healthz", get(nodes::healthz))
+        .route("/readyz", get(nodes::readyz))
         .with_state(node)
 }
 
@@ -160,6 +164,7 @@ impl IntoResponse for ChangeError {
             ChangeError::Rejected(d) => (StatusCode::BAD_REQUEST, d.clone()),
             ChangeError::Conflict(_) => (StatusCode::CONFLICT, Vec::new()),
             ChangeError::NotFound(_) => (StatusCode::NOT_FOUND, Vec::new()),
+            ChangeError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, Vec::new()),
             ChangeError::Store(e) => {
                 tracing::error!("state store: {e}");
                 (StatusCode::INTERNAL_SERVER_ERROR, Vec::new())

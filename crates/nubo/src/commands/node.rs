@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 /// Run a node: serve every applied app and the control API until Ctrl-C.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  nubo node --state /var/lib/nubo --listen 0.0.0.0:8080 --control 127.0.0.1:3001\n  nubo apply examples/hello --node http://127.0.0.1:3001 --state /var/lib/nubo"
+    after_help = "Examples:\n  nubo node --state /var/lib/nubo --listen 0.0.0.0:8080 --control 127.0.0.1:3001\n  nubo apply examples/hello --node http://127.0.0.1:3001 --state /var/lib/nubo\n\nA cluster (every node alike; apply to any one of them):\n  NUBO_TOKEN=secret nubo node --nats nats://n1:4222,nats://n2:4222,nats://n3:4222"
 )]
 pub struct Args {
     /// State dir: applied revisions, uploads, compile cache, the API token.
@@ -28,6 +28,60 @@ pub struct Args {
     /// Largest component or file upload accepted, in MiB.
     #[arg(long, default_value_t = 64)]
     pub max_upload_mb: usize,
+    /// Join a cluster through these NATS servers (JetStream enabled), comma
+    /// separated. Without it the node keeps everything in its state dir.
+    #[arg(long, env = "NUBO_NATS", value_delimiter = ',', value_name = "URLS")]
+    pub nats: Vec<String>,
+    /// This node's name in the cluster. Default: HOST-PORT (the host name
+    /// and the control API's port).
+    #[arg(long, env = "NUBO_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Copies NATS keeps of Nubo's shared state. Default: 3 when --nats
+    /// names several servers, else 1.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub replicas: Option<u8>,
+    /// The control API's token (every node of a cluster should share one).
+    /// Default: the `token` file in the state dir, created if missing.
+    #[arg(long, env = "NUBO_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into())
+}
+
+/// Connects to the cluster that `--nats` names, if any.
+async fn join(args: &Args) -> CliResult<Option<nubo_node::ClusterJoin>> {
+    if args.nats.is_empty() {
+        return Ok(None);
+    }
+    let replicas = args
+        .replicas
+        .map_or(if args.nats.len() > 1 { 3 } else { 1 }, usize::from);
+    println!("joining the cluster at {} …", args.nats.join(","));
+    let cluster = nubo_node::Cluster::connect(nubo_node::ClusterOptions {
+        urls: args.nats.clone(),
+        replicas,
+    })
+    .await
+    .map_err(|e| {
+        CliError::new(e.to_string()).hint(
+            "start nats-server with JetStream (`nats-server -js`), or leave out --nats to run alone",
+        )
+    })?;
+    let id = args
+        .node_id
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", host_name(), args.control.port()));
+    Ok(Some(nubo_node::ClusterJoin {
+        cluster: std::sync::Arc::new(cluster),
+        id,
+    }))
 }
 
 pub fn run(args: Args) -> CliResult<ExitCode> {
@@ -36,18 +90,36 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
         .clone()
         .unwrap_or_else(crate::client::default_state_dir);
     crate::async_runtime()?.block_on(async move {
-        let node = open(state.clone(), args.max_upload_mb << 20).await?;
-        let running = Running::start(node, args.listen, args.control).await?;
+        let cluster = join(&args).await?;
+        let id = cluster.as_ref().map(|c| c.id.clone());
+        let node = open(
+            state.clone(),
+            args.max_upload_mb << 20,
+            cluster,
+            args.token.clone(),
+        )
+        .await?;
+        let running = Running::start(node.clone(), args.listen, args.control).await?;
+        node.started(running.http, running.control)
+            .await
+            .map_err(|e| CliError::new(format!("cannot join the cluster: {e}")))?;
         println!(
             "node ready: apps on http://{}, control API on http://{}",
             running.http, running.control
         );
-        println!(
-            "token in {}",
-            state.join(nubo_node::token::FILE_NAME).display()
-        );
+        if let Some(id) = id {
+            println!("in the cluster as `{id}` (see `nubo ps`)");
+        }
+        if args.token.is_none() {
+            println!(
+                "token in {}",
+                state.join(nubo_node::token::FILE_NAME).display()
+            );
+        }
         println!("press Ctrl-C to stop");
-        running.until_signal().await
+        let stopped = running.until_signal().await;
+        node.leave_cluster().await;
+        stopped
     })
 }
 
@@ -70,12 +142,19 @@ fn raise_fd_limit() {
     }
 }
 
-pub async fn open(state: PathBuf, max_upload: usize) -> CliResult<Arc<Node>> {
+pub async fn open(
+    state: PathBuf,
+    max_upload: usize,
+    cluster: Option<nubo_node::ClusterJoin>,
+    token: Option<String>,
+) -> CliResult<Arc<Node>> {
     raise_fd_limit();
     Node::open(NodeOptions {
         state,
         cache_dir: std::env::var_os("NUBO_CACHE_DIR").map(PathBuf::from),
         max_upload,
+        cluster,
+        token,
     })
     .await
     .map_err(|e| CliError::new(e.to_string()))

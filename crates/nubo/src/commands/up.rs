@@ -58,8 +58,11 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
         c
     });
     crate::async_runtime()?.block_on(async move {
-        let node = open(state.clone(), nubo_node::DEFAULT_MAX_UPLOAD).await?;
+        let node = open(state.clone(), nubo_node::DEFAULT_MAX_UPLOAD, None, None).await?;
         let running = Running::start(node.clone(), args.listen, control).await?;
+        node.started(running.http, running.control)
+            .await
+            .map_err(CliError::new)?;
         let client = Client::new(
             format!("http://{}", running.control),
             node.token().to_string(),

@@ -14,6 +14,8 @@ pub struct NodeProc {
     pub control: String,
     pub state: PathBuf,
     pub stderr: Arc<Mutex<String>>,
+    /// Given with `--token`; else the state dir's file.
+    given_token: Option<String>,
 }
 
 impl NodeProc {
@@ -48,6 +50,11 @@ impl NodeProc {
                 control: format!("http://{control}"),
                 state: state.to_path_buf(),
                 stderr,
+                given_token: extra
+                    .iter()
+                    .position(|a| *a == "--token")
+                    .and_then(|i| extra.get(i + 1))
+                    .map(|t| t.to_string()),
             },
             _ => {
                 let _ = child.kill();
@@ -58,7 +65,10 @@ impl NodeProc {
     }
 
     pub fn token(&self) -> String {
-        std::fs::read_to_string(self.state.join("token")).unwrap()
+        match &self.given_token {
+            Some(t) => t.clone(),
+            None => std::fs::read_to_string(self.state.join("token")).unwrap(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -93,6 +103,9 @@ impl NodeProc {
             .args(["--node", &self.control])
             .arg("--state")
             .arg(&self.state);
+        if let Some(t) = &self.given_token {
+            cmd.args(["--token", t]);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

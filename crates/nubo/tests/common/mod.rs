@@ -275,4 +275,5 @@ component = "probe"
         wasm = wasm("probe").display()
     )
 }
+pub mod cluster;
 pub mod control;

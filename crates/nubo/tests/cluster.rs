@@ -1,0 +1,226 @@
+//! Cluster mode: three Nubo nodes on a real three-server NATS cluster
+//! (JetStream, three replicas). An app applied to one node serves on all;
+//! key-value and topics are shared; a lost NATS server or node does not
+//! stop the app; each cron run happens on one node.
+
+mod common;
+
+use common::cluster::{NatsCluster, eventually};
+use common::control::NodeProc;
+use common::{AppDir, get, wasm};
+use futures_util::StreamExt;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+fn chat_app(extra: &str) -> AppDir {
+    AppDir::new(&format!(
+        r#"
+[app]
+name = "chat"
+[component.probe]
+source = "{w}"
+topics = ["chat"]
+key_value_stores = ["default"]
+[[http]]
+route = "/probe/..."
+component = "probe"
+[[websocket]]
+route = "/ws"
+topics = ["chat"]
+{extra}
+"#,
+        w = wasm("probe").display()
+    ))
+}
+
+/// The ids of the nodes `node` lists as ready.
+async fn ready_nodes(node: &NodeProc) -> Vec<String> {
+    let v = node.json("/v1/nodes").await;
+    assert_eq!(v["cluster"], true, "{v}");
+    v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["health"] == "ready")
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_app_runs_on_every_node_and_outlives_a_nats_server_and_a_node() {
+    let mut nats = NatsCluster::start(3);
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = nats.node(dirs[0].path(), "node-a");
+    let mut b = nats.node(dirs[1].path(), "node-b");
+    let c = nats.node(dirs[2].path(), "node-c");
+    eventually(20, "three ready nodes", || async {
+        (ready_nodes(&b).await.len() == 3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        get(&format!("{}/readyz", c.control)).await.status,
+        200,
+        "readiness needs no token"
+    );
+
+    // Applied through one node, served by all.
+    a.apply(&chat_app(""));
+    for n in [&a, &b, &c] {
+        eventually(20, "the app on every node", || async {
+            (get(&n.url("/probe/kv-set?greeting=hello")).await.status == 200).then_some(())
+        })
+        .await;
+    }
+    let (code, ps, err) = c.cli(&["ps"], &[]);
+    assert_eq!(code, 0, "{err}");
+    for id in ["node-a", "node-b", "node-c"] {
+        assert!(ps.contains(id), "{ps}");
+    }
+    eventually(10, "every heartbeat to show chat@1", || async {
+        let (_, ps, _) = c.cli(&["ps"], &[]);
+        (ps.matches("chat@1").count() == 3).then_some(())
+    })
+    .await;
+
+    // One key-value store: written on one node, read on another; atomic
+    // increments from all three at once add up.
+    assert_eq!(get(&b.url("/probe/kv-get?greeting")).await.text(), "hello");
+    let incrs = (0..30).map(|i| {
+        let url = [&a, &b, &c][i % 3].url("/probe/kv-incr?hits=1");
+        async move { get(&url).await.status }
+    });
+    for status in futures_util::future::join_all(incrs).await {
+        assert_eq!(status, 200);
+    }
+    assert_eq!(get(&c.url("/probe/kv-get?hits")).await.text(), "30");
+    let (code, out, err) = a.cli(&["kv", "get", "chat", "hits"], &[]);
+    assert_eq!((code, out.trim()), (0, "30"), "{err}");
+
+    // A browser on node C hears what a component on node A publishes.
+    let url = c.url("/ws").replace("http://", "ws://");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        get(&a.url("/probe/ps-pub?chat=from-a")).await.text(),
+        "published"
+    );
+    let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+    match msg {
+        Ok(Some(Ok(Message::Text(t)))) => assert_eq!(t.as_str(), "from-a"),
+        other => panic!("no message on node C: {other:?}"),
+    }
+
+    // Two changes planned against the same revision on two nodes: one
+    // wins, the other is told to plan again.
+    let change = |v: &str| {
+        format!(
+            r#"{{"expected_revision": 1, "steps": [{{"op": "set_variable", "name": "v", "value": "{v}"}}]}}"#
+        )
+    };
+    let (to_b, to_c) = (change("b"), change("c"));
+    let (rb, rc) = tokio::join!(
+        b.api("POST", "/v1/apps/chat/changes", &to_b),
+        c.api("POST", "/v1/apps/chat/changes", &to_c),
+    );
+    let mut statuses = [rb.status, rc.status];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409], "{} / {}", rb.text(), rc.text());
+    let loser = if rb.status == 409 { &rb } else { &rc };
+    assert!(loser.text().contains("plan"), "{}", loser.text());
+
+    // One NATS server of three dies: the app keeps serving and changing.
+    nats.kill(0);
+    eventually(30, "key-value writes after a NATS server died", || async {
+        (get(&a.url("/probe/kv-set?after=1")).await.status == 200).then_some(())
+    })
+    .await;
+    assert_eq!(get(&c.url("/probe/kv-get?after")).await.text(), "1");
+    let r = a
+        .api(
+            "POST",
+            "/v1/apps/chat/changes",
+            r#"{"steps": [{"op": "set_variable", "name": "v", "value": "late"}]}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    eventually(20, "revision 3 everywhere", || async {
+        let revs: Vec<u64> = futures_util::future::join_all(
+            [&a, &c].map(|n| async move { n.json("/v1/apps/chat").await["revision"].as_u64() }),
+        )
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+        (revs == [3, 3]).then_some(())
+    })
+    .await;
+
+    // A node dies: the others stop listing it once its heartbeat expires,
+    // and keep serving.
+    b.kill9();
+    let started = Instant::now();
+    eventually(30, "node-b to leave the list", || async {
+        let r = a.api("GET", "/v1/nodes", "").await;
+        if r.status != 200 {
+            eprintln!("/v1/nodes: {}", r.text());
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+        let ids: Vec<&str> = v["nodes"]
+            .as_array()?
+            .iter()
+            .filter_map(|n| n["id"].as_str())
+            .collect();
+        (!ids.contains(&"node-b")).then_some(())
+    })
+    .await;
+    eprintln!("node-b left the list {:?} after SIGKILL", started.elapsed());
+    assert_eq!(get(&c.url("/probe/kv-get?hits")).await.text(), "30");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_cron_run_happens_on_exactly_one_node() {
+    let nats = NatsCluster::start(3);
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes: Vec<NodeProc> = ["n1", "n2", "n3"]
+        .iter()
+        .zip(&dirs)
+        .map(|(id, d)| nats.node(d.path(), id))
+        .collect();
+    let started = Instant::now();
+    nodes[0].apply(&chat_app(
+        r#"
+[[cron]]
+schedule = "* * * * * *"
+component = "probe"
+path = "/probe/kv-incr?ticks"
+"#,
+    ));
+    for n in &nodes {
+        eventually(20, "the app on every node", || async {
+            (get(&n.url("/probe/kv-get?x")).await.status == 200).then_some(())
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let ticks: u64 = get(&nodes[1].url("/probe/kv-get?ticks"))
+        .await
+        .text()
+        .parse()
+        .unwrap_or(0);
+    let elapsed = started.elapsed().as_secs() + 1;
+    // Every node schedules every second; without leases there would be
+    // three runs a second.
+    assert!(
+        (3..=elapsed).contains(&ticks),
+        "{ticks} runs in about {elapsed} s"
+    );
+    let runs: usize = nodes
+        .iter()
+        .map(|n| n.stderr.lock().unwrap().matches("cron run: ok").count())
+        .sum();
+    assert!(
+        runs as u64 <= elapsed + 1,
+        "{runs} runs logged in {elapsed} s"
+    );
+}

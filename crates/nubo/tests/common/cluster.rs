@@ -1,0 +1,149 @@
+//! A real NATS cluster (nats-server from Debian, JetStream on) on loopback
+//! ports, and Nubo nodes that join it.
+
+use super::control::NodeProc;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The token every node of a test cluster shares.
+pub const TOKEN: &str = "cluster-test-token";
+
+pub struct NatsServer {
+    child: Option<Child>,
+    pub url: String,
+    log: Arc<Mutex<String>>,
+}
+
+/// Servers killed on drop.
+pub struct NatsCluster {
+    pub servers: Vec<NatsServer>,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+impl NatsCluster {
+    /// `n` servers routed to each other; returns once JetStream has a
+    /// leader.
+    pub fn start(n: usize) -> NatsCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let client: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let route: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let servers = (0..n)
+            .map(|i| {
+                let routes: Vec<String> = (0..n)
+                    .filter(|&j| j != i)
+                    .map(|j| format!("nats://127.0.0.1:{}", route[j]))
+                    .collect();
+                let mut cmd = Command::new("nats-server");
+                cmd.args(["-a", "127.0.0.1", "-p", &client[i].to_string(), "-js"])
+                    .arg("-sd")
+                    .arg(dir.path().join(format!("s{i}")))
+                    .args(["-n", &format!("s{i}")]);
+                if n > 1 {
+                    cmd.args([
+                        "--cluster_name",
+                        "nubo-test",
+                        "--cluster",
+                        &format!("nats://127.0.0.1:{}", route[i]),
+                        "--routes",
+                        &routes.join(","),
+                    ]);
+                }
+                let mut child = cmd
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "cannot run nats-server ({e}); install it: apt-get install nats-server"
+                        )
+                    });
+                let log = Arc::new(Mutex::new(String::new()));
+                super::collect_into(child.stderr.take().unwrap(), log.clone());
+                NatsServer {
+                    child: Some(child),
+                    url: format!("nats://127.0.0.1:{}", client[i]),
+                    log,
+                }
+            })
+            .collect();
+        let cluster = NatsCluster { servers, _dir: dir };
+        let ready = if n > 1 {
+            "JetStream cluster new metadata leader"
+        } else {
+            "Server is ready"
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cluster.servers.iter().any(|s| s.log().contains(ready)) {
+            assert!(
+                Instant::now() < deadline,
+                "NATS did not get ready: {}",
+                cluster.servers[0].log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        cluster
+    }
+
+    /// Every server's URL, comma separated, as `--nats` takes them.
+    pub fn urls(&self) -> String {
+        self.servers
+            .iter()
+            .map(|s| s.url.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A node that joins this cluster as `id`, with the shared token.
+    pub fn node(&self, state: &Path, id: &str) -> NodeProc {
+        NodeProc::start(
+            state,
+            &["--nats", &self.urls(), "--node-id", id, "--token", TOKEN],
+        )
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.servers[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl NatsServer {
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.servers.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, for up to `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
