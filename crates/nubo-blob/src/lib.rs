@@ -3,8 +3,8 @@
 //!
 //! Same three layers as every Nubo service. [`BlobBackend`] is the storage
 //! contract; [`FileBlobs`] is the embedded backend (object bytes in files,
-//! metadata in SQLite, both in the node's state dir), and a NATS JetStream
-//! object-store backend will implement the same trait. [`host`] binds the
+//! metadata in SQLite, both in the node's state dir); [`NatsBlobs`] is the
+//! cluster backend, on a JetStream object store. [`host`] binds the
 //! WASI interfaces to a backend for one guest instance and checks grants.
 //!
 //! Objects are streamed both ways: a writer takes chunks and makes the
@@ -14,9 +14,11 @@
 
 mod files;
 pub mod host;
+mod nats;
 mod streams;
 
 pub use files::FileBlobs;
+pub use nats::NatsBlobs;
 
 use bytes::Bytes;
 use std::sync::Arc;

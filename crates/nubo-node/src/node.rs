@@ -38,7 +38,7 @@ pub struct Node {
     pub(crate) token: String,
     pub(crate) max_upload: usize,
     pub(crate) kv: Arc<dyn nubo_kv::KvBackend>,
-    pub(crate) blobs: Arc<nubo_blob::FileBlobs>,
+    pub(crate) blobs: Arc<dyn nubo_blob::BlobBackend>,
     pub(crate) cron: Arc<crate::cron::Scheduler>,
     pub(crate) queues: Arc<crate::queues::Dispatcher>,
     pub(crate) tasks: Arc<crate::tasks::TaskRunner>,
@@ -138,10 +138,20 @@ impl Node {
             ..RuntimeOptions::default()
         })?;
         let stored = store.apps()?;
-        let queues = crate::queues::Dispatcher::new(Arc::new(
-            nubo_queue::SqliteQueue::open(&opts.state.join("queues.db"))
-                .map_err(|e| NodeError::Service(e.to_string()))?,
-        ));
+        let queues = crate::queues::Dispatcher::new(match &opts.cluster {
+            Some(c) => Arc::new(
+                nubo_queue::NatsQueue::open(c.cluster.jetstream(), c.cluster.replicas())
+                    .await
+                    .map_err(|e| NodeError::Service(e.to_string()))?,
+            ),
+            None => Arc::new(
+                nubo_queue::SqliteQueue::open(&opts.state.join("queues.db"))
+                    .map_err(|e| NodeError::Service(e.to_string()))?,
+            ),
+        });
+        if let Some(c) = &opts.cluster {
+            queues.wake_on(c.cluster.client().clone());
+        }
         let cron = Arc::new(
             crate::cron::Scheduler::open(&opts.state.join("cron.db"))
                 .map_err(|e| NodeError::Service(e.to_string()))?,
@@ -161,10 +171,21 @@ impl Node {
                 kv
             }
         };
-        let blobs = Arc::new(
-            nubo_blob::FileBlobs::open(&opts.state.join("blobs.db"), &opts.state.join("blobs"))
+        let blobs: Arc<dyn nubo_blob::BlobBackend> = match &opts.cluster {
+            Some(c) => Arc::new(
+                nubo_blob::NatsBlobs::open(
+                    c.cluster.jetstream(),
+                    c.cluster.replicas(),
+                    opts.state.join("blob-spool"),
+                )
+                .await
                 .map_err(|e| NodeError::Service(e.to_string()))?,
-        );
+            ),
+            None => Arc::new(
+                nubo_blob::FileBlobs::open(&opts.state.join("blobs.db"), &opts.state.join("blobs"))
+                    .map_err(|e| NodeError::Service(e.to_string()))?,
+            ),
+        };
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let tasks = crate::tasks::TaskRunner::new(
             nubo_tasks::SqliteTasks::open(&opts.state.join("tasks.db"))

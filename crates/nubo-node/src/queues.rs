@@ -19,13 +19,13 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 
 pub struct Dispatcher {
-    pub(crate) backend: Arc<nubo_queue::SqliteQueue>,
+    pub(crate) backend: Arc<dyn QueueBackend>,
     wakers: Mutex<HashMap<QueueName, Arc<Notify>>>,
     tasks: Mutex<HashMap<String, Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Dispatcher {
-    pub fn new(backend: Arc<nubo_queue::SqliteQueue>) -> Arc<Self> {
+    pub fn new(backend: Arc<dyn QueueBackend>) -> Arc<Self> {
         Arc::new(Self {
             backend,
             wakers: Mutex::new(HashMap::new()),
@@ -36,6 +36,27 @@ impl Dispatcher {
     fn waker(&self, q: &QueueName) -> Arc<Notify> {
         let mut w = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
         w.entry(q.clone()).or_default().clone()
+    }
+
+    /// In a cluster: wakes this node's dispatchers when any node publishes.
+    pub fn wake_on(self: &Arc<Self>, client: async_nats::Client) {
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            use futures_util::StreamExt;
+            let mut wakes = match client.subscribe("nubo.qwake.>").await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("queues will poll: cannot subscribe to wakes: {e}");
+                    return;
+                }
+            };
+            while let Some(m) = wakes.next().await {
+                let Some(me) = me.upgrade() else { return };
+                if let Some(q) = nubo_queue::nats::woken(m.subject.as_str()) {
+                    me.notify(&q);
+                }
+            }
+        });
     }
 
     /// Wakes the dispatcher of `q` (a message was just published).
@@ -112,7 +133,7 @@ struct Queue {
     q: QueueName,
     spec: QueueSpec,
     consumer: HttpComponent,
-    backend: Arc<nubo_queue::SqliteQueue>,
+    backend: Arc<dyn QueueBackend>,
     waker: Arc<Notify>,
 }
 

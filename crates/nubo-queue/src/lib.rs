@@ -6,12 +6,15 @@
 //! As with every Nubo service: [`QueueBackend`] is the storage contract,
 //! [`SqliteQueue`] the embedded backend, [`host`] the guest binding
 //! (`nubo:platform/queue`, since WASI has no queue interface). Delivery
-//! itself is the node's (it owns the components).
+//! itself is the node's (it owns the components). [`NatsQueue`] is the
+//! cluster backend, on JetStream.
 
 pub mod batch;
 pub mod host;
+pub mod nats;
 mod sqlite;
 
+pub use nats::NatsQueue;
 pub use sqlite::SqliteQueue;
 
 use serde::Serialize;
@@ -101,6 +104,16 @@ pub struct QueueGrant {
     pub app: String,
     pub queues: Vec<String>,
     pub notify: Arc<dyn Fn(&QueueName) + Send + Sync>,
+}
+
+pub(crate) fn check_body(body: &[u8]) -> Result<(), QueueError> {
+    if body.len() > MAX_BODY {
+        return Err(QueueError::Invalid(format!(
+            "the message is {} bytes; messages may be at most {MAX_BODY} (put large data in a blob and send its name)",
+            body.len(),
+        )));
+    }
+    Ok(())
 }
 
 /// Delay before retry `attempt` (1-based): `base`, doubling, at most an hour.

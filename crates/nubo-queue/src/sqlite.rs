@@ -67,13 +67,7 @@ impl SqliteQueue {
 #[async_trait::async_trait]
 impl QueueBackend for SqliteQueue {
     async fn publish(&self, q: &QueueName, body: &[u8]) -> Result<u64, QueueError> {
-        if body.len() > crate::MAX_BODY {
-            return Err(QueueError::Invalid(format!(
-                "the message is {} bytes; messages may be at most {} (put large data in a blob and send its name)",
-                body.len(),
-                crate::MAX_BODY
-            )));
-        }
+        crate::check_body(body)?;
         let now = now_ms();
         let (q, body) = (q.clone(), body.to_vec());
         self.with(move |db| {

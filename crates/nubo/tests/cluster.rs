@@ -21,6 +21,7 @@ name = "chat"
 source = "{w}"
 topics = ["chat"]
 key_value_stores = ["default"]
+blob_containers = ["files"]
 [[http]]
 route = "/probe/..."
 component = "probe"
@@ -95,6 +96,37 @@ async fn one_app_runs_on_every_node_and_outlives_a_nats_server_and_a_node() {
     assert_eq!(get(&c.url("/probe/kv-get?hits")).await.text(), "30");
     let (code, out, err) = a.cli(&["kv", "get", "chat", "hits"], &[]);
     assert_eq!((code, out.trim()), (0, "30"), "{err}");
+
+    // One blob store: 3 MiB put through node A comes back whole from C.
+    let work = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(work.path().join("big.bin"), &big).unwrap();
+    let src = work.path().join("big.bin");
+    let (code, out, err) = a.cli(
+        &["blob", "put", "chat", "files", src.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let dst = work.path().join("back.bin");
+    let (code, out, err) = c.cli(
+        &[
+            "blob",
+            "get",
+            "chat",
+            "files",
+            "big.bin",
+            "-o",
+            dst.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        std::fs::read(&dst).unwrap() == big,
+        "the blob came back different"
+    );
+    let (_, ls, _) = b.cli(&["blob", "ls", "chat", "files"], &[]);
+    assert!(ls.contains("big.bin") && ls.contains("3.0 MiB"), "{ls}");
 
     // A browser on node C hears what a component on node A publishes.
     let url = c.url("/ws").replace("http://", "ws://");
@@ -223,4 +255,89 @@ path = "/probe/kv-incr?ticks"
         runs as u64 <= elapsed + 1,
         "{runs} runs logged in {elapsed} s"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queue_messages_outlive_the_node_that_was_delivering_them() {
+    let nats = NatsCluster::start(1);
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes: Vec<NodeProc> = ["qa", "qb", "qc"]
+        .iter()
+        .zip(&dirs)
+        .map(|(id, d)| nats.node(d.path(), id))
+        .collect();
+    let app = AppDir::new(&format!(
+        r#"
+[app]
+name = "q"
+[component.probe]
+source = "{w}"
+key_value_stores = ["default"]
+queues = ["jobs", "bad"]
+[[http]]
+route = "/probe/..."
+component = "probe"
+[queue.jobs]
+consumer = "probe"
+path = "/probe/q-recv"
+concurrency = 4
+visibility_timeout_ms = 1000
+[queue.bad]
+consumer = "probe"
+path = "/probe/q-fail"
+max_attempts = 3
+backoff_ms = 50
+"#,
+        w = wasm("probe").display()
+    ));
+    nodes[0].apply(&app);
+    for n in &nodes {
+        eventually(20, "the app on every node", || async {
+            (get(&n.url("/probe/kv-get?x")).await.status == 200).then_some(())
+        })
+        .await;
+    }
+    // Published through all three nodes; one of them dies mid-way, with
+    // deliveries of its own under way.
+    let mut acked = Vec::new();
+    for i in 0..240 {
+        if i == 120 {
+            nodes[1].kill9();
+        }
+        let n = if i >= 120 { [0, 2][i % 2] } else { i % 3 };
+        let r = get(&nodes[n].url(&format!("/probe/q-pub?jobs=m{i}"))).await;
+        if r.status == 200 {
+            acked.push(format!("m{i}"));
+        }
+    }
+    assert!(
+        acked.len() >= 200,
+        "only {} publishes acknowledged",
+        acked.len()
+    );
+    let received = eventually(60, "every acknowledged message delivered", || async {
+        let got = get(&nodes[0].url("/probe/kv-get?received")).await.text();
+        let got: std::collections::BTreeSet<String> = got
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        acked.iter().all(|k| got.contains(k)).then_some(got)
+    })
+    .await;
+    assert!(received.len() >= acked.len());
+
+    // Failing every time: dead after three attempts, seen from any node.
+    assert_eq!(
+        get(&nodes[2].url("/probe/q-pub?bad=doomed")).await.status,
+        200
+    );
+    let dead = eventually(20, "the dead letter", || async {
+        let (_, dead, _) = nodes[0].cli(&["queue", "dead", "q", "bad"], &[]);
+        dead.contains("doomed").then_some(dead)
+    })
+    .await;
+    assert!(dead.contains("attempts 3"), "{dead}");
+    let (_, ls, _) = nodes[2].cli(&["queue", "ls", "q"], &[]);
+    assert!(ls.contains("dead 1"), "{ls}");
 }

@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
-use nubo_blob::{BlobBackend, BlobError, ContainerId, ObjectMeta};
+use nubo_blob::{BlobError, ContainerId, ObjectMeta};
 use serde::Deserialize;
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use nubo_queue::{Message, QueueBackend, QueueName};
+use nubo_queue::{Message, QueueName};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
