@@ -87,17 +87,9 @@ impl NatsBlobs {
         spool: PathBuf,
     ) -> Result<Self, BlobError> {
         std::fs::create_dir_all(&spool).map_err(|e| err("spool dir", e))?;
-        let store = match js.get_object_store(BUCKET).await {
-            Ok(s) => s,
-            Err(_) => js
-                .create_object_store(object_store::Config {
-                    bucket: BUCKET.into(),
-                    num_replicas: replicas.max(1),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| err("create the blob store", e))?,
-        };
+        let store = nubo_cluster::open_object_store(js, BUCKET, replicas)
+            .await
+            .map_err(|e| BlobError::Backend(e.to_string()))?;
         let containers = nubo_cluster::open_kv(
             js,
             kv::Config {

@@ -33,6 +33,9 @@ const CONTENT: &str = "nubo_content";
 const NODES: &str = "nubo_nodes";
 const LEASES: &str = "nubo_leases";
 
+/// How long a starting node keeps trying to reach NATS.
+pub const CONNECT_FOR: Duration = Duration::from_secs(10);
+
 /// How often a node writes its heartbeat.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 /// A heartbeat older than this is gone from the bucket: the node is dead.
@@ -91,17 +94,31 @@ impl Cluster {
                 urls: shown.clone(),
                 why: e.to_string(),
             })?;
-        let client = async_nats::ConnectOptions::new()
-            .name("nubo")
-            .connection_timeout(Duration::from_secs(5))
-            // After the first connection, a lost server is retried (and
-            // the others tried) for ever; calls in between fail or wait.
-            .connect(addrs)
-            .await
-            .map_err(|e| ClusterError::Connect {
-                urls: shown.clone(),
-                why: e.to_string(),
-            })?;
+        // Servers that start with the node (a fresh cluster, a rolled
+        // deployment) get a few seconds to come up.
+        let started = std::time::Instant::now();
+        let client = loop {
+            let attempt = async_nats::ConnectOptions::new()
+                .name("nubo")
+                .connection_timeout(Duration::from_secs(5))
+                // After the first connection, a lost server is retried (and
+                // the others tried) for ever; calls in between fail or wait.
+                .connect(addrs.clone())
+                .await;
+            match attempt {
+                Ok(c) => break c,
+                Err(e) if started.elapsed() < CONNECT_FOR => {
+                    tracing::info!("NATS not reachable yet ({e}); retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => {
+                    return Err(ClusterError::Connect {
+                        urls: shown.clone(),
+                        why: e.to_string(),
+                    });
+                }
+            }
+        };
         let js = jetstream::new(client.clone());
         let replicas = opts.replicas.clamp(1, 5);
         let bucket = |name: &str, history: i64, max_age: Duration| kv::Config {
@@ -114,20 +131,7 @@ impl Cluster {
         let apps = open_kv(&js, bucket(APPS, 1, Duration::ZERO)).await?;
         let nodes = open_kv(&js, bucket(NODES, 1, HEARTBEAT_TTL)).await?;
         let leases = open_kv(&js, bucket(LEASES, 1, Duration::from_secs(24 * 3600))).await?;
-        let content = match js.get_object_store(CONTENT).await {
-            Ok(s) => s,
-            Err(_) => js
-                .create_object_store(object_store::Config {
-                    bucket: CONTENT.to_string(),
-                    num_replicas: replicas,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| ClusterError::Bucket {
-                    bucket: CONTENT.into(),
-                    why: e.to_string(),
-                })?,
-        };
+        let content = open_object_store(&js, CONTENT, replicas).await?;
         Ok(Self {
             client,
             js,
@@ -192,17 +196,39 @@ pub async fn open_kv(
         discard: jetstream::stream::DiscardPolicy::New,
         ..Default::default()
     };
-    let created = js.create_stream(stream).await;
-    match js.get_key_value(&bucket).await {
-        Ok(store) => Ok(store),
-        Err(e) => Err(ClusterError::Bucket {
+    open_stream(js, stream).await?;
+    js.get_key_value(&bucket)
+        .await
+        .map_err(|e| ClusterError::Bucket {
             bucket,
-            why: match created {
-                Err(c) => c.to_string(),
-                Ok(_) => e.to_string(),
-            },
-        }),
-    }
+            why: e.to_string(),
+        })
+}
+
+/// Opens a stream, creating it if it does not exist. A cluster that is
+/// still forming ("no suitable peers for placement") is waited for, up to
+/// [`RETRY_FOR`]; nodes racing to create it all end up with the winner's.
+pub async fn open_stream(
+    js: &jetstream::Context,
+    config: jetstream::stream::Config,
+) -> Result<jetstream::stream::Stream, ClusterError> {
+    let name = config.name.clone();
+    retry(|| async {
+        if let Ok(s) = js.get_stream(&name).await {
+            return Ok(s);
+        }
+        match js.create_stream(config.clone()).await {
+            Ok(s) => Ok(s),
+            Err(e) => js
+                .get_stream(&name)
+                .await
+                .map_err(|_| ClusterError::Bucket {
+                    bucket: name.clone(),
+                    why: e.to_string(),
+                }),
+        }
+    })
+    .await
 }
 
 /// Writes `value` under `key` if the key's last revision is still
@@ -311,6 +337,36 @@ pub async fn keys(store: &kv::Store, prefix: &str) -> Result<Vec<String>, Cluste
             }
         }
         Ok(out)
+    })
+    .await
+}
+
+/// Opens an object store, creating it if needed (waiting for a forming
+/// cluster like [`open_stream`]).
+pub async fn open_object_store(
+    js: &jetstream::Context,
+    bucket: &str,
+    replicas: usize,
+) -> Result<object_store::ObjectStore, ClusterError> {
+    retry(|| async {
+        if let Ok(s) = js.get_object_store(bucket).await {
+            return Ok(s);
+        }
+        let config = object_store::Config {
+            bucket: bucket.to_string(),
+            num_replicas: replicas.max(1),
+            ..Default::default()
+        };
+        match js.create_object_store(config).await {
+            Ok(s) => Ok(s),
+            Err(e) => js
+                .get_object_store(bucket)
+                .await
+                .map_err(|_| ClusterError::Bucket {
+                    bucket: bucket.to_string(),
+                    why: e.to_string(),
+                }),
+        }
     })
     .await
 }

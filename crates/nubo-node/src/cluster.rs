@@ -283,6 +283,12 @@ impl Node {
         hb.failing = member.failing().clone();
         if let Err(e) = member.cluster.beat(&hb).await {
             tracing::warn!("heartbeat not written: {e}");
+            return;
+        }
+        // The tasks of nodes whose heartbeat expired go to the others.
+        if let Ok(members) = member.cluster.members(now_ms()).await {
+            let live = members.into_iter().map(|m| m.heartbeat.id).collect();
+            self.tasks.sweep(&live).await;
         }
     }
 

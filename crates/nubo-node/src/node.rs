@@ -187,15 +187,37 @@ impl Node {
             ),
         };
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let (task_store, task_cluster): (Arc<dyn nubo_tasks::TaskStore>, _) = match &opts.cluster {
+            Some(c) => {
+                let nats = Arc::new(
+                    nubo_tasks::NatsTasks::open(c.cluster.jetstream(), c.cluster.replicas(), &c.id)
+                        .await
+                        .map_err(|e| NodeError::Service(e.to_string()))?,
+                );
+                let link = crate::tasks::ClusterTasks {
+                    nats: nats.clone(),
+                    client: c.cluster.client().clone(),
+                };
+                (nats, Some(link))
+            }
+            None => (
+                Arc::new(
+                    nubo_tasks::SqliteTasks::open(&opts.state.join("tasks.db"))
+                        .map_err(|e| NodeError::Service(e.to_string()))?,
+                ),
+                None,
+            ),
+        };
         let tasks = crate::tasks::TaskRunner::new(
-            nubo_tasks::SqliteTasks::open(&opts.state.join("tasks.db"))
-                .map_err(|e| NodeError::Service(e.to_string()))?,
+            task_store,
+            task_cluster,
             // Tasks are CPU work: a few per core keeps every core busy
             // while some wait on I/O.
             cores * 4,
             cores,
         )
         .map_err(|e| NodeError::Service(format!("cannot start the task threads: {e}")))?;
+        tasks.listen();
         let hub = nubo_pubsub::Hub::new();
         if let Some(c) = &opts.cluster {
             cron.share(c.cluster.clone(), c.id.clone());

@@ -89,16 +89,13 @@ impl NatsQueue {
             allow_direct: true,
             ..Default::default()
         };
-        let queues = open_stream(
-            js,
-            make(STREAM, "nubo.q.>", stream::RetentionPolicy::WorkQueue),
-        )
-        .await?;
-        let dead = open_stream(
-            js,
-            make(DEAD, "nubo.dead.>", stream::RetentionPolicy::Limits),
-        )
-        .await?;
+        let open = |config| async move {
+            nubo_cluster::open_stream(js, config)
+                .await
+                .map_err(|e| QueueError::Backend(e.to_string()))
+        };
+        let queues = open(make(STREAM, "nubo.q.>", stream::RetentionPolicy::WorkQueue)).await?;
+        let dead = open(make(DEAD, "nubo.dead.>", stream::RetentionPolicy::Limits)).await?;
         Ok(Self {
             js: js.clone(),
             queues,
@@ -194,24 +191,6 @@ impl NatsQueue {
             });
         }
         Ok(out)
-    }
-}
-
-async fn open_stream(
-    js: &jetstream::Context,
-    config: stream::Config,
-) -> Result<stream::Stream, QueueError> {
-    if let Ok(s) = js.get_stream(&config.name).await {
-        return Ok(s);
-    }
-    let name = config.name.clone();
-    let created = js.create_stream(config).await;
-    match js.get_stream(&name).await {
-        Ok(s) => Ok(s),
-        Err(e) => Err(err(
-            &format!("stream {name}"),
-            created.err().map_or(e.to_string(), |c| c.to_string()),
-        )),
     }
 }
 

@@ -9,13 +9,18 @@
 //! handler, a queue delivery, cron) get a random root id.
 //!
 //! [`Tasks`] is what the guest binding calls; the node implements it,
-//! since running a task means instantiating a component.
+//! since running a task means instantiating a component. [`TaskStore`]
+//! keeps them: [`SqliteTasks`] on one machine, [`NatsTasks`] in a cluster.
 
 pub mod host;
+pub mod nats;
 mod sqlite;
+mod store;
 
+pub use nats::NatsTasks;
 pub use nubo_sqlite::now_ms;
-pub use sqlite::{SqliteTasks, Start, StoreError};
+pub use sqlite::SqliteTasks;
+pub use store::{Start, StoreError, TaskStore};
 
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -48,7 +53,7 @@ impl TaskError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum State {
     Queued,

@@ -2,6 +2,7 @@
 //! spawn is acknowledged to the guest only once its row is committed, and
 //! so is every state change, so a killed node loses no task it admitted.
 
+use crate::store::Start;
 use crate::{NewTask, State, Task, TaskError};
 use nubo_sqlite::{DbError, GroupDb, now_ms};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -43,6 +44,8 @@ pub enum StoreError {
     Db(#[from] DbError),
     #[error("{0}")]
     Task(#[from] TaskError),
+    #[error("task store failed: {0}")]
+    Backend(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -91,11 +94,7 @@ fn spawn(
         .optional()?;
     if let Some((component, function)) = existing {
         if component != t.component || function != t.function {
-            return Ok(Err(TaskError::refused(format!(
-                "task `{}` was started as `{component}/{function}` and this run starts `{}/{}` in its place: \
-                 a task must start the same tasks in the same order each time it runs",
-                t.id, t.component, t.function
-            ))));
+            return Ok(Err(crate::store::diverged(&t, &component, &function)));
         }
         return Ok(Ok(false));
     }
@@ -105,10 +104,7 @@ fn spawn(
         .optional()?
         .unwrap_or(0);
     if active >= i64::from(max_queued) {
-        return Ok(Err(TaskError::refused(format!(
-            "app `{}` has {active} unfinished tasks, its limit (max_queued in [tasks])",
-            t.app
-        ))));
+        return Ok(Err(crate::store::over_limit(&t.app, active as u64)));
     }
     db.prepare_cached(
         "INSERT INTO tasks (id, app, component, function, payload, state, depth, created_ms)
@@ -385,15 +381,6 @@ impl SqliteTasks {
             })
             .await
     }
-}
-
-/// How [`SqliteTasks::start`] starts a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Start {
-    /// A queued task: a new attempt.
-    Attempt,
-    /// A waiting task whose wait is over: the same attempt, run again.
-    Resume,
 }
 
 #[cfg(test)]

@@ -34,6 +34,24 @@ topics = ["chat"]
     ))
 }
 
+/// Nodes `ids` joined to `nats`, each with its own state dir in `dirs`.
+fn join(nats: &NatsCluster, ids: &[&str], dirs: &[tempfile::TempDir]) -> Vec<NodeProc> {
+    ids.iter()
+        .zip(dirs)
+        .map(|(id, d)| nats.node(d.path(), id))
+        .collect()
+}
+
+/// Waits until every node answers `path` with 200: it adopted the app.
+async fn serving(nodes: &[NodeProc], path: &str) {
+    for n in nodes {
+        eventually(20, "the app on every node", || async {
+            (get(&n.url(path)).await.status == 200).then_some(())
+        })
+        .await;
+    }
+}
+
 /// The ids of the nodes `node` lists as ready.
 async fn ready_nodes(node: &NodeProc) -> Vec<String> {
     let v = node.json("/v1/nodes").await;
@@ -63,6 +81,9 @@ async fn one_app_runs_on_every_node_and_outlives_a_nats_server_and_a_node() {
         200,
         "readiness needs no token"
     );
+    let metrics = get(&format!("{}/metrics", c.control)).await.text();
+    assert!(metrics.contains("\nnubo_ready 1\n"), "{metrics}");
+    assert!(metrics.contains("\nnubo_task_slots "), "{metrics}");
 
     // Applied through one node, served by all.
     a.apply(&chat_app(""));
@@ -214,11 +235,7 @@ async fn one_app_runs_on_every_node_and_outlives_a_nats_server_and_a_node() {
 async fn each_cron_run_happens_on_exactly_one_node() {
     let nats = NatsCluster::start(3);
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let nodes: Vec<NodeProc> = ["n1", "n2", "n3"]
-        .iter()
-        .zip(&dirs)
-        .map(|(id, d)| nats.node(d.path(), id))
-        .collect();
+    let nodes = join(&nats, &["n1", "n2", "n3"], &dirs);
     let started = Instant::now();
     nodes[0].apply(&chat_app(
         r#"
@@ -228,12 +245,7 @@ component = "probe"
 path = "/probe/kv-incr?ticks"
 "#,
     ));
-    for n in &nodes {
-        eventually(20, "the app on every node", || async {
-            (get(&n.url("/probe/kv-get?x")).await.status == 200).then_some(())
-        })
-        .await;
-    }
+    serving(&nodes, "/probe/kv-get?x").await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let ticks: u64 = get(&nodes[1].url("/probe/kv-get?ticks"))
         .await
@@ -261,11 +273,7 @@ path = "/probe/kv-incr?ticks"
 async fn queue_messages_outlive_the_node_that_was_delivering_them() {
     let nats = NatsCluster::start(1);
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes: Vec<NodeProc> = ["qa", "qb", "qc"]
-        .iter()
-        .zip(&dirs)
-        .map(|(id, d)| nats.node(d.path(), id))
-        .collect();
+    let mut nodes = join(&nats, &["qa", "qb", "qc"], &dirs);
     let app = AppDir::new(&format!(
         r#"
 [app]
@@ -291,12 +299,7 @@ backoff_ms = 50
         w = wasm("probe").display()
     ));
     nodes[0].apply(&app);
-    for n in &nodes {
-        eventually(20, "the app on every node", || async {
-            (get(&n.url("/probe/kv-get?x")).await.status == 200).then_some(())
-        })
-        .await;
-    }
+    serving(&nodes, "/probe/kv-get?x").await;
     // Published through all three nodes; one of them dies mid-way, with
     // deliveries of its own under way.
     let mut acked = Vec::new();
@@ -340,4 +343,149 @@ backoff_ms = 50
     assert!(dead.contains("attempts 3"), "{dead}");
     let (_, ls, _) = nodes[2].cli(&["queue", "ls", "q"], &[]);
     assert!(ls.contains("dead 1"), "{ls}");
+}
+
+fn jobs_app() -> AppDir {
+    AppDir::new(&format!(
+        r#"
+[app]
+name = "jobs"
+[component.tasker]
+source = "{w}"
+tasks = ["tasker"]
+limits = {{ timeout_ms = 120000 }}
+[[http]]
+route = "/t/..."
+component = "tasker"
+"#,
+        w = wasm("tasker").display()
+    ))
+}
+
+/// `ran …` lines a node logged for tasks (request id = task id).
+fn runs(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| {
+            [
+                "ran count_words",
+                "ran fan_out",
+                "ran slow_count",
+                "ran slow_fan_out",
+            ]
+            .iter()
+            .any(|r| l.contains(r))
+        })
+        .filter_map(|l| {
+            Some(
+                l.split("request_id=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_job_spreads_over_the_nodes_and_outlives_one_of_them() {
+    let nats = NatsCluster::start(1);
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = join(&nats, &["ta", "tb", "tc"], &dirs);
+    nodes[0].apply(&jobs_app());
+    serving(&nodes, "/t/wc?1").await;
+    let sum = |n: usize| (0..n).map(|i| i % 7 + 1).sum::<usize>();
+
+    // A fan-out from node B runs on all three and adds up.
+    let r = get(&nodes[1].url("/t/wc?300")).await;
+    assert_eq!(
+        r.text(),
+        format!("parallel={} sequential={}", sum(300), sum(300))
+    );
+    let spread: Vec<usize> = nodes
+        .iter()
+        .map(|n| runs(&n.stderr.lock().unwrap()).len())
+        .collect();
+    eprintln!("count_words runs per node: {spread:?}");
+    assert!(
+        spread.iter().filter(|&&n| n > 0).count() >= 2,
+        "the fan-out stayed on one node: {spread:?}"
+    );
+
+    // A long job of 50 ms tasks, so that every node holds some at any
+    // moment; node B dies in the middle of it.
+    let id = get(&nodes[0].url("/t/slow?600")).await.text();
+    assert!(id.starts_with('t'), "{id}");
+    eventually(120, "the job under way on node B", || async {
+        let c = nodes[2].json("/v1/apps/jobs/tasks/counts").await;
+        let on_b = nodes[1]
+            .stderr
+            .lock()
+            .unwrap()
+            .matches("ran slow_count")
+            .count();
+        (c["done"].as_u64().unwrap_or(0) >= 150 && on_b >= 20).then_some(())
+    })
+    .await;
+    let listed = nodes[2]
+        .json("/v1/apps/jobs/tasks?state=done&limit=10000")
+        .await;
+    let done_before: std::collections::HashSet<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| Some(t["id"].as_str()?.to_string()))
+        .collect();
+    let marks: Vec<usize> = nodes
+        .iter()
+        .map(|n| n.stderr.lock().unwrap().len())
+        .collect();
+    nodes[1].kill9();
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let shown = loop {
+        let v = nodes[2].json(&format!("/v1/apps/jobs/tasks/{id}")).await;
+        if v["state"] == "done" || v["state"] == "failed" {
+            break v;
+        }
+        if Instant::now() > deadline {
+            let c = nodes[2].json("/v1/apps/jobs/tasks/counts").await;
+            let notes: Vec<String> = [&nodes[0], &nodes[2]]
+                .iter()
+                .flat_map(|n| {
+                    let log = n.stderr.lock().unwrap().clone();
+                    log.lines()
+                        .filter(|l| {
+                            l.contains("WARN") || l.contains("ERROR") || l.contains("lost node")
+                        })
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                })
+                .take(40)
+                .collect();
+            panic!(
+                "the job did not finish: {v}\ncounts: {c}\n{}",
+                notes.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(shown["state"], "done", "{shown}");
+    assert_eq!(shown["result"], sum(600).to_string());
+    let taken_back = [&nodes[0], &nodes[2]].iter().any(|n| {
+        n.stderr
+            .lock()
+            .unwrap()
+            .contains("task(s) of lost nodes back in the queue")
+    });
+    assert!(taken_back, "no survivor took over the dead node's tasks");
+    // After the kill, the survivors ran no task that had finished before.
+    for (n, mark) in [(&nodes[0], marks[0]), (&nodes[2], marks[2])] {
+        let log = n.stderr.lock().unwrap()[mark..].to_string();
+        let again: Vec<String> = runs(&log)
+            .into_iter()
+            .filter(|r| done_before.contains(r))
+            .collect();
+        assert!(again.is_empty(), "finished tasks ran again: {again:?}");
+    }
 }

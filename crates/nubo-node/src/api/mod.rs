@@ -107,6 +107,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .layer(middleware::from_fn_with_state(node.clone(), auth))
         .route("/healthz", get(nodes::healthz))
         .route("/readyz", get(nodes::readyz))
+        .route("/metrics", get(nodes::metrics))
         .with_state(node)
 }
 

@@ -45,6 +45,17 @@ impl Permits {
         p.take().await.then_some(p)
     }
 
+    /// Both permits if both are free now.
+    pub fn try_acquire(app: Arc<Semaphore>, node: Arc<Semaphore>) -> Option<Self> {
+        let a = app.clone().try_acquire_owned().ok()?;
+        let n = node.clone().try_acquire_owned().ok()?;
+        Some(Permits {
+            app,
+            node,
+            held: Some((a, n)),
+        })
+    }
+
     async fn take(&mut self) -> bool {
         // Always the app's first, then the node's: one order, no deadlock.
         let Ok(a) = self.app.clone().acquire_owned().await else {

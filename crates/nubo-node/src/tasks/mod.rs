@@ -21,11 +21,13 @@
 //! runtime, requests queued behind guests that yield only every few tens
 //! of milliseconds.)
 
+mod cluster;
 mod invoke;
 
+pub use cluster::ClusterTasks;
 use invoke::{Outcome, Permits};
 use nubo_tasks::{
-    NewTask, Outcome as TaskOutcome, Slot, SqliteTasks, Start, Task, TaskError, TaskLimits, Wait,
+    NewTask, Outcome as TaskOutcome, Slot, Start, Task, TaskError, TaskLimits, TaskStore, Wait,
     Watch,
 };
 use nubo_wasm::HttpComponent;
@@ -35,17 +37,25 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 pub struct TaskRunner {
-    pub(crate) store: SqliteTasks,
+    pub(crate) store: Arc<dyn TaskStore>,
+    /// In a cluster: where tasks queue for every node, and how the nodes
+    /// tell each other of outcomes and cancels.
+    cluster: Option<ClusterTasks>,
+    /// In a cluster: each app's loop that takes queued tasks.
+    pullers: Mutex<HashMap<String, tokio::task::AbortHandle>>,
     pool: TaskPool,
     apps: Mutex<HashMap<String, AppTasks>>,
     /// Where the outcome of each task someone waits on is put when it
     /// finishes, so that waiters need not read it back from the store.
-    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// By task id: the app, and the slot.
+    slots: Mutex<HashMap<String, (String, Arc<Slot>)>>,
     /// The tokio task of every task in progress here (running, waiting
     /// for a permit, for a retry, or for the tasks it awaits): what a
     /// cancel aborts.
     running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
     permits: Arc<Semaphore>,
+    /// How many permits there are in all.
+    capacity: usize,
     me: Weak<TaskRunner>,
 }
 
@@ -62,6 +72,9 @@ enum Before {
     Nothing,
     /// Nothing: it was just spawned, and this is it.
     Spawned(Box<Task>),
+    /// Nothing: it was taken from the cluster's queue, already running
+    /// here, and holds its permits.
+    Claimed(Box<Task>, Permits),
     Sleep(Duration),
     Wait(Wait),
 }
@@ -104,15 +117,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl TaskRunner {
     /// `slots`: tasks running (not waiting) at once on this node, on
     /// `threads` worker threads of their own.
-    pub fn new(store: SqliteTasks, slots: usize, threads: usize) -> std::io::Result<Arc<Self>> {
+    pub fn new(
+        store: Arc<dyn TaskStore>,
+        cluster: Option<ClusterTasks>,
+        slots: usize,
+        threads: usize,
+    ) -> std::io::Result<Arc<Self>> {
         let pool = TaskPool::new(threads)?;
         Ok(Arc::new_cyclic(|me| Self {
             store,
+            cluster,
+            pullers: Mutex::new(HashMap::new()),
             pool,
             apps: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(slots.max(1))),
+            capacity: slots.max(1),
             me: me.clone(),
         }))
     }
@@ -123,8 +144,12 @@ impl TaskRunner {
         let mut all = lock(&self.apps);
         if components.is_empty() {
             all.remove(app);
+            if let Some(p) = lock(&self.pullers).remove(app) {
+                p.abort();
+            }
             return;
         }
+        self.pull(app);
         let running = match all.get(app) {
             Some(a) if a.limits.max_running == limits.max_running => a.running.clone(),
             _ => Arc::new(Semaphore::new(limits.max_running.max(1) as usize)),
@@ -137,6 +162,12 @@ impl TaskRunner {
                 running,
             },
         );
+    }
+
+    /// Run slots of this node: (in use, in all).
+    pub fn slots(&self) -> (usize, usize) {
+        let free = self.permits.available_permits().min(self.capacity);
+        (self.capacity - free, self.capacity)
     }
 
     fn limits(&self, app: &str) -> TaskLimits {
@@ -167,12 +198,7 @@ impl TaskRunner {
     }
 
     pub async fn get(&self, app: &str, id: &str) -> Option<Task> {
-        self.store
-            .get(id)
-            .await
-            .ok()
-            .flatten()
-            .filter(|t| t.app == app)
+        self.store.get(app, id).await.ok().flatten()
     }
 
     pub async fn list(
@@ -195,11 +221,12 @@ impl TaskRunner {
     /// outcome is committed: a waiter that arrives in between finds it in
     /// the store, or shares this slot.
     fn finished(&self, id: &str, outcome: TaskOutcome) {
-        if let Some(slot) = lock(&self.slots).remove(id) {
+        if let Some((_, slot)) = lock(&self.slots).remove(id) {
             slot.fill(outcome);
         }
     }
 
+    /// Runs task `id` of `app` on this node's task threads.
     fn launch(&self, id: String, app: String, before: Before, how: Start) {
         let Some(me) = self.me.upgrade() else { return };
         let key = id.clone();
@@ -208,13 +235,15 @@ impl TaskRunner {
         let mut running = lock(&self.running);
         let handle = self.pool.handle().spawn(async move {
             let mut spawned = None;
+            let mut claimed = None;
             match before {
                 Before::Nothing => {}
                 Before::Spawned(t) => spawned = Some(t),
+                Before::Claimed(t, p) => claimed = Some((t, p)),
                 Before::Sleep(d) => tokio::time::sleep(d).await,
                 Before::Wait(w) => me.wait_over(&app, w).await,
             }
-            me.run(&id, &app, how, spawned).await;
+            me.run(&id, &app, how, spawned, claimed).await;
             // A relaunch meanwhile has its own entry: keep it.
             let mut running = lock(&me.running);
             if running.get(&id).map(|h| h.id()) == tokio::task::try_id() {
@@ -236,7 +265,14 @@ impl TaskRunner {
         }
     }
 
-    async fn run(&self, id: &str, app: &str, how: Start, spawned: Option<Box<Task>>) {
+    async fn run(
+        &self,
+        id: &str,
+        app: &str,
+        how: Start,
+        spawned: Option<Box<Task>>,
+        claimed: Option<(Box<Task>, Permits)>,
+    ) {
         let Some((app_slots, component_of)) = lock(&self.apps)
             .get(app)
             .map(|a| (a.running.clone(), a.components.clone()))
@@ -250,15 +286,20 @@ impl TaskRunner {
             );
             return;
         };
-        let Some(permits) = Permits::acquire(app_slots, self.permits.clone()).await else {
-            return;
+        let (permits, claimed) = match claimed {
+            Some((t, p)) => (p, Some(t)),
+            None => match Permits::acquire(app_slots, self.permits.clone()).await {
+                Some(p) => (p, None),
+                None => return,
+            },
         };
-        let task = match spawned {
-            Some(t) => {
+        let task = match (claimed, spawned) {
+            (Some(t), _) => *t,
+            (None, Some(t)) => {
                 self.store.started(id);
                 *t
             }
-            None => match self.store.start(id, how).await {
+            (None, None) => match self.store.start(id, app, how).await {
                 Ok(Some(t)) => t,
                 Ok(None) => return, // cancelled, or taken already
                 Err(e) => {
@@ -279,7 +320,7 @@ impl TaskRunner {
             Outcome::Done(result) => Ok(result),
             Outcome::Final(e) => Err(e),
             Outcome::Unloaded(wait) => {
-                match self.store.unload(id).await {
+                match self.store.unload(id, app).await {
                     Ok(true) => self.launch(
                         id.to_string(),
                         app.to_string(),
@@ -299,7 +340,7 @@ impl TaskRunner {
                     attempt = task.attempts,
                     "task failed, retrying in {wait} ms: {e}"
                 );
-                match self.store.requeue(id).await {
+                match self.store.requeue(id, app).await {
                     Ok(true) => self.launch(
                         id.to_string(),
                         app.to_string(),
@@ -317,10 +358,11 @@ impl TaskRunner {
             Ok(_) => tracing::debug!(app, task = id, attempt = task.attempts, "task done"),
             Err(e) => tracing::warn!(app, task = id, "task failed: {e}"),
         }
-        if let Err(e) = self.store.finish(id, outcome.clone()).await {
+        if let Err(e) = self.store.finish(id, app, outcome.clone()).await {
             tracing::error!(task = id, "cannot record a task's outcome: {e}");
             return;
         }
+        self.announce(app, id, &outcome).await;
         self.finished(id, outcome);
     }
 }
@@ -360,7 +402,9 @@ impl nubo_tasks::Tasks for TaskRunner {
         let mut answers = ready.into_iter().zip(stored).map(|(t, r)| match r {
             Ok(fresh) => {
                 let id = t.id.clone();
-                if fresh {
+                // In a cluster, a fresh task waits in the shared queue
+                // for whichever node takes it.
+                if fresh && self.cluster.is_none() {
                     self.launch(
                         id.clone(),
                         app.clone(),
@@ -392,7 +436,12 @@ impl nubo_tasks::Tasks for TaskRunner {
         let slots: Vec<Arc<Slot>> = {
             let mut all = lock(&self.slots);
             ids.iter()
-                .map(|id| all.entry(id.clone()).or_default().clone())
+                .map(|id| {
+                    let (_, slot) = all
+                        .entry(id.clone())
+                        .or_insert_with(|| (app.to_string(), Arc::default()));
+                    slot.clone()
+                })
                 .collect()
         };
         let known = match self.store.outcomes(app, ids.to_vec()).await {
@@ -409,7 +458,7 @@ impl nubo_tasks::Tasks for TaskRunner {
                     // Finished already: whoever shares the slot gets it too.
                     slot.fill(o.clone());
                     let mut all = lock(&self.slots);
-                    if all.get(id).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                    if all.get(id).is_some_and(|(_, s)| Arc::ptr_eq(s, &slot)) {
                         all.remove(id);
                     }
                     pending.push(None);
@@ -427,12 +476,8 @@ impl nubo_tasks::Tasks for TaskRunner {
                     tracing::info!(app, task = id, "cancelled {} task(s)", ids.len());
                 }
                 let n = ids.len();
-                for t in ids {
-                    if let Some(h) = lock(&self.running).remove(&t) {
-                        h.abort();
-                    }
-                    self.finished(&t, Err(TaskError::Cancelled));
-                }
+                self.announce_cancel(app, &ids).await;
+                self.stop(app, &ids).await;
                 n
             }
             Err(e) => {

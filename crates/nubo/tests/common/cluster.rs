@@ -82,7 +82,12 @@ impl NatsCluster {
             "Server is ready"
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !cluster.servers.iter().any(|s| s.log().contains(ready)) {
+        let listening = |s: &NatsServer| {
+            std::net::TcpStream::connect(s.url.trim_start_matches("nats://")).is_ok()
+        };
+        while !cluster.servers.iter().any(|s| s.log().contains(ready))
+            || !cluster.servers.iter().all(listening)
+        {
             assert!(
                 Instant::now() < deadline,
                 "NATS did not get ready: {}",

@@ -9,6 +9,8 @@
 //! - `GET /unknown`: a task for a function the component lacks.
 //! - `GET /deep`: a task that spawns itself without end (`dive`).
 //! - `GET /start?N`: starts `fan_out(N)` and answers its id at once.
+//! - `GET /slow?N`: the same with `slow_fan_out`, whose N children each
+//!   take 50 ms (`slow_count`), so that every node holds some at any time.
 //! - `GET /flood?N`: starts `nap(1500)` and N `hold` tasks waiting on it;
 //!   answers how many spawns were refused, and why.
 //! - `GET /spinning?N`: starts `tree(N)`, N busy-looping `spin` tasks.
@@ -176,6 +178,20 @@ fn fan_out(n: usize) -> usize {
     }
 }
 
+fn slow_count(chunk: String) -> usize {
+    println!("ran slow_count");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    chunk.split_whitespace().count()
+}
+
+fn slow_fan_out(n: usize) -> usize {
+    println!("ran slow_fan_out");
+    match tasks::parallel_map(slow_count, (0..n).map(chunk)) {
+        Ok(counts) => counts.iter().sum(),
+        Err(e) => panic!("children failed: {e}"),
+    }
+}
+
 fn always_traps(_: u32) -> u32 {
     println!("ran always_traps");
     panic!("this task always traps")
@@ -231,6 +247,7 @@ fn handle(req: Request) -> Response {
             .and_then(|t| t.join())
             .map(|d| format!("deepest={d}")),
         "start" => tasks::spawn(fan_out, n).map(|t| t.id().to_string()),
+        "slow" => tasks::spawn(slow_fan_out, n).map(|t| t.id().to_string()),
         "spinning" => tasks::spawn(tree, n).map(|t| t.id().to_string()),
         "gated" => tasks::spawn(gated, n).map(|t| t.id().to_string()),
         "rtt" => rtt(n),
@@ -251,5 +268,5 @@ fn handle(req: Request) -> Response {
 
 nubo_sdk::http_handler!(
     handle,
-    tasks: [count_words, fan_out, always_traps, dive, nap, hold, spin, tree, gated, noop, burn]
+    tasks: [count_words, fan_out, slow_count, slow_fan_out, always_traps, dive, nap, hold, spin, tree, gated, noop, burn]
 );

@@ -1,0 +1,641 @@
+//! The cluster task store: task rows in a JetStream key-value bucket, the
+//! tasks waiting to start in a work-queue stream that every node pulls
+//! from, and claims that let the survivors take over a dead node's tasks.
+//!
+//! - `nubo_tasks`: one key per task, `APP.ID` (ids are `tHEX.N.N…`, so a
+//!   task's descendants are exactly the keys under `APP.ID.`). Every state
+//!   change is a compare-and-swap on the key ([`nubo_cluster::write_if`]).
+//! - `nubo_task_queue`: a message per task to start, under `nubo.t.APP`.
+//!   A spawn publishes the message *before* it writes the row, so a row
+//!   never exists without its message; a node that fetches a message
+//!   whose row is not written yet puts it back for a moment. The message
+//!   is acknowledged only once the row says running and a claim exists.
+//! - `nubo_task_claims`: `NODE.APP.ID` while a node runs, waits on, or is
+//!   about to retry a task. When a node's heartbeat expires, the others
+//!   put its claimed tasks back in the queue ([`NatsTasks::sweep`]); a
+//!   restarted node does the same for its own ([`TaskStore::recover`]).
+//!
+//! `max_queued` counts the tasks waiting to start (the queue's messages),
+//! not those running or waiting on others as the embedded store does.
+
+use crate::store::{Start, StoreError, TaskStore, diverged, over_limit};
+use crate::{NewTask, State, Task, TaskError};
+use async_nats::jetstream::{self, consumer, kv, stream};
+use base64::Engine;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+const ROWS: &str = "nubo_tasks";
+const CLAIMS: &str = "nubo_task_claims";
+const QUEUE: &str = "nubo_task_queue";
+
+fn err(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("{what}: {e}"))
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
+}
+
+fn unb64(s: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(s)
+        .unwrap_or_default()
+}
+
+/// Task ids are the host's own (`tHEX` and `.N` parts); anything else a
+/// guest hands back is no task.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 512
+        && id
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+fn row_key(app: &str, id: &str) -> String {
+    format!("{}.{id}", nubo_cluster::token(app))
+}
+
+fn queue_subject(app: &str) -> String {
+    format!("nubo.t.{}", nubo_cluster::token(app))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Row {
+    app: String,
+    component: String,
+    function: String,
+    payload: String,
+    state: State,
+    attempts: u32,
+    depth: u32,
+    #[serde(default)]
+    result: Option<String>,
+    #[serde(default)]
+    error: Option<TaskError>,
+    created_ms: i64,
+    #[serde(default)]
+    finished_ms: Option<i64>,
+    /// The node running, waiting on or retrying it.
+    #[serde(default)]
+    owner: Option<String>,
+}
+
+impl Row {
+    fn task(&self, id: &str) -> Task {
+        Task {
+            id: id.to_string(),
+            app: self.app.clone(),
+            component: self.component.clone(),
+            function: self.function.clone(),
+            payload: unb64(&self.payload),
+            state: self.state,
+            attempts: self.attempts,
+            depth: self.depth,
+            result: self.result.as_deref().map(unb64),
+            error: self.error.clone(),
+            created_ms: self.created_ms,
+            finished_ms: self.finished_ms,
+        }
+    }
+}
+
+/// What fetching a queued task's message came to.
+pub enum Claim {
+    /// This node now runs it.
+    Claimed(Box<Task>),
+    /// Nothing to run: finished, cancelled, or running elsewhere.
+    Gone,
+    /// Its row is not written yet: try again shortly.
+    NotYet,
+}
+
+pub struct NatsTasks {
+    js: jetstream::Context,
+    rows: kv::Store,
+    claims: kv::Store,
+    queue: stream::Stream,
+    node: String,
+    consumers: tokio::sync::Mutex<HashMap<String, consumer::PullConsumer>>,
+}
+
+impl NatsTasks {
+    /// `node`: this node's id, which its claims carry.
+    pub async fn open(
+        js: &jetstream::Context,
+        replicas: usize,
+        node: &str,
+    ) -> Result<Self, StoreError> {
+        let bucket = |name: &str| kv::Config {
+            bucket: name.into(),
+            history: 1,
+            num_replicas: replicas,
+            ..Default::default()
+        };
+        let rows = nubo_cluster::open_kv(js, bucket(ROWS))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let claims = nubo_cluster::open_kv(js, bucket(CLAIMS))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let config = stream::Config {
+            name: QUEUE.into(),
+            subjects: vec!["nubo.t.>".into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            num_replicas: replicas.max(1),
+            ..Default::default()
+        };
+        let queue = nubo_cluster::open_stream(js, config)
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(Self {
+            js: js.clone(),
+            rows,
+            claims,
+            queue,
+            node: node.to_string(),
+            consumers: tokio::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    async fn read(&self, app: &str, id: &str) -> Result<Option<(u64, Row)>, StoreError> {
+        if !valid_id(id) {
+            return Ok(None);
+        }
+        let key = row_key(app, id);
+        let entry = nubo_cluster::retry(|| self.rows.entry(key.clone()))
+            .await
+            .map_err(|e| err("read a task", e))?;
+        match entry {
+            Some(e) if e.operation == kv::Operation::Put => {
+                let row = serde_json::from_slice(&e.value).map_err(|e| err("a task row", e))?;
+                Ok(Some((e.revision, row)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Changes a task with `change` (which says whether to write) under
+    /// compare-and-swap; the row as written, `None` if `change` declined
+    /// or there is no such task.
+    async fn update(
+        &self,
+        app: &str,
+        id: &str,
+        mut change: impl FnMut(&mut Row) -> bool,
+    ) -> Result<Option<Row>, StoreError> {
+        loop {
+            let Some((rev, mut row)) = self.read(app, id).await? else {
+                return Ok(None);
+            };
+            if !change(&mut row) {
+                return Ok(None);
+            }
+            let body = serde_json::to_vec(&row).map_err(|e| err("a task row", e))?;
+            if nubo_cluster::write_if(&self.js, &self.rows, &row_key(app, id), body.into(), rev)
+                .await
+                .map_err(|e| StoreError::Backend(e.to_string()))?
+            {
+                return Ok(Some(row));
+            }
+        }
+    }
+
+    async fn enqueue(&self, app: &str, id: &str, msg_id: String) -> Result<(), StoreError> {
+        let message = jetstream::message::PublishMessage::build()
+            .payload(id.to_string().into())
+            .message_id(msg_id);
+        self.js
+            .send_publish(queue_subject(app), message)
+            .await
+            .map_err(|e| err("queue a task", e))?
+            .await
+            .map_err(|e| err("queue a task", e))?;
+        Ok(())
+    }
+
+    fn claim_key(&self, node: &str, app: &str, id: &str) -> String {
+        format!(
+            "{}.{}.{id}",
+            nubo_cluster::token(node),
+            nubo_cluster::token(app)
+        )
+    }
+
+    /// Drops this node's claim on a task it no longer runs (cancelled).
+    pub async fn release(&self, app: &str, id: &str) {
+        self.unclaim(app, id).await;
+    }
+
+    async fn unclaim(&self, app: &str, id: &str) {
+        let key = self.claim_key(&self.node, app, id);
+        if let Err(e) = self.claims.purge(&key).await {
+            tracing::debug!(task = id, "claim not removed: {e}");
+        }
+    }
+
+    /// Tasks waiting to start in `app`.
+    async fn queued(&self, app: &str) -> Result<u64, StoreError> {
+        let mut subjects = self
+            .queue
+            .info_with_subjects(queue_subject(app))
+            .await
+            .map_err(|e| err("count queued tasks", e))?;
+        let mut n = 0;
+        while let Some(Ok((_, count))) = subjects.next().await {
+            n += count as u64;
+        }
+        Ok(n)
+    }
+
+    /// The app's pull consumer, shared by every node.
+    pub async fn consumer(&self, app: &str) -> Result<consumer::PullConsumer, StoreError> {
+        let mut all = self.consumers.lock().await;
+        if let Some(c) = all.get(app) {
+            return Ok(c.clone());
+        }
+        let name = format!("t_{}", nubo_cluster::token(app).replace('.', "_"));
+        let config = consumer::pull::Config {
+            durable_name: Some(name.clone()),
+            filter_subject: queue_subject(app),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            max_deliver: -1,
+            max_ack_pending: 100_000,
+            ..Default::default()
+        };
+        let c = match self.queue.get_consumer(&name).await {
+            Ok(c) => c,
+            Err(_) => nubo_cluster::retry(|| self.queue.create_consumer(config.clone()))
+                .await
+                .map_err(|e| err("create the task consumer", e))?,
+        };
+        all.insert(app.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Takes a queued task for this node: running, claimed.
+    pub async fn claim(&self, app: &str, id: &str) -> Result<Claim, StoreError> {
+        if self.read(app, id).await?.is_none() {
+            return Ok(Claim::NotYet);
+        }
+        match self.start(id, app, Start::Attempt).await? {
+            Some(t) => Ok(Claim::Claimed(Box::new(t))),
+            None => Ok(Claim::Gone),
+        }
+    }
+
+    /// Puts the tasks that nodes outside `live` had claimed back in the
+    /// queue. Any node may run this; the row's compare-and-swap makes one
+    /// of them win each task.
+    pub async fn sweep(&self, live: &HashSet<String>) -> Result<usize, StoreError> {
+        let keys = nubo_cluster::keys(&self.claims, "")
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let live: HashSet<String> = live.iter().map(|n| nubo_cluster::token(n)).collect();
+        let mut n = 0;
+        for key in keys {
+            if self.take_back_claim(&key, Some(&live)).await? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Takes back the task of claim `key` unless its node is in `live`.
+    async fn take_back_claim(
+        &self,
+        key: &str,
+        live: Option<&HashSet<String>>,
+    ) -> Result<bool, StoreError> {
+        let mut parts = key.splitn(3, '.');
+        let (Some(node), Some(app), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+            return Ok(false);
+        };
+        if live.is_some_and(|l| l.contains(node)) {
+            return Ok(false);
+        }
+        let (Some(node), Some(app)) = (nubo_cluster::untoken(node), nubo_cluster::untoken(app))
+        else {
+            return Ok(false);
+        };
+        let taken = self.take_back(&node, &app, id).await?;
+        let _ = self.claims.purge(key).await;
+        Ok(taken)
+    }
+
+    /// Requeues a task `node` held, if it still does.
+    async fn take_back(&self, node: &str, app: &str, id: &str) -> Result<bool, StoreError> {
+        let row = self
+            .update(app, id, |r| {
+                let held = matches!(r.state, State::Running | State::Waiting | State::Queued)
+                    && r.owner.as_deref() == Some(node);
+                if held {
+                    r.state = State::Queued;
+                    r.owner = None;
+                }
+                held
+            })
+            .await?;
+        let Some(row) = row else { return Ok(false) };
+        tracing::info!(
+            app,
+            task = id,
+            node,
+            "task of a lost node back in the queue"
+        );
+        self.enqueue(app, id, format!("{}@{}", row_key(app, id), row.attempts))
+            .await?;
+        Ok(true)
+    }
+
+    /// Moves a running task to `to`; `false` if it was not running.
+    async fn leave_running(&self, id: &str, app: &str, to: State) -> Result<bool, StoreError> {
+        let row = self
+            .update(app, id, |r| {
+                let ok = r.state == State::Running;
+                if ok {
+                    r.state = to;
+                }
+                ok
+            })
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Every task of `app`, each read once.
+    async fn all(&self, app: &str) -> Result<Vec<Task>, StoreError> {
+        let under = format!("{}.", nubo_cluster::token(app));
+        let keys = nubo_cluster::keys(&self.rows, &under)
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let reads =
+            futures_util::stream::iter(keys)
+                .map(|k| {
+                    let id = k.strip_prefix(&under).unwrap_or_default().to_string();
+                    async move {
+                        Ok::<_, StoreError>(self.read(app, &id).await?.map(|(_, r)| r.task(&id)))
+                    }
+                })
+                .buffer_unordered(64)
+                .collect::<Vec<_>>()
+                .await;
+        let mut out = Vec::new();
+        for r in reads {
+            out.extend(r?);
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait::async_trait]
+impl TaskStore for NatsTasks {
+    async fn spawn_all(
+        &self,
+        tasks: Vec<NewTask>,
+        max_queued: u32,
+    ) -> Result<Vec<Result<bool, TaskError>>, StoreError> {
+        let app = match tasks.first() {
+            Some(t) => t.app.clone(),
+            None => return Ok(Vec::new()),
+        };
+        let mut room = u64::from(max_queued).saturating_sub(self.queued(&app).await?);
+        let mut admitted = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            let fits = room > 0;
+            room = room.saturating_sub(1);
+            admitted.push((t, fits));
+        }
+        let spawns = admitted.into_iter().map(|(t, fits)| async move {
+            if let Some((_, row)) = self.read(&t.app, &t.id).await? {
+                if row.component != t.component || row.function != t.function {
+                    return Ok(Err(diverged(&t, &row.component, &row.function)));
+                }
+                return Ok(Ok(false));
+            }
+            if !fits {
+                return Ok(Err(over_limit(&t.app, u64::from(max_queued))));
+            }
+            // The message first: a row never exists without one.
+            self.enqueue(&t.app, &t.id, row_key(&t.app, &t.id)).await?;
+            let row = Row {
+                app: t.app.clone(),
+                component: t.component.clone(),
+                function: t.function.clone(),
+                payload: b64(&t.payload),
+                state: State::Queued,
+                attempts: 0,
+                depth: t.depth,
+                result: None,
+                error: None,
+                created_ms: crate::now_ms(),
+                finished_ms: None,
+                owner: None,
+            };
+            let body = serde_json::to_vec(&row).map_err(|e| err("a task row", e))?;
+            let key = row_key(&t.app, &t.id);
+            if nubo_cluster::write_if(&self.js, &self.rows, &key, body.into(), 0)
+                .await
+                .map_err(|e| StoreError::Backend(e.to_string()))?
+            {
+                Ok(Ok(true))
+            } else {
+                // Another run spawned it at the same moment.
+                Ok(Ok(false))
+            }
+        });
+        futures_util::future::join_all(spawns)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    async fn start(&self, id: &str, app: &str, how: Start) -> Result<Option<Task>, StoreError> {
+        // The claim first: if this node dies right after the row says it
+        // runs the task, the claim is there for the others to find.
+        let key = self.claim_key(&self.node, app, id);
+        nubo_cluster::retry(|| self.claims.put(&key, bytes::Bytes::new()))
+            .await
+            .map_err(|e| err("claim a task", e))?;
+        let me = self.node.clone();
+        let row = self
+            .update(app, id, |r| {
+                let ok = match how {
+                    Start::Attempt => r.state == State::Queued,
+                    Start::Resume => r.state == State::Waiting,
+                };
+                if ok {
+                    if how == Start::Attempt {
+                        r.attempts += 1;
+                    }
+                    r.state = State::Running;
+                    r.owner = Some(me.clone());
+                }
+                ok
+            })
+            .await;
+        match row {
+            Ok(Some(row)) => Ok(Some(row.task(id))),
+            Ok(None) => {
+                // Not ours to run: drop the claim unless the task is ours
+                // anyway (waiting here, say).
+                let ours = self
+                    .read(app, id)
+                    .await?
+                    .is_some_and(|(_, r)| r.owner.as_deref() == Some(&self.node));
+                if !ours {
+                    self.unclaim(app, id).await;
+                }
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn started(&self, id: &str) {
+        // Cluster spawns start through the queue, never this way.
+        tracing::debug!(task = id, "ignored: tasks start through the queue");
+    }
+
+    async fn finish(
+        &self,
+        id: &str,
+        app: &str,
+        outcome: Result<Vec<u8>, TaskError>,
+    ) -> Result<(), StoreError> {
+        self.update(app, id, |r| {
+            if r.state != State::Running {
+                return false;
+            }
+            match &outcome {
+                Ok(v) => {
+                    r.state = State::Done;
+                    r.result = Some(b64(v));
+                }
+                Err(e) => {
+                    r.state = State::Failed;
+                    r.error = Some(e.clone());
+                }
+            }
+            r.finished_ms = Some(crate::now_ms());
+            r.owner = None;
+            true
+        })
+        .await?;
+        self.unclaim(app, id).await;
+        Ok(())
+    }
+
+    async fn unload(&self, id: &str, app: &str) -> Result<bool, StoreError> {
+        self.leave_running(id, app, State::Waiting).await
+    }
+
+    async fn requeue(&self, id: &str, app: &str) -> Result<bool, StoreError> {
+        self.leave_running(id, app, State::Queued).await
+    }
+
+    async fn cancel(&self, app: &str, id: &str) -> Result<Vec<String>, StoreError> {
+        if !valid_id(id) {
+            return Ok(Vec::new());
+        }
+        let under = format!("{}.", row_key(app, id));
+        let mut ids = vec![id.to_string()];
+        for k in nubo_cluster::keys(&self.rows, &under)
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?
+        {
+            ids.push(format!(
+                "{id}.{}",
+                k.strip_prefix(&under).unwrap_or_default()
+            ));
+        }
+        let now = crate::now_ms();
+        let mut cancelled = Vec::new();
+        for t in ids {
+            let changed = self
+                .update(app, &t, |r| {
+                    let ok = !r.state.is_final();
+                    if ok {
+                        r.state = State::Cancelled;
+                        r.finished_ms = Some(now);
+                    }
+                    ok
+                })
+                .await?;
+            if changed.is_some() {
+                cancelled.push(t);
+            }
+        }
+        Ok(cancelled)
+    }
+
+    async fn outcomes(
+        &self,
+        app: &str,
+        ids: Vec<String>,
+    ) -> Result<Vec<Option<Result<Vec<u8>, TaskError>>>, StoreError> {
+        let reads = ids.iter().map(|id| async move {
+            Ok::<_, StoreError>(match self.read(app, id).await? {
+                Some((_, r)) => r.task(id).outcome(),
+                None => Some(Err(TaskError::refused(format!(
+                    "no task `{id}` in app `{app}`"
+                )))),
+            })
+        });
+        futures_util::future::join_all(reads)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    async fn get(&self, app: &str, id: &str) -> Result<Option<Task>, StoreError> {
+        Ok(self.read(app, id).await?.map(|(_, r)| r.task(id)))
+    }
+
+    async fn list(
+        &self,
+        app: &str,
+        state: Option<State>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        let mut all = self.all(app).await?;
+        all.retain(|t| state.is_none_or(|s| t.state == s));
+        all.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(a.id.cmp(&b.id)));
+        all.truncate(limit.min(10_000));
+        Ok(all)
+    }
+
+    async fn counts(&self, app: &str) -> Result<Vec<(State, u64)>, StoreError> {
+        let mut counts: HashMap<State, u64> = HashMap::new();
+        for t in self.all(app).await? {
+            *counts.entry(t.state).or_default() += 1;
+        }
+        Ok(State::ALL
+            .iter()
+            .filter_map(|s| Some((*s, *counts.get(s)?)))
+            .collect())
+    }
+
+    async fn recover(&self) -> Result<Vec<Task>, StoreError> {
+        // What this node held before it restarted goes back to the queue,
+        // for any node to run.
+        let under = format!("{}.", nubo_cluster::token(&self.node));
+        let keys = nubo_cluster::keys(&self.claims, &under)
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut n = 0;
+        for key in keys {
+            if self.take_back_claim(&key, None).await? {
+                n += 1;
+            }
+        }
+        if n > 0 {
+            tracing::info!("{n} task(s) this node ran before it restarted are back in the queue");
+        }
+        Ok(Vec::new())
+    }
+}
