@@ -6,10 +6,13 @@
 //!   task's descendants are exactly the keys under `APP.ID.`). Every state
 //!   change is a compare-and-swap on the key ([`nubo_cluster::write_if`]).
 //! - `nubo_task_queue`: a message per task to start, under `nubo.t.APP`.
-//!   A spawn publishes the message *before* it writes the row, so a row
-//!   never exists without its message; a node that fetches a message
-//!   whose row is not written yet puts it back for a moment. The message
-//!   is acknowledged only once the row says running and a claim exists.
+//!   A spawn writes the row, then the message (its id is the task's, so
+//!   the stream drops a second one within two minutes). A spawner that
+//!   dies in between leaves a queued row without a message: its re-run
+//!   spawns the same id and sends it then. (A root task spawned from an
+//!   HTTP handler has no re-run; its caller was never given the id.) The
+//!   message is acknowledged only once the row says running and a claim
+//!   exists.
 //! - `nubo_task_claims`: `NODE.APP.ID` while a node runs, waits on, or is
 //!   about to retry a task. When a node's heartbeat expires, the others
 //!   put its claimed tasks back in the queue ([`NatsTasks::sweep`]); a
@@ -411,17 +414,22 @@ impl TaskStore for NatsTasks {
             admitted.push((t, fits));
         }
         let spawns = admitted.into_iter().map(|(t, fits)| async move {
+            let key = row_key(&t.app, &t.id);
             if let Some((_, row)) = self.read(&t.app, &t.id).await? {
                 if row.component != t.component || row.function != t.function {
                     return Ok(Err(diverged(&t, &row.component, &row.function)));
+                }
+                // A re-run spawning again: if the first spawner died
+                // between the row and the message, this sends it (the
+                // stream drops it as a duplicate otherwise).
+                if row.state == State::Queued && row.attempts == 0 {
+                    self.enqueue(&t.app, &t.id, key).await?;
                 }
                 return Ok(Ok(false));
             }
             if !fits {
                 return Ok(Err(over_limit(&t.app, u64::from(max_queued))));
             }
-            // The message first: a row never exists without one.
-            self.enqueue(&t.app, &t.id, row_key(&t.app, &t.id)).await?;
             let row = Row {
                 app: t.app.clone(),
                 component: t.component.clone(),
@@ -437,16 +445,16 @@ impl TaskStore for NatsTasks {
                 owner: None,
             };
             let body = serde_json::to_vec(&row).map_err(|e| err("a task row", e))?;
-            let key = row_key(&t.app, &t.id);
-            if nubo_cluster::write_if(&self.js, &self.rows, &key, body.into(), 0)
+            if !nubo_cluster::write_if(&self.js, &self.rows, &key, body.into(), 0)
                 .await
                 .map_err(|e| StoreError::Backend(e.to_string()))?
             {
-                Ok(Ok(true))
-            } else {
-                // Another run spawned it at the same moment.
-                Ok(Ok(false))
+                // Another run spawned it at the same moment, and queues it.
+                return Ok(Ok(false));
             }
+            // The row first, so a node that takes the message finds it.
+            self.enqueue(&t.app, &t.id, key).await?;
+            Ok(Ok(true))
         });
         futures_util::future::join_all(spawns)
             .await

@@ -210,8 +210,29 @@ async fn one_app_runs_on_every_node_and_outlives_a_nats_server_and_a_node() {
 
     // A node dies: the others stop listing it once its heartbeat expires,
     // and keep serving.
+    let url = b.url("/ws").replace("http://", "ws://");
+    let (mut on_b, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     b.kill9();
     let started = Instant::now();
+    // Its WebSocket clients lose it, reconnect to another node (as the
+    // links example's page does behind a load balancer), and keep hearing.
+    match tokio::time::timeout(Duration::from_secs(10), on_b.next()).await {
+        Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => {}
+        other => panic!("the client of the dead node did not notice: {other:?}"),
+    }
+    let url = c.url("/ws").replace("http://", "ws://");
+    let (mut again, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        get(&a.url("/probe/ps-pub?chat=after-failover"))
+            .await
+            .text(),
+        "published"
+    );
+    match tokio::time::timeout(Duration::from_secs(10), again.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => assert_eq!(t.as_str(), "after-failover"),
+        other => panic!("no message after reconnecting: {other:?}"),
+    }
     eventually(30, "node-b to leave the list", || async {
         let r = a.api("GET", "/v1/nodes", "").await;
         if r.status != 200 {

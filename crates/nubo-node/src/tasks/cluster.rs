@@ -29,8 +29,8 @@ const RECHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// Most tasks one node takes from the queue in one pull.
 const PULL_MAX: usize = 64;
-/// A queued message whose row never appeared (its spawner died between
-/// the two writes) is dropped after this.
+/// A queued message whose row is missing (the task's app was removed, or
+/// the bucket purged by hand) is dropped after this.
 const ORPHAN_AFTER: Duration = Duration::from_secs(60);
 
 fn done_subject(app: &str) -> String {
