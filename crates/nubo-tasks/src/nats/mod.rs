@@ -21,13 +21,17 @@
 //! `max_queued` counts the tasks waiting to start (the queue's messages),
 //! not those running or waiting on others as the embedded store does.
 
+mod claims;
+
+pub use claims::Claim;
+
 use crate::store::{Start, StoreError, TaskStore, diverged, over_limit};
 use crate::{NewTask, State, Task, TaskError};
 use async_nats::jetstream::{self, consumer, kv, stream};
 use base64::Engine;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 const ROWS: &str = "nubo_tasks";
@@ -104,16 +108,6 @@ impl Row {
             finished_ms: self.finished_ms,
         }
     }
-}
-
-/// What fetching a queued task's message came to.
-pub enum Claim {
-    /// This node now runs it.
-    Claimed(Box<Task>),
-    /// Nothing to run: finished, cancelled, or running elsewhere.
-    Gone,
-    /// Its row is not written yet: try again shortly.
-    NotYet,
 }
 
 pub struct NatsTasks {
@@ -221,26 +215,6 @@ impl NatsTasks {
         Ok(())
     }
 
-    fn claim_key(&self, node: &str, app: &str, id: &str) -> String {
-        format!(
-            "{}.{}.{id}",
-            nubo_cluster::token(node),
-            nubo_cluster::token(app)
-        )
-    }
-
-    /// Drops this node's claim on a task it no longer runs (cancelled).
-    pub async fn release(&self, app: &str, id: &str) {
-        self.unclaim(app, id).await;
-    }
-
-    async fn unclaim(&self, app: &str, id: &str) {
-        let key = self.claim_key(&self.node, app, id);
-        if let Err(e) = self.claims.purge(&key).await {
-            tracing::debug!(task = id, "claim not removed: {e}");
-        }
-    }
-
     /// Tasks waiting to start in `app`.
     async fn queued(&self, app: &str) -> Result<u64, StoreError> {
         let mut subjects = self
@@ -279,81 +253,6 @@ impl NatsTasks {
         };
         all.insert(app.to_string(), c.clone());
         Ok(c)
-    }
-
-    /// Takes a queued task for this node: running, claimed.
-    pub async fn claim(&self, app: &str, id: &str) -> Result<Claim, StoreError> {
-        if self.read(app, id).await?.is_none() {
-            return Ok(Claim::NotYet);
-        }
-        match self.start(id, app, Start::Attempt).await? {
-            Some(t) => Ok(Claim::Claimed(Box::new(t))),
-            None => Ok(Claim::Gone),
-        }
-    }
-
-    /// Puts the tasks that nodes outside `live` had claimed back in the
-    /// queue. Any node may run this; the row's compare-and-swap makes one
-    /// of them win each task.
-    pub async fn sweep(&self, live: &HashSet<String>) -> Result<usize, StoreError> {
-        let keys = nubo_cluster::keys(&self.claims, "")
-            .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        let live: HashSet<String> = live.iter().map(|n| nubo_cluster::token(n)).collect();
-        let mut n = 0;
-        for key in keys {
-            if self.take_back_claim(&key, Some(&live)).await? {
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
-    /// Takes back the task of claim `key` unless its node is in `live`.
-    async fn take_back_claim(
-        &self,
-        key: &str,
-        live: Option<&HashSet<String>>,
-    ) -> Result<bool, StoreError> {
-        let mut parts = key.splitn(3, '.');
-        let (Some(node), Some(app), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
-            return Ok(false);
-        };
-        if live.is_some_and(|l| l.contains(node)) {
-            return Ok(false);
-        }
-        let (Some(node), Some(app)) = (nubo_cluster::untoken(node), nubo_cluster::untoken(app))
-        else {
-            return Ok(false);
-        };
-        let taken = self.take_back(&node, &app, id).await?;
-        let _ = self.claims.purge(key).await;
-        Ok(taken)
-    }
-
-    /// Requeues a task `node` held, if it still does.
-    async fn take_back(&self, node: &str, app: &str, id: &str) -> Result<bool, StoreError> {
-        let row = self
-            .update(app, id, |r| {
-                let held = matches!(r.state, State::Running | State::Waiting | State::Queued)
-                    && r.owner.as_deref() == Some(node);
-                if held {
-                    r.state = State::Queued;
-                    r.owner = None;
-                }
-                held
-            })
-            .await?;
-        let Some(row) = row else { return Ok(false) };
-        tracing::info!(
-            app,
-            task = id,
-            node,
-            "task of a lost node back in the queue"
-        );
-        self.enqueue(app, id, format!("{}@{}", row_key(app, id), row.attempts))
-            .await?;
-        Ok(true)
     }
 
     /// Moves a running task to `to`; `false` if it was not running.
@@ -631,19 +530,7 @@ impl TaskStore for NatsTasks {
     async fn recover(&self) -> Result<Vec<Task>, StoreError> {
         // What this node held before it restarted goes back to the queue,
         // for any node to run.
-        let under = format!("{}.", nubo_cluster::token(&self.node));
-        let keys = nubo_cluster::keys(&self.claims, &under)
-            .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        let mut n = 0;
-        for key in keys {
-            if self.take_back_claim(&key, None).await? {
-                n += 1;
-            }
-        }
-        if n > 0 {
-            tracing::info!("{n} task(s) this node ran before it restarted are back in the queue");
-        }
+        self.take_back_own().await?;
         Ok(Vec::new())
     }
 }
