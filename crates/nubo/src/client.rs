@@ -204,6 +204,10 @@ pub fn api_error(status: StatusCode, body: &[u8]) -> CliError {
         #[serde(default)]
         details: Vec<String>,
     }
+    // A stale plan says so in its message; other conflicts (a clash with
+    // another app's base) need no re-plan.
+    let stale = serde_json::from_slice::<E>(body)
+        .is_ok_and(|e| e.error.contains("revision") || e.error.contains("another node"));
     let mut err = match serde_json::from_slice::<E>(body) {
         Ok(e) if e.details.is_empty() => CliError::new(e.error),
         Ok(e) => CliError::new(format!("{}:\n  - {}", e.error, e.details.join("\n  - "))),
@@ -214,10 +218,12 @@ pub fn api_error(status: StatusCode, body: &[u8]) -> CliError {
     };
     if status == StatusCode::UNAUTHORIZED {
         err = err.hint("pass the node's token with --token or NUBO_TOKEN, or --state DIR");
-    } else if status == StatusCode::CONFLICT {
+    } else if status == StatusCode::CONFLICT && stale {
         err = err.hint(
             "someone changed the app since this plan was made; run the command again to re-plan",
         );
+    } else if status == StatusCode::SERVICE_UNAVAILABLE {
+        err = err.hint("the node cannot reach its cluster's NATS servers; nothing was changed");
     }
     err
 }
