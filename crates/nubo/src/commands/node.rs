@@ -71,7 +71,7 @@ async fn join(args: &Args) -> CliResult<Option<nubo_node::ClusterJoin>> {
     .await
     .map_err(|e| {
         CliError::new(e.to_string()).hint(
-            "start nats-server with JetStream (`nats-server -js`), or leave out --nats to run alone",
+            "start nats-server with JetStream (`nats-server -js`); give --replicas at most the number of NATS servers; or leave out --nats to run alone",
         )
     })?;
     let id = args
