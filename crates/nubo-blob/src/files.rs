@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 /// Largest chunk a reader hands out at once.
 const READ_CHUNK: usize = 256 << 10;
@@ -347,9 +347,10 @@ impl BlobBackend for FileBlobs {
                 .await
                 .map_err(|e| io_err("seeking in a blob file", e))?;
         }
-        let reader = FileReader {
-            file,
+        let reader = crate::Limited {
+            inner: file,
             left: end - start,
+            chunk: READ_CHUNK,
         };
         Ok(Some((meta, Box::new(reader))))
     }
@@ -562,35 +563,6 @@ impl BlobWriter for FileWriter {
             self.inner.unlink(&f);
         }
         Ok(meta)
-    }
-}
-
-struct FileReader {
-    file: tokio::fs::File,
-    left: u64,
-}
-
-#[async_trait::async_trait]
-impl BlobReader for FileReader {
-    async fn read(&mut self, max: usize) -> Result<Bytes, BlobError> {
-        let n = (max.min(READ_CHUNK) as u64).min(self.left) as usize;
-        if n == 0 {
-            return Ok(Bytes::new());
-        }
-        let mut buf = vec![0u8; n];
-        let got = self
-            .file
-            .read(&mut buf)
-            .await
-            .map_err(|e| io_err("reading a blob file", e))?;
-        if got == 0 {
-            return Err(BlobError::Backend(
-                "a blob file is shorter than its recorded size".into(),
-            ));
-        }
-        buf.truncate(got);
-        self.left -= got as u64;
-        Ok(Bytes::from(buf))
     }
 }
 

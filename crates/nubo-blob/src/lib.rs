@@ -134,6 +134,41 @@ pub trait BlobReader: Send {
     async fn read(&mut self, max: usize) -> Result<Bytes, BlobError>;
 }
 
+/// The bytes `start..end` of an object, handed out chunk by chunk: the
+/// reader of both backends (a file, or a JetStream object).
+pub(crate) struct Limited<R> {
+    pub inner: R,
+    /// Bytes still to hand out.
+    pub left: u64,
+    /// Most bytes per chunk.
+    pub chunk: usize,
+}
+
+#[async_trait::async_trait]
+impl<R: tokio::io::AsyncRead + Unpin + Send> BlobReader for Limited<R> {
+    async fn read(&mut self, max: usize) -> Result<Bytes, BlobError> {
+        use tokio::io::AsyncReadExt;
+        let n = (max.min(self.chunk) as u64).min(self.left) as usize;
+        if n == 0 {
+            return Ok(Bytes::new());
+        }
+        let mut buf = vec![0u8; n];
+        let got = self
+            .inner
+            .read(&mut buf)
+            .await
+            .map_err(|e| BlobError::Backend(format!("reading an object: {e}")))?;
+        if got == 0 {
+            return Err(BlobError::Backend(
+                "the object is shorter than its recorded size".into(),
+            ));
+        }
+        buf.truncate(got);
+        self.left -= got as u64;
+        Ok(Bytes::from(buf))
+    }
+}
+
 /// What one component may reach: the containers `nubo.toml` grants it.
 #[derive(Clone)]
 pub struct BlobGrant {

@@ -260,9 +260,10 @@ impl BlobBackend for NatsBlobs {
         }
         Ok(Some((
             m,
-            Box::new(NatsReader {
-                object,
+            Box::new(crate::Limited {
+                inner: object,
                 left: end - start,
+                chunk: READ_CHUNK,
             }),
         )))
     }
@@ -426,34 +427,5 @@ impl BlobWriter for NatsWriter {
             .await
             .map_err(|e| err("store a blob", e))?;
         Ok(meta)
-    }
-}
-
-struct NatsReader {
-    object: object_store::Object,
-    left: u64,
-}
-
-#[async_trait::async_trait]
-impl BlobReader for NatsReader {
-    async fn read(&mut self, max: usize) -> Result<Bytes, BlobError> {
-        let n = (max.min(READ_CHUNK) as u64).min(self.left) as usize;
-        if n == 0 {
-            return Ok(Bytes::new());
-        }
-        let mut buf = vec![0u8; n];
-        let got = self
-            .object
-            .read(&mut buf)
-            .await
-            .map_err(|e| err("read", e))?;
-        if got == 0 {
-            return Err(BlobError::Backend(
-                "an object ended before its recorded size".into(),
-            ));
-        }
-        buf.truncate(got);
-        self.left -= got as u64;
-        Ok(Bytes::from(buf))
     }
 }
