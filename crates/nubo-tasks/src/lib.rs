@@ -361,24 +361,58 @@ impl TaskCtx {
     }
 }
 
-/// `t` and 16 hex digits from the OS's randomness (time-seeded if that fails).
+/// A root task's id: `t`, then the time in milliseconds (12 hex digits),
+/// this process's random prefix and a counter (8 each).
+///
+/// Time first, so ids sort by creation: the task table is keyed by id,
+/// and random keys scattered every spawn, start and finish over the whole
+/// table, each commit then writing pages all over it; time-ordered ones
+/// land on its last few pages. The counter keeps ids from one process
+/// apart, even within a millisecond; the prefix (from the OS's randomness,
+/// drawn once) keeps processes and restarts apart, and makes ids
+/// unguessable enough not to be handed out by accident.
 pub fn random_id() -> String {
-    let mut b = [0u8; 8];
-    if getrandom(&mut b).is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        b = t.to_le_bytes();
-    }
-    let mut s = String::from("t");
-    for x in b {
-        s.push_str(&format!("{x:02x}"));
-    }
-    s
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static PREFIX: OnceLock<(u32, AtomicU32)> = OnceLock::new();
+    let (prefix, counter) = PREFIX.get_or_init(|| {
+        let mut b = [0u8; 8];
+        if getrandom(&mut b).is_err() {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            b = (t ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
+        }
+        let [a, b2, c, d, e, f, g, h] = b;
+        (
+            u32::from_le_bytes([a, b2, c, d]),
+            AtomicU32::new(u32::from_le_bytes([e, f, g, h])),
+        )
+    });
+    let n = counter.fetch_add(1, Ordering::Relaxed);
+    let ms = now_ms().max(0) as u64 & 0xffff_ffff_ffff;
+    format!("t{ms:012x}{prefix:08x}{n:08x}")
 }
-
 fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
     use std::io::Read;
     std::fs::File::open("/dev/urandom")?.read_exact(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn root_ids_are_unique_and_sort_by_creation() {
+        let ids: Vec<String> = (0..10_000).map(|_| super::random_id()).collect();
+        let unique: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
+        assert!(ids.iter().all(|id| id.len() == 29 && id.starts_with('t')));
+        // Sorted, unless the counter wrapped in between (once in 2^32).
+        let sorted = ids.windows(2).filter(|w| w[0] < w[1]).count();
+        assert!(
+            sorted >= ids.len() - 2,
+            "{sorted} of {} in order",
+            ids.len()
+        );
+    }
 }

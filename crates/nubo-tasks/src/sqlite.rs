@@ -9,8 +9,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 
 /// Run at every open. `task_counts` holds each app's unfinished tasks, so
-/// that a spawn checks its app's limit without counting rows; it is
-/// rebuilt from `tasks` here, so it can never drift across restarts.
+/// that a spawn checks its app's limit without counting rows. It is a
+/// temporary table in memory, rebuilt from `tasks` here: it takes part in
+/// every transaction (a rolled-back spawn does not count) but adds no page
+/// to the log a commit writes, and it can never drift across restarts.
 /// There is no index on state: every state change would rewrite it, and
 /// only listings and the start-up scan would read it.
 const SETUP: &str = "CREATE TABLE IF NOT EXISTS tasks (
@@ -28,7 +30,9 @@ const SETUP: &str = "CREATE TABLE IF NOT EXISTS tasks (
         finished_ms INTEGER
     ) WITHOUT ROWID;
     DROP INDEX IF EXISTS tasks_active;
-    CREATE TABLE IF NOT EXISTS task_counts (
+    DROP TABLE IF EXISTS main.task_counts;
+    PRAGMA temp_store = MEMORY;
+    CREATE TEMP TABLE IF NOT EXISTS task_counts (
         app TEXT PRIMARY KEY,
         active INTEGER NOT NULL
     ) WITHOUT ROWID;

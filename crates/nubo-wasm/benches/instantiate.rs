@@ -2,13 +2,15 @@
 //! component, run its handler, collect the response. Side by side with the
 //! same work on an engine without the pooling allocator, so the report shows
 //! what pooling buys, and with a component that reads the request body and
-//! formats its answer (`plain`), to show what a less trivial guest costs.
+//! formats its answer (`plain`), to show what a less trivial guest costs,
+//! and with the run of a trivial task (`tasker`'s `noop`, through the Rust
+//! SDK), the part of a task's round trip spent in its instance.
 //!
 //! Run: `cargo bench -p nubo-wasm --bench instantiate`
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use nubo_manifest::Limits;
 use nubo_wasm::{ComponentSettings, HttpComponent, Runtime, RuntimeOptions};
 use std::path::{Path, PathBuf};
@@ -58,13 +60,22 @@ fn load(pooling: bool, wasm: &Path) -> (Runtime, HttpComponent) {
     (runtime, component)
 }
 
-async fn one_request(component: &HttpComponent) -> usize {
-    let body =
-        Empty::<Bytes>::new().map_err(|never| -> wasmtime_wasi_http::Error { match never {} });
-    let req = hyper::Request::builder()
-        .uri("http://bench.local/")
-        .body(body)
-        .expect("request");
+/// One request; with `task`, the one a trivial task's run is: `POST
+/// /noop` with a JSON payload, as the node sends it to the component.
+async fn one_request(component: &HttpComponent, task: bool) -> usize {
+    let (method, path, payload) = match task {
+        true => ("POST", "noop", &b"7"[..]),
+        false => ("GET", "", &b""[..]),
+    };
+    let body = Full::new(Bytes::from_static(payload))
+        .map_err(|never| -> wasmtime_wasi_http::Error { match never {} });
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://bench.local/{path}"));
+    if task {
+        req = req.header("nubo-task-function", path);
+    }
+    let req = req.body(body).expect("request");
     let resp = component.handle(req, "bench").await.expect("response");
     resp.into_body()
         .collect()
@@ -81,10 +92,14 @@ fn bench(c: &mut Criterion) {
         ("hello/pooling", "hello", true),
         ("hello/on-demand", "hello", false),
         ("plain-echo/pooling", "plain", true),
+        ("task-noop/pooling", "tasker", true),
     ] {
+        let task = wasm == "tasker";
         let (_runtime, component) = load(pooling, &component(wasm));
-        assert!(rt.block_on(one_request(&component)) > 0);
-        group.bench_function(name, |b| b.to_async(&rt).iter(|| one_request(&component)));
+        assert!(rt.block_on(one_request(&component, task)) > 0);
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| one_request(&component, task))
+        });
     }
     group.finish();
 }
