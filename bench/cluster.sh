@@ -20,11 +20,12 @@
 # Needs: nats-server, taskset (util-linux)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 CHUNKS="${1:-12}"
 TASKS="${2:-2000}"
 MESSAGES="${3:-10000}"
 WORK_WASM="${WORK_WASM:-150000000}"
-command -v nats-server >/dev/null || { echo "bench: nats-server is not installed (apt-get install nats-server)" >&2; exit 1; }
+need nats-server "apt-get install nats-server"
 
 echo "== building (release)" >&2
 cargo build --release -q -p nubo -p queue-bench
@@ -34,46 +35,15 @@ QBENCH="$PWD/tests/components/target/wasm32-wasip2/release/qbench.wasm"
 NUBO="$PWD/target/release/nubo"
 TOKEN=bench-token
 
-WORK=$(mktemp -d)
-PIDS=()
-stop_all() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done; PIDS=(); }
-cleanup() { stop_all; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-mkdir -p "$WORK/tasks" "$WORK/queue"
-cat > "$WORK/tasks/nubo.toml" <<TOML
-[app]
-name = "tbench"
-[component.tasker]
-source = "$TASKER"
-tasks = ["tasker"]
-limits = { timeout_ms = 600000 }
-[[http]]
-route = "/..."
-component = "tasker"
-TOML
-cat > "$WORK/queue/nubo.toml" <<TOML
-[app]
-name = "qbench"
-[component.qbench]
-source = "$QBENCH"
-key_value_stores = ["default"]
-[queue.jobs]
-consumer = "qbench"
-path = "/consume"
-concurrency = 16
-batch_size = 100
-[[http]]
-route = "/enqueue"
-queue = "jobs"
-TOML
+tasker_app "$WORK/tasks" "$TASKER"
+qbench_app "$WORK/queue" "$QBENCH" 16 100
 
 NATS_PORT=3430
 start_nats() {
   rm -rf "$WORK/nats"
   nats-server -js -p "$NATS_PORT" -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
   PIDS+=("$!")
-  for _ in $(seq 1 100); do (echo > "/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && break; sleep 0.1; done
+  wait_port "$NATS_PORT"
 }
 
 # start_node I [CPU] [--nats]: node I on 127.0.0.1:345I (apps) and :346I (control).
@@ -86,13 +56,13 @@ start_node() {
   NUBO_LOG=warn "${pin[@]}" "$NUBO" node --state "$WORK/state$i" --listen "127.0.0.1:345$i" \
     --control "127.0.0.1:346$i" --token "$TOKEN" "${extra[@]}" >"$WORK/node$i.log" 2>&1 &
   PIDS+=("$!")
-  for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:346$i/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  wait_for curl -sf "http://127.0.0.1:346$i/readyz"
 }
 
 apply() { "$NUBO" apply "$1" --node "http://127.0.0.1:346$2" --token "$TOKEN" --auto-approve >/dev/null; }
 
 # Waits until node I serves PATH.
-serving() { for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:345$1$2" >/dev/null 2>&1 && return; sleep 0.1; done; echo "node $1 never served $2" >&2; exit 1; }
+serving() { wait_for curl -sf "http://127.0.0.1:345$1$2"; }
 
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])['$2'])" "$1"; }
 
@@ -148,12 +118,9 @@ queue_run() { # --nats or ""
   start_nats
   start_node 1 "" "$1"
   apply "$WORK/queue" 1
-  for _ in $(seq 1 300); do curl -sf -H "authorization: Bearer $TOKEN" "http://127.0.0.1:3461/v1/apps/qbench" >/dev/null && break; sleep 0.1; done
+  wait_for curl -sf -H "authorization: Bearer $TOKEN" "http://127.0.0.1:3461/v1/apps/qbench"
   target/release/queue-bench 127.0.0.1:3451 127.0.0.1:3461 "$TOKEN" "nats://127.0.0.1:$NATS_PORT" 1000 16 >/dev/null
-  # The warm-up's latency records would count as deliveries of the run.
-  for k in $(curl -sf -H "authorization: Bearer $TOKEN" "http://127.0.0.1:3461/v1/apps/qbench/kv/default?prefix=lat-" | grep -o 'lat-[0-9]*'); do
-    curl -sf -X DELETE -H "authorization: Bearer $TOKEN" "http://127.0.0.1:3461/v1/apps/qbench/kv/default/$k" >/dev/null
-  done
+  clear_latencies 127.0.0.1:3461 "$TOKEN"
   target/release/queue-bench 127.0.0.1:3451 127.0.0.1:3461 "$TOKEN" "nats://127.0.0.1:$NATS_PORT" "$MESSAGES" 16
   stop_all
 }

@@ -16,52 +16,34 @@
 # Needs: nats-server (apt-get install nats-server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 MESSAGES="${1:-20000}"
 PUBLISHERS="${2:-16}"
 CONCURRENCY="${3:-16}"
 BATCH_SIZE="${4:-100}"
-command -v nats-server >/dev/null || { echo "bench: nats-server is not installed (apt-get install nats-server)" >&2; exit 1; }
+need nats-server "apt-get install nats-server"
 
 echo "== building (release)" >&2
 cargo build --release -q -p nubo -p queue-bench
 (cd tests/components && cargo build --release -q --target wasm32-wasip2 -p qbench)
 WASM="$PWD/tests/components/target/wasm32-wasip2/release/qbench.wasm"
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-cat > "$WORK/nubo.toml" <<TOML
-[app]
-name = "qbench"
-[component.qbench]
-source = "$WASM"
-key_value_stores = ["default"]
-[queue.jobs]
-consumer = "qbench"
-path = "/consume"
-concurrency = $CONCURRENCY
-batch_size = $BATCH_SIZE
-[[http]]
-route = "/enqueue"
-queue = "jobs"
-TOML
+qbench_app "$WORK" "$WASM" "$CONCURRENCY" "$BATCH_SIZE"
 
 NUBO_ADDR=127.0.0.1:3410; CONTROL=127.0.0.1:3411; NATS_PORT=3412
 NUBO_LOG=warn target/release/nubo up "$WORK" --no-build --listen "$NUBO_ADDR" --control "$CONTROL" --state "$WORK/state" >"$WORK/nubo.log" 2>&1 &
 PIDS+=("$!")
 nats-server -js -p "$NATS_PORT" -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
 PIDS+=("$!")
-for _ in $(seq 1 300); do [ -s "$WORK/state/token" ] && curl -sf -H "authorization: Bearer $(cat "$WORK/state/token")" "http://$CONTROL/v1/apps/qbench" >/dev/null && break; sleep 0.1; done
-for _ in $(seq 1 100); do (echo > "/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && break; sleep 0.1; done
+# Up once it has written its token and loaded the app.
+app_loaded() { [ -s "$WORK/state/token" ] && curl -sf -H "authorization: Bearer $(cat "$WORK/state/token")" "http://$CONTROL/v1/apps/qbench"; }
+wait_for app_loaded
+wait_port "$NATS_PORT"
 TOKEN=$(cat "$WORK/state/token")
 
 # Warm-up: compile caches, SQLite pages, JetStream's store.
 target/release/queue-bench "$NUBO_ADDR" "$CONTROL" "$TOKEN" "nats://127.0.0.1:$NATS_PORT" 1000 "$PUBLISHERS" >/dev/null
-for k in $(curl -sf -H "authorization: Bearer $TOKEN" "http://$CONTROL/v1/apps/qbench/kv/default?prefix=lat-" | grep -o 'lat-[0-9]*'); do
-  curl -sf -X DELETE -H "authorization: Bearer $TOKEN" "http://$CONTROL/v1/apps/qbench/kv/default/$k" >/dev/null
-done
+clear_latencies "$CONTROL" "$TOKEN"
 echo "nubo consumer: concurrency $CONCURRENCY, batch_size $BATCH_SIZE"
 echo
 target/release/queue-bench "$NUBO_ADDR" "$CONTROL" "$TOKEN" "nats://127.0.0.1:$NATS_PORT" "$MESSAGES" "$PUBLISHERS"

@@ -16,6 +16,7 @@
 # Needs: python3 with ray (pip install ray)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 RTT="${1:-1000}"
 TASKS="${2:-10000}"
 CHUNKS="${3:-8}"
@@ -31,27 +32,12 @@ cargo build --release -q -p nubo
 (cd examples/wordcount/counter && cargo build --release -q --target wasm32-wasip2)
 WASM="$PWD/tests/components/target/wasm32-wasip2/release/tasker.wasm"
 
-WORK=$(mktemp -d)
-PID=""
-cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-cat > "$WORK/nubo.toml" <<TOML
-[app]
-name = "tbench"
-[component.tasker]
-source = "$WASM"
-tasks = ["tasker"]
-limits = { timeout_ms = 600000 }
-[[http]]
-route = "/..."
-component = "tasker"
-TOML
+tasker_app "$WORK" "$WASM"
 
 ADDR=127.0.0.1:3420; CONTROL=127.0.0.1:3421
 NUBO_LOG=warn target/release/nubo up "$WORK" --no-build --listen "$ADDR" --control "$CONTROL" --state "$WORK/state" >"$WORK/nubo.log" 2>&1 &
-PID=$!
-for _ in $(seq 1 300); do curl -sf "http://$ADDR/rtt?1" >/dev/null 2>&1 && break; sleep 0.1; done
+PIDS+=("$!")
+wait_for curl -sf "http://$ADDR/rtt?1"
 
 echo "== nubo: warm-up" >&2
 curl -sf "http://$ADDR/burst?2000" >/dev/null
@@ -62,16 +48,16 @@ N_B1=$(curl -sf "http://$ADDR/burst?$TASKS")
 N_B2=$(curl -sf "http://$ADDR/burst?$TASKS")
 N_B3=$(curl -sf "http://$ADDR/burst?$TASKS")
 N_CPU=$(curl -sf "http://$ADDR/cpu?$CHUNKS,$WORK_WASM")
-N_RSS=$(awk '/VmRSS/ {print $2}' "/proc/$PID/status")
-kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
+N_RSS=$(awk '/VmRSS/ {print $2}' "/proc/${PIDS[0]}/status")
+stop_all
 
 echo "== nubo: the wordcount example, 64 documents" >&2
 NUBO_LOG=warn target/release/nubo up examples/wordcount --no-build --listen "$ADDR" --control "$CONTROL" --state "$WORK/wc" >"$WORK/wc.log" 2>&1 &
-PID=$!
-for _ in $(seq 1 300); do curl -sf "http://$ADDR/" >/dev/null 2>&1 && break; sleep 0.1; done
+PIDS+=("$!")
+wait_for curl -sf "http://$ADDR/"
 curl -sf "http://$ADDR/api/count?docs=4" >/dev/null
 N_WC=$(curl -sf "http://$ADDR/api/count?docs=64")
-kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
+stop_all
 
 echo "== ray: the same" >&2
 RAY=$(python3 bench/tasks/ray_bench.py --latency "$RTT" --tasks "$TASKS" --chunks "$CHUNKS" --work "$WORK_PY")
