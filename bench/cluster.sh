@@ -94,23 +94,19 @@ for pinned in yes no; do
 done
 
 echo "== 2. trivial tasks: $TASKS at once" >&2
-rm -rf "$WORK"/state*
-start_node 1 ""
-apply "$WORK/tasks" 1
-serving 1 "/rtt?1"
-curl -sf "http://127.0.0.1:3451/burst?500" >/dev/null
-EMB_BURST=$(curl -sf "http://127.0.0.1:3451/burst?$TASKS")
-EMB_RTT=$(curl -sf "http://127.0.0.1:3451/rtt?200")
-stop_all
-rm -rf "$WORK"/state*
-start_nats
-start_node 1 "" --nats
-apply "$WORK/tasks" 1
-serving 1 "/rtt?1"
-curl -sf "http://127.0.0.1:3451/burst?500" >/dev/null
-CL_BURST=$(curl -sf "http://127.0.0.1:3451/burst?$TASKS")
-CL_RTT=$(curl -sf "http://127.0.0.1:3451/rtt?200")
-stop_all
+trivial_run() { # --nats or "": the burst's answer, then the round trip's, one per line
+  rm -rf "$WORK"/state*
+  [ -n "$1" ] && start_nats
+  start_node 1 "" "$1"
+  apply "$WORK/tasks" 1
+  serving 1 "/rtt?1"
+  curl -sf "http://127.0.0.1:3451/burst?500" >/dev/null
+  curl -sf "http://127.0.0.1:3451/burst?$TASKS"; echo
+  curl -sf "http://127.0.0.1:3451/rtt?200"; echo
+  stop_all
+}
+{ read -r EMB_BURST; read -r EMB_RTT; } < <(trivial_run "")
+{ read -r CL_BURST; read -r CL_RTT; } < <(trivial_run --nats)
 
 echo "== 3. queues: $MESSAGES messages, embedded and JetStream-backed" >&2
 queue_run() { # --nats or ""
