@@ -194,6 +194,52 @@ async fn cancel_stops_a_running_tree_and_the_cli_shows_it() {
     assert!(err.contains("no task `t-nope` in app `jobs`"), "{err}");
 }
 
+/// A request that spawns one task and awaits it at once runs the task on
+/// its own thread (see `TaskRunner::run_awaited`); that task is recorded,
+/// takes a run slot and can be cancelled like any other.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_its_awaiter_runs_is_recorded_and_cancellable() {
+    let s = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(s.path(), &[]);
+    node.apply(&app("solo", "/", "max_running = 1"));
+
+    let r = get(&node.url("/t/one?20")).await;
+    assert_eq!((r.status, r.text()), (200, "spun".to_string()));
+    let done = node.json("/v1/apps/solo/tasks?state=done").await;
+    assert_eq!(done.as_array().map(Vec::len), Some(1), "{done}");
+    assert_eq!(done[0]["function"], "spin", "{done}");
+
+    // A child that would spin for 60 s, cancelled while it runs: its
+    // awaiter gets the typed error, and the app's one slot is free again.
+    let url = node.url("/t/one?60000");
+    let waiting = tokio::spawn(async move { get(&url).await });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        let running = node.json("/v1/apps/solo/tasks?state=running").await;
+        if let Some(id) = running[0]["id"].as_str() {
+            break id.to_string();
+        }
+        assert!(Instant::now() < deadline, "the child never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (code, out, err) = node.cli(&["tasks", "cancel", "solo", &id], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), format!("cancelled {id}"));
+    let r = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the awaiter was not woken by the cancel")
+        .unwrap();
+    assert_eq!((r.status, r.text()), (500, "cancelled".to_string()));
+    let r = get(&node.url("/t/one?20")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let c = counts(&node, "solo").await;
+    assert_eq!(
+        (c["done"].clone(), c["cancelled"].clone()),
+        (2.into(), 1.into()),
+        "{c}"
+    );
+}
+
 /// The node's resident memory, in MiB.
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

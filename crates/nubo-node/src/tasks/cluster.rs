@@ -80,6 +80,7 @@ impl TaskRunner {
     /// Stops what runs here of `ids` (cancelled) and wakes their waiters.
     pub(super) async fn stop(&self, app: &str, ids: &[String]) {
         for t in ids {
+            lock(&self.unclaimed).remove(t);
             let handle = lock(&self.running).remove(t);
             if let Some(h) = handle {
                 h.abort();

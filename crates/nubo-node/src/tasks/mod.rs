@@ -20,6 +20,9 @@
 //! requests and control calls keep being answered at once. (On one shared
 //! runtime, requests queued behind guests that yield only every few tens
 //! of milliseconds.)
+//!
+//! The one exception is a single task awaited before any task thread
+//! took it: its awaiter runs it ([`TaskRunner::run_awaited`]).
 
 mod cluster;
 mod invoke;
@@ -53,6 +56,10 @@ pub struct TaskRunner {
     /// for a permit, for a retry, or for the tasks it awaits): what a
     /// cancel aborts.
     running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    /// Tasks just spawned here whose run has not begun: whichever comes
+    /// first takes one, a task thread or the one instance that awaits it
+    /// (see [`TaskRunner::run_awaited`]).
+    unclaimed: Mutex<HashMap<String, Box<Task>>>,
     permits: Arc<Semaphore>,
     /// How many permits there are in all.
     capacity: usize,
@@ -70,6 +77,9 @@ struct AppTasks {
 /// What a launched task does before it runs.
 enum Before {
     Nothing,
+    /// Nothing: it was just spawned, and waits in `unclaimed` unless its
+    /// awaiter took it first.
+    Unclaimed,
     /// Nothing: it was just spawned, and this is it.
     Spawned(Box<Task>),
     /// Nothing: it was taken from the cluster's queue, already running
@@ -132,6 +142,7 @@ impl TaskRunner {
             apps: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
+            unclaimed: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(slots.max(1))),
             capacity: slots.max(1),
             me: me.clone(),
@@ -226,19 +237,84 @@ impl TaskRunner {
         }
     }
 
+    /// Awaiting one task that no task thread has taken yet: runs it here,
+    /// on the awaiter's own thread, like the second half of a fork-join.
+    ///
+    /// Why: a spawn+await of one quick task is otherwise two hand-offs
+    /// between threads (to a task thread, and back to the awaiter with the
+    /// outcome), and on an idle machine each is a sleeping CPU woken up,
+    /// a good part of the round trip. Spawned on the current runtime from
+    /// its own worker, the run goes to that worker's next-task slot and
+    /// starts as soon as the awaiter parks; its outcome wakes the awaiter
+    /// on the same worker. The task still takes its run permits, is
+    /// recorded as running, and can be cancelled like any other.
+    ///
+    /// `None`: not a task of `app` waiting here to be taken.
+    fn run_awaited(&self, app: &str, id: &str) -> Option<Watch> {
+        let rt = tokio::runtime::Handle::try_current().ok()?;
+        let task = {
+            let mut unclaimed = lock(&self.unclaimed);
+            match unclaimed.remove(id) {
+                Some(t) if t.app == app => t,
+                Some(t) => {
+                    unclaimed.insert(id.to_string(), t);
+                    return None;
+                }
+                None => return None,
+            }
+        };
+        // Not begun, so not finished: no need to read the store, but the
+        // slot must be there before the run can fill it.
+        let slot = {
+            let mut all = lock(&self.slots);
+            let (_, slot) = all
+                .entry(id.to_string())
+                .or_insert_with(|| (app.to_string(), Arc::default()));
+            slot.clone()
+        };
+        self.launch_on(
+            &rt,
+            id.to_string(),
+            app.to_string(),
+            Before::Spawned(task),
+            Start::Attempt,
+        );
+        Some(Watch::new(
+            vec![id.to_string()],
+            vec![None],
+            vec![Some(slot)],
+        ))
+    }
+
     /// Runs task `id` of `app` on this node's task threads.
     fn launch(&self, id: String, app: String, before: Before, how: Start) {
+        self.launch_on(&self.pool.handle(), id, app, before, how);
+    }
+
+    fn launch_on(
+        &self,
+        rt: &tokio::runtime::Handle,
+        id: String,
+        app: String,
+        before: Before,
+        how: Start,
+    ) {
         let Some(me) = self.me.upgrade() else { return };
         let key = id.clone();
         // Holding the map while spawning: the task's own removal at its end
         // cannot come before this insert.
         let mut running = lock(&self.running);
-        let handle = self.pool.handle().spawn(async move {
+        let handle = rt.spawn(async move {
             let mut spawned = None;
             let mut claimed = None;
             match before {
                 Before::Nothing => {}
                 Before::Spawned(t) => spawned = Some(t),
+                Before::Unclaimed => match lock(&me.unclaimed).remove(&id) {
+                    Some(t) => spawned = Some(t),
+                    // Its awaiter runs it (and took its place in `running`).
+                    None => return,
+                },
                 Before::Claimed(t, p) => claimed = Some((t, p)),
                 Before::Sleep(d) => tokio::time::sleep(d).await,
                 Before::Wait(w) => me.wait_over(&app, w).await,
@@ -405,12 +481,8 @@ impl nubo_tasks::Tasks for TaskRunner {
                 // In a cluster, a fresh task waits in the shared queue
                 // for whichever node takes it.
                 if fresh && self.cluster.is_none() {
-                    self.launch(
-                        id.clone(),
-                        app.clone(),
-                        Before::Spawned(Box::new(t)),
-                        Start::Attempt,
-                    );
+                    lock(&self.unclaimed).insert(id.clone(), Box::new(t));
+                    self.launch(id.clone(), app.clone(), Before::Unclaimed, Start::Attempt);
                 }
                 Ok(id)
             }
@@ -431,6 +503,11 @@ impl nubo_tasks::Tasks for TaskRunner {
     }
 
     async fn watch(&self, app: &str, ids: &[String]) -> Watch {
+        if let [id] = ids
+            && let Some(watch) = self.run_awaited(app, id)
+        {
+            return watch;
+        }
         // Slots first, then the store: a task that finishes in between
         // fills a slot already there.
         let slots: Vec<Arc<Slot>> = {

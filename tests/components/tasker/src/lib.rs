@@ -243,6 +243,10 @@ fn handle(req: Request) -> Response {
                 .unwrap_or(Err(TaskError::Cancelled))
                 .map(|_| "unexpected".to_string())
         }),
+        // One child, awaited at once: the awaiter runs it itself.
+        "one" => tasks::spawn(spin, n as u64)
+            .and_then(|t| t.join())
+            .map(|_| "spun".to_string()),
         "deep" => tasks::spawn(dive, 0u32)
             .and_then(|t| t.join())
             .map(|d| format!("deepest={d}")),
