@@ -7,6 +7,7 @@ use crate::{NewTask, State, Task, TaskError};
 use nubo_sqlite::{DbError, GroupDb, now_ms};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 /// Run at every open. `task_counts` holds each app's unfinished tasks, so
 /// that a spawn checks its app's limit without counting rows. It is a
@@ -60,6 +61,9 @@ impl From<rusqlite::Error> for StoreError {
 
 pub struct SqliteTasks {
     db: GroupDb,
+    /// Tasks marked running by [`SqliteTasks::started`] whose write has not
+    /// run yet: one queued write takes them all.
+    starting: Arc<Mutex<Vec<String>>>,
 }
 
 fn task(r: &rusqlite::Row<'_>) -> rusqlite::Result<Task> {
@@ -142,6 +146,7 @@ impl SqliteTasks {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Ok(Self {
             db: GroupDb::open(path, "tasks-db", SETUP)?,
+            starting: Arc::default(),
         })
     }
 
@@ -194,14 +199,26 @@ impl SqliteTasks {
     /// Marks a task that was just spawned running, its first attempt,
     /// without waiting: the runner already holds everything it needs to
     /// run it, and the outcome that follows is written after this.
+    /// Under load many tasks start while the database thread is busy:
+    /// they share one write, queued by the first, instead of each waking
+    /// the thread. The write is queued (under the lock) before any of them
+    /// can finish, so a task's finish always runs after its start.
     pub fn started(&self, id: &str) {
-        let id = id.to_string();
+        let mut starting = self.starting.lock().unwrap_or_else(|p| p.into_inner());
+        starting.push(id.to_string());
+        if starting.len() > 1 {
+            return;
+        }
+        let all = self.starting.clone();
         self.db.send(move |db| {
-            db.prepare_cached(
+            let ids = std::mem::take(&mut *all.lock().unwrap_or_else(|p| p.into_inner()));
+            let mut update = db.prepare_cached(
                 "UPDATE tasks SET state = 'running', attempts = attempts + 1
                  WHERE id = ?1 AND state = 'queued'",
-            )?
-            .execute([&id])?;
+            )?;
+            for id in &ids {
+                update.execute([id])?;
+            }
             Ok(())
         });
     }
@@ -409,6 +426,32 @@ mod tests {
                 .unwrap()
                 .pop()
                 .unwrap()
+        }
+    }
+
+    /// Starts share writes; each task's finish still lands after its
+    /// start, however the threads interleave.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn starts_share_writes_and_precede_their_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(SqliteTasks::open(&dir.path().join("t.db")).unwrap());
+        let ids: Vec<String> = (0..2000).map(|i| format!("t{i}")).collect();
+        let all = s.spawn_all(ids.iter().map(|i| new(i)).collect(), 10_000);
+        assert!(all.await.unwrap().into_iter().all(|r| r == Ok(true)));
+        let runs = ids.iter().cloned().map(|id| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.started(&id);
+                s.finish(&id, Ok(id.clone().into_bytes())).await.unwrap();
+            })
+        });
+        for r in runs.collect::<Vec<_>>() {
+            r.await.unwrap();
+        }
+        for id in &ids {
+            let t = s.get(id).await.unwrap().unwrap();
+            assert_eq!((t.state, t.attempts), (State::Done, 1), "{id}");
+            assert_eq!(t.result.as_deref(), Some(id.as_bytes()));
         }
     }
 

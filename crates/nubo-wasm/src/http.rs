@@ -233,13 +233,10 @@ impl HttpComponent {
         // One deadline for everything the guest does on this request: CPU is
         // cut by the epoch deadline, waiting on host I/O by this timer. A
         // task may wait on other tasks for as long as they take, so only
-        // its epoch deadline (which excludes that wait) applies.
-        let wall = if is_task {
-            Duration::from_secs(365 * 24 * 3600)
-        } else {
-            Duration::from_millis(limits.timeout_ms)
-        };
-        let deadline = tokio::time::Instant::now() + wall;
+        // its epoch deadline (which excludes that wait) applies, and it
+        // sets no timer at all (one per task showed in profiles).
+        let deadline = (!is_task)
+            .then(|| tokio::time::Instant::now() + Duration::from_millis(limits.timeout_ms));
         let guest: GuestFuture = Box::pin(async move {
             let _permit = permit;
             let run = async {
@@ -249,9 +246,12 @@ impl HttpComponent {
                     .call_handle(&mut store, req, out)
                     .await
             };
-            let result = match tokio::time::timeout_at(deadline, run).await {
-                Ok(result) => result,
-                Err(_) => Err(Trap::Interrupt.into()),
+            let result = match deadline {
+                None => run.await,
+                Some(d) => match tokio::time::timeout_at(d, run).await {
+                    Ok(result) => result,
+                    Err(_) => Err(Trap::Interrupt.into()),
+                },
             };
             if let Err(e) = &result
                 && e.downcast_ref::<nubo_tasks::Unloaded>().is_none()
