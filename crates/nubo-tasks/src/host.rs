@@ -120,6 +120,7 @@ impl TaskView<'_> {
             function,
             payload,
             depth: ctx.caller.depth + u32::from(ctx.caller.task.is_some()),
+            starts: false,
         })
     }
 

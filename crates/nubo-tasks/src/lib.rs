@@ -148,6 +148,11 @@ pub struct NewTask {
     pub function: String,
     pub payload: Vec<u8>,
     pub depth: u32,
+    /// It starts at once: the runner holds its run permits. The embedded
+    /// store then records it running, its first attempt counted, in the
+    /// spawn's own write. (The cluster's store, where a spawn queues for
+    /// any node, never gets it.)
+    pub starts: bool,
 }
 
 impl NewTask {

@@ -114,9 +114,13 @@ fn spawn(
     if active >= i64::from(max_queued) {
         return Ok(Err(crate::store::over_limit(&t.app, active as u64)));
     }
+    let (state, attempts) = match t.starts {
+        true => (State::Running, 1),
+        false => (State::Queued, 0),
+    };
     db.prepare_cached(
-        "INSERT INTO tasks (id, app, component, function, payload, state, depth, created_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7)",
+        "INSERT INTO tasks (id, app, component, function, payload, state, attempts, depth, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         t.id,
@@ -124,6 +128,8 @@ fn spawn(
         t.component,
         t.function,
         t.payload,
+        state.as_str(),
+        attempts,
         t.depth,
         now_ms()
     ])?;
@@ -150,7 +156,8 @@ impl SqliteTasks {
         })
     }
 
-    /// Stores each task as queued, in one transaction, unless a task with
+    /// Stores each task as queued (running, if it
+    /// [`starts`](NewTask::starts)), in one transaction, unless a task with
     /// its id exists (a re-run spawning again): for each, `true` if it is
     /// new. One is refused when the app already has `max_queued` tasks
     /// unfinished, or when the existing task runs another function (the
@@ -416,6 +423,7 @@ mod tests {
             function: "f".into(),
             payload: b"p".to_vec(),
             depth: id.matches('.').count() as u32,
+            starts: false,
         }
     }
 
@@ -427,6 +435,27 @@ mod tests {
                 .pop()
                 .unwrap()
         }
+    }
+
+    /// A task given run slots at its spawn is stored running, its first
+    /// attempt counted, and is not started a second time.
+    #[tokio::test]
+    async fn a_task_that_starts_at_its_spawn_is_stored_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteTasks::open(&dir.path().join("t.db")).unwrap();
+        let t = NewTask {
+            starts: true,
+            ..new("t1")
+        };
+        assert!(s.spawn(t, 10).await.unwrap());
+        let t = s.get("t1").await.unwrap().unwrap();
+        assert_eq!((t.state, t.attempts), (State::Running, 1));
+        assert!(s.start("t1", Start::Attempt).await.unwrap().is_none());
+        let recovered = s.recover().await.unwrap();
+        assert_eq!(
+            recovered.iter().map(|t| &t.id[..]).collect::<Vec<_>>(),
+            ["t1"]
+        );
     }
 
     /// Starts share writes; each task's finish still lands after its

@@ -59,7 +59,9 @@ pub struct TaskRunner {
     /// Tasks just spawned here whose run has not begun: whichever comes
     /// first takes one, a task thread or the one instance that awaits it
     /// (see [`TaskRunner::run_awaited`]).
-    unclaimed: Mutex<HashMap<String, Box<Task>>>,
+    /// With the run permits taken for it at its spawn, if there were
+    /// free ones then.
+    unclaimed: Mutex<HashMap<String, Unclaimed>>,
     permits: Arc<Semaphore>,
     /// How many permits there are in all.
     capacity: usize,
@@ -74,6 +76,9 @@ struct AppTasks {
     running: Arc<Semaphore>,
 }
 
+/// A task just spawned, and the run permits taken for it then, if any.
+type Unclaimed = (Box<Task>, Option<Permits>);
+
 /// What a launched task does before it runs.
 enum Before {
     Nothing,
@@ -82,8 +87,8 @@ enum Before {
     Unclaimed,
     /// Nothing: it was just spawned, and this is it.
     Spawned(Box<Task>),
-    /// Nothing: it was taken from the cluster's queue, already running
-    /// here, and holds its permits.
+    /// Nothing: it is stored running and holds its permits (taken from
+    /// the cluster's queue, or given run slots at its spawn).
     Claimed(Box<Task>, Permits),
     Sleep(Duration),
     Wait(Wait),
@@ -252,10 +257,10 @@ impl TaskRunner {
     /// `None`: not a task of `app` waiting here to be taken.
     fn run_awaited(&self, app: &str, id: &str) -> Option<Watch> {
         let rt = tokio::runtime::Handle::try_current().ok()?;
-        let task = {
+        let (task, permits) = {
             let mut unclaimed = lock(&self.unclaimed);
             match unclaimed.remove(id) {
-                Some(t) if t.app == app => t,
+                Some(t) if t.0.app == app => t,
                 Some(t) => {
                     unclaimed.insert(id.to_string(), t);
                     return None;
@@ -276,7 +281,10 @@ impl TaskRunner {
             &rt,
             id.to_string(),
             app.to_string(),
-            Before::Spawned(task),
+            match permits {
+                Some(p) => Before::Claimed(task, p),
+                None => Before::Spawned(task),
+            },
             Start::Attempt,
         );
         Some(Watch::new(
@@ -311,7 +319,8 @@ impl TaskRunner {
                 Before::Nothing => {}
                 Before::Spawned(t) => spawned = Some(t),
                 Before::Unclaimed => match lock(&me.unclaimed).remove(&id) {
-                    Some(t) => spawned = Some(t),
+                    Some((t, Some(p))) => claimed = Some((t, p)),
+                    Some((t, None)) => spawned = Some(t),
                     // Its awaiter runs it (and took its place in `running`).
                     None => return,
                 },
@@ -465,6 +474,21 @@ impl nubo_tasks::Tasks for TaskRunner {
                 admitted.push(t);
             }
         }
+        // Run slots free now go to these tasks at once: they are stored
+        // running, and need no second write to start. (In a cluster, a
+        // fresh task waits in the shared queue for whichever node takes it.)
+        let app_slots = lock(&self.apps).get(&app).map(|a| a.running.clone());
+        let mut permits: Vec<Option<Permits>> = admitted
+            .iter_mut()
+            .map(|t| {
+                let p = match (&app_slots, &self.cluster) {
+                    (Some(s), None) => Permits::try_acquire(s.clone(), self.permits.clone()),
+                    _ => None,
+                };
+                t.starts = p.is_some();
+                p
+            })
+            .collect();
         // What a fresh one needs to run, kept so it starts without a read.
         let now = nubo_tasks::now_ms();
         let ready: Vec<Task> = admitted.iter().map(|t| t.first_run(now)).collect();
@@ -475,22 +499,25 @@ impl nubo_tasks::Tasks for TaskRunner {
                 .map(|_| Err(TaskError::refused(e.to_string())))
                 .collect(),
         };
-        let mut answers = ready.into_iter().zip(stored).map(|(t, r)| match r {
-            Ok(fresh) => {
-                let id = t.id.clone();
-                // In a cluster, a fresh task waits in the shared queue
-                // for whichever node takes it.
-                if fresh && self.cluster.is_none() {
-                    lock(&self.unclaimed).insert(id.clone(), Box::new(t));
-                    self.launch(id.clone(), app.clone(), Before::Unclaimed, Start::Attempt);
-                }
-                Ok(id)
-            }
-            Err(e) => {
-                tracing::warn!(app = %app, task = %t.id, "spawn refused: {e}");
-                Err(e)
-            }
-        });
+        let mut answers =
+            ready
+                .into_iter()
+                .zip(stored)
+                .zip(permits.iter_mut())
+                .map(|((t, r), p)| match r {
+                    Ok(fresh) => {
+                        let id = t.id.clone();
+                        if fresh && self.cluster.is_none() {
+                            lock(&self.unclaimed).insert(id.clone(), (Box::new(t), p.take()));
+                            self.launch(id.clone(), app.clone(), Before::Unclaimed, Start::Attempt);
+                        }
+                        Ok(id)
+                    }
+                    Err(e) => {
+                        tracing::warn!(app = %app, task = %t.id, "spawn refused: {e}");
+                        Err(e)
+                    }
+                });
         out.into_iter()
             .map(|o| {
                 o.unwrap_or_else(|| {
