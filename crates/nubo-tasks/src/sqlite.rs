@@ -91,54 +91,100 @@ fn get(db: &Connection, id: &str) -> Result<Option<Task>, StoreError> {
         .optional()?)
 }
 
-fn spawn(
+/// Stores `tasks` (see [`SqliteTasks::spawn_all`]), all or nothing.
+///
+/// One statement per new task: the insert finds an existing id itself,
+/// and each app's count of unfinished tasks is read once and written once
+/// for the whole batch (a fan-out spawns thousands at once, and the four
+/// statements a task took before kept the task threads idle meanwhile).
+fn spawn_batch(
     db: &Connection,
-    t: NewTask,
+    tasks: Vec<NewTask>,
     max_queued: u32,
-) -> Result<Result<bool, TaskError>, StoreError> {
-    let existing: Option<(String, String)> = db
-        .prepare_cached("SELECT component, function FROM tasks WHERE id = ?1")?
-        .query_row([&t.id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    if let Some((component, function)) = existing {
-        if component != t.component || function != t.function {
-            return Ok(Err(crate::store::diverged(&t, &component, &function)));
-        }
-        return Ok(Ok(false));
-    }
-    let active: i64 = db
-        .prepare_cached("SELECT active FROM task_counts WHERE app = ?1")?
-        .query_row([&t.app], |r| r.get(0))
-        .optional()?
-        .unwrap_or(0);
-    if active >= i64::from(max_queued) {
-        return Ok(Err(crate::store::over_limit(&t.app, active as u64)));
-    }
-    let (state, attempts) = match t.starts {
-        true => (State::Running, 1),
-        false => (State::Queued, 0),
+) -> Result<Vec<Result<bool, TaskError>>, StoreError> {
+    db.execute_batch("SAVEPOINT spawn")?;
+    let out = spawn_each(db, tasks, max_queued);
+    let end = match out {
+        Ok(_) => "RELEASE spawn",
+        Err(_) => "ROLLBACK TO spawn; RELEASE spawn",
     };
-    db.prepare_cached(
+    db.execute_batch(end)?;
+    out
+}
+
+fn spawn_each(
+    db: &Connection,
+    tasks: Vec<NewTask>,
+    max_queued: u32,
+) -> Result<Vec<Result<bool, TaskError>>, StoreError> {
+    // Per app: unfinished tasks before this batch, and added by it.
+    let mut active: Vec<(String, i64, i64)> = Vec::new();
+    let mut insert = db.prepare_cached(
         "INSERT INTO tasks (id, app, component, function, payload, state, attempts, depth, created_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        t.id,
-        t.app,
-        t.component,
-        t.function,
-        t.payload,
-        state.as_str(),
-        attempts,
-        t.depth,
-        now_ms()
-    ])?;
-    db.prepare_cached(
-        "INSERT INTO task_counts (app, active) VALUES (?1, 1)
-         ON CONFLICT (app) DO UPDATE SET active = active + 1",
-    )?
-    .execute([&t.app])?;
-    Ok(Ok(true))
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
+    )?;
+    let now = now_ms();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        let i = match active.iter().position(|(app, ..)| *app == t.app) {
+            Some(i) => i,
+            None => {
+                let before: i64 = db
+                    .prepare_cached("SELECT active FROM task_counts WHERE app = ?1")?
+                    .query_row([&t.app], |r| r.get(0))
+                    .optional()?
+                    .unwrap_or(0);
+                active.push((t.app.clone(), before, 0));
+                active.len() - 1
+            }
+        };
+        let (_, before, added) = &mut active[i];
+        if *before + *added < i64::from(max_queued) {
+            let (state, attempts) = match t.starts {
+                true => (State::Running, 1),
+                false => (State::Queued, 0),
+            };
+            let inserted = insert.execute(params![
+                t.id,
+                t.app,
+                t.component,
+                t.function,
+                t.payload,
+                state.as_str(),
+                attempts,
+                t.depth,
+                now
+            ])?;
+            if inserted == 1 {
+                *added += 1;
+                out.push(Ok(true));
+                continue;
+            }
+        }
+        // The id exists (a re-run spawning again), or the app is at its
+        // limit and only an existing task may be found.
+        let existing: Option<(String, String)> = db
+            .prepare_cached("SELECT component, function FROM tasks WHERE id = ?1")?
+            .query_row([&t.id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        out.push(match existing {
+            Some((component, function)) if component != t.component || function != t.function => {
+                Err(crate::store::diverged(&t, &component, &function))
+            }
+            Some(_) => Ok(false),
+            None => Err(crate::store::over_limit(&t.app, (*before + *added) as u64)),
+        });
+    }
+    let mut count = db.prepare_cached(
+        "INSERT INTO task_counts (app, active) VALUES (?1, ?2)
+         ON CONFLICT (app) DO UPDATE SET active = active + ?2",
+    )?;
+    for (app, _, added) in active {
+        if added > 0 {
+            count.execute(params![app, added])?;
+        }
+    }
+    Ok(out)
 }
 
 /// `n` tasks of `app` finished.
@@ -168,13 +214,7 @@ impl SqliteTasks {
         max_queued: u32,
     ) -> Result<Vec<Result<bool, TaskError>>, StoreError> {
         self.db
-            .call(move |db| {
-                let mut out = Vec::with_capacity(tasks.len());
-                for t in tasks {
-                    out.push(spawn(db, t, max_queued)?);
-                }
-                Ok(out)
-            })
+            .call(move |db| spawn_batch(db, tasks, max_queued))
             .await
     }
 
