@@ -4,7 +4,9 @@
 //! what pooling buys, and with a component that reads the request body and
 //! formats its answer (`plain`), to show what a less trivial guest costs,
 //! and with the run of a trivial task (`tasker`'s `noop`, through the Rust
-//! SDK), the part of a task's round trip spent in its instance.
+//! SDK), the part of a task's round trip spent in its instance: as Nubo
+//! runs it, through the component's task export, and as `POST /noop`, the
+//! way a component without the export runs it.
 //!
 //! Run: `cargo bench -p nubo-wasm --bench instantiate`
 
@@ -85,6 +87,14 @@ async fn one_request(component: &HttpComponent, task: bool) -> usize {
         .len()
 }
 
+struct NoHooks;
+
+#[async_trait::async_trait]
+impl nubo_tasks::WaitHooks for NoHooks {
+    async fn waiting(&self) {}
+    async fn resumed(&self) {}
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("tokio");
     let mut group = c.benchmark_group("instantiate+handle");
@@ -92,7 +102,7 @@ fn bench(c: &mut Criterion) {
         ("hello/pooling", "hello", true),
         ("hello/on-demand", "hello", false),
         ("plain-echo/pooling", "plain", true),
-        ("task-noop/pooling", "tasker", true),
+        ("task-noop/http", "tasker", true),
     ] {
         let task = wasm == "tasker";
         let (_runtime, component) = load(pooling, &component(wasm));
@@ -101,6 +111,23 @@ fn bench(c: &mut Criterion) {
             b.to_async(&rt).iter(|| one_request(&component, task))
         });
     }
+    let (_runtime, tasker) = load(true, &component("tasker"));
+    let hooks: std::sync::Arc<dyn nubo_tasks::WaitHooks> = std::sync::Arc::new(NoHooks);
+    let caller = nubo_tasks::Caller {
+        app: "bench".into(),
+        task: Some("t1".into()),
+        depth: 0,
+    };
+    group.bench_function("task-noop/export", |b| {
+        b.to_async(&rt).iter(|| async {
+            let run = tasker.run_task("noop", b"7", caller.clone(), hooks.clone());
+            run.await
+                .expect("export")
+                .expect("run")
+                .expect("noop")
+                .len()
+        })
+    });
     group.finish();
 }
 

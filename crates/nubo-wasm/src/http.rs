@@ -65,12 +65,16 @@ pub struct HttpComponent {
     slots: Arc<Semaphore>,
     logs: Option<Arc<dyn LogSink>>,
     grants: crate::host::Grants,
+    /// Its `task-handler` export, if it has one ([`crate::tasks`]).
+    task_export: Option<Arc<crate::tasks::TaskRunnerIndices>>,
 }
 
 impl HttpComponent {
     pub(crate) fn new(pre: ProxyPre<Host>, s: ComponentSettings) -> Self {
         let config = s.config.into_iter().collect::<WasiConfigVariables>();
+        let task_export = crate::tasks::find(pre.instance_pre());
         Self {
+            task_export,
             pre,
             app: s.app.into(),
             component: s.component.into(),
@@ -87,6 +91,28 @@ impl HttpComponent {
                 tasks: s.tasks.map(Arc::new),
             },
         }
+    }
+
+    pub(crate) fn task_export(&self) -> Option<Arc<crate::tasks::TaskRunnerIndices>> {
+        self.task_export.clone()
+    }
+
+    pub(crate) fn instance_pre(&self) -> &wasmtime::component::InstancePre<Host> {
+        self.pre.instance_pre()
+    }
+
+    /// Why a run of request (or task) `id` failed, logged unless the
+    /// instance was unloaded to wait (not a failure).
+    pub(crate) fn failed(&self, e: &wasmtime::Error, id: &str) -> HandleError {
+        let why = classify(e, &self.limits);
+        if e.downcast_ref::<nubo_tasks::Unloaded>().is_none() {
+            tracing::warn!(
+                target: "nubo::guest",
+                app = %self.app, component = %self.component, request_id = %id,
+                "request failed: {why}"
+            );
+        }
+        why
     }
 
     pub fn name(&self) -> &str {
@@ -129,27 +155,30 @@ impl HttpComponent {
         self.run(req, &id, Some((caller, hooks))).await
     }
 
-    async fn run<B>(
+    /// An instance slot: a request waits briefly for one, then is turned
+    /// away; a task is queued work already and waits its turn.
+    pub(crate) async fn slot(
         &self,
-        req: hyper::Request<B>,
-        request_id: &str,
-        task: Option<(nubo_tasks::Caller, Arc<dyn nubo_tasks::WaitHooks>)>,
-    ) -> Result<hyper::Response<HyperOutgoingBody>, HandleError>
-    where
-        B: hyper::body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<wasmtime_wasi_http::Error>,
-    {
-        // A request waits briefly for an instance, then is turned away; a
-        // task is queued work already and waits its turn.
+        is_task: bool,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, HandleError> {
         let slot = self.slots.clone().acquire_owned();
-        let permit = if task.is_some() {
-            slot.await.map_err(|_| HandleError::Busy)?
+        if is_task {
+            slot.await.map_err(|_| HandleError::Busy)
         } else {
             match tokio::time::timeout(QUEUE_TIMEOUT, slot).await {
-                Ok(Ok(permit)) => permit,
-                _ => return Err(HandleError::Busy),
+                Ok(Ok(permit)) => Ok(permit),
+                _ => Err(HandleError::Busy),
             }
-        };
+        }
+    }
+
+    /// A fresh store for one request or task run, with the component's
+    /// grants, memory limit and time limit.
+    pub(crate) fn store(
+        &self,
+        request_id: &str,
+        task: Option<(nubo_tasks::Caller, Arc<dyn nubo_tasks::WaitHooks>)>,
+    ) -> Store<Host> {
         let limits = self.limits;
         let memory = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
         let tags = LogTags {
@@ -214,7 +243,23 @@ impl HttpComponent {
         } else {
             store.epoch_deadline_trap();
         }
+        store
+    }
 
+    async fn run<B>(
+        &self,
+        req: hyper::Request<B>,
+        request_id: &str,
+        task: Option<(nubo_tasks::Caller, Arc<dyn nubo_tasks::WaitHooks>)>,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, HandleError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let is_task = task.is_some();
+        let permit = self.slot(is_task).await?;
+        let limits = self.limits;
+        let mut store = self.store(request_id, task);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (req, out) = {
             let mut http = store.data_mut().http();

@@ -14,6 +14,7 @@ mod error;
 mod host;
 mod http;
 mod logs;
+mod tasks;
 mod waits;
 
 pub use engine::{EPOCH_TICK, Runtime, RuntimeOptions};

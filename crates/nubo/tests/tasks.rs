@@ -240,6 +240,50 @@ async fn a_task_its_awaiter_runs_is_recorded_and_cancellable() {
     );
 }
 
+/// SDK components run tasks through their `task-handler` export; any
+/// other `wasi:http` component still runs them as `POST /FUNCTION`.
+#[tokio::test(flavor = "multi_thread")]
+async fn tasks_run_through_the_export_or_over_http() {
+    let s = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(s.path(), &[]);
+    node.apply(&AppDir::new(&format!(
+        r#"
+[app]
+name = "mixed"
+[component.tasker]
+source = "{t}"
+tasks = ["tasker", "plain"]
+[component.plain]
+source = "{p}"
+[[http]]
+route = "/t/..."
+component = "tasker"
+"#,
+        t = wasm("tasker").display(),
+        p = wasm("plain").display()
+    )));
+    let r = get(&node.url("/t/plain")).await;
+    assert_eq!(
+        (r.status, r.text()),
+        (200, "plain: POST /echo body=hi".into())
+    );
+    let r = get(&node.url("/t/wc?50")).await;
+    let total = sum_of_chunks(50);
+    assert_eq!(
+        (r.status, r.text()),
+        (200, format!("parallel={total} sequential={total}"))
+    );
+    // A function the component lacks fails at once, with the SDK's word.
+    let r = get(&node.url("/t/unknown")).await;
+    assert_eq!(r.status, 500);
+    assert!(
+        r.text()
+            .contains("no task function `no_such_function` here"),
+        "{}",
+        r.text()
+    );
+}
+
 /// The node's resident memory, in MiB.
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -119,6 +119,23 @@ pub fn response(status: u16, content_type: &str, body: Vec<u8>) -> Response {
 #[macro_export]
 macro_rules! http_handler {
     ($handler:path, tasks: [$($task:path),* $(,)?]) => {
+        struct __NuboTaskRunner;
+        impl $crate::tasks::export::Guest for __NuboTaskRunner {
+            fn run(
+                function: ::std::string::String,
+                payload: ::std::vec::Vec<u8>,
+            ) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+                $(
+                    if function == $crate::tasks::name_of(&$task) {
+                        return $crate::tasks::call(&payload, $task);
+                    }
+                )*
+                Err($crate::tasks::unknown_message(&function))
+            }
+        }
+        $crate::tasks::export::_export_task_runner!(
+            __NuboTaskRunner with_types_in $crate::tasks::export
+        );
         fn __nubo_with_tasks(req: $crate::Request) -> $crate::Response {
             if let Some(f) = $crate::tasks::requested(&req) {
                 $(

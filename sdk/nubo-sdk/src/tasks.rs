@@ -166,6 +166,18 @@ pub fn requested(req: &crate::Request) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
+/// Runs task function `f` on a JSON payload: its JSON result, or why not.
+pub fn call<F, A, R>(payload: &[u8], f: F) -> Result<Vec<u8>, String>
+where
+    F: Fn(A) -> R,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let arg: A = serde_json::from_slice(payload)
+        .map_err(|e| format!("bad payload for {}: {e}", name_of(&f)))?;
+    serde_json::to_vec(&f(arg)).map_err(|e| format!("unserializable result: {e}"))
+}
+
 /// Runs task function `f` on the request's JSON payload.
 pub fn run<F, A, R>(req: &crate::Request, f: F) -> crate::Response
 where
@@ -173,20 +185,35 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    let arg: A = match serde_json::from_slice(req.body()) {
-        Ok(a) => a,
-        Err(e) => return crate::text(400, format!("bad payload for {}: {e}", name_of(&f))),
-    };
-    match serde_json::to_vec(&f(arg)) {
+    match call(req.body(), f) {
         Ok(body) => crate::response(200, "application/json", body),
-        Err(e) => crate::text(500, format!("unserializable result: {e}")),
+        Err(e) if e.starts_with("bad payload") => crate::text(400, e),
+        Err(e) => crate::text(500, e),
     }
+}
+
+/// Why a task function the component lacks cannot run.
+pub fn unknown_message(function: &str) -> String {
+    format!("no task function `{function}` here (list it in http_handler!(…, tasks: [...]))")
 }
 
 /// The answer to a task request for a function the component lacks.
 pub fn unknown(function: &str) -> crate::Response {
-    crate::text(
-        404,
-        format!("no task function `{function}` here (list it in http_handler!(…, tasks: [...]))"),
-    )
+    crate::text(404, unknown_message(function))
+}
+
+/// The `nubo:platform/task-handler` export: Nubo runs tasks through it
+/// without an HTTP request around each (a third of a trivial task's cost
+/// in its instance). [`http_handler!`](crate::http_handler) exports it
+/// with the same functions it serves at `POST /FUNCTION`.
+#[doc(hidden)]
+pub mod export {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "nubo:platform/task-runner",
+        pub_export_macro: true,
+        default_bindings_module: "$crate::tasks::export",
+        export_macro_name: "_export_task_runner",
+    });
+    pub use self::exports::nubo::platform::task_handler::Guest;
 }

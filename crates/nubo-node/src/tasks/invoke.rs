@@ -94,6 +94,62 @@ impl WaitHooks for Hooks {
 }
 
 pub(super) async fn invoke(c: &HttpComponent, t: &Task, permits: Permits) -> Outcome {
+    let hooks = Arc::new(Hooks {
+        permits: tokio::sync::Mutex::new(permits),
+        unloaded: Mutex::new(None),
+    });
+    let caller = Caller {
+        app: t.app.clone(),
+        task: Some(t.id.clone()),
+        depth: t.depth,
+    };
+    // Through the component's task export if it has one, else over HTTP.
+    let answer = match c
+        .run_task(&t.function, &t.payload, caller.clone(), hooks.clone())
+        .await
+    {
+        Some(answer) => answer.map(|r| r.map_err(|message| (None, message))),
+        None => over_http(c, t, caller, hooks.clone()).await,
+    };
+    if let Some(wait) = hooks
+        .unloaded
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        return Outcome::Unloaded(wait);
+    }
+    let attempts = t.attempts;
+    match answer {
+        Ok(Ok(result)) if result.len() > MAX_RESULT => Outcome::Retry(TaskError::Trapped {
+            message: format!("its result is over {MAX_RESULT} bytes"),
+            attempts,
+        }),
+        Ok(Ok(result)) => Outcome::Done(result),
+        Ok(Err((status, text))) => Outcome::Final(TaskError::Failed {
+            message: match status {
+                Some(code) if text.is_empty() => format!("HTTP {code}"),
+                _ => text,
+            },
+        }),
+        Err(HandleError::Timeout(ms)) => Outcome::Retry(TaskError::TimedOut {
+            message: format!("ran longer than timeout_ms = {ms}"),
+            attempts,
+        }),
+        Err(e) => Outcome::Retry(TaskError::Trapped {
+            message: e.to_string(),
+            attempts,
+        }),
+    }
+}
+
+/// What a run came to: the result, or a failure the function reported
+/// (with the HTTP status it answered, over HTTP) and its message.
+type Answer = Result<Result<Vec<u8>, (Option<u16>, String)>, HandleError>;
+
+/// A task as `POST /FUNCTION` to the component's HTTP handler, for
+/// components without a task export.
+async fn over_http(c: &HttpComponent, t: &Task, caller: Caller, hooks: Arc<Hooks>) -> Answer {
     use http_body_util::BodyExt;
     let req = http::Request::builder()
         .method(http::Method::POST)
@@ -110,63 +166,19 @@ pub(super) async fn invoke(c: &HttpComponent, t: &Task, permits: Permits) -> Out
         )));
     let req = match req {
         Ok(r) => r,
-        Err(e) => return Outcome::Final(TaskError::refused(format!("bad task request: {e}"))),
+        Err(e) => return Ok(Err((None, format!("bad task request: {e}")))),
     };
-    let hooks = Arc::new(Hooks {
-        permits: tokio::sync::Mutex::new(permits),
-        unloaded: Mutex::new(None),
-    });
-    let caller = Caller {
-        app: t.app.clone(),
-        task: Some(t.id.clone()),
-        depth: t.depth,
-    };
-    let attempts = t.attempts;
-    let answer = c.handle_task(req, caller, hooks.clone()).await;
-    if let Some(wait) = hooks
-        .unloaded
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-    {
-        return Outcome::Unloaded(wait);
-    }
-    match answer {
-        Ok(resp) => {
-            let status = resp.status();
-            let body = http_body_util::Limited::new(resp.into_body(), MAX_RESULT)
-                .collect()
-                .await
-                .map(|b| b.to_bytes().to_vec());
-            let body = match body {
-                Ok(b) => b,
-                Err(e) => {
-                    return Outcome::Retry(TaskError::Trapped {
-                        message: format!("while sending its result: {e}"),
-                        attempts,
-                    });
-                }
-            };
-            if status.is_success() {
-                Outcome::Done(body)
-            } else {
-                let text = String::from_utf8_lossy(&body).trim().to_string();
-                Outcome::Final(TaskError::Failed {
-                    message: if text.is_empty() {
-                        format!("HTTP {}", status.as_u16())
-                    } else {
-                        text
-                    },
-                })
-            }
-        }
-        Err(HandleError::Timeout(ms)) => Outcome::Retry(TaskError::TimedOut {
-            message: format!("ran longer than timeout_ms = {ms}"),
-            attempts,
-        }),
-        Err(e) => Outcome::Retry(TaskError::Trapped {
-            message: e.to_string(),
-            attempts,
-        }),
+    let resp = c.handle_task(req, caller, hooks).await?;
+    let status = resp.status();
+    let body = http_body_util::Limited::new(resp.into_body(), MAX_RESULT)
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .map_err(|e| HandleError::Failed(format!("while sending its result: {e}")))?;
+    if status.is_success() {
+        Ok(Ok(body))
+    } else {
+        let text = String::from_utf8_lossy(&body).trim().to_string();
+        Ok(Err((Some(status.as_u16()), text)))
     }
 }

@@ -243,6 +243,13 @@ fn handle(req: Request) -> Response {
                 .unwrap_or(Err(TaskError::Cancelled))
                 .map(|_| "unexpected".to_string())
         }),
+        // A task on `plain`, which has no task export: run over HTTP.
+        "plain" => tasks::spawn_on("plain", "echo", b"hi").and_then(|id| {
+            tasks::join_raw(&[id])
+                .pop()
+                .unwrap_or(Err(TaskError::Cancelled))
+                .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        }),
         // One child, awaited at once: the awaiter runs it itself.
         "one" => tasks::spawn(spin, n as u64)
             .and_then(|t| t.join())
