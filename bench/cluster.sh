@@ -105,8 +105,12 @@ trivial_run() { # --nats or "": the burst's answer, then the round trip's, one p
   curl -sf "http://127.0.0.1:3451/rtt?200"; echo
   stop_all
 }
-{ read -r EMB_BURST; read -r EMB_RTT; } < <(trivial_run "")
-{ read -r CL_BURST; read -r CL_RTT; } < <(trivial_run --nats)
+# $(...), not < <(...): a process substitution is not waited for, and its
+# nodes and NATS were still being stopped while the next run started its own.
+EMB=$(trivial_run "")
+CL=$(trivial_run --nats)
+EMB_BURST=$(sed -n 1p <<<"$EMB"); EMB_RTT=$(sed -n 2p <<<"$EMB")
+CL_BURST=$(sed -n 1p <<<"$CL"); CL_RTT=$(sed -n 2p <<<"$CL")
 
 echo "== 3. queues: $MESSAGES messages, embedded and JetStream-backed" >&2
 queue_run() { # --nats or ""
