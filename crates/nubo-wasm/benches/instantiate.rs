@@ -10,57 +10,14 @@
 //!
 //! Run: `cargo bench -p nubo-wasm --bench instantiate`
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Full};
-use nubo_manifest::Limits;
-use nubo_wasm::{ComponentSettings, HttpComponent, Runtime, RuntimeOptions};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn component(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/components");
-    let status = Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            name,
-        ])
-        .current_dir(&dir)
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "building the {name} component failed");
-    dir.join(format!("target/wasm32-wasip2/release/{name}.wasm"))
-}
-
-fn load(pooling: bool, wasm: &Path) -> (Runtime, HttpComponent) {
-    let runtime = Runtime::new(RuntimeOptions {
-        pooling,
-        ..RuntimeOptions::default()
-    })
-    .expect("runtime");
-    let settings = ComponentSettings {
-        app: "bench".into(),
-        component: "bench".into(),
-        config: Default::default(),
-        allowed_outbound_hosts: vec![],
-        limits: Limits::default(),
-        logs: None,
-        kv: None,
-        blobs: None,
-        queues: None,
-        topics: None,
-        tasks: None,
-    };
-    let component = runtime
-        .load_http(wasm, settings)
-        .expect("load the component");
-    (runtime, component)
-}
+use nubo_wasm::HttpComponent;
+use support::{NoHooks, caller, load};
 
 /// One request; with `task`, the one a trivial task's run is: `POST
 /// /noop` with a JSON payload, as the node sends it to the component.
@@ -87,14 +44,6 @@ async fn one_request(component: &HttpComponent, task: bool) -> usize {
         .len()
 }
 
-struct NoHooks;
-
-#[async_trait::async_trait]
-impl nubo_tasks::WaitHooks for NoHooks {
-    async fn waiting(&self) {}
-    async fn resumed(&self) {}
-}
-
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("tokio");
     let mut group = c.benchmark_group("instantiate+handle");
@@ -105,22 +54,17 @@ fn bench(c: &mut Criterion) {
         ("task-noop/http", "tasker", true),
     ] {
         let task = wasm == "tasker";
-        let (_runtime, component) = load(pooling, &component(wasm));
+        let (_runtime, component) = load(pooling, wasm);
         assert!(rt.block_on(one_request(&component, task)) > 0);
         group.bench_function(name, |b| {
             b.to_async(&rt).iter(|| one_request(&component, task))
         });
     }
-    let (_runtime, tasker) = load(true, &component("tasker"));
+    let (_runtime, tasker) = load(true, "tasker");
     let hooks: std::sync::Arc<dyn nubo_tasks::WaitHooks> = std::sync::Arc::new(NoHooks);
-    let caller = nubo_tasks::Caller {
-        app: "bench".into(),
-        task: Some("t1".into()),
-        depth: 0,
-    };
     group.bench_function("task-noop/export", |b| {
         b.to_async(&rt).iter(|| async {
-            let run = tasker.run_task("noop", b"7", caller.clone(), hooks.clone());
+            let run = tasker.run_task("noop", b"7", caller(), hooks.clone());
             run.await
                 .expect("export")
                 .expect("run")
