@@ -31,8 +31,9 @@ pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
 /// ticks, so cancelling it takes effect within that even in a busy loop.
 const TASK_YIELD_TICKS: u64 = 5;
 
-/// What a component was granted in `nubo.toml`.
-#[derive(Clone)]
+/// What a component was granted in `nubo.toml`. The default grants
+/// nothing: no config, no outbound hosts, no services, default limits.
+#[derive(Clone, Default)]
 pub struct ComponentSettings {
     pub app: String,
     pub component: String,
@@ -66,7 +67,7 @@ pub struct HttpComponent {
     logs: Option<Arc<dyn LogSink>>,
     grants: crate::host::Grants,
     /// Its `task-handler` export, if it has one ([`crate::tasks`]).
-    task_export: Option<Arc<crate::tasks::TaskRunnerIndices>>,
+    pub(crate) task_export: Option<Arc<crate::tasks::TaskRunnerIndices>>,
 }
 
 impl HttpComponent {
@@ -91,10 +92,6 @@ impl HttpComponent {
                 tasks: s.tasks.map(Arc::new),
             },
         }
-    }
-
-    pub(crate) fn task_export(&self) -> Option<Arc<crate::tasks::TaskRunnerIndices>> {
-        self.task_export.clone()
     }
 
     pub(crate) fn instance_pre(&self) -> &wasmtime::component::InstancePre<Host> {

@@ -42,33 +42,22 @@ impl HttpComponent {
         caller: nubo_tasks::Caller,
         hooks: Arc<dyn nubo_tasks::WaitHooks>,
     ) -> Option<Result<Result<Vec<u8>, String>, HandleError>> {
-        let export = self.task_export()?;
-        Some(
-            self.run_exported(&export, function, payload, caller, hooks)
-                .await,
-        )
-    }
-
-    async fn run_exported(
-        &self,
-        export: &TaskRunnerIndices,
-        function: &str,
-        payload: &[u8],
-        caller: nubo_tasks::Caller,
-        hooks: Arc<dyn nubo_tasks::WaitHooks>,
-    ) -> Result<Result<Vec<u8>, String>, HandleError> {
-        let _permit = self.slot(true).await?;
-        let id = caller.task.clone().unwrap_or_default();
-        let mut store = self.store(&id, Some((caller, hooks)));
-        let result = async {
-            let instance = self.instance_pre().instantiate_async(&mut store).await?;
-            let runner = export.load(&mut store, &instance)?;
-            runner
-                .nubo_platform_task_handler()
-                .call_run(&mut store, function, payload)
-                .await
-        }
-        .await;
-        result.map_err(|e| self.failed(&e, &id))
+        let export = self.task_export.clone()?;
+        let run = async {
+            let _permit = self.slot(true).await?;
+            let id = caller.task.clone().unwrap_or_default();
+            let mut store = self.store(&id, Some((caller, hooks)));
+            let result = async {
+                let instance = self.instance_pre().instantiate_async(&mut store).await?;
+                let runner = export.load(&mut store, &instance)?;
+                runner
+                    .nubo_platform_task_handler()
+                    .call_run(&mut store, function, payload)
+                    .await
+            }
+            .await;
+            result.map_err(|e| self.failed(&e, &id))
+        };
+        Some(run.await)
     }
 }

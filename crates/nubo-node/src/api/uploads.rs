@@ -35,15 +35,7 @@ pub(crate) async fn put_component(
         let settings = nubo_wasm::ComponentSettings {
             app: "upload".into(),
             component: digest.clone(),
-            config: Default::default(),
-            allowed_outbound_hosts: Vec::new(),
-            limits: Default::default(),
-            logs: None,
-            kv: None,
-            blobs: None,
-            queues: None,
-            topics: None,
-            tasks: None,
+            ..Default::default()
         };
         let name = std::path::PathBuf::from("the uploaded wasm");
         let checked = tokio::task::spawn_blocking(move || {

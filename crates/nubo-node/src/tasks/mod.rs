@@ -56,11 +56,10 @@ pub struct TaskRunner {
     /// for a permit, for a retry, or for the tasks it awaits): what a
     /// cancel aborts.
     running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
-    /// Tasks just spawned here whose run has not begun: whichever comes
-    /// first takes one, a task thread or the one instance that awaits it
-    /// (see [`TaskRunner::run_awaited`]).
-    /// With the run permits taken for it at its spawn, if there were
-    /// free ones then.
+    /// Tasks just spawned here whose run has not begun, with the run
+    /// permits they got at their spawn if there were free ones then:
+    /// whichever comes first takes one, a task thread or the one instance
+    /// that awaits it (see [`TaskRunner::run_awaited`]).
     unclaimed: Mutex<HashMap<String, Unclaimed>>,
     permits: Arc<Semaphore>,
     /// How many permits there are in all.
@@ -123,6 +122,14 @@ impl Drop for TaskPool {
             rt.shutdown_background();
         }
     }
+}
+
+/// The slot task `id` of `app` puts its outcome in, made if need be.
+fn slot_in(slots: &mut HashMap<String, (String, Arc<Slot>)>, app: &str, id: &str) -> Arc<Slot> {
+    let (_, slot) = slots
+        .entry(id.to_string())
+        .or_insert_with(|| (app.to_string(), Arc::default()));
+    slot.clone()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -270,13 +277,7 @@ impl TaskRunner {
         };
         // Not begun, so not finished: no need to read the store, but the
         // slot must be there before the run can fill it.
-        let slot = {
-            let mut all = lock(&self.slots);
-            let (_, slot) = all
-                .entry(id.to_string())
-                .or_insert_with(|| (app.to_string(), Arc::default()));
-            slot.clone()
-        };
+        let slot = slot_in(&mut lock(&self.slots), app, id);
         self.launch_on(
             &rt,
             id.to_string(),
@@ -478,7 +479,7 @@ impl nubo_tasks::Tasks for TaskRunner {
         // running, and need no second write to start. (In a cluster, a
         // fresh task waits in the shared queue for whichever node takes it.)
         let app_slots = lock(&self.apps).get(&app).map(|a| a.running.clone());
-        let mut permits: Vec<Option<Permits>> = admitted
+        let permits: Vec<Option<Permits>> = admitted
             .iter_mut()
             .map(|t| {
                 let p = match (&app_slots, &self.cluster) {
@@ -499,25 +500,24 @@ impl nubo_tasks::Tasks for TaskRunner {
                 .map(|_| Err(TaskError::refused(e.to_string())))
                 .collect(),
         };
-        let mut answers =
-            ready
-                .into_iter()
-                .zip(stored)
-                .zip(permits.iter_mut())
-                .map(|((t, r), p)| match r {
-                    Ok(fresh) => {
-                        let id = t.id.clone();
-                        if fresh && self.cluster.is_none() {
-                            lock(&self.unclaimed).insert(id.clone(), (Box::new(t), p.take()));
-                            self.launch(id.clone(), app.clone(), Before::Unclaimed, Start::Attempt);
-                        }
-                        Ok(id)
+        let mut answers = ready
+            .into_iter()
+            .zip(stored)
+            .zip(permits)
+            .map(|((t, r), p)| match r {
+                Ok(fresh) => {
+                    let id = t.id.clone();
+                    if fresh && self.cluster.is_none() {
+                        lock(&self.unclaimed).insert(id.clone(), (Box::new(t), p));
+                        self.launch(id.clone(), app.clone(), Before::Unclaimed, Start::Attempt);
                     }
-                    Err(e) => {
-                        tracing::warn!(app = %app, task = %t.id, "spawn refused: {e}");
-                        Err(e)
-                    }
-                });
+                    Ok(id)
+                }
+                Err(e) => {
+                    tracing::warn!(app = %app, task = %t.id, "spawn refused: {e}");
+                    Err(e)
+                }
+            });
         out.into_iter()
             .map(|o| {
                 o.unwrap_or_else(|| {
@@ -539,14 +539,7 @@ impl nubo_tasks::Tasks for TaskRunner {
         // fills a slot already there.
         let slots: Vec<Arc<Slot>> = {
             let mut all = lock(&self.slots);
-            ids.iter()
-                .map(|id| {
-                    let (_, slot) = all
-                        .entry(id.clone())
-                        .or_insert_with(|| (app.to_string(), Arc::default()));
-                    slot.clone()
-                })
-                .collect()
+            ids.iter().map(|id| slot_in(&mut all, app, id)).collect()
         };
         let known = match self.store.outcomes(app, ids.to_vec()).await {
             Ok(k) => k,

@@ -2,7 +2,6 @@
 //! `tests/components`, loaded the way a node loads them.
 #![allow(dead_code)]
 
-use nubo_manifest::Limits;
 use nubo_wasm::{ComponentSettings, HttpComponent, Runtime, RuntimeOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,15 +39,7 @@ pub fn load(pooling: bool, name: &str) -> (Runtime, HttpComponent) {
     let settings = ComponentSettings {
         app: "t".into(),
         component: name.into(),
-        config: Default::default(),
-        allowed_outbound_hosts: vec![],
-        limits: Limits::default(),
-        logs: None,
-        kv: None,
-        blobs: None,
-        queues: None,
-        topics: None,
-        tasks: None,
+        ..Default::default()
     };
     let component = runtime
         .load_http(&component(name), settings)

@@ -36,12 +36,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
             config: c.config.clone(),
             allowed_outbound_hosts: c.allowed_outbound_hosts.clone(),
             limits: c.limits,
-            logs: None,
-            kv: None,
-            blobs: None,
-            queues: None,
-            topics: None,
-            tasks: None,
+            ..Default::default()
         };
         runtime
             .load_http(&c.source, settings)
