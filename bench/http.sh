@@ -10,20 +10,15 @@
 # Needs: wrk (apt-get install wrk), wasmtime (cargo install wasmtime-cli --version 48.0.8)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 DURATION="${1:-10}"
-for tool in wrk wasmtime; do
-  command -v "$tool" >/dev/null || { echo "bench: $tool is not installed (see the header of $0)" >&2; exit 1; }
-done
+need wrk "apt-get install wrk"
+need wasmtime "cargo install wasmtime-cli --version 48.0.8"
 
 echo "== building (release)" >&2
 cargo build --release -q -p nubo -p native-hello
 (cd tests/components && cargo build --release -q --target wasm32-wasip2 -p hello)
 WASM="$PWD/tests/components/target/wasm32-wasip2/release/hello.wasm"
-
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
 
 cat > "$WORK/nubo.toml" <<TOML
 [app]
@@ -37,15 +32,15 @@ component = "hello"
 TOML
 
 NUBO_ADDR=127.0.0.1:3100; WASMTIME_ADDR=127.0.0.1:3101; NATIVE_ADDR=127.0.0.1:3102
-NUBO_LOG=warn target/release/nubo up "$WORK" --listen "$NUBO_ADDR" --state "$WORK/state" >"$WORK/nubo.log" 2>&1 &
+# The control API's port is given: by default it is the next one, wasmtime's.
+NUBO_LOG=warn target/release/nubo up "$WORK" --listen "$NUBO_ADDR" --control 127.0.0.1:3103 --state "$WORK/state" >"$WORK/nubo.log" 2>&1 &
 NUBO_PID=$!; PIDS+=("$NUBO_PID")
 wasmtime serve -Scli --addr "$WASMTIME_ADDR" "$WASM" >"$WORK/wasmtime.log" 2>&1 &
 PIDS+=("$!")
 target/release/native-hello "$NATIVE_ADDR" >"$WORK/native.log" 2>&1 &
 PIDS+=("$!")
 
-wait_up() { for _ in $(seq 1 300); do curl -sf "http://$1/" >/dev/null && return 0; sleep 0.1; done; echo "bench: $1 did not start" >&2; exit 1; }
-wait_up "$NUBO_ADDR"; wait_up "$WASMTIME_ADDR"; wait_up "$NATIVE_ADDR"
+for addr in "$NUBO_ADDR" "$WASMTIME_ADDR" "$NATIVE_ADDR"; do wait_for curl -sf "http://$addr/"; done
 
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 IDLE_RSS=$(rss_kb "$NUBO_PID")

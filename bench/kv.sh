@@ -11,19 +11,15 @@
 # Needs: redis-server (apt-get install redis-server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 OPS="${1:-20000}"
 CALLERS="${2:-4}"
-command -v redis-server >/dev/null || { echo "bench: redis-server is not installed (apt-get install redis-server)" >&2; exit 1; }
+need redis-server "apt-get install redis-server"
 
 echo "== building (release)" >&2
 cargo build --release -q -p nubo -p kv-bench
 (cd tests/components && cargo build --release -q --target wasm32-wasip2 -p kvbench)
 WASM="$PWD/tests/components/target/wasm32-wasip2/release/kvbench.wasm"
-
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
 
 cat > "$WORK/nubo.toml" <<TOML
 [app]
@@ -41,8 +37,8 @@ NUBO_LOG=warn target/release/nubo up "$WORK" --no-build --listen "$NUBO_ADDR" --
 PIDS+=("$!")
 redis-server --port "$REDIS_PORT" --dir "$WORK" --appendonly yes --appendfsync everysec --save "" >"$WORK/redis.log" 2>&1 &
 PIDS+=("$!")
-for _ in $(seq 1 300); do curl -sf "http://$NUBO_ADDR/?op=get&n=1" >/dev/null && break; sleep 0.1; done
-for _ in $(seq 1 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+wait_for curl -sf "http://$NUBO_ADDR/?op=get&n=1"
+wait_for redis-cli -p "$REDIS_PORT" ping
 
 # Warm-up: fill the keys both sides read.
 target/release/kv-bench "$NUBO_ADDR" "127.0.0.1:$REDIS_PORT" 2000 "$CALLERS" >/dev/null
