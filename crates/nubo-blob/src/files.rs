@@ -83,6 +83,13 @@ impl FileBlobs {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(db_err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+        // Plan each cached statement once: without this, `LIMIT ?` makes
+        // SQLite re-plan the listing query every time it is bound.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )
+        .map_err(db_err)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS containers (
                  app TEXT NOT NULL,

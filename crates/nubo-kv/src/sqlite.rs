@@ -44,6 +44,13 @@ impl SqliteKv {
         db.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db_err)?;
         db.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+        // Plan each cached statement once: without this, `LIMIT ?` makes
+        // SQLite re-plan the listing query every time it is bound.
+        db.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )
+        .map_err(db_err)?;
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS kv (
                  app TEXT NOT NULL,

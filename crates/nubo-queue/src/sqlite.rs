@@ -2,6 +2,11 @@
 //! [`nubo_sqlite::GroupDb`] (WAL, group commit): a published message is in
 //! the log before `publish` returns, so a killed node loses none, and
 //! under load one commit carries many publishes, leases and acks.
+//!
+//! Leases and acknowledgements do not wait for their commit
+//! ([`GroupDb::call_lazy`]): one lost in a crash makes a message due again,
+//! and at-least-once delivery allows that. A lease lost that way does not
+//! count as an attempt.
 
 use crate::{Message, QueueBackend, QueueError, QueueName, Stats};
 use nubo_sqlite::{DbError, GroupDb, now_ms};
@@ -62,6 +67,14 @@ impl SqliteQueue {
     ) -> Result<T, QueueError> {
         self.db.call(f).await
     }
+
+    /// Like [`with`](Self::with), answered before the commit (see above).
+    async fn with_lazy<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, QueueError> + Send + 'static,
+    ) -> Result<T, QueueError> {
+        self.db.call_lazy(f).await
+    }
 }
 
 #[async_trait::async_trait]
@@ -91,7 +104,7 @@ impl QueueBackend for SqliteQueue {
         let q = q.clone();
         // Atomic without a transaction of its own: the group transaction
         // holds the database and nothing else runs meanwhile.
-        self.with(move |db| {
+        self.with_lazy(move |db| {
             let found: Vec<Message> = db
                 .prepare_cached(
                     "SELECT id, body, attempts + 1, published_at, last_error FROM messages
@@ -121,7 +134,7 @@ impl QueueBackend for SqliteQueue {
 
     async fn ack(&self, _q: &QueueName, ids: &[u64]) -> Result<(), QueueError> {
         let ids = ids.to_vec();
-        self.with(move |db| {
+        self.with_lazy(move |db| {
             let mut s = db
                 .prepare_cached("DELETE FROM messages WHERE id = ?1")
                 .map_err(db_err)?;
