@@ -14,6 +14,7 @@ use nubo_manifest::QueueSpec;
 use nubo_queue::{Message, QueueBackend, QueueName, backoff_ms};
 use nubo_wasm::HttpComponent;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
@@ -88,6 +89,7 @@ impl Dispatcher {
             };
             let job = Queue {
                 waker: self.waker(&q),
+                retries: AtomicBool::new(true),
                 q,
                 spec: spec.clone(),
                 consumer,
@@ -135,19 +137,33 @@ struct Queue {
     consumer: HttpComponent,
     backend: Arc<dyn QueueBackend>,
     waker: Arc<Notify>,
+    /// Messages may be due later (a retry, or a lease from before a
+    /// restart): the loop asks the backend when. Off until a delivery
+    /// fails, so a queue that never fails skips that query.
+    retries: AtomicBool,
 }
 
 impl Queue {
     async fn run(self) {
         let slots = Arc::new(Semaphore::new(self.spec.concurrency as usize));
         let size = self.spec.batch_size.max(1) as usize;
+        // A delivery of fewer than `size` messages is running. Until it
+        // ends, nothing more is leased: what arrives meanwhile fills the
+        // next batch instead of taking a slot of its own (as Nagle's
+        // algorithm holds back a second small segment). Each delivery costs
+        // an instance, a lease and an acknowledgement whatever its size, so
+        // under load this turns many tiny deliveries into a few full ones;
+        // a backlog of full batches still uses every slot.
+        let partial = Arc::new(AtomicBool::new(false));
         let this = Arc::new(self);
         loop {
             // Fill every free slot with due messages, leased in one call.
             let free = slots.available_permits();
-            // With every slot busy, a finished delivery wakes this loop.
-            let mut all_due_taken = free > 0;
-            if free > 0 {
+            let held = size > 1 && partial.load(Ordering::Acquire);
+            // With every slot busy, or a partial batch out, a finished
+            // delivery wakes this loop.
+            let mut all_due_taken = free > 0 && !held;
+            if free > 0 && !held {
                 match this
                     .backend
                     .lease(&this.q, free * size, this.spec.visibility_timeout_ms)
@@ -161,10 +177,17 @@ impl Queue {
                             let Ok(permit) = slots.clone().acquire_owned().await else {
                                 break;
                             };
-                            let me = this.clone();
+                            let small = size > 1 && batch.len() < size;
+                            if small {
+                                partial.store(true, Ordering::Release);
+                            }
+                            let (me, partial) = (this.clone(), partial.clone());
                             tokio::spawn(async move {
                                 me.deliver(batch).await;
                                 drop(permit);
+                                if small {
+                                    partial.store(false, Ordering::Release);
+                                }
                                 me.waker.notify_one();
                             });
                         }
@@ -177,14 +200,21 @@ impl Queue {
             // Sleep until a publish, a finished delivery, or the next retry
             // is due (checked at least every second). With messages still
             // waiting, a finished delivery is what comes next.
-            let due = if all_due_taken {
-                this.backend
-                    .next_due_in(&this.q)
-                    .await
-                    .ok()
-                    .flatten()
-                    .unwrap_or(1000)
-                    .clamp(1, 1000)
+            // Cleared before asking, so a failure settled meanwhile (it
+            // sets the flag once stored) is asked about next time.
+            let due = if all_due_taken && this.retries.swap(false, Ordering::AcqRel) {
+                match this.backend.next_due_in(&this.q).await {
+                    // Nothing waits at all: only a new failure sets it again.
+                    Ok(None) => 1000,
+                    Ok(Some(ms)) => {
+                        this.retries.store(true, Ordering::Release);
+                        ms.clamp(1, 1000)
+                    }
+                    Err(_) => {
+                        this.retries.store(true, Ordering::Release);
+                        1000
+                    }
+                }
             } else {
                 1000
             };
@@ -224,6 +254,10 @@ impl Queue {
             }
             let retry = backoff_ms(self.spec.backoff_ms, m.attempt);
             results.push(self.backend.fail(q, m.id, why, retry, dead).await);
+        }
+        if !failed.is_empty() || results.iter().any(Result::is_err) {
+            // A retry is scheduled, or a lease runs out later.
+            self.retries.store(true, Ordering::Release);
         }
         for e in results.into_iter().filter_map(Result::err) {
             // The messages stay leased and come back after their visibility

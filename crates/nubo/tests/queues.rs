@@ -51,6 +51,35 @@ backoff_ms = 50
     ))
 }
 
+/// Applies app `app`: the probe component, at `/probe/...`, consuming
+/// queue `queue` with the settings in `settings`; the apply's output.
+fn apply_probe_queue(node: &NodeProc, app: &str, queue: &str, settings: &str) -> String {
+    let dir = AppDir::new(&format!(
+        r#"
+[app]
+name = "{app}"
+[component.probe]
+source = "{w}"
+key_value_stores = ["default"]
+queues = ["{queue}"]
+[[http]]
+route = "/probe/..."
+component = "probe"
+
+[queue.{queue}]
+consumer = "probe"
+{settings}
+"#,
+        w = wasm("probe").display()
+    ));
+    let (code, out, err) = node.cli(
+        &["apply", dir.path().to_str().unwrap(), "--auto-approve"],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    out
+}
+
 async fn received(node: &NodeProc, key: &str) -> Vec<String> {
     let got = get(&node.url(&format!("/probe/kv-get?{key}"))).await.text();
     if got == "(absent)" {
@@ -172,32 +201,17 @@ async fn delivered_retried_and_dead_lettered() {
 async fn batches_are_delivered_and_settled_message_by_message() {
     let s = tempfile::tempdir().unwrap();
     let node = NodeProc::start(s.path(), &[]);
-    let app = AppDir::new(&format!(
+    let out = apply_probe_queue(
+        &node,
+        "qb",
+        "batched",
         r#"
-[app]
-name = "qb"
-[component.probe]
-source = "{w}"
-key_value_stores = ["default"]
-queues = ["batched"]
-[[http]]
-route = "/probe/..."
-component = "probe"
-
-[queue.batched]
-consumer = "probe"
 path = "/probe/q-each"
 batch_size = 10
 max_attempts = 2
 backoff_ms = 50
 "#,
-        w = wasm("probe").display()
-    ));
-    let (code, out, err) = node.cli(
-        &["apply", app.path().to_str().unwrap(), "--auto-approve"],
-        &[],
     );
-    assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("(concurrency 1, max_attempts 2, batch_size 10)"),
         "{out}"
@@ -247,6 +261,36 @@ backoff_ms = 50
         ls.contains("batch_size 10)  ready 0  in flight 0  dead 1"),
         "{ls}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_arrives_during_a_small_delivery_waits_to_fill_the_next() {
+    let s = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(s.path(), &[]);
+    apply_probe_queue(
+        &node,
+        "qs",
+        "slow",
+        r#"
+path = "/probe/q-each?slow"
+batch_size = 10
+concurrency = 4
+"#,
+    );
+    // The first message goes out alone and its delivery takes a second.
+    // Four slots are free meanwhile, but the five messages published then
+    // wait for it and go out together.
+    let r = get(&node.url("/probe/q-pub?slow=first")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for i in 0..5 {
+        let r = get(&node.url(&format!("/probe/q-pub?slow=m{i}"))).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let got = wait_for(&node, "received", 6).await;
+    assert_eq!(got.len(), 6, "{got:?}");
+    let sizes = received(&node, "batches").await;
+    assert_eq!(sizes, ["1", "5"], "delivery sizes");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -202,7 +202,8 @@ fn kv(op: &str, query: &str) -> Response {
 /// the body to kv `received`; `q-fail` always fails; `q-flaky` fails the
 /// first attempt of each message; `q-each` consumes one message or a
 /// batch through the SDK, records each body and the delivery's size in
-/// kv `batches`, and fails the message `bad`.
+/// kv `batches`, and fails the message `bad`; `q-each?slow` does the same
+/// after a second's sleep.
 fn queue(op: &str, query: &str, req: &Request) -> Response {
     use nubo_sdk::kv::Store;
     use nubo_sdk::queue::{Delivery, publish};
@@ -242,6 +243,9 @@ fn queue(op: &str, query: &str, req: &Request) -> Response {
             text(200, "published")
         }
         "q-each" => {
+            if query == "slow" {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
             let n = nubo_sdk::queue::messages(req).map_or(0, |m| m.len());
             let _ = record("batches", n.to_string().as_bytes());
             nubo_sdk::queue::serve(req, |m| {
