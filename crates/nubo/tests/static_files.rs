@@ -25,6 +25,8 @@ dir = "assets"
     app.write("public/docs/index.html", "<p>docs</p>");
     app.write("public/data.bin", (0u8..=255).collect::<Vec<u8>>());
     app.write("public/big.txt", "x".repeat(10_000));
+    // Over the size read whole with the lookup: streamed from the file.
+    app.write("public/large.bin", large());
     app.write("public/big.txt.gz", b"\x1f\x8bfake-gzip");
     app.write("public/big.txt.br", b"fake-brotli");
     app.write("assets/logo.svg", "<svg/>");
@@ -43,6 +45,11 @@ dir = "assets"
         .unwrap();
     }
     app
+}
+
+/// 300,000 bytes, each its offset modulo 251.
+fn large() -> Vec<u8> {
+    (0..300_000u32).map(|i| (i % 251) as u8).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -146,6 +153,22 @@ async fn byte_ranges() {
     )
     .await;
     assert_eq!((r.status, r.body.len()), (200, 256));
+    // A large file, whole and in a range that starts past the first chunk.
+    let r = request("GET", &node.url("/large.bin"), &[], b"").await;
+    assert_eq!((r.status, r.body == large()), (200, true));
+    let r = request(
+        "GET",
+        &node.url("/large.bin"),
+        &[("range", "bytes=100000-200000")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, large()[100_000..=200_000]);
+    assert_eq!(
+        r.header("content-range"),
+        Some("bytes 100000-200000/300000")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
