@@ -70,7 +70,7 @@ TOML
 # warm-up leaves and which would count as deliveries of the run.
 clear_latencies() {
   local k
-  for k in $(curl -sf -H "authorization: Bearer $2" "http://$1/v1/apps/qbench/kv/default?prefix=lat-" | grep -o 'lat-[0-9]*'); do
+  for k in $(curl -sf -H "authorization: Bearer $2" "http://$1/v1/apps/qbench/kv/default?prefix=lat-&limit=10000" | grep -o 'lat-[0-9-]*'); do
     curl -sf -X DELETE -H "authorization: Bearer $2" "http://$1/v1/apps/qbench/kv/default/$k" >/dev/null
   done
 }

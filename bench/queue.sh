@@ -32,9 +32,9 @@ qbench_app "$WORK" "$WASM" "$CONCURRENCY" "$BATCH_SIZE"
 
 NUBO_ADDR=127.0.0.1:3410; CONTROL=127.0.0.1:3411; NATS_PORT=3412
 NUBO_LOG=warn target/release/nubo up "$WORK" --no-build --listen "$NUBO_ADDR" --control "$CONTROL" --state "$WORK/state" >"$WORK/nubo.log" 2>&1 &
-PIDS+=("$!")
+PIDS+=("$!"); export NUBO_PID=$!
 nats-server -js -p "$NATS_PORT" -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
-PIDS+=("$!")
+PIDS+=("$!"); export NATS_PID=$!
 # Up once it has written its token and loaded the app.
 app_loaded() { [ -s "$WORK/state/token" ] && curl -sf -H "authorization: Bearer $(cat "$WORK/state/token")" "http://$CONTROL/v1/apps/qbench"; }
 wait_for app_loaded

@@ -7,7 +7,7 @@
 //!
 //! - Nubo: `POST /enqueue` on an `[[http]] queue = "jobs"` route (202 once
 //!   the message is stored), delivered to the `qbench` component, which
-//!   counts its latency in a key-value histogram; done when the queue is
+//!   writes each delivery's latency counts to one key-value key; done when the queue is
 //!   empty (`GET /v1/apps/qbench/queues`).
 //! - JetStream: `publish` + wait for the `PubAck` on a file-backed stream,
 //!   a durable pull consumer with explicit acks in this process.
@@ -55,6 +55,46 @@ impl Histogram {
 struct Outcome {
     rate: f64,
     hist: Histogram,
+    /// CPU time per message of the server (when its pid is given) and of
+    /// this client, in µs, over the timed part.
+    cpu: (Option<f64>, Option<f64>),
+}
+
+/// CPU time (user + system) of process `pid` so far, in µs, from `/proc`.
+fn cpu_us(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks * 10_000.0) // 100 ticks per second on Linux
+}
+
+/// Measures CPU time per message of the server `pid_var` names (an
+/// environment variable) and of this process, from now until `done`.
+struct CpuMeter {
+    server: Option<(String, f64)>,
+    me: Option<f64>,
+}
+
+impl CpuMeter {
+    fn start(pid_var: &str) -> Self {
+        let server = std::env::var(pid_var)
+            .ok()
+            .and_then(|p| cpu_us(&p).map(|c| (p, c)));
+        Self {
+            server,
+            me: cpu_us("self"),
+        }
+    }
+
+    fn done(&self, messages: u64) -> (Option<f64>, Option<f64>) {
+        let per = |before: f64, now: Option<f64>| now.map(|n| (n - before) / messages as f64);
+        (
+            self.server.as_ref().and_then(|(p, c)| per(*c, cpu_us(p))),
+            self.me.and_then(|c| per(c, cpu_us("self"))),
+        )
+    }
 }
 
 #[tokio::main]
@@ -81,6 +121,14 @@ async fn main() {
         );
     }
     println!("\nnubo / jetstream throughput: {:.2}×", nubo.rate / js.rate);
+    let us = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0} µs"));
+    println!(
+        "CPU per message: server {} / {}, client {} / {} (nubo / jetstream; a server's needs NUBO_PID / NATS_PID)",
+        us(nubo.cpu.0),
+        us(js.cpu.0),
+        us(nubo.cpu.1),
+        us(js.cpu.1)
+    );
 }
 
 async fn connect(addr: &str) -> Sender {
@@ -132,6 +180,7 @@ async fn nubo_run(
     messages: u64,
     publishers: u64,
 ) -> Outcome {
+    let cpu = CpuMeter::start("NUBO_PID");
     let started = Instant::now();
     let mut tasks = Vec::new();
     for p in 0..publishers {
@@ -158,7 +207,7 @@ async fn nubo_run(
     }
     // Done when nothing is waiting or in flight. A fresh connection per
     // control call: the control API is not what is measured.
-    let finished = loop {
+    let (finished, cpu) = loop {
         let mut c = connect(control).await;
         let (status, body) = call(
             &mut c,
@@ -177,41 +226,63 @@ async fn nubo_run(
             .cloned()
             .unwrap_or_default();
         if q["ready"] == 0 && q["in_flight"] == 0 {
-            break started.elapsed();
+            break (started.elapsed(), cpu.done(messages));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    let (_, body) = call(
-        &mut connect(control).await,
-        "GET",
-        control,
-        "/v1/apps/qbench/kv/default?prefix=lat-",
-        token,
-        Bytes::new(),
-    )
-    .await;
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    // One key per delivery (see tests/components/qbench), a page of keys
+    // at a time.
     let mut hist = Histogram::default();
-    for key in v["keys"].as_array().cloned().unwrap_or_default() {
-        let key = key.as_str().unwrap_or("");
-        let (_, n) = call(
+    let mut deliveries = 0u64;
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = match &cursor {
+            None => "/v1/apps/qbench/kv/default?prefix=lat-&limit=10000".to_string(),
+            Some(k) => format!("/v1/apps/qbench/kv/default?prefix=lat-&limit=10000&cursor={k}"),
+        };
+        let (_, body) = call(
             &mut connect(control).await,
             "GET",
             control,
-            &format!("/v1/apps/qbench/kv/default/{key}"),
+            &page,
             token,
             Bytes::new(),
         )
         .await;
-        let n: u64 = String::from_utf8_lossy(&n).trim().parse().unwrap_or(0);
-        let b: u32 = key.trim_start_matches("lat-").parse().unwrap_or(0);
-        hist.0.insert(b, n);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        for key in v["keys"].as_array().cloned().unwrap_or_default() {
+            let key = key.as_str().unwrap_or("");
+            deliveries += 1;
+            let (_, counts) = call(
+                &mut connect(control).await,
+                "GET",
+                control,
+                &format!("/v1/apps/qbench/kv/default/{key}"),
+                token,
+                Bytes::new(),
+            )
+            .await;
+            for pair in String::from_utf8_lossy(&counts).trim().split(',') {
+                if let Some((b, n)) = pair.split_once(':') {
+                    *hist.0.entry(b.parse().unwrap_or(0)).or_default() += n.parse().unwrap_or(0);
+                }
+            }
+        }
+        cursor = v["cursor"].as_str().map(str::to_string);
+        if cursor.is_none() {
+            break;
+        }
     }
     let counted: u64 = hist.0.values().sum();
     assert_eq!(counted, messages, "nubo delivered {counted} of {messages}");
+    println!(
+        "nubo: {deliveries} deliveries, {:.1} messages each on average",
+        messages as f64 / deliveries.max(1) as f64
+    );
     Outcome {
         rate: messages as f64 / finished.as_secs_f64(),
         hist,
+        cpu,
     }
 }
 
@@ -240,6 +311,7 @@ async fn jetstream_run(url: &str, messages: u64, publishers: u64) -> Outcome {
         })
         .await
         .unwrap_or_else(|e| panic!("create consumer: {e}"));
+    let cpu = CpuMeter::start("NATS_PID");
     let started = Instant::now();
     let consume = tokio::spawn(async move {
         let mut hist = Histogram::default();
@@ -283,9 +355,11 @@ async fn jetstream_run(url: &str, messages: u64, publishers: u64) -> Outcome {
         let _ = t.await;
     }
     let (hist, finished) = consume.await.unwrap_or_else(|e| panic!("consumer: {e}"));
+    let cpu = cpu.done(messages);
     let _ = js.delete_stream("QBENCH").await;
     Outcome {
         rate: messages as f64 / finished.as_secs_f64(),
         hist,
+        cpu,
     }
 }
