@@ -89,6 +89,7 @@ impl Dispatcher {
             };
             let job = Queue {
                 waker: self.waker(&q),
+                finished: Notify::new(),
                 retries: AtomicBool::new(true),
                 q,
                 spec: spec.clone(),
@@ -136,7 +137,10 @@ struct Queue {
     spec: QueueSpec,
     consumer: HttpComponent,
     backend: Arc<dyn QueueBackend>,
+    /// Woken by a publish.
     waker: Arc<Notify>,
+    /// Woken when a delivery ends.
+    finished: Notify,
     /// Messages may be due later (a retry, or a lease from before a
     /// restart): the loop asks the backend when. Off until a delivery
     /// fails, so a queue that never fails skips that query.
@@ -188,7 +192,7 @@ impl Queue {
                                 if small {
                                     partial.store(false, Ordering::Release);
                                 }
-                                me.waker.notify_one();
+                                me.finished.notify_one();
                             });
                         }
                     }
@@ -218,8 +222,21 @@ impl Queue {
             } else {
                 1000
             };
+            // A publish matters only to a loop that can lease: one waiting
+            // for a slot or for its partial batch sleeps through them (its
+            // stored wake-up is taken once it can).
+            let can_lease =
+                slots.available_permits() > 0 && !(size > 1 && partial.load(Ordering::Acquire));
+            let published = async {
+                if can_lease {
+                    this.waker.notified().await
+                } else {
+                    std::future::pending().await
+                }
+            };
             tokio::select! {
-                () = this.waker.notified() => {}
+                () = published => {}
+                () = this.finished.notified() => {}
                 () = tokio::time::sleep(Duration::from_millis(due)) => {}
             }
         }
