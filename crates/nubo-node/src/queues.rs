@@ -159,15 +159,16 @@ impl Queue {
         // under load this turns many tiny deliveries into a few full ones;
         // a backlog of full batches still uses every slot.
         let partial = Arc::new(AtomicBool::new(false));
+        let held = |p: &AtomicBool| size > 1 && p.load(Ordering::Acquire);
         let this = Arc::new(self);
         loop {
             // Fill every free slot with due messages, leased in one call.
             let free = slots.available_permits();
-            let held = size > 1 && partial.load(Ordering::Acquire);
+            let can_lease = free > 0 && !held(&partial);
             // With every slot busy, or a partial batch out, a finished
             // delivery wakes this loop.
-            let mut all_due_taken = free > 0 && !held;
-            if free > 0 && !held {
+            let mut all_due_taken = can_lease;
+            if can_lease {
                 match this
                     .backend
                     .lease(&this.q, free * size, this.spec.visibility_timeout_ms)
@@ -225,8 +226,7 @@ impl Queue {
             // A publish matters only to a loop that can lease: one waiting
             // for a slot or for its partial batch sleeps through them (its
             // stored wake-up is taken once it can).
-            let can_lease =
-                slots.available_permits() > 0 && !(size > 1 && partial.load(Ordering::Acquire));
+            let can_lease = slots.available_permits() > 0 && !held(&partial);
             let published = async {
                 if can_lease {
                     this.waker.notified().await

@@ -187,10 +187,9 @@ impl GroupDb {
             conn.begin().map_err(E::from)?;
             let result = f(&conn.db);
             if opened {
-                // Counted before the lock is let go: a caller that sees
-                // nothing queued and takes the connection would commit
-                // these changes too, which is fine, but one that sees the
-                // flush queued leaves the connection to it.
+                // Counted while the connection is held: from here until the
+                // flush is taken, callers queue behind it instead of taking
+                // the connection (and its open transaction) themselves.
                 self.queued.fetch_add(1, Ordering::AcqRel);
                 drop(conn);
                 let flush: Job = Box::new(|_| Box::new(|_| {}));
