@@ -282,7 +282,18 @@ concurrency = 4
     // wait for it and go out together.
     let r = get(&node.url("/probe/q-pub?slow=first")).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, ls, _) = node.cli(&["queue", "ls", "qs"], &[]);
+        if ls.contains("ready 0  in flight 1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first message was not leased: {ls}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for i in 0..5 {
         let r = get(&node.url(&format!("/probe/q-pub?slow=m{i}"))).await;
         assert_eq!(r.status, 200, "{}", r.text());
