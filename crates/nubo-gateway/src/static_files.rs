@@ -16,14 +16,17 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use percent_encoding::percent_decode_str;
+use std::collections::HashMap;
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 #[derive(Debug, Clone)]
 pub struct StaticDir {
     root: PathBuf,
+    recent: Recent,
 }
 
 impl StaticDir {
@@ -31,6 +34,7 @@ impl StaticDir {
     pub fn new(root: &Path) -> std::io::Result<Self> {
         Ok(Self {
             root: root.canonicalize()?,
+            recent: Recent::default(),
         })
     }
 
@@ -60,17 +64,25 @@ impl StaticDir {
         // hand-offs there and back cost more than the calls (a small file
         // took five of them, 6,500 requests/s against 13,600 for a
         // WebAssembly component).
-        let this = self.clone();
-        let full_path = full_path.to_string();
-        let rest = rest.to_string();
         let accept = accepted_encodings(headers);
+        if let Some(file) = self.recent.get(rest, &accept) {
+            return self.file(method, file, headers).await;
+        }
+        let this = self.clone();
+        let key = (rest.to_string(), accept);
+        let full_path = full_path.to_string();
         let read = method == Method::GET
             && !headers.contains_key(header::IF_NONE_MATCH)
             && !headers.contains_key(header::IF_MODIFIED_SINCE);
-        let found =
-            tokio::task::spawn_blocking(move || this.find(&full_path, &rest, &accept, read))
-                .await
-                .unwrap_or(Lookup::Missing);
+        let found = tokio::task::spawn_blocking(move || {
+            let found = this.find(&full_path, &key.0, &key.1, read);
+            if let Lookup::File(file) = &found {
+                this.recent.put(key, file);
+            }
+            found
+        })
+        .await
+        .unwrap_or(Lookup::Missing);
         match found {
             Lookup::Missing => not_found(),
             Lookup::Redirect(local) => {
@@ -279,6 +291,7 @@ enum Lookup {
     File(Box<FoundFile>),
 }
 
+#[derive(Clone)]
 struct FoundFile {
     path: PathBuf,
     meta: std::fs::Metadata,
@@ -286,6 +299,70 @@ struct FoundFile {
     encoding: Option<&'static str>,
     /// The whole file, if small and wanted.
     bytes: Option<Bytes>,
+}
+
+/// Small files found recently, by request path and Accept-Encoding.
+///
+/// Even one trip to the blocking pool and back costs more than serving a
+/// small file. A hit costs one `stat` on the worker thread instead (a
+/// local file's metadata is in the kernel's cache; nginx's
+/// `open_file_cache` does the same), and is used only while the file's
+/// size, modification time and inode are unchanged. A node serves an
+/// immutable copy of each revision's files, so this is a guard, not the
+/// rule: a new revision gets a new `StaticDir`. A cached path was checked
+/// to lie inside the root when it was found.
+#[derive(Clone, Default)]
+struct Recent(Arc<Mutex<HashMap<(String, String), FoundFile>>>);
+
+/// Files remembered per directory (each at most [`SMALL_FILE`]).
+const RECENT_FILES: usize = 256;
+
+impl std::fmt::Debug for Recent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Recent")
+    }
+}
+
+impl Recent {
+    fn get(&self, rest: &str, accept: &str) -> Option<FoundFile> {
+        let key = (rest.to_string(), accept.to_string());
+        let file = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)?
+            .clone();
+        match std::fs::metadata(&file.path) {
+            Ok(now) if same_file(&now, &file.meta) => Some(FoundFile { meta: now, ..file }),
+            _ => {
+                let mut files = self.0.lock().unwrap_or_else(|p| p.into_inner());
+                files.remove(&key);
+                None
+            }
+        }
+    }
+
+    fn put(&self, key: (String, String), file: &FoundFile) {
+        if file.bytes.is_none() {
+            return;
+        }
+        let mut files = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if files.len() >= RECENT_FILES {
+            files.clear();
+        }
+        files.insert(key, file.clone());
+    }
+}
+
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if a.ino() != b.ino() || a.dev() != b.dev() {
+            return false;
+        }
+    }
+    a.len() == b.len() && a.modified().ok() == b.modified().ok()
 }
 
 /// The Accept-Encoding values, joined; empty when a precompressed sibling
@@ -428,7 +505,36 @@ fn not_found() -> Response<Body> {
 
 #[cfg(test)]
 mod tests {
-    use super::{accepts, etag_matches};
+    use super::{StaticDir, accepts, etag_matches};
+    use http::{HeaderMap, Method};
+    use http_body_util::BodyExt;
+
+    /// Status and body of `GET path` from `dir`.
+    async fn get(dir: &StaticDir, path: &str) -> (u16, String) {
+        let r = dir.serve(&Method::GET, path, path, &HeaderMap::new()).await;
+        let status = r.status().as_u16();
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_remembered_file_that_changes_is_looked_up_again() {
+        let root = tempfile::tempdir().unwrap();
+        let file = root.path().join("a.css");
+        std::fs::write(&file, "body{color:red}").unwrap();
+        let dir = StaticDir::new(root.path()).unwrap();
+        assert_eq!(get(&dir, "/a.css").await, (200, "body{color:red}".into()));
+        assert!(dir.recent.get("/a.css", "").is_some(), "not remembered");
+        // Replaced by a rename, as editors save, with the same length.
+        std::fs::write(root.path().join("new.css"), "body{color:tan}").unwrap();
+        std::fs::rename(root.path().join("new.css"), &file).unwrap();
+        assert_eq!(get(&dir, "/a.css").await, (200, "body{color:tan}".into()));
+        // Written in place.
+        std::fs::write(&file, "body{}").unwrap();
+        assert_eq!(get(&dir, "/a.css").await, (200, "body{}".into()));
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(get(&dir, "/a.css").await.0, 404);
+    }
 
     #[test]
     fn accept_encoding() {
