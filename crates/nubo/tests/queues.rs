@@ -72,12 +72,7 @@ consumer = "probe"
 "#,
         w = wasm("probe").display()
     ));
-    let (code, out, err) = node.cli(
-        &["apply", dir.path().to_str().unwrap(), "--auto-approve"],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
-    out
+    node.apply(&dir)
 }
 
 async fn received(node: &NodeProc, key: &str) -> Vec<String> {
@@ -108,11 +103,7 @@ async fn delivered_retried_and_dead_lettered() {
     let s = tempfile::tempdir().unwrap();
     let node = NodeProc::start(s.path(), &[]);
     let app = queue_app();
-    let (code, out, err) = node.cli(
-        &["apply", app.path().to_str().unwrap(), "--auto-approve"],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    let out = node.apply(&app);
     assert!(
         out.contains(
             "+ queue jobs → POST /probe/q-recv on component probe (concurrency 4, max_attempts 5)"
@@ -308,12 +299,7 @@ concurrency = 4
 async fn every_acknowledged_message_is_delivered_after_sigkill() {
     let s = tempfile::tempdir().unwrap();
     let mut node = NodeProc::start(s.path(), &[]);
-    let app = queue_app();
-    let (code, out, err) = node.cli(
-        &["apply", app.path().to_str().unwrap(), "--auto-approve"],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    node.apply(&queue_app());
     let mut acked = Vec::new();
     for i in 0..150 {
         let r = get(&node.url(&format!("/probe/q-pub?jobs=k{i}"))).await;
