@@ -1,7 +1,9 @@
 //! The embedded backend: one SQLite table per node in a
 //! [`nubo_sqlite::GroupDb`] (WAL, group commit): a published message is in
 //! the log before `publish` returns, so a killed node loses none, and
-//! under load one commit carries many publishes, leases and acks.
+//! under load one commit carries many publishes, leases and acks: it is
+//! opened with [`Pace::Gather`], so publishes that arrive together wait
+//! for each other and share one commit.
 //!
 //! Leases and acknowledgements do not wait for their commit
 //! ([`GroupDb::call_lazy`]): one lost in a crash makes a message due again,
@@ -9,7 +11,7 @@
 //! count as an attempt.
 
 use crate::{Message, QueueBackend, QueueError, QueueName, Stats};
-use nubo_sqlite::{DbError, GroupDb, now_ms};
+use nubo_sqlite::{DbError, GroupDb, Pace, now_ms};
 use rusqlite::{Connection, params};
 use std::path::Path;
 
@@ -56,7 +58,7 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS messages (
 impl SqliteQueue {
     pub fn open(path: &Path) -> Result<Self, QueueError> {
         Ok(Self {
-            db: GroupDb::open(path, "queue-db", SCHEMA)?,
+            db: GroupDb::open(path, "queue-db", SCHEMA, Pace::Gather)?,
         })
     }
 

@@ -1,23 +1,31 @@
-//! One SQLite database per service, owned by one thread, with group commit.
+//! One SQLite database per service, with group commit.
 //!
 //! Durable services answer a caller only once its change is committed. A
 //! transaction per call makes the commit the bottleneck; a mutex around a
 //! shared connection makes tokio workers wait on each other. Here one
-//! thread owns the connection, takes every call waiting at that moment,
-//! runs them all in one transaction and then answers each: under load one
-//! commit carries dozens of calls.
+//! task owns the connection: a call adds its work to a list and wakes the
+//! task, which first yields once, so that every request already readable
+//! on that worker runs and adds its own, and then runs the whole list in
+//! one transaction and answers each caller. This is the event loop's group
+//! commit that Redis does before it sleeps: under load one commit carries
+//! dozens of calls, and a lone call costs one extra turn of the scheduler.
+//! A database whose calls mostly come one after another, each waiting for
+//! the last (a task's spawn, start and outcome), opens with
+//! [`Pace::Eager`] instead: a call that finds it idle runs at once on the
+//! caller's thread.
 //!
-//! When nothing is queued and the connection is free, a call runs at once
-//! on the caller's thread instead: a lone caller then pays no hand-off to
-//! the database thread and back (two thread wake-ups, which on a VM cost
-//! more than the transaction). Under load calls queue, and group commit
-//! takes over.
+//! The task runs on a tokio worker, not on a thread of its own. A thread
+//! of its own meant a futex wake-up to hand it work and another to hand
+//! back each answer, and on this VM those wake-ups and the context
+//! switches they cause cost more than the SQL (10% of the node's CPU in
+//! the queue bench). SQLite's work here is short: WAL with
+//! `synchronous = NORMAL` writes to the page cache and syncs only at a
+//! checkpoint, one per 40 MB of log.
 //!
 //! Some changes need not be durable before the caller goes on: a queue's
 //! lease or acknowledgement, whose loss in a crash only means a message is
 //! delivered again. [`GroupDb::call_lazy`] answers those as soon as they
-//! ran; their transaction stays open and the next group commits it, so
-//! they add no commit of their own.
+//! ran; they are committed with the rest of their group.
 //!
 //! The file uses WAL with `synchronous = NORMAL` (a committed change is in
 //! the log, which survives a killed process) and exclusive locking (only
@@ -26,14 +34,14 @@
 
 use rusqlite::Connection;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DbError {
     #[error("{0}")]
     Sqlite(String),
-    #[error("the database thread `{0}` stopped")]
+    #[error("the database task `{0}` stopped")]
     Stopped(&'static str),
 }
 
@@ -58,43 +66,48 @@ type Job = Box<dyn FnOnce(&Connection) -> Box<dyn FnOnce(Result<(), DbError>) + 
 /// Most calls in one transaction.
 const GROUP: usize = 512;
 
-/// The connection, and whether a transaction holding lazy changes is
-/// open (the next group, or the flush queued with it, commits it).
-struct Conn {
-    db: Connection,
-    open: bool,
+/// What callers and the database task share.
+struct Shared {
+    /// Calls not yet taken, in the order they were made.
+    jobs: Mutex<Vec<Job>>,
+    /// Wakes the task when `jobs` stops being empty, or on close.
+    wake: Notify,
+    /// Taken by the [`GroupDb`]'s drop, which runs what is left and closes
+    /// the database at once: reopening the file right after must not
+    /// wait for the task to get its turn.
+    db: Mutex<Option<Connection>>,
 }
 
-impl Conn {
-    fn begin(&mut self) -> Result<(), DbError> {
-        if !self.open {
-            exec(&self.db, "BEGIN IMMEDIATE")?;
-            self.open = true;
-        }
-        Ok(())
-    }
-
-    fn commit(&mut self) -> Result<(), DbError> {
-        self.open = false;
-        let committed = exec(&self.db, "COMMIT");
-        if committed.is_err() {
-            let _ = self.db.execute_batch("ROLLBACK");
-        }
-        committed
-    }
+/// When a call that finds the database idle runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// At once, on the caller's thread, in a transaction of its own: the
+    /// least latency for calls that depend on each other one after
+    /// another (a task's spawn, start and outcome). Under load calls
+    /// queue and share commits as with [`Gather`](Pace::Gather).
+    Eager,
+    /// Always through the task, after the worker's other ready requests
+    /// had their turn: the fewest commits when many independent callers
+    /// write at once (publishes), at the cost of one turn of the
+    /// scheduler for a lone call.
+    Gather,
 }
 
 pub struct GroupDb {
-    jobs: mpsc::Sender<Job>,
-    db: Arc<Mutex<Conn>>,
-    /// Calls sent to the thread and not yet taken.
-    queued: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+    pace: Pace,
     name: &'static str,
 }
 
 impl GroupDb {
-    /// Opens (creating) `path`, runs `schema`, and starts the thread `name`.
-    pub fn open(path: &Path, name: &'static str, schema: &str) -> Result<Self, DbError> {
+    /// Opens (creating) `path`, runs `schema`, and starts the task `name`
+    /// on the current tokio runtime (on a thread of its own outside one).
+    pub fn open(
+        path: &Path,
+        name: &'static str,
+        schema: &str,
+        pace: Pace,
+    ) -> Result<Self, DbError> {
         let db = Connection::open(path)?;
         // Must be set before WAL mode is.
         db.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
@@ -114,37 +127,39 @@ impl GroupDb {
             true,
         )?;
         db.execute_batch(schema)?;
-        let db = Arc::new(Mutex::new(Conn { db, open: false }));
-        let queued = Arc::new(AtomicUsize::new(0));
-        let (jobs, rx) = mpsc::channel::<Job>();
-        let (thread_db, thread_queued) = (db.clone(), queued.clone());
-        std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || commit_loop(&thread_db, &thread_queued, rx))
-            .map_err(|e| DbError::Sqlite(format!("cannot start thread `{name}`: {e}")))?;
-        Ok(Self {
-            jobs,
-            db,
-            queued,
-            name,
-        })
+        let shared = Arc::new(Shared {
+            jobs: Mutex::new(Vec::new()),
+            wake: Notify::new(),
+            db: Mutex::new(Some(db)),
+        });
+        let task = commit_loop(shared.clone());
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn(task)),
+            Err(_) => {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .map_err(|e| DbError::Sqlite(format!("cannot start `{name}`: {e}")))?;
+                std::thread::Builder::new()
+                    .name(name.into())
+                    .spawn(move || rt.block_on(task))
+                    .map_err(|e| DbError::Sqlite(format!("cannot start `{name}`: {e}")))?;
+            }
+        }
+        Ok(Self { shared, pace, name })
     }
 
     /// Runs `f` in the next group transaction without waiting for it.
     /// Calls made after this one by the same caller run after it.
     pub fn send(&self, f: impl FnOnce(&Connection) -> Result<(), DbError> + Send + 'static) {
         let name = self.name;
-        let job: Job = Box::new(move |db| {
+        self.queue(Box::new(move |db| {
             let result = f(db);
             Box::new(move |committed: Result<(), DbError>| {
                 if let Err(e) = committed.and(result) {
                     tracing::error!("{name}: a write failed: {e}");
                 }
             })
-        });
-        if let Err(e) = self.queue(job) {
-            tracing::error!("{name}: {e}");
-        }
+        }));
     }
 
     /// Runs `f` in the next group transaction; its result once committed.
@@ -154,68 +169,100 @@ impl GroupDb {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E> {
-        if self.queued.load(Ordering::Acquire) == 0
-            && let Ok(mut conn) = self.db.try_lock()
-        {
-            let began = conn.begin();
-            let result = f(&conn.db);
-            let committed = began.and_then(|()| conn.commit());
-            return committed.map_err(E::from).and(result);
-        }
+        let f = match self.run_here(f) {
+            Ok(done) => return done,
+            Err(f) => f,
+        };
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |db| {
+        self.queue(Box::new(move |db| {
             let result = f(db);
             Box::new(move |committed: Result<(), DbError>| {
                 let _ = tx.send(committed.map_err(E::from).and(result));
             })
-        });
-        self.queue(job).map_err(E::from)?;
+        }));
         rx.await.map_err(|_| E::from(DbError::Stopped(self.name)))?
     }
 
     /// Like [`call`](Self::call), but answers as soon as `f` ran, before
-    /// its changes are committed: they go with the next group, which is
-    /// queued now if none is. Only for changes a crash may lose.
+    /// its changes are committed with the rest of the group. Only for
+    /// changes a crash may lose.
     pub async fn call_lazy<T: Send + 'static, E: From<DbError> + Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E> {
-        if self.queued.load(Ordering::Acquire) == 0
-            && let Ok(mut conn) = self.db.try_lock()
-        {
-            let opened = !conn.open;
-            conn.begin().map_err(E::from)?;
-            let result = f(&conn.db);
-            if opened {
-                // Counted while the connection is held: from here until the
-                // flush is taken, callers queue behind it instead of taking
-                // the connection (and its open transaction) themselves.
-                self.queued.fetch_add(1, Ordering::AcqRel);
-                drop(conn);
-                let flush: Job = Box::new(|_| Box::new(|_| {}));
-                if self.jobs.send(flush).is_err() {
-                    self.queued.fetch_sub(1, Ordering::AcqRel);
-                    return Err(E::from(DbError::Stopped(self.name)));
-                }
-            }
-            return result;
-        }
+        let f = match self.run_here(f) {
+            Ok(done) => return done,
+            Err(f) => f,
+        };
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |db| {
+        self.queue(Box::new(move |db| {
             let _ = tx.send(f(db));
             Box::new(|_| {})
-        });
-        self.queue(job).map_err(E::from)?;
+        }));
         rx.await.map_err(|_| E::from(DbError::Stopped(self.name)))?
     }
 
-    fn queue(&self, job: Job) -> Result<(), DbError> {
-        self.queued.fetch_add(1, Ordering::AcqRel);
-        if self.jobs.send(job).is_err() {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(DbError::Stopped(self.name));
+    /// With [`Pace::Eager`], runs `f` at once when nothing is queued and
+    /// the database is free; `Err(f)` when it must queue.
+    fn run_here<T, E: From<DbError>, F: FnOnce(&Connection) -> Result<T, E>>(
+        &self,
+        f: F,
+    ) -> Result<Result<T, E>, F> {
+        if self.pace != Pace::Eager {
+            return Err(f);
         }
-        Ok(())
+        let Ok(db) = self.shared.db.try_lock() else {
+            return Err(f);
+        };
+        let Some(db) = db.as_ref() else {
+            return Err(f);
+        };
+        if !self
+            .shared
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+        {
+            return Err(f);
+        }
+        let began = exec(db, "BEGIN IMMEDIATE");
+        let result = f(db);
+        let committed = began.and_then(|()| exec(db, "COMMIT"));
+        if committed.is_err() {
+            let _ = db.execute_batch("ROLLBACK");
+        }
+        Ok(committed.map_err(E::from).and(result))
+    }
+
+    fn queue(&self, job: Job) {
+        let mut jobs = self.shared.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        jobs.push(job);
+        // The task takes the whole list at once, so it was told when the
+        // list stopped being empty and will see this job too.
+        let first = jobs.len() == 1;
+        drop(jobs);
+        if first {
+            self.shared.wake.notify_one();
+        }
+    }
+}
+
+impl Drop for GroupDb {
+    fn drop(&mut self) {
+        let shared = &self.shared;
+        let mut db = shared.db.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(db) = db.take() {
+            loop {
+                let group = take_group(shared);
+                if group.is_empty() {
+                    break;
+                }
+                run_group(&db, group);
+            }
+        }
+        drop(db);
+        shared.wake.notify_one();
     }
 }
 
@@ -226,33 +273,44 @@ fn exec(db: &Connection, sql: &str) -> Result<(), DbError> {
         .map_err(DbError::from)
 }
 
-/// The database thread: waits for a call, takes all others waiting, runs
-/// them in one transaction, commits, answers. Ends with the last sender.
-fn commit_loop(db: &Mutex<Conn>, queued: &AtomicUsize, rx: mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < GROUP {
-            match rx.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
+/// The database task: waits for calls, lets the worker's other ready
+/// tasks add theirs, runs them all in one transaction, commits, answers.
+/// Ends once the [`GroupDb`] is dropped.
+async fn commit_loop(shared: Arc<Shared>) {
+    loop {
+        shared.wake.notified().await;
+        tokio::task::yield_now().await;
+        loop {
+            let db = shared.db.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(db) = db.as_ref() else {
+                return;
+            };
+            let group = take_group(&shared);
+            if group.is_empty() {
+                break;
             }
+            run_group(db, group);
         }
-        // Locked before the count drops: a caller that sees nothing queued
-        // and takes the connection runs after this group, never before.
-        let mut conn = db.lock().unwrap_or_else(|p| p.into_inner());
-        queued.fetch_sub(group.len(), Ordering::AcqRel);
-        // Cached statements: parsing BEGIN and COMMIT anew cost as much as
-        // the statements they wrap.
-        let began = conn.begin();
-        let mut answers = Vec::with_capacity(group.len());
-        for job in group {
-            answers.push(job(&conn.db));
-        }
-        let committed = began.and_then(|()| conn.commit());
-        drop(conn);
-        for answer in answers {
-            answer(committed.clone());
-        }
+    }
+}
+
+fn take_group(shared: &Shared) -> Vec<Job> {
+    let mut jobs = shared.jobs.lock().unwrap_or_else(|p| p.into_inner());
+    let n = jobs.len().min(GROUP);
+    jobs.drain(..n).collect()
+}
+
+fn run_group(db: &Connection, group: Vec<Job>) {
+    // Cached statements: parsing BEGIN and COMMIT anew cost as much as the
+    // statements they wrap.
+    let began = exec(db, "BEGIN IMMEDIATE");
+    let answers: Vec<_> = group.into_iter().map(|job| job(db)).collect();
+    let committed = began.and_then(|()| exec(db, "COMMIT"));
+    if committed.is_err() {
+        let _ = db.execute_batch("ROLLBACK");
+    }
+    for answer in answers {
+        answer(committed.clone());
     }
 }
 
@@ -266,33 +324,21 @@ mod tests {
         let path = dir.path().join("t.db");
         let schema = "CREATE TABLE IF NOT EXISTS t (n INTEGER)";
         {
-            let db = std::sync::Arc::new(GroupDb::open(&path, "test-db", schema).unwrap());
-            let mut tasks = Vec::new();
-            for n in 0..100 {
-                let db = db.clone();
-                tasks.push(tokio::spawn(async move {
-                    db.call(move |c| {
-                        c.execute("INSERT INTO t VALUES (?1)", [n])
-                            .map_err(DbError::from)
-                    })
-                    .await
-                }));
-            }
-            for t in tasks {
-                t.await.unwrap().unwrap();
-            }
+            let db =
+                std::sync::Arc::new(GroupDb::open(&path, "test-db", schema, Pace::Gather).unwrap());
+            insert_at_once(&db, 100).await;
         }
-        let db = GroupDb::open(&path, "test-db", schema).unwrap();
+        let db = GroupDb::open(&path, "test-db", schema, Pace::Gather).unwrap();
         assert_eq!(db.call(sum).await.unwrap(), (0..100).sum::<i64>());
     }
 
     #[tokio::test(flavor = "multi_thread")]
-    async fn lazy_changes_are_seen_at_once_and_committed_without_another_call() {
+    async fn lazy_changes_are_seen_at_once_and_committed_with_their_group() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let schema = "CREATE TABLE IF NOT EXISTS t (n INTEGER)";
         {
-            let db = GroupDb::open(&path, "test-db", schema).unwrap();
+            let db = GroupDb::open(&path, "test-db", schema, Pace::Gather).unwrap();
             for n in 1..=3 {
                 db.call_lazy(move |c| {
                     c.execute("INSERT INTO t VALUES (?1)", [n])
@@ -302,12 +348,76 @@ mod tests {
                 .unwrap();
             }
             assert_eq!(db.call_lazy(sum).await.unwrap(), 6);
-            // Dropped with nothing else called: the queued flush commits.
         }
-        // The old connection lets go of its exclusive lock when its thread
-        // ends; the busy timeout waits for that.
-        let db = GroupDb::open(&path, "test-db", schema).unwrap();
+        // Dropping it closed the file, so its exclusive lock is gone.
+        let db = GroupDb::open(&path, "test-db", schema, Pace::Gather).unwrap();
         assert_eq!(db.call(sum).await.unwrap(), 6);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_made_together_share_one_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = "CREATE TABLE IF NOT EXISTS t (n INTEGER)";
+        let db = std::sync::Arc::new(
+            GroupDb::open(&dir.path().join("t.db"), "test-db", schema, Pace::Gather).unwrap(),
+        );
+        let commits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = commits.clone();
+        db.call(move |c| {
+            c.commit_hook(Some(move || {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                false
+            }));
+            Ok::<_, DbError>(())
+        })
+        .await
+        .unwrap();
+        let before = commits.load(std::sync::atomic::Ordering::Relaxed);
+        insert_at_once(&db, 200).await;
+        let used = commits.load(std::sync::atomic::Ordering::Relaxed) - before;
+        assert_eq!(db.call(sum).await.unwrap(), (0..200).sum::<i64>());
+        // Spawned at once, they are all ready before the database task's
+        // turn comes; a commit each would be 200.
+        assert!(used <= 10, "{used} commits for 200 calls");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_eager_database_runs_a_lone_call_on_the_callers_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        for (pace, here) in [(Pace::Eager, true), (Pace::Gather, false)] {
+            let path = dir.path().join(format!("{pace:?}.db"));
+            let db = std::sync::Arc::new(GroupDb::open(&path, "test-db", "", pace).unwrap());
+            // A thread outside the database's runtime, as a task thread is.
+            let ran_here = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                let me = std::thread::current().id();
+                let ran = rt.block_on(db.call(|_| Ok::<_, DbError>(std::thread::current().id())));
+                ran.unwrap() == me
+            })
+            .join()
+            .unwrap();
+            assert_eq!(ran_here, here, "{pace:?}");
+        }
+    }
+
+    /// `n` inserts of 0..n, all started at once.
+    async fn insert_at_once(db: &std::sync::Arc<GroupDb>, n: i64) {
+        let mut calls = Vec::new();
+        for n in 0..n {
+            let db = db.clone();
+            calls.push(tokio::spawn(async move {
+                db.call(move |c| {
+                    c.execute("INSERT INTO t VALUES (?1)", [n])
+                        .map_err(DbError::from)
+                })
+                .await
+            }));
+        }
+        for call in calls {
+            call.await.unwrap().unwrap();
+        }
     }
 
     fn sum(c: &Connection) -> Result<i64, DbError> {

@@ -4,7 +4,7 @@
 
 use crate::store::Start;
 use crate::{NewTask, State, Task, TaskError};
-use nubo_sqlite::{DbError, GroupDb, now_ms};
+use nubo_sqlite::{DbError, GroupDb, Pace, now_ms};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -197,7 +197,7 @@ fn finished(db: &Connection, app: &str, n: usize) -> Result<(), StoreError> {
 impl SqliteTasks {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Ok(Self {
-            db: GroupDb::open(path, "tasks-db", SETUP)?,
+            db: GroupDb::open(path, "tasks-db", SETUP, Pace::Eager)?,
             starting: Arc::default(),
         })
     }
@@ -246,9 +246,9 @@ impl SqliteTasks {
     /// Marks a task that was just spawned running, its first attempt,
     /// without waiting: the runner already holds everything it needs to
     /// run it, and the outcome that follows is written after this.
-    /// Under load many tasks start while the database thread is busy:
-    /// they share one write, queued by the first, instead of each waking
-    /// the thread. The write is queued (under the lock) before any of them
+    /// Under load many tasks start while the database is busy: they
+    /// share one write, queued by the first, instead of each queuing
+    /// their own. The write is queued (under the lock) before any of them
     /// can finish, so a task's finish always runs after its start.
     pub fn started(&self, id: &str) {
         let mut starting = self.starting.lock().unwrap_or_else(|p| p.into_inner());
