@@ -226,7 +226,7 @@ impl GroupDb {
         {
             return Err(f);
         }
-        let began = exec(db, "BEGIN IMMEDIATE");
+        let began = begin(db);
         let result = f(db);
         let committed = began.and_then(|()| exec(db, "COMMIT"));
         if committed.is_err() {
@@ -301,17 +301,42 @@ fn take_group(shared: &Shared) -> Vec<Job> {
 }
 
 fn run_group(db: &Connection, group: Vec<Job>) {
-    // Cached statements: parsing BEGIN and COMMIT anew cost as much as the
-    // statements they wrap.
-    let began = exec(db, "BEGIN IMMEDIATE");
-    let answers: Vec<_> = group.into_iter().map(|job| job(db)).collect();
-    let committed = began.and_then(|()| exec(db, "COMMIT"));
+    let began = begin(db);
+    let mut answers = Vec::with_capacity(group.len());
+    // A call that panics must not take the task down with it: every later
+    // call would wait forever. Its group is rolled back; the calls not run
+    // yet are dropped, so their callers get an error.
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for job in group {
+            answers.push(job(db));
+        }
+    }));
+    let committed = match ran {
+        Ok(()) => began.and_then(|()| exec(db, "COMMIT")),
+        Err(_) => {
+            tracing::error!("a database call panicked; its transaction was rolled back");
+            Err(DbError::Sqlite(
+                "a call in the same transaction failed; nothing was written".into(),
+            ))
+        }
+    };
     if committed.is_err() {
         let _ = db.execute_batch("ROLLBACK");
     }
     for answer in answers {
         answer(committed.clone());
     }
+}
+
+/// Starts a transaction. One left open by a call that panicked on its
+/// caller's thread ([`Pace::Eager`]) is rolled back first.
+fn begin(db: &Connection) -> Result<(), DbError> {
+    if !db.is_autocommit() {
+        let _ = db.execute_batch("ROLLBACK");
+    }
+    // Cached statements: parsing BEGIN and COMMIT anew cost as much as the
+    // statements they wrap.
+    exec(db, "BEGIN IMMEDIATE")
 }
 
 #[cfg(test)]
@@ -399,6 +424,37 @@ mod tests {
             .join()
             .unwrap();
             assert_eq!(ran_here, here, "{pace:?}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_that_panics_fails_its_group_and_the_database_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = "CREATE TABLE IF NOT EXISTS t (n INTEGER)";
+        for pace in [Pace::Gather, Pace::Eager] {
+            let path = dir.path().join(format!("{pace:?}.db"));
+            let db = std::sync::Arc::new(GroupDb::open(&path, "test-db", schema, pace).unwrap());
+            let panicky = db.clone();
+            let panicked = tokio::spawn(async move {
+                panicky
+                    .call(|c| {
+                        c.execute("INSERT INTO t VALUES (1)", [])?;
+                        panic!("a bug in a call");
+                        #[allow(unreachable_code)]
+                        Ok::<_, DbError>(())
+                    })
+                    .await
+            })
+            .await;
+            // Gathered: the call fails. Eager: it ran on the caller's task,
+            // which panicked.
+            assert!(!matches!(panicked, Ok(Ok(()))), "{pace:?}");
+            insert_at_once(&db, 10).await;
+            assert_eq!(
+                db.call(sum).await.unwrap(),
+                (0..10).sum::<i64>(),
+                "{pace:?}"
+            );
         }
     }
 
