@@ -283,14 +283,34 @@ impl Queue {
         }
     }
 
-    /// One `POST` for the batch; the messages the consumer failed.
+    /// One call of the consumer's queue export, or else one `POST`, for
+    /// the batch; the messages the consumer failed.
     async fn post(&self, batch: &[Message]) -> Result<Vec<(u64, String)>, String> {
+        let first = batch.first().map(|m| (m.id, m.attempt)).unwrap_or_default();
+        let id = match batch.len() {
+            1 => format!("queue-{}-{}", first.0, first.1),
+            n => format!("queue-{}-{}+{}", first.0, first.1, n - 1),
+        };
+        let delivered: Vec<nubo_wasm::Delivered<'_>> = batch
+            .iter()
+            .map(|m| nubo_wasm::Delivered {
+                id: m.id,
+                attempt: m.attempt,
+                published_at: m.published_at,
+                body: &m.body,
+            })
+            .collect();
+        if let Some(outcome) = self.consumer.deliver(&self.q.queue, &delivered, &id).await {
+            return match outcome {
+                Ok(answer) => answer,
+                Err(e) => Err(e.to_string()),
+            };
+        }
         let (app, path) = (&self.q.app, &self.spec.path);
         let queue = ("nubo-queue", self.q.queue.clone());
         match batch {
             // `batch_size = 1`: the body is the message's own.
             [m] if self.spec.batch_size <= 1 => {
-                let id = format!("queue-{}-{}", m.id, m.attempt);
                 let headers = [
                     queue,
                     ("nubo-message-id", m.id.to_string()),
@@ -309,13 +329,6 @@ impl Queue {
                 .map(|_| Vec::new())
             }
             _ => {
-                let first = batch.first().map(|m| (m.id, m.attempt)).unwrap_or_default();
-                let id = format!(
-                    "queue-{}-{}+{}",
-                    first.0,
-                    first.1,
-                    batch.len().saturating_sub(1)
-                );
                 let headers = [
                     queue,
                     ("nubo-batch", batch.len().to_string()),

@@ -68,14 +68,18 @@ pub struct HttpComponent {
     grants: crate::host::Grants,
     /// Its `task-handler` export, if it has one ([`crate::tasks`]).
     pub(crate) task_export: Option<Arc<crate::tasks::TaskRunnerIndices>>,
+    /// Its `queue-handler` export, if it has one ([`crate::queues`]).
+    pub(crate) queue_export: Option<Arc<crate::queues::QueueConsumerIndices>>,
 }
 
 impl HttpComponent {
     pub(crate) fn new(pre: ProxyPre<Host>, s: ComponentSettings) -> Self {
         let config = s.config.into_iter().collect::<WasiConfigVariables>();
         let task_export = crate::tasks::find(pre.instance_pre());
+        let queue_export = crate::queues::find(pre.instance_pre());
         Self {
             task_export,
+            queue_export,
             pre,
             app: s.app.into(),
             component: s.component.into(),

@@ -321,3 +321,104 @@ async fn every_acknowledged_message_is_delivered_after_sigkill() {
         &lost[..lost.len().min(5)]
     );
 }
+
+/// SDK consumers get their deliveries through the component's queue
+/// export: per message with `queue_handler!` (one message of a batch can
+/// fail alone), per delivery with `queue_batch_handler!`.
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_consumers_are_delivered_through_their_export() {
+    let s = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(s.path(), &[]);
+    let app = AppDir::new(&format!(
+        r#"
+[app]
+name = "sdkq"
+[component.consumer]
+source = "{consumer}"
+key_value_stores = ["default"]
+[component.qbench]
+source = "{qbench}"
+key_value_stores = ["default"]
+[[http]]
+route = "/each"
+queue = "each"
+[[http]]
+route = "/whole"
+queue = "whole"
+
+[queue.each]
+consumer = "consumer"
+batch_size = 10
+max_attempts = 1
+
+[queue.whole]
+consumer = "qbench"
+batch_size = 10
+"#,
+        consumer = wasm("consumer").display(),
+        qbench = wasm("qbench").display()
+    ));
+    node.apply(&app);
+    let mut ids = Vec::new();
+    for body in ["a", "fail", "b"] {
+        let r = common::request("POST", &node.url("/each"), &[], body.as_bytes()).await;
+        assert_eq!(r.status, 202, "{}", r.text());
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        ids.push(v["id"].as_u64().unwrap());
+    }
+    for _ in 0..4 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros()
+            .to_string();
+        let r = common::request("POST", &node.url("/whole"), &[], now.as_bytes()).await;
+        assert_eq!(r.status, 202, "{}", r.text());
+    }
+
+    let kv = |key: String| {
+        let node = &node;
+        async move {
+            let r = node
+                .api("GET", &format!("/v1/apps/sdkq/kv/default/{key}"), "")
+                .await;
+            (r.status == 200).then(|| r.text())
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while kv(format!("got-{}", ids[2])).await.is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(kv(format!("got-{}", ids[0])).await.as_deref(), Some("a"));
+    assert_eq!(kv(format!("got-{}", ids[2])).await.as_deref(), Some("b"));
+    assert_eq!(kv(format!("got-{}", ids[1])).await, None);
+    let mut dead = String::new();
+    while !dead.contains("told to fail") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        dead = node.cli(&["queue", "dead", "sdkq", "each"], &[]).1;
+    }
+    assert!(
+        dead.contains("last error: told to fail") && dead.contains("fail"),
+        "{dead}"
+    );
+
+    // qbench writes one key per delivery, its messages counted per bucket.
+    let mut counted = 0;
+    while counted < 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let keys = node.json("/v1/apps/sdkq/kv/default?prefix=lat-").await;
+        counted = 0;
+        for key in keys["keys"].as_array().cloned().unwrap_or_default() {
+            let counts = kv(key.as_str().unwrap_or("").to_string())
+                .await
+                .unwrap_or_default();
+            for pair in counts.split(',') {
+                counted += pair
+                    .split_once(':')
+                    .and_then(|(_, n)| n.parse::<u32>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    assert_eq!(counted, 4);
+}

@@ -174,10 +174,50 @@ macro_rules! http_handler {
 #[macro_export]
 macro_rules! queue_handler {
     ($handler:path) => {
+        $crate::__queue_export!(each, $handler);
         fn __nubo_queue_handler(req: $crate::Request) -> $crate::Response {
             $crate::queue::serve(&req, $handler)
         }
         $crate::http_handler!(__nubo_queue_handler);
+    };
+}
+
+/// Exports `handler` as a queue consumer that takes each delivery whole:
+/// `fn(&[queue::Message]) -> Result<(), E>`, called once per delivery
+/// (one message, or up to the queue's `batch_size`). An `Err` fails every
+/// message of the delivery; use [`queue_handler!`] to fail them one by one.
+#[macro_export]
+macro_rules! queue_batch_handler {
+    ($handler:path) => {
+        $crate::__queue_export!(whole, $handler);
+        fn __nubo_queue_batch_handler(req: $crate::Request) -> $crate::Response {
+            $crate::queue::serve_batch(&req, $handler)
+        }
+        $crate::http_handler!(__nubo_queue_batch_handler);
+    };
+}
+
+/// The `nubo:platform/queue-handler` export, running `handler` through
+/// `queue::export::$run`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __queue_export {
+    ($run:ident, $handler:path) => {
+        struct __NuboQueueConsumer;
+        impl $crate::queue::export::Guest for __NuboQueueConsumer {
+            fn handle(
+                _queue: ::std::string::String,
+                messages: ::std::vec::Vec<$crate::queue::export::Message>,
+            ) -> ::std::result::Result<
+                ::std::vec::Vec<$crate::queue::export::Failure>,
+                ::std::string::String,
+            > {
+                $crate::queue::export::$run(messages, $handler)
+            }
+        }
+        $crate::queue::export::_export_queue_consumer!(
+            __NuboQueueConsumer with_types_in $crate::queue::export
+        );
     };
 }
 

@@ -20,6 +20,20 @@
 //! }
 //! nubo_sdk::queue_handler!(send);
 //! ```
+//!
+//! Or one function per delivery, which sees the whole batch at once; an
+//! `Err` retries every message of it:
+//!
+//! ```ignore
+//! fn index(batch: &[nubo_sdk::queue::Message]) -> Result<(), String> {
+//!     search::add_all(batch.iter().filter_map(|m| m.text()))
+//! }
+//! nubo_sdk::queue_batch_handler!(index);
+//! ```
+//!
+//! Both macros export the component's HTTP handler (deliveries as `POST`)
+//! and `nubo:platform/queue-handler`, through which the node delivers
+//! without an HTTP request around each delivery.
 
 use crate::bindings::nubo::platform::queue;
 
@@ -156,5 +170,84 @@ pub fn serve<E: std::fmt::Display>(
         (true, _) => settle(&failed),
         (false, None) => crate::text(200, "ok"),
         (false, Some((_, e))) => crate::text(500, e.clone()),
+    }
+}
+
+/// Runs `handle` on the whole delivery `req`: what
+/// [`queue_batch_handler!`](crate::queue_batch_handler) exports.
+pub fn serve_batch<E: std::fmt::Display>(
+    req: &crate::Request,
+    handle: impl Fn(&[Message]) -> Result<(), E>,
+) -> crate::Response {
+    let messages = match messages(req) {
+        Ok(m) => m,
+        Err(e) => return crate::text(400, e),
+    };
+    match handle(&messages) {
+        Ok(()) => crate::text(200, "ok"),
+        Err(e) => {
+            eprintln!("delivery of {} messages failed: {e}", messages.len());
+            crate::text(500, e.to_string())
+        }
+    }
+}
+
+/// The `nubo:platform/queue-handler` export: the node delivers through it
+/// without an HTTP request around each delivery.
+/// [`queue_handler!`](crate::queue_handler) and
+/// [`queue_batch_handler!`](crate::queue_batch_handler) export it with the
+/// same function they serve over HTTP.
+#[doc(hidden)]
+pub mod export {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "nubo:platform/queue-consumer",
+        pub_export_macro: true,
+        default_bindings_module: "$crate::queue::export",
+        export_macro_name: "_export_queue_consumer",
+    });
+    pub use self::exports::nubo::platform::queue_handler::{Failure, Guest, Message};
+
+    /// The SDK's messages for the export's.
+    pub fn messages(messages: Vec<Message>) -> Vec<super::Message> {
+        messages
+            .into_iter()
+            .map(|m| super::Message {
+                id: m.id,
+                attempt: m.attempt,
+                published_at: m.published_at,
+                body: m.body,
+            })
+            .collect()
+    }
+
+    /// Runs `handle` on each message: the ones that failed, and why.
+    pub fn each<E: std::fmt::Display>(
+        messages: Vec<Message>,
+        handle: impl Fn(&super::Message) -> Result<(), E>,
+    ) -> Result<Vec<Failure>, String> {
+        let mut failed = Vec::new();
+        for m in self::messages(messages) {
+            if let Err(e) = handle(&m) {
+                eprintln!("message {} failed: {e}", m.id);
+                failed.push(Failure {
+                    id: m.id,
+                    error: e.to_string(),
+                });
+            }
+        }
+        Ok(failed)
+    }
+
+    /// Runs `handle` on the whole delivery; its error fails every message.
+    pub fn whole<E: std::fmt::Display>(
+        messages: Vec<Message>,
+        handle: impl Fn(&[super::Message]) -> Result<(), E>,
+    ) -> Result<Vec<Failure>, String> {
+        let messages = self::messages(messages);
+        handle(&messages).map(|()| Vec::new()).map_err(|e| {
+            eprintln!("delivery of {} messages failed: {e}", messages.len());
+            e.to_string()
+        })
     }
 }

@@ -1,0 +1,56 @@
+//! Queue deliveries through a component's `queue-handler` export, against
+//! real components built from `tests/components`: the Rust SDK's
+//! `consumer` (`queue_handler!`) and `qbench` (`queue_batch_handler!`)
+//! have the export, the plain `wasi:http` component does not.
+
+mod support;
+
+use nubo_wasm::Delivered;
+use support::load;
+
+fn message(id: u64, body: &[u8]) -> Delivered<'_> {
+    Delivered {
+        id,
+        attempt: 1,
+        published_at: 0,
+        body,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_consumers_take_deliveries_directly_and_others_do_not() {
+    // One function per message: only the message that fails is reported.
+    // (Nothing is granted here, so a message it handles fails too, on
+    // opening its key-value store; the one told to fail never gets there.)
+    let (_runtime, consumer) = load(true, "consumer");
+    let out = consumer
+        .deliver("jobs", &[message(7, b"fail")], "queue-7-1")
+        .await;
+    assert_eq!(
+        out.expect("consumer has the export").unwrap(),
+        Ok(vec![(7, "told to fail".to_string())])
+    );
+    let out = consumer
+        .deliver("jobs", &[message(8, b"fail"), message(9, b"x")], "q")
+        .await;
+    let failed = out.unwrap().unwrap().unwrap();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert_eq!(failed[0], (8, "told to fail".to_string()));
+    assert!(failed[1].1.starts_with("access denied"), "{failed:?}");
+
+    // One function per delivery: its error fails the whole delivery.
+    let (_runtime, qbench) = load(true, "qbench");
+    let out = qbench
+        .deliver("jobs", &[message(1, b"5"), message(2, b"6")], "q")
+        .await;
+    let why = out.expect("qbench has the export").unwrap().unwrap_err();
+    assert!(why.starts_with("access denied"), "{why}");
+
+    let (_runtime, plain) = load(true, "plain");
+    assert!(
+        plain
+            .deliver("jobs", &[message(1, b"x")], "q")
+            .await
+            .is_none()
+    );
+}

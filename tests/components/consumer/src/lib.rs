@@ -1,0 +1,16 @@
+//! A queue consumer written with the SDK's `queue_handler!`: each message's
+//! body goes to key `got-ID` of store `default`, except a body `fail`,
+//! which fails its message alone ("told to fail").
+
+use nubo_sdk::queue::Message;
+
+fn handle(m: &Message) -> Result<(), String> {
+    if m.body == b"fail" {
+        return Err("told to fail".into());
+    }
+    let kv = nubo_sdk::kv::Store::open("default").map_err(|e| e.to_string())?;
+    kv.set(&format!("got-{}", m.id), &m.body)
+        .map_err(|e| e.to_string())
+}
+
+nubo_sdk::queue_handler!(handle);
