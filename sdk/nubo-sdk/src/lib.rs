@@ -14,8 +14,10 @@
 //! The result is a standard `wasi:http/proxy` component: it runs on Nubo and
 //! on any other host that implements WASI 0.2 (`wasmtime serve -Scli`, Spin,
 //! wasmCloud). A component with task functions also exports
-//! `nubo:platform/task-handler`, through which Nubo runs them without an
-//! HTTP request each; other hosts ignore it. Requests and responses are the `http` crate's types with the
+//! `nubo:platform/task-handler`, and a queue consumer
+//! `nubo:platform/queue-handler`, through which Nubo runs them without an
+//! HTTP request each; other hosts ignore them. Requests and responses are
+//! the `http` crate's types with the
 //! body collected into a `Vec<u8>`, which keeps handlers simple; components
 //! that stream huge bodies can use the `wasip2` crate directly.
 
