@@ -1,6 +1,7 @@
-//! Requests the node itself sends to a component: cron runs and queue
-//! deliveries reach a component through its ordinary `wasi:http` handler,
-//! so any standard component can be scheduled or consume a queue.
+//! Requests the node itself sends to a component: cron runs, and queue
+//! deliveries to a component without the queue export, reach it through
+//! its ordinary `wasi:http` handler, so any standard component can be
+//! scheduled or consume a queue.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

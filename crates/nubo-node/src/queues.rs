@@ -1,9 +1,10 @@
 //! Delivering queue messages to their consumer components.
 //!
 //! One dispatcher task per queue leases due messages up to the queue's
-//! `concurrency` (times its `batch_size`) and sends each message, or each
-//! batch (see [`nubo_queue::batch`]), as `POST path` to the consumer's HTTP
-//! handler. A 2xx answer acknowledges the message; anything else (a
+//! `concurrency` (times its `batch_size`) and hands each message, or each
+//! batch, to the consumer: one call of its `nubo:platform/queue-handler`
+//! export if it has one (every SDK consumer does), else `POST path` to its
+//! HTTP handler (see [`nubo_queue::batch`]). A 2xx answer acknowledges the message; anything else (a
 //! failure status, a trap, a time-out) schedules a retry after
 //! `backoff_ms · 2^(attempt-1)`, and after `max_attempts` deliveries the
 //! message goes to the dead-letter queue. A delivery that never answers
