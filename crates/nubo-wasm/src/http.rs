@@ -102,6 +102,13 @@ impl HttpComponent {
         self.pre.instance_pre()
     }
 
+    /// When a request started now must be done, waits on host I/O
+    /// included (CPU is cut by the epoch deadline [`store`](Self::store)
+    /// sets).
+    pub(crate) fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + Duration::from_millis(self.limits.timeout_ms)
+    }
+
     /// Why a run of request (or task) `id` failed, logged unless the
     /// instance was unloaded to wait (not a failure).
     pub(crate) fn failed(&self, e: &wasmtime::Error, id: &str) -> HandleError {

@@ -66,15 +66,20 @@ impl HttpComponent {
                     body: m.body.to_vec(),
                 })
                 .collect();
-            let result = async {
+            // The same limits as a request: CPU by the epoch deadline,
+            // waits on host I/O by this timer.
+            let run = async {
                 let instance = self.instance_pre().instantiate_async(&mut store).await?;
                 let consumer = export.load(&mut store, &instance)?;
                 consumer
                     .nubo_platform_queue_handler()
                     .call_handle(&mut store, queue, &messages)
                     .await
-            }
-            .await;
+            };
+            let result = match tokio::time::timeout_at(self.deadline(), run).await {
+                Ok(result) => result,
+                Err(_) => Err(wasmtime::Trap::Interrupt.into()),
+            };
             let answer = result.map_err(|e| self.failed(&e, request_id))?;
             Ok(answer.map(|failed| failed.into_iter().map(|f| (f.id, f.error)).collect()))
         };

@@ -5,8 +5,8 @@
 
 mod support;
 
-use nubo_wasm::Delivered;
-use support::load;
+use nubo_wasm::{ComponentSettings, Delivered, HandleError, Runtime, RuntimeOptions};
+use support::{component, load};
 
 fn message(id: u64, body: &[u8]) -> Delivered<'_> {
     Delivered {
@@ -52,5 +52,33 @@ async fn sdk_consumers_take_deliveries_directly_and_others_do_not() {
             .deliver("jobs", &[message(1, b"x")], "q")
             .await
             .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_that_never_returns_is_cut_at_its_timeout() {
+    let runtime = Runtime::new(RuntimeOptions::default()).expect("runtime");
+    let settings = ComponentSettings {
+        app: "t".into(),
+        component: "consumer".into(),
+        limits: nubo_manifest::Limits {
+            timeout_ms: 300,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let consumer = runtime
+        .load_http(&component("consumer"), settings)
+        .expect("load the component");
+    let out = consumer.deliver("jobs", &[message(1, b"spin")], "q").await;
+    assert!(
+        matches!(out, Some(Err(HandleError::Timeout(300)))),
+        "{out:?}"
+    );
+    // The next delivery runs as usual.
+    let out = consumer.deliver("jobs", &[message(2, b"fail")], "q").await;
+    assert_eq!(
+        out.unwrap().unwrap(),
+        Ok(vec![(2, "told to fail".to_string())])
     );
 }
