@@ -4,7 +4,8 @@
 //! `concurrency` (times its `batch_size`) and hands each message, or each
 //! batch, to the consumer: one call of its `nubo:platform/queue-handler`
 //! export if it has one (every SDK consumer does), else `POST path` to its
-//! HTTP handler (see [`nubo_queue::batch`]). A 2xx answer acknowledges the message; anything else (a
+//! HTTP handler (see [`nubo_queue::batch`]). Success (a 2xx answer)
+//! acknowledges the message; anything else (a
 //! failure status, a trap, a time-out) schedules a retry after
 //! `backoff_ms · 2^(attempt-1)`, and after `max_attempts` deliveries the
 //! message goes to the dead-letter queue. A delivery that never answers
@@ -292,16 +293,7 @@ impl Queue {
             1 => format!("queue-{}-{}", first.0, first.1),
             n => format!("queue-{}-{}+{}", first.0, first.1, n - 1),
         };
-        let delivered: Vec<nubo_wasm::Delivered<'_>> = batch
-            .iter()
-            .map(|m| nubo_wasm::Delivered {
-                id: m.id,
-                attempt: m.attempt,
-                published_at: m.published_at,
-                body: &m.body,
-            })
-            .collect();
-        if let Some(outcome) = self.consumer.deliver(&self.q.queue, &delivered, &id).await {
+        if let Some(outcome) = self.consumer.deliver(&self.q.queue, batch, &id).await {
             return match outcome {
                 Ok(answer) => answer,
                 Err(e) => Err(e.to_string()),

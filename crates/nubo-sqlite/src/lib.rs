@@ -169,18 +169,7 @@ impl GroupDb {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E> {
-        let f = match self.run_here(f) {
-            Ok(done) => return done,
-            Err(f) => f,
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.queue(Box::new(move |db| {
-            let result = f(db);
-            Box::new(move |committed: Result<(), DbError>| {
-                let _ = tx.send(committed.map_err(E::from).and(result));
-            })
-        }));
-        rx.await.map_err(|_| E::from(DbError::Stopped(self.name)))?
+        self.submit(f, false).await
     }
 
     /// Like [`call`](Self::call), but answers as soon as `f` ran, before
@@ -190,14 +179,30 @@ impl GroupDb {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E> {
+        self.submit(f, true).await
+    }
+
+    /// Runs `f` here or in the next group; answers when it ran (`lazy`) or
+    /// once its group committed.
+    async fn submit<T: Send + 'static, E: From<DbError> + Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        lazy: bool,
+    ) -> Result<T, E> {
         let f = match self.run_here(f) {
             Ok(done) => return done,
             Err(f) => f,
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.queue(Box::new(move |db| {
-            let _ = tx.send(f(db));
-            Box::new(|_| {})
+            let result = f(db);
+            if lazy {
+                let _ = tx.send(result);
+                return Box::new(|_| {});
+            }
+            Box::new(move |committed: Result<(), DbError>| {
+                let _ = tx.send(committed.map_err(E::from).and(result));
+            })
         }));
         rx.await.map_err(|_| E::from(DbError::Stopped(self.name)))?
     }

@@ -22,5 +22,4 @@ pub use engine::{EPOCH_TICK, Runtime, RuntimeOptions};
 pub use error::{HandleError, LoadError};
 pub use http::{ComponentSettings, HttpComponent, QUEUE_TIMEOUT};
 pub use logs::{LogSink, LogTags, Stream as LogStream};
-pub use queues::Delivered;
 pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;

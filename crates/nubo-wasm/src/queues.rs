@@ -33,14 +33,6 @@ pub(crate) fn find(
     QueueConsumerIndices::new(pre).ok().map(Arc::new)
 }
 
-/// One message handed to [`HttpComponent::deliver`].
-pub struct Delivered<'a> {
-    pub id: u64,
-    pub attempt: u32,
-    pub published_at: i64,
-    pub body: &'a [u8],
-}
-
 impl HttpComponent {
     /// Delivers `messages` of `queue` in a fresh instance, under the same
     /// limits as a request (`request_id` tags its logs). `None`: the
@@ -50,7 +42,7 @@ impl HttpComponent {
     pub async fn deliver(
         &self,
         queue: &str,
-        messages: &[Delivered<'_>],
+        messages: &[nubo_queue::Message],
         request_id: &str,
     ) -> Option<Result<Result<Vec<(u64, String)>, String>, HandleError>> {
         let export = self.queue_export.clone()?;
@@ -63,7 +55,7 @@ impl HttpComponent {
                     id: m.id,
                     attempt: m.attempt,
                     published_at: m.published_at,
-                    body: m.body.to_vec(),
+                    body: m.body.clone(),
                 })
                 .collect();
             // The same limits as a request: CPU by the epoch deadline,

@@ -5,15 +5,17 @@
 
 mod support;
 
-use nubo_wasm::{ComponentSettings, Delivered, HandleError, Runtime, RuntimeOptions};
+use nubo_queue::Message;
+use nubo_wasm::{ComponentSettings, HandleError, Runtime, RuntimeOptions};
 use support::{component, load};
 
-fn message(id: u64, body: &[u8]) -> Delivered<'_> {
-    Delivered {
+fn message(id: u64, body: &[u8]) -> Message {
+    Message {
         id,
+        body: body.to_vec(),
         attempt: 1,
         published_at: 0,
-        body,
+        last_error: None,
     }
 }
 
