@@ -12,7 +12,11 @@
 # Nubo's consumer takes up to BATCH_SIZE messages per delivery (the
 # queue's `batch_size`), as JetStream's pull consumer fetches in batches.
 #
-# Usage: bench/queue.sh [MESSAGES] [PUBLISHERS] [CONSUMER_CONCURRENCY] [BATCH_SIZE]   (defaults 20000 16 16 100)
+# The run is repeated ROUNDS times, each round Nubo then JetStream, and
+# the summary gives each round's ratio and the median: on a shared VM one
+# round can swing either way by half.
+#
+# Usage: bench/queue.sh [MESSAGES] [PUBLISHERS] [CONSUMER_CONCURRENCY] [BATCH_SIZE] [ROUNDS]   (defaults 20000 16 16 100 5)
 # Needs: nats-server (apt-get install nats-server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +25,7 @@ MESSAGES="${1:-20000}"
 PUBLISHERS="${2:-16}"
 CONCURRENCY="${3:-16}"
 BATCH_SIZE="${4:-100}"
+ROUNDS="${5:-5}"
 need nats-server "apt-get install nats-server"
 
 echo "== building (release)" >&2
@@ -43,7 +48,26 @@ TOKEN=$(cat "$WORK/state/token")
 
 # Warm-up: compile caches, SQLite pages, JetStream's store.
 target/release/queue-bench "$NUBO_ADDR" "$CONTROL" "$TOKEN" "nats://127.0.0.1:$NATS_PORT" 1000 "$PUBLISHERS" >/dev/null
-clear_latencies "$CONTROL" "$TOKEN"
-echo "nubo consumer: concurrency $CONCURRENCY, batch_size $BATCH_SIZE"
+echo "nubo consumer: concurrency $CONCURRENCY, batch_size $BATCH_SIZE; $ROUNDS rounds"
+for r in $(seq 1 "$ROUNDS"); do
+  clear_latencies "$CONTROL" "$TOKEN"
+  echo
+  echo "== round $r"
+  target/release/queue-bench "$NUBO_ADDR" "$CONTROL" "$TOKEN" "nats://127.0.0.1:$NATS_PORT" "$MESSAGES" "$PUBLISHERS" | tee "$WORK/round.$r"
+done
+
+# One line per round: ratio, then server and client CPU per message (µs),
+# nubo / jetstream.
+for r in $(seq 1 "$ROUNDS"); do
+  awk '/throughput:/ {gsub("×", "", $NF); ratio = $NF}
+       /CPU per message/ {print ratio, $5, $8, $11, $14}' "$WORK/round.$r"
+done > "$WORK/summary"
 echo
-target/release/queue-bench "$NUBO_ADDR" "$CONTROL" "$TOKEN" "nats://127.0.0.1:$NATS_PORT" "$MESSAGES" "$PUBLISHERS"
+echo "| round | nubo / jetstream | server CPU µs/msg nubo / jetstream | client CPU µs/msg nubo / jetstream |"
+echo "| ---: | ---: | ---: | ---: |"
+awk '{printf "| %d | %s× | %s / %s | %s / %s |\n", NR, $1, $2, $3, $4, $5}' "$WORK/summary"
+median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+echo
+echo "median nubo / jetstream throughput: $(awk '{print $1}' "$WORK/summary" | median)×" \
+  "(server CPU per message, medians: nubo $(awk '{print $2}' "$WORK/summary" | median) µs," \
+  "jetstream $(awk '{print $3}' "$WORK/summary" | median) µs)"
