@@ -213,13 +213,15 @@ async fn compiled_components_are_cached_on_disk() {
         ("NUBO_LOG", "info,nubo_wasm=debug"),
     ];
     let node = Node::up_with(app.path(), &[], &env);
-    assert!(node.stderr().contains("cached=false"), "{}", node.stderr());
+    let log = node.wait_log("cached=false");
+    assert!(log.contains("cached=false"), "{log}");
     drop(node);
     let files: Vec<_> = std::fs::read_dir(cache.path()).unwrap().flatten().collect();
     assert_eq!(files.len(), 1);
     assert!(files[0].file_name().to_string_lossy().ends_with(".cwasm"));
     let node = Node::up_with(app.path(), &[], &env);
-    assert!(node.stderr().contains("cached=true"), "{}", node.stderr());
+    let log = node.wait_log("cached=true");
+    assert!(log.contains("cached=true"), "{log}");
     assert_eq!(get(&node.url("/probe/echo")).await.status, 200);
 }
 

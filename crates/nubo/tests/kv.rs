@@ -62,12 +62,8 @@ async fn a_component_uses_its_store_and_nothing_else() {
     assert!(denied.1.contains("access denied"), "{}", denied.1);
     let other = call(&node, "/a/probe/kv-open?secrets").await;
     assert!(other.1.contains("access denied"), "{}", other.1);
-    assert!(
-        node.stderr
-            .lock()
-            .unwrap()
-            .contains("not granted to this component")
-    );
+    let log = node.wait_log("not granted to this component");
+    assert!(log.contains("not granted to this component"), "{log}");
 
     // Counters, compare-and-swap, batches, listing, expiry.
     assert_eq!(call(&node, "/a/probe/kv-incr?n=5").await.1, "5");

@@ -64,6 +64,11 @@ impl NodeProc {
         }
     }
 
+    /// Waits until stderr contains `needle` (logs are asynchronous).
+    pub fn wait_log(&self, needle: &str) -> String {
+        super::wait_text(&self.stderr, needle)
+    }
+
     pub fn token(&self) -> String {
         match &self.given_token {
             Some(t) => t.clone(),

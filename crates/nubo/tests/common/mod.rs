@@ -155,14 +155,7 @@ impl Node {
 
     /// Waits until stderr contains `needle` (logs are asynchronous).
     pub fn wait_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let s = self.stderr();
-            if s.contains(needle) || Instant::now() > deadline {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_text(&self.stderr, needle)
     }
 
     pub fn signal(&self, sig: i32) {
@@ -277,3 +270,18 @@ component = "probe"
 }
 pub mod cluster;
 pub mod control;
+
+/// Waits up to 10 s until `buf` (a node's captured output) contains
+/// `needle`, and returns it either way. A node's log line can reach the
+/// test after the response that followed it: the two travel on
+/// different pipes.
+pub fn wait_text(buf: &Mutex<String>, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = buf.lock().unwrap().clone();
+        if s.contains(needle) || Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
