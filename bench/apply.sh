@@ -13,11 +13,11 @@ cd "$(dirname "$0")/.."
 DURATION="${1:-10}"
 command -v wrk >/dev/null || { echo "bench: wrk is not installed" >&2; exit 1; }
 
-echo "== building (release)" >&2
-cargo build --release -q -p nubo
+echo "== building ($PROFILE)" >&2
+build_host -p nubo
 (cd tests/components && cargo build --release -q --target wasm32-wasip2 -p hello)
 WASM="$PWD/tests/components/target/wasm32-wasip2/release/hello.wasm"
-NUBO="$PWD/target/release/nubo"
+NUBO="$PWD/$BIN/nubo"
 
 WORK=$(mktemp -d)
 NODE_PID=""

@@ -27,12 +27,12 @@ MESSAGES="${3:-10000}"
 WORK_WASM="${WORK_WASM:-150000000}"
 need nats-server "apt-get install nats-server"
 
-echo "== building (release)" >&2
-cargo build --release -q -p nubo -p queue-bench
+echo "== building ($PROFILE)" >&2
+build_host -p nubo -p queue-bench
 (cd tests/components && cargo build --release -q --target wasm32-wasip2 -p tasker -p qbench)
 TASKER="$PWD/tests/components/target/wasm32-wasip2/release/tasker.wasm"
 QBENCH="$PWD/tests/components/target/wasm32-wasip2/release/qbench.wasm"
-NUBO="$PWD/target/release/nubo"
+NUBO="$PWD/$BIN/nubo"
 TOKEN=bench-token
 
 tasker_app "$WORK/tasks" "$TASKER"
@@ -119,9 +119,9 @@ queue_run() { # --nats or ""
   start_node 1 "" "$1"
   apply "$WORK/queue" 1
   wait_for curl -sf -H "authorization: Bearer $TOKEN" "http://127.0.0.1:3461/v1/apps/qbench"
-  target/release/queue-bench 127.0.0.1:3451 127.0.0.1:3461 "$TOKEN" "nats://127.0.0.1:$NATS_PORT" 1000 16 >/dev/null
+  $BIN/queue-bench 127.0.0.1:3451 127.0.0.1:3461 "$TOKEN" "nats://127.0.0.1:$NATS_PORT" 1000 16 >/dev/null
   clear_latencies 127.0.0.1:3461 "$TOKEN"
-  target/release/queue-bench 127.0.0.1:3451 127.0.0.1:3461 "$TOKEN" "nats://127.0.0.1:$NATS_PORT" "$MESSAGES" 16
+  $BIN/queue-bench 127.0.0.1:3451 127.0.0.1:3461 "$TOKEN" "nats://127.0.0.1:$NATS_PORT" "$MESSAGES" 16
   stop_all
 }
 Q_EMB=$(queue_run "")

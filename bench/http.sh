@@ -16,8 +16,8 @@ DURATION="${1:-10}"
 need wrk "apt-get install wrk"
 need wasmtime "cargo install wasmtime-cli --version 48.0.8"
 
-echo "== building (release)" >&2
-cargo build --release -q -p nubo -p native-hello
+echo "== building ($PROFILE)" >&2
+build_host -p nubo -p native-hello
 (cd tests/components && cargo build --release -q --target wasm32-wasip2 -p hello)
 WASM="$PWD/tests/components/target/wasm32-wasip2/release/hello.wasm"
 
@@ -38,11 +38,11 @@ mkdir -p "$WORK/public"; printf 'Hello, world!\n' > "$WORK/public/hello.txt"
 
 NUBO_ADDR=127.0.0.1:3100; WASMTIME_ADDR=127.0.0.1:3101; NATIVE_ADDR=127.0.0.1:3102
 # The control API's port is given: by default it is the next one, wasmtime's.
-NUBO_LOG=warn target/release/nubo up "$WORK" --listen "$NUBO_ADDR" --control 127.0.0.1:3103 --state "$WORK/state" >"$WORK/nubo.log" 2>&1 &
+NUBO_LOG=warn $BIN/nubo up "$WORK" --listen "$NUBO_ADDR" --control 127.0.0.1:3103 --state "$WORK/state" >"$WORK/nubo.log" 2>&1 &
 NUBO_PID=$!; PIDS+=("$NUBO_PID")
 wasmtime serve -Scli --addr "$WASMTIME_ADDR" "$WASM" >"$WORK/wasmtime.log" 2>&1 &
 PIDS+=("$!")
-target/release/native-hello "$NATIVE_ADDR" >"$WORK/native.log" 2>&1 &
+$BIN/native-hello "$NATIVE_ADDR" >"$WORK/native.log" 2>&1 &
 PIDS+=("$!")
 
 for addr in "$NUBO_ADDR" "$WASMTIME_ADDR" "$NATIVE_ADDR"; do wait_for curl -sf "http://$addr/"; done

@@ -16,8 +16,8 @@ OPS="${1:-20000}"
 CALLERS="${2:-4}"
 need redis-server "apt-get install redis-server"
 
-echo "== building (release)" >&2
-cargo build --release -q -p nubo -p kv-bench
+echo "== building ($PROFILE)" >&2
+build_host -p nubo -p kv-bench
 (cd tests/components && cargo build --release -q --target wasm32-wasip2 -p kvbench)
 WASM="$PWD/tests/components/target/wasm32-wasip2/release/kvbench.wasm"
 
@@ -33,7 +33,7 @@ component = "kvbench"
 TOML
 
 NUBO_ADDR=127.0.0.1:3400; REDIS_PORT=3402
-NUBO_LOG=warn target/release/nubo up "$WORK" --no-build --listen "$NUBO_ADDR" --control 127.0.0.1:3401 --state "$WORK/state" >"$WORK/nubo.log" 2>&1 &
+NUBO_LOG=warn $BIN/nubo up "$WORK" --no-build --listen "$NUBO_ADDR" --control 127.0.0.1:3401 --state "$WORK/state" >"$WORK/nubo.log" 2>&1 &
 PIDS+=("$!")
 redis-server --port "$REDIS_PORT" --dir "$WORK" --appendonly yes --appendfsync everysec --save "" >"$WORK/redis.log" 2>&1 &
 PIDS+=("$!")
@@ -41,6 +41,6 @@ wait_for curl -sf "http://$NUBO_ADDR/?op=get&n=1"
 wait_for redis-cli -p "$REDIS_PORT" ping
 
 # Warm-up: fill the keys both sides read.
-target/release/kv-bench "$NUBO_ADDR" "127.0.0.1:$REDIS_PORT" 2000 "$CALLERS" >/dev/null
+$BIN/kv-bench "$NUBO_ADDR" "127.0.0.1:$REDIS_PORT" 2000 "$CALLERS" >/dev/null
 echo
-target/release/kv-bench "$NUBO_ADDR" "127.0.0.1:$REDIS_PORT" "$OPS" "$CALLERS"
+$BIN/kv-bench "$NUBO_ADDR" "127.0.0.1:$REDIS_PORT" "$OPS" "$CALLERS"

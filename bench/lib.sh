@@ -1,9 +1,17 @@
 # Sourced by the bench scripts: what several of them set up the same way.
 #
+# - PROFILE, BIN and build_host: which build of the host programs runs;
 # - WORK, a scratch directory removed on exit, and PIDS, the processes
 #   started in the background, stopped on exit (or earlier by stop_all);
 # - need, wait_for, wait_port: preconditions and waiting for servers;
 # - tasker_app, qbench_app: the two apps more than one bench runs.
+
+# The host programs (the node and the baselines' clients and servers) are
+# built with the `dist` profile, as a node is shipped; NUBO_PROFILE=release
+# measures the plain release build instead.
+PROFILE="${NUBO_PROFILE:-dist}"
+BIN="target/$PROFILE"
+build_host() { cargo build --profile "$PROFILE" -q "$@"; }
 
 WORK=$(mktemp -d)
 PIDS=()

@@ -28,15 +28,15 @@ BATCH_SIZE="${4:-100}"
 ROUNDS="${5:-5}"
 need nats-server "apt-get install nats-server"
 
-echo "== building (release)" >&2
-cargo build --release -q -p nubo -p queue-bench
+echo "== building ($PROFILE)" >&2
+build_host -p nubo -p queue-bench
 (cd tests/components && cargo build --release -q --target wasm32-wasip2 -p qbench)
 WASM="$PWD/tests/components/target/wasm32-wasip2/release/qbench.wasm"
 
 qbench_app "$WORK" "$WASM" "$CONCURRENCY" "$BATCH_SIZE"
 
 NUBO_ADDR=127.0.0.1:3410; CONTROL=127.0.0.1:3411; NATS_PORT=3412
-NUBO_LOG=warn target/release/nubo up "$WORK" --no-build --listen "$NUBO_ADDR" --control "$CONTROL" --state "$WORK/state" >"$WORK/nubo.log" 2>&1 &
+NUBO_LOG=warn $BIN/nubo up "$WORK" --no-build --listen "$NUBO_ADDR" --control "$CONTROL" --state "$WORK/state" >"$WORK/nubo.log" 2>&1 &
 PIDS+=("$!"); export NUBO_PID=$!
 nats-server -js -p "$NATS_PORT" -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
 PIDS+=("$!"); export NATS_PID=$!
@@ -47,13 +47,13 @@ wait_port "$NATS_PORT"
 TOKEN=$(cat "$WORK/state/token")
 
 # Warm-up: compile caches, SQLite pages, JetStream's store.
-target/release/queue-bench "$NUBO_ADDR" "$CONTROL" "$TOKEN" "nats://127.0.0.1:$NATS_PORT" 1000 "$PUBLISHERS" >/dev/null
+$BIN/queue-bench "$NUBO_ADDR" "$CONTROL" "$TOKEN" "nats://127.0.0.1:$NATS_PORT" 1000 "$PUBLISHERS" >/dev/null
 echo "nubo consumer: concurrency $CONCURRENCY, batch_size $BATCH_SIZE; $ROUNDS rounds"
 for r in $(seq 1 "$ROUNDS"); do
   clear_latencies "$CONTROL" "$TOKEN"
   echo
   echo "== round $r"
-  target/release/queue-bench "$NUBO_ADDR" "$CONTROL" "$TOKEN" "nats://127.0.0.1:$NATS_PORT" "$MESSAGES" "$PUBLISHERS" | tee "$WORK/round.$r"
+  $BIN/queue-bench "$NUBO_ADDR" "$CONTROL" "$TOKEN" "nats://127.0.0.1:$NATS_PORT" "$MESSAGES" "$PUBLISHERS" | tee "$WORK/round.$r"
 done
 
 # One line per round: ratio, then server and client CPU per message (µs),

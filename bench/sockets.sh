@@ -12,8 +12,8 @@ cd "$(dirname "$0")/.."
 CLIENTS="${1:-10000}"
 MESSAGES="${2:-20}"
 
-echo "== building (release)" >&2
-cargo build --release -q -p nubo -p fanout --bins
+echo "== building ($PROFILE)" >&2
+build_host -p nubo -p fanout --bins
 (cd tests/components && cargo build --release -q --target wasm32-wasip2 -p probe)
 WASM="$PWD/tests/components/target/wasm32-wasip2/release/probe.wasm"
 
@@ -35,18 +35,18 @@ route = "/ws"
 topics = ["chat"]
 TOML
 ADDR=127.0.0.1:3500
-NUBO_LOG=warn target/release/nubo up "$WORK" --no-build --listen "$ADDR" --control 127.0.0.1:3501 --state "$WORK/state" >"$WORK/nubo.log" 2>&1 &
+NUBO_LOG=warn $BIN/nubo up "$WORK" --no-build --listen "$ADDR" --control 127.0.0.1:3501 --state "$WORK/state" >"$WORK/nubo.log" 2>&1 &
 NODE_PID=$!
 for _ in $(seq 1 300); do curl -sf "http://$ADDR/probe/echo" >/dev/null && break; sleep 0.1; done
 BASE_ADDR=127.0.0.1:3502
-target/release/fanout-baseline "$BASE_ADDR" >"$WORK/baseline.log" 2>&1 &
+$BIN/fanout-baseline "$BASE_ADDR" >"$WORK/baseline.log" 2>&1 &
 BASE_PID=$!
 rss() { awk '/VmRSS/ {print $2}' "/proc/${2:-$NODE_PID}/status"; }
 IDLE=$(rss)
 
 run() {  # CLIENTS [ADDR PID] -> prints the fanout line, records RSS with clients connected
   local tag="$1${2:+.base}"
-  target/release/fanout "${2:-$ADDR}" "$1" "$MESSAGES" "$WORK/go.$tag" > "$WORK/out.$tag" &
+  $BIN/fanout "${2:-$ADDR}" "$1" "$MESSAGES" "$WORK/go.$tag" > "$WORK/out.$tag" &
   local pid=$!
   until grep -q '^ready' "$WORK/out.$tag" 2>/dev/null; do
     kill -0 "$pid" 2>/dev/null || { cat "$WORK/out.$tag" >&2; exit 1; }

@@ -26,8 +26,8 @@ WORK_WASM="${WORK_WASM:-150000000}"
 WORK_PY="${WORK_PY:-2000000}"
 python3 -c "import ray" 2>/dev/null || { echo "bench: ray is not installed (pip install ray)" >&2; exit 1; }
 
-echo "== building (release)" >&2
-cargo build --release -q -p nubo
+echo "== building ($PROFILE)" >&2
+build_host -p nubo
 (cd tests/components && cargo build --release -q --target wasm32-wasip2 -p tasker)
 (cd examples/wordcount/counter && cargo build --release -q --target wasm32-wasip2)
 WASM="$PWD/tests/components/target/wasm32-wasip2/release/tasker.wasm"
@@ -35,7 +35,7 @@ WASM="$PWD/tests/components/target/wasm32-wasip2/release/tasker.wasm"
 tasker_app "$WORK" "$WASM"
 
 ADDR=127.0.0.1:3420; CONTROL=127.0.0.1:3421
-NUBO_LOG=warn target/release/nubo up "$WORK" --no-build --listen "$ADDR" --control "$CONTROL" --state "$WORK/state" >"$WORK/nubo.log" 2>&1 &
+NUBO_LOG=warn $BIN/nubo up "$WORK" --no-build --listen "$ADDR" --control "$CONTROL" --state "$WORK/state" >"$WORK/nubo.log" 2>&1 &
 PIDS+=("$!")
 wait_for curl -sf "http://$ADDR/rtt?1"
 
@@ -52,7 +52,7 @@ N_RSS=$(awk '/VmRSS/ {print $2}' "/proc/${PIDS[0]}/status")
 stop_all
 
 echo "== nubo: the wordcount example, 64 documents" >&2
-NUBO_LOG=warn target/release/nubo up examples/wordcount --no-build --listen "$ADDR" --control "$CONTROL" --state "$WORK/wc" >"$WORK/wc.log" 2>&1 &
+NUBO_LOG=warn $BIN/nubo up examples/wordcount --no-build --listen "$ADDR" --control "$CONTROL" --state "$WORK/wc" >"$WORK/wc.log" 2>&1 &
 PIDS+=("$!")
 wait_for curl -sf "http://$ADDR/"
 curl -sf "http://$ADDR/api/count?docs=4" >/dev/null

@@ -38,6 +38,10 @@ impl Dispatcher {
 
     fn waker(&self, q: &QueueName) -> Arc<Notify> {
         let mut w = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        // Every publish asks: look up before cloning the key.
+        if let Some(n) = w.get(q) {
+            return n.clone();
+        }
         w.entry(q.clone()).or_default().clone()
     }
 

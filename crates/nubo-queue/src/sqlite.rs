@@ -130,28 +130,27 @@ impl QueueBackend for SqliteQueue {
         // Atomic without a transaction of its own: the group transaction
         // holds the database and nothing else runs meanwhile.
         self.with_lazy(move |db| {
-            let found: Vec<Message> = db
+            // One statement for the whole lease, rather than a `SELECT`
+            // and then an `UPDATE` run (bind, step, reset) per message.
+            // The oldest due messages are chosen as before; `RETURNING`
+            // gives them in no set order, so they are put back in id
+            // (publish) order.
+            let until = now.saturating_add(visibility_ms as i64);
+            let mut found: Vec<Message> = db
                 .prepare_cached(
-                    "SELECT id, body, attempts + 1, published_at, last_error FROM messages
-                     WHERE app = ?1 AND queue = ?2 AND dead = 0 AND visible_at <= ?3
-                     ORDER BY visible_at, id LIMIT ?4",
+                    "UPDATE messages SET attempts = attempts + 1, leased = 1, visible_at = ?5
+                     WHERE id IN (
+                       SELECT id FROM messages
+                       WHERE app = ?1 AND queue = ?2 AND dead = 0 AND visible_at <= ?3
+                       ORDER BY visible_at, id LIMIT ?4)
+                     RETURNING id, body, attempts, published_at, last_error",
                 )
                 .and_then(|mut s| {
-                    s.query_map(params![q.app, q.queue, now, max as i64], message)?
+                    s.query_map(params![q.app, q.queue, now, max as i64, until], message)?
                         .collect()
                 })
                 .map_err(db_err)?;
-            let until = now.saturating_add(visibility_ms as i64);
-            let mut update = db
-                .prepare_cached(
-                    "UPDATE messages SET attempts = attempts + 1, leased = 1, visible_at = ?2 WHERE id = ?1",
-                )
-                .map_err(db_err)?;
-            for m in &found {
-                update
-                    .execute(params![m.id as i64, until])
-                    .map_err(db_err)?;
-            }
+            found.sort_unstable_by_key(|m| m.id);
             Ok(found)
         })
         .await
