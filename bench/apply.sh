@@ -10,6 +10,7 @@
 # Needs: wrk (apt-get install wrk)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/profile.sh
 DURATION="${1:-10}"
 command -v wrk >/dev/null || { echo "bench: wrk is not installed" >&2; exit 1; }
 

@@ -6,12 +6,7 @@
 # - need, wait_for, wait_port: preconditions and waiting for servers;
 # - tasker_app, qbench_app: the two apps more than one bench runs.
 
-# The host programs (the node and the baselines' clients and servers) are
-# built with the `dist` profile, as a node is shipped; NUBO_PROFILE=release
-# measures the plain release build instead.
-PROFILE="${NUBO_PROFILE:-dist}"
-BIN="target/$PROFILE"
-build_host() { cargo build --profile "$PROFILE" -q "$@"; }
+. bench/profile.sh
 
 WORK=$(mktemp -d)
 PIDS=()

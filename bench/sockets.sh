@@ -9,6 +9,7 @@
 # Usage: bench/sockets.sh [CLIENTS] [MESSAGES]   (defaults 10000 20)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/profile.sh
 CLIENTS="${1:-10000}"
 MESSAGES="${2:-20}"
 
