@@ -338,6 +338,27 @@ mod tests {
         assert!(q.lease(&name, 10, 60_000).await.unwrap().is_empty());
     }
 
+    #[tokio::test]
+    async fn a_lease_gives_its_messages_in_publish_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = SqliteQueue::open(&dir.path().join("q.db")).unwrap();
+        let name = jobs();
+        let first = q.publish(&name, b"1").await.unwrap();
+        // Message 1 fails and is due again after 2 and 3 were published:
+        // it is due last, yet a lease of all three gives it first.
+        let leased = q.lease(&name, 1, 60_000).await.unwrap();
+        assert_eq!(leased[0].id, first);
+        for body in [b"2", b"3"] {
+            q.publish(&name, body).await.unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        q.fail(&name, first, "boom", 0, false).await.unwrap();
+        let again = q.lease(&name, 10, 60_000).await.unwrap();
+        let bodies: Vec<&[u8]> = again.iter().map(|m| m.body.as_slice()).collect();
+        assert_eq!(bodies, [b"1", b"2", b"3"]);
+        assert_eq!(again[0].attempt, 2);
+    }
+
     fn jobs() -> QueueName {
         QueueName {
             app: "a".into(),
