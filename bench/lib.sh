@@ -71,9 +71,12 @@ TOML
 
 # clear_latencies CONTROL TOKEN: deletes qbench's latency records, which a
 # warm-up leaves and which would count as deliveries of the run.
+# A page holds 10,000 keys; a run of single-message deliveries leaves more.
 clear_latencies() {
-  local k
-  for k in $(curl -sf -H "authorization: Bearer $2" "http://$1/v1/apps/qbench/kv/default?prefix=lat-&limit=10000" | grep -o 'lat-[0-9-]*'); do
-    curl -sf -X DELETE -H "authorization: Bearer $2" "http://$1/v1/apps/qbench/kv/default/$k" >/dev/null
+  local k keys
+  while keys=$(curl -sf -H "authorization: Bearer $2" "http://$1/v1/apps/qbench/kv/default?prefix=lat-&limit=10000" | grep -o 'lat-[0-9-]*') && [ -n "$keys" ]; do
+    for k in $keys; do
+      curl -sf -X DELETE -H "authorization: Bearer $2" "http://$1/v1/apps/qbench/kv/default/$k" >/dev/null
+    done
   done
 }

@@ -76,6 +76,8 @@ struct Shared {
     /// the database at once: reopening the file right after must not
     /// wait for the task to get its turn.
     db: Mutex<Option<Connection>>,
+    /// Told of each group's fate before its callers are answered.
+    after_group: std::sync::OnceLock<Box<dyn Fn(bool) + Send + Sync>>,
 }
 
 /// When a call that finds the database idle runs.
@@ -131,6 +133,7 @@ impl GroupDb {
             jobs: Mutex::new(Vec::new()),
             wake: Notify::new(),
             db: Mutex::new(Some(db)),
+            after_group: std::sync::OnceLock::new(),
         });
         let task = commit_loop(shared.clone());
         match tokio::runtime::Handle::try_current() {
@@ -146,6 +149,16 @@ impl GroupDb {
             }
         }
         Ok(Self { shared, pace, name })
+    }
+
+    /// Calls `hook` on the database task after each group has committed
+    /// (`true`) or rolled back (`false`), before any of its callers is
+    /// answered. A service that mirrors some rows in memory applies what
+    /// a group wrote only once it is durable, and in commit order, which
+    /// its callers' own continuations could not promise. One hook per
+    /// database: `false` if one was set already.
+    pub fn after_each_group(&self, hook: impl Fn(bool) + Send + Sync + 'static) -> bool {
+        self.shared.after_group.set(Box::new(hook)).is_ok()
     }
 
     /// Runs `f` in the next group transaction without waiting for it.
@@ -237,6 +250,9 @@ impl GroupDb {
         if committed.is_err() {
             let _ = db.execute_batch("ROLLBACK");
         }
+        if let Some(hook) = self.shared.after_group.get() {
+            hook(committed.is_ok());
+        }
         Ok(committed.map_err(E::from).and(result))
     }
 
@@ -263,7 +279,7 @@ impl Drop for GroupDb {
                 if group.is_empty() {
                     break;
                 }
-                run_group(&db, group);
+                run_group(shared, &db, group);
             }
         }
         drop(db);
@@ -296,7 +312,7 @@ async fn commit_loop(shared: Arc<Shared>) {
                     break;
                 }
                 let full = group.len() == GROUP;
-                run_group(db, group);
+                run_group(&shared, db, group);
                 full
             };
             // A backlog runs a group per turn, so that the worker's other
@@ -314,7 +330,7 @@ fn take_group(shared: &Shared) -> Vec<Job> {
     jobs.drain(..n).collect()
 }
 
-fn run_group(db: &Connection, group: Vec<Job>) {
+fn run_group(shared: &Shared, db: &Connection, group: Vec<Job>) {
     let began = begin(db);
     let mut answers = Vec::with_capacity(group.len());
     // A call that panics must not take the task down with it: every later
@@ -336,6 +352,9 @@ fn run_group(db: &Connection, group: Vec<Job>) {
     };
     if committed.is_err() {
         let _ = db.execute_batch("ROLLBACK");
+    }
+    if let Some(hook) = shared.after_group.get() {
+        hook(committed.is_ok());
     }
     for answer in answers {
         answer(committed.clone());
@@ -487,6 +506,37 @@ mod tests {
                 "{pace:?}"
             );
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_group_hook_hears_each_commit_and_rollback_before_the_callers() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = "CREATE TABLE IF NOT EXISTS t (n INTEGER)";
+        let db = std::sync::Arc::new(
+            GroupDb::open(&dir.path().join("t.db"), "test-db", schema, Pace::Gather).unwrap(),
+        );
+        let heard = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let log = heard.clone();
+        assert!(db.after_each_group(move |ok| log.lock().unwrap().push(ok)));
+        assert!(!db.after_each_group(|_| {}), "one hook per database");
+        let seen = heard.clone();
+        // Answered only after the hook ran for the call's own group.
+        let answered = db
+            .call(move |c| {
+                c.execute("INSERT INTO t VALUES (1)", [])?;
+                Ok::<_, DbError>(seen.clone())
+            })
+            .await
+            .unwrap();
+        assert_eq!(*answered.lock().unwrap(), [true]);
+        let panicky = db.clone();
+        let _ = tokio::spawn(async move {
+            panicky
+                .call(|_| -> Result<(), DbError> { panic!("a bug in a call") })
+                .await
+        })
+        .await;
+        assert_eq!(*heard.lock().unwrap(), [true, false]);
     }
 
     /// `n` inserts of 0..n, all started at once.
