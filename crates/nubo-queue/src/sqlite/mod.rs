@@ -74,9 +74,12 @@ fn lock(lanes: &Mutex<Lanes>) -> std::sync::MutexGuard<'_, Lanes> {
 // is not written: see `lanes`); `visible_at` is when the message is due
 // (again); `dead` marks the dead-letter queue. `leased` is no longer
 // written; a node before 2026-12 set it, and `visible_at` to the lease's
-// end, which a lane reads as "due then". Messages are read in id order:
-// `messages_live` replaced `messages_due`, ordered by due time, which
-// only the written leases needed.
+// end, which a lane reads as "due then". Messages are read in id order,
+// which the table's own key gives: no index. The index by due time that
+// written leases needed cost every publish and every acknowledgement a
+// second b-tree to change and its pages in every commit; what scans the
+// table now (a lease reading past memory, `stats`, `peek`, `dead`) is
+// rare, and a lease reads on from where the last one stopped.
 // Databases made before ids were reserved in blocks keep their
 // `AUTOINCREMENT` table; explicit ids work the same in it.
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS messages (
@@ -92,7 +95,6 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS messages (
         last_error TEXT
     );
     DROP INDEX IF EXISTS messages_due;
-    CREATE INDEX IF NOT EXISTS messages_live ON messages (app, queue, dead, id);
     CREATE TABLE IF NOT EXISTS queue_ids (
         one INTEGER PRIMARY KEY CHECK (one = 1),
         reserved INTEGER NOT NULL

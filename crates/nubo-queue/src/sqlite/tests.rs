@@ -200,7 +200,7 @@ async fn a_message_an_older_node_leased_waits_for_its_lease_to_end() {
         // the lease, `visible_at` the lease's end.
         let db = older_database(
             &path,
-            "CREATE INDEX IF NOT EXISTS messages_live ON messages (app, queue, dead, id);",
+            "DROP INDEX IF EXISTS messages_due;",
             "CREATE INDEX messages_due ON messages (app, queue, dead, visible_at, id);",
         );
         db.execute(
