@@ -201,7 +201,9 @@ impl Lane {
 
     /// Messages read from the table past `scanned`, in id order, each
     /// with when it is due; `all` when they were all there are. Due ones
-    /// fill `out` up to `max`, the rest of those go to `ready`.
+    /// fill `out` up to `max`, the rest of those go to `ready` while it
+    /// has room; the first that does not fit, and every one after it, is
+    /// left for the next read.
     pub(super) fn read(
         &mut self,
         rows: Vec<(Message, i64)>,
@@ -211,15 +213,20 @@ impl Lane {
         out: &mut Vec<Message>,
     ) {
         for (m, due) in rows {
-            self.scanned = self.scanned.max(m.id);
+            let id = m.id;
             if due > now {
-                self.later.insert((due, m.id));
+                self.later.insert((due, id));
             } else if out.len() < max {
                 out.push(m);
-            } else {
+            } else if self.ready.len() < READY_MESSAGES
+                && self.ready_bytes + m.body.len() <= READY_BYTES
+            {
                 self.ready_bytes += m.body.len();
                 self.ready.push_back(m);
+            } else {
+                return;
             }
+            self.scanned = self.scanned.max(id);
         }
         if all {
             self.complete = true;
@@ -348,6 +355,28 @@ mod tests {
         lane.take_ready(READY_MESSAGES - 1, &mut out);
         assert!(!lane.needs_table(0, 1));
         assert!(lane.needs_table(0, 2));
+    }
+
+    #[test]
+    fn a_read_past_a_full_window_stops_where_memory_ends() {
+        let mut lanes = Lanes::default();
+        let lane = lanes.lane(&q());
+        let big = |id| Message {
+            body: vec![0; READY_BYTES / 2],
+            ..m(id)
+        };
+        let mut out = Vec::new();
+        lane.read(
+            vec![(m(1), 0), (big(2), 0), (big(3), 0), (big(4), 0)],
+            true,
+            0,
+            1,
+            &mut out,
+        );
+        // 1 is leased, 2 and 3 fill the window; 4 stays in the table.
+        assert_eq!(out.len(), 1);
+        assert_eq!(lane.unread(), (3, false));
+        assert_eq!(lane.ready_len(), 2);
     }
 
     #[test]
