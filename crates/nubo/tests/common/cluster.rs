@@ -22,17 +22,41 @@ pub struct NatsCluster {
     _dir: tempfile::TempDir,
 }
 
+/// A loopback port nothing listens on, never the same one twice in this
+/// process: the cluster tests run at once, and a port one test picked and
+/// released can be what the kernel hands the next test.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
+    static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let mut taken = TAKEN.lock().unwrap();
+        if !taken.contains(&port) {
+            taken.push(port);
+            return port;
+        }
+    }
 }
 
 impl NatsCluster {
     /// `n` servers routed to each other; returns once JetStream has a
-    /// leader.
+    /// leader. A server that exits while starting (another program took
+    /// one of its ports between the pick and the bind) starts the whole
+    /// cluster again on new ports, up to three times.
     pub fn start(n: usize) -> NatsCluster {
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_start(n) {
+                Ok(cluster) => return cluster,
+                Err(why) => last = why,
+            }
+        }
+        panic!("NATS did not get ready: {last}");
+    }
+
+    fn try_start(n: usize) -> Result<NatsCluster, String> {
         let dir = tempfile::tempdir().unwrap();
         let client: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let route: Vec<u16> = (0..n).map(|_| free_port()).collect();
@@ -75,27 +99,46 @@ impl NatsCluster {
                 }
             })
             .collect();
-        let cluster = NatsCluster { servers, _dir: dir };
-        let ready = if n > 1 {
-            "JetStream cluster new metadata leader"
+        let mut cluster = NatsCluster { servers, _dir: dir };
+        // The leader logs "Self is new JetStream cluster metadata leader",
+        // the others "JetStream cluster new metadata leader".
+        let ready: &[&str] = if n > 1 {
+            &[
+                "Self is new JetStream cluster metadata leader",
+                "JetStream cluster new metadata leader",
+            ]
         } else {
-            "Server is ready"
+            &["Server is ready"]
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         let listening = |s: &NatsServer| {
             std::net::TcpStream::connect(s.url.trim_start_matches("nats://")).is_ok()
         };
-        while !cluster.servers.iter().any(|s| s.log().contains(ready))
+        let logs = |c: &NatsCluster| {
+            c.servers
+                .iter()
+                .enumerate()
+                .map(|(i, s)| format!("--- s{i}:\n{}", s.log()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        while !cluster
+            .servers
+            .iter()
+            .any(|s| ready.iter().any(|r| s.log().contains(r)))
             || !cluster.servers.iter().all(listening)
         {
-            assert!(
-                Instant::now() < deadline,
-                "NATS did not get ready: {}",
-                cluster.servers[0].log()
-            );
+            let exited = cluster.servers.iter_mut().any(|s| {
+                s.child
+                    .as_mut()
+                    .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+            });
+            if exited || Instant::now() >= deadline {
+                return Err(logs(&cluster));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
-        cluster
+        Ok(cluster)
     }
 
     /// Every server's URL, comma separated, as `--nats` takes them.
