@@ -80,6 +80,15 @@ struct Shared {
     after_group: std::sync::OnceLock<Box<dyn Fn(bool) + Send + Sync>>,
 }
 
+impl Shared {
+    /// Tells the hook, if any, how a group ended.
+    fn group_ended(&self, committed: bool) {
+        if let Some(hook) = self.after_group.get() {
+            hook(committed);
+        }
+    }
+}
+
 /// When a call that finds the database idle runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pace {
@@ -250,9 +259,7 @@ impl GroupDb {
         if committed.is_err() {
             let _ = db.execute_batch("ROLLBACK");
         }
-        if let Some(hook) = self.shared.after_group.get() {
-            hook(committed.is_ok());
-        }
+        self.shared.group_ended(committed.is_ok());
         Ok(committed.map_err(E::from).and(result))
     }
 
@@ -353,9 +360,7 @@ fn run_group(shared: &Shared, db: &Connection, group: Vec<Job>) {
     if committed.is_err() {
         let _ = db.execute_batch("ROLLBACK");
     }
-    if let Some(hook) = shared.after_group.get() {
-        hook(committed.is_ok());
-    }
+    shared.group_ended(committed.is_ok());
     for answer in answers {
         answer(committed.clone());
     }

@@ -9,6 +9,7 @@ mod style;
 mod toolchain;
 
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
 /// A request allocates and frees a few dozen small objects (headers, the
 /// store, the guest's resources), often on another thread than the one
@@ -17,7 +18,6 @@ use clap::{Parser, Subcommand};
 /// huge pages off (`no_thp`), which had doubled the resident memory.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(

@@ -59,13 +59,19 @@ impl Lanes {
     /// table again.
     pub(super) fn group_done(&mut self, committed: bool) {
         if !committed {
-            self.pending.clear();
-            self.lanes.clear();
+            self.forget();
             return;
         }
         for (q, m) in std::mem::take(&mut self.pending) {
-            self.lane(&q).append(m);
+            self.lanes.entry(q).or_default().append(m);
         }
+    }
+
+    /// Drops everything in memory: every lane reads the table again, and
+    /// what was out is delivered again.
+    pub(super) fn forget(&mut self) {
+        self.pending.clear();
+        self.lanes.clear();
     }
 
     /// Moves to `out`, up to `max`, messages of `q` that the group now
@@ -79,16 +85,16 @@ impl Lanes {
         if !lane.complete || !lane.ready.is_empty() || out.len() >= max {
             return;
         }
-        let mut kept = Vec::with_capacity(self.pending.len());
-        for (p, m) in std::mem::take(&mut self.pending) {
-            if out.len() < max && p == *q && m.id > lane.scanned {
+        let mut room = max - out.len();
+        let taken = self.pending.extract_if(.., |(p, m)| {
+            let take = room > 0 && p == q && m.id > lane.scanned;
+            if take {
                 lane.scanned = m.id;
-                out.push(m);
-            } else {
-                kept.push((p, m));
+                room -= 1;
             }
-        }
-        self.pending = kept;
+            take
+        });
+        out.extend(taken.map(|(_, m)| m));
     }
 
     /// Every waiting message of `q` was deleted (dead ones are not in

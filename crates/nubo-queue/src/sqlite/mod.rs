@@ -189,7 +189,13 @@ impl QueueBackend for SqliteQueue {
         // On the database task, so no publish or read of the table comes
         // between what the lane knows and what the table says.
         self.with_lazy(move |db| {
-            lease_reading(db, &mut lock(&lanes), &q, max, now, until).map_err(db_err)
+            let mut lanes = lock(&lanes);
+            lease_reading(db, &mut lanes, &q, max, now, until).map_err(|e| {
+                // It may have taken messages out of the lane before it
+                // failed: read everything again rather than lose them.
+                lanes.forget();
+                db_err(e)
+            })
         })
         .await
     }
