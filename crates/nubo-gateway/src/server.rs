@@ -10,7 +10,8 @@ use crate::mounts::Mounts;
 use crate::router::Target;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -25,6 +26,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+
+/// Header names the gateway sets on every request, parsed once: a name
+/// given as a string is parsed and hashed again at each insert.
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const NUBO_BASE_PATH: HeaderName = HeaderName::from_static("nubo-base-path");
+const NUBO_MATCHED_ROUTE: HeaderName = HeaderName::from_static("nubo-matched-route");
+const NUBO_PATH_INFO: HeaderName = HeaderName::from_static("nubo-path-info");
 
 /// How long in-flight requests may take to finish after shutdown begins.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -57,19 +65,25 @@ impl Gateway {
     pub async fn handle(&self, req: Request<Incoming>, local: SocketAddr) -> Response<Body> {
         let started = Instant::now();
         let id = self.ids.next();
+        let id_header = HeaderValue::from_str(&id).ok();
         let method = req.method().clone();
-        let path = req.uri().path().to_string();
+        // A clone of the URI shares its bytes; the path is kept for the
+        // access log after the request has moved on.
+        let uri = req.uri().clone();
+        let path = uri.path();
         let mounts = self.mounts.load_full();
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().host())
-            .map(str::to_string);
-        let Some((mount, app_path)) = mounts.find(host.as_deref(), &path) else {
+        let found = {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| req.uri().host());
+            mounts.find(host, path)
+        };
+        let Some((mount, app_path)) = found else {
             let mut r = text(StatusCode::NOT_FOUND, format!("no app serves {path}\n"));
-            if let Ok(v) = HeaderValue::from_str(&id) {
-                r.headers_mut().insert("x-request-id", v);
+            if let Some(v) = id_header {
+                r.headers_mut().insert(X_REQUEST_ID, v);
             }
             return r;
         };
@@ -90,18 +104,18 @@ impl Gateway {
             Some((_, Target::Sse(feed), _)) => crate::sockets::sse(feed.as_ref()),
             Some((_, Target::WebSocket(feed), _)) => crate::sockets::websocket(feed.clone(), req),
             Some((_, Target::Static(dir), rest)) => {
-                dir.serve(&method, &path, rest, req.headers()).await
+                dir.serve(&method, path, rest, req.headers()).await
             }
             Some((pattern, Target::Component(c), rest)) => {
-                let req = prepare(req, local, &base, &pattern.to_string(), rest, &id);
+                let req = prepare(req, local, &base, pattern, rest, id_header.clone());
                 match c.handle(req, &id).await {
                     Ok(r) => r.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()),
                     Err(e) => failure(c.name(), &e, &id),
                 }
             }
         };
-        if let Ok(v) = HeaderValue::from_str(&id) {
-            response.headers_mut().insert("x-request-id", v);
+        if let Some(v) = id_header {
+            response.headers_mut().insert(X_REQUEST_ID, v);
         }
         tracing::info!(
             target: "nubo::http",
@@ -120,42 +134,47 @@ fn prepare(
     mut req: Request<Incoming>,
     local: SocketAddr,
     base: &str,
-    route: &str,
+    route: &nubo_manifest::RoutePattern,
     rest: &str,
-    id: &str,
+    id: Option<HeaderValue>,
 ) -> Request<Incoming> {
     if req.uri().authority().is_none() {
         let authority = req
             .headers()
             .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-            .unwrap_or_else(|| local.to_string());
-        let pq = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        if let Ok(uri) = format!("http://{authority}{pq}").parse() {
+            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+            .or_else(|| Authority::try_from(local.to_string()).ok());
+        let mut parts = req.uri().clone().into_parts();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = authority;
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(PathAndQuery::from_static("/"));
+        }
+        if let Ok(uri) = Uri::from_parts(parts) {
             *req.uri_mut() = uri;
         }
     }
     let h = req.headers_mut();
-    h.remove("nubo-matched-route");
-    h.remove("nubo-path-info");
-    h.remove("nubo-base-path");
+    h.remove(NUBO_MATCHED_ROUTE);
+    h.remove(NUBO_PATH_INFO);
+    h.remove(NUBO_BASE_PATH);
     if let Ok(v) = HeaderValue::from_str(base) {
-        h.insert("nubo-base-path", v);
+        h.insert(NUBO_BASE_PATH, v);
     }
-    if let Ok(v) = HeaderValue::from_str(route) {
-        h.insert("nubo-matched-route", v);
+    let route = match route {
+        nubo_manifest::RoutePattern::Exact(p) => HeaderValue::from_str(p),
+        // As `RoutePattern`'s `Display` writes it, without its formatter.
+        nubo_manifest::RoutePattern::Prefix(p) => HeaderValue::from_str(&[p, "/..."].concat()),
+    };
+    if let Ok(v) = route {
+        h.insert(NUBO_MATCHED_ROUTE, v);
     }
     if let Ok(v) = HeaderValue::from_str(rest) {
-        h.insert("nubo-path-info", v);
+        h.insert(NUBO_PATH_INFO, v);
     }
     // The guest sees the id its log lines are tagged with.
-    if let Ok(v) = HeaderValue::from_str(id) {
-        h.insert("x-request-id", v);
+    if let Some(v) = id {
+        h.insert(X_REQUEST_ID, v);
     }
     req
 }
