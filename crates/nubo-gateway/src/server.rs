@@ -77,7 +77,7 @@ impl Gateway {
                 .headers()
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
-                .or_else(|| req.uri().host());
+                .or_else(|| uri.host());
             mounts.find(host, path)
         };
         let Some((mount, app_path)) = found else {
@@ -161,12 +161,7 @@ fn prepare(
     if let Ok(v) = HeaderValue::from_str(base) {
         h.insert(NUBO_BASE_PATH, v);
     }
-    let route = match route {
-        nubo_manifest::RoutePattern::Exact(p) => HeaderValue::from_str(p),
-        // As `RoutePattern`'s `Display` writes it, without its formatter.
-        nubo_manifest::RoutePattern::Prefix(p) => HeaderValue::from_str(&[p, "/..."].concat()),
-    };
-    if let Ok(v) = route {
+    if let Ok(v) = HeaderValue::from_str(&route.to_string()) {
         h.insert(NUBO_MATCHED_ROUTE, v);
     }
     if let Ok(v) = HeaderValue::from_str(rest) {
