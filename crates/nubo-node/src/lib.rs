@@ -22,7 +22,7 @@ mod store;
 mod tasks;
 pub mod token;
 
-pub use api::{OPENAPI, router as control_router};
+pub use api::{MARKER as API_MARKER, OPENAPI, router as control_router};
 pub use cluster::ClusterJoin;
 pub use logs::LogLine;
 pub use node::{ChangeError, Changed, Node, NodeError, NodeOptions};

@@ -3,7 +3,7 @@
 //! gigabyte object passes through in chunks; the same backend and name
 //! rules as guests apply.
 
-use super::error;
+use super::{Declared, declared, error, live_app};
 use crate::Node;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -62,6 +62,9 @@ fn meta_json(m: &ObjectMeta) -> serde_json::Value {
 }
 
 pub(crate) async fn containers(State(node): State<Arc<Node>>, Path(app): Path<String>) -> Response {
+    if let Err(r) = live_app(&node, &app).await {
+        return r;
+    }
     match node.blobs.containers(&app).await {
         Ok(list) => {
             let list: Vec<_> = list
@@ -90,6 +93,9 @@ pub(crate) async fn list(
         Ok(c) => c,
         Err(e) => return blob_error(e),
     };
+    if let Err(r) = declared(&node, &c.app, Declared::Container, &c.container).await {
+        return r;
+    }
     let limit = q.limit.unwrap_or(1000);
     match node
         .blobs
@@ -112,6 +118,9 @@ pub(crate) async fn get(
         Ok(c) => c,
         Err(e) => return blob_error(e),
     };
+    if let Err(r) = declared(&node, &c.app, Declared::Container, &c.container).await {
+        return r;
+    }
     let (meta, reader) = match node.blobs.read(&c, &name, 0, None).await {
         Ok(Some(found)) => found,
         Ok(None) => return no_object(&c, &name),
@@ -144,6 +153,9 @@ pub(crate) async fn put(
         Ok(c) => c,
         Err(e) => return blob_error(e),
     };
+    if let Err(r) = declared(&node, &c.app, Declared::Container, &c.container).await {
+        return r;
+    }
     if let Err(e) = nubo_blob::check_name(&name) {
         return blob_error(e);
     }
@@ -187,6 +199,9 @@ pub(crate) async fn delete(
         Ok(c) => c,
         Err(e) => return blob_error(e),
     };
+    if let Err(r) = declared(&node, &c.app, Declared::Container, &c.container).await {
+        return r;
+    }
     match node.blobs.delete(&c, &name).await {
         Ok(true) => {
             axum::Json(serde_json::json!({ "name": name, "deleted": true })).into_response()

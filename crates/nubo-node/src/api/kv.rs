@@ -2,7 +2,7 @@
 //! key-value stores and fix a value by hand. Same backend, same limits as
 //! guests; keys go in the path percent-encoded.
 
-use super::error;
+use super::{Declared, declared, error};
 use crate::Node;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -86,6 +86,9 @@ pub(crate) async fn list(
         Ok(ns) => ns,
         Err(r) => return r.into_response(),
     };
+    if let Err(r) = declared(&node, &ns.app, Declared::Store, &ns.store).await {
+        return r;
+    }
     match node
         .kv
         .list_keys(&ns, &q.prefix, q.cursor.as_deref(), q.limit.unwrap_or(1000))
@@ -99,6 +102,9 @@ pub(crate) async fn list(
 }
 
 pub(crate) async fn get(State(node): State<Arc<Node>>, StoreKey { ns, key }: StoreKey) -> Response {
+    if let Err(r) = declared(&node, &ns.app, Declared::Store, &ns.store).await {
+        return r;
+    }
     match node.kv.get(&ns, &key).await {
         Ok(Some(v)) => ([(header::CONTENT_TYPE, "application/octet-stream")], v).into_response(),
         Ok(None) => error(
@@ -115,6 +121,9 @@ pub(crate) async fn set(
     Query(q): Query<SetQuery>,
     body: Bytes,
 ) -> Response {
+    if let Err(r) = declared(&node, &ns.app, Declared::Store, &ns.store).await {
+        return r;
+    }
     let ttl = q.ttl_ms.map(Duration::from_millis);
     match node.kv.set(&ns, &key, &body, ttl).await {
         Ok(()) => axum::Json(serde_json::json!({ "key": key, "size": body.len() })).into_response(),
@@ -126,6 +135,9 @@ pub(crate) async fn delete(
     State(node): State<Arc<Node>>,
     StoreKey { ns, key }: StoreKey,
 ) -> Response {
+    if let Err(r) = declared(&node, &ns.app, Declared::Store, &ns.store).await {
+        return r;
+    }
     match node.kv.delete(&ns, &key).await {
         Ok(()) => axum::Json(serde_json::json!({ "key": key, "deleted": true })).into_response(),
         Err(e) => kv_error(e),

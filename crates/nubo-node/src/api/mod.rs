@@ -108,7 +108,18 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/healthz", get(nodes::healthz))
         .route("/readyz", get(nodes::readyz))
         .route("/metrics", get(nodes::metrics))
+        .layer(middleware::map_response(mark))
         .with_state(node)
+}
+
+/// Header on every control API answer, so that the CLI can tell the
+/// node's own "not found" from that of an app's port it was pointed at.
+pub const MARKER: &str = "nubo-api";
+
+async fn mark(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(MARKER, header::HeaderValue::from_static("v1"));
+    resp
 }
 
 async fn openapi() -> Response {
@@ -197,4 +208,69 @@ where
             .map(JsonBody)
             .map_err(|e| error(StatusCode::BAD_REQUEST, format!("malformed JSON body: {e}")))
     }
+}
+
+/// The app `app` on this node, or a 404 that names it.
+pub(crate) async fn live_app(node: &Node, app: &str) -> Result<crate::live::LiveApp, Response> {
+    node.app(app).await.ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            format!("no app `{app}` on this node"),
+        )
+    })
+}
+
+/// What a service call can name in an app's definition.
+#[derive(Clone, Copy)]
+pub(crate) enum Declared {
+    Store,
+    Container,
+    Queue,
+}
+
+/// Checks that `app` is on this node and that its definition declares
+/// `name` (granted to one of its components, or a `[queue.NAME]`). A
+/// typo is then an error that lists what there is, not a new, empty
+/// namespace that `nubo kv set` or `nubo blob put` fills quietly.
+pub(crate) async fn declared(
+    node: &Node,
+    app: &str,
+    kind: Declared,
+    name: &str,
+) -> Result<(), Response> {
+    let live = live_app(node, app).await?;
+    let def = &live.def;
+    let mut known: Vec<&str> = match kind {
+        Declared::Store => def
+            .components
+            .values()
+            .flat_map(|c| c.key_value_stores.iter().map(String::as_str))
+            .collect(),
+        Declared::Container => def
+            .components
+            .values()
+            .flat_map(|c| c.blob_containers.iter().map(String::as_str))
+            .collect(),
+        Declared::Queue => def.queues.keys().map(String::as_str).collect(),
+    };
+    if known.contains(&name) {
+        return Ok(());
+    }
+    known.sort_unstable();
+    known.dedup();
+    let (what, grant) = match kind {
+        Declared::Store => ("key-value store", "key_value_stores"),
+        Declared::Container => ("blob container", "blob_containers"),
+        Declared::Queue => ("queue", "[queue.NAME]"),
+    };
+    let has = if known.is_empty() {
+        format!("it declares none (`{grant}` in nubo.toml)")
+    } else {
+        let list: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+        format!("it has {}", list.join(", "))
+    };
+    Err(error(
+        StatusCode::NOT_FOUND,
+        format!("app `{app}` has no {what} `{name}`: {has}"),
+    ))
 }

@@ -1,6 +1,6 @@
 //! `/v1/apps/{app}/queues`: what `nubo queue` shows and does.
 
-use super::error;
+use super::{Declared, declared, error};
 use crate::Node;
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -96,6 +96,9 @@ pub(crate) async fn peek(
     Path((app, queue)): Path<(String, String)>,
     Query(l): Query<Listing>,
 ) -> Response {
+    if let Err(r) = declared(&node, &app, Declared::Queue, &queue).await {
+        return r;
+    }
     let q = name(app, queue);
     let n = l.n.unwrap_or(10);
     let found = if l.dead {
@@ -114,6 +117,9 @@ pub(crate) async fn purge(
     Path((app, queue)): Path<(String, String)>,
     Query(l): Query<Listing>,
 ) -> Response {
+    if let Err(r) = declared(&node, &app, Declared::Queue, &queue).await {
+        return r;
+    }
     match node.queues.backend.purge(&name(app, queue), l.dead).await {
         Ok(n) => Json(serde_json::json!({ "purged": n })).into_response(),
         Err(e) => failed(e),

@@ -1,7 +1,7 @@
 //! `/v1/apps/{app}/tasks`: a job's status and result, counts by state,
 //! and cancelling a task with everything it started.
 
-use super::error;
+use super::{error, live_app};
 use crate::Node;
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -46,6 +46,9 @@ pub(crate) async fn list(
     Path(app): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Response {
+    if let Err(r) = live_app(&node, &app).await {
+        return r;
+    }
     let state = match q.state.as_deref() {
         None => None,
         Some(s) => match nubo_tasks::State::ALL.into_iter().find(|x| x.as_str() == s) {
@@ -105,6 +108,9 @@ pub(crate) async fn cancel(
 
 /// `{"queued": 3, "running": 8, "waiting": 10000, ...}`, every state named.
 pub(crate) async fn counts(State(node): State<Arc<Node>>, Path(app): Path<String>) -> Response {
+    if let Err(r) = live_app(&node, &app).await {
+        return r;
+    }
     match node.tasks.counts(&app).await {
         Ok(counts) => {
             let mut out = serde_json::Map::new();
