@@ -125,6 +125,26 @@ impl Client {
         self.send_body(method, path, content_type, body).await
     }
 
+    /// Why a request got no answer: the node is not there, or it closed
+    /// the connection part-way (then the cause, which hyper keeps in the
+    /// error's sources, is what the user needs).
+    fn failed(&self, e: &hyper_util::client::legacy::Error) -> CliError {
+        if e.is_connect() {
+            return CliError::new(format!("cannot reach the node at {}: {e}", self.base))
+                .hint("is `nubo node` (or `nubo up`) running there? pass --node URL");
+        }
+        let mut cause = String::new();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            cause = s.to_string();
+            source = s.source();
+        }
+        CliError::new(format!(
+            "the node at {} closed the connection before answering: {cause}",
+            self.base
+        ))
+    }
+
     /// Like [`Client::send`], with a body that may be streamed.
     pub async fn send_body(
         &self,
@@ -141,19 +161,28 @@ impl Client {
             .header(header::CONTENT_TYPE, content_type)
             .body(body)
             .map_err(|e| CliError::new(format!("bad request to {url}: {e}")))?;
-        self.http.request(req).await.map_err(|e| {
-            CliError::new(format!("cannot reach the node at {}: {e}", self.base))
-                .hint("is `nubo node` (or `nubo up`) running there? pass --node URL")
-        })
+        let resp = self.http.request(req).await.map_err(|e| self.failed(&e))?;
+        // An app's port answers too, with its own 404s; without this check
+        // a typo'd --node reads as "no such app" or "no such key".
+        if !resp.headers().contains_key(nubo_node::API_MARKER) {
+            return Err(CliError::new(format!(
+                "{} answered {}, but it is not a Nubo control API",
+                self.base,
+                resp.status()
+            ))
+            .hint("--node takes the control address (`nubo up` prints it; default http://127.0.0.1:3001), not the app's"));
+        }
+        Ok(resp)
     }
 
-    /// Sends and parses JSON; `Ok(None)` on 404.
+    /// Sends and parses JSON; any error status, 404 included, is an error
+    /// with the node's message.
     pub async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<&impl Serialize>,
-    ) -> CliResult<Option<T>> {
+    ) -> CliResult<T> {
         let bytes = match body {
             Some(b) => Bytes::from(
                 serde_json::to_vec(b).map_err(|e| CliError::new(format!("cannot encode: {e}")))?,
@@ -164,14 +193,26 @@ impl Client {
         self.json(resp).await
     }
 
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> CliResult<Option<T>> {
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> CliResult<T> {
         self.call(Method::GET, path, None::<&()>).await
+    }
+
+    /// Like [`Client::get`], for something that may not exist: `Ok(None)`
+    /// on 404.
+    pub async fn get_opt<T: DeserializeOwned>(&self, path: &str) -> CliResult<Option<T>> {
+        let resp = self
+            .send(Method::GET, path, "application/json", Bytes::new())
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        self.json(resp).await.map(Some)
     }
 
     pub async fn json<T: DeserializeOwned>(
         &self,
         resp: http::Response<hyper::body::Incoming>,
-    ) -> CliResult<Option<T>> {
+    ) -> CliResult<T> {
         let status = resp.status();
         let body = resp
             .into_body()
@@ -179,14 +220,10 @@ impl Client {
             .await
             .map_err(|e| CliError::new(format!("reading the node's answer: {e}")))?
             .to_bytes();
-        if status == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
         if !status.is_success() {
             return Err(api_error(status, &body));
         }
         serde_json::from_slice(&body)
-            .map(Some)
             .map_err(|e| CliError::new(format!("unexpected answer from the node: {e}")))
     }
 }

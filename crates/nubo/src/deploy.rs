@@ -161,7 +161,9 @@ pub struct Plan {
 /// Plans `desired` against the node. Secrets are compared by digest (the
 /// node never sends them back) and the real values go in the steps.
 pub async fn make_plan(client: &Client, desired: &AppDef) -> CliResult<Plan> {
-    let current: Option<Current> = client.get(&format!("/v1/apps/{}", desired.name)).await?;
+    let current: Option<Current> = client
+        .get_opt(&format!("/v1/apps/{}", desired.name))
+        .await?;
     let (revision, current) = match current {
         Some(c) => (c.revision, Some(c.definition)),
         None => (0, None),
@@ -229,7 +231,7 @@ pub async fn perform(
                 Bytes::from(bytes),
             )
             .await?;
-        let _: Option<serde_json::Value> = client.json(resp).await.map_err(|e| {
+        let _: serde_json::Value = client.json(resp).await.map_err(|e| {
             let err = CliError::new(format!("{what}: {}", e.message()));
             if e.message().contains("core WebAssembly module") {
                 err.hint("build it as a component: `cargo build --target wasm32-wasip2`")
@@ -260,7 +262,7 @@ pub async fn perform(
         revision: u64,
     }
     let body = serde_json::json!({ "expected_revision": plan.revision, "steps": changes });
-    let done: Option<Changed> = client
+    let done: Changed = client
         .call(
             Method::POST,
             &format!("/v1/apps/{}/changes", plan.app),
@@ -268,8 +270,7 @@ pub async fn perform(
         )
         .await?;
     crate::style::progress_done("applied");
-    done.map(|c| c.revision)
-        .ok_or_else(|| CliError::new(format!("app `{}` vanished during the apply", plan.app)))
+    Ok(done.revision)
 }
 
 pub fn size(n: u64) -> String {

@@ -146,9 +146,30 @@ impl From<nubo_manifest::ManifestError> for CliError {
 
 pub type CliResult<T> = Result<T, CliError>;
 
+/// The runtime's threads write to the node's sockets, and hyper writes
+/// with `writev`, which raises SIGPIPE when the node has closed the
+/// connection: a node that refuses an upload before reading it all
+/// (a typo in a container name, a bad token) would kill the CLI with the
+/// default action set in `main` and print nothing. Blocked on these
+/// threads, the signal stays pending and the write fails with EPIPE, so
+/// the node's answer is read and shown; the main thread, which prints,
+/// still ends quietly on a closed stdout.
+fn block_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: changes only the calling thread's signal mask, on a set
+    // built here.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 pub fn async_runtime() -> CliResult<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_start(block_sigpipe)
         .build()
         .map_err(|e| CliError::new(format!("cannot start the async runtime: {e}")))
 }

@@ -280,8 +280,9 @@ async fn nubo_blob_lists_uploads_downloads_and_removes() {
     let data: Vec<u8> = (0..3_000_000u64).map(pattern).collect();
     let src = dir.path().join("photo.jpg");
     std::fs::write(&src, &data).unwrap();
+    let src = src.to_str().unwrap();
 
-    let (code, out, err) = node.cli(&["blob", "put", "cli", "files", src.to_str().unwrap()], &[]);
+    let (code, out, err) = node.cli(&["blob", "put", "cli", "files", src], &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         err.contains("stored files/photo.jpg (2.9 MiB, image/jpeg)"),
@@ -293,7 +294,7 @@ async fn nubo_blob_lists_uploads_downloads_and_removes() {
             "put",
             "cli",
             "files",
-            src.to_str().unwrap(),
+            src,
             "--as",
             "raw/1",
             "--content-type",
@@ -363,6 +364,21 @@ async fn nubo_blob_lists_uploads_downloads_and_removes() {
     let (code, _, err) = node.cli(&["blob", "put", "cli", "files", "-"], &[]);
     assert_eq!(code, 1);
     assert!(err.contains("--as NAME"), "{err}");
+    // A typo is an error, not a new container filled quietly.
+    let (code, _, err) = node.cli(&["blob", "put", "cli", "flies", src], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("app `cli` has no blob container `flies`: it has `files`"),
+        "{err}"
+    );
+    let (code, _, err) = node.cli(&["blob", "ls", "clii"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no app `clii` on this node"), "{err}");
+    let (code, _, err) = node.cli(&["blob", "put", "cli", "files", src, "--as", ""], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("the object name is empty"), "{err}");
+    let (_, out, _) = node.cli(&["blob", "ls", "cli"], &[]);
+    assert!(!out.contains("flies"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

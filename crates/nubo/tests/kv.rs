@@ -4,7 +4,7 @@
 mod common;
 
 use common::control::NodeProc;
-use common::{AppDir, get, wasm};
+use common::{AppDir, get, nubo, wasm};
 
 /// An app with the probe at `/probe/...`, granted `stores`.
 fn kv_app(name: &str, base: &str, stores: &str) -> AppDir {
@@ -164,6 +164,45 @@ async fn nubo_kv_reads_and_writes_a_store() {
     assert_eq!(out, "");
     let (_, out, _) = node.cli(&["kv", "get", "cli", "s", "--store", "sessions"], &[]);
     assert_eq!(out, "v");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nubo_kv_refuses_what_the_app_does_not_declare() {
+    let s = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(s.path(), &[]);
+    node.apply(&kv_app("typos", "/", "\"default\", \"sessions\""));
+    let refused = |args: &[&str], want: &str| {
+        let (code, out, err) = node.cli(args, &[]);
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    };
+    refused(
+        &["kv", "set", "typos", "k", "v", "--store", "sesions"],
+        "app `typos` has no key-value store `sesions`: it has `default`, `sessions`",
+    );
+    refused(
+        &["kv", "set", "typo", "k", "v"],
+        "no app `typo` on this node",
+    );
+    refused(&["kv", "ls", "typo"], "no app `typo` on this node");
+    refused(&["kv", "set", "typos", "", "v"], "the key is empty");
+    refused(&["kv", "del", "typos", ""], "the key is empty");
+    let long = "k".repeat(1025);
+    refused(&["kv", "get", "typos", &long], "keys may be at most 1024");
+    // Nothing was created on the way: the store lists no keys.
+    let (code, out, _) = node.cli(&["kv", "ls", "typos"], &[]);
+    assert_eq!((code, out.as_str()), (0, ""));
+
+    // Pointed at the app's port instead of the control API.
+    let out = nubo()
+        .args([
+            "kv", "get", "typos", "k", "--node", &node.http, "--token", "x",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("not a Nubo control API"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

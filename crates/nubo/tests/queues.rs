@@ -159,6 +159,12 @@ async fn delivered_retried_and_dead_lettered() {
     assert!(ls.contains("bad  → POST /probe/q-fail on probe (concurrency 1, max_attempts 3)  ready 0  in flight 0  dead 1"), "{ls}");
     let (_, purged, _) = node.cli(&["queue", "purge", "q", "bad", "--dead"], &[]);
     assert_eq!(purged.trim(), "purged 1 message(s)");
+    let (code, _, err) = node.cli(&["queue", "purge", "q", "bda"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("app `q` has no queue `bda`: it has `bad`, `flaky`, `jobs`"),
+        "{err}"
+    );
 
     // Fails once, then succeeds on the retry.
     for i in 0..5 {

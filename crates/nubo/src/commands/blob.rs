@@ -94,6 +94,14 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
             "container names are lower-case letters, digits, `-` and `_`, as in blob_containers",
         ));
     }
+    let name = match &args.command {
+        Cmd::Get { name, .. } | Cmd::Rm { name, .. } => Some(name),
+        Cmd::Put { name, .. } => name.as_ref(),
+        Cmd::Ls { .. } => None,
+    };
+    if let Some(name) = name {
+        check_name(name)?;
+    }
     let client = args.node.connect(None)?;
     crate::async_runtime()?.block_on(async move {
         match args.command {
@@ -106,10 +114,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
                 struct List {
                     containers: Vec<Container>,
                 }
-                let list: List = client
-                    .get(&format!("/v1/apps/{}/blobs", enc(&app)))
-                    .await?
-                    .unwrap_or(List { containers: vec![] });
+                let list: List = client.get(&format!("/v1/apps/{}/blobs", enc(&app))).await?;
                 if list.containers.is_empty() {
                     eprintln!("app `{app}` has no blob containers in use");
                 }
@@ -130,7 +135,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
                 let mut cursor: Option<String> = None;
                 loop {
                     let mut path = format!(
-                        "/v1/apps/{}/blobs/{container}?prefix={}",
+                        "/v1/apps/{}/blobs/{container}?limit=1&prefix={}",
                         enc(&app),
                         enc(&prefix)
                     );
@@ -142,9 +147,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
                         objects: Vec<Object>,
                         cursor: Option<String>,
                     }
-                    let page: Page = client.get(&path).await?.ok_or_else(|| {
-                        CliError::new(format!("no container `{container}` for app `{app}`"))
-                    })?;
+                    let page: Page = client.get(&path).await?;
                     for o in &page.objects {
                         println!("{:>12}  {:<28} {}", size(o.size), o.content_type, o.name);
                     }
@@ -182,6 +185,19 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
                             CliError::new(format!("{} has no file name", file.display()))
                         })?,
                 };
+                check_name(&name)?;
+                // A node that refuses an upload (an undeclared container,
+                // a bad token) answers without reading it and closes the
+                // connection; the client's next write then fails and hides
+                // that answer. Asking first shows it, before any of a
+                // large file is read.
+                let _: serde_json::Value = client
+                    .get(&format!(
+                        "/v1/apps/{}/blobs/{container}?limit=1&prefix={}",
+                        enc(&app),
+                        enc(&name)
+                    ))
+                    .await?;
                 let path = format!("/v1/apps/{}/blobs/{container}/{}", enc(&app), enc(&name));
                 let content_type = content_type.unwrap_or_default();
                 let meta = upload(&client, &path, &file, &content_type).await?;
@@ -201,12 +217,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
                 let resp = client
                     .send(Method::DELETE, &path, "application/json", Bytes::new())
                     .await?;
-                let _: Option<serde_json::Value> =
-                    client.json(resp).await?.map(Some).ok_or_else(|| {
-                        CliError::new(format!(
-                            "no object `{name}` in container `{container}` of app `{app}`"
-                        ))
-                    })?;
+                let _: serde_json::Value = client.json(resp).await?;
             }
         }
         Ok(ExitCode::SUCCESS)
@@ -285,10 +296,12 @@ async fn upload(
     let resp = client
         .send_body(Method::PUT, path, content_type, body.boxed_unsync())
         .await?;
-    client
-        .json(resp)
-        .await?
-        .ok_or_else(|| CliError::new("the node answered 404"))
+    client.json(resp).await
+}
+
+/// The node's own rule, checked before anything is sent.
+fn check_name(name: &str) -> CliResult<()> {
+    nubo_blob::check_name(name).map_err(|e| CliError::new(e.to_string()))
 }
 
 /// Progress of a transfer on stderr, at most a few times a second, and

@@ -40,10 +40,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
     let Cmd::Ls { app } = &args.command;
     let client = args.node.connect(None)?;
     crate::async_runtime()?.block_on(async move {
-        let entries: Vec<Entry> = client
-            .get(&format!("/v1/apps/{app}/cron"))
-            .await?
-            .ok_or_else(|| crate::CliError::new(format!("no app `{app}` on {}", client.base)))?;
+        let entries: Vec<Entry> = client.get(&format!("/v1/apps/{app}/cron")).await?;
         if entries.is_empty() {
             println!("app `{app}` has no schedules ([[cron]] in nubo.toml)");
         }

@@ -70,6 +70,9 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
             "store names are lower-case letters, digits, `-` and `_`, as in key_value_stores",
         ));
     }
+    if let Cmd::Get { key, .. } | Cmd::Set { key, .. } | Cmd::Del { key, .. } = &args.command {
+        nubo_kv::check_key(key).map_err(|e| CliError::new(e.to_string()))?;
+    }
     let client = args.node.connect(None)?;
     crate::async_runtime()?.block_on(async move {
         let (method, path, body) = match &args.command {
@@ -122,9 +125,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
                         keys: Vec<String>,
                         cursor: Option<String>,
                     }
-                    let page: Page = client.get(&path).await?.ok_or_else(|| {
-                        CliError::new(format!("no store `{store}` for app `{app}`"))
-                    })?;
+                    let page: Page = client.get(&path).await?;
                     keys.extend(page.keys);
                     match page.cursor {
                         Some(c) => cursor = Some(c),

@@ -46,7 +46,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
                 struct App {
                     name: String,
                 }
-                let apps: Vec<App> = client.get("/v1/apps").await?.unwrap_or_default();
+                let apps: Vec<App> = client.get("/v1/apps").await?;
                 match apps.as_slice() {
                     [one] => one.name.clone(),
                     [] => return Err(CliError::new(format!("no apps on {}", client.base))),

@@ -53,13 +53,12 @@ struct Component {
 pub fn run(args: Args) -> CliResult<ExitCode> {
     let client = args.node.connect(None)?;
     crate::async_runtime()?.block_on(async move {
-        if let Some(nodes) = client.get::<Nodes>("/v1/nodes").await?
-            && nodes.cluster
-        {
+        let nodes: Nodes = client.get("/v1/nodes").await?;
+        if nodes.cluster {
             print_nodes(&nodes.nodes);
             println!();
         }
-        let apps: Vec<App> = client.get("/v1/apps").await?.unwrap_or_default();
+        let apps: Vec<App> = client.get("/v1/apps").await?;
         if apps.is_empty() {
             println!(
                 "no apps on {} (deploy one with `nubo apply DIR`)",

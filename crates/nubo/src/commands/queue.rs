@@ -77,8 +77,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
             async move {
                 client
                     .get::<Vec<Queue>>(&format!("/v1/apps/{app}/queues"))
-                    .await?
-                    .ok_or_else(|| CliError::new(format!("no app `{app}` on {}", client.base)))
+                    .await
             }
         };
         let dead_listing = matches!(args.command, Cmd::Dead { .. });
@@ -115,7 +114,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
             Cmd::Peek { app, queue, n } | Cmd::Dead { app, queue, n } => {
                 let dead = dead_listing;
                 let path = format!("/v1/apps/{app}/queues/{queue}/messages?n={n}&dead={dead}");
-                let ms: Vec<Shown> = client.get(&path).await?.unwrap_or_default();
+                let ms: Vec<Shown> = client.get(&path).await?;
                 if ms.is_empty() {
                     println!("no {} messages", if dead { "dead" } else { "waiting" });
                 }
@@ -139,8 +138,8 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
                     purged: u64,
                 }
                 let path = format!("/v1/apps/{app}/queues/{queue}/messages?dead={dead}");
-                let p: Option<Purged> = client.call(Method::DELETE, &path, None::<&()>).await?;
-                println!("purged {} message(s)", p.map(|p| p.purged).unwrap_or(0));
+                let p: Purged = client.call(Method::DELETE, &path, None::<&()>).await?;
+                println!("purged {} message(s)", p.purged);
             }
         }
         Ok(ExitCode::SUCCESS)

@@ -1,7 +1,7 @@
 //! `nubo rollback APP`: back to the revision before the current one.
 
+use crate::CliResult;
 use crate::client::NodeArgs;
-use crate::{CliError, CliResult};
 use http::Method;
 use std::process::ExitCode;
 
@@ -25,13 +25,16 @@ struct Changed {
 pub fn run(args: Args) -> CliResult<ExitCode> {
     let client = args.node.connect(None)?;
     crate::async_runtime()?.block_on(async move {
-        let done: Option<Changed> = client
+        let done: Changed = client
             .call(Method::POST, &format!("/v1/apps/{}/rollback", args.app), None::<&()>)
-            .await?;
-        let done = done.ok_or_else(|| {
-            CliError::new(format!("no app `{}` on {}", args.app, client.base))
-                .hint("`nubo ps` lists the apps on a node")
-        })?;
+            .await
+            .map_err(|e| {
+                if e.message().starts_with("no app") {
+                    e.hint("`nubo ps` lists the apps on a node")
+                } else {
+                    e
+                }
+            })?;
         if done.changed {
             println!(
                 "app `{}` rolled back: now at revision {} ({} step{})",

@@ -1,7 +1,7 @@
 //! `nubo tasks`: an app's durable tasks on a node.
 
+use crate::CliResult;
 use crate::client::NodeArgs;
-use crate::{CliError, CliResult};
 use http::Method;
 use std::process::ExitCode;
 
@@ -66,10 +66,8 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
     crate::async_runtime()?.block_on(async move {
         match args.command {
             Cmd::Ls { app, only, n } => {
-                let counts: serde_json::Map<String, serde_json::Value> = client
-                    .get(&format!("/v1/apps/{app}/tasks/counts"))
-                    .await?
-                    .unwrap_or_default();
+                let counts: serde_json::Map<String, serde_json::Value> =
+                    client.get(&format!("/v1/apps/{app}/tasks/counts")).await?;
                 let summary: Vec<String> = STATES
                     .iter()
                     .filter_map(|k| {
@@ -85,25 +83,18 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
                 let filter = only.map(|s| format!("&state={s}")).unwrap_or_default();
                 let tasks: Vec<Task> = client
                     .get(&format!("/v1/apps/{app}/tasks?limit={n}{filter}"))
-                    .await?
-                    .unwrap_or_default();
+                    .await?;
                 for t in tasks {
                     println!("{}", line(&t));
                 }
             }
             Cmd::Show { app, id } => {
-                let t: Task = client
-                    .get(&format!("/v1/apps/{app}/tasks/{id}"))
-                    .await?
-                    .ok_or_else(|| CliError::new(format!("no task `{id}` in app `{app}`")))?;
+                let t: Task = client.get(&format!("/v1/apps/{app}/tasks/{id}")).await?;
                 show(&t);
             }
             Cmd::Cancel { app, id } => {
                 let path = format!("/v1/apps/{app}/tasks/{id}/cancel");
-                let t: Task = client
-                    .call(Method::POST, &path, None::<&()>)
-                    .await?
-                    .ok_or_else(|| CliError::new(format!("no task `{id}` in app `{app}`")))?;
+                let t: Task = client.call(Method::POST, &path, None::<&()>).await?;
                 match t.cancelled.unwrap_or(0) {
                     0 => println!("{id} had already finished: {}", t.state),
                     1 => println!("cancelled {id}"),

@@ -106,9 +106,9 @@ async fn forget_other_apps(client: &Client, keep: &str) -> CliResult<()> {
     struct App {
         name: String,
     }
-    let apps: Vec<App> = client.get("/v1/apps").await?.unwrap_or_default();
+    let apps: Vec<App> = client.get("/v1/apps").await?;
     for app in apps.into_iter().filter(|a| a.name != keep) {
-        let _: Option<serde_json::Value> = client
+        let _: serde_json::Value = client
             .call(
                 http::Method::DELETE,
                 &format!("/v1/apps/{}", app.name),
