@@ -18,6 +18,8 @@
 #
 # Usage: bench/queue.sh [MESSAGES] [PUBLISHERS] [CONSUMER_CONCURRENCY] [BATCH_SIZE] [ROUNDS]   (defaults 20000 16 16 100 5)
 # Needs: nats-server (apt-get install nats-server)
+# NUBO_BIN=PATH runs another build of the node (for A/B runs of two builds
+# against the same client and JetStream).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -36,7 +38,7 @@ WASM="$PWD/tests/components/target/wasm32-wasip2/release/qbench.wasm"
 qbench_app "$WORK" "$WASM" "$CONCURRENCY" "$BATCH_SIZE"
 
 NUBO_ADDR=127.0.0.1:3410; CONTROL=127.0.0.1:3411; NATS_PORT=3412
-NUBO_LOG=warn $BIN/nubo up "$WORK" --no-build --listen "$NUBO_ADDR" --control "$CONTROL" --state "$WORK/state" >"$WORK/nubo.log" 2>&1 &
+NUBO_LOG=warn "${NUBO_BIN:-$BIN/nubo}" up "$WORK" --no-build --listen "$NUBO_ADDR" --control "$CONTROL" --state "$WORK/state" >"$WORK/nubo.log" 2>&1 &
 PIDS+=("$!"); export NUBO_PID=$!
 nats-server -js -p "$NATS_PORT" -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
 PIDS+=("$!"); export NATS_PID=$!

@@ -307,7 +307,7 @@ fn exec(db: &Connection, sql: &str) -> Result<(), DbError> {
 async fn commit_loop(shared: Arc<Shared>) {
     loop {
         shared.wake.notified().await;
-        tokio::task::yield_now().await;
+        gather(&shared).await;
         loop {
             let full = {
                 let db = shared.db.lock().unwrap_or_else(|p| p.into_inner());
@@ -330,6 +330,30 @@ async fn commit_loop(shared: Arc<Shared>) {
         }
     }
 }
+
+/// Lets the worker's other ready tasks add their calls before a group
+/// runs: one turn, then more while each turn brings more calls, up to
+/// [`GATHER_TURNS`]. Under load, the requests that the last commit's
+/// answers woke arrive over a few turns; waiting for them made groups
+/// larger and raised queue throughput by 8% (medians 1.02-1.07x JetStream
+/// instead of 0.89-0.98x, docs/benchmarks.md) for 0.04 ms more at p50.
+/// A lone call waits two turns: one more than before.
+async fn gather(shared: &Shared) {
+    let pending = || shared.jobs.lock().unwrap_or_else(|p| p.into_inner()).len();
+    tokio::task::yield_now().await;
+    let mut seen = pending();
+    for _ in 0..GATHER_TURNS {
+        tokio::task::yield_now().await;
+        let now = pending();
+        if now == seen || now >= GROUP {
+            break;
+        }
+        seen = now;
+    }
+}
+
+/// At most this many extra turns in [`gather`].
+const GATHER_TURNS: usize = 8;
 
 fn take_group(shared: &Shared) -> Vec<Job> {
     let mut jobs = shared.jobs.lock().unwrap_or_else(|p| p.into_inner());
