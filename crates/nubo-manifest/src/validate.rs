@@ -205,7 +205,9 @@ fn component(
     let must_exist = stage == Stage::Built || build.is_none();
     if must_exist && !source.is_file() {
         let hint = if build.is_some() {
-            "the build command ran but did not produce this file; check `source` against the build output".to_string()
+            "its build command makes it: `nubo build` runs it (`nubo up` and `nubo apply` do too, \
+             unless --no-build); if it ran, check `source` against where it writes the .wasm"
+                .to_string()
         } else {
             "build the component first, or add `build = { command = \"...\" }` so `nubo build` does"
                 .to_string()

@@ -198,6 +198,10 @@ fn unbuilt_source_is_fine_before_build() {
         err.contains("component source `out.wasm` does not exist"),
         "{err}"
     );
+    // Loaded as built without building (`--no-build`, `nubo plan`), the
+    // hint must not claim the build ran.
+    assert!(err.contains("`nubo build` runs it"), "{err}");
+    assert!(!err.contains("ran but"), "{err}");
 }
 
 #[test]
