@@ -48,6 +48,8 @@ pub struct Node {
     pub(crate) addrs: std::sync::OnceLock<(String, String)>,
     pub(crate) started_ms: u64,
     state: PathBuf,
+    /// Held while the node lives: see [`lock_state`].
+    _lock: std::fs::File,
     sites: PathBuf,
     store: Mutex<Store>,
     pub(crate) apps: tokio::sync::Mutex<BTreeMap<String, LiveApp>>,
@@ -60,6 +62,11 @@ pub enum NodeError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "state dir {path} is in use by another node{}; stop it, or give this one its own --state DIR",
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    InUse { path: PathBuf, pid: Option<u32> },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -110,6 +117,44 @@ pub struct Changed {
     pub steps: Vec<Step>,
 }
 
+/// Takes the state dir for this process. Two nodes on one state dir
+/// would share its SQLite files: the second would wait on SQLite's lock
+/// and then fail with "database is locked", or worse, both would run the
+/// same queues and cron. The lock is the operating system's (`flock`),
+/// so a killed node leaves nothing to clean up; the file also says which
+/// process holds it.
+fn lock_state(state: &Path) -> Result<std::fs::File, NodeError> {
+    use std::io::{Read, Seek, Write};
+    let path = state.join("lock");
+    let io = |source| NodeError::State {
+        path: path.clone(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            return Err(NodeError::InUse {
+                path: state.to_path_buf(),
+                pid: text.trim().parse().ok(),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    writeln!(file, "{}", std::process::id()).map_err(io)?;
+    Ok(file)
+}
+
 impl Node {
     /// Opens (or creates) the state dir and brings back every app at its
     /// last applied revision. An app that cannot be loaded is logged and
@@ -120,6 +165,7 @@ impl Node {
             move |source| NodeError::State { path, source }
         };
         std::fs::create_dir_all(&opts.state).map_err(state_err(&opts.state))?;
+        let lock = lock_state(&opts.state)?;
         let token = match opts.token.clone() {
             Some(t) => t,
             None => crate::token::load_or_create(&opts.state).map_err(state_err(&opts.state))?,
@@ -243,6 +289,7 @@ impl Node {
             started_ms: crate::cluster::now_ms(),
             sites: opts.state.join("sites"),
             state: opts.state,
+            _lock: lock,
             store: Mutex::new(store),
             apps: tokio::sync::Mutex::new(BTreeMap::new()),
         });

@@ -335,7 +335,7 @@ async fn commit_loop(shared: Arc<Shared>) {
 /// runs: one turn, then more while each turn brings more calls, up to
 /// [`GATHER_TURNS`]. Under load, the requests that the last commit's
 /// answers woke arrive over a few turns; waiting for them made groups
-/// larger and raised queue throughput by 8% (medians 1.02-1.07x JetStream
+/// larger and raised queue throughput by 8% (medians 0.96-1.07x JetStream
 /// instead of 0.89-0.98x, docs/benchmarks.md) for 0.04 ms more at p50.
 /// A lone call waits two turns: one more than before.
 async fn gather(shared: &Shared) {

@@ -449,3 +449,40 @@ async fn stop_and_start_a_component_and_follow_its_logs() {
     assert_eq!(node.api("DELETE", "/v1/apps/logs", "").await.status, 200);
     assert_eq!(get(&node.url("/probe/echo")).await.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_node_on_a_state_dir_in_use_is_refused() {
+    let dir = state();
+    let first = NodeProc::start(dir.path(), &[]);
+    let out = common::nubo()
+        .arg("node")
+        .arg("--state")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let pid = first.child.id();
+    assert!(
+        err.contains(&format!("is in use by another node (pid {pid})")),
+        "{err}"
+    );
+    assert!(err.contains("--state DIR"), "{err}");
+    // The first node still answers, with its own token.
+    let auth = format!("Bearer {}", first.token());
+    let apps = format!("{}/v1/apps", first.control);
+    let reply = request("GET", &apps, &[("authorization", &auth)], b"").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    drop(first);
+    // A killed node leaves no lock behind.
+    let again = NodeProc::start(dir.path(), &[]);
+    let reply = request(
+        "GET",
+        &format!("{}/v1/apps", again.control),
+        &[("authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
