@@ -44,6 +44,11 @@ schedule = "* * * * * *"
 component = "probe"
 path = "/probe/kv-overlap?slow=1500"
 timezone = "Europe/Paris"
+
+[[cron]]
+schedule = "0 0 1 1 *"
+component = "probe"
+path = "/probe/kv-incr?yearly"
 "#,
     );
     let out = node.apply(&app);
@@ -74,7 +79,10 @@ timezone = "Europe/Paris"
         "{out}"
     );
     assert!(out.contains("last: ") && out.contains("ok (200)"), "{out}");
-    assert_eq!(out.matches("next: ").count(), 2, "{out}");
+    assert_eq!(out.matches("next: ").count(), 3, "{out}");
+    // An entry that has not run yet says so, not the time it was applied.
+    let yearly = out.split("\"0 0 1 1 *\"").nth(1).unwrap_or_default();
+    assert!(yearly.contains("last: never"), "{out}");
 
     // Removing the schedules stops them.
     let plain = cron_app("");

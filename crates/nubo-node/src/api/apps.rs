@@ -349,7 +349,12 @@ pub(crate) async fn cron(State(node): Node_, Path(app): Path<String>) -> Respons
                 path: c.path.clone(),
                 missed: c.missed,
                 next,
-                last_run: node.cron.last_run(&app, &crate::cron::entry_id(c)),
+                // "scheduled" only marks when the node first saw the
+                // entry (the start for missed runs); nothing ran yet.
+                last_run: node
+                    .cron
+                    .last_run(&app, &crate::cron::entry_id(c))
+                    .filter(|l| l.status != "scheduled"),
             }
         })
         .collect();
