@@ -144,8 +144,19 @@ async fn nubo_kv_reads_and_writes_a_store() {
     assert_eq!(out, "a/b:c\nfrom-guest\n");
     let (_, out, _) = node.cli(&["kv", "ls", "cli", "--prefix", "from"], &[]);
     assert_eq!(out, "from-guest\n");
-    let (code, _, _) = node.cli(&["kv", "del", "cli", "a/b:c"], &[]);
+    let (code, _, err) = node.cli(&["kv", "del", "cli", "a/b:c"], &[]);
     assert_eq!(code, 0);
+    assert!(
+        err.contains("deleted `a/b:c` from store `default`"),
+        "{err}"
+    );
+    // Again: still success (as Redis' DEL), and it says there was none.
+    let (code, _, err) = node.cli(&["kv", "del", "cli", "a/b:c"], &[]);
+    assert_eq!(code, 0);
+    assert!(
+        err.contains("no key `a/b:c` in store `default`: nothing to delete"),
+        "{err}"
+    );
     let (code, _, err) = node.cli(&["kv", "get", "cli", "a/b:c"], &[]);
     assert_eq!(code, 1);
     assert!(

@@ -138,8 +138,16 @@ pub(crate) async fn delete(
     if let Err(r) = declared(&node, &ns.app, Declared::Store, &ns.store).await {
         return r;
     }
+    // Deleting a missing key succeeds, as in wasi:keyvalue and Redis;
+    // `deleted` says whether there was one (for the CLI's message; a
+    // write racing this call may make it stale, never wrong about the
+    // key being gone now).
+    let existed = match node.kv.exists(&ns, &key).await {
+        Ok(e) => e,
+        Err(e) => return kv_error(e),
+    };
     match node.kv.delete(&ns, &key).await {
-        Ok(()) => axum::Json(serde_json::json!({ "key": key, "deleted": true })).into_response(),
+        Ok(()) => axum::Json(serde_json::json!({ "key": key, "deleted": existed })).into_response(),
         Err(e) => kv_error(e),
     }
 }

@@ -40,7 +40,7 @@ pub enum Cmd {
         #[arg(long)]
         ttl: Option<u64>,
     },
-    /// Delete a key.
+    /// Delete a key; a missing key is not an error (it says so).
     Del {
         app: String,
         key: String,
@@ -150,6 +150,16 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
             .to_bytes();
         if !status.is_success() {
             return Err(api_error(status, &bytes));
+        }
+        if let Cmd::Del { key, store, .. } = &args.command {
+            let deleted = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("deleted").and_then(|d| d.as_bool()));
+            if deleted == Some(false) {
+                eprintln!("no key `{key}` in store `{store}`: nothing to delete");
+            } else {
+                eprintln!("deleted `{key}` from store `{store}`");
+            }
         }
         if let Cmd::Get { .. } = args.command {
             let mut out = std::io::stdout();
