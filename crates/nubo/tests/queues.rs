@@ -151,7 +151,7 @@ async fn delivered_retried_and_dead_lettered() {
     let (_, dead, _) = node.cli(&["queue", "dead", "q", "bad"], &[]);
     assert!(
         dead.contains("attempts 3")
-            && dead.contains("doomed")
+            && dead.contains("body \"doomed")
             && dead.contains("last error: HTTP 500"),
         "{dead}"
     );

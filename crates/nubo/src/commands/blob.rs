@@ -32,7 +32,9 @@ pub struct Args {
 pub enum Cmd {
     /// Without CONTAINER, the app's containers; with it, its objects.
     Ls {
+        /// The app's name (`nubo ps` lists them).
         app: String,
+        /// A container the app declares in `blob_containers`.
         container: Option<String>,
         /// Only objects whose names start with this.
         #[arg(long, default_value = "")]
@@ -40,16 +42,23 @@ pub enum Cmd {
     },
     /// Download an object to stdout, or to a file with -o.
     Get {
+        /// The app's name (`nubo ps` lists them).
         app: String,
+        /// A container the app declares in `blob_containers`.
         container: String,
+        /// The object's name.
         name: String,
+        /// Write the object to this file instead of stdout.
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
     /// Upload a file (`-`: stdin) as an object, replacing any of that name.
     Put {
+        /// The app's name (`nubo ps` lists them).
         app: String,
+        /// A container the app declares in `blob_containers`.
         container: String,
+        /// The file to upload; `-` reads stdin (then --as NAME is needed).
         file: PathBuf,
         /// Object name; default: the file's name.
         #[arg(long = "as")]
@@ -60,8 +69,11 @@ pub enum Cmd {
     },
     /// Delete an object.
     Rm {
+        /// The app's name (`nubo ps` lists them).
         app: String,
+        /// A container the app declares in `blob_containers`.
         container: String,
+        /// The object's name.
         name: String,
     },
 }

@@ -17,7 +17,10 @@ pub struct Args {
 #[derive(clap::Subcommand)]
 pub enum Cmd {
     /// List schedules with their next three run times (UTC) and last run.
-    Ls { app: String },
+    Ls {
+        /// The app's name (`nubo ps` lists them).
+        app: String,
+    },
 }
 
 #[derive(serde::Deserialize)]

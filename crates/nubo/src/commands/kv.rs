@@ -24,16 +24,23 @@ pub struct Args {
 pub enum Cmd {
     /// Print a value (raw bytes to stdout).
     Get {
+        /// The app's name (`nubo ps` lists them).
         app: String,
+        /// The key: 1 to 1024 bytes.
         key: String,
+        /// A store the app declares in `key_value_stores`.
         #[arg(long, default_value = "default")]
         store: String,
     },
     /// Set a value; `-` reads it from stdin.
     Set {
+        /// The app's name (`nubo ps` lists them).
         app: String,
+        /// The key: 1 to 1024 bytes.
         key: String,
+        /// The value; `-` reads it from stdin.
         value: String,
+        /// A store the app declares in `key_value_stores`.
         #[arg(long, default_value = "default")]
         store: String,
         /// Expire the key after this many seconds.
@@ -42,14 +49,19 @@ pub enum Cmd {
     },
     /// Delete a key; a missing key is not an error (it says so).
     Del {
+        /// The app's name (`nubo ps` lists them).
         app: String,
+        /// The key: 1 to 1024 bytes.
         key: String,
+        /// A store the app declares in `key_value_stores`.
         #[arg(long, default_value = "default")]
         store: String,
     },
     /// List keys, in byte order.
     Ls {
+        /// The app's name (`nubo ps` lists them).
         app: String,
+        /// A store the app declares in `key_value_stores`.
         #[arg(long, default_value = "default")]
         store: String,
         /// Only keys starting with this.

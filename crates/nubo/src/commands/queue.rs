@@ -20,27 +20,44 @@ pub struct Args {
 #[derive(clap::Subcommand)]
 pub enum Cmd {
     /// Every queue of the app with its consumer and counts.
-    Ls { app: String },
+    Ls {
+        /// The app's name (`nubo ps` lists them).
+        app: String,
+    },
     /// One queue's counts: ready, in flight, dead.
-    Stats { app: String, queue: String },
+    Stats {
+        /// The app's name (`nubo ps` lists them).
+        app: String,
+        /// A queue the app declares as `[queue.NAME]`.
+        queue: String,
+    },
     /// The oldest waiting messages, without taking them.
     Peek {
+        /// The app's name (`nubo ps` lists them).
         app: String,
+        /// A queue the app declares as `[queue.NAME]`.
         queue: String,
+        /// How many messages to show.
         #[arg(short, default_value_t = 10)]
         n: usize,
     },
     /// Messages that failed `max_attempts` times.
     Dead {
+        /// The app's name (`nubo ps` lists them).
         app: String,
+        /// A queue the app declares as `[queue.NAME]`.
         queue: String,
+        /// How many messages to show.
         #[arg(short, default_value_t = 10)]
         n: usize,
     },
     /// Delete the waiting messages (or, with --dead, the dead ones).
     Purge {
+        /// The app's name (`nubo ps` lists them).
         app: String,
+        /// A queue the app declares as `[queue.NAME]`.
         queue: String,
+        /// Delete the dead-letter messages instead of the waiting ones.
         #[arg(long)]
         dead: bool,
     },
@@ -124,7 +141,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
                         .map(|e| format!("  last error: {e}"))
                         .unwrap_or_default();
                     println!(
-                        "#{}  attempts {}  {} B  {}{err}",
+                        "#{}  attempts {}  {} B  body \"{}\"{err}",
                         m.id,
                         m.attempts,
                         m.size,

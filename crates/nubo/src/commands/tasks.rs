@@ -21,6 +21,7 @@ pub struct Args {
 pub enum Cmd {
     /// Counts by state, then the most recent tasks, newest first.
     Ls {
+        /// The app's name (`nubo ps` lists them).
         app: String,
         /// Only tasks in this state: queued, running, waiting, done,
         /// failed or cancelled.
@@ -31,9 +32,19 @@ pub enum Cmd {
         n: usize,
     },
     /// One task: its state, attempts, and result or error.
-    Show { app: String, id: String },
+    Show {
+        /// The app's name (`nubo ps` lists them).
+        app: String,
+        /// The task's id (`nubo tasks ls` shows them).
+        id: String,
+    },
     /// Cancel a task and every unfinished task it started.
-    Cancel { app: String, id: String },
+    Cancel {
+        /// The app's name (`nubo ps` lists them).
+        app: String,
+        /// The task's id (`nubo tasks ls` shows them).
+        id: String,
+    },
 }
 
 const STATES: [&str; 6] = [
