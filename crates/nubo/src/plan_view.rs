@@ -213,6 +213,7 @@ pub fn render(
                         Some(o) if o != q => {
                             n.change += 1;
                             lines.push(format!("  {} {line}", yellow("~")));
+                            lines.push(format!("      {}", queue_changes(o, q)));
                         }
                         Some(_) => {}
                     }
@@ -317,4 +318,43 @@ pub fn print(
     }
     println!("{}", summary(&counts));
     (true, counts)
+}
+
+/// What a queue change changes, old value first, as "concurrency 4 → 16,
+/// batch_size 1 → 100".
+fn queue_changes(old: &nubo_manifest::QueueSpec, new: &nubo_manifest::QueueSpec) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut field = |name: &str, a: String, b: String| {
+        if a != b {
+            out.push(format!("{name} {a} → {b}"));
+        }
+    };
+    field("consumer", old.consumer.clone(), new.consumer.clone());
+    field("path", old.path.clone(), new.path.clone());
+    field(
+        "concurrency",
+        old.concurrency.to_string(),
+        new.concurrency.to_string(),
+    );
+    field(
+        "max_attempts",
+        old.max_attempts.to_string(),
+        new.max_attempts.to_string(),
+    );
+    field(
+        "visibility_timeout_ms",
+        old.visibility_timeout_ms.to_string(),
+        new.visibility_timeout_ms.to_string(),
+    );
+    field(
+        "backoff_ms",
+        old.backoff_ms.to_string(),
+        new.backoff_ms.to_string(),
+    );
+    field(
+        "batch_size",
+        old.batch_size.to_string(),
+        new.batch_size.to_string(),
+    );
+    out.join(", ")
 }

@@ -192,6 +192,19 @@ async fn delivered_retried_and_dead_lettered() {
     );
     let r = get(&node.url("/probe/q-pub?nope=x")).await;
     assert!(r.text().contains("access denied"), "{}", r.text());
+
+    // A changed queue's plan says what changes, from what.
+    let toml = std::fs::read_to_string(app.path().join("nubo.toml")).unwrap();
+    app.write(
+        "nubo.toml",
+        toml.replace("concurrency = 4\n", "concurrency = 8\nbatch_size = 10\n"),
+    );
+    let (code, out, err) = node.cli(&["plan", app.path().to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "2: there are changes; {out}{err}");
+    assert!(
+        out.contains("~ queue jobs") && out.contains("concurrency 4 → 8, batch_size 1 → 10"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
