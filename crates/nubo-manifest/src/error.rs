@@ -92,15 +92,11 @@ impl<'a> Reporter<'a> {
         });
     }
 
-    /// `nubo.toml:L:C`, for messages that refer to another place in the file.
+    /// `PATH:L:C`, for messages that refer to another place in the file:
+    /// the same path as the diagnostic's own, so both open in an editor.
     pub(crate) fn location(&self, span: Range<usize>) -> String {
         let (line, col) = line_col(self.text, span.start);
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| self.path.display().to_string());
-        format!("{name}:{line}:{col}")
+        format!("{}:{line}:{col}", self.path.display())
     }
 
     pub(crate) fn finish(self) -> Result<(), ManifestError> {
@@ -127,6 +123,64 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
         .unwrap_or(0)
         + 1;
     (line, col)
+}
+
+pub(crate) const DOCS_HINT: &str = "see docs/nubo-toml.md for every key nubo.toml accepts";
+
+/// A file the TOML parser or serde refused: its message, reworded where
+/// it speaks Rust ("expected i64") or leaves out what it means
+/// ("duplicate key" without the key), and a hint.
+pub(crate) fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ManifestError {
+    let span = e.span();
+    let (line, col) = span
+        .clone()
+        .map(|s| line_col(text, s.start))
+        .unwrap_or((0, 0));
+    let mut message = plain_types(e.message().trim());
+    if message == "duplicate key"
+        && let Some(key) = span.and_then(|s| text.get(s)).map(|k| k.trim())
+        && !key.is_empty()
+    {
+        message = format!("duplicate key `{}`", key.trim_matches('"'));
+    }
+    let hint = if message.contains("unknown field") {
+        Some(format!("check the spelling; {DOCS_HINT}"))
+    } else if message.contains("missing field") {
+        Some(DOCS_HINT.to_string())
+    } else if message.starts_with("invalid type") {
+        Some(format!("the value has the wrong type; {DOCS_HINT}"))
+    } else if message.starts_with("duplicate key") {
+        Some("each key may appear once in a table; remove or rename one".to_string())
+    } else {
+        None
+    };
+    ManifestError {
+        path: path.to_path_buf(),
+        diagnostics: vec![Diagnostic {
+            line,
+            col,
+            message,
+            hint,
+        }],
+    }
+}
+
+/// serde names the Rust type it wanted; a nubo.toml author wants the
+/// TOML one.
+fn plain_types(message: &str) -> String {
+    let Some((head, wanted)) = message.rsplit_once(", expected ") else {
+        return message.to_string();
+    };
+    let plain = match wanted {
+        "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64" | "usize" => "an integer",
+        "f32" | "f64" => "a number",
+        "a boolean" | "bool" => "true or false",
+        "a string" | "a borrowed string" => "a string in quotes",
+        "a sequence" => "an array, as [\"a\", \"b\"]",
+        "a map" => "a table",
+        other => other,
+    };
+    format!("{head}, expected {plain}")
 }
 
 #[cfg(test)]

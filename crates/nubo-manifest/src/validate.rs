@@ -1,20 +1,17 @@
 //! From raw TOML to a trusted [`AppSpec`], collecting every problem.
 
-use crate::error::{Reporter, line_col};
+use crate::error::{Reporter, parse_error};
 use crate::raw::{RawComponent, RawManifest, S};
 use crate::spec::{
     AppSpec, BuildSpec, ComponentSpec, CronSpec, Limits, Missed, RouteSpec, RouteTarget,
 };
 use crate::template::{self, Part};
 use crate::{
-    Diagnostic, ManifestError, OutboundRule, RoutePattern, Stage, VariableSource, is_name,
-    is_variable_name,
+    ManifestError, OutboundRule, RoutePattern, Stage, VariableSource, is_name, is_variable_name,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-
-const DOCS_HINT: &str = "see docs/nubo-toml.md for every key nubo.toml accepts";
 
 pub(crate) fn validate(
     path: &Path,
@@ -87,27 +84,27 @@ pub(crate) fn validate(
     })
 }
 
-fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ManifestError {
-    let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
-    let message = e.message().trim().to_string();
-    let hint = if message.contains("unknown field") {
-        Some(format!("check the spelling; {DOCS_HINT}"))
-    } else if message.contains("missing field") {
-        Some(DOCS_HINT.to_string())
-    } else if message.starts_with("invalid type") {
-        Some(format!("the value has the wrong type; {DOCS_HINT}"))
-    } else {
-        None
-    };
-    ManifestError {
-        path: path.to_path_buf(),
-        diagnostics: vec![Diagnostic {
-            line,
-            col,
-            message,
-            hint,
-        }],
+/// What is wrong with a source file whose first eight bytes already
+/// show it is no component, so that `nubo check` points at `source`;
+/// anything subtler is left to the runtime's full check when it loads.
+fn not_a_component(path: &Path) -> Option<(&'static str, &'static str)> {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    let mut f = std::fs::File::open(path).ok()?;
+    let n = f.read(&mut head).ok()?;
+    if n < 8 || &head[..4] != b"\0asm" {
+        return Some((
+            "is not WebAssembly (it does not start with `\\0asm`)",
+            "point `source` at the .wasm file the build writes, such as target/wasm32-wasip2/release/NAME.wasm",
+        ));
     }
+    if head[4..] == [1, 0, 0, 0] {
+        return Some((
+            "is a core WebAssembly module, not a component",
+            "build for `wasm32-wasip2` (a component), or wrap the module with `wasm-tools component new`",
+        ));
+    }
+    None
 }
 
 /// Values of declared variables: from the source if set, else the default.
@@ -218,6 +215,12 @@ fn component(
                 "component source `{}` does not exist",
                 comp.source.get_ref()
             ),
+            hint,
+        );
+    } else if must_exist && let Some((problem, hint)) = not_a_component(&source) {
+        r.error_hint(
+            comp.source.span(),
+            format!("component source `{}` {problem}", comp.source.get_ref()),
             hint,
         );
     }

@@ -8,7 +8,7 @@ use std::path::Path;
 fn check(text: &str) -> Result<nubo_manifest::AppSpec, String> {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("public")).unwrap();
-    std::fs::write(dir.path().join("web.wasm"), b"").unwrap();
+    std::fs::write(dir.path().join("web.wasm"), b"\0asm\x0d\0\x01\0").unwrap();
     let path = dir.path().join("nubo.toml");
     std::fs::write(&path, text).unwrap();
     let vars = |name: &str| (name == "api_key").then(|| "k3y".to_string());
@@ -76,9 +76,19 @@ fn wrong_type() {
     let text = GOOD.replace("memory_mb = 64", "memory_mb = \"64\"");
     let err = check(&text).unwrap_err();
     assert!(
-        err.starts_with("nubo.toml:13:24: invalid type: string \"64\", expected i64"),
+        err.starts_with("nubo.toml:13:24: invalid type: string \"64\", expected an integer"),
         "{err}"
     );
+}
+
+#[test]
+fn a_duplicate_key_is_named() {
+    let err = check("[app]\nname = \"a\"\nname = \"b\"\n").unwrap_err();
+    assert!(
+        err.starts_with("nubo.toml:3:1: duplicate key `name`"),
+        "{err}"
+    );
+    assert!(err.contains("hint: each key may appear once"), "{err}");
 }
 
 #[test]
