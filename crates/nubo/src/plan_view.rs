@@ -321,40 +321,26 @@ pub fn print(
 }
 
 /// What a queue change changes, old value first, as "concurrency 4 → 16,
-/// batch_size 1 → 100".
+/// batch_size 1 → 100", in the spec's order, by each setting's nubo.toml
+/// name.
 fn queue_changes(old: &nubo_manifest::QueueSpec, new: &nubo_manifest::QueueSpec) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut field = |name: &str, a: String, b: String| {
-        if a != b {
-            out.push(format!("{name} {a} → {b}"));
-        }
-    };
-    field("consumer", old.consumer.clone(), new.consumer.clone());
-    field("path", old.path.clone(), new.path.clone());
-    field(
-        "concurrency",
-        old.concurrency.to_string(),
-        new.concurrency.to_string(),
-    );
-    field(
-        "max_attempts",
-        old.max_attempts.to_string(),
-        new.max_attempts.to_string(),
-    );
-    field(
-        "visibility_timeout_ms",
-        old.visibility_timeout_ms.to_string(),
-        new.visibility_timeout_ms.to_string(),
-    );
-    field(
-        "backoff_ms",
-        old.backoff_ms.to_string(),
-        new.backoff_ms.to_string(),
-    );
-    field(
-        "batch_size",
-        old.batch_size.to_string(),
-        new.batch_size.to_string(),
-    );
-    out.join(", ")
+    macro_rules! settings {
+        ($($f:ident),*) => {
+            [$((stringify!($f), old.$f.to_string(), new.$f.to_string())),*]
+        };
+    }
+    settings!(
+        consumer,
+        path,
+        concurrency,
+        max_attempts,
+        visibility_timeout_ms,
+        backoff_ms,
+        batch_size
+    )
+    .into_iter()
+    .filter(|(_, a, b)| a != b)
+    .map(|(name, a, b)| format!("{name} {a} → {b}"))
+    .collect::<Vec<_>>()
+    .join(", ")
 }

@@ -106,12 +106,8 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
             "container names are lower-case letters, digits, `-` and `_`, as in blob_containers",
         ));
     }
-    let name = match &args.command {
-        Cmd::Get { name, .. } | Cmd::Rm { name, .. } => Some(name),
-        Cmd::Put { name, .. } => name.as_ref(),
-        Cmd::Ls { .. } => None,
-    };
-    if let Some(name) = name {
+    // `put` checks its name once it knows it (it may come from the file).
+    if let Cmd::Get { name, .. } | Cmd::Rm { name, .. } = &args.command {
         check_name(name)?;
     }
     let client = args.node.connect(None)?;
@@ -147,7 +143,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
                 let mut cursor: Option<String> = None;
                 loop {
                     let mut path = format!(
-                        "/v1/apps/{}/blobs/{container}?limit=1&prefix={}",
+                        "/v1/apps/{}/blobs/{container}?prefix={}",
                         enc(&app),
                         enc(&prefix)
                     );
