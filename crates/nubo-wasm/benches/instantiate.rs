@@ -8,8 +8,15 @@
 //! runs it, through the component's task export, and as `POST /noop`, the
 //! way a component without the export runs it.
 //!
+//! Beside `hello/pooling` run its baseline, `bare/hello`: the same
+//! component on the same engine served with wasmtime-wasi-http alone
+//! (`bare.rs`), and `bare/instantiate-drop`, a store and instance made and
+//! dropped with no request, the floor a fresh instance per request cannot
+//! go under.
+//!
 //! Run: `cargo bench -p nubo-wasm --bench instantiate`
 
+mod bare;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -36,12 +43,7 @@ async fn one_request(component: &HttpComponent, task: bool) -> usize {
     }
     let req = req.body(body).expect("request");
     let resp = component.handle(req, "bench").await.expect("response");
-    resp.into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes()
-        .len()
+    bare::body_len(resp).await
 }
 
 fn bench(c: &mut Criterion) {
@@ -60,6 +62,15 @@ fn bench(c: &mut Criterion) {
             b.to_async(&rt).iter(|| one_request(&component, task))
         });
     }
+    let (runtime, _) = load(true, "hello");
+    let pre = bare::load(runtime.engine(), &support::component("hello"));
+    assert!(rt.block_on(bare::one_request(&pre)) > 0);
+    group.bench_function("bare/hello", |b| {
+        b.to_async(&rt).iter(|| bare::one_request(&pre))
+    });
+    group.bench_function("bare/instantiate-drop", |b| {
+        b.to_async(&rt).iter(|| bare::instantiate_drop(&pre))
+    });
     let (_runtime, tasker) = load(true, "tasker");
     let hooks: std::sync::Arc<dyn nubo_tasks::WaitHooks> = std::sync::Arc::new(NoHooks);
     group.bench_function("task-noop/export", |b| {
