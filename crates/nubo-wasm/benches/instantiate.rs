@@ -62,7 +62,8 @@ fn bench(c: &mut Criterion) {
             b.to_async(&rt).iter(|| one_request(&component, task))
         });
     }
-    let (runtime, _) = load(true, "hello");
+    // A runtime only for its engine: Nubo's settings, no component loaded.
+    let runtime = nubo_wasm::Runtime::new(nubo_wasm::RuntimeOptions::default()).expect("runtime");
     let pre = bare::load(runtime.engine(), &support::component("hello"));
     assert!(rt.block_on(bare::one_request(&pre)) > 0);
     group.bench_function("bare/hello", |b| {
