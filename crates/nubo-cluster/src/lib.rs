@@ -312,6 +312,9 @@ fn transient(message: &str) -> bool {
         "not available",
         "unavailable",
         "no leader",
+        // A cluster still forming: not every server has joined JetStream
+        // yet, so a replicated stream cannot be placed (error code 10005).
+        "no suitable peers",
     ]
     .iter()
     .any(|s| m.contains(s))
@@ -405,7 +408,7 @@ pub fn untoken(token: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{token, untoken};
+    use super::{token, transient, untoken};
 
     #[test]
     fn tokens_never_collide_with_names() {
@@ -416,5 +419,18 @@ mod tests {
         for name in ["chat", "a.b", "_61", "ünï code", ""] {
             assert_eq!(untoken(&token(name)).as_deref(), Some(name));
         }
+    }
+
+    #[test]
+    fn a_forming_cluster_is_waited_for_and_a_refusal_is_not() {
+        // As nats-server words them (2.9.10, Debian's).
+        let forming =
+            "jetstream error: no suitable peers for placement (code 400, error code 10005)";
+        assert!(transient(forming));
+        assert!(transient(
+            "jetstream error: JetStream system temporarily unavailable"
+        ));
+        let refused = "jetstream error: stream name already in use with a different configuration (code 400, error code 10058)";
+        assert!(!transient(refused));
     }
 }
