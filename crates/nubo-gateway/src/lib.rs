@@ -7,6 +7,8 @@
 //! component does.
 
 mod body;
+mod edge;
+mod listener;
 mod mounts;
 mod router;
 mod server;
@@ -14,8 +16,13 @@ mod sockets;
 mod static_files;
 
 pub use body::{Body, BoxError};
+pub use edge::INTERNAL_DOMAIN;
+pub use listener::{
+    BodyError, ConnLimits, MIN_BODY_RATE, SHUTDOWN_GRACE, TimedBody, TimedRequest,
+    serve_connections,
+};
 pub use mounts::{Mount, Mounts};
 pub use router::{Publish, Router, Target};
-pub use server::{Gateway, SHUTDOWN_GRACE, serve};
+pub use server::{Gateway, serve};
 pub use sockets::Feed;
 pub use static_files::StaticDir;

@@ -6,25 +6,21 @@
 //! component's failure to the status a client can act on.
 
 use crate::body::{Body, BoxError, full};
+use crate::edge;
+use crate::listener::{ConnLimits, TimedRequest, serve_connections};
 use crate::mounts::Mounts;
 use crate::router::Target;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header};
+use http::{HeaderName, HeaderValue, Response, StatusCode, Uri, header};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use nubo_wasm::HandleError;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
 use tokio::net::TcpListener;
 
 /// Header names the gateway sets on every request, parsed once: a name
@@ -34,22 +30,34 @@ const NUBO_BASE_PATH: HeaderName = HeaderName::from_static("nubo-base-path");
 const NUBO_MATCHED_ROUTE: HeaderName = HeaderName::from_static("nubo-matched-route");
 const NUBO_PATH_INFO: HeaderName = HeaderName::from_static("nubo-path-info");
 
-/// How long in-flight requests may take to finish after shutdown begins.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
 /// Routes requests to the current [`Mounts`], which can be replaced while
 /// serving (in-flight requests keep the apps they started with).
 pub struct Gateway {
     mounts: ArcSwap<Mounts>,
     ids: RequestIds,
+    /// False while the node is still loading the apps it should serve: a
+    /// request no loaded app answers then gets `503`, not a final `404`.
+    ready: AtomicBool,
 }
 
 impl Gateway {
+    /// A gateway that serves `mounts` and is ready.
     pub fn new(mounts: Mounts) -> Arc<Self> {
         Arc::new(Self {
             mounts: ArcSwap::from_pointee(mounts),
             ids: RequestIds::new(),
+            ready: AtomicBool::new(true),
         })
+    }
+
+    /// Whether every app the node should serve is loaded.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Marks the node as loaded (or, with `false`, as still starting).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
     }
 
     pub fn mounts(&self) -> Arc<Mounts> {
@@ -62,30 +70,35 @@ impl Gateway {
     }
 
     /// Handles one request; never fails, every problem becomes a response.
-    pub async fn handle(&self, req: Request<Incoming>, local: SocketAddr) -> Response<Body> {
+    pub async fn handle(&self, mut req: TimedRequest, local: SocketAddr) -> Response<Body> {
         let started = Instant::now();
         let id = self.ids.next();
         let id_header = HeaderValue::from_str(&id).ok();
+        edge::strip_reserved(req.headers_mut());
         let method = req.method().clone();
         // A clone of the URI shares its bytes; the path is kept for the
         // access log after the request has moved on.
         let uri = req.uri().clone();
         let path = uri.path();
         let mounts = self.mounts.load_full();
-        let found = {
-            let host = req
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .or_else(|| uri.host());
-            mounts.find(host, path)
+        let found = match edge::authority(&req) {
+            Some(a) if edge::is_internal(a) => Err(text(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{} is the node's own domain: no client request may use it\n",
+                    edge::INTERNAL_DOMAIN
+                ),
+            )),
+            host => mounts.find(host, path).ok_or_else(|| self.unrouted(path)),
         };
-        let Some((mount, app_path)) = found else {
-            let mut r = text(StatusCode::NOT_FOUND, format!("no app serves {path}\n"));
-            if let Some(v) = id_header {
-                r.headers_mut().insert(X_REQUEST_ID, v);
+        let (mount, app_path) = match found {
+            Ok(found) => found,
+            Err(mut r) => {
+                if let Some(v) = id_header {
+                    r.headers_mut().insert(X_REQUEST_ID, v);
+                }
+                return r;
             }
-            return r;
         };
         let router = mount.router.clone();
         let base = mount.base.clone();
@@ -128,16 +141,33 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// The answer to a request no loaded app serves: final once the node
+    /// is ready, "try again" while it is still loading its apps.
+    fn unrouted(&self, path: &str) -> Response<Body> {
+        if self.is_ready() {
+            return text(StatusCode::NOT_FOUND, format!("no app serves {path}\n"));
+        }
+        let mut r = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node is starting: its apps are still loading\n".into(),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        r
+    }
+}
+
 /// Gives the request an absolute URI (wasi:http needs an authority) and
 /// tells the guest which route matched, like Spin's `spin-path-info`.
 fn prepare(
-    mut req: Request<Incoming>,
+    mut req: TimedRequest,
     local: SocketAddr,
     base: &str,
     route: &nubo_manifest::RoutePattern,
     rest: &str,
     id: Option<HeaderValue>,
-) -> Request<Incoming> {
+) -> TimedRequest {
     if req.uri().authority().is_none() {
         let authority = req
             .headers()
@@ -154,10 +184,8 @@ fn prepare(
             *req.uri_mut() = uri;
         }
     }
+    // Every client `nubo-` header is gone already ([`edge`]).
     let h = req.headers_mut();
-    h.remove(NUBO_MATCHED_ROUTE);
-    h.remove(NUBO_PATH_INFO);
-    h.remove(NUBO_BASE_PATH);
     if let Ok(v) = HeaderValue::from_str(base) {
         h.insert(NUBO_BASE_PATH, v);
     }
@@ -177,7 +205,7 @@ fn prepare(
 /// Largest body a queue route accepts, as for `publish` from a guest.
 const MAX_MESSAGE: usize = 1 << 20;
 
-async fn publish(q: &dyn crate::router::Publish, req: Request<Incoming>) -> Response<Body> {
+async fn publish(q: &dyn crate::router::Publish, req: TimedRequest) -> Response<Body> {
     if req.method() != http::Method::POST && req.method() != http::Method::PUT {
         let mut r = text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -203,6 +231,14 @@ async fn publish(q: &dyn crate::router::Publish, req: Request<Incoming>) -> Resp
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("a message may be at most {MAX_MESSAGE} bytes\n"),
             );
+        }
+        Err(e)
+            if matches!(
+                e.downcast_ref::<crate::listener::BodyError>(),
+                Some(crate::listener::BodyError::TooSlow(_))
+            ) =>
+        {
+            return text(StatusCode::REQUEST_TIMEOUT, format!("{e}\n"));
         }
         Err(e) => {
             return text(
@@ -262,56 +298,20 @@ pub(crate) fn text(status: StatusCode, body: String) -> Response<Body> {
     r
 }
 
-/// Serves until `shutdown` resolves, then stops accepting and waits up to
-/// [`SHUTDOWN_GRACE`] for in-flight requests to finish.
+/// Serves apps on `listener` until `shutdown` resolves, then stops
+/// accepting and waits up to [`crate::SHUTDOWN_GRACE`] for in-flight requests.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
+    limits: ConnLimits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, _peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Usually EMFILE: back off instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
+    let service = move |req: TimedRequest| {
         let gw = gateway.clone();
-        let service = service_fn(move |req| {
-            let gw = gw.clone();
-            async move { Ok::<_, Infallible>(gw.handle(req, local).await) }
-        });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("connection ended: {e}");
-            }
-        });
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
-            tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}");
-        }
-    }
-    Ok(())
+        async move { gw.handle(req, local).await }
+    };
+    serve_connections(listener, limits, service, shutdown).await
 }
 
 /// Request ids: unique per node run, short enough to read in a log.

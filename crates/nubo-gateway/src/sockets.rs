@@ -11,9 +11,9 @@
 use crate::body::{Body, BoxError};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::pin::Pin;
@@ -29,6 +29,11 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 pub trait Feed: Send + Sync {
     /// One receiver per topic of the route.
     fn subscribe(&self) -> Vec<broadcast::Receiver<Bytes>>;
+    /// Browser origins (`https://host[:port]`, or `*`) that may open a
+    /// WebSocket besides pages of the host the request is addressed to.
+    fn origins(&self) -> &[String] {
+        &[]
+    }
     /// A message a browser sent on a WebSocket.
     fn inbound(&self, message: Bytes) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 }
@@ -49,17 +54,7 @@ fn merged(
 /// 15 s so that proxies keep the connection.
 pub(crate) fn sse(feed: &dyn Feed) -> Response<Body> {
     let events = merged(feed).map(|m| match m {
-        Ok(b) => {
-            let text = String::from_utf8_lossy(&b);
-            let mut out = String::new();
-            for line in text.split('\n') {
-                out.push_str("data: ");
-                out.push_str(line.trim_end_matches('\r'));
-                out.push('\n');
-            }
-            out.push('\n');
-            Bytes::from(out)
-        }
+        Ok(b) => sse_event(&b),
         Err(n) => Bytes::from(format!(
             ": skipped {n} messages (this client fell behind)\n\n"
         )),
@@ -81,8 +76,57 @@ pub(crate) fn sse(feed: &dyn Feed) -> Response<Body> {
     r
 }
 
+/// One `data:` event carrying `message`. SSE ends a line at `\r\n`, `\n`
+/// or a lone `\r`, so each of them starts a new `data:` line: a message
+/// can never end the event early or add a field (`event:`, `id:`,
+/// `retry:`) of its own.
+fn sse_event(message: &[u8]) -> Bytes {
+    let text = String::from_utf8_lossy(message);
+    let mut out = String::with_capacity(text.len() + 16);
+    for line in text.split("\r\n").flat_map(|l| l.split(['\r', '\n'])) {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+    Bytes::from(out)
+}
+
+/// Whether a browser page at `origin` may open this WebSocket: always a
+/// page of the host the request is addressed to, plus the route's
+/// `origins`. A client that sends no `Origin` is no browser, and no page
+/// can borrow a visitor's cookies through it, so it is let in.
+fn origin_allowed(origin: Option<&str>, authority: Option<&str>, allowed: &[String]) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    let origin = origin.to_ascii_lowercase();
+    if allowed.iter().any(|a| a == "*" || *a == origin) {
+        return true;
+    }
+    let host = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    match (host, authority) {
+        (Some(h), Some(a)) => h.eq_ignore_ascii_case(a) || same_host_default_port(&origin, a),
+        _ => false,
+    }
+}
+
+/// `https://example.com` against `example.com:443` and the like.
+fn same_host_default_port(origin: &str, authority: &str) -> bool {
+    let (scheme_port, host) = match origin.split_once("://") {
+        Some(("https", h)) => ("443", h),
+        Some(("http", h)) => ("80", h),
+        _ => return false,
+    };
+    authority
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| p == scheme_port && h.eq_ignore_ascii_case(host))
+}
+
 /// Answers the upgrade and runs the socket on its own task.
-pub(crate) fn websocket(feed: Arc<dyn Feed>, req: Request<Incoming>) -> Response<Body> {
+pub(crate) fn websocket(feed: Arc<dyn Feed>, req: crate::listener::TimedRequest) -> Response<Body> {
     let h = req.headers();
     let is_upgrade = h
         .get(header::UPGRADE)
@@ -98,6 +142,18 @@ pub(crate) fn websocket(feed: Arc<dyn Feed>, req: Request<Incoming>) -> Response
             "this route is a WebSocket: connect with a WebSocket client (version 13)\n".into(),
         );
     };
+    let origin = h.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if !origin_allowed(origin, crate::edge::authority(&req), feed.origins()) {
+        tracing::warn!(
+            target: "nubo::http",
+            origin = origin.unwrap_or_default(),
+            "websocket refused: its page's origin is not allowed"
+        );
+        return crate::server::text(
+            StatusCode::FORBIDDEN,
+            "this WebSocket does not accept pages from your origin (see `origins` on [[websocket]])\n".into(),
+        );
+    }
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     tokio::spawn(async move {
         let upgraded = match hyper::upgrade::on(req).await {
@@ -139,24 +195,58 @@ fn socket_config() -> WebSocketConfig {
         .max_frame_size(Some(64 * 1024))
 }
 
+/// Messages of one WebSocket waiting for the component, beyond the one it
+/// is handling. A client that sends faster is closed with code 1008.
+pub const INBOUND_BACKLOG: usize = 32;
+
+/// Hands a connection's messages to the component one at a time, in the
+/// order they came: one browser occupies at most one instance.
+fn inbound_worker(feed: Arc<dyn Feed>) -> tokio::sync::mpsc::Sender<Bytes> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(INBOUND_BACKLOG);
+    tokio::spawn(async move {
+        while let Some(message) = rx.recv().await {
+            feed.inbound(message).await;
+        }
+    });
+    tx
+}
+
 async fn run<S>(ws: tokio_tungstenite::WebSocketStream<S>, feed: Arc<dyn Feed>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    use tokio::sync::mpsc::error::TrySendError;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
     let (mut tx, mut rx) = ws.split();
     let mut topics = std::pin::pin!(merged(feed.as_ref()));
+    let inbound = inbound_worker(feed.clone());
     loop {
         tokio::select! {
-            incoming = rx.next() => match incoming {
-                Some(Ok(Message::Text(t))) => {
-                    tokio::spawn(feed.inbound(Bytes::from(t.as_str().to_owned())));
+            incoming = rx.next() => {
+                let message = match incoming {
+                    Some(Ok(Message::Text(t))) => Bytes::from(t.as_str().to_owned()),
+                    Some(Ok(Message::Binary(b))) => b,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => continue, // ping/pong: tungstenite answers pings
+                };
+                match inbound.try_send(message) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        tracing::warn!(
+                            target: "nubo::http",
+                            "websocket closed: its client sent more than {INBOUND_BACKLOG} messages ahead of the component"
+                        );
+                        let close = CloseFrame {
+                            code: CloseCode::Policy,
+                            reason: "too many messages: wait for answers before sending more".into(),
+                        };
+                        let _ = tx.send(Message::Close(Some(close))).await;
+                        break;
+                    }
+                    Err(TrySendError::Closed(_)) => break,
                 }
-                Some(Ok(Message::Binary(b))) => {
-                    tokio::spawn(feed.inbound(b));
-                }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => continue, // ping/pong: tungstenite answers pings
-            },
+            }
             out = topics.next() => {
                 let msg = match out {
                     Some(Ok(b)) => match String::from_utf8(b.to_vec()) {
@@ -171,5 +261,73 @@ where
                 }
             }
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_message_can_end_an_event_or_add_a_field() {
+        for (message, want) in [
+            ("hi", "data: hi\n\n"),
+            ("a\nb", "data: a\ndata: b\n\n"),
+            ("a\r\nb", "data: a\ndata: b\n\n"),
+            (
+                "a\revent: admin\rid: 9",
+                "data: a\ndata: event: admin\ndata: id: 9\n\n",
+            ),
+            ("a\n\nretry: 1", "data: a\ndata: \ndata: retry: 1\n\n"),
+        ] {
+            assert_eq!(
+                sse_event(message.as_bytes()),
+                Bytes::from(want),
+                "{message:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn origins_a_websocket_accepts() {
+        let none: &[String] = &[];
+        let listed = ["https://app.example.com".to_string()];
+        // No Origin: not a browser.
+        assert!(origin_allowed(None, Some("a.test"), none));
+        // The page's own host, with or without the default port.
+        assert!(origin_allowed(
+            Some("http://127.0.0.1:3000"),
+            Some("127.0.0.1:3000"),
+            none
+        ));
+        assert!(origin_allowed(
+            Some("https://a.test"),
+            Some("a.test:443"),
+            none
+        ));
+        assert!(origin_allowed(Some("HTTPS://A.test"), Some("a.test"), none));
+        // Another site's page.
+        assert!(!origin_allowed(
+            Some("https://evil.test"),
+            Some("a.test"),
+            none
+        ));
+        assert!(!origin_allowed(
+            Some("http://a.test:8080"),
+            Some("a.test:3000"),
+            none
+        ));
+        assert!(!origin_allowed(Some("null"), Some("a.test"), none));
+        // Listed, or any.
+        assert!(origin_allowed(
+            Some("https://app.example.com"),
+            Some("api.test"),
+            &listed
+        ));
+        assert!(origin_allowed(
+            Some("https://x.test"),
+            Some("api.test"),
+            &["*".into()]
+        ));
     }
 }

@@ -171,6 +171,29 @@ pub fn is_store_name(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
+/// A browser origin as a WebSocket route may allow it: `*`, or
+/// `http(s)://host` with an optional port and nothing after it.
+pub fn is_origin(s: &str) -> bool {
+    if s == "*" {
+        return true;
+    }
+    let Some(rest) = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => (h, Some(p)),
+        _ => (rest, None),
+    };
+    !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'))
+        && port.is_none_or(|p| !p.is_empty() && p.parse::<u16>().is_ok())
+}
+
 /// Variable names: lower-case, digits and `_`, starting with a letter.
 pub fn is_variable_name(s: &str) -> bool {
     s.starts_with(|c: char| c.is_ascii_lowercase())

@@ -80,6 +80,16 @@ impl OutboundRule {
     }
 }
 
+impl OutboundRule {
+    /// Whether this rule names `ip` itself (`http://10.0.0.5:5432`), as a
+    /// private or local address must be named to be reached.
+    pub fn names_address(&self, ip: std::net::IpAddr) -> bool {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        host.parse::<std::net::IpAddr>()
+            .is_ok_and(|named| named == ip || named.to_canonical() == ip.to_canonical())
+    }
+}
+
 impl fmt::Display for OutboundRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.port {

@@ -48,6 +48,9 @@ pub(crate) struct RawSocket {
     pub topics: Vec<S<String>>,
     pub component: Option<S<String>>,
     pub path: Option<S<String>>,
+    /// Browser origins allowed to open a WebSocket besides the page's own.
+    #[serde(default)]
+    pub origins: Vec<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -154,5 +154,8 @@ pub enum RouteTarget {
         topics: Vec<String>,
         component: Option<String>,
         path: String,
+        /// Origins (`https://host[:port]`, or `*`) that may connect besides
+        /// the request's own host.
+        origins: Vec<String>,
     },
 }

@@ -660,10 +660,23 @@ fn routes(raw: &RawManifest, root: &Path, r: &mut Reporter<'_>) -> Vec<RouteSpec
                     r.error(t.span(), format!("invalid topic name `{}`", t.get_ref()));
                 }
             }
-            if kind == "sse" && (s.component.is_some() || s.path.is_some()) {
+            let mut origins = Vec::new();
+            for o in &s.origins {
+                if crate::is_origin(o.get_ref()) {
+                    origins.push(o.get_ref().to_ascii_lowercase());
+                } else {
+                    r.error_hint(
+                        o.span(),
+                        format!("invalid origin `{}`", o.get_ref()),
+                        "write a scheme and host like `https://app.example.com` (a port may follow), or `*` for any",
+                    );
+                }
+            }
+            if kind == "sse" && (s.component.is_some() || s.path.is_some() || !s.origins.is_empty())
+            {
                 r.error_hint(
                     entry.span(),
-                    "an [[sse]] route only sends: it takes no `component` or `path`",
+                    "an [[sse]] route only sends: it takes no `component`, `path` or `origins`",
                     "use [[websocket]] for a browser that also sends messages",
                 );
             }
@@ -684,6 +697,7 @@ fn routes(raw: &RawManifest, root: &Path, r: &mut Reporter<'_>) -> Vec<RouteSpec
                     topics,
                     component: s.component.as_ref().map(|c| c.get_ref().clone()),
                     path,
+                    origins,
                 }
             };
             match RoutePattern::parse_http(s.route.get_ref()) {

@@ -304,9 +304,11 @@ impl Node {
     /// True once the node serves what it should: alone, at once; in a
     /// cluster, once connected and caught up with the shared state.
     pub fn ready(&self) -> bool {
-        self.cluster
-            .as_ref()
-            .is_none_or(|m| m.synced.load(Ordering::Acquire) && m.cluster.connected())
+        self.gateway.is_ready()
+            && self
+                .cluster
+                .as_ref()
+                .is_none_or(|m| m.synced.load(Ordering::Acquire) && m.cluster.connected())
     }
 
     /// The nodes of the cluster, as `nubo ps` lists them; `None` alone.

@@ -32,13 +32,24 @@ pub use store::{RevisionInfo, StoreError};
 /// Default upload limit: 64 MiB.
 pub const DEFAULT_MAX_UPLOAD: usize = 64 << 20;
 
-/// Serves the control API on `listener` until `shutdown` resolves.
+/// Serves the control API on `listener` until `shutdown` resolves, under
+/// the same connection limits as the app listener.
 pub async fn serve_control(
     listener: tokio::net::TcpListener,
     node: std::sync::Arc<Node>,
+    limits: nubo_gateway::ConnLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, control_router(node))
-        .with_graceful_shutdown(shutdown)
-        .await
+    use tower::ServiceExt;
+    let router = control_router(node);
+    let service = move |req: nubo_gateway::TimedRequest| {
+        let router = router.clone();
+        async move {
+            match router.oneshot(req).await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            }
+        }
+    };
+    nubo_gateway::serve_connections(listener, limits, service, shutdown).await
 }

@@ -116,11 +116,13 @@ impl Loader<'_> {
                     app: def.name.clone(),
                     topics: topics.clone(),
                     inbound: None,
+                    origins: Vec::new(),
                 })),
                 RouteTarget::WebSocket {
                     topics,
                     component,
                     path,
+                    origins,
                 } => {
                     let inbound = match component {
                         None => None,
@@ -136,6 +138,7 @@ impl Loader<'_> {
                         app: def.name.clone(),
                         topics: topics.clone(),
                         inbound,
+                        origins: origins.clone(),
                     }))
                 }
                 RouteTarget::Static(files) => {

@@ -183,7 +183,6 @@ impl Node {
             ),
             ..RuntimeOptions::default()
         })?;
-        let stored = store.apps()?;
         let queues = crate::queues::Dispatcher::new(match &opts.cluster {
             Some(c) => Arc::new(
                 nubo_queue::NatsQueue::open(c.cluster.jetstream(), c.cluster.replicas())
@@ -273,7 +272,12 @@ impl Node {
         }
         let node = Arc::new(Self {
             runtime: Arc::new(runtime),
-            gateway: Gateway::new(Default::default()),
+            gateway: {
+                let g = Gateway::new(Default::default());
+                // Not ready until `serving`: see `restore`.
+                g.set_ready(false);
+                g
+            },
             content,
             logs: Arc::new(LogHub::default()),
             token,
@@ -293,14 +297,24 @@ impl Node {
             store: Mutex::new(store),
             apps: tokio::sync::Mutex::new(BTreeMap::new()),
         });
+        Ok(node)
+    }
+
+    /// Loads every app at its last applied revision (compiling what the
+    /// cache lacks) and takes up the tasks that were running. The gateway
+    /// answers `503` meanwhile; an app that cannot be loaded is logged and
+    /// left out, and the others serve.
+    pub async fn restore(self: &Arc<Self>) -> Result<(), NodeError> {
+        let stored = self.lock_store().apps()?;
         {
-            let mut apps = node.apps.lock().await;
+            let mut apps = self.apps.lock().await;
             for (revision, def) in stored {
-                match node.loader().prepare(revision, &def, None).await {
+                tracing::info!(app = %def.name, revision, "loading");
+                match self.loader().prepare(revision, &def, None).await {
                     Ok(live) => {
                         let mount = live.mount.clone();
-                        node.gateway.update(|m| m.with(&def.name, mount.clone()));
-                        node.schedule(&live);
+                        self.gateway.update(|m| m.with(&def.name, mount.clone()));
+                        self.schedule(&live);
                         tracing::info!(app = %def.name, revision, "serving");
                         apps.insert(def.name.clone(), live);
                     }
@@ -308,8 +322,14 @@ impl Node {
                 }
             }
         }
-        node.tasks.recover().await;
-        Ok(node)
+        self.tasks.recover().await;
+        Ok(())
+    }
+
+    /// Says the node serves everything it should: from now on a request no
+    /// app serves is a final `404`, and `/readyz` can say ready.
+    pub fn serving(&self) {
+        self.gateway.set_ready(true);
     }
 
     pub fn gateway(&self) -> Arc<Gateway> {

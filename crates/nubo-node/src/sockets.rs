@@ -14,6 +14,8 @@ pub struct TopicFeed {
     pub topics: Vec<String>,
     /// The component (and path) a WebSocket's messages are `POST`ed to.
     pub inbound: Option<(HttpComponent, String)>,
+    /// Browser origins allowed besides the request's own host.
+    pub origins: Vec<String>,
 }
 
 impl nubo_gateway::Feed for TopicFeed {
@@ -22,6 +24,10 @@ impl nubo_gateway::Feed for TopicFeed {
             .iter()
             .map(|t| self.hub.subscribe(&self.app, t))
             .collect()
+    }
+
+    fn origins(&self) -> &[String] {
+        &self.origins
     }
 
     fn inbound(&self, message: Bytes) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {

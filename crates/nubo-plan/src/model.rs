@@ -130,6 +130,9 @@ pub enum RouteTarget {
         topics: Vec<String>,
         component: Option<String>,
         path: String,
+        /// Browser origins allowed besides the request's own host.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        origins: Vec<String>,
     },
 }
 

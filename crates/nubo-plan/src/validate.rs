@@ -124,7 +124,11 @@ pub fn validate(app: &AppDef, has_content: impl Fn(&str) -> bool) -> Result<(), 
             } if !app.components.contains_key(c) => {
                 errs.push(format!("websocket `{text}` names unknown component `{c}`"));
             }
-            RouteTarget::WebSocket { .. } => {}
+            RouteTarget::WebSocket { origins, .. } => {
+                for o in origins.iter().filter(|o| !nubo_manifest::is_origin(o)) {
+                    errs.push(format!("websocket `{text}`: invalid origin `{o}`"));
+                }
+            }
             RouteTarget::Static(files) => {
                 for (path, digest) in files {
                     if !is_safe_relative(path) {

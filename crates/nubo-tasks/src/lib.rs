@@ -366,38 +366,37 @@ impl TaskCtx {
     }
 }
 
-/// A root task's id: `t`, then the time in milliseconds (12 hex digits),
-/// this process's random prefix and a counter (8 each).
+/// A root task's id: `t`, the time in milliseconds (12 hex digits), then
+/// 64 bits no one can predict (16 hex digits).
 ///
 /// Time first, so ids sort by creation: the task table is keyed by id,
 /// and random keys scattered every spawn, start and finish over the whole
 /// table, each commit then writing pages all over it; time-ordered ones
-/// land on its last few pages. The counter keeps ids from one process
-/// apart, even within a millisecond; the prefix (from the OS's randomness,
-/// drawn once) keeps processes and restarts apart, and makes ids
-/// unguessable enough not to be handed out by accident.
+/// land on its last few pages. The rest is SipHash, keyed once per process
+/// from the OS's randomness, of a counter: distinct within a process,
+/// unrelated across processes, and telling nothing about the ids before
+/// or after it. So an id says when its task was made and nothing else, as
+/// a UUIDv7 does; access is checked by app in any case.
 pub fn random_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
     use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static PREFIX: OnceLock<(u32, AtomicU32)> = OnceLock::new();
-    let (prefix, counter) = PREFIX.get_or_init(|| {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static KEYED: OnceLock<(std::collections::hash_map::RandomState, AtomicU64)> = OnceLock::new();
+    let (keys, counter) = KEYED.get_or_init(|| {
         let mut b = [0u8; 8];
-        if getrandom(&mut b).is_err() {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0);
-            b = (t ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
-        }
-        let [a, b2, c, d, e, f, g, h] = b;
+        let start = match getrandom(&mut b) {
+            Ok(()) => u64::from_le_bytes(b),
+            Err(_) => 0,
+        };
         (
-            u32::from_le_bytes([a, b2, c, d]),
-            AtomicU32::new(u32::from_le_bytes([e, f, g, h])),
+            std::collections::hash_map::RandomState::new(),
+            AtomicU64::new(start),
         )
     });
-    let n = counter.fetch_add(1, Ordering::Relaxed);
+    let mut h = keys.build_hasher();
+    h.write_u64(counter.fetch_add(1, Ordering::Relaxed));
     let ms = now_ms().max(0) as u64 & 0xffff_ffff_ffff;
-    format!("t{ms:012x}{prefix:08x}{n:08x}")
+    format!("t{ms:012x}{:016x}", h.finish())
 }
 fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
     use std::io::Read;
@@ -412,12 +411,12 @@ mod tests {
         let unique: std::collections::HashSet<&String> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len());
         assert!(ids.iter().all(|id| id.len() == 29 && id.starts_with('t')));
-        // Sorted, unless the counter wrapped in between (once in 2^32).
-        let sorted = ids.windows(2).filter(|w| w[0] < w[1]).count();
-        assert!(
-            sorted >= ids.len() - 2,
-            "{sorted} of {} in order",
-            ids.len()
-        );
+        // Sorted by their time part.
+        assert!(ids.windows(2).all(|w| w[0][..13] <= w[1][..13]));
+        // Ids made in one millisecond share no visible sequence.
+        let tails: std::collections::HashSet<&str> = ids.iter().map(|id| &id[13..]).collect();
+        assert_eq!(tails.len(), ids.len());
+        let prefixes: std::collections::HashSet<&str> = ids.iter().map(|id| &id[13..17]).collect();
+        assert!(prefixes.len() > 1000, "{} distinct", prefixes.len());
     }
 }

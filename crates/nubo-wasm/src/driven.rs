@@ -7,11 +7,20 @@
 //! is dropped while the guest has not finished — the client went away, or the
 //! guest keeps working after `finish` — the rest runs as a task of its own,
 //! still bounded by the request's deadline and limits.
+//!
+//! A guest that fails after the head is out (a trap, the time or memory
+//! limit) drops its body without finishing it, which wasmtime-wasi-http
+//! reports as a clean end of body. Passing that on would give the client a
+//! correctly terminated response that is in fact cut short. The body
+//! therefore ends in an error instead, so hyper aborts the transfer (no
+//! final chunk on HTTP/1.1, `RST_STREAM` on HTTP/2) and the client sees a
+//! failed download, never a short complete-looking one.
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
@@ -21,13 +30,19 @@ pub(crate) type GuestFuture = Pin<Box<dyn Future<Output = wasmtime::Result<()>> 
 pub(crate) struct DrivenBody {
     inner: HyperOutgoingBody,
     guest: Option<GuestFuture>,
+    /// The request's id, for the log line of a broken-off response.
+    request_id: Arc<str>,
+    /// Set once the guest failed: the body reports one error, then ends.
+    broken: bool,
 }
 
 impl DrivenBody {
-    pub(crate) fn new(inner: HyperOutgoingBody, guest: GuestFuture) -> Self {
+    pub(crate) fn new(inner: HyperOutgoingBody, guest: GuestFuture, request_id: Arc<str>) -> Self {
         Self {
             inner,
             guest: Some(guest),
+            request_id,
+            broken: false,
         }
     }
 }
@@ -40,11 +55,23 @@ impl Body for DrivenBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.broken {
+            return Poll::Ready(None);
+        }
         if let Some(guest) = self.guest.as_mut()
-            && guest.as_mut().poll(cx).is_ready()
+            && let Poll::Ready(done) = guest.as_mut().poll(cx)
         {
-            // Errors were logged by the guest future itself.
             self.guest = None;
+            if done.is_err() {
+                // Why it failed was logged by the guest future itself.
+                self.broken = true;
+                tracing::warn!(
+                    target: "nubo::http",
+                    request_id = %self.request_id,
+                    "response broken off: the component failed after sending its headers"
+                );
+                return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpResponseIncomplete)));
+            }
         }
         Pin::new(&mut self.inner).poll_frame(cx)
     }

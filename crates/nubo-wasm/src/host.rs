@@ -6,17 +6,14 @@
 //! no preopened directories and no socket permissions.
 
 use crate::logs::{LineStream, LogSink, LogTags, Stream};
+use crate::outbound::OutboundPolicy;
 use nubo_manifest::OutboundRule;
-use std::future::Future;
 use std::sync::Arc;
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::WasiConfigVariables;
-use wasmtime_wasi_http::{
-    Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
-    WasiHttpView,
-};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 pub struct Host {
     table: ResourceTable,
@@ -52,7 +49,7 @@ impl Host {
             table,
             wasi,
             http: WasiHttpCtx::new(),
-            hooks: OutboundPolicy { rules, tags },
+            hooks: OutboundPolicy::new(rules, tags),
             limits,
             config,
             kv: grants.kv.clone(),
@@ -124,42 +121,5 @@ impl WasiHttpView for Host {
             table: &mut self.table,
             hooks: &mut self.hooks,
         }
-    }
-}
-
-/// Outbound HTTP goes only to `allowed_outbound_hosts`; anything else fails
-/// inside the guest with `HttpRequestDenied` and is logged here.
-struct OutboundPolicy {
-    rules: Arc<Vec<OutboundRule>>,
-    tags: LogTags,
-}
-
-type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
-type SendFuture =
-    Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>;
-
-impl WasiHttpHooks for OutboundPolicy {
-    fn send_request(
-        &mut self,
-        request: http::Request<WasiBody>,
-        options: Option<RequestOptions>,
-        fut: IoFuture,
-    ) -> SendFuture {
-        let uri = request.uri();
-        let scheme = uri.scheme_str().unwrap_or("https");
-        let host = uri.host().unwrap_or("");
-        let port = uri
-            .port_u16()
-            .unwrap_or(if scheme == "http" { 80 } else { 443 });
-        if !self.rules.iter().any(|r| r.allows(scheme, host, port)) {
-            let t = &self.tags;
-            tracing::warn!(
-                target: "nubo::guest",
-                app = %t.app, component = %t.component, request_id = %t.request_id,
-                "outbound request to {scheme}://{host}:{port} denied: not in allowed_outbound_hosts"
-            );
-            return Box::new(async { Err(HttpError::HttpRequestDenied) });
-        }
-        wasmtime_wasi_http::default_hooks().send_request(request, options, fut)
     }
 }

@@ -283,6 +283,7 @@ impl HttpComponent {
         let app = self.app.clone();
         let component = self.component.clone();
         let rid: Arc<str> = request_id.into();
+        let body_rid = rid.clone();
         // One deadline for everything the guest does on this request: CPU is
         // cut by the epoch deadline, waiting on host I/O by this timer. A
         // task may wait on other tasks for as long as they take, so only
@@ -330,7 +331,7 @@ impl HttpComponent {
         };
         match first {
             First::Head(Ok(Ok(response))) => {
-                Ok(response.map(|body| DrivenBody::new(body, guest).boxed_unsync()))
+                Ok(response.map(|body| DrivenBody::new(body, guest, body_rid).boxed_unsync()))
             }
             First::Head(Ok(Err(code))) => Err(HandleError::Failed(format!(
                 "guest returned error {code:?}"
@@ -342,7 +343,10 @@ impl HttpComponent {
                 Err(e) => Err(classify(&e, &limits)),
             },
             First::Done(done) => match (rx.await, done) {
-                (Ok(Ok(response)), _) => Ok(response),
+                // The guest failed after setting its response but before
+                // the client saw any of it: answer with the failure.
+                (Ok(Ok(_)), Err(e)) => Err(classify(&e, &limits)),
+                (Ok(Ok(response)), Ok(())) => Ok(response),
                 (Ok(Err(code)), _) => Err(HandleError::Failed(format!(
                     "guest returned error {code:?}"
                 ))),

@@ -14,6 +14,7 @@ mod error;
 mod host;
 mod http;
 mod logs;
+mod outbound;
 mod queues;
 mod tasks;
 mod waits;

@@ -71,10 +71,12 @@ pub fn desired(spec: &AppSpec) -> CliResult<Desired> {
                 topics,
                 component,
                 path,
+                origins,
             } => RouteTarget::WebSocket {
                 topics: topics.clone(),
                 component: component.clone(),
                 path: path.clone(),
+                origins: origins.clone(),
             },
             SpecTarget::Static(dir) => {
                 let mut files = BTreeMap::new();

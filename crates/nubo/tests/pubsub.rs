@@ -78,17 +78,7 @@ async fn publish_reaches_websockets_and_sse_and_browsers_reach_a_component() {
 
     // An SSE client, read frame by frame.
     let addr = node.http.trim_start_matches("http://").to_string();
-    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::get("/events")
-        .header("host", &addr)
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
+    let resp = common::open_get(&addr, "/events").await;
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let mut sse = resp.into_body();
 

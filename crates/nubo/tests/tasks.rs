@@ -376,3 +376,30 @@ async fn sigkill_mid_job_finishes_without_rerunning_finished_tasks() {
     let again: Vec<&&str> = rerun.iter().filter(|r| done_before.contains(**r)).collect();
     assert!(again.is_empty(), "finished tasks ran again: {again:?}");
 }
+
+/// App A names a task id of app B: it learns nothing and B's own await
+/// still gets its result (outcome slots are keyed by app and id).
+#[tokio::test(flavor = "multi_thread")]
+async fn one_app_cannot_touch_another_apps_awaits() {
+    let state = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(state.path(), &[]);
+    let a = app("alpha", "/a", "");
+    let b = app("beta", "/b", "");
+    node.apply(&a);
+    node.apply(&b);
+    // 200 children of 50 ms each: over a second on any machine.
+    let r = get(&node.url("/b/t/slow?200")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = r.text();
+    let mine = tokio::spawn({
+        let url = node.url(&format!("/b/t/await?{id}"));
+        async move { get(&url).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let theirs = get(&node.url(&format!("/a/t/await?{id}"))).await;
+    assert_eq!(theirs.status, 500, "{}", theirs.text());
+    assert!(theirs.text().contains("no task"), "{}", theirs.text());
+    let mine = mine.await.unwrap();
+    assert_eq!(mine.status, 200, "B's own await failed: {}", mine.text());
+    assert_eq!(mine.text(), sum_of_chunks(200).to_string());
+}

@@ -88,7 +88,7 @@ impl TaskRunner {
                     c.nats.release(app, t).await;
                 }
             }
-            self.finished(t, Err(TaskError::Cancelled));
+            self.finished(app, t, Err(TaskError::Cancelled));
         }
     }
 
@@ -136,13 +136,13 @@ impl TaskRunner {
 
     /// Another node finished `id`: fill its slot if anyone here waits.
     async fn heard_done(&self, app: &str, id: String) {
-        if !lock(&self.slots).contains_key(&id) {
+        if !lock(&self.slots).contains_key(&(app.to_string(), id.clone())) {
             return;
         }
         match self.store.outcomes(app, vec![id.clone()]).await {
             Ok(mut o) => {
                 if let Some(Some(outcome)) = o.pop() {
-                    self.finished(&id, outcome);
+                    self.finished(app, &id, outcome);
                 }
             }
             Err(e) => tracing::warn!(task = %id, "cannot read an outcome: {e}"),
@@ -167,7 +167,7 @@ async fn recheck(me: Weak<TaskRunner>) {
         tick.tick().await;
         let Some(runner) = me.upgrade() else { return };
         let mut by_app: std::collections::HashMap<String, Vec<String>> = Default::default();
-        for (id, (app, _)) in lock(&runner.slots).iter() {
+        for (app, id) in lock(&runner.slots).keys() {
             by_app.entry(app.clone()).or_default().push(id.clone());
         }
         for (app, ids) in by_app {
@@ -175,7 +175,7 @@ async fn recheck(me: Weak<TaskRunner>) {
                 Ok(outcomes) => {
                     for (id, o) in ids.iter().zip(outcomes) {
                         if let Some(o) = o {
-                            runner.finished(id, o);
+                            runner.finished(&app, id, o);
                         }
                     }
                 }

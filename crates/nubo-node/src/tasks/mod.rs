@@ -51,7 +51,9 @@ pub struct TaskRunner {
     /// Where the outcome of each task someone waits on is put when it
     /// finishes, so that waiters need not read it back from the store.
     /// By task id: the app, and the slot.
-    slots: Mutex<HashMap<String, (String, Arc<Slot>)>>,
+    /// Outcome slots by (app, task id): one app's ids never reach
+    /// another's slots, whatever id it names.
+    slots: Mutex<HashMap<(String, String), Arc<Slot>>>,
     /// The tokio task of every task in progress here (running, waiting
     /// for a permit, for a retry, or for the tasks it awaits): what a
     /// cancel aborts.
@@ -125,11 +127,11 @@ impl Drop for TaskPool {
 }
 
 /// The slot task `id` of `app` puts its outcome in, made if need be.
-fn slot_in(slots: &mut HashMap<String, (String, Arc<Slot>)>, app: &str, id: &str) -> Arc<Slot> {
-    let (_, slot) = slots
-        .entry(id.to_string())
-        .or_insert_with(|| (app.to_string(), Arc::default()));
-    slot.clone()
+fn slot_in(slots: &mut HashMap<(String, String), Arc<Slot>>, app: &str, id: &str) -> Arc<Slot> {
+    slots
+        .entry((app.to_string(), id.to_string()))
+        .or_default()
+        .clone()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -243,8 +245,8 @@ impl TaskRunner {
     /// A finished task's outcome to whoever waits on it. Called after the
     /// outcome is committed: a waiter that arrives in between finds it in
     /// the store, or shares this slot.
-    fn finished(&self, id: &str, outcome: TaskOutcome) {
-        if let Some((_, slot)) = lock(&self.slots).remove(id) {
+    fn finished(&self, app: &str, id: &str, outcome: TaskOutcome) {
+        if let Some(slot) = lock(&self.slots).remove(&(app.to_string(), id.to_string())) {
             slot.fill(outcome);
         }
     }
@@ -449,7 +451,7 @@ impl TaskRunner {
             return;
         }
         self.announce(app, id, &outcome).await;
-        self.finished(id, outcome);
+        self.finished(app, id, outcome);
     }
 }
 
@@ -555,8 +557,9 @@ impl nubo_tasks::Tasks for TaskRunner {
                     // Finished already: whoever shares the slot gets it too.
                     slot.fill(o.clone());
                     let mut all = lock(&self.slots);
-                    if all.get(id).is_some_and(|(_, s)| Arc::ptr_eq(s, &slot)) {
-                        all.remove(id);
+                    let key = (app.to_string(), id.clone());
+                    if all.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                        all.remove(&key);
                     }
                     pending.push(None);
                 }

@@ -44,6 +44,38 @@ pub struct Args {
     /// Default: the `token` file in the state dir, created if missing.
     #[arg(long, env = "NUBO_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+/// How long clients may hold the node's connections (both listeners).
+#[derive(clap::Args, Clone, Copy)]
+pub struct ConnArgs {
+    /// Open connections at once per listener; more wait to be accepted.
+    #[arg(long, default_value_t = 20_000, value_name = "N")]
+    pub max_connections: usize,
+    /// Seconds a connection has to send a complete request head (from
+    /// opening it, or from the end of its last request).
+    #[arg(long, default_value_t = 10, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: u64,
+    /// Seconds a connection with no request in flight stays open.
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
+    /// Seconds a request body gets before it must keep up 1 KiB/s.
+    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout: u64,
+}
+
+impl ConnArgs {
+    pub fn limits(&self) -> nubo_gateway::ConnLimits {
+        use std::time::Duration;
+        nubo_gateway::ConnLimits {
+            max_connections: self.max_connections,
+            header_timeout: Duration::from_secs(self.header_timeout),
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+            body_timeout: Duration::from_secs(self.body_timeout),
+        }
+    }
 }
 
 fn host_name() -> String {
@@ -99,10 +131,16 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
             args.token.clone(),
         )
         .await?;
-        let running = Running::start(node.clone(), args.listen, args.control).await?;
+        let running =
+            Running::start(node.clone(), args.listen, args.control, args.conn.limits()).await?;
+        println!("loading apps …");
+        node.restore()
+            .await
+            .map_err(|e| CliError::new(e.to_string()))?;
         node.started(running.http, running.control)
             .await
             .map_err(|e| CliError::new(format!("cannot join the cluster: {e}")))?;
+        node.serving();
         println!(
             "node ready: apps on http://{}, control API on http://{}",
             running.http, running.control
@@ -180,6 +218,7 @@ impl Running {
         node: Arc<Node>,
         listen: SocketAddr,
         control: SocketAddr,
+        limits: nubo_gateway::ConnLimits,
     ) -> CliResult<Self> {
         let http = bind(listen, "HTTP", "--listen").await?;
         let ctl = bind(control, "the control API", "--control").await?;
@@ -196,9 +235,10 @@ impl Running {
         servers.spawn(nubo_gateway::serve(
             http,
             node.gateway(),
+            limits,
             stopped(rx.clone()),
         ));
-        servers.spawn(nubo_node::serve_control(ctl, node, stopped(rx)));
+        servers.spawn(nubo_node::serve_control(ctl, node, limits, stopped(rx)));
         Ok(Self {
             http: http_addr,
             control: control_addr,

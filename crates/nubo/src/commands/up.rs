@@ -22,8 +22,9 @@ pub struct Args {
     /// Address to serve HTTP on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
-    /// Address of the control API; default: the --listen port + 1 (or a
-    /// free port when --listen has port 0).
+    /// Address of the control API; default: loopback, at the --listen
+    /// port + 1 (or a free port when --listen has port 0). The control API
+    /// can change every app: give another address only on a trusted network.
     #[arg(long)]
     pub control: Option<SocketAddr>,
     /// State directory (applied revisions, uploads, compile cache, token);
@@ -36,6 +37,8 @@ pub struct Args {
     /// Rebuild and re-apply when sources or nubo.toml change.
     #[arg(long)]
     pub watch: bool,
+    #[command(flatten)]
+    pub conn: crate::commands::node::ConnArgs,
 }
 
 pub fn run(args: Args) -> CliResult<ExitCode> {
@@ -50,16 +53,15 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
         .state
         .clone()
         .unwrap_or_else(|| spec.root.join(".nubo"));
-    let control = args.control.unwrap_or_else(|| {
-        let mut c = args.listen;
-        if c.port() != 0 {
-            c.set_port(c.port().wrapping_add(1));
-        }
-        c
-    });
+    let control = args.control.unwrap_or_else(|| default_control(args.listen));
     crate::async_runtime()?.block_on(async move {
         let node = open(state.clone(), nubo_node::DEFAULT_MAX_UPLOAD, None, None).await?;
-        let running = Running::start(node.clone(), args.listen, control).await?;
+        let running =
+            Running::start(node.clone(), args.listen, control, args.conn.limits()).await?;
+        // Until the app below is applied the gateway answers 503, not 404.
+        node.restore()
+            .await
+            .map_err(|e| CliError::new(e.to_string()))?;
         node.started(running.http, running.control)
             .await
             .map_err(CliError::new)?;
@@ -73,6 +75,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
             forget_other_apps(&client, &spec.name).await?;
         }
         apply(&client, &desired).await?;
+        node.serving();
         let base = if spec.base == "/" {
             ""
         } else {
@@ -99,6 +102,21 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
         println!("press Ctrl-C to stop");
         running.until_signal().await
     })
+}
+
+/// The control API's address when `--control` is not given: always on
+/// loopback, whatever interface apps are served on, next to their port.
+fn default_control(listen: SocketAddr) -> SocketAddr {
+    let ip: std::net::IpAddr = if listen.is_ipv6() {
+        std::net::Ipv6Addr::LOCALHOST.into()
+    } else {
+        std::net::Ipv4Addr::LOCALHOST.into()
+    };
+    let port = match listen.port() {
+        0 => 0,
+        p => p.wrapping_add(1),
+    };
+    SocketAddr::new(ip, port)
 }
 
 async fn forget_other_apps(client: &Client, keep: &str) -> CliResult<()> {

@@ -204,6 +204,22 @@ impl Reply {
     }
 }
 
+/// `GET path` on a fresh connection to `addr`; the response with its body
+/// still to be read (a stream, or one that may break).
+pub async fn open_get(addr: &str, path: &str) -> http::Response<hyper::body::Incoming> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(path)
+        .header("host", addr)
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    sender.send_request(req).await.unwrap()
+}
+
 /// One HTTP/1.1 request with a fresh connection.
 pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
     let uri: http::Uri = url.parse().unwrap();

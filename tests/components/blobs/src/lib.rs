@@ -1,6 +1,7 @@
 //! `/put/NAME`, `/get/NAME`, `/info/NAME`, `/list?prefix=P`, `/del/NAME`,
 //! `/copy/NAME?to=C/N`, `/move/NAME?to=C/N` on container `files`, and
-//! `/open?c=NAME` to try any container.
+//! `/open?c=NAME` to try any container, and `/broken`: a response that
+//! traps 300 ms after its headers and 64 KiB of body.
 
 use nubo_sdk::blob::Container;
 use nubo_sdk::stream::{Body, Request, Response, response};
@@ -17,6 +18,23 @@ fn query<'a>(req: &'a Request, key: &str) -> Option<&'a str> {
     })
 }
 
+/// A body that yields `n` bytes of `x` and then panics.
+struct Broken(usize);
+
+impl std::io::Read for Broken {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.0 == 0 {
+            // Long enough for the client to have the head and some body.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            panic!("the body broke on purpose");
+        }
+        let n = buf.len().min(self.0).min(8192);
+        buf[..n].fill(b'x');
+        self.0 -= n;
+        Ok(n)
+    }
+}
+
 fn handle(mut req: Request) -> Response {
     // What follows the route's `/...`, whatever the app's base path.
     let path = req
@@ -27,6 +45,10 @@ fn handle(mut req: Request) -> Response {
         .trim_start_matches('/')
         .to_string();
     let (op, name) = path.split_once('/').unwrap_or((path.as_str(), ""));
+    if op == "broken" {
+        // Headers and 64 KiB of body, then a trap.
+        return response(200, "text/plain", Body::reader(Broken(64 * 1024)));
+    }
     if op == "open" {
         return match Container::open(query(&req, "c").unwrap_or("")) {
             Ok(_) => text(200, "opened"),

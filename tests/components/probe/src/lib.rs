@@ -21,6 +21,17 @@ fn handle(req: Request) -> Response {
                 String::from_utf8_lossy(req.body())
             ),
         ),
+        // Every `nubo-` header the request carries, one `name=value` a line.
+        "nubo-headers" => {
+            let mut lines: Vec<String> = req
+                .headers()
+                .iter()
+                .filter(|(k, _)| k.as_str().starts_with("nubo-"))
+                .map(|(k, v)| format!("{k}={}", v.to_str().unwrap_or("?")))
+                .collect();
+            lines.sort();
+            text(200, lines.join("\n"))
+        }
         "config" => match nubo_sdk::config::get(&query) {
             Some(v) => text(200, v),
             None => text(404, format!("no config key {query}")),

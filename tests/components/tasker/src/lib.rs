@@ -18,6 +18,8 @@
 //!   (`nap` for 100 s, `ID.0`) and N `hold` tasks waiting on it; its
 //!   result is how many were released when the gate ended.
 //!
+//! - `GET /await?ID`: awaits task ID (of any app) and answers its raw result.
+//!
 //! For `bench/tasks.sh`, timed inside the guest, JSON answers:
 //! - `GET /rtt?N`: N sequential spawn+await round trips of `noop`.
 //! - `GET /burst?N`: N `noop` tasks spawned at once (`spawn_all`), then
@@ -261,6 +263,14 @@ fn handle(req: Request) -> Response {
         "slow" => tasks::spawn(slow_fan_out, n).map(|t| t.id().to_string()),
         "spinning" => tasks::spawn(tree, n).map(|t| t.id().to_string()),
         "gated" => tasks::spawn(gated, n).map(|t| t.id().to_string()),
+        // The raw result of any task id the query names.
+        "await" => {
+            let id = req.uri().query().unwrap_or("").to_string();
+            tasks::join_raw(&[id])
+                .pop()
+                .unwrap_or(Err(TaskError::Cancelled))
+                .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        }
         "rtt" => rtt(n),
         "burst" => burst(n),
         "cpu" => {
