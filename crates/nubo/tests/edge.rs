@@ -317,3 +317,72 @@ async fn a_listener_holds_at_most_max_connections() {
     assert_eq!(status, 200);
     drop(b);
 }
+
+/// While `nubo up` is still compiling and applying its app, a client is
+/// told to come back (503 with Retry-After), never a final 404.
+#[tokio::test]
+async fn a_node_that_is_still_loading_answers_503_not_404() {
+    use std::io::BufRead;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = app();
+    // An empty compile cache: the components compile while the node serves.
+    let cache = tempfile::tempdir().unwrap();
+    let mut child = common::nubo()
+        .arg("up")
+        .arg(dir.path())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--control", "127.0.0.1:0"])
+        .env("NUBO_CACHE_DIR", cache.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = std::sync::Arc::new(AtomicBool::new(false));
+    {
+        let ready = ready.clone();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                if line.starts_with("press Ctrl-C") {
+                    ready.store(true, Ordering::Release);
+                }
+            }
+        });
+    }
+    let addr = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    while !ready.load(Ordering::Acquire) && started.elapsed() < Duration::from_secs(120) {
+        let Ok(mut s) = TcpStream::connect(&addr) else {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(b"GET /probe/echo HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let head = String::from_utf8_lossy(&out).into_owned();
+        if let Some(status) = head.get(9..12) {
+            if status == "503" {
+                assert!(head.to_ascii_lowercase().contains("retry-after:"), "{head}");
+            }
+            seen.push(status.to_string());
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ready.load(Ordering::Acquire), "nubo up did not start");
+    assert!(
+        !seen.iter().any(|s| s == "404"),
+        "a loading node said 404: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|s| s == "503"),
+        "never caught the node loading: {seen:?}"
+    );
+}

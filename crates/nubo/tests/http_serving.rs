@@ -112,9 +112,8 @@ async fn guest_output_becomes_tagged_log_lines() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn outbound_http_only_to_allowed_hosts() {
-    // An upstream on loopback that the component may call by IP only.
+/// An HTTP server on loopback that answers `upstream-ok`; its port.
+async fn upstream() -> u16 {
     let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = upstream.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -134,6 +133,13 @@ async fn outbound_http_only_to_allowed_hosts() {
             });
         }
     });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_http_only_to_allowed_hosts() {
+    // An upstream on loopback that the component may call by IP only.
+    let port = upstream().await;
     let app = AppDir::new(&probe_app(
         r#"allowed_outbound_hosts = ["http://127.0.0.1:*"]"#,
         "",
@@ -154,6 +160,40 @@ async fn outbound_http_only_to_allowed_hosts() {
     assert!(
         logs.contains(&format!(
             "outbound request to http://localhost:{port} denied: not in allowed_outbound_hosts"
+        )),
+        "{logs}"
+    );
+}
+
+/// A rule that matches by name (a wildcard, or a name that resolves to
+/// loopback) does not reach the node's own network: only a rule that
+/// names the address does.
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_names_that_resolve_to_local_addresses_are_refused() {
+    let port = upstream().await;
+    let app = AppDir::new(&probe_app(
+        r#"allowed_outbound_hosts = ["http://*:*", "http://localhost:*"]"#,
+        "",
+    ));
+    let node = Node::up_with(app.path(), &[], &[SECRET]);
+    for target in [
+        format!("http://localhost:{port}/x"),
+        format!("http://127.0.0.1:{port}/x"),
+        format!("http://[::ffff:127.0.0.1]:{port}/x"),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+    ] {
+        let r = get(&node.url(&format!("/probe/outbound?{target}"))).await;
+        assert_eq!(r.status, 502, "{target}: {}", r.text());
+        assert!(
+            r.text().contains("DestinationIpProhibited"),
+            "{target}: {}",
+            r.text()
+        );
+    }
+    let logs = node.wait_log("a private or local address");
+    assert!(
+        logs.contains(&format!(
+            "outbound request to http://localhost:{port} denied: it resolves to"
         )),
         "{logs}"
     );

@@ -195,3 +195,84 @@ fn raise_fd_limit() {
         }
     }
 }
+
+/// A browser that sends faster than the component answers is closed with
+/// 1008; it never holds more than one instance, so the component's HTTP
+/// routes serve on. A page of another site cannot open the socket.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_websocket_flood_is_closed_and_other_sites_are_refused() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let state = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(state.path(), &[]);
+    let app = AppDir::new(&format!(
+        r#"
+[app]
+name = "flood"
+[component.probe]
+source = "{w}"
+limits = {{ max_instances = 4 }}
+[[http]]
+route = "/probe/..."
+component = "probe"
+[[websocket]]
+route = "/slow"
+topics = ["chat"]
+component = "probe"
+path = "/probe/sleep?200"
+[[websocket]]
+route = "/partner"
+topics = ["chat"]
+origins = ["https://partner.test"]
+"#,
+        w = wasm("probe").display()
+    ));
+    node.apply(&app);
+
+    let mut s = ws(&node, "/slow").await;
+    for i in 0..200 {
+        if s.send(Message::text(format!("m{i}"))).await.is_err() {
+            break;
+        }
+    }
+    let during = get(&node.url("/probe/echo")).await;
+    assert_eq!(during.status, 200, "{}", during.text());
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("the flooding socket was not closed");
+    assert_eq!(closed, Some(CloseCode::Policy));
+
+    let with_origin = |path: &str, origin: &str| {
+        let mut req = node
+            .url(path)
+            .replace("http://", "ws://")
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert("origin", origin.parse().unwrap());
+        req
+    };
+    let evil = tokio_tungstenite::connect_async(with_origin("/slow", "https://evil.test")).await;
+    match evil {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+        other => panic!("a page of another site connected: {other:?}"),
+    }
+    let own = node.http.clone();
+    assert!(
+        tokio_tungstenite::connect_async(with_origin("/slow", &own))
+            .await
+            .is_ok()
+    );
+    assert!(
+        tokio_tungstenite::connect_async(with_origin("/partner", "https://partner.test"))
+            .await
+            .is_ok()
+    );
+}
