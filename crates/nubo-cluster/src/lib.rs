@@ -320,6 +320,22 @@ fn transient(message: &str) -> bool {
     .any(|s| m.contains(s))
 }
 
+/// Deletes every key of `store` under `prefix` (a whole subtree, with its
+/// history), as when an app is removed; how many messages went.
+pub async fn purge_keys(store: &kv::Store, prefix: &str) -> Result<u64, ClusterError> {
+    let filter = format!("{}{prefix}>", store.prefix);
+    retry(|| async {
+        store
+            .stream
+            .purge()
+            .filter(&filter)
+            .await
+            .map(|r| r.purged)
+            .map_err(|e| ClusterError::nats("purge keys", e))
+    })
+    .await
+}
+
 /// The keys of `store` under `prefix` (`""`: all), from the stream's
 /// subject index. Unlike `kv::Store::keys`, no consumer is created, so it
 /// keeps working while a consumer could not be placed.

@@ -88,6 +88,9 @@ pub trait KvBackend: Send + Sync + 'static {
     /// All or nothing.
     async fn set_many(&self, ns: &Namespace, pairs: &[(String, Vec<u8>)]) -> Result<(), KvError>;
     async fn delete_many(&self, ns: &Namespace, keys: &[String]) -> Result<(), KvError>;
+    /// Deletes every key of every store of `app` (the app was removed);
+    /// how many.
+    async fn purge_app(&self, app: &str) -> Result<u64, KvError>;
 }
 
 /// What one component may reach: its app's stores that `nubo.toml` grants.

@@ -271,4 +271,11 @@ impl KvBackend for NatsKv {
             .into_iter()
             .collect()
     }
+
+    async fn purge_app(&self, app: &str) -> Result<u64, KvError> {
+        let prefix = format!("{}.", nubo_cluster::token(app));
+        nubo_cluster::purge_keys(&self.store, &prefix)
+            .await
+            .map_err(|e| nats_err("purge", e))
+    }
 }

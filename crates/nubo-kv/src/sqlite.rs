@@ -268,6 +268,14 @@ impl KvBackend for SqliteKv {
             tx.commit().map_err(db_err)
         })
     }
+
+    async fn purge_app(&self, app: &str) -> Result<u64, KvError> {
+        self.with(|db| {
+            db.execute("DELETE FROM kv WHERE app = ?1", params![app])
+                .map(|n| n as u64)
+                .map_err(db_err)
+        })
+    }
 }
 
 fn check_batch(n: usize) -> Result<(), KvError> {

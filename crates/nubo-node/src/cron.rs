@@ -91,6 +91,13 @@ impl Scheduler {
             })
     }
 
+    /// Forgets every run of `app` (the app was removed).
+    pub fn forget(&self, app: &str) -> Result<u64, rusqlite::Error> {
+        self.db()
+            .execute("DELETE FROM runs WHERE app = ?1", params![app])
+            .map(|n| n as u64)
+    }
+
     fn record(&self, app: &str, entry: &str, at: DateTime<Utc>, status: &str) {
         let r = self.db().execute(
             "INSERT INTO runs (app, entry, scheduled_at, status) VALUES (?1, ?2, ?3, ?4)

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 pub fn plan(current: Option<&AppDef>, desired: Option<&AppDef>) -> Vec<Step> {
     let (cur, des) = match (current, desired) {
         (None, None) => return Vec::new(),
-        (Some(_), None) => return vec![Step::RemoveApp],
+        (Some(_), None) => return vec![Step::RemoveApp { keep_data: false }],
         (cur, Some(des)) => (cur, des),
     };
     let mut steps = uploads(cur, des);

@@ -83,7 +83,12 @@ pub enum Step {
     RemoveComponent {
         name: String,
     },
-    RemoveApp,
+    /// Removes the app and, unless `keep_data`, deletes what it stored:
+    /// keys, blobs, queued and dead messages, tasks and cron history.
+    RemoveApp {
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        keep_data: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -131,7 +136,7 @@ fn apply_one(name: &str, app: Option<AppDef>, step: &Step) -> Result<Option<AppD
             def.settings = settings.clone();
             return Ok(Some(def));
         }
-        Step::RemoveApp => {
+        Step::RemoveApp { .. } => {
             return match app {
                 Some(_) => Ok(None),
                 None => Err(StepError::NoApp),
@@ -200,7 +205,7 @@ fn apply_one(name: &str, app: Option<AppDef>, step: &Step) -> Result<Option<AppD
         Step::UploadComponent { .. }
         | Step::UploadFiles { .. }
         | Step::CreateApp { .. }
-        | Step::RemoveApp => {}
+        | Step::RemoveApp { .. } => {}
     }
     Ok(Some(app))
 }

@@ -173,7 +173,7 @@ proptest! {
         let create = plan(None, Some(&b));
         prop_assert_eq!(apply("app", None, &create), Ok(Some(b.clone())));
         let remove = plan(Some(&b), None);
-        prop_assert_eq!(&remove, &vec![Step::RemoveApp]);
+        prop_assert_eq!(&remove, &vec![Step::RemoveApp { keep_data: false }]);
         prop_assert_eq!(apply("app", Some(b), &remove), Ok(None));
     }
 

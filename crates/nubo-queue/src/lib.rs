@@ -94,6 +94,9 @@ pub trait QueueBackend: Send + Sync + 'static {
     async fn dead(&self, q: &QueueName, n: usize) -> Result<Vec<Message>, QueueError>;
     /// Deletes waiting messages (`dead`: the dead ones instead); how many.
     async fn purge(&self, q: &QueueName, dead: bool) -> Result<u64, QueueError>;
+    /// Deletes every message of every queue of `app`, waiting and dead
+    /// (the app was removed); how many.
+    async fn purge_app(&self, app: &str) -> Result<u64, QueueError>;
 }
 
 /// What one component may publish to: its app's queues that `nubo.toml`

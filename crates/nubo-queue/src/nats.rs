@@ -372,4 +372,21 @@ impl QueueBackend for NatsQueue {
             .map_err(|e| err("purge", e))?;
         Ok(r.purged)
     }
+
+    async fn purge_app(&self, app: &str) -> Result<u64, QueueError> {
+        let app = nubo_cluster::token(app);
+        let mut n = 0;
+        for (stream, filter) in [
+            (&self.queues, format!("nubo.q.{app}.>")),
+            (&self.dead, format!("nubo.dead.{app}.>")),
+        ] {
+            n += stream
+                .purge()
+                .filter(filter)
+                .await
+                .map_err(|e| err("purge", e))?
+                .purged;
+        }
+        Ok(n)
+    }
 }

@@ -355,6 +355,24 @@ impl SqliteTasks {
             .await
     }
 
+    /// Deletes every task of `app`; the ids of the unfinished ones.
+    pub async fn purge_app(&self, app: &str) -> Result<(u64, Vec<String>), StoreError> {
+        let app = app.to_string();
+        self.db
+            .call(move |db| {
+                let ids: Vec<String> = db
+                    .prepare_cached(
+                        "SELECT id FROM tasks WHERE app = ?1 AND state IN ('queued', 'running', 'waiting')",
+                    )?
+                    .query_map(params![app], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                let n = db.execute("DELETE FROM tasks WHERE app = ?1", params![app])?;
+                db.execute("DELETE FROM task_counts WHERE app = ?1", params![app])?;
+                Ok((n as u64, ids))
+            })
+            .await
+    }
+
     /// The outcome of each of `ids` of `app`, in one read: `None` while
     /// one is not finished, a refusal for an id the app does not have.
     pub async fn outcomes(

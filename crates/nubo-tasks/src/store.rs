@@ -65,6 +65,9 @@ pub trait TaskStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Task>, StoreError>;
     async fn counts(&self, app: &str) -> Result<Vec<(State, u64)>, StoreError>;
+    /// Deletes every task of `app` (the app was removed): how many, and
+    /// the ids of those that were unfinished, for the runner to stop.
+    async fn purge_app(&self, app: &str) -> Result<(u64, Vec<String>), StoreError>;
     /// After this node restarted: the tasks it must run again (those it
     /// was running go back to the queue; that run counts as an attempt).
     async fn recover(&self) -> Result<Vec<Task>, StoreError>;
@@ -141,6 +144,9 @@ impl TaskStore for crate::SqliteTasks {
     }
     async fn counts(&self, app: &str) -> Result<Vec<(State, u64)>, StoreError> {
         crate::SqliteTasks::counts(self, app).await
+    }
+    async fn purge_app(&self, app: &str) -> Result<(u64, Vec<String>), StoreError> {
+        crate::SqliteTasks::purge_app(self, app).await
     }
     async fn recover(&self) -> Result<Vec<Task>, StoreError> {
         crate::SqliteTasks::recover(self).await

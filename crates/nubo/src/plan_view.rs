@@ -233,9 +233,17 @@ pub fn render(
                     red("-")
                 ));
             }
-            Step::RemoveApp => {
+            Step::RemoveApp { keep_data } => {
                 n.remove += 1;
                 lines.push(format!("  {} app {}", red("-"), plan.app));
+                lines.push(if *keep_data {
+                    "      its data is kept: a new app of this name will see it".to_string()
+                } else {
+                    format!(
+                        "      {} its data: every key, blob, queued and dead message, task and cron run",
+                        red("deletes")
+                    )
+                });
             }
         }
     }

@@ -5,7 +5,7 @@ use crate::Node;
 use crate::live::LiveApp;
 use crate::node::ChangeError;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use nubo_plan::{AppDef, Step};
@@ -229,11 +229,28 @@ pub(crate) async fn rollback(
     )
 }
 
-pub(crate) async fn remove(State(node): Node_, Path(app): Path<String>) -> Response {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RemoveQuery {
+    /// Keep the app's keys, blobs, messages and tasks.
+    #[serde(default)]
+    keep_data: bool,
+}
+
+/// `DELETE /v1/apps/{app}[?keep_data=true]`: the app stops serving and,
+/// unless kept, its data is deleted; the answer says how much.
+pub(crate) async fn remove(
+    State(node): Node_,
+    Path(app): Path<String>,
+    Query(q): Query<RemoveQuery>,
+) -> Response {
     if node.app(&app).await.is_none() {
         return no_app(&app);
     }
-    respond(node.change(&app, None, vec![Step::RemoveApp]).await)
+    let step = Step::RemoveApp {
+        keep_data: q.keep_data,
+    };
+    respond(node.change(&app, None, vec![step]).await)
 }
 
 pub(crate) async fn start(

@@ -77,6 +77,14 @@ impl TaskRunner {
         }
     }
 
+    /// Deletes every task of removed app `app` and stops what runs of them
+    /// here; how many there were.
+    pub async fn purge(&self, app: &str) -> Result<u64, String> {
+        let (n, unfinished) = self.store.purge_app(app).await.map_err(|e| e.to_string())?;
+        self.stop(app, &unfinished).await;
+        Ok(n)
+    }
+
     /// Stops what runs here of `ids` (cancelled) and wakes their waiters.
     pub(super) async fn stop(&self, app: &str, ids: &[String]) {
         for t in ids {

@@ -50,9 +50,8 @@ pub struct TaskRunner {
     apps: Mutex<HashMap<String, AppTasks>>,
     /// Where the outcome of each task someone waits on is put when it
     /// finishes, so that waiters need not read it back from the store.
-    /// By task id: the app, and the slot.
-    /// Outcome slots by (app, task id): one app's ids never reach
-    /// another's slots, whatever id it names.
+    /// By (app, task id): one app's ids never reach another's slots,
+    /// whatever id it names.
     slots: Mutex<HashMap<(String, String), Arc<Slot>>>,
     /// The tokio task of every task in progress here (running, waiting
     /// for a permit, for a retry, or for the tasks it awaits): what a

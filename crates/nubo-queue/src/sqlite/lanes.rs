@@ -99,6 +99,12 @@ impl Lanes {
 
     /// Every waiting message of `q` was deleted (dead ones are not in
     /// lanes), including those published earlier in this group.
+    /// Every queue of `app` was emptied.
+    pub(super) fn purged_app(&mut self, app: &str) {
+        self.pending.retain(|(p, _)| p.app != app);
+        self.lanes.retain(|q, _| q.app != app);
+    }
+
     pub(super) fn purged(&mut self, q: &QueueName) {
         self.pending.retain(|(p, _)| p != q);
         let lane = self.lane(q);

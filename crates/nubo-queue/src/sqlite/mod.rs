@@ -299,6 +299,18 @@ impl QueueBackend for SqliteQueue {
         })
         .await
     }
+
+    async fn purge_app(&self, app: &str) -> Result<u64, QueueError> {
+        let (app, lanes) = (app.to_string(), self.lanes.clone());
+        self.with(move |db| {
+            let n = db
+                .execute("DELETE FROM messages WHERE app = ?1", params![app])
+                .map_err(db_err)?;
+            lock(&lanes).purged_app(&app);
+            Ok(n as u64)
+        })
+        .await
+    }
 }
 
 /// A lease that reads the table: leases that ran out and retries that are

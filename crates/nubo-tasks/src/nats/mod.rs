@@ -527,6 +527,25 @@ impl TaskStore for NatsTasks {
             .collect())
     }
 
+    async fn purge_app(&self, app: &str) -> Result<(u64, Vec<String>), StoreError> {
+        let t = nubo_cluster::token(app);
+        // The queue first, so no node starts one of them meanwhile.
+        self.queue
+            .purge()
+            .filter(queue_subject(app))
+            .await
+            .map_err(|e| err("purge the task queue", e))?;
+        let n = nubo_cluster::purge_keys(&self.rows, &format!("{t}."))
+            .await
+            .map_err(|e| err("purge task rows", e))?;
+        nubo_cluster::purge_keys(&self.claims, &format!("*.{t}."))
+            .await
+            .map_err(|e| err("purge task claims", e))?;
+        // Each node stops what it runs of them when its run cannot finish.
+        // A row's history counts: the figure is messages, not tasks.
+        Ok((n, Vec::new()))
+    }
+
     async fn recover(&self) -> Result<Vec<Task>, StoreError> {
         // What this node held before it restarted goes back to the queue,
         // for any node to run.

@@ -3,6 +3,7 @@ pub mod blob;
 pub mod build;
 pub mod check;
 pub mod cron;
+pub mod destroy;
 pub mod kv;
 pub mod logs;
 pub mod node;

@@ -129,12 +129,12 @@ async fn forget_other_apps(client: &Client, keep: &str) -> CliResult<()> {
         let _: serde_json::Value = client
             .call(
                 http::Method::DELETE,
-                &format!("/v1/apps/{}", app.name),
+                &format!("/v1/apps/{}?keep_data=true", app.name),
                 None::<&()>,
             )
             .await?;
         println!(
-            "removed app `{}`: this folder's nubo.toml no longer defines it",
+            "removed app `{}`: this folder's nubo.toml no longer defines it (its data is kept; `nubo destroy` deletes it)",
             app.name
         );
     }
