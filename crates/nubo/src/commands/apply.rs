@@ -2,9 +2,8 @@
 //! plan as one revision.
 
 use crate::client::NodeArgs;
-use crate::{CliError, CliResult, app, deploy, plan_view};
+use crate::{CliResult, app, deploy, plan_view};
 use nubo_manifest::Stage;
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -42,7 +41,14 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         if !args.auto_approve {
-            confirm(&plan.app)?;
+            super::confirm(
+                &format!(
+                    "Apply these changes to `{}`? Type `yes` to go on:",
+                    plan.app
+                ),
+                "yes",
+                "apply",
+            )?;
         }
         let revision = deploy::perform(&client, &plan, &desired.sources).await?;
         println!(
@@ -51,22 +57,4 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
         );
         Ok(ExitCode::SUCCESS)
     })
-}
-
-fn confirm(app: &str) -> CliResult<()> {
-    if !std::io::stdin().is_terminal() {
-        return Err(
-            CliError::new("not applying: there is no terminal to confirm on")
-                .hint("pass --auto-approve to apply without confirmation"),
-        );
-    }
-    print!("Apply these changes to `{app}`? Type `yes` to go on: ");
-    let _ = std::io::stdout().flush();
-    let mut answer = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut answer);
-    if answer.trim() == "yes" {
-        Ok(())
-    } else {
-        Err(CliError::new("apply cancelled; nothing was changed"))
-    }
 }

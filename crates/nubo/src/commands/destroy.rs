@@ -6,7 +6,6 @@ use crate::client::NodeArgs;
 use crate::style::red;
 use crate::{CliError, CliResult};
 use http::Method;
-use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 /// Remove an app and delete its data (keys, blobs, messages, tasks).
@@ -62,7 +61,11 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
             );
         }
         if !args.auto_approve {
-            confirm(&args.app)?;
+            super::confirm(
+                &format!("Remove `{}`? Type the app's name to go on:", args.app),
+                &args.app,
+                "destroy",
+            )?;
         }
         let path = if args.keep_data {
             format!("/v1/apps/{}?keep_data=true", args.app)
@@ -103,22 +106,4 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
 
 fn plural(n: u64) -> &'static str {
     if n == 1 { "" } else { "s" }
-}
-
-fn confirm(app: &str) -> CliResult<()> {
-    if !std::io::stdin().is_terminal() {
-        return Err(
-            CliError::new("not removing: there is no terminal to confirm on")
-                .hint("pass --auto-approve to remove without confirmation"),
-        );
-    }
-    print!("Remove `{app}`? Type the app's name to go on: ");
-    let _ = std::io::stdout().flush();
-    let mut answer = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut answer);
-    if answer.trim() == app {
-        Ok(())
-    } else {
-        Err(CliError::new("destroy cancelled; nothing was changed"))
-    }
 }
