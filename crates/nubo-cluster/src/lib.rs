@@ -173,6 +173,15 @@ pub async fn open_kv(
     js: &jetstream::Context,
     config: kv::Config,
 ) -> Result<kv::Store, ClusterError> {
+    // A slow or forming cluster times the first read out: that is no
+    // answer, so the whole opening is tried again.
+    retry_while_starting(|| open_kv_once(js, config.clone())).await
+}
+
+async fn open_kv_once(
+    js: &jetstream::Context,
+    config: kv::Config,
+) -> Result<kv::Store, ClusterError> {
     if let Ok(store) = js.get_key_value(&config.bucket).await {
         return Ok(store);
     }
@@ -213,7 +222,7 @@ pub async fn open_stream(
     config: jetstream::stream::Config,
 ) -> Result<jetstream::stream::Stream, ClusterError> {
     let name = config.name.clone();
-    retry(|| async {
+    retry_while_starting(|| async {
         if let Ok(s) = js.get_stream(&name).await {
             return Ok(s);
         }
@@ -274,6 +283,34 @@ pub async fn write_if(
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(e) => return Err(ClusterError::nats("conditional write", e)),
+        }
+    }
+}
+
+/// How long a node that is starting keeps opening its buckets and streams
+/// while NATS times out or is still forming, before it gives up.
+pub const START_RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// Like [`retry`], for what a node opens at start: waits up to
+/// [`START_RETRY_FOR`], backing off from 200 ms to 5 s, and says at info
+/// level that it is waiting, so that a node started together with NATS
+/// (as Kubernetes does) comes up once NATS answers.
+pub async fn retry_while_starting<T, E, F, Fut>(mut call: F) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match call().await {
+            Err(e) if transient(&e.to_string()) && started.elapsed() < START_RETRY_FOR => {
+                tracing::info!("NATS is not ready yet ({e}); trying again in {pause:?}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
         }
     }
 }

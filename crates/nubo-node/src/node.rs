@@ -133,6 +133,29 @@ pub struct Purged {
     pub failed: Vec<String>,
 }
 
+/// Everything the node creates from now on (databases, blobs, uploads,
+/// the compile cache) is its owner's alone: files 0600, folders 0700.
+/// The state holds every app's data and the control token.
+fn private_files() {
+    #[cfg(unix)]
+    // SAFETY: umask only sets this process's file creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
+/// Creates `dir` (and its parents) with mode 0700.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
 /// Takes the state dir for this process. Two nodes on one state dir
 /// would share its SQLite files: the second would wait on SQLite's lock
 /// and then fail with "database is locked", or worse, both would run the
@@ -180,7 +203,8 @@ impl Node {
             let path = path.to_path_buf();
             move |source| NodeError::State { path, source }
         };
-        std::fs::create_dir_all(&opts.state).map_err(state_err(&opts.state))?;
+        private_files();
+        create_private_dir(&opts.state).map_err(state_err(&opts.state))?;
         let lock = lock_state(&opts.state)?;
         let token = match opts.token.clone() {
             Some(t) => t,

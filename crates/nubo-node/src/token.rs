@@ -11,7 +11,10 @@ pub const FILE_NAME: &str = "token";
 pub fn load_or_create(state: &Path) -> std::io::Result<String> {
     let path = state.join(FILE_NAME);
     match std::fs::read_to_string(&path) {
-        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
+        Ok(t) if !t.trim().is_empty() => {
+            refuse_if_shared(&path)?;
+            return Ok(t.trim().to_string());
+        }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
@@ -30,6 +33,26 @@ pub fn load_or_create(state: &Path) -> std::io::Result<String> {
     f.write_all(token.as_bytes())?;
     f.sync_all()?;
     Ok(token)
+}
+
+/// A token others can read is no secret: refuse it, saying how to fix it.
+fn refuse_if_shared(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "the token file {} can be read by others (mode {mode:o}); run `chmod 600 {}` (and make a new token if others may have read it)",
+                    path.display(),
+                    path.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Compares in time independent of where the strings differ.

@@ -104,7 +104,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
                         clock(l.at),
                         l.component,
                         if l.stream == "stderr" { "! " } else { "" },
-                        l.line
+                        escaped(&l.line)
                     );
                     let _ = l.request_id;
                 } else if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&raw)
@@ -119,6 +119,26 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
     })
 }
 
+/// A guest's line as text that cannot steer the terminal: control
+/// characters (escape sequences, carriage returns, bells) are shown as
+/// `\x1b`, `\r` and the like; a tab stays a tab.
+fn escaped(line: &str) -> std::borrow::Cow<'_, str> {
+    if !line.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len() + 8);
+    for c in line.chars() {
+        match c {
+            '\t' => out.push('\t'),
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// `HH:MM:SS.mmm` UTC.
 fn clock(ms: u64) -> String {
     let s = ms / 1000;
@@ -129,4 +149,17 @@ fn clock(ms: u64) -> String {
         s % 60,
         ms % 1000
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_cannot_reach_the_terminal() {
+        assert_eq!(super::escaped("plain\tline"), "plain\tline");
+        assert_eq!(
+            super::escaped("\u{1b}[2J\u{1b}]0;owned\u{7}x\ry"),
+            "\\x1b[2J\\x1b]0;owned\\x07x\\ry"
+        );
+        assert_eq!(super::escaped("\u{9b}31m"), "\\x9b31m");
+    }
 }

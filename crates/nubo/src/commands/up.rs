@@ -278,3 +278,17 @@ pub async fn shutdown_signal() {
     }
     println!("shutting down: finishing in-flight requests");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::default_control;
+
+    #[test]
+    fn control_stays_on_loopback() {
+        let at = |s: &str| default_control(s.parse().unwrap()).to_string();
+        assert_eq!(at("0.0.0.0:8080"), "127.0.0.1:8081");
+        assert_eq!(at("192.0.2.7:3000"), "127.0.0.1:3001");
+        assert_eq!(at("[::]:8080"), "[::1]:8081");
+        assert_eq!(at("127.0.0.1:0"), "127.0.0.1:0");
+    }
+}
