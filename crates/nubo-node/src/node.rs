@@ -408,8 +408,9 @@ impl Node {
             .iter()
             .filter_map(|(name, c)| Some((name.clone(), c.http.clone()?)))
             .collect();
+        let spawns = live.def.components.values().any(|c| !c.tasks.is_empty());
         self.tasks
-            .set(&live.def.name, running, live.def.settings.tasks);
+            .set(&live.def.name, running, live.def.settings.tasks, spawns);
     }
 
     /// Current state of every app.
@@ -645,7 +646,8 @@ impl Node {
                 self.gateway.update(|m| m.without(app));
                 self.cron.set(app, &[], |_| None);
                 self.queues.set(app, &Default::default(), |_| None);
-                self.tasks.set(app, Default::default(), Default::default());
+                self.tasks
+                    .set(app, Default::default(), Default::default(), false);
                 apps.remove(app);
                 self.logs.forget(app);
             }

@@ -102,13 +102,6 @@ impl HttpComponent {
         self.pre.instance_pre()
     }
 
-    /// When a request started now must be done, waits on host I/O
-    /// included (CPU is cut by the epoch deadline [`store`](Self::store)
-    /// sets).
-    pub(crate) fn deadline(&self) -> tokio::time::Instant {
-        tokio::time::Instant::now() + Duration::from_millis(self.limits.timeout_ms)
-    }
-
     /// Why a run of request (or task) `id` failed, logged unless the
     /// instance was unloaded to wait (not a failure).
     pub(crate) fn failed(&self, e: &wasmtime::Error, id: &str) -> HandleError {
@@ -181,12 +174,13 @@ impl HttpComponent {
     }
 
     /// A fresh store for one request or task run, with the component's
-    /// grants, memory limit and time limit.
+    /// grants, memory limit and CPU limit, and the run's wall-clock limit
+    /// (started now) to [`bound`](crate::waits::WallLimit::bound) it with.
     pub(crate) fn store(
         &self,
         request_id: &str,
         task: Option<(nubo_tasks::Caller, Arc<dyn nubo_tasks::WaitHooks>)>,
-    ) -> Store<Host> {
+    ) -> (Store<Host>, crate::waits::WallLimit) {
         let limits = self.limits;
         let memory = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
         let tags = LogTags {
@@ -251,7 +245,11 @@ impl HttpComponent {
         } else {
             store.epoch_deadline_trap();
         }
-        store
+        let wall = crate::waits::WallLimit::new(
+            Duration::from_millis(limits.timeout_ms),
+            is_task.then_some(clock),
+        );
+        (store, wall)
     }
 
     async fn run<B>(
@@ -267,7 +265,7 @@ impl HttpComponent {
         let is_task = task.is_some();
         let permit = self.slot(is_task).await?;
         let limits = self.limits;
-        let mut store = self.store(request_id, task);
+        let (mut store, wall) = self.store(request_id, task);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (req, out) = {
             let mut http = store.data_mut().http();
@@ -284,13 +282,8 @@ impl HttpComponent {
         let component = self.component.clone();
         let rid: Arc<str> = request_id.into();
         let body_rid = rid.clone();
-        // One deadline for everything the guest does on this request: CPU is
-        // cut by the epoch deadline, waiting on host I/O by this timer. A
-        // task may wait on other tasks for as long as they take, so only
-        // its epoch deadline (which excludes that wait) applies, and it
-        // sets no timer at all (one per task showed in profiles).
-        let deadline = (!is_task)
-            .then(|| tokio::time::Instant::now() + Duration::from_millis(limits.timeout_ms));
+        // CPU is cut by the epoch deadline, everything else (waits on the
+        // host included) by the wall-clock limit.
         let guest: GuestFuture = Box::pin(async move {
             let _permit = permit;
             let run = async {
@@ -300,13 +293,7 @@ impl HttpComponent {
                     .call_handle(&mut store, req, out)
                     .await
             };
-            let result = match deadline {
-                None => run.await,
-                Some(d) => match tokio::time::timeout_at(d, run).await {
-                    Ok(result) => result,
-                    Err(_) => Err(Trap::Interrupt.into()),
-                },
-            };
+            let result = wall.bound(run).await;
             if let Err(e) = &result
                 && e.downcast_ref::<nubo_tasks::Unloaded>().is_none()
             {

@@ -48,7 +48,7 @@ impl HttpComponent {
         let export = self.queue_export.clone()?;
         let run = async {
             let _permit = self.slot(false).await?;
-            let mut store = self.store(request_id, None);
+            let (mut store, wall) = self.store(request_id, None);
             let messages: Vec<queue_handler::Message> = messages
                 .iter()
                 .map(|m| queue_handler::Message {
@@ -59,7 +59,7 @@ impl HttpComponent {
                 })
                 .collect();
             // The same limits as a request: CPU by the epoch deadline,
-            // waits on host I/O by this timer.
+            // everything else by the wall-clock limit.
             let run = async {
                 let instance = self.instance_pre().instantiate_async(&mut store).await?;
                 let consumer = export.load(&mut store, &instance)?;
@@ -68,10 +68,7 @@ impl HttpComponent {
                     .call_handle(&mut store, queue, &messages)
                     .await
             };
-            let result = match tokio::time::timeout_at(self.deadline(), run).await {
-                Ok(result) => result,
-                Err(_) => Err(wasmtime::Trap::Interrupt.into()),
-            };
+            let result = wall.bound(run).await;
             let answer = result.map_err(|e| self.failed(&e, request_id))?;
             Ok(answer.map(|failed| failed.into_iter().map(|f| (f.id, f.error)).collect()))
         };

@@ -46,16 +46,17 @@ impl HttpComponent {
         let run = async {
             let _permit = self.slot(true).await?;
             let id = caller.task.clone().unwrap_or_default();
-            let mut store = self.store(&id, Some((caller, hooks)));
-            let result = async {
-                let instance = self.instance_pre().instantiate_async(&mut store).await?;
-                let runner = export.load(&mut store, &instance)?;
-                runner
-                    .nubo_platform_task_handler()
-                    .call_run(&mut store, function, payload)
-                    .await
-            }
-            .await;
+            let (mut store, wall) = self.store(&id, Some((caller, hooks)));
+            let result = wall
+                .bound(async {
+                    let instance = self.instance_pre().instantiate_async(&mut store).await?;
+                    let runner = export.load(&mut store, &instance)?;
+                    runner
+                        .nubo_platform_task_handler()
+                        .call_run(&mut store, function, payload)
+                        .await
+                })
+                .await;
             result.map_err(|e| self.failed(&e, &id))
         };
         Some(run.await)

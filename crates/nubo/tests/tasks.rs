@@ -403,3 +403,59 @@ async fn one_app_cannot_touch_another_apps_awaits() {
     assert_eq!(mine.status, 200, "B's own await failed: {}", mine.text());
     assert_eq!(mine.text(), sum_of_chunks(200).to_string());
 }
+
+/// A task that waits on the host (a sleep here; a slow outbound call is
+/// the same) is stopped at its `timeout_ms` like one that computes, so it
+/// cannot keep its run permits for ever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_waiting_on_the_host_is_stopped_at_its_time_limit() {
+    let state = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(state.path(), &[]);
+    let a = AppDir::new(&format!(
+        r#"
+[app]
+name = "sleepy"
+[tasks]
+max_attempts = 1
+[component.tasker]
+source = "{w}"
+tasks = ["tasker"]
+limits = {{ timeout_ms = 500 }}
+[[http]]
+route = "/t/..."
+component = "tasker"
+"#,
+        w = wasm("tasker").display()
+    ));
+    node.apply(&a);
+    let r = get(&node.url("/t/nap?30000")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let task = finished(&node, "sleepy", &r.text(), Duration::from_secs(20)).await;
+    assert_eq!(task["state"], "failed", "{task}");
+    assert!(
+        task["error"].to_string().contains("timeout_ms = 500"),
+        "{task}"
+    );
+}
+
+/// One app that keeps every run permit busy with long tasks does not stop
+/// another app's tasks: an app that holds none can always start one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_app_leaves_run_permits_for_another() {
+    let state = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(state.path(), &[]);
+    let busy = app("busy", "/busy", "");
+    let other = app("other", "/other", "");
+    node.apply(&busy);
+    node.apply(&other);
+    // Far more spinning tasks than the node has permits.
+    let r = get(&node.url("/busy/t/spinning?64")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let done = tokio::time::timeout(Duration::from_secs(30), get(&node.url("/other/t/wc?3")))
+        .await
+        .expect("the other app's tasks never got a run permit");
+    assert_eq!(done.status, 200, "{}", done.text());
+    let want = sum_of_chunks(3);
+    assert_eq!(done.text(), format!("parallel={want} sequential={want}"));
+}

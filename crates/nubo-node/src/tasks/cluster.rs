@@ -210,12 +210,13 @@ async fn pull_loop(me: Weak<TaskRunner>, app: String) {
             }
         };
         // One run slot, waited for; then as many as are free now.
-        let Some(first) = Permits::acquire(app_slots.clone(), runner.permits.clone()).await else {
+        let Some(first) = Permits::acquire(app_slots.clone(), runner.permits.clone(), &app).await
+        else {
             return;
         };
         let mut held = vec![first];
         while held.len() < PULL_MAX {
-            match Permits::try_acquire(app_slots.clone(), runner.permits.clone()) {
+            match Permits::try_acquire(app_slots.clone(), runner.permits.clone(), &app) {
                 Some(p) => held.push(p),
                 None => break,
             }

@@ -1,6 +1,7 @@
 //! One run of a task: `POST /FUNCTION` to a fresh instance of its
 //! component, and what came of it.
 
+use super::share::{FairShare, SharePermit};
 use nubo_tasks::{Caller, Task, TaskError, Wait, WaitHooks};
 use nubo_wasm::{HandleError, HttpComponent};
 use std::sync::{Arc, Mutex};
@@ -30,28 +31,33 @@ pub(super) enum Outcome {
 /// the instance waits on other tasks, so parents never starve their
 /// children.
 pub(super) struct Permits {
+    /// The app's own limit (`max_running`).
     pub app: Arc<Semaphore>,
-    pub node: Arc<Semaphore>,
-    pub held: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
+    /// The node's permits, shared fairly between apps.
+    pub node: Arc<FairShare>,
+    pub name: Arc<str>,
+    pub held: Option<(OwnedSemaphorePermit, SharePermit)>,
 }
 
 impl Permits {
-    pub async fn acquire(app: Arc<Semaphore>, node: Arc<Semaphore>) -> Option<Self> {
+    pub async fn acquire(app: Arc<Semaphore>, node: Arc<FairShare>, name: &str) -> Option<Self> {
         let mut p = Permits {
             app,
             node,
+            name: name.into(),
             held: None,
         };
         p.take().await.then_some(p)
     }
 
     /// Both permits if both are free now.
-    pub fn try_acquire(app: Arc<Semaphore>, node: Arc<Semaphore>) -> Option<Self> {
+    pub fn try_acquire(app: Arc<Semaphore>, node: Arc<FairShare>, name: &str) -> Option<Self> {
         let a = app.clone().try_acquire_owned().ok()?;
-        let n = node.clone().try_acquire_owned().ok()?;
+        let n = node.try_acquire(name)?;
         Some(Permits {
             app,
             node,
+            name: name.into(),
             held: Some((a, n)),
         })
     }
@@ -61,7 +67,7 @@ impl Permits {
         let Ok(a) = self.app.clone().acquire_owned().await else {
             return false;
         };
-        let Ok(n) = self.node.clone().acquire_owned().await else {
+        let Some(n) = self.node.acquire(&self.name).await else {
             return false;
         };
         self.held = Some((a, n));

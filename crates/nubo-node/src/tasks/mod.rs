@@ -26,6 +26,7 @@
 
 mod cluster;
 mod invoke;
+mod share;
 
 pub use cluster::ClusterTasks;
 use invoke::{Outcome, Permits};
@@ -62,7 +63,7 @@ pub struct TaskRunner {
     /// whichever comes first takes one, a task thread or the one instance
     /// that awaits it (see [`TaskRunner::run_awaited`]).
     unclaimed: Mutex<HashMap<String, Unclaimed>>,
-    permits: Arc<Semaphore>,
+    permits: Arc<share::FairShare>,
     /// How many permits there are in all.
     capacity: usize,
     me: Weak<TaskRunner>,
@@ -156,7 +157,7 @@ impl TaskRunner {
             slots: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             unclaimed: Mutex::new(HashMap::new()),
-            permits: Arc::new(Semaphore::new(slots.max(1))),
+            permits: share::FairShare::new(slots.max(1)),
             capacity: slots.max(1),
             me: me.clone(),
         }))
@@ -164,7 +165,16 @@ impl TaskRunner {
 
     /// The components `app` runs now and its limits (no components: the
     /// app is gone).
-    pub fn set(&self, app: &str, components: HashMap<String, HttpComponent>, limits: TaskLimits) {
+    /// `spawns`: some component of the app may start tasks (it counts for
+    /// the node's reserve of run permits, see [`share`]).
+    pub fn set(
+        &self,
+        app: &str,
+        components: HashMap<String, HttpComponent>,
+        limits: TaskLimits,
+        spawns: bool,
+    ) {
+        self.permits.register(app, spawns && !components.is_empty());
         let mut all = lock(&self.apps);
         if components.is_empty() {
             all.remove(app);
@@ -190,7 +200,7 @@ impl TaskRunner {
 
     /// Run slots of this node: (in use, in all).
     pub fn slots(&self) -> (usize, usize) {
-        let free = self.permits.available_permits().min(self.capacity);
+        let free = self.permits.available().min(self.capacity);
         (self.capacity - free, self.capacity)
     }
 
@@ -375,7 +385,7 @@ impl TaskRunner {
         };
         let (permits, claimed) = match claimed {
             Some((t, p)) => (p, Some(t)),
-            None => match Permits::acquire(app_slots, self.permits.clone()).await {
+            None => match Permits::acquire(app_slots, self.permits.clone(), app).await {
                 Some(p) => (p, None),
                 None => return,
             },
@@ -484,7 +494,7 @@ impl nubo_tasks::Tasks for TaskRunner {
             .iter_mut()
             .map(|t| {
                 let p = match (&app_slots, &self.cluster) {
-                    (Some(s), None) => Permits::try_acquire(s.clone(), self.permits.clone()),
+                    (Some(s), None) => Permits::try_acquire(s.clone(), self.permits.clone(), &app),
                     _ => None,
                 };
                 t.starts = p.is_some();

@@ -18,6 +18,7 @@
 //!   (`nap` for 100 s, `ID.0`) and N `hold` tasks waiting on it; its
 //!   result is how many were released when the gate ended.
 //!
+//! - `GET /nap?MS`: starts one task that sleeps MS ms on the host; its id.
 //! - `GET /await?ID`: awaits task ID (of any app) and answers its raw result.
 //!
 //! For `bench/tasks.sh`, timed inside the guest, JSON answers:
@@ -263,6 +264,8 @@ fn handle(req: Request) -> Response {
         "slow" => tasks::spawn(slow_fan_out, n).map(|t| t.id().to_string()),
         "spinning" => tasks::spawn(tree, n).map(|t| t.id().to_string()),
         "gated" => tasks::spawn(gated, n).map(|t| t.id().to_string()),
+        // Starts a task that sleeps N ms on the host; its id.
+        "nap" => tasks::spawn(nap, n as u64).map(|t| t.id().to_string()),
         // The raw result of any task id the query names.
         "await" => {
             let id = req.uri().query().unwrap_or("").to_string();
