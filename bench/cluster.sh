@@ -52,7 +52,7 @@ start_node() {
   local pin=()
   [ -n "$cpu" ] && pin=(taskset -c "$cpu")
   local extra=()
-  [ -n "$nats" ] && extra=(--nats "nats://127.0.0.1:$NATS_PORT" --node-id "n$i")
+  [ -n "$nats" ] && extra=(--nats "nats://127.0.0.1:$NATS_PORT" --node-id "n$i" --cluster-key "bench-cluster-key-0123456789abcdef0123")
   NUBO_LOG=warn "${pin[@]}" "$NUBO" node --state "$WORK/state$i" --listen "127.0.0.1:345$i" \
     --control "127.0.0.1:346$i" --token "$TOKEN" "${extra[@]}" >"$WORK/node$i.log" 2>&1 &
   PIDS+=("$!")

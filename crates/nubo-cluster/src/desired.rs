@@ -27,6 +27,12 @@ pub struct AppRecord {
 /// Changes to the desired state, starting with every app's current record.
 pub struct Watch {
     inner: kv::Watch,
+    key: std::sync::Arc<crate::ClusterKey>,
+}
+
+/// What an app record's MAC is bound to: its kind and its key.
+fn record_context(key: &str) -> String {
+    format!("app record {key}")
 }
 
 impl Watch {
@@ -41,7 +47,11 @@ impl Watch {
             if entry.operation != kv::Operation::Put {
                 continue;
             }
-            return Some(match serde_json::from_slice(&entry.value) {
+            let body = match self.key.open(&record_context(&entry.key), &entry.value) {
+                Ok(b) => b,
+                Err(e) => return Some(Err(e.into())),
+            };
+            return Some(match serde_json::from_slice(body) {
                 Ok(record) => Ok((entry.revision, record)),
                 Err(e) => Err(ClusterError::nats(
                     &format!("app record `{}` does not parse", entry.key),
@@ -66,7 +76,8 @@ impl Cluster {
         if entry.operation != kv::Operation::Put {
             return Ok(None);
         }
-        let record = serde_json::from_slice(&entry.value)
+        let body = self.key.open(&record_context(&key), &entry.value)?;
+        let record = serde_json::from_slice(body)
             .map_err(|e| ClusterError::nats("app record does not parse", e))?;
         Ok(Some((entry.revision, record)))
     }
@@ -79,9 +90,9 @@ impl Cluster {
         expected: Option<u64>,
     ) -> Result<(), ClusterError> {
         let key = crate::token(&record.app);
-        let body: bytes::Bytes = serde_json::to_vec(record)
-            .map_err(|e| ClusterError::nats("encode the app record", e))?
-            .into();
+        let json = serde_json::to_vec(record)
+            .map_err(|e| ClusterError::nats("encode the app record", e))?;
+        let body: bytes::Bytes = self.key.seal(&record_context(&key), &json).into();
         if crate::write_if(&self.js, &self.apps, &key, body, expected.unwrap_or(0)).await? {
             Ok(())
         } else {
@@ -105,7 +116,10 @@ impl Cluster {
             .watch_with_history(">")
             .await
             .map_err(|e| ClusterError::nats("watch the desired state", e))?;
-        Ok(Watch { inner })
+        Ok(Watch {
+            inner,
+            key: self.key.clone(),
+        })
     }
 
     /// True if `digest` is in the shared content store.

@@ -21,9 +21,11 @@
 mod desired;
 mod lease;
 mod members;
+mod seal;
 
 pub use desired::{AppRecord, Watch};
 pub use members::{Heartbeat, Member};
+pub use seal::{ClusterKey, Unauthenticated, WeakKey};
 
 use async_nats::jetstream::{self, kv, object_store};
 use std::time::Duration;
@@ -54,6 +56,8 @@ pub enum ClusterError {
     Conflict(String),
     #[error("content {0} is in no node's uploads; upload it again")]
     MissingContent(String),
+    #[error(transparent)]
+    Unauthenticated(#[from] Unauthenticated),
 }
 
 impl ClusterError {
@@ -68,6 +72,45 @@ pub struct ClusterOptions {
     /// Replicas of every bucket Nubo creates (1 to 5, at most the number
     /// of servers).
     pub replicas: usize,
+    /// What every node's records are signed with.
+    pub key: std::sync::Arc<ClusterKey>,
+    /// How this node proves itself to NATS.
+    pub auth: NatsAuth,
+}
+
+/// NATS's own authentication and TLS, as its servers are configured.
+#[derive(Debug, Clone, Default)]
+pub struct NatsAuth {
+    /// A credentials file (user JWT and NKey seed), as `nsc` makes them.
+    pub creds: Option<std::path::PathBuf>,
+    /// A user name and password.
+    pub user: Option<(String, String)>,
+    /// Trust servers whose certificate this CA signed (and require TLS).
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// A client certificate and key, for servers that verify clients.
+    pub tls_client: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl NatsAuth {
+    async fn options(&self) -> Result<async_nats::ConnectOptions, String> {
+        let mut o = async_nats::ConnectOptions::new();
+        if let Some(path) = &self.creds {
+            o = o
+                .credentials_file(path)
+                .await
+                .map_err(|e| format!("cannot read the credentials file {}: {e}", path.display()))?;
+        }
+        if let Some((user, pass)) = &self.user {
+            o = o.user_and_password(user.clone(), pass.clone());
+        }
+        if let Some(ca) = &self.tls_ca {
+            o = o.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let Some((cert, key)) = &self.tls_client {
+            o = o.add_client_certificate(cert.clone(), key.clone());
+        }
+        Ok(o)
+    }
 }
 
 /// A connection to the cluster and its buckets.
@@ -79,6 +122,7 @@ pub struct Cluster {
     leases: kv::Store,
     content: object_store::ObjectStore,
     replicas: usize,
+    key: std::sync::Arc<ClusterKey>,
 }
 
 impl Cluster {
@@ -97,8 +141,17 @@ impl Cluster {
         // Servers that start with the node (a fresh cluster, a rolled
         // deployment) get a few seconds to come up.
         let started = std::time::Instant::now();
+        let base = opts
+            .auth
+            .options()
+            .await
+            .map_err(|why| ClusterError::Connect {
+                urls: shown.clone(),
+                why,
+            })?;
         let client = loop {
-            let attempt = async_nats::ConnectOptions::new()
+            let attempt = base
+                .clone()
                 .name("nubo")
                 .connection_timeout(Duration::from_secs(5))
                 // After the first connection, a lost server is retried (and
@@ -140,7 +193,13 @@ impl Cluster {
             leases,
             content,
             replicas,
+            key: opts.key,
         })
+    }
+
+    /// The key this node signs and checks records with.
+    pub fn key(&self) -> &std::sync::Arc<ClusterKey> {
+        &self.key
     }
 
     /// The NATS connection, for the services' own cluster backends.

@@ -268,8 +268,12 @@ impl Node {
             .await
             .map_err(|e| e.to_string())?
         {
-            if let Some((_, record)) = member.cluster.app(&name).await.map_err(|e| e.to_string())? {
-                self.adopt_logged(&record).await;
+            match member.cluster.app(&name).await {
+                Ok(Some((_, record))) => self.adopt_logged(&record).await,
+                Ok(None) => {}
+                // A forged record changes nothing here; the others go on.
+                Err(nubo_cluster::ClusterError::Unauthenticated(e)) => tracing::warn!("{e}"),
+                Err(e) => return Err(e.to_string()),
             }
         }
         Ok(())

@@ -26,7 +26,7 @@ pub use api::{MARKER as API_MARKER, OPENAPI, router as control_router};
 pub use cluster::ClusterJoin;
 pub use logs::LogLine;
 pub use node::{ChangeError, Changed, Node, NodeError, NodeOptions};
-pub use nubo_cluster::{Cluster, ClusterOptions};
+pub use nubo_cluster::{Cluster, ClusterKey, ClusterOptions, NatsAuth};
 pub use store::{RevisionInfo, StoreError};
 
 /// Default upload limit: 64 MiB.

@@ -282,6 +282,7 @@ impl Node {
                 let link = crate::tasks::ClusterTasks {
                     nats: nats.clone(),
                     client: c.cluster.client().clone(),
+                    key: c.cluster.key().clone(),
                 };
                 (nats, Some(link))
             }

@@ -22,6 +22,8 @@ use std::time::Duration;
 pub struct ClusterTasks {
     pub nats: Arc<NatsTasks>,
     pub client: async_nats::Client,
+    /// Cancels are signed with it: a node stops tasks only for a peer.
+    pub key: Arc<nubo_cluster::ClusterKey>,
 }
 
 /// How often the outcomes waited on here are read from the store.
@@ -71,7 +73,13 @@ impl TaskRunner {
     pub(super) async fn announce_cancel(&self, app: &str, ids: &[String]) {
         if let Some(c) = &self.cluster
             && let Ok(body) = serde_json::to_vec(ids)
-            && let Err(e) = c.client.publish(cancel_subject(app), body.into()).await
+            && let Err(e) = c
+                .client
+                .publish(
+                    cancel_subject(app),
+                    c.key.seal(&cancel_subject(app), &body).into(),
+                )
+                .await
         {
             tracing::warn!("other nodes not told of a cancel: {e}");
         }
@@ -106,6 +114,7 @@ impl TaskRunner {
         let Some(c) = &self.cluster else { return };
         tokio::spawn(recheck(Arc::downgrade(self)));
         let client = c.client.clone();
+        let key = c.key.clone();
         let me = Arc::downgrade(self);
         tokio::spawn(async move {
             let subscribe = |s: &'static str| client.subscribe(s);
@@ -133,10 +142,18 @@ impl TaskRunner {
                     continue;
                 };
                 if is_done {
+                    // Only a hint to read the store, which has the truth.
                     let id = String::from_utf8_lossy(&m.payload).to_string();
                     runner.heard_done(&app, id).await;
-                } else if let Ok(ids) = serde_json::from_slice::<Vec<String>>(&m.payload) {
-                    runner.stop(&app, &ids).await;
+                    continue;
+                }
+                match key.open(m.subject.as_str(), &m.payload) {
+                    Ok(body) => {
+                        if let Ok(ids) = serde_json::from_slice::<Vec<String>>(body) {
+                            runner.stop(&app, &ids).await;
+                        }
+                    }
+                    Err(e) => tracing::warn!("{e}"),
                 }
             }
         });

@@ -45,7 +45,83 @@ pub struct Args {
     #[arg(long, env = "NUBO_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     #[command(flatten)]
+    pub nats_auth: NatsArgs,
+    #[command(flatten)]
     pub conn: ConnArgs,
+}
+
+/// How a node of a cluster proves itself: to the other nodes (the cluster
+/// key) and to NATS (its own authentication and TLS).
+#[derive(clap::Args)]
+pub struct NatsArgs {
+    /// The secret every node of the cluster shares (at least 32
+    /// characters, e.g. `openssl rand -hex 32`; not the control token):
+    /// the records nodes act on are signed with it. Required with --nats.
+    #[arg(
+        long,
+        env = "NUBO_CLUSTER_KEY",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub cluster_key: Option<String>,
+    /// A NATS credentials file (user JWT and NKey seed, as `nsc` makes).
+    #[arg(long, env = "NUBO_NATS_CREDS", value_name = "FILE")]
+    pub nats_creds: Option<PathBuf>,
+    /// A NATS user; the password is read from NUBO_NATS_PASSWORD.
+    #[arg(long, env = "NUBO_NATS_USER", value_name = "USER")]
+    pub nats_user: Option<String>,
+    /// The CA that signed the NATS servers' certificates; turns TLS on.
+    #[arg(long, env = "NUBO_NATS_TLS_CA", value_name = "FILE")]
+    pub nats_tls_ca: Option<PathBuf>,
+    /// A client certificate for NATS servers that verify clients.
+    #[arg(
+        long,
+        env = "NUBO_NATS_TLS_CERT",
+        value_name = "FILE",
+        requires = "nats_tls_key"
+    )]
+    pub nats_tls_cert: Option<PathBuf>,
+    /// The key of --nats-tls-cert.
+    #[arg(
+        long,
+        env = "NUBO_NATS_TLS_KEY",
+        value_name = "FILE",
+        requires = "nats_tls_cert"
+    )]
+    pub nats_tls_key: Option<PathBuf>,
+}
+
+impl NatsArgs {
+    fn key(&self) -> CliResult<Arc<nubo_node::ClusterKey>> {
+        let Some(secret) = &self.cluster_key else {
+            return Err(CliError::new(
+                "a cluster needs a key: every node signs what it writes to NATS with it",
+            )
+            .hint("give every node the same --cluster-key (or NUBO_CLUSTER_KEY), e.g. from `openssl rand -hex 32`"));
+        };
+        nubo_node::ClusterKey::new(secret)
+            .map(Arc::new)
+            .map_err(|e| CliError::new(e.to_string()))
+    }
+
+    fn auth(&self) -> CliResult<nubo_node::NatsAuth> {
+        let user = match &self.nats_user {
+            Some(u) => {
+                let pass = std::env::var("NUBO_NATS_PASSWORD").map_err(|_| {
+                    CliError::new(format!("--nats-user {u} needs its password"))
+                        .hint("set NUBO_NATS_PASSWORD (it is never taken as a flag, so that `ps` cannot show it)")
+                })?;
+                Some((u.clone(), pass))
+            }
+            None => None,
+        };
+        Ok(nubo_node::NatsAuth {
+            creds: self.nats_creds.clone(),
+            user,
+            tls_ca: self.nats_tls_ca.clone(),
+            tls_client: self.nats_tls_cert.clone().zip(self.nats_tls_key.clone()),
+        })
+    }
 }
 
 /// How long clients may hold the node's connections (both listeners).
@@ -99,6 +175,8 @@ async fn join(args: &Args) -> CliResult<Option<nubo_node::ClusterJoin>> {
     let cluster = nubo_node::Cluster::connect(nubo_node::ClusterOptions {
         urls: args.nats.clone(),
         replicas,
+        key: args.nats_auth.key()?,
+        auth: args.nats_auth.auth()?,
     })
     .await
     .map_err(|e| {

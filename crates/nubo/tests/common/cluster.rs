@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 /// The token every node of a test cluster shares.
 pub const TOKEN: &str = "cluster-test-token";
+/// The key every node of a test cluster signs its records with.
+pub const KEY: &str = "cluster-test-key-0123456789abcdef0123456789";
 
 pub struct NatsServer {
     child: Option<Child>,
@@ -25,7 +27,7 @@ pub struct NatsCluster {
 /// A loopback port nothing listens on, never the same one twice in this
 /// process: the cluster tests run at once, and a port one test picked and
 /// released can be what the kernel hands the next test.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
     loop {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -154,7 +156,16 @@ impl NatsCluster {
     pub fn node(&self, state: &Path, id: &str) -> NodeProc {
         NodeProc::start(
             state,
-            &["--nats", &self.urls(), "--node-id", id, "--token", TOKEN],
+            &[
+                "--nats",
+                &self.urls(),
+                "--node-id",
+                id,
+                "--token",
+                TOKEN,
+                "--cluster-key",
+                KEY,
+            ],
         )
     }
 

@@ -20,12 +20,18 @@ pub struct NodeProc {
 
 impl NodeProc {
     pub fn start(state: &Path, extra: &[&str]) -> NodeProc {
+        Self::start_with(state, extra, &[])
+    }
+
+    /// [`NodeProc::start`] with environment variables set for the node.
+    pub fn start_with(state: &Path, extra: &[&str], env: &[(&str, &str)]) -> NodeProc {
         let mut child = nubo()
             .arg("node")
             .arg("--state")
             .arg(state)
             .args(["--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
