@@ -7,6 +7,7 @@
 
 mod error;
 mod outbound;
+pub mod ranges;
 mod raw;
 mod route;
 mod schedule;

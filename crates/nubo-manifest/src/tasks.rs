@@ -4,6 +4,7 @@
 //! own ceiling while the node keeps serving every other app.
 
 use crate::error::Reporter;
+use crate::ranges;
 use crate::raw::{RawTasks, S};
 use serde::{Deserialize, Serialize};
 
@@ -42,32 +43,29 @@ pub(crate) fn tasks(raw: Option<&S<RawTasks>>, r: &mut Reporter<'_>) -> TasksSpe
     let d = TasksSpec::default();
     let Some(raw) = raw else { return d };
     let raw = raw.get_ref();
-    let mut num = |v: &Option<S<i64>>, key: &str, min: i64, max: i64, default: u64| {
-        crate::validate::ranged(r, v, key, min..=max, default)
+    let num = |r: &mut Reporter<'_>, v: &Option<S<i64>>, range, default: u32| {
+        crate::validate::ranged(r, v, range, default.into()) as u32
     };
     TasksSpec {
         max_running: num(
+            r,
             &raw.max_running,
-            "max_running",
-            1,
-            10_000,
-            d.max_running.into(),
-        ) as u32,
-        max_queued: num(
-            &raw.max_queued,
-            "max_queued",
-            1,
-            10_000_000,
-            d.max_queued.into(),
-        ) as u32,
-        max_depth: num(&raw.max_depth, "max_depth", 0, 64, d.max_depth.into()) as u32,
+            ranges::TASKS_MAX_RUNNING,
+            d.max_running,
+        ),
+        max_queued: num(r, &raw.max_queued, ranges::TASKS_MAX_QUEUED, d.max_queued),
+        max_depth: num(r, &raw.max_depth, ranges::TASKS_MAX_DEPTH, d.max_depth),
         max_attempts: num(
+            r,
             &raw.max_attempts,
-            "max_attempts",
-            1,
-            100,
-            d.max_attempts.into(),
-        ) as u32,
-        backoff_ms: num(&raw.backoff_ms, "backoff_ms", 0, 3_600_000, d.backoff_ms),
+            ranges::TASKS_MAX_ATTEMPTS,
+            d.max_attempts,
+        ),
+        backoff_ms: crate::validate::ranged(
+            r,
+            &raw.backoff_ms,
+            ranges::TASKS_BACKOFF_MS,
+            d.backoff_ms,
+        ),
     }
 }

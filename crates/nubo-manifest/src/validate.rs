@@ -1,6 +1,7 @@
 //! From raw TOML to a trusted [`AppSpec`], collecting every problem.
 
 use crate::error::{Reporter, parse_error};
+use crate::ranges;
 use crate::raw::{RawComponent, RawManifest, S};
 use crate::spec::{
     AppSpec, BuildSpec, ComponentSpec, CronSpec, Limits, Missed, RouteSpec, RouteTarget,
@@ -329,27 +330,14 @@ fn limits(comp: &RawComponent, r: &mut Reporter<'_>) -> Limits {
         return limits;
     };
     let raw = raw.get_ref();
-    let mut check = |v: &Option<S<i64>>, name: &str, max: i64| -> Option<u64> {
-        let v = v.as_ref()?;
-        let n = *v.get_ref();
-        if n < 1 || n > max {
-            r.error(
-                v.span(),
-                format!("`{name}` must be between 1 and {max}, got {n}"),
-            );
-            return None;
-        }
-        u64::try_from(n).ok()
-    };
-    if let Some(m) = check(&raw.memory_mb, "memory_mb", 4096) {
-        limits.memory_mb = m;
-    }
-    if let Some(t) = check(&raw.timeout_ms, "timeout_ms", 24 * 3600 * 1000) {
-        limits.timeout_ms = t;
-    }
-    if let Some(i) = check(&raw.max_instances, "max_instances", 10_000) {
-        limits.max_instances = u32::try_from(i).unwrap_or(u32::MAX);
-    }
+    limits.memory_mb = ranged(r, &raw.memory_mb, ranges::MEMORY_MB, limits.memory_mb);
+    limits.timeout_ms = ranged(r, &raw.timeout_ms, ranges::TIMEOUT_MS, limits.timeout_ms);
+    limits.max_instances = ranged(
+        r,
+        &raw.max_instances,
+        ranges::MAX_INSTANCES,
+        limits.max_instances.into(),
+    ) as u32;
     limits
 }
 
@@ -357,23 +345,14 @@ fn limits(comp: &RawComponent, r: &mut Reporter<'_>) -> Limits {
 pub(crate) fn ranged(
     r: &mut Reporter<'_>,
     v: &Option<S<i64>>,
-    key: &str,
-    range: std::ops::RangeInclusive<i64>,
+    range: ranges::Range,
     default: u64,
 ) -> u64 {
     match v {
         None => default,
-        Some(v) if range.contains(v.get_ref()) => *v.get_ref() as u64,
+        Some(v) if range.contains(*v.get_ref()) => *v.get_ref() as u64,
         Some(v) => {
-            r.error(
-                v.span(),
-                format!(
-                    "`{key}` must be between {} and {}, got {}",
-                    range.start(),
-                    range.end(),
-                    v.get_ref()
-                ),
-            );
+            r.error(v.span(), range.message(v.get_ref()));
             default
         }
     }
@@ -396,20 +375,16 @@ fn queues(raw: &RawManifest, r: &mut Reporter<'_>) -> BTreeMap<String, crate::Qu
         if !raw.component.keys().any(|k| k.get_ref() == consumer) {
             r.error(q.consumer.span(), format!("unknown component `{consumer}`"));
         }
-        let mut num = |v: &Option<S<i64>>, key: &str, min: i64, max: i64, default: u64| {
-            ranged(r, v, key, min..=max, default)
-        };
-        let concurrency = num(&q.concurrency, "concurrency", 1, 1000, 1) as u32;
-        let max_attempts = num(&q.max_attempts, "max_attempts", 1, 100, 5) as u32;
-        let visibility_timeout_ms = num(
+        let concurrency = ranged(r, &q.concurrency, ranges::QUEUE_CONCURRENCY, 1) as u32;
+        let max_attempts = ranged(r, &q.max_attempts, ranges::QUEUE_MAX_ATTEMPTS, 5) as u32;
+        let visibility_timeout_ms = ranged(
+            r,
             &q.visibility_timeout_ms,
-            "visibility_timeout_ms",
-            100,
-            86_400_000,
+            ranges::QUEUE_VISIBILITY_MS,
             30_000,
         );
-        let backoff_ms = num(&q.backoff_ms, "backoff_ms", 0, 3_600_000, 1000);
-        let batch_size = num(&q.batch_size, "batch_size", 1, 1000, 1) as u32;
+        let backoff_ms = ranged(r, &q.backoff_ms, ranges::QUEUE_BACKOFF_MS, 1000);
+        let batch_size = ranged(r, &q.batch_size, ranges::QUEUE_BATCH_SIZE, 1) as u32;
         let path = q
             .path
             .as_ref()

@@ -36,7 +36,13 @@ pub fn validate(app: &AppDef, has_content: impl Fn(&str) -> bool) -> Result<(), 
             errs.push(format!("invalid variable name `{name}`"));
         }
     }
+    for p in app.settings.tasks.problems() {
+        errs.push(format!("[tasks]: {p}"));
+    }
     for (name, c) in &app.components {
+        for p in c.limits.problems() {
+            errs.push(format!("component `{name}`: limits: {p}"));
+        }
         if !is_name(name) {
             errs.push(format!("invalid component name `{name}`"));
         }
@@ -155,8 +161,9 @@ pub fn validate(app: &AppDef, has_content: impl Fn(&str) -> bool) -> Result<(), 
                 q.consumer
             ));
         }
-        if q.concurrency == 0 || q.max_attempts == 0 || !q.path.starts_with('/') {
-            errs.push(format!("queue `{name}`: concurrency and max_attempts must be at least 1, and path must start with `/`"));
+        // The same ranges `nubo check` applies ([`nubo_manifest::ranges`]).
+        for p in q.problems() {
+            errs.push(format!("queue `{name}`: {p}"));
         }
     }
     for (name, c) in &app.components {

@@ -486,3 +486,54 @@ async fn a_second_node_on_a_state_dir_in_use_is_refused() {
     .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
 }
+
+/// The control API refuses exactly what `nubo check` refuses: a `[tasks]`
+/// limit, a queue setting or a component limit out of range is an error
+/// in both, with the same words.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_and_check_refuse_the_same_numbers() {
+    let s = state();
+    let node = NodeProc::start(s.path(), &[]);
+    let app = probe_app("same", "");
+    node.apply(&app);
+    let settings = r#"{"expected_revision":1,"steps":[{"op":"set_settings","settings":{"tasks":{"max_running":0}}}]}"#;
+    let r = node.api("POST", "/v1/apps/same/changes", settings).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text()
+            .contains("`max_running` must be between 1 and 10000, got 0"),
+        "{}",
+        r.text()
+    );
+    let queues = r#"{"expected_revision":1,"steps":[{"op":"set_queues","queues":{"jobs":{"consumer":"probe","path":"/probe/q-recv","concurrency":5000,"max_attempts":5,"visibility_timeout_ms":30000,"backoff_ms":1000}}}]}"#;
+    let r = node.api("POST", "/v1/apps/same/changes", queues).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text()
+            .contains("`concurrency` must be between 1 and 1000, got 5000"),
+        "{}",
+        r.text()
+    );
+
+    let toml = std::fs::read_to_string(app.path().join("nubo.toml")).unwrap();
+    std::fs::write(
+        app.path().join("nubo.toml"),
+        format!("{toml}\n[tasks]\nmax_running = 0\n[queue.jobs]\nconsumer = \"probe\"\nconcurrency = 5000\n"),
+    )
+    .unwrap();
+    let out = common::nubo()
+        .args(["check"])
+        .arg(app.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("`max_running` must be between 1 and 10000, got 0"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`concurrency` must be between 1 and 1000, got 5000"),
+        "{err}"
+    );
+}

@@ -1,0 +1,127 @@
+//! The allowed values of every numeric setting, in one place.
+//!
+//! `nubo check` reads them from `nubo.toml` (with the line and column of a
+//! value out of range) and the control API reads them from a definition
+//! sent as JSON (`nubo-plan`'s validator); both ask the tables here, so
+//! the two can never accept different definitions.
+
+use crate::{Limits, QueueSpec, TasksSpec};
+
+/// One numeric setting: its key and its inclusive bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Range {
+    pub key: &'static str,
+    pub min: i64,
+    pub max: i64,
+}
+
+impl Range {
+    const fn new(key: &'static str, min: i64, max: i64) -> Self {
+        Self { key, min, max }
+    }
+
+    pub fn contains(&self, v: i64) -> bool {
+        (self.min..=self.max).contains(&v)
+    }
+
+    /// Why `v` is not allowed, if it is not.
+    pub fn check(&self, v: u64) -> Option<String> {
+        let ok = i64::try_from(v).is_ok_and(|v| self.contains(v));
+        (!ok).then(|| self.message(v))
+    }
+
+    pub fn message(&self, got: impl std::fmt::Display) -> String {
+        format!(
+            "`{}` must be between {} and {}, got {got}",
+            self.key, self.min, self.max
+        )
+    }
+}
+
+pub const MEMORY_MB: Range = Range::new("memory_mb", 1, 4096);
+pub const TIMEOUT_MS: Range = Range::new("timeout_ms", 1, 24 * 3600 * 1000);
+pub const MAX_INSTANCES: Range = Range::new("max_instances", 1, 10_000);
+
+pub const QUEUE_CONCURRENCY: Range = Range::new("concurrency", 1, 1000);
+pub const QUEUE_MAX_ATTEMPTS: Range = Range::new("max_attempts", 1, 100);
+pub const QUEUE_VISIBILITY_MS: Range = Range::new("visibility_timeout_ms", 100, 86_400_000);
+pub const QUEUE_BACKOFF_MS: Range = Range::new("backoff_ms", 0, 3_600_000);
+pub const QUEUE_BATCH_SIZE: Range = Range::new("batch_size", 1, 1000);
+
+pub const TASKS_MAX_RUNNING: Range = Range::new("max_running", 1, 10_000);
+pub const TASKS_MAX_QUEUED: Range = Range::new("max_queued", 1, 10_000_000);
+pub const TASKS_MAX_DEPTH: Range = Range::new("max_depth", 0, 64);
+pub const TASKS_MAX_ATTEMPTS: Range = Range::new("max_attempts", 1, 100);
+pub const TASKS_BACKOFF_MS: Range = Range::new("backoff_ms", 0, 3_600_000);
+
+fn problems(checks: &[(Range, u64)]) -> Vec<String> {
+    checks.iter().filter_map(|(r, v)| r.check(*v)).collect()
+}
+
+impl Limits {
+    /// Every value out of its range.
+    pub fn problems(&self) -> Vec<String> {
+        problems(&[
+            (MEMORY_MB, self.memory_mb),
+            (TIMEOUT_MS, self.timeout_ms),
+            (MAX_INSTANCES, self.max_instances.into()),
+        ])
+    }
+}
+
+impl QueueSpec {
+    /// Every value out of its range, and a path that is not absolute.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = problems(&[
+            (QUEUE_CONCURRENCY, self.concurrency.into()),
+            (QUEUE_MAX_ATTEMPTS, self.max_attempts.into()),
+            (QUEUE_VISIBILITY_MS, self.visibility_timeout_ms),
+            (QUEUE_BACKOFF_MS, self.backoff_ms),
+            (QUEUE_BATCH_SIZE, self.batch_size.into()),
+        ]);
+        if !self.path.starts_with('/') {
+            out.push(format!("path `{}` must start with `/`", self.path));
+        }
+        out
+    }
+}
+
+impl TasksSpec {
+    /// Every value out of its range.
+    pub fn problems(&self) -> Vec<String> {
+        problems(&[
+            (TASKS_MAX_RUNNING, self.max_running.into()),
+            (TASKS_MAX_QUEUED, self.max_queued.into()),
+            (TASKS_MAX_DEPTH, self.max_depth.into()),
+            (TASKS_MAX_ATTEMPTS, self.max_attempts.into()),
+            (TASKS_BACKOFF_MS, self.backoff_ms),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_in_range() {
+        assert!(Limits::default().problems().is_empty());
+        assert!(TasksSpec::default().problems().is_empty());
+    }
+
+    #[test]
+    fn out_of_range_values_are_named() {
+        let t = TasksSpec {
+            max_running: 0,
+            max_depth: 65,
+            ..TasksSpec::default()
+        };
+        assert_eq!(
+            t.problems(),
+            [
+                "`max_running` must be between 1 and 10000, got 0",
+                "`max_depth` must be between 0 and 64, got 65"
+            ]
+        );
+    }
+}
