@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Two builds of the node side by side in one run: what a change costs.
+#   HTTP: wrk at 64 and 1 connections against tests/components/hello;
+#   tasks: spawn+await round trips and a burst of trivial tasks (tasker,
+#   timed inside the guest, as bench/tasks.sh does).
+# The builds alternate round by round, so drift on the machine hits both;
+# the table gives each round and the median ratio AFTER / BEFORE.
+#
+# Usage: bench/ab.sh BEFORE_BIN AFTER_BIN [ROUNDS] [SECONDS]   (defaults 3 5)
+#   e.g. git worktree add /tmp/base REV && (cd /tmp/base && cargo build --profile dist -p nubo)
+#        bench/ab.sh /tmp/base/target/dist/nubo target/dist/nubo
+# Needs: wrk (apt-get install wrk)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+BEFORE="$1"; AFTER="$2"; ROUNDS="${3:-3}"; DURATION="${4:-5}"
+need wrk "apt-get install wrk"
+(cd tests/components && cargo build --release -q --target wasm32-wasip2 -p hello -p tasker)
+HELLO="$PWD/tests/components/target/wasm32-wasip2/release/hello.wasm"
+TASKER="$PWD/tests/components/target/wasm32-wasip2/release/tasker.wasm"
+mkdir -p "$WORK/hello"
+cat > "$WORK/hello/nubo.toml" <<TOML
+[app]
+name = "bench"
+[component.hello]
+source = "$HELLO"
+limits = { max_instances = 1000 }
+[[http]]
+route = "/..."
+component = "hello"
+TOML
+tasker_app "$WORK/tasker" "$TASKER"
+
+ADDR=127.0.0.1:3500; CONTROL=127.0.0.1:3501
+# serve BIN DIR: a node of BIN serving app DIR, fresh state each time.
+serve() {
+  rm -rf "$WORK/state"
+  NUBO_LOG=warn "$1" up "$2" --no-build --listen "$ADDR" --control "$CONTROL" --state "$WORK/state" >"$WORK/node.log" 2>&1 &
+  PIDS+=("$!")
+  wait_for curl -sf "http://$ADDR/${3:-}"
+}
+rps() { wrk -t1 -c"$1" -d"${DURATION}s" "http://$ADDR/" | awk '/Requests\/sec/ {print $2}'; }
+
+: > "$WORK/results"
+for round in $(seq 1 "$ROUNDS"); do
+  for which in before after; do
+    bin=$BEFORE; [ "$which" = after ] && bin=$AFTER
+    echo "== round $round: $which" >&2
+    serve "$bin" "$WORK/hello"
+    wrk -t1 -c64 -d1s "http://$ADDR/" >/dev/null
+    c64=$(rps 64); c1=$(rps 1)
+    stop_all
+    serve "$bin" "$WORK/tasker" "rtt?1"
+    curl -sf "http://$ADDR/burst?2000" >/dev/null
+    rtt=$(curl -sf "http://$ADDR/rtt?500" | python3 -c 'import json,sys; print(json.load(sys.stdin)["mean_us"])')
+    burst=$(curl -sf "http://$ADDR/burst?5000" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tasks_per_s"])')
+    stop_all
+    echo "$round $which $c64 $c1 $rtt $burst" >> "$WORK/results"
+  done
+done
+
+python3 - "$WORK/results" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+by = {}
+for r, which, *v in rows:
+    by.setdefault(r, {})[which] = [float(x) for x in v]
+names = ["HTTP req/s, 64 conns", "HTTP req/s, 1 conn", "task round trip, mean µs", "trivial tasks/s"]
+higher_better = [True, True, False, True]
+print("| measure | before | after | after / before (median) |")
+print("| --- | --- | --- | --- |")
+for i, name in enumerate(names):
+    b = [by[r]["before"][i] for r in sorted(by)]
+    a = [by[r]["after"][i] for r in sorted(by)]
+    ratios = [x / y for x, y in zip(a, b)]
+    fmt = lambda xs: ", ".join(f"{x:,.0f}" for x in xs)
+    print(f"| {name} | {fmt(b)} | {fmt(a)} | {statistics.median(ratios):.3f}× |")
+PY
