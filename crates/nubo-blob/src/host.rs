@@ -74,6 +74,8 @@ type R<T> = wasmtime::Result<Result<T, String>>;
 pub struct BlobView<'a> {
     pub grant: Option<&'a BlobGrant>,
     pub table: &'a mut ResourceTable,
+    /// The instance's open readers and writers ([`crate::MAX_OPEN`]).
+    pub open: &'a crate::OpenObjects,
 }
 
 impl BlobView<'_> {
@@ -243,6 +245,10 @@ impl container::HostContainer for BlobView<'_> {
         let Some((meta, reader)) = found else {
             return Ok(Err(BlobError::NotFound(name).to_string()));
         };
+        let reader: Box<dyn crate::BlobReader> = Box::new(crate::open::Counted {
+            inner: reader,
+            _slot: tri!(self.open.take()),
+        });
         let size = meta.size.min(end.saturating_add(1)).saturating_sub(start);
         Ok(Ok(self.table.push(Incoming { reader, size })?))
     }
@@ -395,6 +401,13 @@ impl types::HostOutgoingValue for BlobView<'_> {
         if self.table.get(&v)?.body_taken {
             return Ok(Err(()));
         }
+        let slot = match self.open.take() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("{e}");
+                return Ok(Err(()));
+            }
+        };
         let writer = match backend.writer().await {
             Ok(w) => w,
             Err(e) => {
@@ -402,6 +415,10 @@ impl types::HostOutgoingValue for BlobView<'_> {
                 return Ok(Err(()));
             }
         };
+        let writer: Box<dyn crate::BlobWriter> = Box::new(crate::open::Counted {
+            inner: writer,
+            _slot: slot,
+        });
         let spool = Spool::new(writer);
         let out = self.table.get_mut(&v)?;
         out.body_taken = true;

@@ -15,10 +15,12 @@
 mod files;
 pub mod host;
 mod nats;
+mod open;
 mod streams;
 
 pub use files::FileBlobs;
 pub use nats::NatsBlobs;
+pub use open::{MAX_OPEN, OpenObjects};
 
 use bytes::Bytes;
 use std::sync::Arc;

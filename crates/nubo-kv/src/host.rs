@@ -65,6 +65,41 @@ impl From<wasmtime::component::ResourceTableError> for Error {
 pub struct KvView<'a> {
     pub grant: Option<&'a KvGrant>,
     pub table: &'a mut ResourceTable,
+    /// What the instance's compare-and-swap handles hold.
+    pub cas: &'a mut CasHeld,
+}
+
+/// Compare-and-swap handles an instance may hold at once, and the bytes
+/// of the values they copy: host memory outside the guest's limit, so a
+/// guest that opens handles in a loop is refused, not the node.
+pub const MAX_CAS_HANDLES: usize = 1024;
+pub const MAX_CAS_BYTES: usize = 16 << 20;
+
+/// The compare-and-swap handles one instance holds.
+#[derive(Debug, Default)]
+pub struct CasHeld {
+    handles: usize,
+    bytes: usize,
+}
+
+impl CasHeld {
+    fn take(&mut self, seen: &Option<Vec<u8>>) -> Result<(), Error> {
+        let bytes = seen.as_ref().map_or(0, Vec::len);
+        if self.handles >= MAX_CAS_HANDLES || self.bytes + bytes > MAX_CAS_BYTES {
+            return Err(Error::Other(format!(
+                "this instance holds {} compare-and-swap handles ({} bytes), its limit is {MAX_CAS_HANDLES} handles and {MAX_CAS_BYTES} bytes: drop some first",
+                self.handles, self.bytes
+            )));
+        }
+        self.handles += 1;
+        self.bytes += bytes;
+        Ok(())
+    }
+
+    fn give_back(&mut self, seen: &Option<Vec<u8>>) {
+        self.handles = self.handles.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(seen.as_ref().map_or(0, Vec::len));
+    }
 }
 
 impl KvView<'_> {
@@ -180,6 +215,7 @@ impl atomics::Host for KvView<'_> {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), atomics::CasError>> {
         let Cas { ns, key, seen } = self.table.delete(cas)?;
+        self.cas.give_back(&seen);
         let kv = match self.backend() {
             Ok(kv) => kv,
             Err(_) => {
@@ -203,6 +239,9 @@ impl atomics::Host for KvView<'_> {
                         ))));
                     }
                 };
+                if let Err(Error::Other(e)) = self.cas.take(&now) {
+                    return Ok(Err(atomics::CasError::StoreError(store::Error::Other(e))));
+                }
                 let fresh = self.table.push(Cas { ns, key, seen: now })?;
                 Ok(Err(atomics::CasError::CasFailed(fresh)))
             }
@@ -217,6 +256,7 @@ impl atomics::HostCas for KvView<'_> {
     async fn new(&mut self, b: Resource<Bucket>, key: String) -> Result<Resource<Cas>, Error> {
         let (kv, ns) = self.bucket(&b)?;
         let seen = kv.get(&ns, &key).await?;
+        self.cas.take(&seen)?;
         Ok(self.table.push(Cas { ns, key, seen })?)
     }
 
@@ -225,7 +265,8 @@ impl atomics::HostCas for KvView<'_> {
     }
 
     async fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
-        self.table.delete(cas)?;
+        let Cas { seen, .. } = self.table.delete(cas)?;
+        self.cas.give_back(&seen);
         Ok(())
     }
 }
@@ -272,5 +313,25 @@ impl kv_ttl::Host for KvView<'_> {
         Ok(kv
             .set(&ns, &key, &value, Some(Duration::from_millis(ttl_ms)))
             .await?)
+    }
+}
+
+#[cfg(test)]
+mod cas_tests {
+    use super::*;
+
+    #[test]
+    fn cas_handles_are_bounded_by_count_and_bytes() {
+        let mut held = CasHeld::default();
+        let big = Some(vec![0u8; MAX_CAS_BYTES / 2]);
+        assert!(held.take(&big).is_ok());
+        assert!(held.take(&big).is_ok());
+        assert!(held.take(&Some(vec![0])).is_err(), "over the bytes");
+        held.give_back(&big);
+        held.give_back(&big);
+        for _ in 0..MAX_CAS_HANDLES {
+            assert!(held.take(&None).is_ok());
+        }
+        assert!(held.take(&None).is_err(), "over the count");
     }
 }

@@ -27,6 +27,8 @@ pub struct Host {
     queues: Option<Arc<nubo_queue::QueueGrant>>,
     topics: Option<Arc<nubo_pubsub::PubSubGrant>>,
     pub(crate) tasks: Option<nubo_tasks::TaskCtx>,
+    open_blobs: nubo_blob::OpenObjects,
+    cas_held: nubo_kv::host::CasHeld,
 }
 
 impl Host {
@@ -57,6 +59,8 @@ impl Host {
             queues: grants.queues.clone(),
             topics: grants.topics.clone(),
             tasks: None,
+            open_blobs: Default::default(),
+            cas_held: Default::default(),
         }
     }
 }
@@ -103,6 +107,7 @@ impl Host {
         nubo_blob::host::BlobView {
             grant: self.blobs.as_deref(),
             table: &mut self.table,
+            open: &self.open_blobs,
         }
     }
 
@@ -110,6 +115,7 @@ impl Host {
         nubo_kv::host::KvView {
             grant: self.kv.as_deref(),
             table: &mut self.table,
+            cas: &mut self.cas_held,
         }
     }
 }

@@ -440,3 +440,23 @@ async fn every_acknowledged_blob_survives_sigkill_under_load() {
     let files = std::fs::read_dir(s.path().join("blobs")).unwrap().count() as u64;
     assert_eq!(files, objects, "orphan blob files were left behind");
 }
+
+/// A component that opens readers in a loop is refused past its limit
+/// (each holds a file), and the node serves on.
+#[tokio::test(flavor = "multi_thread")]
+async fn open_readers_are_bounded_per_instance() {
+    let s = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(s.path(), &[]);
+    node.apply(&blob_app("h", "/h", "\"files\"", 64));
+    assert_eq!(call(&node, "PUT", "/h/b/put/x", b"abc").await.0, 201);
+    let (status, body) = call(&node, "GET", "/h/b/hoard/x", b"").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.starts_with("64 open;") && body.contains("64 blob readers and writers open"),
+        "{body}"
+    );
+    // Each instance starts with none open.
+    let (status, body) = call(&node, "GET", "/h/b/hoard/x", b"").await;
+    assert!(status == 200 && body.starts_with("64 open;"), "{body}");
+    assert_eq!(call(&node, "GET", "/h/b/get/x", b"").await, (200, "abc".into()));
+}

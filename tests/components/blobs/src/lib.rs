@@ -1,5 +1,6 @@
 //! `/put/NAME`, `/get/NAME`, `/info/NAME`, `/list?prefix=P`, `/del/NAME`,
-//! `/copy/NAME?to=C/N`, `/move/NAME?to=C/N` on container `files`, and
+//! `/copy/NAME?to=C/N`, `/move/NAME?to=C/N`, `/hoard/NAME` (readers of
+//! NAME opened until one is refused) on container `files`, and
 //! `/open?c=NAME` to try any container, and `/broken`: a response that
 //! traps 300 ms after its headers and 64 KiB of body.
 
@@ -91,6 +92,21 @@ fn handle(mut req: Request) -> Response {
                 .map(|i| i.content_type)
                 .unwrap_or_default();
             Ok(response(200, &ct, Body::reader(reader)))
+        }
+        // Opens readers of NAME until one is refused (or 2000 are open).
+        "hoard" => {
+            let mut open = Vec::new();
+            let why = loop {
+                if open.len() == 2000 {
+                    break "none refused".to_string();
+                }
+                match files.reader(name) {
+                    Ok(Some(r)) => open.push(r),
+                    Ok(None) => break format!("no {name}"),
+                    Err(e) => break e.to_string(),
+                }
+            };
+            Ok(text(200, format!("{} open; {why}", open.len())))
         }
         "info" => Ok(match files.info(name)? {
             Some(i) => text(200, format!("{} {} {}", i.name, i.size, i.content_type)),
