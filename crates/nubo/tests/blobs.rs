@@ -458,5 +458,8 @@ async fn open_readers_are_bounded_per_instance() {
     // Each instance starts with none open.
     let (status, body) = call(&node, "GET", "/h/b/hoard/x", b"").await;
     assert!(status == 200 && body.starts_with("64 open;"), "{body}");
-    assert_eq!(call(&node, "GET", "/h/b/get/x", b"").await, (200, "abc".into()));
+    assert_eq!(
+        call(&node, "GET", "/h/b/get/x", b"").await,
+        (200, "abc".into())
+    );
 }
