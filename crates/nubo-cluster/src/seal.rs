@@ -44,6 +44,15 @@ impl ClusterKey {
         Ok(Self(hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())))
     }
 
+    /// 32 bytes of key material for `purpose`, derived from the cluster
+    /// key (every node derives the same), never the signing key itself.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        let tag = hmac::sign(&self.0, format!("nubo derived key\0{purpose}").as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&tag.as_ref()[..32]);
+        out
+    }
+
     fn tag(&self, context: &str, body: &[u8]) -> hmac::Tag {
         let mut ctx = hmac::Context::with_key(&self.0);
         ctx.update(context.as_bytes());

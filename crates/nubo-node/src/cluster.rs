@@ -34,6 +34,8 @@ pub(crate) struct Member {
     synced: AtomicBool,
     /// Wakes the heartbeat early when what the node serves changed.
     pub(crate) changed: tokio::sync::Notify,
+    /// Seals secret variables in the records this node shares.
+    secrets: crate::secrets::Secrets,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -44,14 +46,16 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 impl Member {
-    pub(crate) fn new(join: ClusterJoin) -> Self {
-        Self {
+    pub(crate) fn new(join: ClusterJoin) -> std::io::Result<Self> {
+        let secrets = crate::secrets::Secrets::new(join.cluster.key().derive("secret variables"))?;
+        Ok(Self {
             cluster: join.cluster,
             id: join.id,
             failing: Mutex::new(BTreeMap::new()),
             synced: AtomicBool::new(false),
             changed: tokio::sync::Notify::new(),
-        }
+            secrets,
+        })
     }
 
     fn failing(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
@@ -108,7 +112,10 @@ impl Member {
         let record = AppRecord {
             app: app.to_string(),
             revision,
-            def: def.map(serde_json::to_value).transpose().map_err(encode)?,
+            def: def
+                .map(|d| serde_json::to_value(self.secrets.seal(d)))
+                .transpose()
+                .map_err(encode)?,
             steps: serde_json::to_value(crate::store::redact_steps(app, steps)).map_err(encode)?,
             at: now_ms() / 1000,
         };
@@ -144,6 +151,13 @@ impl Node {
             .map(serde_json::from_value)
             .transpose()
             .map_err(|e| format!("the shared definition does not parse: {e}"))?;
+        let Some(member) = &self.cluster else {
+            return Err("not in a cluster".into());
+        };
+        let def = def
+            .map(|d| member.secrets.open(d))
+            .transpose()
+            .map_err(|e| e.to_string())?;
         let live = match &def {
             Some(def) => {
                 self.fetch_content(def).await?;

@@ -17,6 +17,7 @@ mod live;
 mod logs;
 mod node;
 mod queues;
+mod secrets;
 mod sockets;
 mod store;
 mod tasks;

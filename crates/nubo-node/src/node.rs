@@ -214,7 +214,9 @@ impl Node {
             .map_err(state_err(&opts.state.join("content")))?;
         std::fs::create_dir_all(opts.state.join("sites"))
             .map_err(state_err(&opts.state.join("sites")))?;
-        let store = Store::open(&opts.state.join("nubo.db"))?;
+        let secrets = crate::secrets::Secrets::load_or_create(&opts.state)
+            .map_err(state_err(&opts.state.join(crate::secrets::KEY_FILE)))?;
+        let store = Store::open(&opts.state.join("nubo.db"), secrets)?;
         let runtime = Runtime::new(RuntimeOptions {
             cache_dir: Some(
                 opts.cache_dir
@@ -329,7 +331,13 @@ impl Node {
             queues,
             tasks,
             hub,
-            cluster: opts.cluster.map(crate::cluster::Member::new),
+            cluster: opts
+                .cluster
+                .map(crate::cluster::Member::new)
+                .transpose()
+                .map_err(|e| {
+                    NodeError::Service(format!("cannot derive the cluster's secrets key: {e}"))
+                })?,
             addrs: std::sync::OnceLock::new(),
             started_ms: crate::cluster::now_ms(),
             sites: opts.state.join("sites"),

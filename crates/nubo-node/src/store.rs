@@ -13,6 +13,7 @@ use std::path::Path;
 
 pub struct Store {
     db: Connection,
+    secrets: crate::secrets::Secrets,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,8 @@ pub enum StoreError {
     Db(#[from] rusqlite::Error),
     #[error("state database holds a definition that does not parse: {0}")]
     Corrupt(#[from] serde_json::Error),
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SealError),
 }
 
 /// One entry of an app's history.
@@ -44,7 +47,8 @@ pub struct RevisionInfo {
 }
 
 impl Store {
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    /// `secrets` seals secret variable values in every stored definition.
+    pub fn open(path: &Path, secrets: crate::secrets::Secrets) -> Result<Self, StoreError> {
         let db = Connection::open(path)?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;
@@ -64,7 +68,7 @@ impl Store {
                  PRIMARY KEY (app, revision)
              );",
         )?;
-        Ok(Self { db })
+        Ok(Self { db, secrets })
     }
 
     /// Every app's current revision and definition.
@@ -76,7 +80,7 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (rev, def) = row?;
-            out.push((rev as u64, serde_json::from_str(&def)?));
+            out.push((rev as u64, self.secrets.open(serde_json::from_str(&def)?)?));
         }
         Ok(out)
     }
@@ -106,7 +110,8 @@ impl Store {
         }
         let revision = last_revision(&tx, app)? + 1;
         let steps = serde_json::to_value(redact_steps(app, steps))?;
-        write(&tx, app, revision, now_secs(), def, &steps)?;
+        let sealed = def.map(|d| self.secrets.seal(d));
+        write(&tx, app, revision, now_secs(), sealed.as_ref(), &steps)?;
         tx.commit()?;
         Ok(revision)
     }
@@ -127,8 +132,9 @@ impl Store {
         def: Option<&AppDef>,
         steps: &serde_json::Value,
     ) -> Result<(), StoreError> {
+        let sealed = def.map(|d| self.secrets.seal(d));
         let tx = self.db.transaction()?;
-        write(&tx, app, revision, at, def, steps)?;
+        write(&tx, app, revision, at, sealed.as_ref(), steps)?;
         tx.commit()?;
         Ok(())
     }
@@ -173,7 +179,7 @@ impl Store {
         match row {
             None => Ok(None),
             Some(None) => Ok(Some(None)),
-            Some(Some(json)) => Ok(Some(Some(serde_json::from_str(&json)?))),
+            Some(Some(json)) => Ok(Some(Some(self.secrets.open(serde_json::from_str(&json)?)?))),
         }
     }
 }

@@ -14,6 +14,20 @@ async fn a_forged_app_record_in_nats_is_refused_and_logged() {
     let state = tempfile::tempdir().unwrap();
     let node = nats.node(state.path(), "n1");
     node.apply(&probe_app("real", ""));
+    // A secret variable's value travels sealed.
+    let secret_app = common::AppDir::new(&common::probe_app("", "").replace(
+        "name = \"probe-app\"",
+        "name = \"vault\"\nbase = \"/vault\"",
+    ));
+    let (code, out, err) = node.cli(
+        &[
+            "apply",
+            secret_app.path().to_str().unwrap(),
+            "--auto-approve",
+        ],
+        &[("NUBO_VAR_SECRET", "cluster-pa55-word")],
+    );
+    assert_eq!(code, 0, "{out}{err}");
 
     // Someone with access to NATS writes an app into the desired state.
     let client = async_nats::connect(nats.servers[0].url.as_str())
@@ -21,6 +35,10 @@ async fn a_forged_app_record_in_nats_is_refused_and_logged() {
         .unwrap();
     let js = async_nats::jetstream::new(client);
     let apps = js.get_key_value("nubo_apps").await.unwrap();
+    let vault = apps.get("vault").await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&vault);
+    assert!(!text.contains("cluster-pa55-word"), "{text}");
+    assert!(text.contains("sealed:v1:"), "{text}");
     let forged = serde_json::json!({
         "app": "evil",
         "revision": 1,

@@ -45,3 +45,33 @@ fn the_state_dir_is_private_and_a_shared_token_is_refused() {
         "{err}"
     );
 }
+
+/// A secret variable's value is encrypted in the node's state: no file of
+/// the state dir holds it, and the component still reads it.
+#[tokio::test(flavor = "multi_thread")]
+async fn secret_values_are_encrypted_at_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let node = NodeProc::start(&state, &[]);
+    let app = common::AppDir::new(&common::probe_app("", ""));
+    let (code, out, err) = node.cli(
+        &["apply", app.path().to_str().unwrap(), "--auto-approve"],
+        &[("NUBO_VAR_SECRET", "pa55-w0rd-at-rest")],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let r = common::get(&node.url("/probe/config?token")).await;
+    assert_eq!(r.text(), "pa55-w0rd-at-rest");
+    assert_eq!(mode(&state.join("secrets.key")), 0o600);
+    let mut stack = vec![state.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                let found = bytes.windows(17).any(|w| w == b"pa55-w0rd-at-rest");
+                assert!(!found, "{} holds the secret in the clear", p.display());
+            }
+        }
+    }
+}
