@@ -16,6 +16,7 @@ mod internal;
 mod live;
 mod logs;
 mod node;
+mod purge;
 mod queues;
 mod secrets;
 mod sockets;

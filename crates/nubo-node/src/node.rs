@@ -117,20 +117,7 @@ pub struct Changed {
     pub steps: Vec<Step>,
     /// What a removal deleted of the app's data.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub purged: Option<Purged>,
-}
-
-/// What was deleted with a removed app.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Purged {
-    pub keys: u64,
-    pub blobs: u64,
-    /// Queued and dead messages.
-    pub messages: u64,
-    pub tasks: u64,
-    /// Services whose data could not be deleted (see the node's log).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub failed: Vec<String>,
+    pub purged: Option<crate::purge::Purged>,
 }
 
 /// Everything the node creates from now on (databases, blobs, uploads,
@@ -569,69 +556,6 @@ impl Node {
             steps: crate::store::redact_steps(app, &steps),
             purged,
         })
-    }
-
-    /// Deletes what removed app `app` stored in every service. A service
-    /// that fails is logged and counted as failed; the others go on.
-    async fn purge(&self, app: &str, queues: &[String]) -> Purged {
-        let mut p = Purged::default();
-        let mut failed = |what: &str, e: String| {
-            tracing::error!(app, "cannot delete the removed app's {what}: {e}");
-            p.failed.push(what.to_string());
-        };
-        // Queues the definition still declared are emptied one by one
-        // (their dispatchers' memory too), then whatever is left.
-        for q in queues {
-            let name = nubo_queue::QueueName {
-                app: app.to_string(),
-                queue: q.clone(),
-            };
-            for dead in [false, true] {
-                match self.queues.backend.purge(&name, dead).await {
-                    Ok(n) => p.messages += n,
-                    Err(e) => failed("queued messages", e.to_string()),
-                }
-            }
-        }
-        match self.queues.backend.purge_app(app).await {
-            Ok(n) => p.messages += n,
-            Err(e) => failed("queued messages", e.to_string()),
-        }
-        match self.kv.purge_app(app).await {
-            Ok(n) => p.keys = n,
-            Err(e) => failed("keys", e.to_string()),
-        }
-        match self.blobs.containers(app).await {
-            Ok(containers) => {
-                for c in containers {
-                    let id = nubo_blob::ContainerId {
-                        app: app.to_string(),
-                        container: c.name.clone(),
-                    };
-                    match self.blobs.delete_container(&id).await {
-                        Ok(n) => p.blobs += n,
-                        Err(e) => failed("blobs", e.to_string()),
-                    }
-                }
-            }
-            Err(e) => failed("blobs", e.to_string()),
-        }
-        match self.tasks.purge(app).await {
-            Ok(n) => p.tasks = n,
-            Err(e) => failed("tasks", e),
-        }
-        if let Err(e) = self.cron.forget(app) {
-            failed("cron runs", e.to_string());
-        }
-        tracing::info!(
-            app,
-            keys = p.keys,
-            blobs = p.blobs,
-            messages = p.messages,
-            tasks = p.tasks,
-            "deleted the removed app's data"
-        );
-        p
     }
 
     /// Switches the gateway, schedules and tasks of `app` to `live` (`None`:
