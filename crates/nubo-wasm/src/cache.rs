@@ -46,7 +46,22 @@ impl CompileCache {
                 Err(e) => tracing::warn!("ignoring unusable cache entry {}: {e}", path.display()),
             }
         }
+        // Compiling a large component (a Python or JavaScript runtime) takes
+        // seconds: say so before and after, as the only progress there is.
+        let short: String = path
+            .file_name()
+            .map(|n| n.to_string_lossy().chars().take(12).collect())
+            .unwrap_or_default();
+        let started = std::time::Instant::now();
+        tracing::info!(
+            "compiling component {short} ({:.1} MiB), cached for next time",
+            wasm.len() as f64 / f64::from(1u32 << 20)
+        );
         let component = Component::new(engine, wasm)?;
+        tracing::info!(
+            "compiled component {short} in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         if let Err(e) = self.store(&path, &component) {
             tracing::warn!("cannot write compile cache {}: {e}", path.display());
         }

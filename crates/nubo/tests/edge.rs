@@ -339,9 +339,11 @@ async fn a_node_that_is_still_loading_answers_503_not_404() {
         .args(["--control", "127.0.0.1:0"])
         .env("NUBO_CACHE_DIR", cache.path())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    common::collect_into(child.stderr.take().unwrap(), stderr.clone());
     let ready = std::sync::Arc::new(AtomicBool::new(false));
     {
         let ready = ready.clone();
@@ -385,4 +387,7 @@ async fn a_node_that_is_still_loading_answers_503_not_404() {
         seen.iter().any(|s| s == "503"),
         "never caught the node loading: {seen:?}"
     );
+    // What it was doing meanwhile was shown.
+    let log = common::wait_text(&stderr, "compiled component");
+    assert!(log.contains("compiling component"), "{log}");
 }
