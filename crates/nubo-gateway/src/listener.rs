@@ -119,12 +119,14 @@ where
         let conn = Connection {
             activity: Arc::new(Activity::new()),
             limits,
+            slot: ConnSlot {
+                _permit: Arc::new(permit),
+            },
         };
         let service = service.clone();
         let builder = builder.clone();
         let stopping = stopping.clone();
         open.spawn(async move {
-            let _permit = permit;
             conn.run(&builder, TokioIo::new(stream), service, stopping)
                 .await;
         });
@@ -199,6 +201,17 @@ impl Drop for InFlight {
 struct Connection {
     activity: Arc<Activity>,
     limits: ConnLimits,
+    /// Its place under `max_connections`, held as long as the connection
+    /// or a socket upgraded from it lives.
+    slot: ConnSlot,
+}
+
+/// A connection's place under [`ConnLimits::max_connections`]. An upgrade
+/// request carries a clone in its extensions, so that a WebSocket keeps
+/// counting after hyper hands its socket over.
+#[derive(Clone)]
+pub(crate) struct ConnSlot {
+    _permit: Arc<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Connection {
@@ -216,9 +229,13 @@ impl Connection {
     {
         let activity = self.activity.clone();
         let limits = self.limits;
+        let slot = self.slot.clone();
         let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let guard = activity.begin();
-            let req = req.map(|b| TimedBody::new(b, limits.body_timeout));
+            let mut req = req.map(|b| TimedBody::new(b, limits.body_timeout));
+            if req.headers().contains_key(http::header::UPGRADE) {
+                req.extensions_mut().insert(slot.clone());
+            }
             let fut = service(req);
             async move {
                 let resp = fut.await;

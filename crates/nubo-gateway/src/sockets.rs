@@ -155,7 +155,10 @@ pub(crate) fn websocket(feed: Arc<dyn Feed>, req: crate::listener::TimedRequest)
         );
     }
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    // The socket counts under the listener's max_connections while it lives.
+    let slot = req.extensions().get::<crate::listener::ConnSlot>().cloned();
     tokio::spawn(async move {
+        let _slot = slot;
         let upgraded = match hyper::upgrade::on(req).await {
             Ok(u) => u,
             Err(e) => {

@@ -36,7 +36,12 @@ impl nubo_gateway::Feed for TopicFeed {
         };
         let app = self.app.clone();
         Box::pin(async move {
-            let id = format!("ws-{}", message.len());
+            // Unique per node run, like the gateway's request ids.
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+            let id = format!(
+                "ws-{:x}",
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            );
             let headers = [("nubo-websocket", "message".to_string())];
             if let Err(e) = crate::internal::post(
                 &component,

@@ -38,6 +38,9 @@ path = "/probe/q-recv"
 [[http]]
 route = "/enqueue"
 queue = "jobs"
+[[websocket]]
+route = "/ws"
+topics = ["chat"]
 "#,
         probe = wasm("probe").display(),
         tasker = wasm("tasker").display(),
@@ -390,4 +393,33 @@ async fn a_node_that_is_still_loading_answers_503_not_404() {
     // What it was doing meanwhile was shown.
     let log = common::wait_text(&stderr, "compiled component");
     assert!(log.contains("compiling component"), "{log}");
+}
+
+/// A WebSocket keeps its place under `--max-connections` after the
+/// upgrade: sockets cannot be opened past the cap.
+#[tokio::test]
+async fn websockets_count_under_max_connections() {
+    let dir = app();
+    let node = Node::up(dir.path(), &["--max-connections", "2"]);
+    let url = node.url("/ws").replace("http://", "ws://");
+    let a = tokio_tungstenite::connect_async(url.clone())
+        .await
+        .unwrap()
+        .0;
+    let b = tokio_tungstenite::connect_async(url).await.unwrap().0;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let probe = node.url("/probe/echo");
+    let third = tokio::spawn(async move { common::get(&probe).await.status });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        !third.is_finished(),
+        "served past the cap while two sockets are open"
+    );
+    drop(a);
+    let status = tokio::time::timeout(Duration::from_secs(10), third)
+        .await
+        .expect("served once a socket closed")
+        .unwrap();
+    assert_eq!(status, 200);
+    drop(b);
 }
