@@ -38,11 +38,6 @@ impl OpenObjects {
             )))
         }
     }
-
-    /// Objects open now.
-    pub fn count(&self) -> usize {
-        self.0.load(Ordering::Acquire)
-    }
 }
 
 impl Drop for Slot {

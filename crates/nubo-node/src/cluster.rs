@@ -113,7 +113,10 @@ impl Member {
             app: app.to_string(),
             revision,
             def: def
-                .map(|d| serde_json::to_value(self.secrets.seal(d)))
+                .map(|d| self.secrets.seal(d))
+                .transpose()
+                .map_err(|e| ChangeError::Invalid(e.to_string()))?
+                .map(serde_json::to_value)
                 .transpose()
                 .map_err(encode)?,
             steps: serde_json::to_value(crate::store::redact_steps(app, steps)).map_err(encode)?,

@@ -534,9 +534,6 @@ impl Node {
                 StoreError::Conflict { .. } => ChangeError::Conflict(e.to_string()),
                 other => ChangeError::Store(other),
             })?;
-        let old_queues: Vec<String> = current_def
-            .map(|d| d.queues.keys().cloned().collect())
-            .unwrap_or_default();
         self.install(&mut apps, app, live, revision);
         tracing::info!(app, revision, steps = steps.len(), "applied");
         let deletes_data = steps
@@ -545,7 +542,7 @@ impl Node {
         // Under the change lock: an app of the same name made next finds
         // nothing of this one.
         let purged = if new.is_none() && deletes_data {
-            Some(self.purge(app, &old_queues).await)
+            Some(self.purge(app).await)
         } else {
             None
         };

@@ -22,28 +22,14 @@ pub struct Purged {
 impl Node {
     /// Deletes what removed app `app` stored in every service. A service
     /// that fails is logged and counted as failed; the others go on.
-    pub(crate) async fn purge(&self, app: &str, queues: &[String]) -> Purged {
+    pub(crate) async fn purge(&self, app: &str) -> Purged {
         let mut p = Purged::default();
         let mut failed = |what: &str, e: String| {
             tracing::error!(app, "cannot delete the removed app's {what}: {e}");
             p.failed.push(what.to_string());
         };
-        // Queues the definition still declared are emptied one by one
-        // (their dispatchers' memory too), then whatever is left.
-        for q in queues {
-            let name = nubo_queue::QueueName {
-                app: app.to_string(),
-                queue: q.clone(),
-            };
-            for dead in [false, true] {
-                match self.queues.backend.purge(&name, dead).await {
-                    Ok(n) => p.messages += n,
-                    Err(e) => failed("queued messages", e.to_string()),
-                }
-            }
-        }
         match self.queues.backend.purge_app(app).await {
-            Ok(n) => p.messages += n,
+            Ok(n) => p.messages = n,
             Err(e) => failed("queued messages", e.to_string()),
         }
         match self.kv.purge_app(app).await {

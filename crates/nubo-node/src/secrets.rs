@@ -24,12 +24,16 @@ pub struct Secrets {
     rng: SystemRandom,
 }
 
-/// A sealed value that does not open with this key.
+/// A secret value that could not be sealed or opened.
 #[derive(Debug, thiserror::Error)]
-#[error("secret variable `{variable}` of app `{app}` cannot be decrypted with this node's key")]
-pub struct SealError {
-    pub app: String,
-    pub variable: String,
+pub enum SealError {
+    #[error("secret variable `{variable}` of app `{app}` cannot be decrypted with this node's key")]
+    Open { app: String, variable: String },
+    /// The system gave no randomness for a nonce: nothing is stored.
+    #[error(
+        "secret variable `{variable}` of app `{app}` cannot be encrypted: no randomness for a nonce"
+    )]
+    Seal { app: String, variable: String },
 }
 
 impl Secrets {
@@ -82,27 +86,31 @@ impl Secrets {
         format!("nubo secret\0{app}\0{variable}").into_bytes()
     }
 
-    fn seal_value(&self, app: &str, variable: &str, value: &str) -> String {
+    fn seal_value(&self, app: &str, variable: &str, value: &str) -> Result<String, SealError> {
+        let err = || SealError::Seal {
+            app: app.to_string(),
+            variable: variable.to_string(),
+        };
+        // Without randomness a nonce could repeat: refuse the write.
         let mut nonce = [0u8; NONCE_LEN];
-        if self.rng.fill(&mut nonce).is_err() {
-            // Without randomness a nonce could repeat: keep nothing rather
-            // than weaken the cipher (the value fails to open, loudly).
-            return format!("{PREFIX}unsealable");
-        }
+        self.rng.fill(&mut nonce).map_err(|_| err())?;
         let mut data = value.as_bytes().to_vec();
-        let sealed = self.key.seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(Self::aad(app, variable)),
-            &mut data,
-        );
-        if sealed.is_err() {
-            return format!("{PREFIX}unsealable");
-        }
-        format!("{PREFIX}{}{}", hex::encode(nonce), hex::encode(data))
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(Self::aad(app, variable)),
+                &mut data,
+            )
+            .map_err(|_| err())?;
+        Ok(format!(
+            "{PREFIX}{}{}",
+            hex::encode(nonce),
+            hex::encode(data)
+        ))
     }
 
     fn open_value(&self, app: &str, variable: &str, value: &str) -> Result<String, SealError> {
-        let err = || SealError {
+        let err = || SealError::Open {
             app: app.to_string(),
             variable: variable.to_string(),
         };
@@ -124,14 +132,14 @@ impl Secrets {
     }
 
     /// `def` with every secret value sealed, for storing.
-    pub fn seal(&self, def: &AppDef) -> AppDef {
+    pub fn seal(&self, def: &AppDef) -> Result<AppDef, SealError> {
         let mut out = def.clone();
         for (name, v) in out.variables.iter_mut().filter(|(_, v)| v.secret) {
             if !v.value.starts_with(PREFIX) {
-                v.value = self.seal_value(&def.name, name, &v.value);
+                v.value = self.seal_value(&def.name, name, &v.value)?;
             }
         }
-        out
+        Ok(out)
     }
 
     /// `def` as stored, with every secret value opened.
@@ -170,7 +178,7 @@ mod tests {
     #[test]
     fn secret_values_are_sealed_and_open_again() {
         let s = Secrets::new([7; 32]).unwrap();
-        let sealed = s.seal(&def());
+        let sealed = s.seal(&def()).unwrap();
         let json = serde_json::to_string(&sealed).unwrap();
         assert!(!json.contains("hunter2"), "{json}");
         assert!(json.contains("hello"), "plain variables stay readable");

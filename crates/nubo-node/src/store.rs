@@ -110,7 +110,7 @@ impl Store {
         }
         let revision = last_revision(&tx, app)? + 1;
         let steps = serde_json::to_value(redact_steps(app, steps))?;
-        let sealed = def.map(|d| self.secrets.seal(d));
+        let sealed = def.map(|d| self.secrets.seal(d)).transpose()?;
         write(&tx, app, revision, now_secs(), sealed.as_ref(), &steps)?;
         tx.commit()?;
         Ok(revision)
@@ -132,7 +132,7 @@ impl Store {
         def: Option<&AppDef>,
         steps: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        let sealed = def.map(|d| self.secrets.seal(d));
+        let sealed = def.map(|d| self.secrets.seal(d)).transpose()?;
         let tx = self.db.transaction()?;
         write(&tx, app, revision, at, sealed.as_ref(), steps)?;
         tx.commit()?;
