@@ -13,18 +13,23 @@
 //! move is an update of one row. A reader opens the file under the same
 //! lock that commits use, and an open file survives unlinking, so a
 //! reader sees the bytes that were current when it opened, to the end.
+//!
+//! Every call on the metadata runs on tokio's blocking pool
+//! ([`nubo_sqlite::SharedDb::slow`]): commits sync the disk, and a call
+//! that waits for the connection must not hold a tokio worker.
 
 use crate::{
     BlobBackend, BlobError, BlobReader, BlobWriter, ContainerId, ContainerStats, ObjectMeta,
     check_name,
 };
 use bytes::Bytes;
+use nubo_sqlite::{DbError, SharedDb, Synchronous};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 /// Largest chunk a reader hands out at once.
@@ -35,7 +40,7 @@ pub struct FileBlobs {
 }
 
 struct Inner {
-    db: Mutex<Connection>,
+    db: SharedDb,
     dir: PathBuf,
     seq: AtomicU64,
 }
@@ -49,6 +54,12 @@ fn now_ms() -> u64 {
 
 fn db_err(e: rusqlite::Error) -> BlobError {
     BlobError::Backend(e.to_string())
+}
+
+impl From<DbError> for BlobError {
+    fn from(e: DbError) -> Self {
+        BlobError::Backend(e.to_string())
+    }
 }
 
 fn io_err(what: &str, e: std::io::Error) -> BlobError {
@@ -77,21 +88,7 @@ impl FileBlobs {
     /// in `dir`, and removes files that no object names.
     pub fn open(db: &Path, dir: &Path) -> Result<Self, BlobError> {
         std::fs::create_dir_all(dir).map_err(|e| io_err("creating the blob directory", e))?;
-        let conn = Connection::open(db).map_err(db_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(db_err)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
-        // Plan each cached statement once: without this, `LIMIT ?` makes
-        // SQLite re-plan the listing query every time it is bound.
-        conn.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
-            true,
-        )
-        .map_err(db_err)?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS containers (
+        let schema = "CREATE TABLE IF NOT EXISTS containers (
                  app TEXT NOT NULL,
                  container TEXT NOT NULL,
                  created_ms INTEGER NOT NULL,
@@ -106,11 +103,9 @@ impl FileBlobs {
                  created_ms INTEGER NOT NULL,
                  content_type TEXT NOT NULL,
                  PRIMARY KEY (app, container, name)
-             ) WITHOUT ROWID;",
-        )
-        .map_err(db_err)?;
+             ) WITHOUT ROWID;";
         let inner = Inner {
-            db: Mutex::new(conn),
+            db: SharedDb::open(db, "blobs", schema, Synchronous::Full)?,
             dir: dir.to_path_buf(),
             seq: AtomicU64::new(0),
         };
@@ -125,14 +120,6 @@ impl FileBlobs {
 }
 
 impl Inner {
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, BlobError>,
-    ) -> Result<T, BlobError> {
-        let mut db = self.db.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut db)
-    }
-
     fn path(&self, file: &str) -> PathBuf {
         self.dir.join(file)
     }
@@ -148,13 +135,13 @@ impl Inner {
     }
 
     fn sweep(&self) -> Result<usize, BlobError> {
-        let named: HashSet<String> = self.with(|db| {
+        let named: HashSet<String> = self.db.blocking(|db| {
             let mut stmt = db.prepare("SELECT file FROM objects").map_err(db_err)?;
             let rows = stmt
                 .query_map([], |r| r.get::<_, String>(0))
                 .and_then(|rows| rows.collect::<Result<HashSet<_>, _>>())
                 .map_err(db_err)?;
-            Ok(rows)
+            Ok::<_, BlobError>(rows)
         })?;
         let mut removed = 0;
         let entries =
@@ -218,12 +205,12 @@ impl Inner {
     /// Points `name` at `file` in one transaction; returns the file it
     /// pointed at before, which the caller unlinks.
     fn put_row(
-        &self,
+        db: &mut Connection,
         c: &ContainerId,
         meta: &ObjectMeta,
         file: &str,
     ) -> Result<Option<String>, BlobError> {
-        self.with(|db| {
+        {
             let tx = db.transaction().map_err(db_err)?;
             Self::ensure(&tx, c, meta.created_ms)?;
             let old = Self::lookup(&tx, c, &meta.name)?.map(|(_, f)| f);
@@ -245,18 +232,32 @@ impl Inner {
             .map_err(db_err)?;
             tx.commit().map_err(db_err)?;
             Ok(old)
-        })
+        }
+    }
+}
+
+impl FileBlobs {
+    /// Runs `f` on the metadata database, on the blocking pool.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner, &mut Connection) -> Result<T, BlobError> + Send + 'static,
+    ) -> Result<T, BlobError> {
+        let inner = self.inner.clone();
+        self.inner.db.slow(move |db| f(&inner, db)).await
     }
 }
 
 #[async_trait::async_trait]
 impl BlobBackend for FileBlobs {
     async fn ensure_container(&self, c: &ContainerId) -> Result<u64, BlobError> {
-        self.inner.with(|db| Inner::ensure(db, c, now_ms()))
+        let c = c.clone();
+        self.with(move |_, db| Inner::ensure(db, &c, now_ms()))
+            .await
     }
 
     async fn containers(&self, app: &str) -> Result<Vec<ContainerStats>, BlobError> {
-        self.inner.with(|db| {
+        let app = app.to_owned();
+        self.with(move |_, db| {
             let mut stmt = db
                 .prepare_cached(
                     "SELECT c.container, c.created_ms, count(o.name), coalesce(sum(o.size), 0)
@@ -265,7 +266,7 @@ impl BlobBackend for FileBlobs {
                      WHERE c.app = ?1 GROUP BY c.container ORDER BY c.container",
                 )
                 .map_err(db_err)?;
-            stmt.query_map([app], |r| {
+            stmt.query_map([&app], |r| {
                 Ok(ContainerStats {
                     name: r.get(0)?,
                     created_ms: r.get::<_, i64>(1)? as u64,
@@ -276,31 +277,35 @@ impl BlobBackend for FileBlobs {
             .and_then(|rows| rows.collect())
             .map_err(db_err)
         })
+        .await
     }
 
     async fn delete_container(&self, c: &ContainerId) -> Result<u64, BlobError> {
-        let files: Vec<String> = self.inner.with(|db| {
-            let tx = db.transaction().map_err(db_err)?;
-            let files = tx
-                .prepare("SELECT file FROM objects WHERE app = ?1 AND container = ?2")
-                .and_then(|mut s| {
-                    s.query_map(params![c.app, c.container], |r| r.get(0))
-                        .and_then(|rows| rows.collect())
-                })
+        let c = c.clone();
+        let files: Vec<String> = self
+            .with(move |_, db| {
+                let tx = db.transaction().map_err(db_err)?;
+                let files = tx
+                    .prepare("SELECT file FROM objects WHERE app = ?1 AND container = ?2")
+                    .and_then(|mut s| {
+                        s.query_map(params![c.app, c.container], |r| r.get(0))
+                            .and_then(|rows| rows.collect())
+                    })
+                    .map_err(db_err)?;
+                tx.execute(
+                    "DELETE FROM objects WHERE app = ?1 AND container = ?2",
+                    params![c.app, c.container],
+                )
                 .map_err(db_err)?;
-            tx.execute(
-                "DELETE FROM objects WHERE app = ?1 AND container = ?2",
-                params![c.app, c.container],
-            )
-            .map_err(db_err)?;
-            tx.execute(
-                "DELETE FROM containers WHERE app = ?1 AND container = ?2",
-                params![c.app, c.container],
-            )
-            .map_err(db_err)?;
-            tx.commit().map_err(db_err)?;
-            Ok(files)
-        })?;
+                tx.execute(
+                    "DELETE FROM containers WHERE app = ?1 AND container = ?2",
+                    params![c.app, c.container],
+                )
+                .map_err(db_err)?;
+                tx.commit().map_err(db_err)?;
+                Ok(files)
+            })
+            .await?;
         for f in &files {
             self.inner.unlink(f);
         }
@@ -335,14 +340,17 @@ impl BlobBackend for FileBlobs {
         check_name(name)?;
         // Open under the lock that commits take, so that the file cannot
         // be replaced and unlinked between the lookup and the open.
-        let found = self.inner.with(|db| {
-            let Some((meta, file)) = Inner::lookup(db, c, name)? else {
-                return Ok(None);
-            };
-            let f = std::fs::File::open(self.inner.path(&file))
-                .map_err(|e| io_err("opening a blob file", e))?;
-            Ok(Some((meta, f)))
-        })?;
+        let (c, name) = (c.clone(), name.to_owned());
+        let found = self
+            .with(move |inner, db| {
+                let Some((meta, file)) = Inner::lookup(db, &c, &name)? else {
+                    return Ok(None);
+                };
+                let f = std::fs::File::open(inner.path(&file))
+                    .map_err(|e| io_err("opening a blob file", e))?;
+                Ok(Some((meta, f)))
+            })
+            .await?;
         let Some((meta, file)) = found else {
             return Ok(None);
         };
@@ -364,8 +372,9 @@ impl BlobBackend for FileBlobs {
 
     async fn info(&self, c: &ContainerId, name: &str) -> Result<Option<ObjectMeta>, BlobError> {
         check_name(name)?;
-        self.inner
-            .with(|db| Inner::lookup(db, c, name).map(|o| o.map(|(m, _)| m)))
+        let (c, name) = (c.clone(), name.to_owned());
+        self.with(move |_, db| Inner::lookup(db, &c, &name).map(|o| o.map(|(m, _)| m)))
+            .await
     }
 
     async fn list(
@@ -380,7 +389,9 @@ impl BlobBackend for FileBlobs {
         // prefix and the cursor, stop where the prefix ends, so the primary
         // key index reads only the rows returned.
         let end = prefix_end(prefix);
-        self.inner.with(|db| {
+        let (c, prefix) = (c.clone(), prefix.to_owned());
+        let cursor = cursor.unwrap_or("").to_owned();
+        self.with(move |_, db| {
             let mut stmt = db
                 .prepare_cached(
                     "SELECT name, size, created_ms, content_type, file FROM objects
@@ -391,14 +402,7 @@ impl BlobBackend for FileBlobs {
                 .map_err(db_err)?;
             let mut page: Vec<ObjectMeta> = stmt
                 .query_map(
-                    params![
-                        c.app,
-                        c.container,
-                        prefix,
-                        cursor.unwrap_or(""),
-                        end,
-                        (limit + 1) as i64
-                    ],
+                    params![c.app, c.container, prefix, cursor, end, (limit + 1) as i64],
                     |r| Inner::meta_row(r).map(|(m, _)| m),
                 )
                 .and_then(|rows| rows.collect())
@@ -411,21 +415,25 @@ impl BlobBackend for FileBlobs {
                 Ok((page, None))
             }
         })
+        .await
     }
 
     async fn delete(&self, c: &ContainerId, name: &str) -> Result<bool, BlobError> {
         check_name(name)?;
-        let file = self.inner.with(|db| {
-            let Some((_, file)) = Inner::lookup(db, c, name)? else {
-                return Ok(None);
-            };
-            db.execute(
-                "DELETE FROM objects WHERE app = ?1 AND container = ?2 AND name = ?3",
-                params![c.app, c.container, name],
-            )
-            .map_err(db_err)?;
-            Ok(Some(file))
-        })?;
+        let (c, name) = (c.clone(), name.to_owned());
+        let file = self
+            .with(move |_, db| {
+                let Some((_, file)) = Inner::lookup(db, &c, &name)? else {
+                    return Ok(None);
+                };
+                db.execute(
+                    "DELETE FROM objects WHERE app = ?1 AND container = ?2 AND name = ?3",
+                    params![c.app, c.container, name],
+                )
+                .map_err(db_err)?;
+                Ok(Some(file))
+            })
+            .await?;
         match file {
             Some(f) => {
                 self.inner.unlink(&f);
@@ -446,32 +454,34 @@ impl BlobBackend for FileBlobs {
         if from.0 == to.0 && from.1 == to.1 {
             return Ok(());
         }
-        let inner = &self.inner;
-        let replaced = inner.with(|db| {
-            let tx = db.transaction().map_err(db_err)?;
-            let Some((meta, file)) = Inner::lookup(&tx, from.0, from.1)? else {
-                return Err(BlobError::NotFound(from.1.to_string()));
-            };
-            // A move keeps the file; a copy links a second name to it, as
-            // committed files never change.
-            let target = if remove_source {
-                file.clone()
-            } else {
-                let linked = inner.fresh_file();
-                std::fs::hard_link(inner.path(&file), inner.path(&linked))
-                    .map_err(|e| io_err("linking a blob file", e))?;
-                linked
-            };
-            if remove_source {
+        let from = (from.0.clone(), from.1.to_owned());
+        let to = (to.0.clone(), to.1.to_owned());
+        let replaced = self
+            .with(move |inner, db| {
+                let tx = db.transaction().map_err(db_err)?;
+                let Some((meta, file)) = Inner::lookup(&tx, &from.0, &from.1)? else {
+                    return Err(BlobError::NotFound(from.1.to_string()));
+                };
+                // A move keeps the file; a copy links a second name to it, as
+                // committed files never change.
+                let target = if remove_source {
+                    file.clone()
+                } else {
+                    let linked = inner.fresh_file();
+                    std::fs::hard_link(inner.path(&file), inner.path(&linked))
+                        .map_err(|e| io_err("linking a blob file", e))?;
+                    linked
+                };
+                if remove_source {
+                    tx.execute(
+                        "DELETE FROM objects WHERE app = ?1 AND container = ?2 AND name = ?3",
+                        params![from.0.app, from.0.container, from.1],
+                    )
+                    .map_err(db_err)?;
+                }
+                Inner::ensure(&tx, &to.0, now_ms())?;
+                let old = Inner::lookup(&tx, &to.0, &to.1)?.map(|(_, f)| f);
                 tx.execute(
-                    "DELETE FROM objects WHERE app = ?1 AND container = ?2 AND name = ?3",
-                    params![from.0.app, from.0.container, from.1],
-                )
-                .map_err(db_err)?;
-            }
-            Inner::ensure(&tx, to.0, now_ms())?;
-            let old = Inner::lookup(&tx, to.0, to.1)?.map(|(_, f)| f);
-            tx.execute(
                 "INSERT INTO objects (app, container, name, file, size, created_ms, content_type)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (app, container, name) DO UPDATE SET
@@ -487,11 +497,12 @@ impl BlobBackend for FileBlobs {
                 ],
             )
             .map_err(db_err)?;
-            tx.commit().map_err(db_err)?;
-            Ok(old)
-        })?;
+                tx.commit().map_err(db_err)?;
+                Ok(old)
+            })
+            .await?;
         if let Some(f) = replaced {
-            inner.unlink(&f);
+            self.inner.unlink(&f);
         }
         Ok(())
     }
@@ -564,7 +575,12 @@ impl BlobWriter for FileWriter {
             created_ms: now_ms(),
             content_type: content_type.to_string(),
         };
-        let old = self.inner.put_row(c, &meta, &self.file_name)?;
+        let (c, row, file) = (c.clone(), meta.clone(), self.file_name.clone());
+        let old = self
+            .inner
+            .db
+            .slow::<_, BlobError, _>(move |db| Inner::put_row(db, &c, &row, &file))
+            .await?;
         self.committed = true;
         if let Some(f) = old {
             self.inner.unlink(&f);

@@ -4,55 +4,37 @@
 //! call returns, so a killed node loses nothing it acknowledged; only a
 //! power cut can drop the last transactions (the operating system had not
 //! flushed them). Expired keys read as absent at once and are deleted by
-//! a sweep. Calls run on the caller's thread under a mutex: an operation
-//! is tens of microseconds, less than handing it to another thread.
+//! a sweep. A single-key call runs on the caller's thread when the
+//! connection is free (tens of microseconds, less than handing it to
+//! another thread); batches, listings and any call that would wait for
+//! the connection run on the blocking pool, so that one app's large batch
+//! never holds a tokio worker that other apps' requests need
+//! ([`nubo_sqlite::SharedDb`]).
 
 use crate::{KvBackend, KvError, Namespace, check_key, check_value};
+use nubo_sqlite::{DbError, SharedDb, Synchronous, now_ms};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 pub struct SqliteKv {
-    db: Mutex<Connection>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    db: SharedDb,
 }
 
 fn db_err(e: rusqlite::Error) -> KvError {
     KvError::Backend(e.to_string())
 }
 
+impl From<DbError> for KvError {
+    fn from(e: DbError) -> Self {
+        KvError::Backend(e.to_string())
+    }
+}
+
 /// Rows that are live now.
 const LIVE: &str = "(expires_at IS NULL OR expires_at > ?4)";
 
-impl SqliteKv {
-    pub fn open(path: &Path) -> Result<Self, KvError> {
-        let db = Connection::open(path).map_err(db_err)?;
-        // Only the node opens this file: exclusive locking keeps WAL's
-        // index in memory and spares two file-lock calls per transaction.
-        // It must be set before WAL mode is.
-        db.pragma_update(None, "locking_mode", "EXCLUSIVE")
-            .map_err(db_err)?;
-        db.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_err)?;
-        db.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(db_err)?;
-        db.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
-        // Plan each cached statement once: without this, `LIMIT ?` makes
-        // SQLite re-plan the listing query every time it is bound.
-        db.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
-            true,
-        )
-        .map_err(db_err)?;
-        db.execute_batch(
-            "CREATE TABLE IF NOT EXISTS kv (
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS kv (
                  app TEXT NOT NULL,
                  store TEXT NOT NULL,
                  key TEXT NOT NULL,
@@ -60,35 +42,25 @@ impl SqliteKv {
                  expires_at INTEGER,
                  PRIMARY KEY (app, store, key)
              ) WITHOUT ROWID;
-             CREATE INDEX IF NOT EXISTS kv_expiry ON kv (expires_at) WHERE expires_at IS NOT NULL;",
-        )
-        .map_err(db_err)?;
-        Ok(Self { db: Mutex::new(db) })
-    }
+             CREATE INDEX IF NOT EXISTS kv_expiry ON kv (expires_at) WHERE expires_at IS NOT NULL;";
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, KvError>) -> Result<T, KvError> {
-        let mut db = self.db.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut db)
+impl SqliteKv {
+    pub fn open(path: &Path) -> Result<Self, KvError> {
+        let db = SharedDb::open(path, "kv", SCHEMA, Synchronous::Normal)?;
+        Ok(Self { db })
     }
 
     /// Deletes expired keys; returns how many.
-    pub fn sweep(&self) -> Result<usize, KvError> {
-        self.with(|db| {
-            db.execute(
-                "DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1",
-                [now_ms()],
-            )
-            .map_err(db_err)
-        })
-    }
-
-    /// Deletes every store of `app`.
-    pub fn remove_app(&self, app: &str) -> Result<(), KvError> {
-        self.with(|db| {
-            db.execute("DELETE FROM kv WHERE app = ?1", [app])
-                .map(|_| ())
+    pub async fn sweep(&self) -> Result<usize, KvError> {
+        self.db
+            .slow(|db| {
+                db.execute(
+                    "DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+                    [now_ms()],
+                )
                 .map_err(db_err)
-        })
+            })
+            .await
     }
 
     fn get_sync(db: &Connection, ns: &Namespace, key: &str) -> Result<Option<Vec<u8>>, KvError> {
@@ -127,7 +99,8 @@ fn expiry(ttl: Option<Duration>) -> Option<i64> {
 impl KvBackend for SqliteKv {
     async fn get(&self, ns: &Namespace, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         check_key(key)?;
-        self.with(|db| Self::get_sync(db, ns, key))
+        let (ns, key) = (ns.clone(), key.to_owned());
+        self.db.quick(move |db| Self::get_sync(db, &ns, &key)).await
     }
 
     async fn set(
@@ -139,17 +112,24 @@ impl KvBackend for SqliteKv {
     ) -> Result<(), KvError> {
         check_key(key)?;
         check_value(value)?;
-        self.with(|db| Self::set_sync(db, ns, key, value, expiry(ttl)))
+        let (ns, key, value) = (ns.clone(), key.to_owned(), value.to_vec());
+        let expires_at = expiry(ttl);
+        self.db
+            .quick(move |db| Self::set_sync(db, &ns, &key, &value, expires_at))
+            .await
     }
 
     async fn delete(&self, ns: &Namespace, key: &str) -> Result<(), KvError> {
         check_key(key)?;
-        self.with(|db| {
-            db.prepare_cached("DELETE FROM kv WHERE app = ?1 AND store = ?2 AND key = ?3")
-                .and_then(|mut s| s.execute(params![ns.app, ns.store, key]))
-                .map(|_| ())
-                .map_err(db_err)
-        })
+        let (ns, key) = (ns.clone(), key.to_owned());
+        self.db
+            .quick(move |db| {
+                db.prepare_cached("DELETE FROM kv WHERE app = ?1 AND store = ?2 AND key = ?3")
+                    .and_then(|mut s| s.execute(params![ns.app, ns.store, key]))
+                    .map(|_| ())
+                    .map_err(db_err)
+            })
+            .await
     }
 
     async fn exists(&self, ns: &Namespace, key: &str) -> Result<bool, KvError> {
@@ -164,49 +144,56 @@ impl KvBackend for SqliteKv {
         limit: usize,
     ) -> Result<(Vec<String>, Option<String>), KvError> {
         let limit = limit.clamp(1, 10_000);
-        self.with(|db| {
-            // Keys are compared as text in byte order; `prefix` bounds the
-            // range so the primary key index does the work.
-            let after = cursor.unwrap_or("");
-            let mut stmt = db
-                .prepare_cached(&format!(
-                    "SELECT key FROM kv WHERE app = ?1 AND store = ?2 AND key > ?3 AND {LIVE}
-                     AND substr(key, 1, length(?5)) = ?5 ORDER BY key LIMIT ?6"
-                ))
-                .map_err(db_err)?;
-            let keys: Vec<String> = stmt
-                .query_map(
-                    params![
-                        ns.app,
-                        ns.store,
-                        after,
-                        now_ms(),
-                        prefix,
-                        (limit + 1) as i64
-                    ],
-                    |r| r.get(0),
-                )
-                .and_then(|rows| rows.collect())
-                .map_err(db_err)?;
-            if keys.len() > limit {
-                let page: Vec<String> = keys.into_iter().take(limit).collect();
-                let next = page.last().cloned();
-                Ok((page, next))
-            } else {
-                Ok((keys, None))
-            }
-        })
+        let (ns, prefix) = (ns.clone(), prefix.to_owned());
+        // Keys are compared as text in byte order; `prefix` bounds the
+        // range so the primary key index does the work.
+        let after = cursor.unwrap_or("").to_owned();
+        self.db
+            .slow(move |db| {
+                let mut stmt = db
+                    .prepare_cached(&format!(
+                        "SELECT key FROM kv WHERE app = ?1 AND store = ?2 AND key > ?3 AND {LIVE}
+                         AND substr(key, 1, length(?5)) = ?5 ORDER BY key LIMIT ?6"
+                    ))
+                    .map_err(db_err)?;
+                let keys: Vec<String> = stmt
+                    .query_map(
+                        params![
+                            ns.app,
+                            ns.store,
+                            after,
+                            now_ms(),
+                            prefix,
+                            (limit + 1) as i64
+                        ],
+                        |r| r.get(0),
+                    )
+                    .and_then(|rows| rows.collect())
+                    .map_err(db_err)?;
+                if keys.len() > limit {
+                    let page: Vec<String> = keys.into_iter().take(limit).collect();
+                    let next = page.last().cloned();
+                    Ok((page, next))
+                } else {
+                    Ok((keys, None))
+                }
+            })
+            .await
     }
 
     async fn increment(&self, ns: &Namespace, key: &str, delta: i64) -> Result<i64, KvError> {
         check_key(key)?;
-        self.with(|db| {
-            let tx = db.transaction().map_err(db_err)?;
-            let next = crate::incremented(key, Self::get_sync(&tx, ns, key)?.as_deref(), delta)?;
-            Self::set_sync(&tx, ns, key, next.to_string().as_bytes(), None)?;
-            tx.commit().map_err(db_err)?;
-            Ok(next)
-        })
+        let (ns, key) = (ns.clone(), key.to_owned());
+        self.db
+            .quick(move |db| {
+                let tx = db.transaction().map_err(db_err)?;
+                let next =
+                    crate::incremented(&key, Self::get_sync(&tx, &ns, &key)?.as_deref(), delta)?;
+                Self::set_sync(&tx, &ns, &key, next.to_string().as_bytes(), None)?;
+                tx.commit().map_err(db_err)?;
+                Ok(next)
+            })
+            .await
     }
 
     async fn compare_and_swap(
@@ -218,15 +205,19 @@ impl KvBackend for SqliteKv {
     ) -> Result<bool, KvError> {
         check_key(key)?;
         check_value(new)?;
-        self.with(|db| {
-            let tx = db.transaction().map_err(db_err)?;
-            if Self::get_sync(&tx, ns, key)?.as_deref() != expected {
-                return Ok(false);
-            }
-            Self::set_sync(&tx, ns, key, new, None)?;
-            tx.commit().map_err(db_err)?;
-            Ok(true)
-        })
+        let (ns, key) = (ns.clone(), key.to_owned());
+        let (expected, new) = (expected.map(<[u8]>::to_vec), new.to_vec());
+        self.db
+            .quick(move |db| {
+                let tx = db.transaction().map_err(db_err)?;
+                if Self::get_sync(&tx, &ns, &key)? != expected {
+                    return Ok(false);
+                }
+                Self::set_sync(&tx, &ns, &key, &new, None)?;
+                tx.commit().map_err(db_err)?;
+                Ok(true)
+            })
+            .await
     }
 
     async fn get_many(
@@ -238,7 +229,10 @@ impl KvBackend for SqliteKv {
         for k in keys {
             check_key(k)?;
         }
-        self.with(|db| keys.iter().map(|k| Self::get_sync(db, ns, k)).collect())
+        let (ns, keys) = (ns.clone(), keys.to_vec());
+        self.db
+            .slow(move |db| keys.iter().map(|k| Self::get_sync(db, &ns, k)).collect())
+            .await
     }
 
     async fn set_many(&self, ns: &Namespace, pairs: &[(String, Vec<u8>)]) -> Result<(), KvError> {
@@ -247,34 +241,43 @@ impl KvBackend for SqliteKv {
             check_key(k)?;
             check_value(v)?;
         }
-        self.with(|db| {
-            let tx = db.transaction().map_err(db_err)?;
-            for (k, v) in pairs {
-                Self::set_sync(&tx, ns, k, v, None)?;
-            }
-            tx.commit().map_err(db_err)
-        })
+        let (ns, pairs) = (ns.clone(), pairs.to_vec());
+        self.db
+            .slow(move |db| {
+                let tx = db.transaction().map_err(db_err)?;
+                for (k, v) in &pairs {
+                    Self::set_sync(&tx, &ns, k, v, None)?;
+                }
+                tx.commit().map_err(db_err)
+            })
+            .await
     }
 
     async fn delete_many(&self, ns: &Namespace, keys: &[String]) -> Result<(), KvError> {
         check_batch(keys.len())?;
-        self.with(|db| {
-            let tx = db.transaction().map_err(db_err)?;
-            for k in keys {
-                tx.prepare_cached("DELETE FROM kv WHERE app = ?1 AND store = ?2 AND key = ?3")
-                    .and_then(|mut s| s.execute(params![ns.app, ns.store, k]))
-                    .map_err(db_err)?;
-            }
-            tx.commit().map_err(db_err)
-        })
+        let (ns, keys) = (ns.clone(), keys.to_vec());
+        self.db
+            .slow(move |db| {
+                let tx = db.transaction().map_err(db_err)?;
+                for k in &keys {
+                    tx.prepare_cached("DELETE FROM kv WHERE app = ?1 AND store = ?2 AND key = ?3")
+                        .and_then(|mut s| s.execute(params![ns.app, ns.store, k]))
+                        .map_err(db_err)?;
+                }
+                tx.commit().map_err(db_err)
+            })
+            .await
     }
 
     async fn purge_app(&self, app: &str) -> Result<u64, KvError> {
-        self.with(|db| {
-            db.execute("DELETE FROM kv WHERE app = ?1", params![app])
-                .map(|n| n as u64)
-                .map_err(db_err)
-        })
+        let app = app.to_owned();
+        self.db
+            .slow(move |db| {
+                db.execute("DELETE FROM kv WHERE app = ?1", params![app])
+                    .map(|n| n as u64)
+                    .map_err(db_err)
+            })
+            .await
     }
 }
 
@@ -312,7 +315,7 @@ mod tests {
         assert!(kv.exists(&ns("a"), "short").await.unwrap());
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert!(!kv.exists(&ns("a"), "short").await.unwrap());
-        assert_eq!(kv.sweep().unwrap(), 1);
+        assert_eq!(kv.sweep().await.unwrap(), 1);
         drop(kv);
         let kv = SqliteKv::open(&path).unwrap();
         assert_eq!(kv.get(&ns("a"), "k").await.unwrap(), Some(b"1".to_vec()));
@@ -361,5 +364,48 @@ mod tests {
         assert_eq!(got, vec![Some(b"1".to_vec()), None]);
         kv.delete_many(&a, &["x".into(), "y".into()]).await.unwrap();
         assert!(!kv.exists(&a, "x").await.unwrap());
+    }
+
+    /// An app's long call (here: the connection held by another thread)
+    /// never makes the calls waiting behind it hold the tokio workers
+    /// that every other app's requests need.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_call_holds_no_worker() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let kv = Arc::new(SqliteKv::open(&dir.path().join("kv.db")).unwrap());
+        let released = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let (kv, released) = (kv.clone(), released.clone());
+            std::thread::spawn(move || {
+                kv.db.blocking(|_| {
+                    let _ = tx.send(());
+                    std::thread::sleep(Duration::from_secs(5));
+                    released.store(true, Ordering::SeqCst);
+                })
+            });
+        }
+        rx.recv().unwrap();
+        let waiting: Vec<_> = (0..4)
+            .map(|i| {
+                let kv = kv.clone();
+                tokio::spawn(async move { kv.set(&ns("b"), &format!("k{i}"), b"v", None).await })
+            })
+            .collect();
+        let released_first = {
+            let released = released.clone();
+            tokio::spawn(async move { released.load(Ordering::SeqCst) })
+                .await
+                .unwrap()
+        };
+        assert!(
+            !released_first,
+            "calls waiting for the database held every worker"
+        );
+        for w in waiting {
+            w.await.unwrap().unwrap();
+        }
     }
 }

@@ -82,7 +82,7 @@ fn sweep_expired(kv: std::sync::Weak<nubo_kv::SqliteKv>) {
         loop {
             tick.tick().await;
             let Some(kv) = kv.upgrade() else { return };
-            if let Err(e) = kv.sweep() {
+            if let Err(e) = kv.sweep().await {
                 tracing::warn!("key-value sweep: {e}");
             }
         }

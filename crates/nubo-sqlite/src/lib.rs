@@ -32,6 +32,10 @@
 //! the node opens it, so WAL's index stays in memory and no file lock is
 //! taken per transaction).
 
+mod shared;
+
+pub use shared::SharedDb;
+
 use rusqlite::Connection;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -43,6 +47,8 @@ pub enum DbError {
     Sqlite(String),
     #[error("the database task `{0}` stopped")]
     Stopped(&'static str),
+    #[error("a call to the database `{0}` panicked")]
+    Panicked(&'static str),
 }
 
 impl From<rusqlite::Error> for DbError {
@@ -57,6 +63,47 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// When SQLite syncs a commit to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synchronous {
+    /// The commit is in the write-ahead log, which survives a killed
+    /// process; the log is synced at checkpoints, so a power cut can lose
+    /// the commits since the last one.
+    Normal,
+    /// Every commit syncs the log before it returns.
+    Full,
+}
+
+/// Opens (creating) the database file at `path` the way every Nubo
+/// service does: WAL, exclusive locking (only the node opens it, so WAL's
+/// index stays in memory and no file lock is taken per transaction), a
+/// checkpoint per 10,000 pages of log (40 MB, which keeps the sync a
+/// checkpoint costs off the hot path), a 5 s busy timeout, and the query
+/// planner stability guarantee.
+pub fn open(path: &Path, synchronous: Synchronous) -> Result<Connection, DbError> {
+    let db = Connection::open(path)?;
+    // Must be set before WAL mode is.
+    db.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    db.pragma_update(None, "journal_mode", "WAL")?;
+    let sync = match synchronous {
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    };
+    db.pragma_update(None, "synchronous", sync)?;
+    db.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+    db.busy_timeout(std::time::Duration::from_secs(5))?;
+    // SQLite plans `LIMIT ?` with the bound value and marks the statement
+    // stale whenever that parameter is bound again, so every run of a
+    // cached `… LIMIT ?` query was parsed and planned anew (8% of the
+    // node's CPU in the queue bench, all in the lease query). The query
+    // planner stability guarantee plans once per statement.
+    db.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(db)
 }
 
 /// What a call does inside the group transaction; it returns what to do
@@ -119,24 +166,7 @@ impl GroupDb {
         schema: &str,
         pace: Pace,
     ) -> Result<Self, DbError> {
-        let db = Connection::open(path)?;
-        // Must be set before WAL mode is.
-        db.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
-        db.pragma_update(None, "journal_mode", "WAL")?;
-        db.pragma_update(None, "synchronous", "NORMAL")?;
-        // A checkpoint syncs the database file: one every 10,000 pages of
-        // log (40 MB) rather than every 1,000 keeps that off the hot path.
-        db.pragma_update(None, "wal_autocheckpoint", 10_000)?;
-        db.busy_timeout(std::time::Duration::from_secs(5))?;
-        // SQLite plans `LIMIT ?` with the bound value and marks the
-        // statement stale whenever that parameter is bound again, so every
-        // run of a cached `… LIMIT ?` query parsed and planned it anew (8%
-        // of the node's CPU in the queue bench, all in the lease query).
-        // The query planner stability guarantee plans once per statement.
-        db.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
-            true,
-        )?;
+        let db = open(path, Synchronous::Normal)?;
         db.execute_batch(schema)?;
         let shared = Arc::new(Shared {
             jobs: Mutex::new(Vec::new()),
