@@ -11,6 +11,13 @@
 //! the address that was checked, so a second DNS answer cannot differ;
 //! HTTPS connects by name, where the certificate check stops a rebound
 //! name from reaching a local service.
+//!
+//! An instance holds at most [`MAX_OPEN`] outbound connections at once
+//! (each is a socket, a TLS session and buffers in the host). One more
+//! waits up to [`SLOT_WAIT`] for an earlier one to end (its response body
+//! read to the end or dropped; a dropped response's connection closes a
+//! moment later, on another task), then is refused with
+//! `connection-limit-reached`.
 
 use crate::logs::LogTags;
 use nubo_manifest::OutboundRule;
@@ -19,9 +26,16 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
+/// Outbound connections one instance may hold open at once.
+pub const MAX_OPEN: usize = 32;
+/// How long a request past [`MAX_OPEN`] waits for a connection to end.
+pub const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub(crate) struct OutboundPolicy {
     rules: Arc<Vec<OutboundRule>>,
     tags: LogTags,
+    /// One permit per connection this instance may still open.
+    open: Arc<tokio::sync::Semaphore>,
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
@@ -30,7 +44,11 @@ type SendFuture =
 
 impl OutboundPolicy {
     pub(crate) fn new(rules: Arc<Vec<OutboundRule>>, tags: LogTags) -> Self {
-        Self { rules, tags }
+        Self {
+            rules,
+            tags,
+            open: Arc::new(tokio::sync::Semaphore::new(MAX_OPEN)),
+        }
     }
 
     fn deny(&self, target: &str, why: &str) -> SendFuture {
@@ -61,9 +79,21 @@ impl WasiHttpHooks for OutboundPolicy {
         if !self.rules.iter().any(|r| r.allows(&scheme, &host, port)) {
             return self.deny(&target, "not in allowed_outbound_hosts");
         }
+        let open = self.open.clone();
         let rules = self.rules.clone();
         let tags = self.tags.clone();
         Box::new(async move {
+            let permit = match tokio::time::timeout(SLOT_WAIT, open.acquire_owned()).await {
+                Ok(Ok(permit)) => permit,
+                _ => {
+                    tracing::warn!(
+                        target: "nubo::guest",
+                        app = %tags.app, component = %tags.component, request_id = %tags.request_id,
+                        "outbound request to {target} refused: this instance has {MAX_OPEN} outbound connections open; read or drop a response first"
+                    );
+                    return Err(HttpError::ConnectionLimitReached);
+                }
+            };
             let addr = match resolve(&host, port).await {
                 Ok(addrs) => match addrs.iter().find(|a| !allowed_address(&rules, a.ip())) {
                     Some(bad) => {
@@ -87,7 +117,15 @@ impl WasiHttpHooks for OutboundPolicy {
                 *request.uri_mut() = pinned;
             }
             let send = wasmtime_wasi_http::default_hooks().send_request(request, options, fut);
-            Box::into_pin(send).await
+            let (response, io) = Box::into_pin(send).await?;
+            // The connection lives as long as its I/O future: the permit
+            // goes back when that ends.
+            let io: IoFuture = Box::new(async move {
+                let done = Box::into_pin(io).await;
+                drop(permit);
+                done
+            });
+            Ok((response, io))
         })
     }
 }

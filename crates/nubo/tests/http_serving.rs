@@ -240,3 +240,54 @@ async fn large_bodies_stream_and_abandoned_ones_do_not_hurt() {
     let r = get(&node.url("/probe/echo")).await;
     assert_eq!(r.status, 200);
 }
+
+/// An upstream on loopback that answers every request with headers and
+/// the start of a chunked body, then keeps the connection open; its port.
+async fn endless_upstream() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n",
+                    )
+                    .await;
+                // Held until the client goes away.
+                let _ = stream.read(&mut buf).await;
+            });
+        }
+    });
+    port
+}
+
+/// A guest that keeps opening outbound connections is refused past the
+/// per-instance cap, with `connection-limit-reached`, and gets its slots
+/// back as it drops the responses.
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_connections_are_bounded_per_instance() {
+    let port = endless_upstream().await;
+    let app = AppDir::new(&probe_app(
+        r#"allowed_outbound_hosts = ["http://127.0.0.1:*"]"#,
+        "",
+    ));
+    let node = Node::up_with(app.path(), &[], &[SECRET]);
+    let r = get(&node.url(&format!("/probe/hold?http://127.0.0.1:{port}/,40"))).await;
+    assert_eq!(
+        (r.status, r.text()),
+        (
+            200,
+            "held 32; refused #32: ErrorCode::ConnectionLimitReached; after dropping them: answered"
+                .to_string()
+        )
+    );
+    let logs = node.wait_log("outbound connections open");
+    assert!(
+        logs.contains("this instance has 32 outbound connections open"),
+        "{logs}"
+    );
+}

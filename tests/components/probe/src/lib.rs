@@ -64,6 +64,10 @@ fn handle(req: Request) -> Response {
                 Err(e) => text(400, e.to_string()),
             }
         }
+        "hold" => {
+            let (url, n) = query.split_once(',').unwrap_or((query.as_str(), "1"));
+            text(200, hold(url, n.parse().unwrap_or(1)))
+        }
         "loop" => {
             let mut n: u64 = 0;
             loop {
@@ -280,5 +284,51 @@ fn queue(op: &str, query: &str, req: &Request) -> Response {
             None => text(400, "not a queue delivery"),
         },
         other => text(404, format!("no op {other}")),
+    }
+}
+
+/// Sends `n` requests to `url` and keeps every response unread (each holds
+/// its connection open); says how many were answered and why the next was
+/// not, then drops them all and says how one more request fares.
+fn hold(url: &str, n: usize) -> String {
+    let mut held = Vec::new();
+    let mut refused = String::from("none");
+    for i in 0..n {
+        match start(url) {
+            Ok(r) => held.push(r),
+            Err(e) => {
+                refused = format!("#{i}: {e}");
+                break;
+            }
+        }
+    }
+    let answered = held.len();
+    drop(held);
+    let after = match start(url) {
+        Ok(_) => "answered".to_string(),
+        Err(e) => e,
+    };
+    format!("held {answered}; refused {refused}; after dropping them: {after}")
+}
+
+/// One GET whose response comes back unread.
+fn start(url: &str) -> Result<nubo_sdk::__private::wasip2::http::types::IncomingResponse, String> {
+    use nubo_sdk::__private::wasip2::http::{outgoing_handler, types};
+    let uri: nubo_sdk::http::Uri = url.parse().map_err(|e| format!("{e}"))?;
+    let req = types::OutgoingRequest::new(types::Fields::new());
+    let _ = req.set_scheme(Some(&types::Scheme::Http));
+    let _ = req.set_authority(uri.authority().map(|a| a.as_str()));
+    let _ = req.set_path_with_query(uri.path_and_query().map(|p| p.as_str()));
+    let future = outgoing_handler::handle(req, None).map_err(|e| format!("{e:?}"))?;
+    let result = loop {
+        match future.get() {
+            Some(r) => break r,
+            None => future.subscribe().block(),
+        }
+    };
+    match result {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(format!("{e:?}")),
+        Err(()) => Err("taken".into()),
     }
 }
