@@ -1,11 +1,16 @@
 //! The control API from the CLI side: which node, which token, and JSON
-//! over HTTP with the node's errors turned into readable ones.
+//! over HTTP or HTTPS with the node's errors turned into readable ones.
+//!
+//! An `https://` node's certificate is checked against the system's trusted
+//! CA certificates (`SSL_CERT_FILE` or `SSL_CERT_DIR` point at others), as
+//! curl does; there is no switch that skips the check.
 
 use crate::{CliError, CliResult};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -76,13 +81,13 @@ impl NodeArgs {
 
     pub fn connect(&self, app_dir: Option<&std::path::Path>) -> CliResult<Client> {
         let base = self.node.trim_end_matches('/').to_string();
-        if !base.starts_with("http://") {
-            return Err(
-                CliError::new(format!("--node {base}: expected an http:// URL"))
-                    .hint("e.g. --node http://127.0.0.1:3001"),
-            );
+        if !base.starts_with("http://") && !base.starts_with("https://") {
+            return Err(CliError::new(format!(
+                "--node {base}: expected an http:// or https:// URL"
+            ))
+            .hint("e.g. --node http://127.0.0.1:3001"));
         }
-        Ok(Client::new(base, self.token(app_dir)?))
+        Client::new(base, self.token(app_dir)?)
     }
 }
 
@@ -100,16 +105,17 @@ pub fn default_state_dir() -> PathBuf {
 pub struct Client {
     pub base: String,
     token: String,
-    http: HyperClient<HttpConnector, UnsyncBoxBody<Bytes, std::io::Error>>,
+    http: HyperClient<HttpsConnector<HttpConnector>, UnsyncBoxBody<Bytes, std::io::Error>>,
 }
 
 impl Client {
-    pub fn new(base: String, token: String) -> Self {
-        Self {
+    pub fn new(base: String, token: String) -> CliResult<Self> {
+        let connector = connector(base.starts_with("https://"))?;
+        Ok(Self {
             base,
             token,
-            http: HyperClient::builder(TokioExecutor::new()).build_http(),
-        }
+            http: HyperClient::builder(TokioExecutor::new()).build(connector),
+        })
     }
 
     pub async fn send(
@@ -129,15 +135,15 @@ impl Client {
     /// the connection part-way (then the cause, which hyper keeps in the
     /// error's sources, is what the user needs).
     fn failed(&self, e: &hyper_util::client::legacy::Error) -> CliError {
-        if e.is_connect() {
-            return CliError::new(format!("cannot reach the node at {}: {e}", self.base))
-                .hint("is `nubo node` (or `nubo up`) running there? pass --node URL");
-        }
         let mut cause = String::new();
         let mut source = std::error::Error::source(e);
         while let Some(s) = source {
             cause = s.to_string();
             source = s.source();
+        }
+        if e.is_connect() {
+            return CliError::new(format!("cannot reach the node at {}: {cause}", self.base))
+                .hint("is `nubo node` (or `nubo up`) running there? pass --node URL");
         }
         CliError::new(format!(
             "the node at {} closed the connection before answering: {cause}",
@@ -226,6 +232,29 @@ impl Client {
         serde_json::from_slice(&body)
             .map_err(|e| CliError::new(format!("unexpected answer from the node: {e}")))
     }
+}
+
+/// A connector for `http://` and `https://` URLs. Only an `https://` node
+/// needs trusted roots, so a machine without any still reaches `http://`.
+fn connector(https: bool) -> CliResult<HttpsConnector<HttpConnector>> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let builder = if https {
+        builder
+            .with_provider_and_native_roots(provider)
+            .map_err(|e| {
+                CliError::new(format!("no trusted CA certificates for an https:// node: {e}"))
+                    .hint("install the system's CA certificates, or point SSL_CERT_FILE at a PEM file of the ones to trust")
+            })?
+    } else {
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| CliError::new(format!("TLS setup: {e}")))?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        builder.with_tls_config(config)
+    };
+    Ok(builder.https_or_http().enable_http1().build())
 }
 
 /// `s` percent-encoded for one path segment or query value.

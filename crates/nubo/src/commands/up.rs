@@ -68,7 +68,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
         let client = Client::new(
             format!("http://{}", running.control),
             node.token().to_string(),
-        );
+        )?;
         if args.state.is_none() {
             // DIR/.nubo belongs to this folder: an app it no longer defines
             // (renamed, say) would otherwise keep serving and clash.
