@@ -13,7 +13,7 @@ cd "$(dirname "$0")"
 SECONDS_EACH="${1:-30}"
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(manifest route)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(manifest route static_path sse batch)
 # The flags cargo-fuzz passes, minus its sanitizer (which needs nightly):
 # Rust code is memory safe, and what this looks for is panics.
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \

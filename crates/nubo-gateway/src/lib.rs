@@ -26,3 +26,11 @@ pub use router::{Publish, Router, Target};
 pub use server::{Gateway, serve};
 pub use sockets::Feed;
 pub use static_files::StaticDir;
+
+/// The gateway's parsers and encoders of bytes from outside, public for
+/// the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::sockets::sse_event;
+    pub use crate::static_files::decode_path;
+}

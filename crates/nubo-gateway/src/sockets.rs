@@ -80,7 +80,7 @@ pub(crate) fn sse(feed: &dyn Feed) -> Response<Body> {
 /// or a lone `\r`, so each of them starts a new `data:` line: a message
 /// can never end the event early or add a field (`event:`, `id:`,
 /// `retry:`) of its own.
-fn sse_event(message: &[u8]) -> Bytes {
+pub fn sse_event(message: &[u8]) -> Bytes {
     let text = String::from_utf8_lossy(message);
     let mut out = String::with_capacity(text.len() + 16);
     for line in text.split("\r\n").flat_map(|l| l.split(['\r', '\n'])) {

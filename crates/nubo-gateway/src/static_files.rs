@@ -140,14 +140,7 @@ impl StaticDir {
     /// Decodes and joins `rest` under the root; `None` if it would escape.
     fn resolve(&self, rest: &str) -> Option<PathBuf> {
         let mut path = self.root.clone();
-        for raw in rest.split('/').filter(|s| !s.is_empty()) {
-            let seg = percent_decode_str(raw).decode_utf8().ok()?;
-            if seg == "." {
-                continue;
-            }
-            if seg == ".." || seg.contains(['/', '\\', '\0']) {
-                return None;
-            }
+        for seg in decode_path(rest)? {
             path.push(seg.as_ref());
         }
         self.inside(&path)
@@ -352,6 +345,26 @@ impl Recent {
         }
         files.insert(key, file.clone());
     }
+}
+
+/// The segments of a request path under a static mount, percent-decoded:
+/// `None` for a path that is not UTF-8 once decoded or that tries to leave
+/// the folder (`..`, or a decoded `/`, `\\` or NUL inside a segment).
+/// Empty and `.` segments are dropped, so every segment returned names an
+/// entry inside the folder. The fuzz target `static_path` checks that.
+pub fn decode_path(rest: &str) -> Option<Vec<std::borrow::Cow<'_, str>>> {
+    let mut out = Vec::new();
+    for raw in rest.split('/').filter(|s| !s.is_empty()) {
+        let seg = percent_decode_str(raw).decode_utf8().ok()?;
+        if seg == "." {
+            continue;
+        }
+        if seg == ".." || seg.contains(['/', '\\', '\0']) {
+            return None;
+        }
+        out.push(seg);
+    }
+    Some(out)
 }
 
 fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
