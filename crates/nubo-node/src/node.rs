@@ -457,6 +457,11 @@ impl Node {
         expected: Option<u64>,
         steps: impl FnOnce(Option<&AppDef>) -> Result<Vec<Step>, ChangeError>,
     ) -> Result<Changed, ChangeError> {
+        if !nubo_manifest::is_name(app) {
+            return Err(ChangeError::Invalid(format!(
+                "`{app}` is not an app name (lower-case letters, digits and `-`, starting with a letter, at most 63)"
+            )));
+        }
         let mut apps = self.apps.lock().await;
         // In a cluster, first come up to the shared revision, so that the
         // expected revision is checked against the cluster's, not ours.

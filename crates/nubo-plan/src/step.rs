@@ -107,6 +107,8 @@ pub enum StepError {
     NoConfig(String, String),
     #[error("app name `{0}` does not match the app being changed, `{1}`")]
     WrongName(String, String),
+    #[error("`{0}` is not a content digest (64 lower-case hex digits)")]
+    BadDigest(String),
 }
 
 /// Applies `steps` in order to `app` (`None`: no such app yet). The result
@@ -124,7 +126,14 @@ pub fn apply(
 
 fn apply_one(name: &str, app: Option<AppDef>, step: &Step) -> Result<Option<AppDef>, StepError> {
     match step {
-        Step::UploadComponent { .. } | Step::UploadFiles { .. } => return Ok(app),
+        Step::UploadComponent { digest, .. } => {
+            check_digest(digest)?;
+            return Ok(app);
+        }
+        Step::UploadFiles { digests, .. } => {
+            digests.iter().try_for_each(|d| check_digest(d))?;
+            return Ok(app);
+        }
         Step::CreateApp { name: n, settings } => {
             if app.is_some() {
                 return Err(StepError::AppExists(n.clone()));
@@ -208,6 +217,16 @@ fn apply_one(name: &str, app: Option<AppDef>, step: &Step) -> Result<Option<AppD
         | Step::RemoveApp { .. } => {}
     }
     Ok(Some(app))
+}
+
+/// Upload steps change nothing stored, but a malformed one is still a
+/// malformed request.
+fn check_digest(d: &str) -> Result<(), StepError> {
+    if crate::validate::is_digest(d) {
+        Ok(())
+    } else {
+        Err(StepError::BadDigest(d.to_string()))
+    }
 }
 
 fn component_mut<'a>(app: &'a mut AppDef, name: &str) -> Result<&'a mut ComponentDef, StepError> {

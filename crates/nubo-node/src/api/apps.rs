@@ -1,11 +1,12 @@
 //! `/v1/apps`: state, history, and the verbs that change an app.
 
+use super::extract::{Path, Query};
 use super::{JsonBody, error};
 use crate::Node;
 use crate::live::LiveApp;
 use crate::node::ChangeError;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use nubo_plan::{AppDef, Step};
@@ -192,9 +193,9 @@ pub(crate) async fn rollback(
     let expect: Expect = if body.is_empty() {
         Expect::default()
     } else {
-        match serde_json::from_slice(&body) {
+        match super::json_object(&body) {
             Ok(e) => e,
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("malformed JSON body: {e}")),
+            Err(r) => return r.into_response(),
         }
     };
     let Some(live) = node.app(&app).await else {

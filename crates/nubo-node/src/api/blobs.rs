@@ -3,10 +3,11 @@
 //! gigabyte object passes through in chunks; the same backend and name
 //! rules as guests apply.
 
+use super::extract::{Path, Query};
 use super::{Declared, declared, error, live_app};
 use crate::Node;
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
@@ -96,7 +97,10 @@ pub(crate) async fn list(
     if let Err(r) = declared(&node, &c.app, Declared::Container, &c.container).await {
         return r;
     }
-    let limit = q.limit.unwrap_or(1000);
+    let limit = match super::page_limit(q.limit, 1000) {
+        Ok(n) => n,
+        Err(r) => return r.into_response(),
+    };
     match node
         .blobs
         .list(&c, &q.prefix, q.cursor.as_deref(), limit)

@@ -2,10 +2,11 @@
 //! key-value stores and fix a value by hand. Same backend, same limits as
 //! guests; keys go in the path percent-encoded.
 
+use super::extract::{Path, Query};
 use super::{Declared, declared, error};
 use crate::Node;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nubo_kv::{KvError, Namespace};
@@ -89,9 +90,13 @@ pub(crate) async fn list(
     if let Err(r) = declared(&node, &ns.app, Declared::Store, &ns.store).await {
         return r;
     }
+    let limit = match super::page_limit(q.limit, 1000) {
+        Ok(n) => n,
+        Err(r) => return r.into_response(),
+    };
     match node
         .kv
-        .list_keys(&ns, &q.prefix, q.cursor.as_deref(), q.limit.unwrap_or(1000))
+        .list_keys(&ns, &q.prefix, q.cursor.as_deref(), limit)
         .await
     {
         Ok((keys, cursor)) => {

@@ -2,10 +2,11 @@
 //! `follow=true` the stream stays open and carries new lines as they come.
 
 use super::error;
+use super::extract::{Path, Query};
 use crate::Node;
 use crate::logs::LogLine;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;

@@ -9,12 +9,18 @@
 
 mod apps;
 mod blobs;
+mod extract;
 mod kv;
 mod logs;
 mod nodes;
 mod queues;
 mod tasks;
 mod uploads;
+
+pub(crate) use extract::{JsonBody, json_object, page_limit};
+
+#[cfg(test)]
+mod doc_tests;
 
 use crate::Node;
 use crate::node::ChangeError;
@@ -187,26 +193,6 @@ impl IntoResponse for ChangeError {
             other => other.to_string(),
         };
         (status, axum::Json(ErrorBody { error, details })).into_response()
-    }
-}
-
-/// A JSON body, parsed so that a malformed one is a 400 that says why.
-pub(crate) struct JsonBody<T>(pub T);
-
-impl<T, S> axum::extract::FromRequest<S> for JsonBody<T>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = Response;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("malformed JSON body: {e}")))
     }
 }
 

@@ -1,9 +1,10 @@
 //! `/v1/apps/{app}/queues`: what `nubo queue` shows and does.
 
+use super::extract::{Path, Query};
 use super::{Declared, declared, error};
 use crate::Node;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use nubo_queue::{Message, QueueName};

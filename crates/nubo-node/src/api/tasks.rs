@@ -1,10 +1,11 @@
 //! `/v1/apps/{app}/tasks`: a job's status and result, counts by state,
 //! and cancelling a task with everything it started.
 
+use super::extract::{Path, Query};
 use super::{error, live_app};
 use crate::Node;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use nubo_tasks::Tasks;
@@ -63,7 +64,11 @@ pub(crate) async fn list(
             }
         },
     };
-    match node.tasks.list(&app, state, q.limit.unwrap_or(100)).await {
+    let limit = match super::page_limit(q.limit, 100) {
+        Ok(n) => n,
+        Err(r) => return r.into_response(),
+    };
+    match node.tasks.list(&app, state, limit).await {
         Ok(tasks) => Json(tasks.into_iter().map(shown).collect::<Vec<_>>()).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }

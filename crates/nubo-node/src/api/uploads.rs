@@ -4,10 +4,11 @@
 //! reason, not later in the middle of an apply.
 
 use super::error;
+use super::extract::Path;
 use crate::Node;
 use crate::content::ContentError;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
