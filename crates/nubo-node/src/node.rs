@@ -264,9 +264,14 @@ impl Node {
         let (task_store, task_cluster): (Arc<dyn nubo_tasks::TaskStore>, _) = match &opts.cluster {
             Some(c) => {
                 let nats = Arc::new(
-                    nubo_tasks::NatsTasks::open(c.cluster.jetstream(), c.cluster.replicas(), &c.id)
-                        .await
-                        .map_err(|e| NodeError::Service(e.to_string()))?,
+                    nubo_tasks::NatsTasks::open(
+                        c.cluster.jetstream(),
+                        c.cluster.replicas(),
+                        &c.id,
+                        c.cluster.key().clone(),
+                    )
+                    .await
+                    .map_err(|e| NodeError::Service(e.to_string()))?,
                 );
                 let link = crate::tasks::ClusterTasks {
                     nats: nats.clone(),

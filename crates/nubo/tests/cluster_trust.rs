@@ -62,6 +62,22 @@ async fn a_forged_app_record_in_nats_is_refused_and_logged() {
     // The real app serves on, at its signed revision.
     let r = common::get(&node.url("/probe/echo")).await;
     assert_eq!(r.status, 200, "{}", r.text());
+
+    // A task outcome written into the task rows by someone else: no
+    // awaiter, listing or API call takes it for a task.
+    let rows = js.get_key_value("nubo_tasks").await.unwrap();
+    let forged = serde_json::json!({
+        "app": "real", "component": "probe", "function": "steal",
+        "payload": "", "state": "done", "attempts": 1, "depth": 0,
+        "result": "b3duZWQ", "created_ms": 0
+    });
+    rows.put("real.tf0rged", serde_json::to_vec(&forged).unwrap().into())
+        .await
+        .unwrap();
+    let shown = node.api("GET", "/v1/apps/real/tasks/tf0rged", "").await;
+    assert_eq!(shown.status, 404, "{}", shown.text());
+    let log = node.wait_log("task row real.tf0rged is not signed");
+    assert!(log.contains("task row real.tf0rged is not signed"), "{log}");
 }
 
 #[test]

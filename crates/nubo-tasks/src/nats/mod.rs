@@ -18,6 +18,12 @@
 //!   put its claimed tasks back in the queue ([`NatsTasks::sweep`]); a
 //!   restarted node does the same for its own ([`TaskStore::recover`]).
 //!
+//! Rows are sealed with the cluster key ([`nubo_cluster::ClusterKey`]),
+//! bound to their key: a row that anyone else wrote into the bucket (a
+//! forged outcome, say) is refused, logged, and read as no task. The
+//! messages on the queue and the `nubo.tdone` notices carry only ids, so a
+//! forged one makes a node read a row, which must be sealed.
+//!
 //! `max_queued` counts the tasks waiting to start (the queue's messages),
 //! not those running or waiting on others as the embedded store does.
 
@@ -66,6 +72,12 @@ fn row_key(app: &str, id: &str) -> String {
     format!("{}.{id}", nubo_cluster::token(app))
 }
 
+/// What a row's seal is bound to: its key, so that a row cannot be moved
+/// to another task or app.
+fn seal_context(key: &str) -> String {
+    format!("task row {key}")
+}
+
 fn queue_subject(app: &str) -> String {
     format!("nubo.t.{}", nubo_cluster::token(app))
 }
@@ -112,6 +124,7 @@ impl Row {
 
 pub struct NatsTasks {
     js: jetstream::Context,
+    key: std::sync::Arc<nubo_cluster::ClusterKey>,
     rows: kv::Store,
     claims: kv::Store,
     queue: stream::Stream,
@@ -125,6 +138,7 @@ impl NatsTasks {
         js: &jetstream::Context,
         replicas: usize,
         node: &str,
+        key: std::sync::Arc<nubo_cluster::ClusterKey>,
     ) -> Result<Self, StoreError> {
         let bucket = |name: &str| kv::Config {
             bucket: name.into(),
@@ -151,6 +165,7 @@ impl NatsTasks {
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(Self {
             js: js.clone(),
+            key,
             rows,
             claims,
             queue,
@@ -169,11 +184,24 @@ impl NatsTasks {
             .map_err(|e| err("read a task", e))?;
         match entry {
             Some(e) if e.operation == kv::Operation::Put => {
-                let row = serde_json::from_slice(&e.value).map_err(|e| err("a task row", e))?;
+                let body = match self.key.open(&seal_context(&key), &e.value) {
+                    Ok(body) => body,
+                    Err(refused) => {
+                        tracing::warn!("{refused}");
+                        return Ok(None);
+                    }
+                };
+                let row = serde_json::from_slice(body).map_err(|e| err("a task row", e))?;
                 Ok(Some((e.revision, row)))
             }
             _ => Ok(None),
         }
+    }
+
+    /// `row` as written under `key`: JSON, sealed.
+    fn sealed(&self, key: &str, row: &Row) -> Result<bytes::Bytes, StoreError> {
+        let body = serde_json::to_vec(row).map_err(|e| err("a task row", e))?;
+        Ok(self.key.seal(&seal_context(key), &body).into())
     }
 
     /// Changes a task with `change` (which says whether to write) under
@@ -192,8 +220,9 @@ impl NatsTasks {
             if !change(&mut row) {
                 return Ok(None);
             }
-            let body = serde_json::to_vec(&row).map_err(|e| err("a task row", e))?;
-            if nubo_cluster::write_if(&self.js, &self.rows, &row_key(app, id), body.into(), rev)
+            let key = row_key(app, id);
+            let body = self.sealed(&key, &row)?;
+            if nubo_cluster::write_if(&self.js, &self.rows, &key, body, rev)
                 .await
                 .map_err(|e| StoreError::Backend(e.to_string()))?
             {
@@ -343,8 +372,8 @@ impl TaskStore for NatsTasks {
                 finished_ms: None,
                 owner: None,
             };
-            let body = serde_json::to_vec(&row).map_err(|e| err("a task row", e))?;
-            if !nubo_cluster::write_if(&self.js, &self.rows, &key, body.into(), 0)
+            let body = self.sealed(&key, &row)?;
+            if !nubo_cluster::write_if(&self.js, &self.rows, &key, body, 0)
                 .await
                 .map_err(|e| StoreError::Backend(e.to_string()))?
             {
