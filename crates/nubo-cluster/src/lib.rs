@@ -42,6 +42,10 @@ pub const CONNECT_FOR: Duration = Duration::from_secs(10);
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 /// A heartbeat older than this is gone from the bucket: the node is dead.
 pub const HEARTBEAT_TTL: Duration = Duration::from_secs(10);
+/// A node that wrote no heartbeat for this long stops the tasks it runs:
+/// well before [`HEARTBEAT_TTL`], after which the others take them over,
+/// so that no task runs on two nodes at once.
+pub const FENCE_AFTER: Duration = Duration::from_secs(6);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {

@@ -36,6 +36,8 @@ pub(crate) struct Member {
     pub(crate) changed: tokio::sync::Notify,
     /// Seals secret variables in the records this node shares.
     secrets: crate::secrets::Secrets,
+    /// When the last heartbeat that was stored began to be written.
+    last_beat: Mutex<std::time::Instant>,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -55,6 +57,7 @@ impl Member {
             synced: AtomicBool::new(false),
             changed: tokio::sync::Notify::new(),
             secrets,
+            last_beat: Mutex::new(std::time::Instant::now()),
         })
     }
 
@@ -271,6 +274,7 @@ impl Node {
         self.beat(&hb).await;
         tokio::spawn(watch(Arc::downgrade(self)));
         tokio::spawn(beat(Arc::downgrade(self), hb));
+        tokio::spawn(fence_watch(Arc::downgrade(self)));
         Ok(())
     }
 
@@ -302,10 +306,15 @@ impl Node {
         hb.at_ms = now_ms();
         hb.apps = self.app_revisions().await;
         hb.failing = member.failing().clone();
+        // The bucket's time-to-live counts from when the server stored it,
+        // which is after this.
+        let sent = std::time::Instant::now();
         if let Err(e) = member.cluster.beat(&hb).await {
             tracing::warn!("heartbeat not written: {e}");
             return;
         }
+        *member.last_beat.lock().unwrap_or_else(|p| p.into_inner()) = sent;
+        self.tasks.unfence().await;
         // The tasks of nodes whose heartbeat expired go to the others.
         if let Ok(members) = member.cluster.members(now_ms()).await {
             let live = members.into_iter().map(|m| m.heartbeat.id).collect();
@@ -447,5 +456,35 @@ async fn beat(node: std::sync::Weak<Node>, hb: Heartbeat) {
         let _ =
             tokio::time::timeout(nubo_cluster::HEARTBEAT_EVERY, member.changed.notified()).await;
         node.beat(&hb).await;
+    }
+}
+
+/// Stops this node's tasks once it has written no heartbeat for
+/// [`nubo_cluster::FENCE_AFTER`] (NATS unreachable, or this node too
+/// starved to write): the other nodes take a node's tasks over only once
+/// its heartbeat has expired ([`nubo_cluster::HEARTBEAT_TTL`]), so a task
+/// never runs here and there at once. Runs on its own, because a write to
+/// a NATS that does not answer can take longer than that.
+async fn fence_watch(node: std::sync::Weak<Node>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let Some(node) = node.upgrade() else { return };
+        let Some(member) = &node.cluster else { return };
+        let silent = member
+            .last_beat
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed();
+        if silent < nubo_cluster::FENCE_AFTER {
+            continue;
+        }
+        if let Some(stopped) = node.tasks.fence() {
+            tracing::warn!(
+                stopped,
+                "no heartbeat written for {} s: this node stops its tasks and takes no new ones until it reaches NATS again; the others run them once its heartbeat expires",
+                silent.as_secs()
+            );
+        }
     }
 }

@@ -277,6 +277,7 @@ impl Node {
                     nats: nats.clone(),
                     client: c.cluster.client().clone(),
                     key: c.cluster.key().clone(),
+                    fenced: std::sync::atomic::AtomicBool::new(false),
                 };
                 (nats, Some(link))
             }

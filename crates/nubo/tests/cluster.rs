@@ -510,3 +510,72 @@ async fn a_task_job_spreads_over_the_nodes_and_outlives_one_of_them() {
         assert!(again.is_empty(), "finished tasks ran again: {again:?}");
     }
 }
+
+/// A node cut off from NATS for longer than its heartbeat lives stops its
+/// tasks before the others take them over: the task runs on one node at a
+/// time, then once more on the node that took it, to its end.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_cut_off_from_nats_stops_its_tasks_before_another_takes_them() {
+    use common::cluster::{KEY, Link, TOKEN};
+    let nats = NatsCluster::start(1);
+    let link = Link::start(nats.servers[0].url.trim_start_matches("nats://")).await;
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = NodeProc::start(
+        dirs[0].path(),
+        &[
+            "--nats",
+            &link.url(),
+            "--node-id",
+            "fa",
+            "--token",
+            TOKEN,
+            "--cluster-key",
+            KEY,
+        ],
+    );
+    a.apply(&jobs_app());
+    serving(std::slice::from_ref(&a), "/t/wc?1").await;
+    // A task of 12 s, running on A (B is not there yet to take it).
+    let id = get(&a.url("/t/nap?12000")).await.text();
+    assert!(id.starts_with('t'), "{id}");
+    assert!(a.wait_log("ran nap").contains("ran nap"));
+    let b = nats.node(dirs[1].path(), "fb");
+    serving(std::slice::from_ref(&b), "/t/wc?1").await;
+
+    link.cut();
+    let cut = Instant::now();
+    let fenced = eventually(20, "node A stopping its tasks", || async {
+        a.stderr
+            .lock()
+            .unwrap()
+            .contains("this node stops its tasks")
+            .then(|| cut.elapsed())
+    })
+    .await;
+    assert!(
+        !b.stderr.lock().unwrap().contains("ran nap"),
+        "node B ran the task before node A stopped it"
+    );
+    let taken = eventually(30, "node B running the task", || async {
+        b.stderr
+            .lock()
+            .unwrap()
+            .contains("ran nap")
+            .then(|| cut.elapsed())
+    })
+    .await;
+    eprintln!("A stopped its task after {fenced:?}; B took it after {taken:?}");
+    link.heal();
+    let done = eventually(60, "the task done", || async {
+        let v = b.json(&format!("/v1/apps/jobs/tasks/{id}")).await;
+        (v["state"] == "done").then_some(v)
+    })
+    .await;
+    assert_eq!(done["attempts"], 2, "{done}");
+    // Back in touch, A takes tasks again and did not run this one twice.
+    assert!(
+        a.wait_log("taking tasks again")
+            .contains("taking tasks again")
+    );
+    assert_eq!(a.stderr.lock().unwrap().matches("ran nap").count(), 1);
+}

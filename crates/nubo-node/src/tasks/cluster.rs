@@ -24,6 +24,9 @@ pub struct ClusterTasks {
     pub client: async_nats::Client,
     /// Cancels are signed with it: a node stops tasks only for a peer.
     pub key: Arc<nubo_cluster::ClusterKey>,
+    /// Set while this node cannot vouch for its heartbeat: it runs and
+    /// takes no task (see [`TaskRunner::fence`]).
+    pub fenced: std::sync::atomic::AtomicBool,
 }
 
 /// How often the outcomes waited on here are read from the store.
@@ -174,6 +177,46 @@ impl TaskRunner {
         }
     }
 
+    /// This node has written no heartbeat for [`nubo_cluster::FENCE_AFTER`]:
+    /// the others may soon take its tasks over, so it stops every task it
+    /// runs (no outcome is written; each runs again, from its start, on
+    /// whichever node takes it) and takes no new one until
+    /// [`TaskRunner::unfence`]. How many it stopped; `None` if it was
+    /// fenced already.
+    pub fn fence(&self) -> Option<usize> {
+        let c = self.cluster.as_ref()?;
+        if c.fenced.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return None;
+        }
+        let stopped: Vec<_> = lock(&self.running).drain().collect();
+        for (_, h) in &stopped {
+            h.abort();
+        }
+        Some(stopped.len())
+    }
+
+    /// A heartbeat was written again: first put back in the queue what
+    /// this node held (unless the others already took it), then take tasks
+    /// again.
+    pub async fn unfence(&self) {
+        let Some(c) = &self.cluster else { return };
+        if !c.fenced.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        if let Err(e) = self.store.recover().await {
+            tracing::warn!("cannot put back the tasks held before NATS was lost: {e}");
+            return;
+        }
+        c.fenced.store(false, std::sync::atomic::Ordering::Release);
+        tracing::info!("heartbeat written again: taking tasks again");
+    }
+
+    fn fenced(&self) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|c| c.fenced.load(std::sync::atomic::Ordering::Acquire))
+    }
+
     /// Takes back the tasks of nodes not in `live`.
     pub async fn sweep(&self, live: &HashSet<String>) {
         let Some(c) = &self.cluster else { return };
@@ -218,6 +261,11 @@ async fn pull_loop(me: Weak<TaskRunner>, app: String) {
         let Some(app_slots) = lock(&runner.apps).get(&app).map(|a| a.running.clone()) else {
             return;
         };
+        if runner.fenced() {
+            drop(runner);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
         let consumer = match c.nats.consumer(&app).await {
             Ok(consumer) => consumer,
             Err(e) => {
@@ -268,6 +316,10 @@ async fn take(runner: Arc<TaskRunner>, app: String, m: async_nats::jetstream::Me
     let Some(c) = &runner.cluster else { return };
     let id = String::from_utf8_lossy(&m.payload).to_string();
     use async_nats::jetstream::AckKind;
+    if runner.fenced() {
+        let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+        return;
+    }
     match c.nats.claim(&app, &id).await {
         Ok(Claim::Claimed(task)) => {
             // Durable as running and claimed: the queue may forget it.

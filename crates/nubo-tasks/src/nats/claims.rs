@@ -126,7 +126,9 @@ impl NatsTasks {
             }
         }
         if n > 0 {
-            tracing::info!("{n} task(s) this node ran before it restarted are back in the queue");
+            tracing::info!(
+                "{n} task(s) this node held before it restarted or lost NATS are back in the queue"
+            );
         }
         Ok(n)
     }
