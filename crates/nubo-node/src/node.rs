@@ -28,6 +28,9 @@ pub struct NodeOptions {
     pub cluster: Option<crate::cluster::ClusterJoin>,
     /// The control API's token; default: the state dir's `token` file.
     pub token: Option<String>,
+    /// Bytes of guest memory shared between apps; `None`: three quarters
+    /// of the machine's ([`nubo_wasm::NodeShare`]).
+    pub memory_budget: Option<u64>,
 }
 
 pub struct Node {
@@ -210,6 +213,7 @@ impl Node {
                     .clone()
                     .unwrap_or_else(|| opts.state.join("cache")),
             ),
+            memory_budget: opts.memory_budget,
             ..RuntimeOptions::default()
         })?;
         let queues = crate::queues::Dispatcher::new(match &opts.cluster {

@@ -31,6 +31,10 @@ pub struct RuntimeOptions {
     /// instance's memory on demand: slower per request, but it needs no
     /// large virtual address reservation up front.
     pub pooling: bool,
+    /// Bytes of guest memory all instances may hold at once, shared fairly
+    /// between apps ([`crate::NodeShare`]); `None`: three quarters of the
+    /// machine's memory.
+    pub memory_budget: Option<u64>,
 }
 
 impl Default for RuntimeOptions {
@@ -39,6 +43,7 @@ impl Default for RuntimeOptions {
             cache_dir: None,
             max_total_instances: 1000,
             pooling: true,
+            memory_budget: None,
         }
     }
 }
@@ -47,9 +52,15 @@ pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<Host>>,
     cache: Option<CompileCache>,
+    share: Arc<crate::NodeShare>,
 }
 
 impl Runtime {
+    /// The node's instance slots and guest memory, as apps hold them now.
+    pub fn share(&self) -> &Arc<crate::NodeShare> {
+        &self.share
+    }
+
     pub fn new(options: RuntimeOptions) -> Result<Self, LoadError> {
         let engine_err = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
         let n = options.max_total_instances.max(1);
@@ -110,10 +121,14 @@ impl Runtime {
 
         start_epoch_ticker(&engine);
         let cache = options.cache_dir.map(|dir| CompileCache::new(dir, &engine));
+        let memory = options
+            .memory_budget
+            .unwrap_or_else(crate::default_memory_budget);
         Ok(Self {
             engine,
             linker: Arc::new(linker),
             cache,
+            share: crate::NodeShare::new(u64::from(n), memory),
         })
     }
 
@@ -176,7 +191,7 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Imports(format!("{e:#}")))?;
         let pre = ProxyPre::new(instance_pre).map_err(|e| LoadError::NotHttp(format!("{e:#}")))?;
-        Ok(HttpComponent::new(pre, settings))
+        Ok(HttpComponent::new(pre, settings, self.share.clone()))
     }
 }
 

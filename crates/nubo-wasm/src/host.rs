@@ -9,7 +9,6 @@ use crate::logs::{LineStream, LogSink, LogTags, Stream};
 use crate::outbound::OutboundPolicy;
 use nubo_manifest::OutboundRule;
 use std::sync::Arc;
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::WasiConfigVariables;
@@ -20,7 +19,7 @@ pub struct Host {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: OutboundPolicy,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: crate::limiter::Limiter,
     pub(crate) config: Arc<WasiConfigVariables>,
     kv: Option<Arc<nubo_kv::KvGrant>>,
     blobs: Option<Arc<nubo_blob::BlobGrant>>,
@@ -36,7 +35,7 @@ impl Host {
         tags: LogTags,
         rules: Arc<Vec<OutboundRule>>,
         config: Arc<WasiConfigVariables>,
-        limits: StoreLimits,
+        limits: crate::limiter::Limiter,
         sink: Option<Arc<dyn LogSink>>,
         grants: &Grants,
     ) -> Self {

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use wasmtime::{Store, StoreLimitsBuilder, Trap};
+use wasmtime::{Store, Trap};
 use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -64,6 +64,8 @@ pub struct HttpComponent {
     config: Arc<WasiConfigVariables>,
     limits: Limits,
     slots: Arc<Semaphore>,
+    /// The node's pools this component's instances draw from.
+    share: Arc<crate::NodeShare>,
     logs: Option<Arc<dyn LogSink>>,
     grants: crate::host::Grants,
     /// Its `task-handler` export, if it has one ([`crate::tasks`]).
@@ -73,7 +75,11 @@ pub struct HttpComponent {
 }
 
 impl HttpComponent {
-    pub(crate) fn new(pre: ProxyPre<Host>, s: ComponentSettings) -> Self {
+    pub(crate) fn new(
+        pre: ProxyPre<Host>,
+        s: ComponentSettings,
+        share: Arc<crate::NodeShare>,
+    ) -> Self {
         let config = s.config.into_iter().collect::<WasiConfigVariables>();
         let task_export = crate::tasks::find(pre.instance_pre());
         let queue_export = crate::queues::find(pre.instance_pre());
@@ -87,6 +93,7 @@ impl HttpComponent {
             config: Arc::new(config),
             limits: s.limits,
             slots: Arc::new(Semaphore::new(s.limits.max_instances as usize)),
+            share,
             logs: s.logs,
             grants: crate::host::Grants {
                 kv: s.kv.map(Arc::new),
@@ -176,10 +183,12 @@ impl HttpComponent {
     /// A fresh store for one request or task run, with the component's
     /// grants, memory limit and CPU limit, and the run's wall-clock limit
     /// (started now) to [`bound`](crate::waits::WallLimit::bound) it with.
+    /// `charge` is the instance's slot of the node ([`Self::node_slot`]).
     pub(crate) fn store(
         &self,
         request_id: &str,
         task: Option<(nubo_tasks::Caller, Arc<dyn nubo_tasks::WaitHooks>)>,
+        charge: crate::share::Charge,
     ) -> (Store<Host>, crate::waits::WallLimit) {
         let limits = self.limits;
         let memory = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
@@ -192,10 +201,7 @@ impl HttpComponent {
             tags,
             self.rules.clone(),
             self.config.clone(),
-            StoreLimitsBuilder::new()
-                .memory_size(memory)
-                .trap_on_grow_failure(true)
-                .build(),
+            crate::limiter::Limiter::new(memory, charge),
             self.logs.clone(),
             &self.grants,
         );
@@ -252,6 +258,41 @@ impl HttpComponent {
         (store, wall)
     }
 
+    /// One of the node's instance slots for a request or a queue delivery:
+    /// [`HandleError::Busy`] (503) when the app may not take one now
+    /// ([`crate::share`]).
+    pub(crate) fn node_slot(&self, request_id: &str) -> Result<crate::share::Charge, HandleError> {
+        crate::share::Charge::instance(&self.share, &self.app).ok_or_else(|| {
+            self.no_node_slot(request_id);
+            HandleError::Busy
+        })
+    }
+
+    /// One of the node's instance slots for a task, which waits for it: a
+    /// task is queued work already.
+    pub(crate) async fn node_slot_waiting(&self, task: &str) -> crate::share::Charge {
+        let mut said = false;
+        loop {
+            if let Some(c) = crate::share::Charge::instance(&self.share, &self.app) {
+                return c;
+            }
+            if !said {
+                self.no_node_slot(task);
+                said = true;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    fn no_node_slot(&self, request_id: &str) {
+        tracing::warn!(
+            target: "nubo::guest",
+            app = %self.app, component = %self.component, request_id = %request_id,
+            "no instance slot: the app holds more than its share of the node's {} while other apps need theirs",
+            self.share.instances.total()
+        );
+    }
+
     async fn run<B>(
         &self,
         req: hyper::Request<B>,
@@ -265,7 +306,12 @@ impl HttpComponent {
         let is_task = task.is_some();
         let permit = self.slot(is_task).await?;
         let limits = self.limits;
-        let (mut store, wall) = self.store(request_id, task);
+        let charge = if is_task {
+            self.node_slot_waiting(request_id).await
+        } else {
+            self.node_slot(request_id)?
+        };
+        let (mut store, wall) = self.store(request_id, task, charge);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (req, out) = {
             let mut http = store.data_mut().http();
@@ -365,15 +411,9 @@ fn classify(e: &wasmtime::Error, limits: &Limits) -> HandleError {
     {
         return HandleError::Busy;
     }
-    if is_memory_limit(e) {
-        return HandleError::MemoryLimit(limits.memory_mb);
+    match e.downcast_ref::<crate::MemoryRefused>() {
+        Some(crate::MemoryRefused::OverLimit { .. }) => HandleError::MemoryLimit(limits.memory_mb),
+        Some(crate::MemoryRefused::NodeShare) => HandleError::Busy,
+        None => HandleError::Failed(format!("{e:#}")),
     }
-    HandleError::Failed(format!("{e:#}"))
-}
-
-fn is_memory_limit(e: &wasmtime::Error) -> bool {
-    let text = format!("{e:#}");
-    text.contains("forcing trap when growing memory")
-        || text.contains("forcing a memory growth failure")
-        || text.contains("exceeds memory limits")
 }

@@ -13,14 +13,18 @@ mod engine;
 mod error;
 mod host;
 mod http;
+mod limiter;
 mod logs;
 mod outbound;
 mod queues;
+mod share;
 mod tasks;
 mod waits;
 
 pub use engine::{EPOCH_TICK, Runtime, RuntimeOptions};
 pub use error::{HandleError, LoadError};
 pub use http::{ComponentSettings, HttpComponent, QUEUE_TIMEOUT};
+pub use limiter::MemoryRefused;
 pub use logs::{LogSink, LogTags, Stream as LogStream};
+pub use share::{FairPool, NodeShare, default_memory_budget};
 pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;

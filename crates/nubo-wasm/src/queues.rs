@@ -48,7 +48,8 @@ impl HttpComponent {
         let export = self.queue_export.clone()?;
         let run = async {
             let _permit = self.slot(false).await?;
-            let (mut store, wall) = self.store(request_id, None);
+            let charge = self.node_slot(request_id)?;
+            let (mut store, wall) = self.store(request_id, None, charge);
             let messages: Vec<queue_handler::Message> = messages
                 .iter()
                 .map(|m| queue_handler::Message {

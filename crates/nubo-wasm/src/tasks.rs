@@ -46,7 +46,8 @@ impl HttpComponent {
         let run = async {
             let _permit = self.slot(true).await?;
             let id = caller.task.clone().unwrap_or_default();
-            let (mut store, wall) = self.store(&id, Some((caller, hooks)));
+            let charge = self.node_slot_waiting(&id).await;
+            let (mut store, wall) = self.store(&id, Some((caller, hooks)), charge);
             let result = wall
                 .bound(async {
                     let instance = self.instance_pre().instantiate_async(&mut store).await?;

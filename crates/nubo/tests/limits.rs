@@ -109,3 +109,55 @@ async fn max_instances_queues_briefly_then_503() {
     assert_eq!(get(&node.url("/single/echo")).await.status, 200);
     assert_eq!(first.await.unwrap().status, 200);
 }
+
+/// An app with a base of its own, whose one component may use 100 MB.
+fn hoarder(name: &str) -> AppDir {
+    AppDir::new(&format!(
+        r#"
+[app]
+name = "{name}"
+base = "/{name}"
+[component.probe]
+source = "{w}"
+limits = {{ memory_mb = 100, timeout_ms = 10000 }}
+[[http]]
+route = "/probe/..."
+component = "probe"
+"#,
+        w = wasm("probe").display()
+    ))
+}
+
+/// Two apps share the node's guest memory (here 160 MB): while app B runs
+/// an instance, app A can grow only to its share plus what B is not owed,
+/// and B can still grow to its share, which first come, first served would
+/// have given to A.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_app_cannot_take_the_memory_another_is_owed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node =
+        common::control::NodeProc::start(&tmp.path().join("state"), &["--memory-budget-mb", "160"]);
+    node.apply(&hoarder("a"));
+    node.apply(&hoarder("b"));
+    let at = |path: &str| format!("{}{path}", node.http);
+    let pause = || tokio::time::sleep(Duration::from_millis(400));
+    // B holds 10 MB for a while; A holds 70 MB, within its share of 80.
+    let b1 = tokio::spawn(get_owned(at("/b/probe/hoard?10,5000")));
+    pause().await;
+    let a1 = tokio::spawn(get_owned(at("/a/probe/hoard?70,5000")));
+    pause().await;
+    // 30 MB more for A would fit in the node, but it is what B is owed.
+    let a2 = get(&at("/a/probe/hoard?30,0")).await;
+    assert_eq!(a2.status, 503, "{}", a2.text());
+    // B's 60 MB more are within its share: they are there for it.
+    let b2 = get(&at("/b/probe/hoard?60,0")).await;
+    assert_eq!((b2.status, b2.text()), (200, "held 60 MB".to_string()));
+    for held in [a1.await.unwrap(), b1.await.unwrap()] {
+        assert_eq!(held.status, 200, "{}", held.text());
+    }
+    let log = node.wait_log("memory.grow by");
+    assert!(
+        log.contains("app=a") && log.contains("more than its share"),
+        "{log}"
+    );
+}

@@ -124,7 +124,8 @@ impl NatsArgs {
     }
 }
 
-/// How long clients may hold the node's connections (both listeners).
+/// What clients may hold of the node's connections (both listeners), and
+/// apps of its memory.
 #[derive(clap::Args, Clone, Copy)]
 pub struct ConnArgs {
     /// Open connections at once per listener; more wait to be accepted.
@@ -140,6 +141,10 @@ pub struct ConnArgs {
     /// Seconds a request body gets before it must keep up 1 KiB/s.
     #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub body_timeout: u64,
+    /// Megabytes of guest memory all instances may hold at once, shared
+    /// fairly between apps; default: three quarters of the machine's.
+    #[arg(long, env = "NUBO_MEMORY_BUDGET_MB", value_name = "MB", value_parser = clap::value_parser!(u64).range(16..))]
+    pub memory_budget_mb: Option<u64>,
 }
 
 impl ConnArgs {
@@ -207,6 +212,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
             args.max_upload_mb << 20,
             cluster,
             args.token.clone(),
+            &args.conn,
         )
         .await?;
         let running =
@@ -263,6 +269,7 @@ pub async fn open(
     max_upload: usize,
     cluster: Option<nubo_node::ClusterJoin>,
     token: Option<String>,
+    conn: &ConnArgs,
 ) -> CliResult<Arc<Node>> {
     raise_fd_limit();
     Node::open(NodeOptions {
@@ -271,6 +278,7 @@ pub async fn open(
         max_upload,
         cluster,
         token,
+        memory_budget: conn.memory_budget_mb.map(|mb| mb << 20),
     })
     .await
     .map_err(|e| CliError::new(e.to_string()))

@@ -55,7 +55,14 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
         .unwrap_or_else(|| spec.root.join(".nubo"));
     let control = args.control.unwrap_or_else(|| default_control(args.listen));
     crate::async_runtime()?.block_on(async move {
-        let node = open(state.clone(), nubo_node::DEFAULT_MAX_UPLOAD, None, None).await?;
+        let node = open(
+            state.clone(),
+            nubo_node::DEFAULT_MAX_UPLOAD,
+            None,
+            None,
+            &args.conn,
+        )
+        .await?;
         let running =
             Running::start(node.clone(), args.listen, control, args.conn.limits()).await?;
         // Until the app below is applied the gateway answers 503, not 404.

@@ -64,6 +64,14 @@ fn handle(req: Request) -> Response {
                 Err(e) => text(400, e.to_string()),
             }
         }
+        // `MB,MS`: holds MB megabytes of written memory for MS milliseconds.
+        "hoard" => {
+            let (mb, ms) = query.split_once(',').unwrap_or((query.as_str(), "0"));
+            let mb: usize = mb.parse().unwrap_or(1);
+            let held = vec![1u8; mb << 20];
+            std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0)));
+            text(200, format!("held {} MB", std::hint::black_box(&held).len() >> 20))
+        }
         "hold" => {
             let (url, n) = query.split_once(',').unwrap_or((query.as_str(), "1"));
             text(200, hold(url, n.parse().unwrap_or(1)))
