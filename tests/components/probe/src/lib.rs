@@ -70,7 +70,10 @@ fn handle(req: Request) -> Response {
             let mb: usize = mb.parse().unwrap_or(1);
             let held = vec![1u8; mb << 20];
             std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0)));
-            text(200, format!("held {} MB", std::hint::black_box(&held).len() >> 20))
+            text(
+                200,
+                format!("held {} MB", std::hint::black_box(&held).len() >> 20),
+            )
         }
         "hold" => {
             let (url, n) = query.split_once(',').unwrap_or((query.as_str(), "1"));
