@@ -5,6 +5,9 @@
 #   timed inside the guest, as bench/tasks.sh does).
 # The builds alternate round by round, so drift on the machine hits both;
 # the table gives each round and the median ratio AFTER / BEFORE.
+# Besides rates, it reports the node's own CPU time (user + system, from
+# /proc) per request and per task: it does not count the load generator
+# or the time the node waits, so it moves less with the VM's drift.
 #
 # Usage: bench/ab.sh BEFORE_BIN AFTER_BIN [ROUNDS] [SECONDS]   (defaults 3 5)
 #   e.g. git worktree add /tmp/base REV && (cd /tmp/base && cargo build --profile dist -p nubo)
@@ -40,6 +43,8 @@ serve() {
   wait_for curl -sf "http://$ADDR/${3:-}"
 }
 rps() { wrk -t1 -c"$1" -d"${DURATION}s" "http://$ADDR/" | awk '/Requests\/sec/ {print $2}'; }
+# CPU seconds the node (the last process started) has used so far.
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/${PIDS[-1]}/stat"; }
 
 : > "$WORK/results"
 for round in $(seq 1 "$ROUNDS"); do
@@ -48,14 +53,21 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "== round $round: $which" >&2
     serve "$bin" "$WORK/hello"
     wrk -t1 -c64 -d1s "http://$ADDR/" >/dev/null
-    c64=$(rps 64); c1=$(rps 1)
+    before_cpu=$(cpu)
+    requests=$(wrk -t1 -c64 -d"${DURATION}s" "http://$ADDR/" | awk '/requests in/ {print $1}')
+    req_us=$(python3 -c "print(($(cpu) - $before_cpu) * 1e6 / $requests)")
+    c64=$(python3 -c "print($requests / $DURATION)")
+    c1=$(rps 1)
     stop_all
     serve "$bin" "$WORK/tasker" "rtt?1"
     curl -sf "http://$ADDR/burst?2000" >/dev/null
     rtt=$(curl -sf "http://$ADDR/rtt?500" | python3 -c 'import json,sys; print(json.load(sys.stdin)["mean_us"])')
     burst=$(curl -sf "http://$ADDR/burst?5000" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tasks_per_s"])')
+    before_cpu=$(cpu)
+    for _ in 1 2 3 4; do curl -sf "http://$ADDR/burst?5000" >/dev/null; done
+    task_us=$(python3 -c "print(($(cpu) - $before_cpu) * 1e6 / 20000)")
     stop_all
-    echo "$round $which $c64 $c1 $rtt $burst" >> "$WORK/results"
+    echo "$round $which $c64 $c1 $rtt $burst $req_us $task_us" >> "$WORK/results"
   done
 done
 
@@ -65,14 +77,15 @@ rows = [l.split() for l in open(sys.argv[1])]
 by = {}
 for r, which, *v in rows:
     by.setdefault(r, {})[which] = [float(x) for x in v]
-names = ["HTTP req/s, 64 conns", "HTTP req/s, 1 conn", "task round trip, mean µs", "trivial tasks/s"]
-higher_better = [True, True, False, True]
+names = ["HTTP req/s, 64 conns", "HTTP req/s, 1 conn", "task round trip, mean µs", "trivial tasks/s",
+         "node CPU per request, µs", "node CPU per trivial task, µs"]
+higher_better = [True, True, False, True, False, False]
 print("| measure | before | after | after / before (median) |")
 print("| --- | --- | --- | --- |")
 for i, name in enumerate(names):
     b = [by[r]["before"][i] for r in sorted(by)]
     a = [by[r]["after"][i] for r in sorted(by)]
     ratios = [x / y for x, y in zip(a, b)]
-    fmt = lambda xs: ", ".join(f"{x:,.0f}" for x in xs)
+    fmt = lambda xs: ", ".join(f"{x:,.1f}" if x < 100 else f"{x:,.0f}" for x in xs)
     print(f"| {name} | {fmt(b)} | {fmt(a)} | {statistics.median(ratios):.3f}× |")
 PY
