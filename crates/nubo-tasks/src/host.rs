@@ -113,6 +113,13 @@ impl TaskView<'_> {
         // The id is taken even if the spawn is refused, so a re-run's
         // later spawns keep their ids.
         let id = ctx.next_id();
+        if payload.len() > crate::MAX_PAYLOAD {
+            return Err(WitError::Refused(format!(
+                "the task's payload is {} bytes; payloads may be at most {} (put large data in a blob and pass its name)",
+                payload.len(),
+                crate::MAX_PAYLOAD
+            )));
+        }
         Ok(NewTask {
             id,
             app: ctx.grant.app.clone(),

@@ -22,6 +22,10 @@ pub use nubo_sqlite::now_ms;
 pub use sqlite::SqliteTasks;
 pub use store::{Start, StoreError, TaskStore};
 
+/// Largest task payload, in bytes: payloads are stored with the task (in
+/// the node's SQLite file or in JetStream) until it is purged.
+pub const MAX_PAYLOAD: usize = 4 << 20;
+
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 

@@ -86,6 +86,18 @@ async fn fan_out_nesting_typed_errors_and_limits() {
     assert!(r.text().starts_with("trapped: "), "{}", r.text());
     assert!(r.text().contains("(attempt 2)"), "{}", r.text());
 
+    // A payload over 4 MiB is refused at the spawn, with why.
+    let r = get(&node.url(&format!("/t/heavy?{}", (4 << 20) + 1))).await;
+    assert!(
+        r.text().starts_with(
+            "refused: the task's payload is 4194305 bytes; payloads may be at most 4194304"
+        ),
+        "{}",
+        r.text()
+    );
+    let r = get(&node.url(&format!("/t/heavy?{}", 4 << 20))).await;
+    assert_eq!(r.text(), "spawned");
+
     // A function the component lacks: failed at once, not retried.
     let r = get(&node.url("/t/unknown")).await;
     assert!(

@@ -246,6 +246,8 @@ fn handle(req: Request) -> Response {
                 .unwrap_or(Err(TaskError::Cancelled))
                 .map(|_| "unexpected".to_string())
         }),
+        // A spawn whose payload is N bytes (of a function nobody has).
+        "heavy" => tasks::spawn_on("", "no_such_function", &vec![7u8; n]).map(|_| "spawned".into()),
         // A task on `plain`, which has no task export: run over HTTP.
         "plain" => tasks::spawn_on("plain", "echo", b"hi").and_then(|id| {
             tasks::join_raw(&[id])
