@@ -96,8 +96,7 @@ pub fn open(path: &Path, synchronous: Synchronous) -> Result<Connection, DbError
     db.busy_timeout(std::time::Duration::from_secs(5))?;
     // SQLite plans `LIMIT ?` with the bound value and marks the statement
     // stale whenever that parameter is bound again, so every run of a
-    // cached `… LIMIT ?` query was parsed and planned anew (8% of the
-    // node's CPU in the queue bench, all in the lease query). The query
+    // cached `… LIMIT ?` query would be parsed and planned anew. The query
     // planner stability guarantee plans once per statement.
     db.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,

@@ -1,7 +1,7 @@
 //! Extractors whose rejections are the API's own JSON errors: a malformed
 //! body, query string or path segment is a `400` with `{"error": …}` that
-//! says why, like every other error the API returns (axum's own answer
-//! these in plain text).
+//! says why, like every other error the API returns (axum's own extractors
+//! answer them in plain text).
 
 use super::error;
 use axum::extract::{FromRequest, FromRequestParts, Request};
