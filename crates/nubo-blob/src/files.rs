@@ -23,7 +23,7 @@ use crate::{
     check_name,
 };
 use bytes::Bytes;
-use nubo_sqlite::{DbError, SharedDb, Synchronous};
+use nubo_sqlite::{DbError, Quotas, SharedDb, Synchronous, Usage};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -43,6 +43,25 @@ struct Inner {
     db: SharedDb,
     dir: PathBuf,
     seq: AtomicU64,
+    quotas: Quotas,
+}
+
+/// Each app's object bytes, for its quota. A copy counts again, though
+/// it shares the file: the quota is on what the app stores, not on how.
+const USAGE: Usage = Usage {
+    table: "blob_usage",
+    source: "objects",
+    size: "ROW.size",
+    columns: "size",
+};
+
+impl Inner {
+    fn over(&self, app: &str) -> BlobError {
+        BlobError::OverQuota {
+            app: app.to_owned(),
+            quota: self.quotas.of(app),
+        }
+    }
 }
 
 fn now_ms() -> u64 {
@@ -53,17 +72,23 @@ fn now_ms() -> u64 {
 }
 
 fn db_err(e: rusqlite::Error) -> BlobError {
-    BlobError::Backend(e.to_string())
+    DbError::from(e).into()
 }
 
 impl From<DbError> for BlobError {
     fn from(e: DbError) -> Self {
-        BlobError::Backend(e.to_string())
+        match e {
+            DbError::DiskFull => BlobError::DiskFull,
+            e => BlobError::Backend(e.to_string()),
+        }
     }
 }
 
 fn io_err(what: &str, e: std::io::Error) -> BlobError {
-    BlobError::Backend(format!("{what}: {e}"))
+    match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => BlobError::DiskFull,
+        _ => BlobError::Backend(format!("{what}: {e}")),
+    }
 }
 
 /// The smallest string greater than every string that starts with
@@ -104,10 +129,12 @@ impl FileBlobs {
                  content_type TEXT NOT NULL,
                  PRIMARY KEY (app, container, name)
              ) WITHOUT ROWID;";
+        let schema = format!("{schema}\n{}", USAGE.schema());
         let inner = Inner {
-            db: SharedDb::open(db, "blobs", schema, Synchronous::Full)?,
+            db: SharedDb::open(db, "blobs", &schema, Synchronous::Full)?,
             dir: dir.to_path_buf(),
             seq: AtomicU64::new(0),
+            quotas: Quotas::default(),
         };
         let removed = inner.sweep()?;
         if removed > 0 {
@@ -202,37 +229,47 @@ impl Inner {
             .map_err(db_err)
     }
 
-    /// Points `name` at `file` in one transaction; returns the file it
-    /// pointed at before, which the caller unlinks.
+    /// Points `name` at `file` in one transaction, unless that takes the
+    /// app past its quota; returns the file it pointed at before, which
+    /// the caller unlinks.
     fn put_row(
+        &self,
         db: &mut Connection,
         c: &ContainerId,
         meta: &ObjectMeta,
         file: &str,
     ) -> Result<Option<String>, BlobError> {
-        {
-            let tx = db.transaction().map_err(db_err)?;
-            Self::ensure(&tx, c, meta.created_ms)?;
-            let old = Self::lookup(&tx, c, &meta.name)?.map(|(_, f)| f);
-            tx.execute(
-                "INSERT INTO objects (app, container, name, file, size, created_ms, content_type)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (app, container, name) DO UPDATE SET
-                     file = ?4, size = ?5, created_ms = ?6, content_type = ?7",
-                params![
-                    c.app,
-                    c.container,
-                    meta.name,
-                    file,
-                    meta.size as i64,
-                    meta.created_ms as i64,
-                    meta.content_type
-                ],
-            )
-            .map_err(db_err)?;
-            tx.commit().map_err(db_err)?;
-            Ok(old)
-        }
+        let quota = self.quotas.of(&c.app);
+        let name = |tx: &rusqlite::Transaction<'_>| Self::name(tx, c, meta, file);
+        USAGE.within(db, &c.app, quota, name, || self.over(&c.app))
+    }
+
+    /// Points `name` at `file`; the file it pointed at before.
+    fn name(
+        tx: &Connection,
+        c: &ContainerId,
+        meta: &ObjectMeta,
+        file: &str,
+    ) -> Result<Option<String>, BlobError> {
+        Self::ensure(tx, c, meta.created_ms)?;
+        let old = Self::lookup(tx, c, &meta.name)?.map(|(_, f)| f);
+        tx.execute(
+            "INSERT INTO objects (app, container, name, file, size, created_ms, content_type)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (app, container, name) DO UPDATE SET
+                 file = ?4, size = ?5, created_ms = ?6, content_type = ?7",
+            params![
+                c.app,
+                c.container,
+                meta.name,
+                file,
+                meta.size as i64,
+                meta.created_ms as i64,
+                meta.content_type
+            ],
+        )
+        .map_err(db_err)?;
+        Ok(old)
     }
 }
 
@@ -253,6 +290,10 @@ impl BlobBackend for FileBlobs {
         let c = c.clone();
         self.with(move |_, db| Inner::ensure(db, &c, now_ms()))
             .await
+    }
+
+    fn set_quota(&self, app: &str, bytes: u64) {
+        self.inner.quotas.set(app, bytes);
     }
 
     async fn containers(&self, app: &str) -> Result<Vec<ContainerStats>, BlobError> {
@@ -312,7 +353,7 @@ impl BlobBackend for FileBlobs {
         Ok(files.len() as u64)
     }
 
-    async fn writer(&self) -> Result<Box<dyn BlobWriter>, BlobError> {
+    async fn writer(&self, app: &str) -> Result<Box<dyn BlobWriter>, BlobError> {
         let file_name = self.inner.fresh_file();
         let path = self.inner.path(&file_name);
         let file = tokio::fs::OpenOptions::new()
@@ -323,6 +364,7 @@ impl BlobBackend for FileBlobs {
             .map_err(|e| io_err("creating a blob file", e))?;
         Ok(Box::new(FileWriter {
             inner: self.inner.clone(),
+            app: app.to_owned(),
             file: Some(file),
             file_name,
             written: 0,
@@ -458,47 +500,42 @@ impl BlobBackend for FileBlobs {
         let to = (to.0.clone(), to.1.to_owned());
         let replaced = self
             .with(move |inner, db| {
-                let tx = db.transaction().map_err(db_err)?;
-                let Some((meta, file)) = Inner::lookup(&tx, &from.0, &from.1)? else {
-                    return Err(BlobError::NotFound(from.1.to_string()));
-                };
-                // A move keeps the file; a copy links a second name to it, as
-                // committed files never change.
-                let target = if remove_source {
-                    file.clone()
-                } else {
-                    let linked = inner.fresh_file();
-                    std::fs::hard_link(inner.path(&file), inner.path(&linked))
-                        .map_err(|e| io_err("linking a blob file", e))?;
-                    linked
-                };
-                if remove_source {
-                    tx.execute(
-                        "DELETE FROM objects WHERE app = ?1 AND container = ?2 AND name = ?3",
-                        params![from.0.app, from.0.container, from.1],
-                    )
-                    .map_err(db_err)?;
+                let quota = inner.quotas.of(&to.0.app);
+                let mut linked = None;
+                let out = USAGE.within(
+                    db,
+                    &to.0.app,
+                    quota,
+                    |tx| {
+                        let Some((mut meta, file)) = Inner::lookup(tx, &from.0, &from.1)? else {
+                            return Err(BlobError::NotFound(from.1.to_string()));
+                        };
+                        // A move keeps the file; a copy links a second name
+                        // to it, as committed files never change.
+                        let target = if remove_source {
+                            tx.execute(
+                                "DELETE FROM objects WHERE app = ?1 AND container = ?2 AND name = ?3",
+                                params![from.0.app, from.0.container, from.1],
+                            )
+                            .map_err(db_err)?;
+                            file
+                        } else {
+                            let fresh = inner.fresh_file();
+                            std::fs::hard_link(inner.path(&file), inner.path(&fresh))
+                                .map_err(|e| io_err("linking a blob file", e))?;
+                            linked = Some(fresh.clone());
+                            fresh
+                        };
+                        meta.name = to.1.clone();
+                        meta.created_ms = now_ms();
+                        Inner::name(tx, &to.0, &meta, &target)
+                    },
+                    || inner.over(&to.0.app),
+                );
+                if let (Err(_), Some(f)) = (&out, linked) {
+                    inner.unlink(&f);
                 }
-                Inner::ensure(&tx, &to.0, now_ms())?;
-                let old = Inner::lookup(&tx, &to.0, &to.1)?.map(|(_, f)| f);
-                tx.execute(
-                "INSERT INTO objects (app, container, name, file, size, created_ms, content_type)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (app, container, name) DO UPDATE SET
-                     file = ?4, size = ?5, created_ms = ?6, content_type = ?7",
-                params![
-                    to.0.app,
-                    to.0.container,
-                    to.1,
-                    target,
-                    meta.size as i64,
-                    now_ms() as i64,
-                    meta.content_type
-                ],
-            )
-            .map_err(db_err)?;
-                tx.commit().map_err(db_err)?;
-                Ok(old)
+                out
             })
             .await?;
         if let Some(f) = replaced {
@@ -510,6 +547,7 @@ impl BlobBackend for FileBlobs {
 
 struct FileWriter {
     inner: Arc<Inner>,
+    app: String,
     file: Option<tokio::fs::File>,
     file_name: String,
     written: u64,
@@ -533,6 +571,9 @@ impl BlobWriter for FileWriter {
                 "the object was already committed".into(),
             ));
         };
+        if self.written + data.len() as u64 > self.inner.quotas.of(&self.app) {
+            return Err(self.inner.over(&self.app));
+        }
         file.write_all(&data)
             .await
             .map_err(|e| io_err("writing a blob file", e))?;
@@ -579,7 +620,10 @@ impl BlobWriter for FileWriter {
         let old = self
             .inner
             .db
-            .slow::<_, BlobError, _>(move |db| Inner::put_row(db, &c, &row, &file))
+            .slow::<_, BlobError, _>({
+                let inner = self.inner.clone();
+                move |db| inner.put_row(db, &c, &row, &file)
+            })
             .await?;
         self.committed = true;
         if let Some(f) = old {

@@ -104,6 +104,11 @@ impl BlobView<'_> {
             .ok_or_else(|| "access denied: this component has no `blob_containers`".to_string())
     }
 
+    /// The app whose quota the instance's writes count against.
+    fn app(&self) -> &str {
+        self.grant.map_or("", |g| g.app.as_str())
+    }
+
     fn container(&self, c: &Resource<ContainerHandle>) -> R<(Arc<dyn BlobBackend>, ContainerId)> {
         let id = self.table.get(c)?.id.clone();
         Ok(self.backend().map(|b| (b, id)))
@@ -408,7 +413,7 @@ impl types::HostOutgoingValue for BlobView<'_> {
                 return Ok(Err(()));
             }
         };
-        let writer = match backend.writer().await {
+        let writer = match backend.writer(self.app()).await {
             Ok(w) => w,
             Err(e) => {
                 tracing::error!("blob backend: {e}");
@@ -437,7 +442,7 @@ impl types::HostOutgoingValue for BlobView<'_> {
         let writer = match out.spool {
             Some(spool) => tri!(spool.lock().await.close().await),
             // Never written: an empty object.
-            None => tri!(tri!(self.backend()).writer().await),
+            None => tri!(tri!(self.backend()).writer(self.app()).await),
         };
         guest(writer.commit(&id, &name, &content_type).await.map(|_| ()))
     }

@@ -65,6 +65,15 @@ pub enum BlobError {
     NotFound(String),
     #[error("blob backend failed: {0}")]
     Backend(String),
+    /// The object would take the app past its blob quota.
+    #[error(
+        "app `{app}` has used its blob quota of {} MiB (`blob_mb` in [quotas]); delete objects or raise the quota",
+        quota >> 20
+    )]
+    OverQuota { app: String, quota: u64 },
+    /// The node's disk has no room for the write; nothing was stored.
+    #[error("the node's disk is full; the object was not stored")]
+    DiskFull,
 }
 
 /// Storage for blob containers. Async throughout so that a networked
@@ -77,9 +86,10 @@ pub trait BlobBackend: Send + Sync + 'static {
     async fn containers(&self, app: &str) -> Result<Vec<ContainerStats>, BlobError>;
     /// Deletes every object of the container and the container itself.
     async fn delete_container(&self, c: &ContainerId) -> Result<u64, BlobError>;
-    /// A writer for a new object. Nothing is visible until
+    /// A writer for a new object of `app`. Nothing is visible until
     /// [`BlobWriter::commit`] names it; dropping the writer discards it.
-    async fn writer(&self) -> Result<Box<dyn BlobWriter>, BlobError>;
+    /// Writing more than the app's whole quota fails at once.
+    async fn writer(&self, app: &str) -> Result<Box<dyn BlobWriter>, BlobError>;
     /// Reads bytes `start..end` (`end` exclusive, clamped to the size) of
     /// an object; `None` if it does not exist. The reader keeps seeing
     /// these bytes even if the object is replaced or deleted meanwhile.
@@ -110,6 +120,9 @@ pub trait BlobBackend: Send + Sync + 'static {
         to: (&ContainerId, &str),
         remove_source: bool,
     ) -> Result<(), BlobError>;
+    /// How many object bytes `app` may store over all its containers; an
+    /// app never set has no limit.
+    fn set_quota(&self, app: &str, bytes: u64);
 }
 
 /// An object being written.

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BUCKET: &str = "nubo_blobs";
@@ -77,6 +78,46 @@ pub struct NatsBlobs {
     store: object_store::ObjectStore,
     containers: kv::Store,
     spool: PathBuf,
+    account: Arc<Account>,
+}
+
+/// Each app's object bytes, as a total every node shares
+/// ([`nubo_cluster::Usage`]), and its quota. A write counts the size it
+/// adds before it stores and takes it back if the store fails.
+struct Account {
+    usage: nubo_cluster::Usage,
+    quotas: nubo_sqlite::Quotas,
+}
+
+const USAGE: &str = "blob";
+
+impl Account {
+    async fn add(&self, app: &str, delta: i64) -> Result<(), BlobError> {
+        let quota = self.quotas.of(app);
+        match self.usage.add(app, USAGE, delta, quota).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(BlobError::OverQuota {
+                app: app.to_owned(),
+                quota,
+            }),
+            Err(e) => Err(err("usage", e)),
+        }
+    }
+
+    /// Counts `delta`, runs `store`, and takes the count back if it failed.
+    async fn counted<T>(
+        &self,
+        app: &str,
+        delta: i64,
+        store: impl std::future::Future<Output = Result<T, BlobError>>,
+    ) -> Result<T, BlobError> {
+        self.add(app, delta).await?;
+        let out = store.await;
+        if out.is_err() {
+            self.add(app, -delta).await?;
+        }
+        out
+    }
 }
 
 impl NatsBlobs {
@@ -100,10 +141,17 @@ impl NatsBlobs {
         )
         .await
         .map_err(|e| BlobError::Backend(e.to_string()))?;
+        let usage = nubo_cluster::Usage::open(js, replicas)
+            .await
+            .map_err(|e| BlobError::Backend(e.to_string()))?;
         Ok(Self {
             store,
             containers,
             spool,
+            account: Arc::new(Account {
+                usage,
+                quotas: Default::default(),
+            }),
         })
     }
 
@@ -134,6 +182,10 @@ impl NatsBlobs {
 
 #[async_trait::async_trait]
 impl BlobBackend for NatsBlobs {
+    fn set_quota(&self, app: &str, bytes: u64) {
+        self.account.quotas.set(app, bytes);
+    }
+
     async fn ensure_container(&self, c: &ContainerId) -> Result<u64, BlobError> {
         let key = container_key(c);
         if let Some(v) = nubo_cluster::retry(|| self.containers.get(&key))
@@ -201,6 +253,7 @@ impl BlobBackend for NatsBlobs {
                 .delete(&o.name)
                 .await
                 .map_err(|e| err("delete", e))?;
+            self.account.add(&c.app, -(o.size as i64)).await?;
         }
         self.containers
             .purge(container_key(c))
@@ -209,7 +262,7 @@ impl BlobBackend for NatsBlobs {
         Ok(objects.len() as u64)
     }
 
-    async fn writer(&self) -> Result<Box<dyn BlobWriter>, BlobError> {
+    async fn writer(&self, app: &str) -> Result<Box<dyn BlobWriter>, BlobError> {
         let path = self
             .spool
             .join(format!("{:016x}{:08x}.part", now_ms(), rand_u32()));
@@ -222,6 +275,8 @@ impl BlobBackend for NatsBlobs {
             .map_err(|e| err("spool a blob", e))?;
         Ok(Box::new(NatsWriter {
             store: self.store.clone(),
+            account: self.account.clone(),
+            app: app.to_owned(),
             file: Some(file),
             path,
             written: 0,
@@ -301,11 +356,14 @@ impl BlobBackend for NatsBlobs {
     async fn delete(&self, c: &ContainerId, name: &str) -> Result<bool, BlobError> {
         check_name(name)?;
         let full = format!("{}{name}", prefix(c));
-        if self.object_info(&full).await?.is_none() {
+        let Some(info) = self.object_info(&full).await? else {
             return Ok(false);
-        }
+        };
         match self.store.delete(&full).await {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                self.account.add(&c.app, -(info.size as i64)).await?;
+                Ok(true)
+            }
             Err(e) if e.kind() == object_store::DeleteErrorKind::NotFound => Ok(false),
             Err(e) => Err(err("delete", e)),
         }
@@ -328,25 +386,42 @@ impl BlobBackend for NatsBlobs {
             Err(e) => return Err(err("copy", e)),
         };
         let m = meta(object.info(), to.1);
+        let size = m.size as i64;
+        let dest = format!("{}{}", prefix(to.0), to.1);
+        let replaced = self.object_info(&dest).await?.map_or(0, |i| i.size as i64);
         let target = object_store::ObjectMetadata {
-            name: format!("{}{}", prefix(to.0), to.1),
+            name: dest,
             metadata: HashMap::from([
                 ("content_type".to_string(), m.content_type),
                 ("created_ms".to_string(), now_ms().to_string()),
             ]),
             ..Default::default()
         };
-        self.store
-            .put(target, &mut object)
-            .await
-            .map_err(|e| err("copy", e))?;
+        let put = async {
+            self.store
+                .put(target, &mut object)
+                .await
+                .map_err(|e| err("copy", e))
+        };
+        self.account
+            .counted(&to.0.app, size - replaced, put)
+            .await?;
         if remove_source && source != format!("{}{}", prefix(to.0), to.1) {
             self.store
                 .delete(&source)
                 .await
                 .map_err(|e| err("move", e))?;
+            self.account.add(&from.0.app, -size).await?;
         }
         Ok(())
+    }
+}
+
+/// A spool write that failed; a full disk is named as such.
+fn spool_err(e: std::io::Error) -> BlobError {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => BlobError::DiskFull,
+        _ => err("spool a blob", e),
     }
 }
 
@@ -359,6 +434,8 @@ fn rand_u32() -> u32 {
 
 struct NatsWriter {
     store: object_store::ObjectStore,
+    account: Arc<Account>,
+    app: String,
     file: Option<tokio::fs::File>,
     path: PathBuf,
     written: u64,
@@ -379,9 +456,13 @@ impl BlobWriter for NatsWriter {
                 "the object was already committed".into(),
             ));
         };
-        file.write_all(&data)
-            .await
-            .map_err(|e| err("spool a blob", e))?;
+        if self.written + data.len() as u64 > self.account.quotas.of(&self.app) {
+            return Err(BlobError::OverQuota {
+                app: self.app.clone(),
+                quota: self.account.quotas.of(&self.app),
+            });
+        }
+        file.write_all(&data).await.map_err(spool_err)?;
         self.written += data.len() as u64;
         Ok(())
     }
@@ -421,11 +502,22 @@ impl BlobWriter for NatsWriter {
             ]),
             ..Default::default()
         };
+        let replaced = match nubo_cluster::retry(|| self.store.info(&target.name)).await {
+            Ok(info) if !info.deleted => info.size as i64,
+            Ok(_) => 0,
+            Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => 0,
+            Err(e) => return Err(err("info", e)),
+        };
         // Acknowledged by JetStream (replicated) before this returns.
-        self.store
-            .put(target, &mut file)
-            .await
-            .map_err(|e| err("store a blob", e))?;
+        let put = async {
+            self.store
+                .put(target, &mut file)
+                .await
+                .map_err(|e| err("store a blob", e))
+        };
+        self.account
+            .counted(&c.app, meta.size as i64 - replaced, put)
+            .await?;
         Ok(meta)
     }
 }

@@ -22,10 +22,12 @@ mod desired;
 mod lease;
 mod members;
 mod seal;
+mod usage;
 
 pub use desired::{AppRecord, Watch};
 pub use members::{Heartbeat, Member};
 pub use seal::{ClusterKey, Unauthenticated, WeakKey};
+pub use usage::Usage;
 
 use async_nats::jetstream::{self, kv, object_store};
 use std::time::Duration;
@@ -65,7 +67,7 @@ pub enum ClusterError {
 }
 
 impl ClusterError {
-    fn nats(what: &str, e: impl std::fmt::Display) -> Self {
+    pub(crate) fn nats(what: &str, e: impl std::fmt::Display) -> Self {
         Self::Nats(format!("{what}: {e}"))
     }
 }

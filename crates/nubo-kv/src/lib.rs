@@ -41,6 +41,15 @@ pub struct Namespace {
 pub enum KvError {
     #[error("{0}")]
     Invalid(String),
+    /// The write would take the app past its key-value quota.
+    #[error(
+        "app `{app}` has used its key-value quota of {} MiB (`kv_mb` in [quotas]); delete keys or raise the quota",
+        quota >> 20
+    )]
+    OverQuota { app: String, quota: u64 },
+    /// The node's disk has no room for the write; nothing was stored.
+    #[error("the node's disk is full; the write was not stored")]
+    DiskFull,
     #[error("key-value backend failed: {0}")]
     Backend(String),
 }
@@ -91,6 +100,9 @@ pub trait KvBackend: Send + Sync + 'static {
     /// Deletes every key of every store of `app` (the app was removed);
     /// how many.
     async fn purge_app(&self, app: &str) -> Result<u64, KvError>;
+    /// How many bytes (keys and values) `app` may store over all its
+    /// stores; an app never set has no limit.
+    fn set_quota(&self, app: &str, bytes: u64);
 }
 
 /// What one component may reach: its app's stores that `nubo.toml` grants.

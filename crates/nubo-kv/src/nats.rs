@@ -12,6 +12,12 @@
 //! with it as the expected last revision ([`nubo_cluster::write_if`]),
 //! retrying when another node wrote in between. Batch calls are key by key (`wasi:keyvalue/batch` does not
 //! promise atomicity; the embedded backend happens to give it).
+//! Each app's bytes (keys and values) are a shared total
+//! ([`nubo_cluster::Usage`]): a write adds the difference between its
+//! value and the one it replaces before it stores it, so the quota holds
+//! across nodes. Two nodes overwriting the same key at once may both
+//! count against the old value, which leaves the total off by that
+//! value's size.
 //! Listing reads the store's key names from the stream's subject index,
 //! sorts them, and reads candidates until a page is full: fine for
 //! thousands of keys per store, slow for millions.
@@ -25,6 +31,20 @@ const BUCKET: &str = "nubo_kv";
 pub struct NatsKv {
     store: kv::Store,
     js: async_nats::jetstream::Context,
+    usage: nubo_cluster::Usage,
+    quotas: nubo_sqlite::Quotas,
+}
+
+/// The total of the usage bucket that key-value bytes count in.
+const USAGE: &str = "kv";
+
+/// What a key holds: its live value, the stream revision it is at (0:
+/// never written) and the bytes it counts for in the app's total (its
+/// key and value while stored, expired or not; 0 once deleted).
+struct Entry {
+    value: Option<Vec<u8>>,
+    revision: u64,
+    counted: i64,
 }
 
 fn nats_err(what: &str, e: impl std::fmt::Display) -> KvError {
@@ -89,34 +109,83 @@ impl NatsKv {
         )
         .await
         .map_err(|e| KvError::Backend(e.to_string()))?;
+        let usage = nubo_cluster::Usage::open(js, replicas)
+            .await
+            .map_err(|e| KvError::Backend(e.to_string()))?;
         Ok(Self {
             store,
             js: js.clone(),
+            usage,
+            quotas: Default::default(),
         })
     }
 
-    /// The live value and the stream revision it is at (0: absent).
-    async fn entry(&self, key: &str) -> Result<(Option<Vec<u8>>, u64), KvError> {
-        let entry = nubo_cluster::retry(|| self.store.entry(key))
+    /// What `full` (the key `key` of `app`) holds. An expired value is
+    /// deleted, unless someone rewrote it meanwhile, and read as absent.
+    async fn entry(&self, app: &str, key: &str, full: &str) -> Result<Entry, KvError> {
+        let entry = nubo_cluster::retry(|| self.store.entry(full))
             .await
             .map_err(|e| nats_err("read", e))?;
         let Some(entry) = entry else {
-            return Ok((None, 0));
+            return Ok(Entry {
+                value: None,
+                revision: 0,
+                counted: 0,
+            });
+        };
+        let mut out = Entry {
+            value: None,
+            revision: entry.revision,
+            counted: 0,
         };
         if entry.operation != kv::Operation::Put {
-            return Ok((None, entry.revision));
+            return Ok(out);
         }
+        out.counted = (key.len() + entry.value.len().saturating_sub(8)) as i64;
         match open_envelope(&entry.value) {
-            Some(v) => Ok((Some(v.to_vec()), entry.revision)),
+            Some(v) => out.value = Some(v.to_vec()),
             None => {
-                // Expired: delete it unless someone rewrote it meanwhile.
-                let _ = self
+                let deleted = self
                     .store
-                    .delete_expect_revision(key, Some(entry.revision))
+                    .delete_expect_revision(full, Some(entry.revision))
                     .await;
-                Ok((None, entry.revision))
+                if deleted.is_ok() {
+                    self.count(app, -out.counted).await?;
+                    out.counted = 0;
+                }
             }
         }
+        Ok(out)
+    }
+
+    /// Adds `delta` bytes to the app's total; refused if that takes it
+    /// past its quota.
+    async fn count(&self, app: &str, delta: i64) -> Result<(), KvError> {
+        let quota = self.quotas.of(app);
+        match self.usage.add(app, USAGE, delta, quota).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(KvError::OverQuota {
+                app: app.to_owned(),
+                quota,
+            }),
+            Err(e) => Err(nats_err("usage", e)),
+        }
+    }
+
+    /// Counts a write of `delta` bytes, runs it, and takes the count back
+    /// if it did not store (an error, or `Ok(false)` from a conditional
+    /// write).
+    async fn counted<F, Fut>(&self, app: &str, delta: i64, write: F) -> Result<bool, KvError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<bool, KvError>>,
+    {
+        self.count(app, delta).await?;
+        let out = write().await;
+        if !matches!(out, Ok(true)) {
+            self.count(app, -delta).await?;
+        }
+        out
     }
 
     /// Writes `value` if the key is still at `revision` (0: absent or
@@ -137,7 +206,7 @@ impl NatsKv {
 impl KvBackend for NatsKv {
     async fn get(&self, ns: &Namespace, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         check_key(key)?;
-        Ok(self.entry(&full_key(ns, key)).await?.0)
+        Ok(self.entry(&ns.app, key, &full_key(ns, key)).await?.value)
     }
 
     async fn set(
@@ -149,19 +218,28 @@ impl KvBackend for NatsKv {
     ) -> Result<(), KvError> {
         check_key(key)?;
         check_value(value)?;
-        let (key, value) = (full_key(ns, key), envelope(value, ttl));
-        nubo_cluster::retry(|| self.store.put(&key, value.clone()))
-            .await
-            .map_err(|e| nats_err("write", e))?;
-        Ok(())
+        let full = full_key(ns, key);
+        let old = self.entry(&ns.app, key, &full).await?.counted;
+        let delta = (key.len() + value.len()) as i64 - old;
+        let value = envelope(value, ttl);
+        self.counted(&ns.app, delta, || async {
+            nubo_cluster::retry(|| self.store.put(&full, value.clone()))
+                .await
+                .map(|_| true)
+                .map_err(|e| nats_err("write", e))
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn delete(&self, ns: &Namespace, key: &str) -> Result<(), KvError> {
         check_key(key)?;
-        let key = full_key(ns, key);
-        nubo_cluster::retry(|| self.store.delete(&key))
+        let full = full_key(ns, key);
+        let old = self.entry(&ns.app, key, &full).await?.counted;
+        nubo_cluster::retry(|| self.store.delete(&full))
             .await
-            .map_err(|e| nats_err("delete", e))
+            .map_err(|e| nats_err("delete", e))?;
+        self.count(&ns.app, -old).await
     }
 
     async fn exists(&self, ns: &Namespace, key: &str) -> Result<bool, KvError> {
@@ -193,7 +271,7 @@ impl KvBackend for NatsKv {
         let mut page = Vec::new();
         let mut more = false;
         for (key, full) in keys {
-            if self.entry(&full).await?.0.is_none() {
+            if self.entry(&ns.app, &key, &full).await?.value.is_none() {
                 continue;
             }
             if page.len() == limit {
@@ -210,10 +288,13 @@ impl KvBackend for NatsKv {
         check_key(key)?;
         let full = full_key(ns, key);
         loop {
-            let (current, revision) = self.entry(&full).await?;
-            let next = crate::incremented(key, current.as_deref(), delta)?;
-            let value = envelope(next.to_string().as_bytes(), None);
-            if self.write_if(&full, value, revision).await? {
+            let e = self.entry(&ns.app, key, &full).await?;
+            let next = crate::incremented(key, e.value.as_deref(), delta)?;
+            let text = next.to_string();
+            let grow = (key.len() + text.len()) as i64 - e.counted;
+            let value = envelope(text.as_bytes(), None);
+            let write = || self.write_if(&full, value, e.revision);
+            if self.counted(&ns.app, grow, write).await? {
                 return Ok(next);
             }
         }
@@ -230,11 +311,13 @@ impl KvBackend for NatsKv {
         check_value(new)?;
         let full = full_key(ns, key);
         loop {
-            let (current, revision) = self.entry(&full).await?;
-            if current.as_deref() != expected {
+            let e = self.entry(&ns.app, key, &full).await?;
+            if e.value.as_deref() != expected {
                 return Ok(false);
             }
-            if self.write_if(&full, envelope(new, None), revision).await? {
+            let grow = (key.len() + new.len()) as i64 - e.counted;
+            let write = || self.write_if(&full, envelope(new, None), e.revision);
+            if self.counted(&ns.app, grow, write).await? {
                 return Ok(true);
             }
         }
@@ -274,8 +357,17 @@ impl KvBackend for NatsKv {
 
     async fn purge_app(&self, app: &str) -> Result<u64, KvError> {
         let prefix = format!("{}.", nubo_cluster::token(app));
-        nubo_cluster::purge_keys(&self.store, &prefix)
+        let purged = nubo_cluster::purge_keys(&self.store, &prefix)
             .await
-            .map_err(|e| nats_err("purge", e))
+            .map_err(|e| nats_err("purge", e))?;
+        self.usage
+            .forget(app, USAGE)
+            .await
+            .map_err(|e| nats_err("usage", e))?;
+        Ok(purged)
+    }
+
+    fn set_quota(&self, app: &str, bytes: u64) {
+        self.quotas.set(app, bytes);
     }
 }

@@ -12,23 +12,42 @@
 //! ([`nubo_sqlite::SharedDb`]).
 
 use crate::{KvBackend, KvError, Namespace, check_key, check_value};
-use nubo_sqlite::{DbError, SharedDb, Synchronous, now_ms};
-use rusqlite::{Connection, OptionalExtension, params};
+use nubo_sqlite::{DbError, SharedDb, Synchronous, Usage, now_ms};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::path::Path;
 use std::time::Duration;
 
 pub struct SqliteKv {
     db: SharedDb,
+    quotas: nubo_sqlite::Quotas,
 }
 
 fn db_err(e: rusqlite::Error) -> KvError {
-    KvError::Backend(e.to_string())
+    DbError::from(e).into()
 }
 
 impl From<DbError> for KvError {
     fn from(e: DbError) -> Self {
-        KvError::Backend(e.to_string())
+        match e {
+            DbError::DiskFull => KvError::DiskFull,
+            e => KvError::Backend(e.to_string()),
+        }
     }
+}
+
+/// Runs `write` in one transaction and commits it unless it took `app`
+/// past `quota` ([`nubo_sqlite::Usage::within`]).
+fn within_quota<T>(
+    db: &mut Connection,
+    app: &str,
+    quota: u64,
+    write: impl FnOnce(&Transaction<'_>) -> Result<T, KvError>,
+) -> Result<T, KvError> {
+    let over = || KvError::OverQuota {
+        app: app.to_owned(),
+        quota,
+    };
+    USAGE.within(db, app, quota, write, over)
 }
 
 /// Rows that are live now.
@@ -44,10 +63,26 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS kv (
              ) WITHOUT ROWID;
              CREATE INDEX IF NOT EXISTS kv_expiry ON kv (expires_at) WHERE expires_at IS NOT NULL;";
 
+/// Each app's bytes (keys and values), for its quota.
+const USAGE: Usage = Usage {
+    table: "kv_usage",
+    source: "kv",
+    size: "octet_length(ROW.key) + length(ROW.value)",
+    columns: "value",
+};
+
 impl SqliteKv {
     pub fn open(path: &Path) -> Result<Self, KvError> {
-        let db = SharedDb::open(path, "kv", SCHEMA, Synchronous::Normal)?;
-        Ok(Self { db })
+        let db = SharedDb::open(
+            path,
+            "kv",
+            &format!("{SCHEMA}\n{}", USAGE.schema()),
+            Synchronous::Normal,
+        )?;
+        Ok(Self {
+            db,
+            quotas: Default::default(),
+        })
     }
 
     /// Deletes expired keys; returns how many.
@@ -114,8 +149,13 @@ impl KvBackend for SqliteKv {
         check_value(value)?;
         let (ns, key, value) = (ns.clone(), key.to_owned(), value.to_vec());
         let expires_at = expiry(ttl);
+        let quota = self.quotas.of(&ns.app);
         self.db
-            .quick(move |db| Self::set_sync(db, &ns, &key, &value, expires_at))
+            .quick(move |db| {
+                within_quota(db, &ns.app, quota, |tx| {
+                    Self::set_sync(tx, &ns, &key, &value, expires_at)
+                })
+            })
             .await
     }
 
@@ -184,14 +224,15 @@ impl KvBackend for SqliteKv {
     async fn increment(&self, ns: &Namespace, key: &str, delta: i64) -> Result<i64, KvError> {
         check_key(key)?;
         let (ns, key) = (ns.clone(), key.to_owned());
+        let quota = self.quotas.of(&ns.app);
         self.db
             .quick(move |db| {
-                let tx = db.transaction().map_err(db_err)?;
-                let next =
-                    crate::incremented(&key, Self::get_sync(&tx, &ns, &key)?.as_deref(), delta)?;
-                Self::set_sync(&tx, &ns, &key, next.to_string().as_bytes(), None)?;
-                tx.commit().map_err(db_err)?;
-                Ok(next)
+                within_quota(db, &ns.app, quota, |tx| {
+                    let current = Self::get_sync(tx, &ns, &key)?;
+                    let next = crate::incremented(&key, current.as_deref(), delta)?;
+                    Self::set_sync(tx, &ns, &key, next.to_string().as_bytes(), None)?;
+                    Ok(next)
+                })
             })
             .await
     }
@@ -207,15 +248,16 @@ impl KvBackend for SqliteKv {
         check_value(new)?;
         let (ns, key) = (ns.clone(), key.to_owned());
         let (expected, new) = (expected.map(<[u8]>::to_vec), new.to_vec());
+        let quota = self.quotas.of(&ns.app);
         self.db
             .quick(move |db| {
-                let tx = db.transaction().map_err(db_err)?;
-                if Self::get_sync(&tx, &ns, &key)? != expected {
-                    return Ok(false);
-                }
-                Self::set_sync(&tx, &ns, &key, &new, None)?;
-                tx.commit().map_err(db_err)?;
-                Ok(true)
+                within_quota(db, &ns.app, quota, |tx| {
+                    if Self::get_sync(tx, &ns, &key)? != expected {
+                        return Ok(false);
+                    }
+                    Self::set_sync(tx, &ns, &key, &new, None)?;
+                    Ok(true)
+                })
             })
             .await
     }
@@ -242,13 +284,14 @@ impl KvBackend for SqliteKv {
             check_value(v)?;
         }
         let (ns, pairs) = (ns.clone(), pairs.to_vec());
+        let quota = self.quotas.of(&ns.app);
         self.db
             .slow(move |db| {
-                let tx = db.transaction().map_err(db_err)?;
-                for (k, v) in &pairs {
-                    Self::set_sync(&tx, &ns, k, v, None)?;
-                }
-                tx.commit().map_err(db_err)
+                within_quota(db, &ns.app, quota, |tx| {
+                    pairs
+                        .iter()
+                        .try_for_each(|(k, v)| Self::set_sync(tx, &ns, k, v, None))
+                })
             })
             .await
     }
@@ -279,6 +322,10 @@ impl KvBackend for SqliteKv {
             })
             .await
     }
+
+    fn set_quota(&self, app: &str, bytes: u64) {
+        self.quotas.set(app, bytes);
+    }
 }
 
 fn check_batch(n: usize) -> Result<(), KvError> {
@@ -294,6 +341,44 @@ fn check_batch(n: usize) -> Result<(), KvError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_app_stores_up_to_its_quota_and_frees_room_by_deleting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.db");
+        let kv = SqliteKv::open(&path).unwrap();
+        kv.set_quota("a", 1000);
+        let (a, b) = (ns("a"), ns("b"));
+        // 400 + 1 bytes each: two fit, a third does not.
+        kv.set(&a, "1", &[0; 400], None).await.unwrap();
+        kv.set(&a, "2", &[0; 400], None).await.unwrap();
+        let over = kv.set(&a, "3", &[0; 400], None).await.unwrap_err();
+        assert!(matches!(over, KvError::OverQuota { .. }), "{over}");
+        assert_eq!(kv.get(&a, "3").await.unwrap(), None);
+        let batch = [
+            ("x".to_string(), vec![0; 150]),
+            ("y".to_string(), vec![0; 150]),
+        ];
+        assert!(matches!(
+            kv.set_many(&a, &batch).await,
+            Err(KvError::OverQuota { .. })
+        ));
+        assert_eq!(kv.get(&a, "x").await.unwrap(), None, "all or nothing");
+        // Another app is not touched by a's quota.
+        kv.set(&b, "big", &[0; 900_000], None).await.unwrap();
+        // Shrinking a value and deleting a key always work, and free room.
+        kv.set(&a, "1", &[0; 10], None).await.unwrap();
+        kv.set(&a, "3", &[0; 400], None).await.unwrap();
+        kv.delete(&a, "2").await.unwrap();
+        kv.set_many(&a, &batch).await.unwrap();
+        // The totals are rebuilt from the file at the next open.
+        drop(kv);
+        let kv = SqliteKv::open(&path).unwrap();
+        kv.set_quota("a", 1000);
+        let over = kv.set(&a, "4", &[0; 400], None).await.unwrap_err();
+        assert!(matches!(over, KvError::OverQuota { .. }), "{over}");
+        kv.set(&a, "4", &[0; 200], None).await.unwrap();
+    }
 
     fn ns(app: &str) -> Namespace {
         Namespace {

@@ -7,6 +7,7 @@
 
 mod error;
 mod outbound;
+mod quotas;
 pub mod ranges;
 mod raw;
 mod route;
@@ -18,6 +19,7 @@ mod validate;
 
 pub use error::{Diagnostic, ManifestError};
 pub use outbound::OutboundRule;
+pub use quotas::QuotasSpec;
 pub use route::RoutePattern;
 pub use schedule::Schedule;
 pub use spec::{

@@ -5,7 +5,7 @@
 //! sent as JSON (`nubo-plan`'s validator); both ask the tables here, so
 //! the two can never accept different definitions.
 
-use crate::{Limits, QueueSpec, TasksSpec};
+use crate::{Limits, QueueSpec, QuotasSpec, TasksSpec};
 
 /// One numeric setting: its key and its inclusive bounds.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +54,11 @@ pub const TASKS_MAX_DEPTH: Range = Range::new("max_depth", 0, 64);
 pub const TASKS_MAX_ATTEMPTS: Range = Range::new("max_attempts", 1, 100);
 pub const TASKS_BACKOFF_MS: Range = Range::new("backoff_ms", 0, 3_600_000);
 
+pub const QUOTA_KV_MB: Range = Range::new("kv_mb", 1, 1 << 20);
+pub const QUOTA_BLOB_MB: Range = Range::new("blob_mb", 1, 1 << 24);
+pub const QUOTA_QUEUE_MESSAGES: Range = Range::new("queue_messages", 1, 1_000_000_000);
+pub const QUOTA_DEAD_LETTERS: Range = Range::new("dead_letters", 0, 100_000_000);
+
 fn problems(checks: &[(Range, u64)]) -> Vec<String> {
     checks.iter().filter_map(|(r, v)| r.check(*v)).collect()
 }
@@ -99,6 +104,18 @@ impl TasksSpec {
     }
 }
 
+impl QuotasSpec {
+    /// Every value out of its range.
+    pub fn problems(&self) -> Vec<String> {
+        problems(&[
+            (QUOTA_KV_MB, self.kv_mb),
+            (QUOTA_BLOB_MB, self.blob_mb),
+            (QUOTA_QUEUE_MESSAGES, self.queue_messages),
+            (QUOTA_DEAD_LETTERS, self.dead_letters),
+        ])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +124,7 @@ mod tests {
     fn defaults_are_in_range() {
         assert!(Limits::default().problems().is_empty());
         assert!(TasksSpec::default().problems().is_empty());
+        assert!(QuotasSpec::default().problems().is_empty());
     }
 
     #[test]

@@ -28,6 +28,16 @@ pub(crate) struct RawManifest {
     #[serde(default)]
     pub sse: Vec<S<RawSocket>>,
     pub tasks: Option<S<RawTasks>>,
+    pub quotas: Option<S<RawQuotas>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQuotas {
+    pub kv_mb: Option<S<i64>>,
+    pub blob_mb: Option<S<i64>>,
+    pub queue_messages: Option<S<i64>>,
+    pub dead_letters: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

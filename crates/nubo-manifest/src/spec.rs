@@ -28,6 +28,8 @@ pub struct AppSpec {
     pub queues: BTreeMap<String, QueueSpec>,
     /// `[tasks]`: limits and retry policy of the app's durable tasks.
     pub tasks: crate::TasksSpec,
+    /// `[quotas]`: how much stored data the app may hold.
+    pub quotas: crate::QuotasSpec,
 }
 
 /// A durable queue and who consumes it: each message is sent as

@@ -59,6 +59,7 @@ pub(crate) fn validate(
     let crons = crons(&raw, &mut r);
     let queues = queues(&raw, &mut r);
     let tasks = crate::tasks::tasks(raw.tasks.as_ref(), &mut r);
+    let quotas = crate::quotas::quotas(raw.quotas.as_ref(), &mut r);
     r.finish()?;
     let secret_variables = raw
         .variables
@@ -82,6 +83,7 @@ pub(crate) fn validate(
         crons,
         queues,
         tasks,
+        quotas,
     })
 }
 

@@ -365,3 +365,27 @@ fn task_limits_have_defaults_and_are_checked_where_written() {
     assert_eq!((app.tasks.max_running, app.tasks.backoff_ms), (8, 0));
     assert_eq!(app.tasks.max_queued, 100_000);
 }
+
+#[test]
+fn quotas_have_defaults_and_ranges() {
+    let app = check(GOOD).unwrap();
+    assert_eq!(app.quotas, nubo_manifest::QuotasSpec::default());
+    assert_eq!((app.quotas.kv_mb, app.quotas.dead_letters), (1024, 10_000));
+    let text = format!("{GOOD}\n[quotas]\nkv_mb = 0\nqueue_messages = 10\n");
+    let line = text.lines().position(|l| l.starts_with("kv_mb")).unwrap() + 1;
+    let err = check(&text).unwrap_err();
+    assert!(
+        err.contains(&format!(
+            "nubo.toml:{line}:9: `kv_mb` must be between 1 and 1048576, got 0"
+        )),
+        "{err}"
+    );
+    let err = check(&format!("{GOOD}\n[quotas]\ndisk_mb = 8\n")).unwrap_err();
+    assert!(err.contains("unknown field `disk_mb`"), "{err}");
+    let app = check(&format!(
+        "{GOOD}\n[quotas]\nblob_mb = 5\ndead_letters = 0\n"
+    ))
+    .unwrap();
+    assert_eq!((app.quotas.blob_mb, app.quotas.dead_letters), (5, 0));
+    assert_eq!(app.quotas.blob_bytes(), 5 << 20);
+}

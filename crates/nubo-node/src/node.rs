@@ -404,6 +404,17 @@ impl Node {
         }
     }
 
+    /// Sets the app's quotas on the services that store its data.
+    fn limit(&self, app: &str, q: &nubo_manifest::QuotasSpec) {
+        self.kv.set_quota(app, q.kv_bytes());
+        self.blobs.set_quota(app, q.blob_bytes());
+        let queue = nubo_queue::QueueQuota {
+            messages: q.queue_messages,
+            dead_letters: q.dead_letters,
+        };
+        self.queues.backend.set_quota(app, queue);
+    }
+
     /// (Re)starts the app's schedules against its running components.
     fn schedule(&self, live: &LiveApp) {
         let component = |name: &str| live.components.get(name).and_then(|c| c.http.clone());
@@ -584,6 +595,7 @@ impl Node {
                 live.revision = revision;
                 let mount = live.mount.clone();
                 self.gateway.update(|m| m.with(app, mount.clone()));
+                self.limit(app, &live.def.settings.quotas);
                 self.schedule(&live);
                 apps.insert(app.to_string(), live);
             }

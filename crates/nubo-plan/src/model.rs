@@ -5,7 +5,7 @@
 //! and variables are kept apart: that is what lets the planner restart
 //! exactly the components that read a changed variable.
 
-use nubo_manifest::{CronSpec, Limits, QueueSpec, RoutePattern, TasksSpec};
+use nubo_manifest::{CronSpec, Limits, QueueSpec, QuotasSpec, RoutePattern, TasksSpec};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,6 +45,9 @@ pub struct AppSettings {
     /// Limits and retry policy of the app's durable tasks.
     #[serde(default)]
     pub tasks: TasksSpec,
+    /// How much stored data the app may hold.
+    #[serde(default)]
+    pub quotas: QuotasSpec,
 }
 
 fn root_base() -> String {
@@ -58,6 +61,7 @@ impl Default for AppSettings {
             hosts: Vec::new(),
             base: root_base(),
             tasks: TasksSpec::default(),
+            quotas: QuotasSpec::default(),
         }
     }
 }

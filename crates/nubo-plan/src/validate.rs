@@ -39,6 +39,9 @@ pub fn validate(app: &AppDef, has_content: impl Fn(&str) -> bool) -> Result<(), 
     for p in app.settings.tasks.problems() {
         errs.push(format!("[tasks]: {p}"));
     }
+    for p in app.settings.quotas.problems() {
+        errs.push(format!("[quotas]: {p}"));
+    }
     for (name, c) in &app.components {
         for p in c.limits.problems() {
             errs.push(format!("component `{name}`: limits: {p}"));
@@ -205,4 +208,25 @@ fn is_safe_relative(p: &str) -> bool {
     !p.is_empty()
         && !p.contains(['\\', '\0'])
         && p.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_out_of_range_are_named_with_their_table() {
+        let mut app = AppDef::new("a".to_string());
+        assert_eq!(validate(&app, |_| true), Ok(()));
+        app.settings.quotas.kv_mb = 0;
+        app.settings.tasks.max_running = 0;
+        let errs = validate(&app, |_| true).unwrap_err();
+        assert_eq!(
+            errs,
+            [
+                "[tasks]: `max_running` must be between 1 and 10000, got 0",
+                "[quotas]: `kv_mb` must be between 1 and 1048576, got 0"
+            ]
+        );
+    }
 }

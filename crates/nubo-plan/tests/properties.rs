@@ -124,6 +124,7 @@ fn app() -> impl Strategy<Value = AppDef> {
                     hosts,
                     base: base.to_string(),
                     tasks: Default::default(),
+                    quotas: Default::default(),
                 },
                 variables,
                 queues: if components.is_empty() {

@@ -36,6 +36,14 @@ pub enum QueueError {
     Invalid(String),
     #[error("queue backend failed: {0}")]
     Backend(String),
+    /// The app's queues already hold `quota` messages.
+    #[error(
+        "app `{app}` has {quota} messages waiting in its queues, its quota (`queue_messages` in [quotas]); the message was not published"
+    )]
+    OverQuota { app: String, quota: u64 },
+    /// The node's disk has no room for the write; nothing was stored.
+    #[error("the node's disk is full; the message was not published")]
+    DiskFull,
 }
 
 /// A message handed out for delivery.
@@ -97,6 +105,40 @@ pub trait QueueBackend: Send + Sync + 'static {
     /// Deletes every message of every queue of `app`, waiting and dead
     /// (the app was removed); how many.
     async fn purge_app(&self, app: &str) -> Result<u64, QueueError>;
+    /// How many messages `app` may have waiting or in delivery over all
+    /// its queues (a publish beyond is refused), and how many dead
+    /// letters it keeps (beyond, the oldest are dropped). An app never
+    /// set has no limits.
+    fn set_quota(&self, app: &str, quota: QueueQuota);
+}
+
+/// An app's limits on what its queues store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueQuota {
+    pub messages: u64,
+    pub dead_letters: u64,
+}
+
+/// Each app's [`QueueQuota`], as the node last set it.
+#[derive(Default)]
+pub(crate) struct Quotas {
+    messages: nubo_sqlite::Quotas,
+    dead: nubo_sqlite::Quotas,
+}
+
+impl Quotas {
+    pub(crate) fn set(&self, app: &str, q: QueueQuota) {
+        self.messages.set(app, q.messages);
+        self.dead.set(app, q.dead_letters);
+    }
+
+    pub(crate) fn messages(&self, app: &str) -> u64 {
+        self.messages.of(app)
+    }
+
+    pub(crate) fn dead_letters(&self, app: &str) -> u64 {
+        self.dead.of(app)
+    }
 }
 
 /// What one component may publish to: its app's queues that `nubo.toml`

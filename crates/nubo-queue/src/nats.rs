@@ -13,12 +13,17 @@
 //! - A publish also sends a core NATS "wake" to every node, so that the
 //!   dispatchers of other nodes do not wait for their next poll.
 //!
+//! - Quotas: a publish counts the app's messages in the stream (its
+//!   subjects' counts, one request) unless a count under a second old
+//!   showed the app under half its quota; dead letters beyond the app's
+//!   quota are purged oldest first (`keep` on the app's subjects).
+//!
 //! A message's id is its stream sequence; what a node has leased it keeps
 //! in memory until it settles them (JetStream acks go to the message's own
 //! reply subject). The last error of a failed delivery is known only to
 //! the node that saw it.
 
-use crate::{Message, QueueBackend, QueueError, QueueName, Stats};
+use crate::{Message, QueueBackend, QueueError, QueueName, QueueQuota, Quotas, Stats};
 use async_nats::jetstream::{self, AckKind, consumer, stream};
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -75,6 +80,27 @@ pub struct NatsQueue {
     consumers: tokio::sync::Mutex<HashMap<QueueName, (u64, consumer::PullConsumer)>>,
     leased: Mutex<HashMap<(QueueName, u64), Leased>>,
     errors: Mutex<HashMap<(QueueName, u64), String>>,
+    quotas: Quotas,
+    /// Each app's last count of messages: when, and how many since.
+    counted: Mutex<HashMap<String, (Instant, u64)>>,
+}
+
+/// How long a count of an app's messages that showed it under half its
+/// quota spares the next publishes a count.
+const COUNT_FOR: Duration = Duration::from_secs(1);
+
+/// Messages under `filter` in `stream`.
+async fn count(stream: &stream::Stream, filter: String) -> Result<u64, QueueError> {
+    let mut subjects = stream
+        .clone()
+        .info_with_subjects(filter)
+        .await
+        .map_err(|e| err("count", e))?;
+    let mut n = 0;
+    while let Some(Ok((_, c))) = subjects.next().await {
+        n += c as u64;
+    }
+    Ok(n)
 }
 
 impl NatsQueue {
@@ -103,7 +129,59 @@ impl NatsQueue {
             consumers: tokio::sync::Mutex::new(HashMap::new()),
             leased: Mutex::new(HashMap::new()),
             errors: Mutex::new(HashMap::new()),
+            quotas: Quotas::default(),
+            counted: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Whether `app` may publish one more message under its quota.
+    async fn room(&self, app: &str) -> Result<bool, QueueError> {
+        let quota = self.quotas.messages(app);
+        if quota == u64::MAX {
+            return Ok(true);
+        }
+        {
+            let mut counted = self.counted.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, n)) = counted.get_mut(app)
+                && at.elapsed() < COUNT_FOR
+                && *n < quota / 2
+            {
+                *n += 1;
+                return Ok(true);
+            }
+        }
+        let filter = format!("nubo.q.{}.>", nubo_cluster::token(app));
+        let n = count(&self.queues, filter).await?;
+        self.counted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(app.to_owned(), (Instant::now(), n + 1));
+        Ok(n < quota)
+    }
+
+    /// Drops `app`'s oldest dead letters beyond its quota.
+    async fn trim_dead(&self, app: &str) -> Result<(), QueueError> {
+        let keep = self.quotas.dead_letters(app);
+        if keep == u64::MAX {
+            return Ok(());
+        }
+        let filter = format!("nubo.dead.{}.>", nubo_cluster::token(app));
+        let dropped = if keep == 0 {
+            self.dead.purge().filter(filter).await
+        } else {
+            self.dead.purge().filter(filter).keep(keep).await
+        }
+        .map_err(|e| err("trim dead letters", e))?
+        .purged;
+        if dropped > 0 {
+            tracing::warn!(
+                app,
+                dropped,
+                keep,
+                "dropped the oldest dead letters: the app keeps at most `dead_letters` (in [quotas])"
+            );
+        }
+        Ok(())
     }
 
     /// The queue's shared consumer, (re)configured for `visibility_ms`.
@@ -198,6 +276,12 @@ impl NatsQueue {
 impl QueueBackend for NatsQueue {
     async fn publish(&self, q: &QueueName, body: &[u8]) -> Result<u64, QueueError> {
         crate::check_body(body)?;
+        if !self.room(&q.app).await? {
+            return Err(QueueError::OverQuota {
+                app: q.app.clone(),
+                quota: self.quotas.messages(&q.app),
+            });
+        }
         let ack = self
             .js
             .publish(subject(q), body.to_vec().into())
@@ -310,7 +394,12 @@ impl QueueBackend for NatsQueue {
             .map_err(|e| err("dead-letter", e))?
             .await
             .map_err(|e| err("dead-letter", e))?;
-        m.ack().await.map_err(|e| err("ack", e))
+        m.ack().await.map_err(|e| err("ack", e))?;
+        self.trim_dead(&q.app).await
+    }
+
+    fn set_quota(&self, app: &str, quota: QueueQuota) {
+        self.quotas.set(app, quota);
     }
 
     async fn next_due_in(&self, _q: &QueueName) -> Result<Option<u64>, QueueError> {

@@ -33,8 +33,10 @@
 //! taken per transaction).
 
 mod shared;
+mod usage;
 
 pub use shared::SharedDb;
+pub use usage::{Quotas, Usage};
 
 use rusqlite::Connection;
 use std::path::Path;
@@ -49,11 +51,18 @@ pub enum DbError {
     Stopped(&'static str),
     #[error("a call to the database `{0}` panicked")]
     Panicked(&'static str),
+    /// The disk (or the file system's quota) has no room for the write;
+    /// SQLite rolled it back.
+    #[error("the disk is full")]
+    DiskFull,
 }
 
 impl From<rusqlite::Error> for DbError {
     fn from(e: rusqlite::Error) -> Self {
-        DbError::Sqlite(e.to_string())
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => DbError::DiskFull,
+            _ => DbError::Sqlite(e.to_string()),
+        }
     }
 }
 

@@ -27,6 +27,7 @@ pub fn desired(spec: &AppSpec) -> CliResult<Desired> {
         hosts: spec.hosts.clone(),
         base: spec.base.clone(),
         tasks: spec.tasks,
+        quotas: spec.quotas,
     };
     for (name, value) in &spec.variables {
         def.variables.insert(

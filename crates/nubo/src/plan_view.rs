@@ -65,15 +65,20 @@ pub fn render(
                     settings.hosts.join(", ")
                 };
                 let t = settings.tasks;
+                let q = settings.quotas;
                 lines.push(format!(
-                    "  {} app settings: base {}, {host}; tasks: max_running {}, max_queued {}, max_depth {}, max_attempts {}, backoff_ms {}",
+                    "  {} app settings: base {}, {host}; tasks: max_running {}, max_queued {}, max_depth {}, max_attempts {}, backoff_ms {}; quotas: kv_mb {}, blob_mb {}, queue_messages {}, dead_letters {}",
                     yellow("~"),
                     settings.base,
                     t.max_running,
                     t.max_queued,
                     t.max_depth,
                     t.max_attempts,
-                    t.backoff_ms
+                    t.backoff_ms,
+                    q.kv_mb,
+                    q.blob_mb,
+                    q.queue_messages,
+                    q.dead_letters
                 ));
             }
             Step::SetVariable { name, value, .. } => {

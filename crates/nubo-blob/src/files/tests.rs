@@ -8,7 +8,7 @@ fn cid(container: &str) -> ContainerId {
 }
 
 async fn put(b: &FileBlobs, c: &ContainerId, name: &str, data: &[u8]) -> ObjectMeta {
-    let mut w = b.writer().await.unwrap();
+    let mut w = b.writer(&c.app).await.unwrap();
     for chunk in data.chunks(1000) {
         w.write(Bytes::copy_from_slice(chunk)).await.unwrap();
     }
@@ -104,7 +104,7 @@ async fn a_reader_keeps_the_bytes_it_opened_while_the_object_is_replaced() {
 async fn an_uncommitted_write_leaves_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let b = open(tmp.path());
-    let mut w = b.writer().await.unwrap();
+    let mut w = b.writer("app").await.unwrap();
     w.write(Bytes::from_static(b"partial")).await.unwrap();
     drop(w);
     assert!(b.info(&cid("c"), "x").await.unwrap().is_none());
@@ -200,7 +200,7 @@ fn prefix_end_bounds_every_name_with_the_prefix() {
 async fn bad_names_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let b = open(tmp.path());
-    let w = b.writer().await.unwrap();
+    let w = b.writer("a").await.unwrap();
     let long = "n".repeat(crate::MAX_NAME + 1);
     assert!(matches!(
         w.commit(&cid("c"), &long, "x").await,
@@ -210,4 +210,42 @@ async fn bad_names_are_refused() {
         b.info(&cid("c"), "").await,
         Err(BlobError::Invalid(_))
     ));
+}
+
+#[tokio::test]
+async fn an_app_stores_objects_up_to_its_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    b.set_quota("app", 10_000);
+    let (c, d) = (cid("c"), cid("d"));
+    put(&b, &c, "one", &[1; 6000]).await;
+    // Committing past the quota: refused, nothing named, the file gone.
+    let mut w = b.writer("app").await.unwrap();
+    w.write(Bytes::from(vec![2; 6000])).await.unwrap();
+    let over = w.commit(&d, "two", "text/plain").await.unwrap_err();
+    assert!(matches!(over, BlobError::OverQuota { .. }), "{over}");
+    assert!(b.info(&d, "two").await.unwrap().is_none());
+    // A writer stops as soon as it passes the whole quota.
+    let mut w = b.writer("app").await.unwrap();
+    let early = w.write(Bytes::from(vec![3; 10_001])).await.unwrap_err();
+    assert!(matches!(early, BlobError::OverQuota { .. }), "{early}");
+    drop(w);
+    // A copy counts too; a move does not add.
+    let copy = b.copy((&c, "one"), (&d, "copy"), false).await.unwrap_err();
+    assert!(matches!(copy, BlobError::OverQuota { .. }), "{copy}");
+    b.copy((&c, "one"), (&d, "moved"), true).await.unwrap();
+    // Replacing with a smaller object, or deleting, frees room.
+    put(&b, &d, "moved", &[1; 1000]).await;
+    put(&b, &c, "two", &[2; 8000]).await;
+    assert!(b.delete(&c, "two").await.unwrap());
+    put(&b, &c, "three", &[3; 9000]).await;
+    // Another app is not limited by this one's quota.
+    let other = ContainerId {
+        app: "other".into(),
+        container: "c".into(),
+    };
+    put(&b, &other, "big", &[4; 50_000]).await;
+    // Files left by the refused writes were removed.
+    let files = std::fs::read_dir(dir.path().join("blobs")).unwrap().count();
+    assert_eq!(files, 3, "one file per stored object");
 }

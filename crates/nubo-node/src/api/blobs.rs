@@ -36,6 +36,9 @@ fn blob_error(e: BlobError) -> Response {
     match e {
         BlobError::Invalid(m) => error(StatusCode::BAD_REQUEST, m),
         BlobError::NotFound(m) => error(StatusCode::NOT_FOUND, format!("no object `{m}`")),
+        e @ (BlobError::OverQuota { .. } | BlobError::DiskFull) => {
+            error(StatusCode::INSUFFICIENT_STORAGE, e.to_string())
+        }
         BlobError::Backend(m) => {
             tracing::error!("blob backend: {m}");
             error(StatusCode::INTERNAL_SERVER_ERROR, m)
@@ -170,7 +173,7 @@ pub(crate) async fn put(
         .filter(|v| !v.is_empty())
         .map(str::to_string)
         .unwrap_or_else(|| nubo_blob::guess_content_type(&name));
-    let mut writer = match node.blobs.writer().await {
+    let mut writer = match node.blobs.writer(&c.app).await {
         Ok(w) => w,
         Err(e) => return blob_error(e),
     };

@@ -71,6 +71,9 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for StoreKey {
 fn kv_error(e: KvError) -> Response {
     match e {
         KvError::Invalid(m) => error(StatusCode::BAD_REQUEST, m),
+        e @ (KvError::OverQuota { .. } | KvError::DiskFull) => {
+            error(StatusCode::INSUFFICIENT_STORAGE, e.to_string())
+        }
         KvError::Backend(m) => {
             tracing::error!("key-value backend: {m}");
             error(StatusCode::INTERNAL_SERVER_ERROR, m)

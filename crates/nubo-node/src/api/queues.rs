@@ -48,7 +48,13 @@ fn shown(m: Message) -> Shown {
 }
 
 fn failed(e: nubo_queue::QueueError) -> Response {
-    error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    use nubo_queue::QueueError;
+    let status = match e {
+        QueueError::Invalid(_) => StatusCode::BAD_REQUEST,
+        QueueError::OverQuota { .. } | QueueError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
+        QueueError::Backend(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.to_string())
 }
 
 pub(crate) async fn list(State(node): State<Arc<Node>>, Path(app): Path<String>) -> Response {

@@ -20,9 +20,9 @@ mod lanes;
 #[cfg(test)]
 mod tests;
 
-use crate::{Message, QueueBackend, QueueError, QueueName, Stats};
+use crate::{Message, QueueBackend, QueueError, QueueName, QueueQuota, Quotas, Stats};
 use lanes::Lanes;
-use nubo_sqlite::{DbError, GroupDb, Pace, now_ms};
+use nubo_sqlite::{DbError, GroupDb, Pace, Usage, now_ms};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -35,16 +35,52 @@ pub struct SqliteQueue {
     /// The next message id, once the first publish has read it.
     next_id: Arc<Mutex<Option<i64>>>,
     lanes: Arc<Mutex<Lanes>>,
+    quotas: Arc<Quotas>,
 }
 
 fn db_err(e: rusqlite::Error) -> QueueError {
-    QueueError::Backend(e.to_string())
+    DbError::from(e).into()
 }
 
 impl From<DbError> for QueueError {
     fn from(e: DbError) -> Self {
-        QueueError::Backend(e.to_string())
+        match e {
+            DbError::DiskFull => QueueError::DiskFull,
+            e => QueueError::Backend(e.to_string()),
+        }
     }
+}
+
+/// Each app's messages waiting or in delivery, for its quota.
+const LIVE: Usage = Usage {
+    table: "queue_live",
+    source: "messages",
+    size: "(ROW.dead = 0)",
+    columns: "dead",
+};
+
+/// Each app's dead letters, for its quota.
+const DEAD: Usage = Usage {
+    table: "queue_dead",
+    source: "messages",
+    size: "(ROW.dead = 1)",
+    columns: "dead",
+};
+
+/// Drops `app`'s oldest dead letters beyond `keep`; how many.
+fn trim_dead(db: &Connection, app: &str, keep: u64) -> Result<u64, QueueError> {
+    let excess = DEAD.total(db, app)?.saturating_sub(keep);
+    if excess == 0 {
+        return Ok(0);
+    }
+    let n = db
+        .prepare_cached(
+            "DELETE FROM messages WHERE id IN
+                 (SELECT id FROM messages WHERE app = ?1 AND dead = 1 ORDER BY id LIMIT ?2)",
+        )
+        .and_then(|mut s| s.execute(params![app, excess as i64]))
+        .map_err(db_err)?;
+    Ok(n as u64)
 }
 
 /// The columns [`message`] reads, in its order.
@@ -98,7 +134,8 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS messages (
     CREATE TABLE IF NOT EXISTS queue_ids (
         one INTEGER PRIMARY KEY CHECK (one = 1),
         reserved INTEGER NOT NULL
-    );";
+    );
+    CREATE INDEX IF NOT EXISTS messages_dead ON messages (app, id) WHERE dead = 1;";
 
 /// Rows one read of the table takes at least, and at most per lease.
 const READ_ROWS: usize = 256;
@@ -106,7 +143,8 @@ const READ_BUDGET: usize = 8192;
 
 impl SqliteQueue {
     pub fn open(path: &Path) -> Result<Self, QueueError> {
-        let db = GroupDb::open(path, "queue-db", SCHEMA, Pace::Gather)?;
+        let schema = format!("{SCHEMA}\n{}\n{}", LIVE.schema(), DEAD.schema());
+        let db = GroupDb::open(path, "queue-db", &schema, Pace::Gather)?;
         let lanes = Arc::new(Mutex::new(Lanes::default()));
         let hook = lanes.clone();
         db.after_each_group(move |committed| lock(&hook).group_done(committed));
@@ -114,6 +152,7 @@ impl SqliteQueue {
             db,
             next_id: Arc::new(Mutex::new(None)),
             lanes,
+            quotas: Arc::default(),
         })
     }
 
@@ -142,7 +181,14 @@ impl QueueBackend for SqliteQueue {
         let now = now_ms();
         let (q, body) = (q.clone(), body.to_vec());
         let (next_id, lanes) = (self.next_id.clone(), self.lanes.clone());
+        let quota = self.quotas.messages(&q.app);
         self.with(move |db| {
+            if LIVE.total(db, &q.app)? >= quota {
+                return Err(QueueError::OverQuota {
+                    app: q.app.clone(),
+                    quota,
+                });
+            }
             let id = take_id(db, &next_id).map_err(db_err)?;
             db.prepare_cached(
                 "INSERT INTO messages (id, app, queue, body, visible_at, published_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
@@ -232,12 +278,19 @@ impl QueueBackend for SqliteQueue {
         let due = now_ms().saturating_add(retry_in_ms as i64);
         let error = error.to_string();
         let (q, lanes) = (q.clone(), self.lanes.clone());
+        let keep = self.quotas.dead_letters(&q.app);
         self.with(move |db| {
             db.prepare_cached(
                 "UPDATE messages SET attempts = attempts + 1, visible_at = ?2, dead = ?3, last_error = ?4 WHERE id = ?1",
             )
             .and_then(|mut s| s.execute(params![id as i64, due, dead, error]))
             .map_err(db_err)?;
+            if dead {
+                let dropped = trim_dead(db, &q.app, keep)?;
+                if dropped > 0 {
+                    tracing::warn!(app = %q.app, dropped, keep, "dropped the oldest dead letters: the app keeps at most `dead_letters` (in [quotas])");
+                }
+            }
             let mut lanes = lock(&lanes);
             let lane = lanes.lane(&q);
             if dead {
@@ -310,6 +363,10 @@ impl QueueBackend for SqliteQueue {
             Ok(n as u64)
         })
         .await
+    }
+
+    fn set_quota(&self, app: &str, quota: QueueQuota) {
+        self.quotas.set(app, quota);
     }
 }
 

@@ -266,3 +266,59 @@ fn older_database(path: &Path, now: &str, was: &str) -> Connection {
     db.execute_batch(&SCHEMA.replace(now, was)).unwrap();
     db
 }
+
+#[tokio::test]
+async fn an_app_holds_at_most_its_quota_of_messages_and_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = SqliteQueue::open(&dir.path().join("q.db")).unwrap();
+    q.set_quota(
+        "a",
+        QueueQuota {
+            messages: 3,
+            dead_letters: 2,
+        },
+    );
+    let other = QueueName {
+        app: "a".into(),
+        queue: "other".into(),
+    };
+    q.publish(&jobs(), b"1").await.unwrap();
+    q.publish(&jobs(), b"2").await.unwrap();
+    q.publish(&other, b"3").await.unwrap();
+    // Over all the app's queues: the fourth is refused.
+    let over = q.publish(&other, b"4").await.unwrap_err();
+    assert!(matches!(over, QueueError::OverQuota { .. }), "{over}");
+    // In flight still counts; acknowledged or dead does not.
+    let leased = q.lease(&jobs(), 2, 60_000).await.unwrap();
+    assert!(q.publish(&jobs(), b"4").await.is_err());
+    q.ack(&jobs(), &[leased[0].id]).await.unwrap();
+    q.fail(&jobs(), leased[1].id, "boom", 0, true)
+        .await
+        .unwrap();
+    q.publish(&jobs(), b"4").await.unwrap();
+    q.publish(&jobs(), b"5").await.unwrap();
+    // Dead letters beyond two: the oldest go.
+    let more = q.lease(&jobs(), 2, 60_000).await.unwrap();
+    for m in &more {
+        q.fail(&jobs(), m.id, "boom", 0, true).await.unwrap();
+    }
+    let dead: Vec<Vec<u8>> = q
+        .dead(&jobs(), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(dead, [b"4".to_vec(), b"5".to_vec()]);
+    // The totals are rebuilt from the file at the next open.
+    drop(q);
+    let q = SqliteQueue::open(&dir.path().join("q.db")).unwrap();
+    q.set_quota(
+        "a",
+        QueueQuota {
+            messages: 1,
+            dead_letters: 2,
+        },
+    );
+    assert!(q.publish(&jobs(), b"6").await.is_err(), "`3` still waits");
+}

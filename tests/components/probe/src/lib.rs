@@ -214,6 +214,11 @@ fn kv(op: &str, query: &str) -> Response {
                 kv.set(k, vec![b'x'; 2 << 20])?;
                 "stored".into()
             }
+            // `kv-fill?KEY=KIB`: a value of KIB kibibytes.
+            "kv-fill" => {
+                kv.set(k, vec![b'x'; v.parse::<usize>().unwrap_or(1) << 10])?;
+                "stored".into()
+            }
             other => return Ok(format!("no op {other}")),
         })
     })();
