@@ -53,6 +53,7 @@ pub const TASKS_MAX_QUEUED: Range = Range::new("max_queued", 1, 10_000_000);
 pub const TASKS_MAX_DEPTH: Range = Range::new("max_depth", 0, 64);
 pub const TASKS_MAX_ATTEMPTS: Range = Range::new("max_attempts", 1, 100);
 pub const TASKS_BACKOFF_MS: Range = Range::new("backoff_ms", 0, 3_600_000);
+pub const TASKS_KEEP_FINISHED_HOURS: Range = Range::new("keep_finished_hours", 0, 87_600);
 
 pub const QUOTA_KV_MB: Range = Range::new("kv_mb", 1, 1 << 20);
 pub const QUOTA_BLOB_MB: Range = Range::new("blob_mb", 1, 1 << 24);
@@ -100,6 +101,7 @@ impl TasksSpec {
             (TASKS_MAX_DEPTH, self.max_depth.into()),
             (TASKS_MAX_ATTEMPTS, self.max_attempts.into()),
             (TASKS_BACKOFF_MS, self.backoff_ms),
+            (TASKS_KEEP_FINISHED_HOURS, self.keep_finished_hours.into()),
         ])
     }
 }

@@ -48,6 +48,7 @@ pub(crate) struct RawTasks {
     pub max_depth: Option<S<i64>>,
     pub max_attempts: Option<S<i64>>,
     pub backoff_ms: Option<S<i64>>,
+    pub keep_finished_hours: Option<S<i64>>,
 }
 
 /// `[[websocket]]` and `[[sse]]` (the latter without `component`/`path`).

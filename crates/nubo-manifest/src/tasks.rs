@@ -25,6 +25,10 @@ pub struct TasksSpec {
     pub max_attempts: u32,
     /// Wait before the first retry; doubles on each further one.
     pub backoff_ms: u64,
+    /// How long a finished task (with its payload and result) is kept:
+    /// a tree of tasks is deleted this many hours after its last task
+    /// finished. 0 deletes it at the next sweep.
+    pub keep_finished_hours: u32,
 }
 
 impl Default for TasksSpec {
@@ -35,6 +39,7 @@ impl Default for TasksSpec {
             max_depth: 16,
             max_attempts: 3,
             backoff_ms: 100,
+            keep_finished_hours: 7 * 24,
         }
     }
 }
@@ -66,6 +71,12 @@ pub(crate) fn tasks(raw: Option<&S<RawTasks>>, r: &mut Reporter<'_>) -> TasksSpe
             &raw.backoff_ms,
             ranges::TASKS_BACKOFF_MS,
             d.backoff_ms,
+        ),
+        keep_finished_hours: num(
+            r,
+            &raw.keep_finished_hours,
+            ranges::TASKS_KEEP_FINISHED_HOURS,
+            d.keep_finished_hours,
         ),
     }
 }

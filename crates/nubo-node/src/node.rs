@@ -303,6 +303,7 @@ impl Node {
         )
         .map_err(|e| NodeError::Service(format!("cannot start the task threads: {e}")))?;
         tasks.listen();
+        tasks.expire_finished();
         let hub = nubo_pubsub::Hub::new();
         if let Some(c) = &opts.cluster {
             cron.share(c.cluster.clone(), c.id.clone());

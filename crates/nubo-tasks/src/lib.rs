@@ -20,7 +20,7 @@ mod store;
 pub use nats::NatsTasks;
 pub use nubo_sqlite::now_ms;
 pub use sqlite::SqliteTasks;
-pub use store::{Start, StoreError, TaskStore};
+pub use store::{Start, StoreError, TaskStore, expired};
 
 /// Largest task payload, in bytes: payloads are stored with the task (in
 /// the node's SQLite file or in JetStream) until it is purged.

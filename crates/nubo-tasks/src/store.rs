@@ -71,6 +71,35 @@ pub trait TaskStore: Send + Sync + 'static {
     /// After this node restarted: the tasks it must run again (those it
     /// was running go back to the queue; that run counts as an attempt).
     async fn recover(&self) -> Result<Vec<Task>, StoreError>;
+    /// Deletes the app's trees of tasks whose every task finished before
+    /// `before_ms` ([`expired`]); how many tasks.
+    async fn expire(&self, app: &str, before_ms: i64) -> Result<u64, StoreError>;
+}
+
+/// Of `tasks` (id, state, when finished), the ids of every tree — a root
+/// task and all the tasks under it — that is finished through and through
+/// and whose last task finished before `before_ms`. A tree is kept whole
+/// or deleted whole: a task that runs again (a retried parent) finds
+/// every result it stored, and no result is dropped while anyone could
+/// still wait for it.
+pub fn expired<'a>(
+    tasks: impl IntoIterator<Item = (&'a str, State, Option<i64>)>,
+    before_ms: i64,
+) -> Vec<String> {
+    use std::collections::HashMap;
+    // Per root: whether it may go, and the ids in it.
+    let mut trees: HashMap<&str, (bool, Vec<&str>)> = HashMap::new();
+    for (id, state, finished) in tasks {
+        let root = id.split('.').next().unwrap_or(id);
+        let tree = trees.entry(root).or_insert((true, Vec::new()));
+        tree.0 &= state.is_final() && finished.is_some_and(|f| f < before_ms);
+        tree.1.push(id);
+    }
+    trees
+        .into_values()
+        .filter(|(old, _)| *old)
+        .flat_map(|(_, ids)| ids.into_iter().map(str::to_owned))
+        .collect()
 }
 
 /// The refusal for a re-run that spawns another function under an id
@@ -148,7 +177,40 @@ impl TaskStore for crate::SqliteTasks {
     async fn purge_app(&self, app: &str) -> Result<(u64, Vec<String>), StoreError> {
         crate::SqliteTasks::purge_app(self, app).await
     }
+    async fn expire(&self, app: &str, before_ms: i64) -> Result<u64, StoreError> {
+        crate::SqliteTasks::expire(self, app, before_ms).await
+    }
+
     async fn recover(&self) -> Result<Vec<Task>, StoreError> {
         crate::SqliteTasks::recover(self).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_whole_finished_old_trees_expire() {
+        use State::*;
+        let tasks = [
+            // Old and finished through and through.
+            ("t1", Done, Some(10)),
+            ("t1.1", Failed, Some(20)),
+            ("t1.1.1", Cancelled, Some(30)),
+            // One descendant still runs.
+            ("t2", Done, Some(10)),
+            ("t2.1", Running, None),
+            // One descendant finished too recently.
+            ("t3", Done, Some(10)),
+            ("t3.1", Done, Some(500)),
+            // Waiting on its children.
+            ("t4", Waiting, None),
+            ("t4.1", Done, Some(10)),
+        ];
+        let mut gone = expired(tasks, 100);
+        gone.sort();
+        assert_eq!(gone, ["t1", "t1.1", "t1.1.1"]);
+        assert!(expired(tasks, 10).is_empty());
     }
 }

@@ -471,3 +471,62 @@ async fn a_busy_app_leaves_run_permits_for_another() {
     let want = sum_of_chunks(3);
     assert_eq!(done.text(), format!("parallel={want} sequential={want}"));
 }
+
+const SWEEP_OFTEN: (&str, &str) = ("NUBO_TASK_SWEEP_MS", "200");
+
+/// Finished trees go once the app's `keep_finished_hours` passed; trees
+/// with a task still running stay whole, and another app's tasks are kept
+/// for its own time.
+#[tokio::test(flavor = "multi_thread")]
+async fn finished_tasks_are_deleted_after_keep_finished_hours() {
+    let s = tempfile::tempdir().unwrap();
+    finished_tasks_expire(&NodeProc::start_with(s.path(), &[], &[SWEEP_OFTEN])).await;
+}
+
+/// The same on a cluster, where tasks are rows in JetStream.
+#[tokio::test(flavor = "multi_thread")]
+async fn finished_tasks_expire_on_a_cluster() {
+    let nats = common::cluster::NatsCluster::start(1);
+    let s = tempfile::tempdir().unwrap();
+    finished_tasks_expire(&nats.node_with(s.path(), "n1", &[SWEEP_OFTEN])).await;
+}
+
+async fn finished_tasks_expire(node: &NodeProc) {
+    node.apply(&app("brief", "/a", "keep_finished_hours = 0"));
+    node.apply(&app("kept", "/b", ""));
+    for base in ["/a", "/b"] {
+        let r = get(&node.url(&format!("{base}/t/wc?5"))).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let spinning = get(&node.url("/a/t/spinning?1")).await.text();
+
+    let done = |app: &'static str| async move {
+        let v = node.json(&format!("/v1/apps/{app}/tasks?state=done")).await;
+        v.as_array().map_or(0, Vec::len)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while done("brief").await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "brief's finished tasks were kept"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(done("kept").await >= 5, "kept's tasks went too");
+    let v = node.json(&format!("/v1/apps/brief/tasks/{spinning}")).await;
+    assert_eq!(v["id"], spinning.as_str(), "{v}");
+    let v = node
+        .json(&format!("/v1/apps/brief/tasks/{spinning}.0"))
+        .await;
+    assert!(
+        ["queued", "running"].contains(&v["state"].as_str().unwrap_or("")),
+        "{v}"
+    );
+    // The tasks were there, and the sweep deleted them.
+    let log = node.stderr.lock().unwrap().clone();
+    assert!(
+        log.lines().any(|l| l.contains("app=\"brief\"")
+            && l.contains("deleted finished tasks older than keep_finished_hours")),
+        "{log}"
+    );
+}

@@ -25,6 +25,7 @@
 //! took it: its awaiter runs it ([`TaskRunner::run_awaited`]).
 
 mod cluster;
+mod expire;
 mod invoke;
 mod share;
 

@@ -575,6 +575,19 @@ impl TaskStore for NatsTasks {
         Ok((n, Vec::new()))
     }
 
+    async fn expire(&self, app: &str, before_ms: i64) -> Result<u64, StoreError> {
+        let all = self.all(app).await?;
+        let decide = all.iter().map(|t| (t.id.as_str(), t.state, t.finished_ms));
+        let gone = crate::store::expired(decide, before_ms);
+        for id in &gone {
+            let key = row_key(app, id);
+            nubo_cluster::retry(|| self.rows.purge(&key))
+                .await
+                .map_err(|e| err("expire a task row", e))?;
+        }
+        Ok(gone.len() as u64)
+    }
+
     async fn recover(&self) -> Result<Vec<Task>, StoreError> {
         // What this node held before it restarted goes back to the queue,
         // for any node to run.

@@ -154,7 +154,12 @@ impl NatsCluster {
 
     /// A node that joins this cluster as `id`, with the shared token.
     pub fn node(&self, state: &Path, id: &str) -> NodeProc {
-        NodeProc::start(
+        self.node_with(state, id, &[])
+    }
+
+    /// [`NatsCluster::node`] with environment variables set for the node.
+    pub fn node_with(&self, state: &Path, id: &str, env: &[(&str, &str)]) -> NodeProc {
+        NodeProc::start_with(
             state,
             &[
                 "--nats",
@@ -166,6 +171,7 @@ impl NatsCluster {
                 "--cluster-key",
                 KEY,
             ],
+            env,
         )
     }
 
