@@ -23,7 +23,7 @@ use crate::{
     check_name,
 };
 use bytes::Bytes;
-use nubo_sqlite::{DbError, Quotas, SharedDb, Synchronous, Usage};
+use nubo_sqlite::{DbError, Disk, Quotas, SharedDb, Synchronous, Usage};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -44,6 +44,7 @@ struct Inner {
     dir: PathBuf,
     seq: AtomicU64,
     quotas: Quotas,
+    disk: Disk,
 }
 
 /// Each app's object bytes, for its quota. A copy counts again, though
@@ -135,6 +136,7 @@ impl FileBlobs {
             dir: dir.to_path_buf(),
             seq: AtomicU64::new(0),
             quotas: Quotas::default(),
+            disk: Disk::new(dir),
         };
         let removed = inner.sweep()?;
         if removed > 0 {
@@ -241,7 +243,7 @@ impl Inner {
     ) -> Result<Option<String>, BlobError> {
         let quota = self.quotas.of(&c.app);
         let name = |tx: &rusqlite::Transaction<'_>| Self::name(tx, c, meta, file);
-        USAGE.within(db, &c.app, quota, name, || self.over(&c.app))
+        USAGE.within(db, &c.app, (quota, &self.disk), name, || self.over(&c.app))
     }
 
     /// Points `name` at `file`; the file it pointed at before.
@@ -294,6 +296,10 @@ impl BlobBackend for FileBlobs {
 
     fn set_quota(&self, app: &str, bytes: u64) {
         self.inner.quotas.set(app, bytes);
+    }
+
+    fn keep_free(&self, bytes: u64) {
+        self.inner.disk.keep_free(bytes);
     }
 
     async fn containers(&self, app: &str) -> Result<Vec<ContainerStats>, BlobError> {
@@ -505,7 +511,7 @@ impl BlobBackend for FileBlobs {
                 let out = USAGE.within(
                     db,
                     &to.0.app,
-                    quota,
+                    (quota, &inner.disk),
                     |tx| {
                         let Some((mut meta, file)) = Inner::lookup(tx, &from.0, &from.1)? else {
                             return Err(BlobError::NotFound(from.1.to_string()));
@@ -574,6 +580,7 @@ impl BlobWriter for FileWriter {
         if self.written + data.len() as u64 > self.inner.quotas.of(&self.app) {
             return Err(self.inner.over(&self.app));
         }
+        self.inner.disk.room()?;
         file.write_all(&data)
             .await
             .map_err(|e| io_err("writing a blob file", e))?;

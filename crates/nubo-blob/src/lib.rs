@@ -71,8 +71,9 @@ pub enum BlobError {
         quota >> 20
     )]
     OverQuota { app: String, quota: u64 },
-    /// The node's disk has no room for the write; nothing was stored.
-    #[error("the node's disk is full; the object was not stored")]
+    /// The node's disk has no room for the write, or is within the room
+    /// the node keeps free; nothing was changed.
+    #[error("the node's disk is full; nothing was written")]
     DiskFull,
 }
 
@@ -123,6 +124,10 @@ pub trait BlobBackend: Send + Sync + 'static {
     /// How many object bytes `app` may store over all its containers; an
     /// app never set has no limit.
     fn set_quota(&self, app: &str, bytes: u64);
+    /// Writes that add data are refused while the disk of an embedded
+    /// store has less than `bytes` free ([`nubo_sqlite::Disk`]); a
+    /// networked store has its own limits.
+    fn keep_free(&self, _bytes: u64) {}
 }
 
 /// An object being written.

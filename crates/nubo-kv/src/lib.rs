@@ -47,8 +47,9 @@ pub enum KvError {
         quota >> 20
     )]
     OverQuota { app: String, quota: u64 },
-    /// The node's disk has no room for the write; nothing was stored.
-    #[error("the node's disk is full; the write was not stored")]
+    /// The node's disk has no room for the write, or is within the room
+    /// the node keeps free; nothing was changed.
+    #[error("the node's disk is full; nothing was written")]
     DiskFull,
     #[error("key-value backend failed: {0}")]
     Backend(String),
@@ -103,6 +104,10 @@ pub trait KvBackend: Send + Sync + 'static {
     /// How many bytes (keys and values) `app` may store over all its
     /// stores; an app never set has no limit.
     fn set_quota(&self, app: &str, bytes: u64);
+    /// Writes that add data are refused while the disk of an embedded
+    /// store has less than `bytes` free ([`nubo_sqlite::Disk`]); a
+    /// networked store has its own limits.
+    fn keep_free(&self, _bytes: u64) {}
 }
 
 /// What one component may reach: its app's stores that `nubo.toml` grants.

@@ -12,14 +12,16 @@
 //! ([`nubo_sqlite::SharedDb`]).
 
 use crate::{KvBackend, KvError, Namespace, check_key, check_value};
-use nubo_sqlite::{DbError, SharedDb, Synchronous, Usage, now_ms};
+use nubo_sqlite::{DbError, Disk, SharedDb, Synchronous, Usage, now_ms};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct SqliteKv {
     db: SharedDb,
     quotas: nubo_sqlite::Quotas,
+    disk: Arc<Disk>,
 }
 
 fn db_err(e: rusqlite::Error) -> KvError {
@@ -41,13 +43,14 @@ fn within_quota<T>(
     db: &mut Connection,
     app: &str,
     quota: u64,
+    disk: &Disk,
     write: impl FnOnce(&Transaction<'_>) -> Result<T, KvError>,
 ) -> Result<T, KvError> {
     let over = || KvError::OverQuota {
         app: app.to_owned(),
         quota,
     };
-    USAGE.within(db, app, quota, write, over)
+    USAGE.within(db, app, (quota, disk), write, over)
 }
 
 /// Rows that are live now.
@@ -82,6 +85,7 @@ impl SqliteKv {
         Ok(Self {
             db,
             quotas: Default::default(),
+            disk: Arc::new(Disk::new(path)),
         })
     }
 
@@ -149,10 +153,10 @@ impl KvBackend for SqliteKv {
         check_value(value)?;
         let (ns, key, value) = (ns.clone(), key.to_owned(), value.to_vec());
         let expires_at = expiry(ttl);
-        let quota = self.quotas.of(&ns.app);
+        let (quota, disk) = (self.quotas.of(&ns.app), self.disk.clone());
         self.db
             .quick(move |db| {
-                within_quota(db, &ns.app, quota, |tx| {
+                within_quota(db, &ns.app, quota, &disk, |tx| {
                     Self::set_sync(tx, &ns, &key, &value, expires_at)
                 })
             })
@@ -224,10 +228,10 @@ impl KvBackend for SqliteKv {
     async fn increment(&self, ns: &Namespace, key: &str, delta: i64) -> Result<i64, KvError> {
         check_key(key)?;
         let (ns, key) = (ns.clone(), key.to_owned());
-        let quota = self.quotas.of(&ns.app);
+        let (quota, disk) = (self.quotas.of(&ns.app), self.disk.clone());
         self.db
             .quick(move |db| {
-                within_quota(db, &ns.app, quota, |tx| {
+                within_quota(db, &ns.app, quota, &disk, |tx| {
                     let current = Self::get_sync(tx, &ns, &key)?;
                     let next = crate::incremented(&key, current.as_deref(), delta)?;
                     Self::set_sync(tx, &ns, &key, next.to_string().as_bytes(), None)?;
@@ -248,10 +252,10 @@ impl KvBackend for SqliteKv {
         check_value(new)?;
         let (ns, key) = (ns.clone(), key.to_owned());
         let (expected, new) = (expected.map(<[u8]>::to_vec), new.to_vec());
-        let quota = self.quotas.of(&ns.app);
+        let (quota, disk) = (self.quotas.of(&ns.app), self.disk.clone());
         self.db
             .quick(move |db| {
-                within_quota(db, &ns.app, quota, |tx| {
+                within_quota(db, &ns.app, quota, &disk, |tx| {
                     if Self::get_sync(tx, &ns, &key)? != expected {
                         return Ok(false);
                     }
@@ -284,10 +288,10 @@ impl KvBackend for SqliteKv {
             check_value(v)?;
         }
         let (ns, pairs) = (ns.clone(), pairs.to_vec());
-        let quota = self.quotas.of(&ns.app);
+        let (quota, disk) = (self.quotas.of(&ns.app), self.disk.clone());
         self.db
             .slow(move |db| {
-                within_quota(db, &ns.app, quota, |tx| {
+                within_quota(db, &ns.app, quota, &disk, |tx| {
                     pairs
                         .iter()
                         .try_for_each(|(k, v)| Self::set_sync(tx, &ns, k, v, None))
@@ -325,6 +329,10 @@ impl KvBackend for SqliteKv {
 
     fn set_quota(&self, app: &str, bytes: u64) {
         self.quotas.set(app, bytes);
+    }
+
+    fn keep_free(&self, bytes: u64) {
+        self.disk.keep_free(bytes);
     }
 }
 

@@ -31,6 +31,9 @@ pub struct NodeOptions {
     /// Bytes of guest memory shared between apps; `None`: three quarters
     /// of the machine's ([`nubo_wasm::NodeShare`]).
     pub memory_budget: Option<u64>,
+    /// Bytes the embedded stores keep free on the state dir's disk:
+    /// writes that add data are refused below ([`nubo_sqlite::Disk`]).
+    pub disk_reserve: u64,
 }
 
 pub struct Node {
@@ -311,6 +314,9 @@ impl Node {
                 .await
                 .map_err(NodeError::Service)?;
         }
+        kv.keep_free(opts.disk_reserve);
+        blobs.keep_free(opts.disk_reserve);
+        queues.backend.keep_free(opts.disk_reserve);
         let node = Arc::new(Self {
             runtime: Arc::new(runtime),
             gateway: {

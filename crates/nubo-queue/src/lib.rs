@@ -41,8 +41,9 @@ pub enum QueueError {
         "app `{app}` has {quota} messages waiting in its queues, its quota (`queue_messages` in [quotas]); the message was not published"
     )]
     OverQuota { app: String, quota: u64 },
-    /// The node's disk has no room for the write; nothing was stored.
-    #[error("the node's disk is full; the message was not published")]
+    /// The node's disk has no room for the write, or is within the room
+    /// the node keeps free; nothing was changed.
+    #[error("the node's disk is full; nothing was written")]
     DiskFull,
 }
 
@@ -110,6 +111,10 @@ pub trait QueueBackend: Send + Sync + 'static {
     /// letters it keeps (beyond, the oldest are dropped). An app never
     /// set has no limits.
     fn set_quota(&self, app: &str, quota: QueueQuota);
+    /// Writes that add data are refused while the disk of an embedded
+    /// store has less than `bytes` free ([`nubo_sqlite::Disk`]); a
+    /// networked store has its own limits.
+    fn keep_free(&self, _bytes: u64) {}
 }
 
 /// An app's limits on what its queues store.

@@ -32,9 +32,11 @@
 //! the node opens it, so WAL's index stays in memory and no file lock is
 //! taken per transaction).
 
+mod disk;
 mod shared;
 mod usage;
 
+pub use disk::Disk;
 pub use shared::SharedDb;
 pub use usage::{Quotas, Usage};
 

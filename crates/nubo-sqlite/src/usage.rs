@@ -7,7 +7,7 @@
 //! from the rows across restarts, and a write pays no extra page. The
 //! rebuild reads only row headers when the size is `length()` of a value.
 
-use crate::DbError;
+use crate::{DbError, Disk};
 use rusqlite::{Connection, OptionalExtension, Transaction};
 
 /// The totals of one data table.
@@ -72,13 +72,15 @@ impl Usage {
 
     /// Runs `write` in one transaction and commits it unless it took
     /// `app` past `quota`, in which case `over` is the error and nothing
-    /// changed. A write that does not grow the app's total (a smaller
-    /// value, a delete) always commits: freeing room is never refused.
+    /// changed, or it grew the app's total while `disk` is within its
+    /// reserve ([`DbError::DiskFull`]). A write that does not grow the
+    /// total (a smaller value, a delete) always commits: freeing room is
+    /// never refused.
     pub fn within<T, E: From<DbError>>(
         &self,
         db: &mut Connection,
         app: &str,
-        quota: u64,
+        (quota, disk): (u64, &Disk),
         write: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
         over: impl FnOnce() -> E,
     ) -> Result<T, E> {
@@ -86,8 +88,11 @@ impl Usage {
         let before = self.total(&tx, app)?;
         let out = write(&tx)?;
         let after = self.total(&tx, app)?;
-        if after > before && after > quota {
-            return Err(over());
+        if after > before {
+            if after > quota {
+                return Err(over());
+            }
+            disk.room()?;
         }
         tx.commit().map_err(DbError::from)?;
         Ok(out)
@@ -139,11 +144,12 @@ mod tests {
             db
         };
         let mut db = open();
+        let disk = Disk::new(dir.path());
         let put = |db: &mut Connection, k: &str, n: usize| {
             USAGE.within(
                 db,
                 "a",
-                100,
+                (100, &disk),
                 |tx| {
                     tx.execute(
                         "INSERT INTO t VALUES ('a', ?1, ?2) ON CONFLICT (k) DO UPDATE SET v = ?2",

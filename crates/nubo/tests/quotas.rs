@@ -182,3 +182,81 @@ async fn each_quota_holds_on_a_cluster() {
     let node = nats.node(s.path(), "n1");
     each_quota_holds(&node).await;
 }
+
+/// A node whose state dir is a small disk: writes that do not fit fail
+/// with an error that says the disk is full and leave nothing behind;
+/// reads and every other app go on; deleting makes room again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_is_reported_and_the_node_serves_on() {
+    let s = tempfile::tempdir().unwrap();
+    let Some(node) = NodeProc::start_on_small_disk(s.path(), 32) else {
+        eprintln!("SKIPPED: this system forbids user namespaces (`unshare --user`)");
+        return;
+    };
+    node.apply(&app("a", ""));
+    node.apply(&app("b", ""));
+    assert_eq!(call(&node, "/b/probe/kv-fill?kept=4").await.0, 200);
+
+    // Objects of 2 MiB, then smaller ones, until the disk is full, well
+    // within the app's quota.
+    let mut stored = 0;
+    for kib in [2048, 256, 32] {
+        let (status, why) = loop {
+            let (status, why) = put_blob(&node, "a", &format!("o{stored}"), kib).await;
+            if status != 201 {
+                break (status, why);
+            }
+            stored += 1;
+            assert!(stored < 256, "32 MiB held {stored} objects");
+        };
+        assert_eq!(status, 500, "{why}");
+        assert!(
+            why.contains("the node's disk is full; nothing was written"),
+            "{why}"
+        );
+        let failed = format!("/a/files/info/o{stored}");
+        assert_eq!(call(&node, &failed).await.0, 404, "a part was kept");
+    }
+    assert!(stored >= 4, "the disk was full from the start");
+
+    // Key-value writes get the same answer once they reach the reserve,
+    // for every app.
+    let mut n = 0;
+    let (status, why) = loop {
+        let (status, why) = call(&node, &format!("/a/probe/kv-fill?v{n}=512")).await;
+        if status != 200 {
+            break (status, why);
+        }
+        n += 1;
+        assert!(n < 64, "32 MiB held {n} more values of 512 KiB");
+    };
+    assert_eq!(status, 500, "{why}");
+    assert!(
+        why.contains("the node's disk is full; nothing was written"),
+        "{why}"
+    );
+    let (status, why) = call(&node, "/b/probe/kv-fill?big=512").await;
+    assert_eq!(status, 500, "{why}");
+    assert!(why.contains("the node's disk is full"), "{why}");
+    node.wait_log("the disk is within the space the node keeps free");
+
+    // Reads go on.
+    assert_eq!(
+        call(&node, "/b/probe/kv-get?kept").await,
+        (200, "x".repeat(4096))
+    );
+    let r = get(&node.url("/a/files/get/o0")).await;
+    assert_eq!((r.status, r.body.len()), (200, 2 << 20));
+    let v = node.json("/v1/apps").await;
+    assert!(v.to_string().contains("\"a\""), "{v}");
+
+    // Deleting makes room for both kinds of writes.
+    for n in 0..2 {
+        let r = call(&node, &format!("/a/files/del/o{n}")).await;
+        assert_eq!(r.0, 200, "{}", r.1);
+    }
+    assert_eq!(put_blob(&node, "a", "again", 1024).await.0, 201);
+    assert_eq!(call(&node, "/b/probe/kv-fill?big=512").await.0, 200);
+    let log = node.stderr.lock().unwrap().clone();
+    assert!(!log.contains("panicked"), "{log}");
+}

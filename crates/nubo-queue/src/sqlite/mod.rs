@@ -22,7 +22,7 @@ mod tests;
 
 use crate::{Message, QueueBackend, QueueError, QueueName, QueueQuota, Quotas, Stats};
 use lanes::Lanes;
-use nubo_sqlite::{DbError, GroupDb, Pace, Usage, now_ms};
+use nubo_sqlite::{DbError, Disk, GroupDb, Pace, Usage, now_ms};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -36,6 +36,7 @@ pub struct SqliteQueue {
     next_id: Arc<Mutex<Option<i64>>>,
     lanes: Arc<Mutex<Lanes>>,
     quotas: Arc<Quotas>,
+    disk: Disk,
 }
 
 fn db_err(e: rusqlite::Error) -> QueueError {
@@ -153,6 +154,7 @@ impl SqliteQueue {
             next_id: Arc::new(Mutex::new(None)),
             lanes,
             quotas: Arc::default(),
+            disk: Disk::new(path),
         })
     }
 
@@ -178,6 +180,7 @@ impl SqliteQueue {
 impl QueueBackend for SqliteQueue {
     async fn publish(&self, q: &QueueName, body: &[u8]) -> Result<u64, QueueError> {
         crate::check_body(body)?;
+        self.disk.room()?;
         let now = now_ms();
         let (q, body) = (q.clone(), body.to_vec());
         let (next_id, lanes) = (self.next_id.clone(), self.lanes.clone());
@@ -367,6 +370,10 @@ impl QueueBackend for SqliteQueue {
 
     fn set_quota(&self, app: &str, quota: QueueQuota) {
         self.quotas.set(app, quota);
+    }
+
+    fn keep_free(&self, bytes: u64) {
+        self.disk.keep_free(bytes);
     }
 }
 

@@ -145,6 +145,16 @@ pub struct ConnArgs {
     /// fairly between apps; default: three quarters of the machine's.
     #[arg(long, env = "NUBO_MEMORY_BUDGET_MB", value_name = "MB", value_parser = clap::value_parser!(u64).range(16..))]
     pub memory_budget_mb: Option<u64>,
+    /// Megabytes kept free on the disk of the state dir: below, writes
+    /// that add data (key-value, blobs, queue messages) fail with "the
+    /// node's disk is full" and deletes go on; 0 keeps nothing free.
+    #[arg(
+        long,
+        env = "NUBO_DISK_RESERVE_MB",
+        default_value_t = 256,
+        value_name = "MB"
+    )]
+    pub disk_reserve_mb: u64,
 }
 
 impl ConnArgs {
@@ -279,6 +289,7 @@ pub async fn open(
         cluster,
         token,
         memory_budget: conn.memory_budget_mb.map(|mb| mb << 20),
+        disk_reserve: conn.disk_reserve_mb.saturating_mul(1 << 20),
     })
     .await
     .map_err(|e| CliError::new(e.to_string()))

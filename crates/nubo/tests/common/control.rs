@@ -3,7 +3,7 @@
 use super::{AppDir, Reply, nubo, request};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,13 +25,48 @@ impl NodeProc {
 
     /// [`NodeProc::start`] with environment variables set for the node.
     pub fn start_with(state: &Path, extra: &[&str], env: &[(&str, &str)]) -> NodeProc {
-        let mut child = nubo()
+        let mut cmd = nubo();
+        cmd.envs(env.iter().copied());
+        Self::spawn(cmd, state, extra)
+    }
+
+    /// A node whose state dir is a tmpfs of `mib` MiB mounted in a mount
+    /// namespace of the node's own (`unshare` as an unprivileged user), so
+    /// that its disk fills up; it keeps 8 MiB free. Only the node sees the mount: the CLI is
+    /// given the node's token. `None` where the system forbids user
+    /// namespaces.
+    pub fn start_on_small_disk(state: &Path, mib: u32) -> Option<NodeProc> {
+        let probe = Command::new("unshare")
+            .args(["--user", "--map-root-user", "--mount", "true"])
+            .status();
+        if !probe.is_ok_and(|s| s.success()) {
+            return None;
+        }
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+            .arg(format!(
+                "mount -t tmpfs -o size={mib}m tmpfs \"$0\" && exec \"$@\""
+            ))
+            .arg(state)
+            .arg(nubo().get_program());
+        for (k, v) in nubo().get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        let extra = ["--token", "small-disk-token", "--disk-reserve-mb", "8"];
+        Some(Self::spawn(cmd, state, &extra))
+    }
+
+    /// Starts `cmd node --state STATE …`, with `cmd` the `nubo` binary or
+    /// a wrapper that ends by running it.
+    fn spawn(mut cmd: Command, state: &Path, extra: &[&str]) -> NodeProc {
+        let mut child = cmd
             .arg("node")
             .arg("--state")
             .arg(state)
             .args(["--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"])
             .args(extra)
-            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
