@@ -296,6 +296,7 @@ impl Node {
                 None,
             ),
         };
+        task_store.keep_free(opts.disk_reserve);
         let tasks = crate::tasks::TaskRunner::new(
             task_store,
             task_cluster,

@@ -74,6 +74,9 @@ pub trait TaskStore: Send + Sync + 'static {
     /// Deletes the app's trees of tasks whose every task finished before
     /// `before_ms` ([`expired`]); how many tasks.
     async fn expire(&self, app: &str, before_ms: i64) -> Result<u64, StoreError>;
+    /// Spawns are refused while the disk of an embedded store has less
+    /// than `bytes` free ([`nubo_sqlite::Disk`]).
+    fn keep_free(&self, _bytes: u64) {}
 }
 
 /// Of `tasks` (id, state, when finished), the ids of every tree — a root
@@ -179,6 +182,10 @@ impl TaskStore for crate::SqliteTasks {
     }
     async fn expire(&self, app: &str, before_ms: i64) -> Result<u64, StoreError> {
         crate::SqliteTasks::expire(self, app, before_ms).await
+    }
+
+    fn keep_free(&self, bytes: u64) {
+        crate::SqliteTasks::keep_free(self, bytes);
     }
 
     async fn recover(&self) -> Result<Vec<Task>, StoreError> {

@@ -195,6 +195,13 @@ async fn a_full_disk_is_reported_and_the_node_serves_on() {
     };
     node.apply(&app("a", ""));
     node.apply(&app("b", ""));
+    let jobs = AppDir::new(&format!(
+        "[app]\nname = \"jobs\"\nbase = \"/jobs\"\n\
+         [component.tasker]\nsource = \"{}\"\ntasks = [\"tasker\"]\n\
+         [[http]]\nroute = \"/t/...\"\ncomponent = \"tasker\"\n",
+        wasm("tasker").display()
+    ));
+    node.apply(&jobs);
     assert_eq!(call(&node, "/b/probe/kv-fill?kept=4").await.0, 200);
 
     // Objects of 2 MiB, then smaller ones, until the disk is full, well
@@ -239,6 +246,9 @@ async fn a_full_disk_is_reported_and_the_node_serves_on() {
     assert_eq!(status, 500, "{why}");
     assert!(why.contains("the node's disk is full"), "{why}");
     node.wait_log("the disk is within the space the node keeps free");
+    let (status, why) = call(&node, "/jobs/t/wc?3").await;
+    assert_eq!(status, 500, "{why}");
+    assert!(why.contains("the disk is full"), "{why}");
 
     // Reads go on.
     assert_eq!(
@@ -257,6 +267,7 @@ async fn a_full_disk_is_reported_and_the_node_serves_on() {
     }
     assert_eq!(put_blob(&node, "a", "again", 1024).await.0, 201);
     assert_eq!(call(&node, "/b/probe/kv-fill?big=512").await.0, 200);
+    assert_eq!(call(&node, "/jobs/t/wc?3").await.0, 200);
     let log = node.stderr.lock().unwrap().clone();
     assert!(!log.contains("panicked"), "{log}");
 }

@@ -198,8 +198,8 @@ pub struct Writer {
 impl Writer {
     /// Stores what was written; the object is visible once this returns.
     pub fn finish(mut self) -> Result<(), Error> {
-        if let Some(mut body) = self.body.take() {
-            Write::flush(&mut body)?;
+        if let Some(body) = self.body.take() {
+            flush(&body)?;
         }
         match self.value.take() {
             Some(v) => Ok(types::OutgoingValue::finish(v)?),
@@ -217,11 +217,21 @@ impl Write for Writer {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        match self.body.as_mut() {
-            Some(b) => Write::flush(b),
+        match self.body.as_ref() {
+            Some(b) => flush(b),
             None => Ok(()),
         }
     }
+}
+
+/// Waits until `body` wrote everything; an error carries the host's
+/// message (`wasip2`'s own `flush` keeps only the error's handle).
+fn flush(body: &wasip2::io::streams::OutputStream) -> std::io::Result<()> {
+    use wasip2::io::streams::StreamError;
+    body.blocking_flush().map_err(|e| match e {
+        StreamError::LastOperationFailed(e) => std::io::Error::other(e.to_debug_string()),
+        StreamError::Closed => std::io::ErrorKind::BrokenPipe.into(),
+    })
 }
 
 /// Reads an object as a stream; see [`Container::reader`].

@@ -4,7 +4,7 @@
 
 use crate::store::Start;
 use crate::{NewTask, State, Task, TaskError};
-use nubo_sqlite::{DbError, GroupDb, Pace, now_ms};
+use nubo_sqlite::{DbError, Disk, GroupDb, Pace, now_ms};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -64,6 +64,7 @@ pub struct SqliteTasks {
     /// Tasks marked running by [`SqliteTasks::started`] whose write has not
     /// run yet: one queued write takes them all.
     starting: Arc<Mutex<Vec<String>>>,
+    disk: Disk,
 }
 
 fn task(r: &rusqlite::Row<'_>) -> rusqlite::Result<Task> {
@@ -199,6 +200,7 @@ impl SqliteTasks {
         Ok(Self {
             db: GroupDb::open(path, "tasks-db", SETUP, Pace::Eager)?,
             starting: Arc::default(),
+            disk: Disk::new(path),
         })
     }
 
@@ -213,6 +215,7 @@ impl SqliteTasks {
         tasks: Vec<NewTask>,
         max_queued: u32,
     ) -> Result<Vec<Result<bool, TaskError>>, StoreError> {
+        self.disk.room()?;
         self.db
             .call(move |db| spawn_batch(db, tasks, max_queued))
             .await
@@ -377,6 +380,11 @@ impl SqliteTasks {
                 Ok(gone.len() as u64)
             })
             .await
+    }
+
+    /// Spawns are refused while the disk has less than `bytes` free.
+    pub fn keep_free(&self, bytes: u64) {
+        self.disk.keep_free(bytes);
     }
 
     /// Deletes every task of `app`; the ids of the unfinished ones.
