@@ -2,7 +2,9 @@
 # Two builds of the node side by side in one run: what a change costs.
 #   HTTP: wrk at 64 and 1 connections against tests/components/hello;
 #   tasks: spawn+await round trips and a burst of trivial tasks (tasker,
-#   timed inside the guest, as bench/tasks.sh does).
+#   timed inside the guest, as bench/tasks.sh does);
+#   key-value: four callers each setting 5,000 new 100-byte keys through
+#   tests/components/kvbench (embedded SQLite store).
 # The builds alternate round by round, so drift on the machine hits both;
 # the table gives each round and the median ratio AFTER / BEFORE.
 # Besides rates, it reports the node's own CPU time (user + system, from
@@ -18,9 +20,10 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 BEFORE="$1"; AFTER="$2"; ROUNDS="${3:-3}"; DURATION="${4:-5}"
 need wrk "apt-get install wrk"
-(cd tests/components && cargo build --release -q --target wasm32-wasip2 -p hello -p tasker)
+(cd tests/components && cargo build --release -q --target wasm32-wasip2 -p hello -p tasker -p kvbench)
 HELLO="$PWD/tests/components/target/wasm32-wasip2/release/hello.wasm"
 TASKER="$PWD/tests/components/target/wasm32-wasip2/release/tasker.wasm"
+KVBENCH="$PWD/tests/components/target/wasm32-wasip2/release/kvbench.wasm"
 mkdir -p "$WORK/hello"
 cat > "$WORK/hello/nubo.toml" <<TOML
 [app]
@@ -33,6 +36,17 @@ route = "/..."
 component = "hello"
 TOML
 tasker_app "$WORK/tasker" "$TASKER"
+mkdir -p "$WORK/kv"
+cat > "$WORK/kv/nubo.toml" <<TOML
+[app]
+name = "kvbench"
+[component.kvbench]
+source = "$KVBENCH"
+key_value_stores = ["default"]
+[[http]]
+route = "/..."
+component = "kvbench"
+TOML
 
 ADDR=127.0.0.1:3500; CONTROL=127.0.0.1:3501
 # serve BIN DIR: a node of BIN serving app DIR, fresh state each time.
@@ -67,7 +81,17 @@ for round in $(seq 1 "$ROUNDS"); do
     for _ in 1 2 3 4; do curl -sf "http://$ADDR/burst?5000" >/dev/null; done
     task_us=$(python3 -c "print(($(cpu) - $before_cpu) * 1e6 / 20000)")
     stop_all
-    echo "$round $which $c64 $c1 $rtt $burst $req_us $task_us" >> "$WORK/results"
+    serve "$bin" "$WORK/kv" "?op=get&n=1"
+    curl -sf "http://$ADDR/?op=set&n=2000&prefix=warm" >/dev/null
+    before_cpu=$(cpu)
+    started=$(date +%s.%N)
+    callers=()
+    for c in 1 2 3 4; do curl -sf "http://$ADDR/?op=set&n=5000&prefix=c$c-" >/dev/null & callers+=("$!"); done
+    wait "${callers[@]}"
+    sets=$(python3 -c "print(20000 / ($(date +%s.%N) - $started))")
+    set_us=$(python3 -c "print(($(cpu) - $before_cpu) * 1e6 / 20000)")
+    stop_all
+    echo "$round $which $c64 $c1 $rtt $burst $req_us $task_us $sets $set_us" >> "$WORK/results"
   done
 done
 
@@ -78,8 +102,8 @@ by = {}
 for r, which, *v in rows:
     by.setdefault(r, {})[which] = [float(x) for x in v]
 names = ["HTTP req/s, 64 conns", "HTTP req/s, 1 conn", "task round trip, mean µs", "trivial tasks/s",
-         "node CPU per request, µs", "node CPU per trivial task, µs"]
-higher_better = [True, True, False, True, False, False]
+         "node CPU per request, µs", "node CPU per trivial task, µs",
+         "key-value sets/s, 4 callers", "node CPU per key-value set, µs"]
 print("| measure | before | after | after / before (median) |")
 print("| --- | --- | --- | --- |")
 for i, name in enumerate(names):

@@ -23,7 +23,7 @@ use crate::{
     check_name,
 };
 use bytes::Bytes;
-use nubo_sqlite::{DbError, Disk, Quotas, SharedDb, Synchronous, Usage};
+use nubo_sqlite::{DbError, Limits, SharedDb, Synchronous, Usage};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -43,8 +43,7 @@ struct Inner {
     db: SharedDb,
     dir: PathBuf,
     seq: AtomicU64,
-    quotas: Quotas,
-    disk: Disk,
+    limits: Arc<Limits>,
 }
 
 /// Each app's object bytes, for its quota. A copy counts again, though
@@ -60,7 +59,7 @@ impl Inner {
     fn over(&self, app: &str) -> BlobError {
         BlobError::OverQuota {
             app: app.to_owned(),
-            quota: self.quotas.of(app),
+            quota: self.limits.quotas.of(app),
         }
     }
 }
@@ -130,13 +129,15 @@ impl FileBlobs {
                  content_type TEXT NOT NULL,
                  PRIMARY KEY (app, container, name)
              ) WITHOUT ROWID;";
-        let schema = format!("{schema}\n{}", USAGE.schema());
+        let schema = format!("{schema}\n{}", USAGE.checked_schema());
+        let db = SharedDb::open(db, "blobs", &schema, Synchronous::Full)?;
+        let limits = Limits::new(dir);
+        db.blocking(|c| USAGE.install(c, limits.clone()))?;
         let inner = Inner {
-            db: SharedDb::open(db, "blobs", &schema, Synchronous::Full)?,
+            db,
             dir: dir.to_path_buf(),
             seq: AtomicU64::new(0),
-            quotas: Quotas::default(),
-            disk: Disk::new(dir),
+            limits,
         };
         let removed = inner.sweep()?;
         if removed > 0 {
@@ -232,8 +233,8 @@ impl Inner {
     }
 
     /// Points `name` at `file` in one transaction, unless that takes the
-    /// app past its quota; returns the file it pointed at before, which
-    /// the caller unlinks.
+    /// app past its quota or the disk is within its reserve; returns the
+    /// file it pointed at before, which the caller unlinks.
     fn put_row(
         &self,
         db: &mut Connection,
@@ -241,9 +242,12 @@ impl Inner {
         meta: &ObjectMeta,
         file: &str,
     ) -> Result<Option<String>, BlobError> {
-        let quota = self.quotas.of(&c.app);
-        let name = |tx: &rusqlite::Transaction<'_>| Self::name(tx, c, meta, file);
-        USAGE.within(db, &c.app, (quota, &self.disk), name, || self.over(&c.app))
+        let tx = db.transaction().map_err(db_err)?;
+        let old = self
+            .limits
+            .within(|| Self::name(&tx, c, meta, file), || self.over(&c.app))?;
+        tx.commit().map_err(db_err)?;
+        Ok(old)
     }
 
     /// Points `name` at `file`; the file it pointed at before.
@@ -295,11 +299,11 @@ impl BlobBackend for FileBlobs {
     }
 
     fn set_quota(&self, app: &str, bytes: u64) {
-        self.inner.quotas.set(app, bytes);
+        self.inner.limits.quotas.set(app, bytes);
     }
 
     fn keep_free(&self, bytes: u64) {
-        self.inner.disk.keep_free(bytes);
+        self.inner.limits.disk.keep_free(bytes);
     }
 
     async fn containers(&self, app: &str) -> Result<Vec<ContainerStats>, BlobError> {
@@ -506,14 +510,11 @@ impl BlobBackend for FileBlobs {
         let to = (to.0.clone(), to.1.to_owned());
         let replaced = self
             .with(move |inner, db| {
-                let quota = inner.quotas.of(&to.0.app);
                 let mut linked = None;
-                let out = USAGE.within(
-                    db,
-                    &to.0.app,
-                    (quota, &inner.disk),
-                    |tx| {
-                        let Some((mut meta, file)) = Inner::lookup(tx, &from.0, &from.1)? else {
+                let tx = db.transaction().map_err(db_err)?;
+                let out = inner.limits.within(
+                    || {
+                        let Some((mut meta, file)) = Inner::lookup(&tx, &from.0, &from.1)? else {
                             return Err(BlobError::NotFound(from.1.to_string()));
                         };
                         // A move keeps the file; a copy links a second name
@@ -534,10 +535,11 @@ impl BlobBackend for FileBlobs {
                         };
                         meta.name = to.1.clone();
                         meta.created_ms = now_ms();
-                        Inner::name(tx, &to.0, &meta, &target)
+                        Inner::name(&tx, &to.0, &meta, &target)
                     },
                     || inner.over(&to.0.app),
                 );
+                let out = out.and_then(|old| tx.commit().map(|()| old).map_err(db_err));
                 if let (Err(_), Some(f)) = (&out, linked) {
                     inner.unlink(&f);
                 }
@@ -577,10 +579,10 @@ impl BlobWriter for FileWriter {
                 "the object was already committed".into(),
             ));
         };
-        if self.written + data.len() as u64 > self.inner.quotas.of(&self.app) {
+        if self.written + data.len() as u64 > self.inner.limits.quotas.of(&self.app) {
             return Err(self.inner.over(&self.app));
         }
-        self.inner.disk.room()?;
+        self.inner.limits.disk.room()?;
         file.write_all(&data)
             .await
             .map_err(|e| io_err("writing a blob file", e))?;

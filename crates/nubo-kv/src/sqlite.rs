@@ -12,16 +12,15 @@
 //! ([`nubo_sqlite::SharedDb`]).
 
 use crate::{KvBackend, KvError, Namespace, check_key, check_value};
-use nubo_sqlite::{DbError, Disk, SharedDb, Synchronous, Usage, now_ms};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use nubo_sqlite::{DbError, Limits, SharedDb, Synchronous, Usage, now_ms};
+use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub struct SqliteKv {
     db: SharedDb,
-    quotas: nubo_sqlite::Quotas,
-    disk: Arc<Disk>,
+    limits: Arc<Limits>,
 }
 
 fn db_err(e: rusqlite::Error) -> KvError {
@@ -37,20 +36,18 @@ impl From<DbError> for KvError {
     }
 }
 
-/// Runs `write` in one transaction and commits it unless it took `app`
-/// past `quota` ([`nubo_sqlite::Usage::within`]).
+/// Runs `write` unless it takes `app` past its quota or the disk is
+/// within its reserve ([`nubo_sqlite::Limits::within`]).
 fn within_quota<T>(
-    db: &mut Connection,
+    limits: &Limits,
     app: &str,
-    quota: u64,
-    disk: &Disk,
-    write: impl FnOnce(&Transaction<'_>) -> Result<T, KvError>,
+    write: impl FnOnce() -> Result<T, KvError>,
 ) -> Result<T, KvError> {
     let over = || KvError::OverQuota {
         app: app.to_owned(),
-        quota,
+        quota: limits.quotas.of(app),
     };
-    USAGE.within(db, app, (quota, disk), write, over)
+    limits.within(write, over)
 }
 
 /// Rows that are live now.
@@ -79,14 +76,12 @@ impl SqliteKv {
         let db = SharedDb::open(
             path,
             "kv",
-            &format!("{SCHEMA}\n{}", USAGE.schema()),
+            &format!("{SCHEMA}\n{}", USAGE.checked_schema()),
             Synchronous::Normal,
         )?;
-        Ok(Self {
-            db,
-            quotas: Default::default(),
-            disk: Arc::new(Disk::new(path)),
-        })
+        let limits = Limits::new(path);
+        db.blocking(|c| USAGE.install(c, limits.clone()))?;
+        Ok(Self { db, limits })
     }
 
     /// Deletes expired keys; returns how many.
@@ -153,11 +148,11 @@ impl KvBackend for SqliteKv {
         check_value(value)?;
         let (ns, key, value) = (ns.clone(), key.to_owned(), value.to_vec());
         let expires_at = expiry(ttl);
-        let (quota, disk) = (self.quotas.of(&ns.app), self.disk.clone());
+        let limits = self.limits.clone();
         self.db
             .quick(move |db| {
-                within_quota(db, &ns.app, quota, &disk, |tx| {
-                    Self::set_sync(tx, &ns, &key, &value, expires_at)
+                within_quota(&limits, &ns.app, || {
+                    Self::set_sync(db, &ns, &key, &value, expires_at)
                 })
             })
             .await
@@ -228,15 +223,16 @@ impl KvBackend for SqliteKv {
     async fn increment(&self, ns: &Namespace, key: &str, delta: i64) -> Result<i64, KvError> {
         check_key(key)?;
         let (ns, key) = (ns.clone(), key.to_owned());
-        let (quota, disk) = (self.quotas.of(&ns.app), self.disk.clone());
+        let limits = self.limits.clone();
+        // One write after one read, both under the connection's lock.
         self.db
             .quick(move |db| {
-                within_quota(db, &ns.app, quota, &disk, |tx| {
-                    let current = Self::get_sync(tx, &ns, &key)?;
-                    let next = crate::incremented(&key, current.as_deref(), delta)?;
-                    Self::set_sync(tx, &ns, &key, next.to_string().as_bytes(), None)?;
-                    Ok(next)
-                })
+                let current = Self::get_sync(db, &ns, &key)?;
+                let next = crate::incremented(&key, current.as_deref(), delta)?;
+                within_quota(&limits, &ns.app, || {
+                    Self::set_sync(db, &ns, &key, next.to_string().as_bytes(), None)
+                })?;
+                Ok(next)
             })
             .await
     }
@@ -252,16 +248,17 @@ impl KvBackend for SqliteKv {
         check_value(new)?;
         let (ns, key) = (ns.clone(), key.to_owned());
         let (expected, new) = (expected.map(<[u8]>::to_vec), new.to_vec());
-        let (quota, disk) = (self.quotas.of(&ns.app), self.disk.clone());
+        let limits = self.limits.clone();
+        // One write after one read, both under the connection's lock.
         self.db
             .quick(move |db| {
-                within_quota(db, &ns.app, quota, &disk, |tx| {
-                    if Self::get_sync(tx, &ns, &key)? != expected {
-                        return Ok(false);
-                    }
-                    Self::set_sync(tx, &ns, &key, &new, None)?;
-                    Ok(true)
-                })
+                if Self::get_sync(db, &ns, &key)? != expected {
+                    return Ok(false);
+                }
+                within_quota(&limits, &ns.app, || {
+                    Self::set_sync(db, &ns, &key, &new, None)
+                })?;
+                Ok(true)
             })
             .await
     }
@@ -288,14 +285,16 @@ impl KvBackend for SqliteKv {
             check_value(v)?;
         }
         let (ns, pairs) = (ns.clone(), pairs.to_vec());
-        let (quota, disk) = (self.quotas.of(&ns.app), self.disk.clone());
+        let limits = self.limits.clone();
         self.db
             .slow(move |db| {
-                within_quota(db, &ns.app, quota, &disk, |tx| {
+                let tx = db.transaction().map_err(db_err)?;
+                within_quota(&limits, &ns.app, || {
                     pairs
                         .iter()
-                        .try_for_each(|(k, v)| Self::set_sync(tx, &ns, k, v, None))
-                })
+                        .try_for_each(|(k, v)| Self::set_sync(&tx, &ns, k, v, None))
+                })?;
+                tx.commit().map_err(db_err)
             })
             .await
     }
@@ -328,11 +327,11 @@ impl KvBackend for SqliteKv {
     }
 
     fn set_quota(&self, app: &str, bytes: u64) {
-        self.quotas.set(app, bytes);
+        self.limits.quotas.set(app, bytes);
     }
 
     fn keep_free(&self, bytes: u64) {
-        self.disk.keep_free(bytes);
+        self.limits.disk.keep_free(bytes);
     }
 }
 

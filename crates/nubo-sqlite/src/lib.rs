@@ -38,7 +38,7 @@ mod usage;
 
 pub use disk::Disk;
 pub use shared::SharedDb;
-pub use usage::{Quotas, Usage};
+pub use usage::{Limits, Quotas, Usage};
 
 use rusqlite::Connection;
 use std::path::Path;
