@@ -22,7 +22,7 @@ pub use listener::{
     serve_connections,
 };
 pub use mounts::{Mount, Mounts};
-pub use router::{Publish, Router, Target};
+pub use router::{Publish, PublishError, Router, Target};
 pub use server::{Gateway, serve};
 pub use sockets::Feed;
 pub use static_files::StaticDir;

@@ -16,7 +16,18 @@ pub trait Publish: Send + Sync {
     fn publish(
         &self,
         body: bytes::Bytes,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send + '_>>;
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, PublishError>> + Send + '_>>;
+}
+
+/// Why a publish from a route failed; the client gets `507` for the
+/// first, `500` for the second.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The app is at its queue quota, or the node's disk is full.
+    #[error("{0}")]
+    Full(String),
+    #[error("{0}")]
+    Failed(String),
 }
 
 #[derive(Clone)]

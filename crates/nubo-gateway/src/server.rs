@@ -260,6 +260,13 @@ async fn publish(q: &dyn crate::router::Publish, req: TimedRequest) -> Response<
             );
             r
         }
+        Err(crate::router::PublishError::Full(e)) => {
+            tracing::warn!(queue = q.queue(), "publish from a route refused: {e}");
+            text(
+                StatusCode::INSUFFICIENT_STORAGE,
+                format!("cannot publish: {e}\n"),
+            )
+        }
         Err(e) => {
             tracing::error!(queue = q.queue(), "publish from a route failed: {e}");
             text(

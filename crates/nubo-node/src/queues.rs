@@ -12,8 +12,9 @@
 //! (the node died) becomes due again when its visibility timeout ends, so
 //! every stored message is delivered at least once.
 
+use nubo_gateway::PublishError;
 use nubo_manifest::QueueSpec;
-use nubo_queue::{Message, QueueBackend, QueueName, backoff_ms};
+use nubo_queue::{Message, QueueBackend, QueueError, QueueName, backoff_ms};
 use nubo_wasm::HttpComponent;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -124,14 +125,20 @@ impl nubo_gateway::Publish for RoutePublisher {
     fn publish(
         &self,
         body: bytes::Bytes,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send + '_>> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, PublishError>> + Send + '_>>
+    {
         Box::pin(async move {
             let id = self
                 .dispatcher
                 .backend
                 .publish(&self.q, &body)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| match e {
+                    QueueError::OverQuota { .. } | QueueError::DiskFull => {
+                        PublishError::Full(e.to_string())
+                    }
+                    e => PublishError::Failed(e.to_string()),
+                })?;
             self.dispatcher.notify(&self.q);
             Ok(id)
         })

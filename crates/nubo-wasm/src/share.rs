@@ -20,7 +20,6 @@
 //! the guest sees an allocation failure (and usually traps) while the node
 //! and the other apps go on.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,34 +34,58 @@ pub struct FairPool {
     state: Mutex<State>,
 }
 
+/// The apps that hold some or want some, in a list: the rule looks at
+/// every one of them anyway, a node runs few apps at once, and a list
+/// found by pointer needs no hashing on a path every request takes.
 #[derive(Default)]
 struct State {
     used: u64,
-    /// What each app holds; an app leaves the map when it holds nothing.
-    held: HashMap<Arc<str>, u64>,
-    /// Apps that hold nothing and were refused, and when.
-    wanting: HashMap<Arc<str>, Instant>,
+    apps: Vec<Entry>,
+    /// How many entries hold nothing and only want.
+    wanting: usize,
+}
+
+struct Entry {
+    app: Arc<str>,
+    held: u64,
+    /// When it was last refused while holding nothing.
+    refused: Option<Instant>,
 }
 
 impl State {
-    fn allows(&self, total: u64, app: &Arc<str>, amount: u64) -> bool {
-        let mine = self.held.get(app).copied().unwrap_or(0);
+    fn find(&self, app: &Arc<str>) -> Option<usize> {
+        self.apps
+            .iter()
+            .position(|e| Arc::ptr_eq(&e.app, app) || e.app == *app)
+    }
+
+    /// Drops the apps that stopped wanting: refused too long ago.
+    fn expire(&mut self) {
+        if self.wanting == 0 {
+            return;
+        }
+        let before = self.apps.len();
+        self.apps
+            .retain(|e| e.held > 0 || e.refused.is_some_and(|at| at.elapsed() < WANTING_FOR));
+        self.wanting -= before - self.apps.len();
+    }
+
+    fn allows(&self, total: u64, mine: Option<usize>, amount: u64) -> bool {
         let after = self.used.saturating_add(amount);
         if after > total {
             return false;
         }
-        // What every other app that holds some or wants some holds.
-        let others = || {
-            let held = self.held.iter().filter(|(a, _)| *a != app).map(|(_, h)| *h);
-            let wanting = self.wanting.keys().filter(|a| *a != app).map(|_| 0);
-            held.chain(wanting)
-        };
-        let share = total / (others().count() as u64 + 1);
-        if mine.saturating_add(amount) <= share {
+        let held = mine.map_or(0, |i| self.apps[i].held);
+        let others = self.apps.len() - usize::from(mine.is_some());
+        let share = total / (others as u64 + 1);
+        if held.saturating_add(amount) <= share {
             return true;
         }
         // Borrowing: leave free what the others still lack of their share.
-        let owed: u64 = others().map(|h| share.saturating_sub(h)).sum();
+        let owed: u64 = (self.apps.iter().enumerate())
+            .filter(|(i, _)| Some(*i) != mine)
+            .map(|(_, e)| share.saturating_sub(e.held))
+            .sum();
         total - after >= owed
     }
 }
@@ -83,18 +106,41 @@ impl FairPool {
     /// Takes `amount` for `app` if the rule in the module docs allows it.
     pub fn try_take(&self, app: &Arc<str>, amount: u64) -> bool {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.wanting.retain(|_, at| at.elapsed() < WANTING_FOR);
-        let allowed = s.allows(self.total, app, amount);
-        if !allowed {
-            if !s.held.contains_key(app) {
-                s.wanting.insert(app.clone(), Instant::now());
+        s.expire();
+        let mine = s.find(app);
+        let allowed = s.allows(self.total, mine, amount);
+        match (mine, allowed) {
+            (Some(i), true) => {
+                let e = &mut s.apps[i];
+                if e.held == 0 {
+                    e.refused = None;
+                    s.wanting -= 1;
+                }
+                s.apps[i].held += amount;
             }
-            return false;
+            (None, true) => s.apps.push(Entry {
+                app: app.clone(),
+                held: amount,
+                refused: None,
+            }),
+            (Some(i), false) => {
+                if s.apps[i].held == 0 {
+                    s.apps[i].refused = Some(Instant::now());
+                }
+            }
+            (None, false) => {
+                s.apps.push(Entry {
+                    app: app.clone(),
+                    held: 0,
+                    refused: Some(Instant::now()),
+                });
+                s.wanting += 1;
+            }
         }
-        s.wanting.remove(app);
-        s.used += amount;
-        *s.held.entry(app.clone()).or_insert(0) += amount;
-        true
+        if allowed {
+            s.used += amount;
+        }
+        allowed
     }
 
     /// Gives back `amount` that `app` took.
@@ -104,10 +150,11 @@ impl FairPool {
         }
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         s.used = s.used.saturating_sub(amount);
-        if let Some(h) = s.held.get_mut(app) {
-            *h = h.saturating_sub(amount);
-            if *h == 0 {
-                s.held.remove(app);
+        if let Some(i) = s.find(app) {
+            let e = &mut s.apps[i];
+            e.held = e.held.saturating_sub(amount);
+            if e.held == 0 {
+                s.apps.swap_remove(i);
             }
         }
     }
@@ -115,7 +162,7 @@ impl FairPool {
     /// What `app` holds now.
     pub fn held(&self, app: &str) -> u64 {
         let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.held.get(app).copied().unwrap_or(0)
+        s.apps.iter().find(|e| &*e.app == app).map_or(0, |e| e.held)
     }
 
     pub(crate) fn what(&self) -> &'static str {

@@ -38,6 +38,10 @@ component = "probe"
 route = "/files/..."
 component = "blobs"
 
+[[http]]
+route = "/enqueue"
+queue = "jobs"
+
 # Fails every delivery and retries after an hour: messages stay waiting.
 [queue.jobs]
 consumer = "probe"
@@ -159,6 +163,13 @@ async fn each_quota_holds(node: &NodeProc) {
     assert!(
         why.contains("its quota (`queue_messages` in [quotas]); the message was not published"),
         "{why}"
+    );
+    let r = request("POST", &node.url("/a/enqueue"), &[], b"from a route").await;
+    assert_eq!(r.status, 507, "{}", r.text());
+    assert!(
+        r.text().contains("`queue_messages` in [quotas]"),
+        "{}",
+        r.text()
     );
     assert_eq!(call(node, "/b/probe/q-pub?jobs=fine").await.0, 200);
 
