@@ -78,6 +78,7 @@ print(f"| spawn+await round trip, p99 | {rtt['p99_us']:,.0f} µs | {ray['latency
 print(f"| {b1['tasks']:,} trivial tasks, best of 3 (tasks/s) | {best:,.0f} ({runs}) | {ray['throughput_best']:,.0f} ({rruns}) | {best / ray['throughput_best']:.1f}× |")
 print(f"| CPU fan-out, {cpu['chunks']} chunks: sequential → parallel | {cpu['seq_s']:.2f} s → {cpu['par_s']:.2f} s | {ray['cpu_seq_s']:.2f} s → {ray['cpu_par_s']:.2f} s | |")
 print(f"| CPU fan-out speedup on 2 cores | {cpu['speedup']:.2f}× | {ray['cpu_speedup']:.2f}× | |")
+print(f"| one chunk's work inside a task vs inline (the same compiled function) | {cpu['task_us'] / 1e3:,.0f} ms vs {cpu['inline_us'] / 1e3:,.0f} ms: {cpu['task_vs_inline']:.2f}× | | |")
 print(f"| wordcount example, {wc['documents']} documents: sequential → parallel | {wc['sequential_ms'] / 1000:.2f} s → {wc['parallel_ms'] / 1000:.2f} s, {wc['speedup']:.2f}× | | |")
 print(f"\nnubo node resident memory after the runs above: {rss:.0f} MiB")
 PY

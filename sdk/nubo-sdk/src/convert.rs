@@ -86,15 +86,14 @@ pub(crate) fn start_response(
 }
 
 pub(crate) fn write_body(out_body: OutgoingBody, bytes: &[u8]) {
-    if let Ok(mut stream) = out_body.write() {
-        if stream
+    if let Ok(mut stream) = out_body.write()
+        && stream
             .write_all(bytes)
             .and_then(|()| Write::flush(&mut stream))
             .is_err()
-        {
-            // The client went away; nothing useful left to do.
-            return;
-        }
+    {
+        // The client went away; nothing useful left to do.
+        return;
     }
     let _ = OutgoingBody::finish(out_body, None);
 }

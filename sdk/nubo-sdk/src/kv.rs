@@ -51,6 +51,9 @@ impl std::error::Error for Error {}
 /// An open store.
 pub struct Store(store::Bucket);
 
+/// A key and its value.
+pub type Pair = (String, Vec<u8>);
+
 impl Store {
     /// Opens a store the component is granted.
     pub fn open(name: &str) -> Result<Store, Error> {
@@ -154,7 +157,8 @@ impl Store {
         }
     }
 
-    pub fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<(String, Vec<u8>)>>, Error> {
+    /// Each key's pair, or `None` where it is absent, in the order asked.
+    pub fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Pair>>, Error> {
         let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
         Ok(batch::get_many(&self.0, &keys)?)
     }

@@ -26,9 +26,10 @@
 //! - `GET /burst?N`: N `noop` tasks spawned at once (`spawn_all`), then
 //!   awaited.
 //! - `GET /cpu?K,W`: K calls of `burn(W)` one after another, then as K
-//!   tasks.
+//!   tasks at once; also the mean time of one call inline and in a task
+//!   that runs alone.
 //!
-//! Every task function but `noop` and `burn` prints `ran FUNCTION` first, so the node's log
+//! Every task function but `noop` and `timed_burn` prints `ran FUNCTION` first, so the node's log
 //! shows each run of each task id.
 
 use nubo_sdk::tasks::{self, TaskError};
@@ -50,7 +51,10 @@ fn noop(x: u64) -> u64 {
     x
 }
 
-/// Deterministic CPU work: an FNV-1a-like hash over 0..w.
+/// Deterministic CPU work: an FNV-1a-like hash over 0..w. Never inlined:
+/// the sequential loop and a task must run the same compiled function, or
+/// the fan-out compares two different programs.
+#[inline(never)]
 fn burn(w: u64) -> u64 {
     let mut h: u64 = 2_166_136_261;
     for i in 0..w {
@@ -94,17 +98,38 @@ fn burst(n: usize) -> Result<String, TaskError> {
     ))
 }
 
+/// `burn(w)` and the microseconds it took, measured where it runs.
+fn timed_burn(w: u64) -> (u64, f64) {
+    let t = std::time::Instant::now();
+    let h = burn(w);
+    (h, micros(t))
+}
+
+/// K calls of `burn(W)` one after another, then as K tasks at once (the
+/// fan-out's wall-clock time), then as K tasks one after another. Each
+/// call is also timed around itself: inline, and inside a task that runs
+/// alone, which is its CPU time as nothing else runs. Their ratio shows
+/// whether a task runs the same work slower (its code, its instance),
+/// apart from the cost of spawning and awaiting.
 fn cpu(k: usize, w: u64) -> Result<String, TaskError> {
     let t = std::time::Instant::now();
-    let seq: Vec<u64> = (0..k).map(|_| burn(w)).collect();
+    let inline: Vec<(u64, f64)> = (0..k).map(|_| timed_burn(w)).collect();
     let seq_s = micros(t) / 1e6;
     let t = std::time::Instant::now();
-    let par = tasks::parallel_map(burn, std::iter::repeat_n(w, k))?;
+    let par = tasks::parallel_map(timed_burn, std::iter::repeat_n(w, k))?;
     let par_s = micros(t) / 1e6;
-    assert_eq!(seq, par);
+    let alone = (0..k)
+        .map(|_| tasks::spawn(timed_burn, w)?.join())
+        .collect::<Result<Vec<_>, _>>()?;
+    let hashes = |v: &[(u64, f64)]| v.iter().map(|r| r.0).collect::<Vec<_>>();
+    assert_eq!(hashes(&inline), hashes(&par));
+    assert_eq!(hashes(&inline), hashes(&alone));
+    let mean = |v: &[(u64, f64)]| v.iter().map(|r| r.1).sum::<f64>() / k.max(1) as f64;
+    let (inline_us, task_us) = (mean(&inline), mean(&alone));
     Ok(format!(
-        r#"{{"chunks":{k},"work":{w},"seq_s":{seq_s:.3},"par_s":{par_s:.3},"speedup":{:.2}}}"#,
-        seq_s / par_s
+        r#"{{"chunks":{k},"work":{w},"seq_s":{seq_s:.3},"par_s":{par_s:.3},"speedup":{:.2},"inline_us":{inline_us:.0},"task_us":{task_us:.0},"task_vs_inline":{:.3}}}"#,
+        seq_s / par_s,
+        task_us / inline_us
     ))
 }
 
@@ -294,5 +319,5 @@ fn handle(req: Request) -> Response {
 
 nubo_sdk::http_handler!(
     handle,
-    tasks: [count_words, fan_out, slow_count, slow_fan_out, always_traps, dive, nap, hold, spin, tree, gated, noop, burn]
+    tasks: [count_words, fan_out, slow_count, slow_fan_out, always_traps, dive, nap, hold, spin, tree, gated, noop, timed_burn]
 );
