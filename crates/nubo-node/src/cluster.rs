@@ -128,7 +128,7 @@ impl Member {
         match self.cluster.publish(&record, expected).await {
             Ok(_) => Ok(()),
             Err(e @ nubo_cluster::ClusterError::Conflict(_)) => {
-                Err(ChangeError::Conflict(e.to_string()))
+                Err(ChangeError::Stale(e.to_string()))
             }
             Err(e) => Err(unavailable(e)),
         }

@@ -102,8 +102,14 @@ pub enum ChangeError {
     Invalid(String),
     #[error("the resulting definition is invalid: {}", .0.join("; "))]
     Rejected(Vec<String>),
+    /// The change clashes with another app, or there is nothing to roll
+    /// back to.
     #[error("{0}")]
     Conflict(String),
+    /// The change was planned against a revision that is no longer the
+    /// app's (another client, or another node, changed it meanwhile).
+    #[error("{0}")]
+    Stale(String),
     #[error("{0}")]
     NotFound(String),
     /// The cluster could not be reached; nothing changed.
@@ -503,7 +509,7 @@ impl Node {
         if let Some(e) = expected
             && e != current_rev
         {
-            return Err(ChangeError::Conflict(
+            return Err(ChangeError::Stale(
                 StoreError::Conflict {
                     app: app.to_string(),
                     current: current_rev,
@@ -565,7 +571,7 @@ impl Node {
             .lock_store()
             .commit(app, current_rev, new.as_ref(), &steps)
             .map_err(|e| match e {
-                StoreError::Conflict { .. } => ChangeError::Conflict(e.to_string()),
+                StoreError::Conflict { .. } => ChangeError::Stale(e.to_string()),
                 other => ChangeError::Store(other),
             })?;
         self.install(&mut apps, app, live, revision);

@@ -262,34 +262,41 @@ pub fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-/// The node's `{"error", "details"}` as a CLI error.
+/// The node's `{"error", "code", "details"}` as a CLI error.
 pub fn api_error(status: StatusCode, body: &[u8]) -> CliError {
     #[derive(serde::Deserialize)]
     struct E {
         error: String,
         #[serde(default)]
+        code: Option<String>,
+        #[serde(default)]
         details: Vec<String>,
     }
-    // A stale plan says so in its message; other conflicts (a clash with
-    // another app's base) need no re-plan.
-    let stale = serde_json::from_slice::<E>(body)
-        .is_ok_and(|e| e.error.contains("revision") || e.error.contains("another node"));
-    let mut err = match serde_json::from_slice::<E>(body) {
-        Ok(e) if e.details.is_empty() => CliError::new(e.error),
-        Ok(e) => CliError::new(format!("{}:\n  - {}", e.error, e.details.join("\n  - "))),
-        Err(_) => CliError::new(format!(
-            "node answered {status}: {}",
-            String::from_utf8_lossy(body).trim()
-        )),
+    let (mut err, code) = match serde_json::from_slice::<E>(body) {
+        Ok(e) if e.details.is_empty() => (CliError::new(e.error), e.code),
+        Ok(e) => (
+            CliError::new(format!("{}:\n  - {}", e.error, e.details.join("\n  - "))),
+            e.code,
+        ),
+        Err(_) => (
+            CliError::new(format!(
+                "node answered {status}: {}",
+                String::from_utf8_lossy(body).trim()
+            )),
+            None,
+        ),
     };
     if status == StatusCode::UNAUTHORIZED {
         err = err.hint("pass the node's token with --token or NUBO_TOKEN, or --state DIR");
-    } else if status == StatusCode::CONFLICT && stale {
+    } else if code.as_deref() == Some("stale") {
         err = err.hint(
             "someone changed the app since this plan was made; run the command again to re-plan",
         );
+    } else if code.as_deref() == Some("no_app") {
+        err = err.hint("`nubo ps` lists the apps on a node");
     } else if status == StatusCode::SERVICE_UNAVAILABLE {
         err = err.hint("the node cannot reach its cluster's NATS servers; nothing was changed");
     }
+    err.code = code;
     err
 }

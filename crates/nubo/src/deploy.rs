@@ -236,9 +236,9 @@ pub async fn perform(
             .await?;
         let _: serde_json::Value = client.json(resp).await.map_err(|e| {
             let err = CliError::new(format!("{what}: {}", e.message()));
-            if e.message().contains("core WebAssembly module") {
+            if e.code() == Some("core_module") {
                 err.hint("build it as a component: `cargo build --target wasm32-wasip2`")
-            } else if e.message().contains("imports") {
+            } else if e.code() == Some("unsupported_import") {
                 err.hint("Nubo provides wasi:http, wasi:config, wasi:keyvalue, wasi:blobstore, wasi:cli 0.2 and nubo:platform (see docs/runtime.md); remove the other imports")
             } else {
                 err.hint(format!("check `source` in nubo.toml ({})", path.display()))

@@ -111,6 +111,9 @@ fn init_tracing() {
 pub struct CliError {
     message: String,
     hint: Option<String>,
+    /// The node's stable name for the error, when it came from the
+    /// control API (its `code` field).
+    code: Option<String>,
 }
 
 impl CliError {
@@ -118,7 +121,13 @@ impl CliError {
         Self {
             message: message.into(),
             hint: None,
+            code: None,
         }
+    }
+
+    /// The control API's `code` of this error, if it had one.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {

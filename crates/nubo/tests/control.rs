@@ -110,6 +110,18 @@ async fn the_api_needs_the_token_and_says_what_is_wrong() {
         "{}",
         r.text()
     );
+    // A core module is named so, with a code the CLI acts on.
+    let core = b"\0asm\x01\0\0\0".to_vec();
+    let r = request(
+        "PUT",
+        &format!("{}/v1/components/{}", node.control, sha256(&core)),
+        &[("authorization", &auth)],
+        &core,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let why: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(why["code"], "core_module", "{why}");
     let r = request(
         "PUT",
         &format!("{}/v1/files/{}", node.control, sha256(b"other")),
@@ -242,6 +254,8 @@ async fn plan_apply_and_rollback_like_terraform() {
     assert_eq!(get(&node.url("/probe/config?greeting")).await.text(), "put");
     let stale = node.api("PUT", "/v1/apps/demo", &body).await;
     assert_eq!(stale.status, 409, "{}", stale.text());
+    let why: serde_json::Value = serde_json::from_slice(&stale.body).unwrap();
+    assert_eq!(why["code"], "stale", "{why}");
     let (code, out, _) = node.cli(&["rollback", "demo"], &[]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(
@@ -251,6 +265,10 @@ async fn plan_apply_and_rollback_like_terraform() {
     let (code, _, err) = node.cli(&["rollback", "nope"], &[]);
     assert_eq!(code, 1);
     assert!(err.contains("no app `nope`"), "{err}");
+    assert!(
+        err.contains("hint: `nubo ps` lists the apps on a node"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,7 +1,7 @@
 //! `/v1/apps`: state, history, and the verbs that change an app.
 
 use super::extract::{Path, Query};
-use super::{JsonBody, error};
+use super::{JsonBody, error, no_app};
 use crate::Node;
 use crate::live::LiveApp;
 use crate::node::ChangeError;
@@ -90,13 +90,6 @@ pub(crate) async fn show(State(node): Node_, Path(app): Path<String>) -> Respons
         .into_response(),
         None => no_app(&app),
     }
-}
-
-fn no_app(app: &str) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        format!("no app `{app}` on this node"),
-    )
 }
 
 pub(crate) async fn history(State(node): Node_, Path(app): Path<String>) -> Response {

@@ -1,13 +1,12 @@
 //! `GET /v1/apps/{app}/logs`: recent guest log lines as NDJSON, and with
 //! `follow=true` the stream stays open and carries new lines as they come.
 
-use super::error;
 use super::extract::{Path, Query};
 use crate::Node;
 use crate::logs::LogLine;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -35,10 +34,7 @@ pub(crate) async fn logs(
     Query(q): Query<LogQuery>,
 ) -> Response {
     if node.app(&app).await.is_none() {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("no app `{app}` on this node"),
-        );
+        return super::no_app(&app);
     }
     // Subscribe before reading the backlog so no line falls between them.
     let live = node.logs.subscribe();

@@ -160,15 +160,43 @@ fn unauthorized(why: &str) -> Response {
 #[derive(Serialize)]
 struct ErrorBody {
     error: String,
+    /// A stable name of the error, for clients to act on; the message is
+    /// for people and may change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<ErrorCode>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     details: Vec<String>,
 }
 
+/// The errors a client may act on without reading the message.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ErrorCode {
+    /// The change was planned against an older revision: plan again.
+    Stale,
+    /// No such app on this node.
+    NoApp,
+    /// An upload is a core WebAssembly module, not a component.
+    CoreModule,
+    /// A component imports an interface the node does not provide.
+    UnsupportedImport,
+}
+
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    coded(status, None, message)
+}
+
+/// [`error`] with a [`ErrorCode`].
+pub(crate) fn coded(
+    status: StatusCode,
+    code: Option<ErrorCode>,
+    message: impl Into<String>,
+) -> Response {
     (
         status,
         axum::Json(ErrorBody {
             error: message.into(),
+            code,
             details: Vec::new(),
         }),
     )
@@ -177,33 +205,43 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
 
 impl IntoResponse for ChangeError {
     fn into_response(self) -> Response {
-        let (status, details) = match &self {
-            ChangeError::Invalid(_) => (StatusCode::BAD_REQUEST, Vec::new()),
-            ChangeError::Rejected(d) => (StatusCode::BAD_REQUEST, d.clone()),
-            ChangeError::Conflict(_) => (StatusCode::CONFLICT, Vec::new()),
-            ChangeError::NotFound(_) => (StatusCode::NOT_FOUND, Vec::new()),
-            ChangeError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, Vec::new()),
+        let (status, code, details) = match &self {
+            ChangeError::Invalid(_) => (StatusCode::BAD_REQUEST, None, Vec::new()),
+            ChangeError::Rejected(d) => (StatusCode::BAD_REQUEST, None, d.clone()),
+            ChangeError::Conflict(_) => (StatusCode::CONFLICT, None, Vec::new()),
+            ChangeError::Stale(_) => (StatusCode::CONFLICT, Some(ErrorCode::Stale), Vec::new()),
+            ChangeError::NotFound(_) => (StatusCode::NOT_FOUND, Some(ErrorCode::NoApp), Vec::new()),
+            ChangeError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, None, Vec::new()),
             ChangeError::Store(e) => {
                 tracing::error!("state store: {e}");
-                (StatusCode::INTERNAL_SERVER_ERROR, Vec::new())
+                (StatusCode::INTERNAL_SERVER_ERROR, None, Vec::new())
             }
         };
         let error = match &self {
             ChangeError::Rejected(_) => "the resulting definition is invalid".to_string(),
             other => other.to_string(),
         };
-        (status, axum::Json(ErrorBody { error, details })).into_response()
+        let body = ErrorBody {
+            error,
+            code,
+            details,
+        };
+        (status, axum::Json(body)).into_response()
     }
 }
 
 /// The app `app` on this node, or a 404 that names it.
 pub(crate) async fn live_app(node: &Node, app: &str) -> Result<crate::live::LiveApp, Response> {
-    node.app(app).await.ok_or_else(|| {
-        error(
-            StatusCode::NOT_FOUND,
-            format!("no app `{app}` on this node"),
-        )
-    })
+    node.app(app).await.ok_or_else(|| no_app(app))
+}
+
+/// The 404 for an app this node does not have.
+pub(crate) fn no_app(app: &str) -> Response {
+    coded(
+        StatusCode::NOT_FOUND,
+        Some(ErrorCode::NoApp),
+        format!("no app `{app}` on this node"),
+    )
 }
 
 /// What a service call can name in an app's definition.

@@ -59,10 +59,7 @@ fn failed(e: nubo_queue::QueueError) -> Response {
 
 pub(crate) async fn list(State(node): State<Arc<Node>>, Path(app): Path<String>) -> Response {
     let Some(live) = node.app(&app).await else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("no app `{app}` on this node"),
-        );
+        return super::no_app(&app);
     };
     let mut out = Vec::new();
     for (name, spec) in &live.def.queues {

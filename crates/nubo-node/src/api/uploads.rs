@@ -3,8 +3,8 @@
 //! file that is not a `wasi:http` component is refused at upload with the
 //! reason, not later in the middle of an apply.
 
-use super::error;
 use super::extract::Path;
+use super::{ErrorCode, coded, error};
 use crate::Node;
 use crate::content::ContentError;
 use axum::body::Bytes;
@@ -45,7 +45,15 @@ pub(crate) async fn put_component(
         .await;
         match checked {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+            Ok(Err(e)) => {
+                use nubo_wasm::LoadError;
+                let code = match &e {
+                    LoadError::CoreModule { .. } => Some(ErrorCode::CoreModule),
+                    LoadError::Imports(_) => Some(ErrorCode::UnsupportedImport),
+                    _ => None,
+                };
+                return coded(StatusCode::BAD_REQUEST, code, e.to_string());
+            }
             Err(e) => {
                 return error(
                     StatusCode::INTERNAL_SERVER_ERROR,

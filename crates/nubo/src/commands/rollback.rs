@@ -27,14 +27,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
     crate::async_runtime()?.block_on(async move {
         let done: Changed = client
             .call(Method::POST, &format!("/v1/apps/{}/rollback", args.app), None::<&()>)
-            .await
-            .map_err(|e| {
-                if e.message().starts_with("no app") {
-                    e.hint("`nubo ps` lists the apps on a node")
-                } else {
-                    e
-                }
-            })?;
+            .await?;
         if done.changed {
             println!(
                 "app `{}` rolled back: now at revision {} ({} step{})",
