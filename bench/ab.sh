@@ -36,17 +36,7 @@ route = "/..."
 component = "hello"
 TOML
 tasker_app "$WORK/tasker" "$TASKER"
-mkdir -p "$WORK/kv"
-cat > "$WORK/kv/nubo.toml" <<TOML
-[app]
-name = "kvbench"
-[component.kvbench]
-source = "$KVBENCH"
-key_value_stores = ["default"]
-[[http]]
-route = "/..."
-component = "kvbench"
-TOML
+kvbench_app "$WORK/kv" "$KVBENCH"
 
 ADDR=127.0.0.1:3500; CONTROL=127.0.0.1:3501
 # serve BIN DIR: a node of BIN serving app DIR, fresh state each time.

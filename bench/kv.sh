@@ -21,16 +21,7 @@ build_host -p nubo -p kv-bench
 (cd tests/components && cargo build --release -q --target wasm32-wasip2 -p kvbench)
 WASM="$PWD/tests/components/target/wasm32-wasip2/release/kvbench.wasm"
 
-cat > "$WORK/nubo.toml" <<TOML
-[app]
-name = "kvbench"
-[component.kvbench]
-source = "$WASM"
-key_value_stores = ["default"]
-[[http]]
-route = "/..."
-component = "kvbench"
-TOML
+kvbench_app "$WORK" "$WASM"
 
 NUBO_ADDR=127.0.0.1:3400; REDIS_PORT=3402
 NUBO_LOG=warn $BIN/nubo up "$WORK" --no-build --listen "$NUBO_ADDR" --control 127.0.0.1:3401 --state "$WORK/state" >"$WORK/nubo.log" 2>&1 &

@@ -4,7 +4,7 @@
 # - WORK, a scratch directory removed on exit, and PIDS, the processes
 #   started in the background, stopped on exit (or earlier by stop_all);
 # - need, wait_for, wait_port: preconditions and waiting for servers;
-# - tasker_app, qbench_app: the two apps more than one bench runs.
+# - tasker_app, kvbench_app, qbench_app: the apps more than one bench runs.
 
 . bench/profile.sh
 
@@ -44,6 +44,22 @@ limits = { timeout_ms = 600000 }
 [[http]]
 route = "/..."
 component = "tasker"
+TOML
+}
+
+# kvbench_app DIR WASM: the kvbench test component on every route, with
+# key-value store `default`.
+kvbench_app() {
+  mkdir -p "$1"
+  cat > "$1/nubo.toml" <<TOML
+[app]
+name = "kvbench"
+[component.kvbench]
+source = "$2"
+key_value_stores = ["default"]
+[[http]]
+route = "/..."
+component = "kvbench"
 TOML
 }
 

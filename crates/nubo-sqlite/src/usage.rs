@@ -217,33 +217,38 @@ mod tests {
         columns: "v",
     };
 
+    /// Table `t` at `path` with checked totals reading `limits`.
+    fn open(path: &std::path::Path, limits: &Arc<Limits>) -> Connection {
+        let db = crate::open(path, crate::Synchronous::Normal).unwrap();
+        db.execute_batch("CREATE TABLE IF NOT EXISTS t (app TEXT, k TEXT PRIMARY KEY, v BLOB)")
+            .unwrap();
+        db.execute_batch(&USAGE.checked_schema()).unwrap();
+        USAGE.install(&db, limits.clone()).unwrap();
+        db
+    }
+
+    /// Sets key `k` of app `a` to `n` bytes; `Stopped("over")` over quota.
+    fn put(db: &Connection, limits: &Limits, k: &str, n: usize) -> Result<usize, DbError> {
+        limits.within(
+            || {
+                db.execute(
+                    "INSERT INTO t VALUES ('a', ?1, ?2) ON CONFLICT (k) DO UPDATE SET v = ?2",
+                    rusqlite::params![k, vec![0u8; n]],
+                )
+                .map_err(DbError::from)
+            },
+            || DbError::Stopped("over"),
+        )
+    }
+
     #[test]
     fn totals_follow_every_write_and_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let limits = Limits::new(dir.path());
         limits.quotas.set("a", 100);
-        let open = || {
-            let db = crate::open(&path, crate::Synchronous::Normal).unwrap();
-            db.execute_batch("CREATE TABLE IF NOT EXISTS t (app TEXT, k TEXT PRIMARY KEY, v BLOB)")
-                .unwrap();
-            db.execute_batch(&USAGE.checked_schema()).unwrap();
-            USAGE.install(&db, limits.clone()).unwrap();
-            db
-        };
-        let db = open();
-        let put = |db: &Connection, k: &str, n: usize| {
-            limits.within(
-                || {
-                    db.execute(
-                        "INSERT INTO t VALUES ('a', ?1, ?2) ON CONFLICT (k) DO UPDATE SET v = ?2",
-                        rusqlite::params![k, vec![0u8; n]],
-                    )
-                    .map_err(DbError::from)
-                },
-                || DbError::Stopped("over"),
-            )
-        };
+        let db = open(&path, &limits);
+        let put = |db: &Connection, k: &str, n: usize| put(db, &limits, k, n);
         put(&db, "x", 60).unwrap();
         assert_eq!(put(&db, "y", 60), Err(DbError::Stopped("over")));
         assert_eq!(
@@ -270,7 +275,7 @@ mod tests {
         );
         assert!(matches!(other, Err(DbError::Sqlite(_))), "{other:?}");
         drop(db);
-        let db = open();
+        let db = open(&path, &limits);
         assert_eq!(USAGE.total(&db, "a").unwrap(), 59);
         assert_eq!(USAGE.total(&db, "b").unwrap(), 0);
     }
@@ -279,23 +284,8 @@ mod tests {
     fn the_disk_reserve_refuses_growth_only() {
         let dir = tempfile::tempdir().unwrap();
         let limits = Limits::new(dir.path());
-        let db = crate::open(&dir.path().join("t.db"), crate::Synchronous::Normal).unwrap();
-        db.execute_batch("CREATE TABLE t (app TEXT, k TEXT PRIMARY KEY, v BLOB)")
-            .unwrap();
-        db.execute_batch(&USAGE.checked_schema()).unwrap();
-        USAGE.install(&db, limits.clone()).unwrap();
-        let put = |k: &str, n: usize| {
-            limits.within(
-                || {
-                    db.execute(
-                        "INSERT INTO t VALUES ('a', ?1, ?2) ON CONFLICT (k) DO UPDATE SET v = ?2",
-                        rusqlite::params![k, vec![0u8; n]],
-                    )
-                    .map_err(DbError::from)
-                },
-                || DbError::Stopped("over"),
-            )
-        };
+        let db = open(&dir.path().join("t.db"), &limits);
+        let put = |k: &str, n: usize| put(&db, &limits, k, n);
         put("x", 10).unwrap();
         limits.disk.keep_free(u64::MAX);
         assert_eq!(put("y", 10), Err(DbError::DiskFull));
