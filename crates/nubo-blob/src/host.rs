@@ -71,14 +71,52 @@ pub struct Incoming {
 type R<T> = wasmtime::Result<Result<T, String>>;
 
 /// What the bindings borrow from the store's data for one call.
-pub struct BlobView<'a> {
-    pub grant: Option<&'a BlobGrant>,
-    pub table: &'a mut ResourceTable,
+struct BlobView<'a> {
+    /// `None` for a component without the grant.
+    grant: Option<&'a BlobGrant>,
+    table: &'a mut ResourceTable,
     /// The instance's open readers and writers ([`crate::MAX_OPEN`]).
-    pub open: &'a crate::OpenObjects,
+    open: Option<&'a crate::OpenObjects>,
+}
+
+/// One instance's blob state: its grant, and the objects it holds open.
+struct BlobInstance {
+    grant: Arc<BlobGrant>,
+    open: crate::OpenObjects,
+}
+
+/// A component's blob grant, as the runtime holds it.
+pub(crate) struct Granted(pub Arc<BlobGrant>);
+
+impl nubo_wasm::Grant for Granted {
+    fn instantiate(&self, _run: &nubo_wasm::Run<'_>, states: &mut nubo_wasm::States) {
+        states.insert(BlobInstance {
+            grant: self.0.clone(),
+            open: Default::default(),
+        });
+    }
+}
+
+fn view(host: &mut nubo_wasm::Host) -> BlobView<'_> {
+    let (state, table) = host.state_and_table::<BlobInstance>();
+    let (grant, open) = match state {
+        Some(BlobInstance { grant, open }) => (Some(&**grant), Some(&*open)),
+        None => (None, None),
+    };
+    BlobView { grant, table, open }
 }
 
 impl BlobView<'_> {
+    /// A place for one more open reader or writer.
+    fn take_slot(&self) -> Result<crate::open::Slot, BlobError> {
+        match self.open {
+            Some(open) => open.take(),
+            None => Err(BlobError::Invalid(
+                "access denied: this component has no blob_containers grant".into(),
+            )),
+        }
+    }
+
     /// The container `name`, if granted; an error naming the grant if not.
     fn granted(&self, name: &str) -> Result<(Arc<dyn BlobBackend>, ContainerId), String> {
         match self.grant {
@@ -163,12 +201,9 @@ impl HasData for HasBlob {
     type Data<'a> = BlobView<'a>;
 }
 
-/// Adds the blob interfaces to `linker`; `view` finds them in the store's
-/// data. `wasi:io` must be linked too (wasmtime-wasi adds it).
-pub fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    view: fn(&mut T) -> BlobView<'_>,
-) -> wasmtime::Result<()> {
+/// Adds the blob interfaces to `linker`. `wasi:io` must be linked too
+/// (the runtime's WASI adds it).
+pub(crate) fn add_to_linker(linker: &mut Linker<nubo_wasm::Host>) -> wasmtime::Result<()> {
     blobstore::add_to_linker::<_, HasBlob>(linker, view)?;
     container::add_to_linker::<_, HasBlob>(linker, view)?;
     types::add_to_linker::<_, HasBlob>(linker, view)?;
@@ -252,7 +287,7 @@ impl container::HostContainer for BlobView<'_> {
         };
         let reader: Box<dyn crate::BlobReader> = Box::new(crate::open::Counted {
             inner: reader,
-            _slot: tri!(self.open.take()),
+            _slot: tri!(self.take_slot()),
         });
         let size = meta.size.min(end.saturating_add(1)).saturating_sub(start);
         Ok(Ok(self.table.push(Incoming { reader, size })?))
@@ -406,7 +441,7 @@ impl types::HostOutgoingValue for BlobView<'_> {
         if self.table.get(&v)?.body_taken {
             return Ok(Err(()));
         }
-        let slot = match self.open.take() {
+        let slot = match self.take_slot() {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("{e}");

@@ -13,14 +13,15 @@
 //! few hundred kilobytes of buffers. Containers are namespaced by app.
 
 mod files;
-pub mod host;
+mod host;
 mod nats;
 mod open;
 mod streams;
 
 pub use files::FileBlobs;
 pub use nats::NatsBlobs;
-pub use open::{MAX_OPEN, OpenObjects};
+pub use open::MAX_OPEN;
+use open::OpenObjects;
 
 use bytes::Bytes;
 use std::sync::Arc;
@@ -195,6 +196,30 @@ pub struct BlobGrant {
     pub backend: Arc<dyn BlobBackend>,
     pub app: String,
     pub containers: Vec<String>,
+}
+
+impl BlobGrant {
+    /// The grant as the runtime gives it to each instance.
+    pub fn into_grant(self) -> Arc<dyn nubo_wasm::Grant> {
+        Arc::new(host::Granted(Arc::new(self)))
+    }
+}
+
+/// Blobs as a capability of the runtime: `wasi:blobstore` and
+/// `nubo:platform/blob-ext`.
+pub struct Blobs;
+
+impl nubo_wasm::Capability for Blobs {
+    fn name(&self) -> &'static str {
+        "blobs"
+    }
+
+    fn link(
+        &self,
+        linker: &mut wasmtime::component::Linker<nubo_wasm::Host>,
+    ) -> wasmtime::Result<()> {
+        host::add_to_linker(linker)
+    }
 }
 
 /// Checks an object name against Nubo's limits.

@@ -43,7 +43,6 @@ pub struct Cas {
 /// Errors of the key-value interfaces; a trap for host failures that are
 /// not the guest's business (a broken resource table).
 pub enum Error {
-    NoSuchStore,
     AccessDenied,
     Other(String),
     Trap(wasmtime::Error),
@@ -62,11 +61,31 @@ impl From<wasmtime::component::ResourceTableError> for Error {
 }
 
 /// What the bindings borrow from the store's data for one call.
-pub struct KvView<'a> {
-    pub grant: Option<&'a KvGrant>,
-    pub table: &'a mut ResourceTable,
+struct KvView<'a> {
+    /// `None` for a component without the grant.
+    grant: Option<&'a KvGrant>,
+    table: &'a mut ResourceTable,
     /// What the instance's compare-and-swap handles hold.
-    pub cas: &'a mut CasHeld,
+    cas: Option<&'a mut CasHeld>,
+}
+
+/// One instance's key-value state: its grant, and the compare-and-swap
+/// handles it holds.
+pub(crate) struct KvInstance {
+    grant: Arc<KvGrant>,
+    cas: CasHeld,
+}
+
+/// A component's key-value grant, as the runtime holds it.
+pub(crate) struct Granted(pub Arc<KvGrant>);
+
+impl nubo_wasm::Grant for Granted {
+    fn instantiate(&self, _run: &nubo_wasm::Run<'_>, states: &mut nubo_wasm::States) {
+        states.insert(KvInstance {
+            grant: self.0.clone(),
+            cas: CasHeld::default(),
+        });
+    }
 }
 
 /// Compare-and-swap handles an instance may hold at once, and the bytes
@@ -77,7 +96,7 @@ pub const MAX_CAS_BYTES: usize = 16 << 20;
 
 /// The compare-and-swap handles one instance holds.
 #[derive(Debug, Default)]
-pub struct CasHeld {
+struct CasHeld {
     handles: usize,
     bytes: usize,
 }
@@ -113,6 +132,20 @@ impl KvView<'_> {
         let ns = self.table.get(b)?.ns.clone();
         Ok((self.backend()?, ns))
     }
+
+    /// Counts a new compare-and-swap handle holding `seen`.
+    fn hold(&mut self, seen: &Option<Vec<u8>>) -> Result<(), Error> {
+        match self.cas.as_deref_mut() {
+            Some(held) => held.take(seen),
+            None => Err(Error::AccessDenied),
+        }
+    }
+
+    fn give_back(&mut self, seen: &Option<Vec<u8>>) {
+        if let Some(held) = self.cas.as_deref_mut() {
+            held.give_back(seen);
+        }
+    }
 }
 
 struct HasKv;
@@ -121,12 +154,17 @@ impl HasData for HasKv {
     type Data<'a> = KvView<'a>;
 }
 
-/// Adds the key-value interfaces to `linker`; `view` finds them in the
-/// store's data.
-pub fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    view: fn(&mut T) -> KvView<'_>,
-) -> wasmtime::Result<()> {
+fn view(host: &mut nubo_wasm::Host) -> KvView<'_> {
+    let (state, table) = host.state_and_table::<KvInstance>();
+    let (grant, cas) = match state {
+        Some(KvInstance { grant, cas }) => (Some(&**grant), Some(cas)),
+        None => (None, None),
+    };
+    KvView { grant, table, cas }
+}
+
+/// Adds the key-value interfaces to `linker`.
+pub(crate) fn add_to_linker(linker: &mut Linker<nubo_wasm::Host>) -> wasmtime::Result<()> {
     store::add_to_linker::<_, HasKv>(linker, view)?;
     atomics::add_to_linker::<_, HasKv>(linker, view)?;
     batch::add_to_linker::<_, HasKv>(linker, view)?;
@@ -153,7 +191,6 @@ impl store::Host for KvView<'_> {
 
     fn convert_error(&mut self, err: Error) -> wasmtime::Result<store::Error> {
         match err {
-            Error::NoSuchStore => Ok(store::Error::NoSuchStore),
             Error::AccessDenied => Ok(store::Error::AccessDenied),
             Error::Other(e) => Ok(store::Error::Other(e)),
             Error::Trap(e) => Err(e),
@@ -215,7 +252,7 @@ impl atomics::Host for KvView<'_> {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), atomics::CasError>> {
         let Cas { ns, key, seen } = self.table.delete(cas)?;
-        self.cas.give_back(&seen);
+        self.give_back(&seen);
         let kv = match self.backend() {
             Ok(kv) => kv,
             Err(_) => {
@@ -239,7 +276,7 @@ impl atomics::Host for KvView<'_> {
                         ))));
                     }
                 };
-                if let Err(Error::Other(e)) = self.cas.take(&now) {
+                if let Err(Error::Other(e)) = self.hold(&now) {
                     return Ok(Err(atomics::CasError::StoreError(store::Error::Other(e))));
                 }
                 let fresh = self.table.push(Cas { ns, key, seen: now })?;
@@ -256,7 +293,7 @@ impl atomics::HostCas for KvView<'_> {
     async fn new(&mut self, b: Resource<Bucket>, key: String) -> Result<Resource<Cas>, Error> {
         let (kv, ns) = self.bucket(&b)?;
         let seen = kv.get(&ns, &key).await?;
-        self.cas.take(&seen)?;
+        self.hold(&seen)?;
         Ok(self.table.push(Cas { ns, key, seen })?)
     }
 
@@ -266,7 +303,7 @@ impl atomics::HostCas for KvView<'_> {
 
     async fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
         let Cas { seen, .. } = self.table.delete(cas)?;
-        self.cas.give_back(&seen);
+        self.give_back(&seen);
         Ok(())
     }
 }

@@ -1,17 +1,18 @@
 //! Key-value stores for components: the `wasi:keyvalue` interfaces
 //! (0.2.0-draft2: store, atomics, batch) plus Nubo's `kv-ttl`.
 //!
-//! Three layers, like every Nubo service. [`KvBackend`] is the storage
+//! Three layers, like every Nubo capability. [`KvBackend`] is the storage
 //! contract; [`SqliteKv`] is the embedded backend (one SQLite file in the
-//! node's state dir, nothing to install), and a NATS JetStream backend will
-//! implement the same trait. [`host`] binds the WASI interfaces to a
-//! backend for one guest instance, checking that the instance was granted
-//! the store it opens. Guests never learn which backend runs.
+//! node's state dir, nothing to install) and [`NatsKv`] the cluster's, on
+//! JetStream key-value buckets. The host binding ([`KeyValue`], linked
+//! into the runtime) serves the WASI interfaces from a backend for one
+//! guest instance, checking that the instance was granted the store it
+//! opens ([`KvGrant`]). Guests never learn which backend runs.
 //!
 //! Stores are namespaced by app: `default` of app `a` and `default` of app
 //! `b` are different stores.
 
-pub mod host;
+mod host;
 mod nats;
 mod sqlite;
 
@@ -116,6 +117,30 @@ pub struct KvGrant {
     pub backend: Arc<dyn KvBackend>,
     pub app: String,
     pub stores: Vec<String>,
+}
+
+impl KvGrant {
+    /// The grant as the runtime gives it to each instance.
+    pub fn into_grant(self) -> Arc<dyn nubo_wasm::Grant> {
+        Arc::new(host::Granted(Arc::new(self)))
+    }
+}
+
+/// Key-value as a capability of the runtime: `wasi:keyvalue` (store,
+/// atomics, batch) and `nubo:platform/kv-ttl`.
+pub struct KeyValue;
+
+impl nubo_wasm::Capability for KeyValue {
+    fn name(&self) -> &'static str {
+        "key-value"
+    }
+
+    fn link(
+        &self,
+        linker: &mut wasmtime::component::Linker<nubo_wasm::Host>,
+    ) -> wasmtime::Result<()> {
+        host::add_to_linker(linker)
+    }
 }
 
 /// Checks a key against Nubo's limits.

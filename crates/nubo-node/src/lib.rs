@@ -9,6 +9,7 @@
 //! every app at its last committed revision.
 
 mod api;
+mod capabilities;
 mod cluster;
 mod content;
 mod cron;
@@ -25,6 +26,7 @@ mod tasks;
 pub mod token;
 
 pub use api::{MARKER as API_MARKER, OPENAPI, router as control_router};
+pub use capabilities::capabilities;
 pub use cluster::ClusterJoin;
 pub use logs::LogLine;
 pub use node::{ChangeError, Changed, Node, NodeError, NodeOptions};

@@ -181,36 +181,7 @@ impl Loader<'_> {
             allowed_outbound_hosts: outbound,
             limits: c.limits,
             logs: Some(self.logs.clone()),
-            kv: (!c.key_value_stores.is_empty()).then(|| nubo_kv::KvGrant {
-                backend: self.kv.clone(),
-                app: def.name.clone(),
-                stores: c.key_value_stores.clone(),
-            }),
-            blobs: (!c.blob_containers.is_empty()).then(|| nubo_blob::BlobGrant {
-                backend: self.blobs.clone(),
-                app: def.name.clone(),
-                containers: c.blob_containers.clone(),
-            }),
-            queues: (!c.queues.is_empty()).then(|| {
-                let dispatcher = self.queues.clone();
-                nubo_queue::QueueGrant {
-                    backend: self.queues.backend.clone(),
-                    app: def.name.clone(),
-                    queues: c.queues.clone(),
-                    notify: Arc::new(move |q| dispatcher.notify(q)),
-                }
-            }),
-            topics: (!c.topics.is_empty()).then(|| nubo_pubsub::PubSubGrant {
-                hub: self.hub.clone(),
-                app: def.name.clone(),
-                topics: c.topics.clone(),
-            }),
-            tasks: (!c.tasks.is_empty()).then(|| nubo_tasks::TaskGrant {
-                service: self.tasks.clone(),
-                app: def.name.clone(),
-                components: c.tasks.clone(),
-                component: name.to_string(),
-            }),
+            grants: self.grants(def, name, c),
         };
         let runtime = self.runtime.clone();
         let path = self.content.path(&c.digest);
@@ -219,6 +190,56 @@ impl Loader<'_> {
             .await
             .map_err(|e| format!("component `{name}`: loader stopped: {e}"))?
             .map_err(|e| format!("component `{name}`: {e}"))
+    }
+
+    /// The capability grants of component `name` of `def`.
+    fn grants(&self, def: &AppDef, name: &str, c: &ComponentDef) -> Vec<Arc<dyn nubo_wasm::Grant>> {
+        let app = || def.name.clone();
+        let mut grants = Vec::new();
+        if !c.key_value_stores.is_empty() {
+            let g = nubo_kv::KvGrant {
+                backend: self.kv.clone(),
+                app: app(),
+                stores: c.key_value_stores.clone(),
+            };
+            grants.push(g.into_grant());
+        }
+        if !c.blob_containers.is_empty() {
+            let g = nubo_blob::BlobGrant {
+                backend: self.blobs.clone(),
+                app: app(),
+                containers: c.blob_containers.clone(),
+            };
+            grants.push(g.into_grant());
+        }
+        if !c.queues.is_empty() {
+            let dispatcher = self.queues.clone();
+            let g = nubo_queue::QueueGrant {
+                backend: self.queues.backend.clone(),
+                app: app(),
+                queues: c.queues.clone(),
+                notify: Arc::new(move |q| dispatcher.notify(q)),
+            };
+            grants.push(g.into_grant());
+        }
+        if !c.topics.is_empty() {
+            let g = nubo_pubsub::PubSubGrant {
+                hub: self.hub.clone(),
+                app: app(),
+                topics: c.topics.clone(),
+            };
+            grants.push(g.into_grant());
+        }
+        if !c.tasks.is_empty() {
+            let g = nubo_tasks::TaskGrant {
+                service: self.tasks.clone(),
+                app: app(),
+                components: c.tasks.clone(),
+                component: name.to_string(),
+            };
+            grants.push(g.into_grant());
+        }
+        grants
     }
 
     /// A folder holding a static site's files, made once per distinct site

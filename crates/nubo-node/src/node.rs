@@ -216,15 +216,18 @@ impl Node {
         let secrets = crate::secrets::Secrets::load_or_create(&opts.state)
             .map_err(state_err(&opts.state.join(crate::secrets::KEY_FILE)))?;
         let store = Store::open(&opts.state.join("nubo.db"), secrets)?;
-        let runtime = Runtime::new(RuntimeOptions {
-            cache_dir: Some(
-                opts.cache_dir
-                    .clone()
-                    .unwrap_or_else(|| opts.state.join("cache")),
-            ),
-            memory_budget: opts.memory_budget,
-            ..RuntimeOptions::default()
-        })?;
+        let runtime = Runtime::new(
+            RuntimeOptions {
+                cache_dir: Some(
+                    opts.cache_dir
+                        .clone()
+                        .unwrap_or_else(|| opts.state.join("cache")),
+                ),
+                memory_budget: opts.memory_budget,
+                ..RuntimeOptions::default()
+            },
+            &crate::capabilities(),
+        )?;
         let queues = crate::queues::Dispatcher::new(match &opts.cluster {
             Some(c) => Arc::new(
                 nubo_queue::NatsQueue::open(c.cluster.jetstream(), c.cluster.replicas())

@@ -304,7 +304,9 @@ impl Queue {
             1 => format!("queue-{}-{}", first.0, first.1),
             n => format!("queue-{}-{}+{}", first.0, first.1, n - 1),
         };
-        if let Some(outcome) = self.consumer.deliver(&self.q.queue, batch, &id).await {
+        if let Some(outcome) =
+            nubo_queue::export::deliver(&self.consumer, &self.q.queue, batch, &id).await
+        {
             return match outcome {
                 Ok(answer) => answer,
                 Err(e) => Err(e.to_string()),

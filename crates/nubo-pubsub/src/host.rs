@@ -13,8 +13,8 @@ mod generated {
 
 use generated::nubo::platform::pubsub;
 
-pub struct PubSubView<'a> {
-    pub grant: Option<&'a PubSubGrant>,
+struct PubSubView<'a> {
+    grant: Option<&'a PubSubGrant>,
 }
 
 struct HasPubSub;
@@ -23,10 +23,13 @@ impl HasData for HasPubSub {
     type Data<'a> = PubSubView<'a>;
 }
 
-pub fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    view: fn(&mut T) -> PubSubView<'_>,
-) -> wasmtime::Result<()> {
+fn view(host: &mut nubo_wasm::Host) -> PubSubView<'_> {
+    PubSubView {
+        grant: host.state::<std::sync::Arc<PubSubGrant>>().map(|g| &**g),
+    }
+}
+
+pub(crate) fn add_to_linker(linker: &mut Linker<nubo_wasm::Host>) -> wasmtime::Result<()> {
     pubsub::add_to_linker::<_, HasPubSub>(linker, view)
 }
 

@@ -14,7 +14,7 @@
 //! subscribers. A WebSocket client on node A hears what a component on
 //! node B publishes, in the order B published it.
 
-pub mod host;
+mod host;
 pub mod nats;
 
 use bytes::Bytes;
@@ -95,4 +95,27 @@ pub struct PubSubGrant {
     pub hub: Arc<Hub>,
     pub app: String,
     pub topics: Vec<String>,
+}
+
+impl PubSubGrant {
+    /// The grant as the runtime gives it to each instance.
+    pub fn into_grant(self) -> Arc<dyn nubo_wasm::Grant> {
+        Arc::new(nubo_wasm::Shared(Arc::new(self)))
+    }
+}
+
+/// Pub/sub as a capability of the runtime: `nubo:platform/pubsub` (publish).
+pub struct PubSub;
+
+impl nubo_wasm::Capability for PubSub {
+    fn name(&self) -> &'static str {
+        "pub/sub"
+    }
+
+    fn link(
+        &self,
+        linker: &mut wasmtime::component::Linker<nubo_wasm::Host>,
+    ) -> wasmtime::Result<()> {
+        host::add_to_linker(linker)
+    }
 }

@@ -14,8 +14,8 @@ mod generated {
 use generated::nubo::platform::queue;
 
 /// What the binding borrows from the store's data for one call.
-pub struct QueueView<'a> {
-    pub grant: Option<&'a QueueGrant>,
+struct QueueView<'a> {
+    grant: Option<&'a QueueGrant>,
 }
 
 struct HasQueue;
@@ -24,10 +24,13 @@ impl HasData for HasQueue {
     type Data<'a> = QueueView<'a>;
 }
 
-pub fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    view: fn(&mut T) -> QueueView<'_>,
-) -> wasmtime::Result<()> {
+fn view(host: &mut nubo_wasm::Host) -> QueueView<'_> {
+    QueueView {
+        grant: host.state::<std::sync::Arc<QueueGrant>>().map(|g| &**g),
+    }
+}
+
+pub(crate) fn add_to_linker(linker: &mut Linker<nubo_wasm::Host>) -> wasmtime::Result<()> {
     queue::add_to_linker::<_, HasQueue>(linker, view)
 }
 

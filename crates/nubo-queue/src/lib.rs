@@ -10,7 +10,8 @@
 //! cluster backend, on JetStream.
 
 pub mod batch;
-pub mod host;
+pub mod export;
+mod host;
 pub mod nats;
 mod sqlite;
 
@@ -154,6 +155,29 @@ pub struct QueueGrant {
     pub app: String,
     pub queues: Vec<String>,
     pub notify: Arc<dyn Fn(&QueueName) + Send + Sync>,
+}
+
+impl QueueGrant {
+    /// The grant as the runtime gives it to each instance.
+    pub fn into_grant(self) -> Arc<dyn nubo_wasm::Grant> {
+        Arc::new(nubo_wasm::Shared(Arc::new(self)))
+    }
+}
+
+/// Queues as a capability of the runtime: `nubo:platform/queue` (publish).
+pub struct Queues;
+
+impl nubo_wasm::Capability for Queues {
+    fn name(&self) -> &'static str {
+        "queues"
+    }
+
+    fn link(
+        &self,
+        linker: &mut wasmtime::component::Linker<nubo_wasm::Host>,
+    ) -> wasmtime::Result<()> {
+        host::add_to_linker(linker)
+    }
 }
 
 pub(crate) fn check_body(body: &[u8]) -> Result<(), QueueError> {

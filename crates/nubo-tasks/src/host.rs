@@ -16,8 +16,9 @@
 //! [`WaitHooks`]: crate::WaitHooks
 //! [`WaitHooks::unload_after`]: crate::WaitHooks::unload_after
 
-use crate::{NewTask, TaskCtx, TaskError, Unloaded, Wait};
+use crate::{Caller, NewTask, TaskCtx, TaskError, TaskGrant, TaskRun, Unloaded, Wait};
 use std::future::Future;
+use std::sync::Arc;
 use wasmtime::component::{HasData, Linker};
 
 mod generated {
@@ -31,8 +32,41 @@ mod generated {
 use generated::nubo::platform::tasks::{self, SpawnCall, TaskError as WitError};
 
 /// What the binding borrows from the store's data for one call.
-pub struct TaskView<'a> {
-    pub ctx: Option<&'a mut TaskCtx>,
+struct TaskView<'a> {
+    /// `None` for a component without the grant.
+    ctx: Option<&'a mut TaskCtx>,
+}
+
+/// A component's task grant, as the runtime holds it.
+pub(crate) struct Granted(pub Arc<TaskGrant>);
+
+impl nubo_wasm::Grant for Granted {
+    fn instantiate(&self, run: &nubo_wasm::Run<'_>, states: &mut nubo_wasm::States) {
+        let (caller, hooks) = match run.context::<TaskRun>() {
+            Some(t) => (t.caller.clone(), Some(t.hooks.clone())),
+            None => (
+                Caller {
+                    app: run.app.to_string(),
+                    task: None,
+                    depth: 0,
+                },
+                None,
+            ),
+        };
+        states.insert(TaskCtx {
+            grant: self.0.clone(),
+            caller,
+            spawned: 0,
+            clock: run.waits.clone(),
+            hooks,
+        });
+    }
+}
+
+fn view(host: &mut nubo_wasm::Host) -> TaskView<'_> {
+    TaskView {
+        ctx: host.state::<TaskCtx>(),
+    }
 }
 
 struct HasTasks;
@@ -41,10 +75,7 @@ impl HasData for HasTasks {
     type Data<'a> = TaskView<'a>;
 }
 
-pub fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    view: fn(&mut T) -> TaskView<'_>,
-) -> wasmtime::Result<()> {
+pub(crate) fn add_to_linker(linker: &mut Linker<nubo_wasm::Host>) -> wasmtime::Result<()> {
     tasks::add_to_linker::<_, HasTasks>(linker, view)
 }
 
@@ -68,14 +99,20 @@ impl TaskView<'_> {
     /// Runs `wait` as the instance's wait: its run slot and time limit are
     /// let go meanwhile, and a task is unloaded if it lasts too long.
     async fn waiting<T>(&mut self, on: Wait, wait: impl Future<Output = T>) -> wasmtime::Result<T> {
-        let hooks = self.ctx.as_deref().and_then(|c| c.hooks.clone());
-        let Some(h) = hooks else {
+        let Some(ctx) = self.ctx.as_deref() else {
             return Ok(wait.await);
         };
-        h.waiting().await;
-        let out = match h.unload_after() {
+        let (clock, hooks) = (ctx.clock.clone(), ctx.hooks.clone());
+        clock.begin();
+        if let Some(h) = &hooks {
+            h.waiting().await;
+        }
+        let out = match hooks
+            .as_ref()
+            .and_then(|h| h.unload_after().map(|g| (h, g)))
+        {
             None => wait.await,
-            Some(grace) => match tokio::time::timeout(grace, wait).await {
+            Some((h, grace)) => match tokio::time::timeout(grace, wait).await {
                 Ok(out) => out,
                 Err(_) => {
                     h.unloaded(on);
@@ -83,7 +120,10 @@ impl TaskView<'_> {
                 }
             },
         };
-        h.resumed().await;
+        if let Some(h) = &hooks {
+            h.resumed().await;
+        }
+        clock.end();
         Ok(out)
     }
 }

@@ -12,7 +12,8 @@
 //! since running a task means instantiating a component. [`TaskStore`]
 //! keeps them: [`SqliteTasks`] on one machine, [`NatsTasks`] in a cluster.
 
-pub mod host;
+pub mod export;
+mod host;
 pub mod nats;
 mod sqlite;
 mod store;
@@ -317,6 +318,29 @@ pub struct TaskGrant {
     pub component: String,
 }
 
+impl TaskGrant {
+    /// The grant as the runtime gives it to each instance.
+    pub fn into_grant(self) -> Arc<dyn nubo_wasm::Grant> {
+        Arc::new(host::Granted(Arc::new(self)))
+    }
+}
+
+/// Durable tasks as a capability of the runtime: `nubo:platform/tasks`.
+pub struct DurableTasks;
+
+impl nubo_wasm::Capability for DurableTasks {
+    fn name(&self) -> &'static str {
+        "tasks"
+    }
+
+    fn link(
+        &self,
+        linker: &mut wasmtime::component::Linker<nubo_wasm::Host>,
+    ) -> wasmtime::Result<()> {
+        host::add_to_linker(linker)
+    }
+}
+
 /// Accounts for time an instance spends waiting on other tasks, which does
 /// not count against its time limit, and lets the runner give up the
 /// instance's run slot meanwhile, or the whole instance.
@@ -345,9 +369,7 @@ pub enum Wait {
 
 /// The trap that ends an instance unloaded in a wait. Not a failure: the
 /// runner sees it through [`WaitHooks::unloaded`] and re-runs the task.
-#[derive(Debug, thiserror::Error)]
-#[error("unloaded while waiting on other tasks")]
-pub struct Unloaded;
+pub use nubo_wasm::Unloaded;
 
 /// One instance's task state.
 pub struct TaskCtx {
@@ -355,7 +377,18 @@ pub struct TaskCtx {
     pub caller: Caller,
     /// Spawns so far in this run: the next child's index.
     pub spawned: u32,
+    /// Where the runtime counts the instance's waits (left out of a task's
+    /// time limit).
+    pub clock: Arc<nubo_wasm::WaitClock>,
+    /// The runner's hooks, in a task's run.
     pub hooks: Option<Arc<dyn WaitHooks>>,
+}
+
+/// What a task's run passes to its instance ([`nubo_wasm::Invocation::task`]):
+/// where spawns come from, and the runner's wait hooks.
+pub struct TaskRun {
+    pub caller: Caller,
+    pub hooks: Arc<dyn WaitHooks>,
 }
 
 impl TaskCtx {

@@ -2,11 +2,9 @@
 //! component, run its handler, collect the response. Side by side with the
 //! same work on an engine without the pooling allocator, so the report shows
 //! what pooling buys, and with a component that reads the request body and
-//! formats its answer (`plain`), to show what a less trivial guest costs,
-//! and with the run of a trivial task (`tasker`'s `noop`, through the Rust
-//! SDK), the part of a task's round trip spent in its instance: as Nubo
-//! runs it, through the component's task export, and as `POST /noop`, the
-//! way a component without the export runs it.
+//! formats its answer (`plain`), to show what a less trivial guest costs.
+//! (A task's run through the task export is measured end to end by
+//! `bench/tasks.sh`.)
 //!
 //! Beside `hello/pooling` run its baseline, `bare/hello`: the same
 //! component on the same engine served with wasmtime-wasi-http alone
@@ -23,25 +21,17 @@ mod support;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Full};
-use nubo_wasm::HttpComponent;
-use support::{NoHooks, caller, load};
+use nubo_wasm::Component;
+use support::load;
 
-/// One request; with `task`, the one a trivial task's run is: `POST
-/// /noop` with a JSON payload, as the node sends it to the component.
-async fn one_request(component: &HttpComponent, task: bool) -> usize {
-    let (method, path, payload) = match task {
-        true => ("POST", "noop", &b"7"[..]),
-        false => ("GET", "", &b""[..]),
-    };
-    let body = Full::new(Bytes::from_static(payload))
-        .map_err(|never| -> wasmtime_wasi_http::Error { match never {} });
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(format!("http://bench.local/{path}"));
-    if task {
-        req = req.header("nubo-task-function", path);
-    }
-    let req = req.body(body).expect("request");
+/// One `GET /`.
+async fn one_request(component: &Component) -> usize {
+    let body =
+        Full::new(Bytes::new()).map_err(|never| -> wasmtime_wasi_http::Error { match never {} });
+    let req = hyper::Request::builder()
+        .uri("http://bench.local/")
+        .body(body)
+        .expect("request");
     let resp = component.handle(req, "bench").await.expect("response");
     bare::body_len(resp).await
 }
@@ -53,17 +43,14 @@ fn bench(c: &mut Criterion) {
         ("hello/pooling", "hello", true),
         ("hello/on-demand", "hello", false),
         ("plain-echo/pooling", "plain", true),
-        ("task-noop/http", "tasker", true),
     ] {
-        let task = wasm == "tasker";
         let (_runtime, component) = load(pooling, wasm);
-        assert!(rt.block_on(one_request(&component, task)) > 0);
-        group.bench_function(name, |b| {
-            b.to_async(&rt).iter(|| one_request(&component, task))
-        });
+        assert!(rt.block_on(one_request(&component)) > 0);
+        group.bench_function(name, |b| b.to_async(&rt).iter(|| one_request(&component)));
     }
     // A runtime only for its engine: Nubo's settings, no component loaded.
-    let runtime = nubo_wasm::Runtime::new(nubo_wasm::RuntimeOptions::default()).expect("runtime");
+    let runtime =
+        nubo_wasm::Runtime::new(nubo_wasm::RuntimeOptions::default(), &[]).expect("runtime");
     let pre = bare::load(runtime.engine(), &support::component("hello"));
     assert!(rt.block_on(bare::one_request(&pre)) > 0);
     group.bench_function("bare/hello", |b| {
@@ -71,18 +58,6 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("bare/instantiate-drop", |b| {
         b.to_async(&rt).iter(|| bare::instantiate_drop(&pre))
-    });
-    let (_runtime, tasker) = load(true, "tasker");
-    let hooks: std::sync::Arc<dyn nubo_tasks::WaitHooks> = std::sync::Arc::new(NoHooks);
-    group.bench_function("task-noop/export", |b| {
-        b.to_async(&rt).iter(|| async {
-            let run = tasker.run_task("noop", b"7", caller(), hooks.clone());
-            run.await
-                .expect("export")
-                .expect("run")
-                .expect("noop")
-                .len()
-        })
     });
     group.finish();
 }

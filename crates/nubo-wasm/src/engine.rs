@@ -7,9 +7,10 @@
 //! passed — because it costs far less than fuel metering on the hot path.
 
 use crate::cache::CompileCache;
+use crate::capability::Capability;
+use crate::component::{Component, ComponentSettings};
 use crate::error::LoadError;
 use crate::host::Host;
-use crate::http::{ComponentSettings, HttpComponent};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,7 +51,7 @@ impl Default for RuntimeOptions {
 
 pub struct Runtime {
     engine: Engine,
-    linker: Arc<Linker<Host>>,
+    linker: Linker<Host>,
     cache: Option<CompileCache>,
     share: Arc<crate::NodeShare>,
 }
@@ -61,7 +62,12 @@ impl Runtime {
         &self.share
     }
 
-    pub fn new(options: RuntimeOptions) -> Result<Self, LoadError> {
+    /// The node's engine, with the host interfaces of WASI and of each of
+    /// `capabilities` linked.
+    pub fn new(
+        options: RuntimeOptions,
+        capabilities: &[Arc<dyn Capability>],
+    ) -> Result<Self, LoadError> {
         let engine_err = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
         let n = options.max_total_instances.max(1);
         let mut pool = PoolingAllocationConfig::new();
@@ -109,15 +115,16 @@ impl Runtime {
         let mut linker: Linker<Host> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_err)?;
-        nubo_kv::host::add_to_linker(&mut linker, Host::kv).map_err(engine_err)?;
-        nubo_blob::host::add_to_linker(&mut linker, Host::blobs).map_err(engine_err)?;
-        nubo_queue::host::add_to_linker(&mut linker, Host::queue).map_err(engine_err)?;
-        nubo_pubsub::host::add_to_linker(&mut linker, Host::pubsub).map_err(engine_err)?;
-        nubo_tasks::host::add_to_linker(&mut linker, Host::tasks).map_err(engine_err)?;
         wasmtime_wasi_config::add_to_linker(&mut linker, |h: &mut Host| {
             wasmtime_wasi_config::WasiConfig::from(&*h.config)
         })
         .map_err(engine_err)?;
+        for c in capabilities {
+            c.link(&mut linker).map_err(|e| LoadError::Link {
+                capability: c.name(),
+                reason: format!("{e:#}"),
+            })?;
+        }
 
         start_epoch_ticker(&engine);
         let cache = options.cache_dir.map(|dir| CompileCache::new(dir, &engine));
@@ -126,7 +133,7 @@ impl Runtime {
             .unwrap_or_else(crate::default_memory_budget);
         Ok(Self {
             engine,
-            linker: Arc::new(linker),
+            linker,
             cache,
             share: crate::NodeShare::new(u64::from(n), memory),
         })
@@ -143,7 +150,7 @@ impl Runtime {
         &self,
         path: &Path,
         settings: ComponentSettings,
-    ) -> Result<HttpComponent, LoadError> {
+    ) -> Result<Component, LoadError> {
         let wasm = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_path_buf(),
             source,
@@ -156,7 +163,25 @@ impl Runtime {
         path: &Path,
         wasm: &[u8],
         settings: ComponentSettings,
-    ) -> Result<HttpComponent, LoadError> {
+    ) -> Result<Component, LoadError> {
+        let c = self.load_bytes(path, wasm, settings)?;
+        match &c.proxy {
+            Some(_) => Ok(c),
+            None => Err(LoadError::NotHttp(
+                "it has no `wasi:http/incoming-handler` export".into(),
+            )),
+        }
+    }
+
+    /// Compiles (or loads from cache) and pre-instantiates any component
+    /// Nubo can link, whatever it exports; its capabilities find their
+    /// exports with [`Component::export`].
+    pub fn load_bytes(
+        &self,
+        path: &Path,
+        wasm: &[u8],
+        settings: ComponentSettings,
+    ) -> Result<Component, LoadError> {
         match wasm.get(..8) {
             Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
                 return Err(LoadError::CoreModule {
@@ -190,8 +215,13 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Imports(format!("{e:#}")))?;
-        let pre = ProxyPre::new(instance_pre).map_err(|e| LoadError::NotHttp(format!("{e:#}")))?;
-        Ok(HttpComponent::new(pre, settings, self.share.clone()))
+        let proxy = ProxyPre::new(instance_pre.clone()).ok();
+        Ok(Component::new(
+            instance_pre,
+            proxy,
+            settings,
+            self.share.clone(),
+        ))
     }
 }
 

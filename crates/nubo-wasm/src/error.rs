@@ -18,6 +18,11 @@ pub enum LoadError {
     NotHttp(String),
     #[error("cannot start the WebAssembly engine: {0}")]
     Engine(String),
+    #[error("cannot link the host interfaces of {capability}: {reason}")]
+    Link {
+        capability: &'static str,
+        reason: String,
+    },
 }
 
 /// Why a request to a component did not produce a response. The gateway
@@ -37,3 +42,11 @@ pub enum HandleError {
     #[error("component failed: {0}")]
     Failed(String),
 }
+
+/// The trap that ends an instance a capability unloaded on purpose (a task
+/// parked in a long wait, to be run again when the wait is over). Not a
+/// failure: it is not logged as one, and the capability that unloaded the
+/// instance knows what to do next.
+#[derive(Debug, thiserror::Error)]
+#[error("unloaded while waiting on other tasks")]
+pub struct Unloaded;

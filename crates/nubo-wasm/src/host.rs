@@ -1,19 +1,24 @@
 //! The per-request store state: what a guest instance can reach.
 //!
 //! Everything a component may touch lives here and is built from its
-//! `nubo.toml` grants: config values, the outbound allow-list, memory limits.
+//! `nubo.toml` grants: config values, the outbound allow-list, memory
+//! limits, and each granted capability's own state.
 //! WASI filesystem and sockets are linked (Rust's std imports them) but get
 //! no preopened directories and no socket permissions.
 
+use crate::capability::States;
 use crate::logs::{LineStream, LogSink, LogTags, Stream};
 use crate::outbound::OutboundPolicy;
 use nubo_manifest::OutboundRule;
+use std::any::Any;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+/// The data of one instance's store: WASI, outbound HTTP, limits, and the
+/// state each granted capability put in ([`crate::Grant`]).
 pub struct Host {
     table: ResourceTable,
     wasi: WasiCtx,
@@ -21,13 +26,7 @@ pub struct Host {
     hooks: OutboundPolicy,
     pub(crate) limits: crate::limiter::Limiter,
     pub(crate) config: Arc<WasiConfigVariables>,
-    kv: Option<Arc<nubo_kv::KvGrant>>,
-    blobs: Option<Arc<nubo_blob::BlobGrant>>,
-    queues: Option<Arc<nubo_queue::QueueGrant>>,
-    topics: Option<Arc<nubo_pubsub::PubSubGrant>>,
-    pub(crate) tasks: Option<nubo_tasks::TaskCtx>,
-    open_blobs: nubo_blob::OpenObjects,
-    cas_held: nubo_kv::host::CasHeld,
+    states: States,
 }
 
 impl Host {
@@ -37,7 +36,7 @@ impl Host {
         config: Arc<WasiConfigVariables>,
         limits: crate::limiter::Limiter,
         sink: Option<Arc<dyn LogSink>>,
-        grants: &Grants,
+        states: States,
     ) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(LineStream::new(tags.clone(), Stream::Stdout, sink.clone()))
@@ -53,14 +52,20 @@ impl Host {
             hooks: OutboundPolicy::new(rules, tags),
             limits,
             config,
-            kv: grants.kv.clone(),
-            blobs: grants.blobs.clone(),
-            queues: grants.queues.clone(),
-            topics: grants.topics.clone(),
-            tasks: None,
-            open_blobs: Default::default(),
-            cas_held: Default::default(),
+            states,
         }
+    }
+
+    /// The instance's state of capability state type `T`: `None` when the
+    /// component has no grant of that capability.
+    pub fn state<T: Any + Send>(&mut self) -> Option<&mut T> {
+        self.states.get_mut()
+    }
+
+    /// [`Self::state`] and the instance's resource table, for bindings
+    /// that hand out resources.
+    pub fn state_and_table<T: Any + Send>(&mut self) -> (Option<&mut T>, &mut ResourceTable) {
+        (self.states.get_mut(), &mut self.table)
     }
 }
 
@@ -69,52 +74,6 @@ impl WasiView for Host {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
-        }
-    }
-}
-
-/// Service grants of a component, shared by all its instances.
-#[derive(Clone, Default)]
-pub(crate) struct Grants {
-    pub kv: Option<Arc<nubo_kv::KvGrant>>,
-    pub blobs: Option<Arc<nubo_blob::BlobGrant>>,
-    pub queues: Option<Arc<nubo_queue::QueueGrant>>,
-    pub topics: Option<Arc<nubo_pubsub::PubSubGrant>>,
-    pub tasks: Option<Arc<nubo_tasks::TaskGrant>>,
-}
-
-impl Host {
-    pub(crate) fn tasks(&mut self) -> nubo_tasks::host::TaskView<'_> {
-        nubo_tasks::host::TaskView {
-            ctx: self.tasks.as_mut(),
-        }
-    }
-
-    pub(crate) fn pubsub(&mut self) -> nubo_pubsub::host::PubSubView<'_> {
-        nubo_pubsub::host::PubSubView {
-            grant: self.topics.as_deref(),
-        }
-    }
-
-    pub(crate) fn queue(&mut self) -> nubo_queue::host::QueueView<'_> {
-        nubo_queue::host::QueueView {
-            grant: self.queues.as_deref(),
-        }
-    }
-
-    pub(crate) fn blobs(&mut self) -> nubo_blob::host::BlobView<'_> {
-        nubo_blob::host::BlobView {
-            grant: self.blobs.as_deref(),
-            table: &mut self.table,
-            open: &self.open_blobs,
-        }
-    }
-
-    pub(crate) fn kv(&mut self) -> nubo_kv::host::KvView<'_> {
-        nubo_kv::host::KvView {
-            grant: self.kv.as_deref(),
-            table: &mut self.table,
-            cas: &mut self.cas_held,
         }
     }
 }

@@ -1,13 +1,18 @@
 //! Runs Nubo's sandboxed WebAssembly components.
 //!
-//! One [`Runtime`] per node owns the wasmtime engine, the linker with every
-//! host interface Nubo offers, and the compile cache. Loading a component
-//! compiles and pre-instantiates it once; serving a request instantiates it
-//! afresh under its memory and time limits. Guests see standard WASI only
-//! (`wasi:http`, `wasi:config`, `wasi:cli` output), and reach only what their
-//! `nubo.toml` entry grants.
+//! One [`Runtime`] per node owns the wasmtime engine, the linker with
+//! every host interface Nubo offers, and the compile cache. Loading a
+//! component compiles and pre-instantiates it once; every run (a request,
+//! a task, a delivery) instantiates it afresh under its memory and time
+//! limits ([`Component::invoke`]). The runtime itself serves WASI
+//! (`wasi:http`, `wasi:config`, `wasi:cli` output); every other interface
+//! comes from a [`Capability`], a crate the runtime knows only through
+//! that trait, and a guest reaches only what its `nubo.toml` entry grants
+//! ([`Grant`]).
 
 mod cache;
+mod capability;
+mod component;
 mod driven;
 mod engine;
 mod error;
@@ -16,15 +21,17 @@ mod http;
 mod limiter;
 mod logs;
 mod outbound;
-mod queues;
 mod share;
-mod tasks;
 mod waits;
 
+pub use capability::{Capability, Grant, Run, Shared, States};
+pub use component::{Component, ComponentSettings, HttpComponent, Invocation, QUEUE_TIMEOUT};
 pub use engine::{EPOCH_TICK, Runtime, RuntimeOptions};
-pub use error::{HandleError, LoadError};
-pub use http::{ComponentSettings, HttpComponent, QUEUE_TIMEOUT};
+pub use error::{HandleError, LoadError, Unloaded};
+pub use host::Host;
 pub use limiter::MemoryRefused;
 pub use logs::{LogSink, LogTags, Stream as LogStream};
 pub use share::{FairPool, NodeShare, default_memory_budget};
+pub use waits::WaitClock;
+pub use wasmtime;
 pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;

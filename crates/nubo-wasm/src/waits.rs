@@ -9,27 +9,38 @@
 //! only for the time it awaits other tasks, which may take as long as
 //! they take: that time is added to its limit.
 
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub(crate) struct WaitClock {
+/// How long an instance has waited on other tasks: the runtime extends a
+/// task's time limits by it. The task capability marks each wait.
+#[derive(Default)]
+pub struct WaitClock {
     state: Mutex<(Duration, Option<Instant>)>,
-    inner: Option<Arc<dyn nubo_tasks::WaitHooks>>,
 }
 
 impl WaitClock {
-    pub(crate) fn new(inner: Option<Arc<dyn nubo_tasks::WaitHooks>>) -> Self {
-        Self {
-            state: Mutex::new((Duration::ZERO, None)),
-            inner,
+    /// The instance starts waiting.
+    pub fn begin(&self) {
+        self.lock().1 = Some(Instant::now());
+    }
+
+    /// The instance's wait is over.
+    pub fn end(&self) {
+        let mut s = self.lock();
+        if let Some(t) = s.1.take() {
+            s.0 += t.elapsed();
         }
     }
 
     /// Time spent waiting so far, including a wait in progress.
     pub(crate) fn waited(&self) -> Duration {
-        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let s = self.lock();
         s.0 + s.1.map_or(Duration::ZERO, |t| t.elapsed())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Duration, Option<Instant>)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -70,36 +81,6 @@ impl WallLimit {
         tokio::select! {
             r = run => r,
             () = self.reached() => Err(wasmtime::Trap::Interrupt.into()),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl nubo_tasks::WaitHooks for WaitClock {
-    async fn waiting(&self) {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(Instant::now());
-        if let Some(h) = &self.inner {
-            h.waiting().await;
-        }
-    }
-
-    fn unload_after(&self) -> Option<Duration> {
-        self.inner.as_ref().and_then(|h| h.unload_after())
-    }
-
-    fn unloaded(&self, wait: nubo_tasks::Wait) {
-        if let Some(h) = &self.inner {
-            h.unloaded(wait);
-        }
-    }
-
-    async fn resumed(&self) {
-        if let Some(h) = &self.inner {
-            h.resumed().await;
-        }
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(t) = s.1.take() {
-            s.0 += t.elapsed();
         }
     }
 }

@@ -2,8 +2,8 @@
 //! component, and what came of it.
 
 use super::share::{FairShare, SharePermit};
-use nubo_tasks::{Caller, Task, TaskError, Wait, WaitHooks};
-use nubo_wasm::{HandleError, HttpComponent};
+use nubo_tasks::{Caller, Task, TaskError, TaskRun, Wait, WaitHooks};
+use nubo_wasm::{HandleError, HttpComponent, Invocation};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -110,10 +110,11 @@ pub(super) async fn invoke(c: &HttpComponent, t: &Task, permits: Permits) -> Out
         depth: t.depth,
     };
     // Through the component's task export if it has one, else over HTTP.
-    let answer = match c
-        .run_task(&t.function, &t.payload, caller.clone(), hooks.clone())
-        .await
-    {
+    let run = TaskRun {
+        caller: caller.clone(),
+        hooks: hooks.clone(),
+    };
+    let answer = match nubo_tasks::export::run(c, &t.function, &t.payload, run).await {
         Some(answer) => answer.map(|r| r.map_err(|message| (None, message))),
         None => over_http(c, t, caller, hooks.clone()).await,
     };
@@ -174,7 +175,10 @@ async fn over_http(c: &HttpComponent, t: &Task, caller: Caller, hooks: Arc<Hooks
         Ok(r) => r,
         Err(e) => return Ok(Err((None, format!("bad task request: {e}")))),
     };
-    let resp = c.handle_task(req, caller, hooks).await?;
+    let run = TaskRun { caller, hooks };
+    let resp = c
+        .handle_as(req, Invocation::task(t.id.clone(), Arc::new(run)))
+        .await?;
     let status = resp.status();
     let body = http_body_util::Limited::new(resp.into_body(), MAX_RESULT)
         .collect()

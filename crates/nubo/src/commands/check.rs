@@ -20,10 +20,13 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
     let cache_dir = std::env::var_os("NUBO_CACHE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| spec.root.join(".nubo").join("cache"));
-    let runtime = nubo_wasm::Runtime::new(nubo_wasm::RuntimeOptions {
-        cache_dir: Some(cache_dir),
-        ..Default::default()
-    })
+    let runtime = nubo_wasm::Runtime::new(
+        nubo_wasm::RuntimeOptions {
+            cache_dir: Some(cache_dir),
+            ..Default::default()
+        },
+        &nubo_node::capabilities(),
+    )
     .map_err(|e| CliError::new(e.to_string()))?;
     // Components not built yet are checked by `nubo up` after its build.
     let mut built = spec.clone();

@@ -8,37 +8,10 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// Builds the test components once per test binary (cargo serialises
-/// concurrent builds of the same target dir across binaries).
-pub fn components() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let dir = repo_root().join("tests/components");
-        let status = Command::new("cargo")
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
-            .current_dir(&dir)
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("RUSTFLAGS")
-            .status()
-            .expect("run cargo for test components");
-        assert!(status.success(), "building tests/components failed");
-        dir.join("target/wasm32-wasip2/release")
-    })
-}
-
-pub fn wasm(name: &str) -> PathBuf {
-    components().join(format!("{name}.wasm"))
-}
+pub use nubo_testkit::{repo_root, wasm};
 
 /// A throwaway app folder holding `nubo.toml` and whatever else a test puts there.
 pub struct AppDir {

@@ -1,0 +1,17 @@
+//! The capabilities a node offers its components: one line each. A new
+//! capability is a crate that implements [`nubo_wasm::Capability`], and
+//! registers here.
+
+use nubo_wasm::Capability;
+use std::sync::Arc;
+
+/// Every capability, in the order their interfaces are linked.
+pub fn capabilities() -> Vec<Arc<dyn Capability>> {
+    vec![
+        Arc::new(nubo_kv::KeyValue),
+        Arc::new(nubo_blob::Blobs),
+        Arc::new(nubo_queue::Queues),
+        Arc::new(nubo_pubsub::PubSub),
+        Arc::new(nubo_tasks::DurableTasks),
+    ]
+}
