@@ -131,7 +131,7 @@ macro_rules! http_handler {
             ) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
                 $(
                     if function == $crate::tasks::name_of(&$task) {
-                        return $crate::tasks::call(&payload, $task);
+                        return $crate::tasks::call(&payload, $task).map_err(|e| e.to_string());
                     }
                 )*
                 Err($crate::tasks::unknown_message(&function))

@@ -166,16 +166,39 @@ pub fn requested(req: &crate::Request) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
+/// Why a task function could not run on its payload.
+#[derive(Debug)]
+pub enum CallError {
+    /// The payload is not the function's argument as JSON (the caller's
+    /// mistake: `400` over HTTP).
+    BadPayload { function: &'static str, why: String },
+    /// The function's result cannot be written as JSON (`500`).
+    BadResult(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::BadPayload { function, why } => {
+                write!(f, "bad payload for {function}: {why}")
+            }
+            CallError::BadResult(why) => write!(f, "unserializable result: {why}"),
+        }
+    }
+}
+
 /// Runs task function `f` on a JSON payload: its JSON result, or why not.
-pub fn call<F, A, R>(payload: &[u8], f: F) -> Result<Vec<u8>, String>
+pub fn call<F, A, R>(payload: &[u8], f: F) -> Result<Vec<u8>, CallError>
 where
     F: Fn(A) -> R,
     A: DeserializeOwned,
     R: Serialize,
 {
-    let arg: A = serde_json::from_slice(payload)
-        .map_err(|e| format!("bad payload for {}: {e}", name_of(&f)))?;
-    serde_json::to_vec(&f(arg)).map_err(|e| format!("unserializable result: {e}"))
+    let arg: A = serde_json::from_slice(payload).map_err(|e| CallError::BadPayload {
+        function: name_of(&f),
+        why: e.to_string(),
+    })?;
+    serde_json::to_vec(&f(arg)).map_err(|e| CallError::BadResult(e.to_string()))
 }
 
 /// Runs task function `f` on the request's JSON payload.
@@ -187,8 +210,8 @@ where
 {
     match call(req.body(), f) {
         Ok(body) => crate::response(200, "application/json", body),
-        Err(e) if e.starts_with("bad payload") => crate::text(400, e),
-        Err(e) => crate::text(500, e),
+        Err(e @ CallError::BadPayload { .. }) => crate::text(400, e.to_string()),
+        Err(e @ CallError::BadResult(_)) => crate::text(500, e.to_string()),
     }
 }
 
