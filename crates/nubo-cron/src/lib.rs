@@ -23,6 +23,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+/// Largest answer to a cron run read (and thrown away), in bytes.
+const MAX_ANSWER: usize = 1 << 20;
+
 /// How a run ended, as `nubo cron ls` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct LastRun {
@@ -290,8 +293,20 @@ async fn invoke(c: &HttpComponent, spec: &CronSpec, app: &str, at: DateTime<Utc>
         ("nubo-cron-schedule", spec.schedule.clone()),
         ("nubo-scheduled-at", at.to_rfc3339()),
     ];
-    match crate::internal::post(c, app, "cron", &spec.path, &headers, Vec::new(), &id).await {
-        Ok(a) => format!("ok ({})", a.status),
+    let req = nubo_wasm::InternalRequest {
+        app,
+        kind: "cron",
+        path: &spec.path,
+        headers: &headers,
+        body: Vec::new(),
+        max_answer: MAX_ANSWER,
+    };
+    match c
+        .post_internal(req, nubo_wasm::Invocation::request(id))
+        .await
+    {
+        Ok(a) if a.is_success() => format!("ok ({})", a.status),
+        Ok(a) => format!("failed: HTTP {}", a.status),
         Err(e) => format!("failed: {e}"),
     }
 }

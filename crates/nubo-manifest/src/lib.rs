@@ -27,6 +27,13 @@ pub use spec::{
 };
 pub use tasks::TasksSpec;
 
+/// Delay before retry `attempt` (1-based) of a queue message or a task
+/// whose `backoff_ms` is `base_ms`: `base_ms`, doubling, at most an hour.
+pub fn backoff_ms(base_ms: u64, attempt: u32) -> u64 {
+    let exp = attempt.saturating_sub(1).min(30);
+    base_ms.saturating_mul(1u64 << exp).min(3_600_000)
+}
+
 use std::path::Path;
 
 /// The file name Nubo looks for in an app's folder.

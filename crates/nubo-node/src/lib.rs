@@ -12,17 +12,12 @@ mod api;
 mod capabilities;
 mod cluster;
 mod content;
-mod cron;
-mod internal;
 mod live;
 mod logs;
 mod node;
 mod purge;
-mod queues;
 mod secrets;
-mod sockets;
 mod store;
-mod tasks;
 pub mod token;
 
 pub use api::{MARKER as API_MARKER, OPENAPI, router as control_router};

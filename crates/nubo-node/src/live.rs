@@ -55,8 +55,8 @@ pub struct Loader<'a> {
     pub logs: Arc<dyn LogSink>,
     pub kv: Arc<dyn nubo_kv::KvBackend>,
     pub blobs: Arc<dyn nubo_blob::BlobBackend>,
-    pub queues: Arc<crate::queues::Dispatcher>,
-    pub tasks: Arc<crate::tasks::TaskRunner>,
+    pub queues: Arc<nubo_queue::Dispatcher>,
+    pub tasks: Arc<nubo_tasks::TaskRunner>,
     pub hub: Arc<nubo_pubsub::Hub>,
 }
 
@@ -104,14 +104,14 @@ impl Loader<'_> {
                         ));
                     }
                 },
-                RouteTarget::Queue(q) => Target::Queue(Arc::new(crate::queues::RoutePublisher {
+                RouteTarget::Queue(q) => Target::Queue(Arc::new(nubo_queue::RoutePublisher {
                     q: nubo_queue::QueueName {
                         app: def.name.clone(),
                         queue: q.clone(),
                     },
                     dispatcher: self.queues.clone(),
                 })),
-                RouteTarget::Sse { topics } => Target::Sse(Arc::new(crate::sockets::TopicFeed {
+                RouteTarget::Sse { topics } => Target::Sse(Arc::new(nubo_pubsub::TopicFeed {
                     hub: self.hub.clone(),
                     app: def.name.clone(),
                     topics: topics.clone(),
@@ -133,7 +133,7 @@ impl Loader<'_> {
                             _ => None,
                         },
                     };
-                    Target::WebSocket(Arc::new(crate::sockets::TopicFeed {
+                    Target::WebSocket(Arc::new(nubo_pubsub::TopicFeed {
                         hub: self.hub.clone(),
                         app: def.name.clone(),
                         topics: topics.clone(),

@@ -45,9 +45,9 @@ pub struct Node {
     pub(crate) max_upload: usize,
     pub(crate) kv: Arc<dyn nubo_kv::KvBackend>,
     pub(crate) blobs: Arc<dyn nubo_blob::BlobBackend>,
-    pub(crate) cron: Arc<crate::cron::Scheduler>,
-    pub(crate) queues: Arc<crate::queues::Dispatcher>,
-    pub(crate) tasks: Arc<crate::tasks::TaskRunner>,
+    pub(crate) cron: Arc<nubo_cron::Scheduler>,
+    pub(crate) queues: Arc<nubo_queue::Dispatcher>,
+    pub(crate) tasks: Arc<nubo_tasks::TaskRunner>,
     pub(crate) hub: Arc<nubo_pubsub::Hub>,
     pub(crate) cluster: Option<crate::cluster::Member>,
     /// Where its servers listen, once they do.
@@ -228,7 +228,7 @@ impl Node {
             },
             &crate::capabilities(),
         )?;
-        let queues = crate::queues::Dispatcher::new(match &opts.cluster {
+        let queues = nubo_queue::Dispatcher::new(match &opts.cluster {
             Some(c) => Arc::new(
                 nubo_queue::NatsQueue::open(c.cluster.jetstream(), c.cluster.replicas())
                     .await
@@ -243,7 +243,7 @@ impl Node {
             queues.wake_on(c.cluster.client().clone());
         }
         let cron = Arc::new(
-            crate::cron::Scheduler::open(&opts.state.join("cron.db"))
+            nubo_cron::Scheduler::open(&opts.state.join("cron.db"))
                 .map_err(|e| NodeError::Service(e.to_string()))?,
         );
         let kv: Arc<dyn nubo_kv::KvBackend> = match &opts.cluster {
@@ -289,7 +289,7 @@ impl Node {
                     .await
                     .map_err(|e| NodeError::Service(e.to_string()))?,
                 );
-                let link = crate::tasks::ClusterTasks {
+                let link = nubo_tasks::ClusterTasks {
                     nats: nats.clone(),
                     client: c.cluster.client().clone(),
                     key: c.cluster.key().clone(),
@@ -306,7 +306,7 @@ impl Node {
             ),
         };
         task_store.keep_free(opts.disk_reserve);
-        let tasks = crate::tasks::TaskRunner::new(
+        let tasks = nubo_tasks::TaskRunner::new(
             task_store,
             task_cluster,
             // Tasks are CPU work: a few per core keeps every core busy

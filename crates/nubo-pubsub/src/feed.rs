@@ -1,5 +1,6 @@
-//! The node's side of WebSocket and SSE routes: which topics a browser
-//! receives, and which component gets what it sends.
+//! The capability's side of WebSocket and SSE routes (the gateway frames
+//! them): which topics a browser receives, and which component gets what
+//! it sends.
 
 use bytes::Bytes;
 use nubo_wasm::HttpComponent;
@@ -8,8 +9,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
+/// Largest answer to a WebSocket message read (and thrown away), in bytes.
+const MAX_ANSWER: usize = 1 << 20;
+
 pub struct TopicFeed {
-    pub hub: Arc<nubo_pubsub::Hub>,
+    pub hub: Arc<crate::Hub>,
     pub app: String,
     pub topics: Vec<String>,
     /// The component (and path) a WebSocket's messages are `POST`ed to.
@@ -43,18 +47,23 @@ impl nubo_gateway::Feed for TopicFeed {
                 NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             );
             let headers = [("nubo-websocket", "message".to_string())];
-            if let Err(e) = crate::internal::post(
-                &component,
-                &app,
-                "websocket",
-                &path,
-                &headers,
-                message.to_vec(),
-                &id,
-            )
-            .await
+            let req = nubo_wasm::InternalRequest {
+                app: &app,
+                kind: "websocket",
+                path: &path,
+                headers: &headers,
+                body: message.to_vec(),
+                max_answer: MAX_ANSWER,
+            };
+            match component
+                .post_internal(req, nubo_wasm::Invocation::request(id))
+                .await
             {
-                tracing::warn!(app = %app, "websocket message not handled: {e}");
+                Ok(a) if a.is_success() => {}
+                Ok(a) => {
+                    tracing::warn!(app = %app, "websocket message not handled: HTTP {}", a.status)
+                }
+                Err(e) => tracing::warn!(app = %app, "websocket message not handled: {e}"),
             }
         })
     }

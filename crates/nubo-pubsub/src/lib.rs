@@ -13,9 +13,16 @@
 //! each node, itself included, delivers what arrives to its own
 //! subscribers. A WebSocket client on node A hears what a component on
 //! node B publishes, in the order B published it.
+//!
+//! [`PubSub`] links the guest binding (`nubo:platform/pubsub`); a
+//! [`TopicFeed`] is what the gateway's SSE and WebSocket routes subscribe
+//! to, and where a WebSocket's messages go to a component.
 
+mod feed;
 mod host;
 pub mod nats;
+
+pub use feed::TopicFeed;
 
 use bytes::Bytes;
 use std::collections::HashMap;

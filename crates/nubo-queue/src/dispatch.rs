@@ -4,7 +4,7 @@
 //! `concurrency` (times its `batch_size`) and hands each message, or each
 //! batch, to the consumer: one call of its `nubo:platform/queue-handler`
 //! export if it has one (every SDK consumer does), else `POST path` to its
-//! HTTP handler (see [`nubo_queue::batch`]). Success (a 2xx answer)
+//! HTTP handler (see [`crate::batch`]). Success (a 2xx answer)
 //! acknowledges the message; anything else (a
 //! failure status, a trap, a time-out) schedules a retry after
 //! `backoff_ms · 2^(attempt-1)`, and after `max_attempts` deliveries the
@@ -12,10 +12,13 @@
 //! (the node died) becomes due again when its visibility timeout ends, so
 //! every stored message is delivered at least once.
 
+use crate::{Message, QueueBackend, QueueError, QueueName, backoff_ms};
 use nubo_gateway::PublishError;
 use nubo_manifest::QueueSpec;
-use nubo_queue::{Message, QueueBackend, QueueError, QueueName, backoff_ms};
-use nubo_wasm::HttpComponent;
+use nubo_wasm::{HttpComponent, Invocation};
+
+/// Largest answer of a consumer read, in bytes: a batch's failures.
+const MAX_ANSWER: usize = 4 << 20;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,7 +26,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 
 pub struct Dispatcher {
-    pub(crate) backend: Arc<dyn QueueBackend>,
+    pub backend: Arc<dyn QueueBackend>,
     wakers: Mutex<HashMap<QueueName, Arc<Notify>>>,
     tasks: Mutex<HashMap<String, Vec<tokio::task::JoinHandle<()>>>>,
 }
@@ -60,7 +63,7 @@ impl Dispatcher {
             };
             while let Some(m) = wakes.next().await {
                 let Some(me) = me.upgrade() else { return };
-                if let Some(q) = nubo_queue::nats::woken(m.subject.as_str()) {
+                if let Some(q) = crate::nats::woken(m.subject.as_str()) {
                     me.notify(&q);
                 }
             }
@@ -189,7 +192,7 @@ impl Queue {
                 {
                     Ok(leased) => {
                         all_due_taken = leased.len() < free * size;
-                        for batch in nubo_queue::batch::split(leased, size) {
+                        for batch in crate::batch::split(leased, size) {
                             // Only this loop takes permits; it waits for one
                             // only when the byte limit made extra batches.
                             let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -296,6 +299,34 @@ impl Queue {
         }
     }
 
+    /// One `POST` of the queue's path to the consumer: its answer if 2xx.
+    async fn post_http(
+        &self,
+        app: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+        id: String,
+    ) -> Result<nubo_wasm::Answer, String> {
+        let req = nubo_wasm::InternalRequest {
+            app,
+            kind: "queue",
+            path,
+            headers,
+            body,
+            max_answer: MAX_ANSWER,
+        };
+        match self
+            .consumer
+            .post_internal(req, Invocation::request(id))
+            .await
+        {
+            Ok(a) if a.is_success() => Ok(a),
+            Ok(a) => Err(format!("HTTP {}", a.status)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// One call of the consumer's queue export, or else one `POST`, for
     /// the batch; the messages the consumer failed.
     async fn post(&self, batch: &[Message]) -> Result<Vec<(u64, String)>, String> {
@@ -305,7 +336,7 @@ impl Queue {
             n => format!("queue-{}-{}+{}", first.0, first.1, n - 1),
         };
         if let Some(outcome) =
-            nubo_queue::export::deliver(&self.consumer, &self.q.queue, batch, &id).await
+            crate::export::deliver(&self.consumer, &self.q.queue, batch, &id).await
         {
             return match outcome {
                 Ok(answer) => answer,
@@ -322,17 +353,9 @@ impl Queue {
                     ("nubo-message-id", m.id.to_string()),
                     ("nubo-attempt", m.attempt.to_string()),
                 ];
-                crate::internal::post(
-                    &self.consumer,
-                    app,
-                    "queue",
-                    path,
-                    &headers,
-                    m.body.clone(),
-                    &id,
-                )
-                .await
-                .map(|_| Vec::new())
+                self.post_http(app, path, &headers, m.body.clone(), id)
+                    .await
+                    .map(|_| Vec::new())
             }
             _ => {
                 let headers = [
@@ -340,11 +363,9 @@ impl Queue {
                     ("nubo-batch", batch.len().to_string()),
                     ("content-type", "application/json".to_string()),
                 ];
-                let body = nubo_queue::batch::encode(batch);
-                let a =
-                    crate::internal::post(&self.consumer, app, "queue", path, &headers, body, &id)
-                        .await?;
-                nubo_queue::batch::failures(a.json, &a.body)
+                let body = crate::batch::encode(batch);
+                let a = self.post_http(app, path, &headers, body, id).await?;
+                crate::batch::failures(a.json, &a.body)
             }
         }
     }

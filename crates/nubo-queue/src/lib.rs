@@ -3,17 +3,22 @@
 //! exponential backoff and setting aside (dead-lettering) what keeps
 //! failing.
 //!
-//! As with every Nubo service: [`QueueBackend`] is the storage contract,
-//! [`SqliteQueue`] the embedded backend, [`host`] the guest binding
-//! (`nubo:platform/queue`, since WASI has no queue interface). Delivery
-//! itself is the node's (it owns the components). [`NatsQueue`] is the
-//! cluster backend, on JetStream.
+//! As with every Nubo capability: [`QueueBackend`] is the storage
+//! contract, [`SqliteQueue`] the embedded backend and [`NatsQueue`] the
+//! cluster's, on JetStream; [`Queues`] links the guest binding
+//! (`nubo:platform/queue`, since WASI has no queue interface). The
+//! [`Dispatcher`] delivers messages to their consumers, through the
+//! consumer's export ([`export`]) or over HTTP; a queue route of the
+//! gateway publishes through a [`RoutePublisher`].
 
 pub mod batch;
+mod dispatch;
 pub mod export;
 mod host;
 pub mod nats;
 mod sqlite;
+
+pub use dispatch::{Dispatcher, RoutePublisher};
 
 pub use nats::NatsQueue;
 pub use sqlite::SqliteQueue;
@@ -190,8 +195,4 @@ pub(crate) fn check_body(body: &[u8]) -> Result<(), QueueError> {
     Ok(())
 }
 
-/// Delay before retry `attempt` (1-based): `base`, doubling, at most an hour.
-pub fn backoff_ms(base_ms: u64, attempt: u32) -> u64 {
-    let exp = attempt.saturating_sub(1).min(30);
-    base_ms.saturating_mul(1u64 << exp).min(3_600_000)
-}
+pub use nubo_manifest::backoff_ms;

@@ -15,11 +15,13 @@
 pub mod export;
 mod host;
 pub mod nats;
+mod runner;
 mod sqlite;
 mod store;
 
 pub use nats::NatsTasks;
 pub use nubo_sqlite::now_ms;
+pub use runner::{ClusterTasks, TaskRunner};
 pub use sqlite::SqliteTasks;
 pub use store::{Start, StoreError, TaskStore, expired};
 

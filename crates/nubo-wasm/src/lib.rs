@@ -18,6 +18,7 @@ mod engine;
 mod error;
 mod host;
 mod http;
+mod internal;
 mod limiter;
 mod logs;
 mod outbound;
@@ -29,6 +30,7 @@ pub use component::{Component, ComponentSettings, HttpComponent, Invocation, QUE
 pub use engine::{EPOCH_TICK, Runtime, RuntimeOptions};
 pub use error::{HandleError, LoadError, Unloaded};
 pub use host::Host;
+pub use internal::{Answer, InternalError, InternalRequest};
 pub use limiter::MemoryRefused;
 pub use logs::{LogSink, LogTags, Stream as LogStream};
 pub use share::{FairPool, NodeShare, default_memory_budget};

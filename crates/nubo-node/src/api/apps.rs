@@ -327,7 +327,7 @@ struct CronStatus {
     missed: nubo_manifest::Missed,
     /// The next three run times.
     next: Vec<chrono::DateTime<chrono::Utc>>,
-    last_run: Option<crate::cron::LastRun>,
+    last_run: Option<nubo_cron::LastRun>,
 }
 
 /// `GET /v1/apps/{app}/cron`: schedules with their next run times.
@@ -364,7 +364,7 @@ pub(crate) async fn cron(State(node): Node_, Path(app): Path<String>) -> Respons
                 // entry (the start for missed runs); nothing ran yet.
                 last_run: node
                     .cron
-                    .last_run(&app, &crate::cron::entry_id(c))
+                    .last_run(&app, &nubo_cron::entry_id(c))
                     .filter(|l| l.status != "scheduled"),
             }
         })

@@ -11,9 +11,9 @@
 
 use super::invoke::Permits;
 use super::{Before, TaskRunner, lock};
+use crate::nats::Claim;
+use crate::{NatsTasks, Outcome, Start, TaskError};
 use futures_util::StreamExt;
-use nubo_tasks::nats::Claim;
-use nubo_tasks::{NatsTasks, Outcome, Start, TaskError};
 use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -336,7 +336,7 @@ async fn take(runner: Arc<TaskRunner>, app: String, m: async_nats::jetstream::Me
                 .info()
                 .map(|i| {
                     let published = i.published.unix_timestamp_nanos() / 1_000_000;
-                    (i128::from(nubo_tasks::now_ms()) - published).max(0) as u64
+                    (i128::from(crate::now_ms()) - published).max(0) as u64
                 })
                 .unwrap_or(0);
             let _ = if age > ORPHAN_AFTER.as_millis() as u64 {

@@ -5,7 +5,7 @@
 //! again finds its children's results. Kept forever, they would fill the
 //! disk at the rate an app runs tasks; so every few minutes each app's
 //! trees of tasks that finished long enough ago are deleted whole
-//! ([`nubo_tasks::expired`]). On a cluster every node sweeps; the
+//! ([`crate::expired`]). On a cluster every node sweeps; the
 //! deletes are idempotent.
 
 use super::{TaskRunner, lock};
@@ -40,7 +40,7 @@ impl TaskRunner {
             .map(|(app, a)| (app.clone(), a.limits.keep_finished_hours))
             .collect();
         for (app, hours) in keep {
-            let before = nubo_tasks::now_ms() - i64::from(hours) * 3_600_000;
+            let before = crate::now_ms() - i64::from(hours) * 3_600_000;
             match self.store.expire(&app, before).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(

@@ -2,8 +2,8 @@
 //! component, and what came of it.
 
 use super::share::{FairShare, SharePermit};
-use nubo_tasks::{Caller, Task, TaskError, TaskRun, Wait, WaitHooks};
-use nubo_wasm::{HandleError, HttpComponent, Invocation};
+use crate::{Caller, Task, TaskError, TaskRun, Wait, WaitHooks};
+use nubo_wasm::{HandleError, HttpComponent, InternalError, InternalRequest, Invocation};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -12,7 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 const MAX_RESULT: usize = 16 << 20;
 
 /// How long a task's instance stays parked in a wait before it is
-/// unloaded (see `nubo_tasks::host`). Long enough that a fan-out of quick
+/// unloaded (see `crate::host`). Long enough that a fan-out of quick
 /// tasks finishes in place; short enough that thousands of long waits
 /// hold rows, not instances.
 const UNLOAD_AFTER: Duration = Duration::from_millis(100);
@@ -114,7 +114,7 @@ pub(super) async fn invoke(c: &HttpComponent, t: &Task, permits: Permits) -> Out
         caller: caller.clone(),
         hooks: hooks.clone(),
     };
-    let answer = match nubo_tasks::export::run(c, &t.function, &t.payload, run).await {
+    let answer = match crate::export::run(c, &t.function, &t.payload, run).await {
         Some(answer) => answer.map(|r| r.map_err(|message| (None, message))),
         None => over_http(c, t, caller, hooks.clone()).await,
     };
@@ -157,38 +157,38 @@ type Answer = Result<Result<Vec<u8>, (Option<u16>, String)>, HandleError>;
 /// A task as `POST /FUNCTION` to the component's HTTP handler, for
 /// components without a task export.
 async fn over_http(c: &HttpComponent, t: &Task, caller: Caller, hooks: Arc<Hooks>) -> Answer {
-    use http_body_util::BodyExt;
-    let req = http::Request::builder()
-        .method(http::Method::POST)
-        .uri(format!(
-            "http://{}.task.nubo.internal/{}",
-            t.app, t.function
-        ))
-        .header("x-request-id", &t.id)
-        .header("nubo-task-id", &t.id)
-        .header("nubo-task-function", &t.function)
-        .header("nubo-task-attempt", t.attempts.to_string())
-        .body(http_body_util::Full::new(bytes::Bytes::from(
-            t.payload.clone(),
-        )));
-    let req = match req {
-        Ok(r) => r,
-        Err(e) => return Ok(Err((None, format!("bad task request: {e}")))),
+    let headers = [
+        ("nubo-task-id", t.id.clone()),
+        ("nubo-task-function", t.function.clone()),
+        ("nubo-task-attempt", t.attempts.to_string()),
+    ];
+    let path = format!("/{}", t.function);
+    let req = InternalRequest {
+        app: &t.app,
+        kind: "task",
+        path: &path,
+        headers: &headers,
+        body: t.payload.clone(),
+        max_answer: MAX_RESULT,
     };
     let run = TaskRun { caller, hooks };
-    let resp = c
-        .handle_as(req, Invocation::task(t.id.clone(), Arc::new(run)))
-        .await?;
-    let status = resp.status();
-    let body = http_body_util::Limited::new(resp.into_body(), MAX_RESULT)
-        .collect()
+    let answer = match c
+        .post_internal(req, Invocation::task(t.id.clone(), Arc::new(run)))
         .await
-        .map(|b| b.to_bytes().to_vec())
-        .map_err(|e| HandleError::Failed(format!("while sending its result: {e}")))?;
-    if status.is_success() {
-        Ok(Ok(body))
+    {
+        Ok(a) => a,
+        Err(InternalError::Run(e)) => return Err(e),
+        Err(InternalError::Request(e)) => return Ok(Err((None, format!("bad task request: {e}")))),
+        Err(e) => {
+            return Err(HandleError::Failed(format!(
+                "while sending its result: {e}"
+            )));
+        }
+    };
+    if answer.is_success() {
+        Ok(Ok(answer.body.to_vec()))
     } else {
-        let text = String::from_utf8_lossy(&body).trim().to_string();
-        Ok(Err((Some(status.as_u16()), text)))
+        let text = String::from_utf8_lossy(&answer.body).trim().to_string();
+        Ok(Err((Some(answer.status), text)))
     }
 }

@@ -29,12 +29,12 @@ mod expire;
 mod invoke;
 mod share;
 
-pub use cluster::ClusterTasks;
-use invoke::{Outcome, Permits};
-use nubo_tasks::{
+use crate::{
     NewTask, Outcome as TaskOutcome, Slot, Start, Task, TaskError, TaskLimits, TaskStore, Wait,
     Watch,
 };
+pub use cluster::ClusterTasks;
+use invoke::{Outcome, Permits};
 use nubo_wasm::HttpComponent;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -220,7 +220,7 @@ impl TaskRunner {
                     tracing::info!("resuming {} task(s) from before the restart", tasks.len());
                 }
                 for t in tasks {
-                    let how = if t.state == nubo_tasks::State::Waiting {
+                    let how = if t.state == crate::State::Waiting {
                         Start::Resume
                     } else {
                         Start::Attempt
@@ -239,7 +239,7 @@ impl TaskRunner {
     pub async fn list(
         &self,
         app: &str,
-        state: Option<nubo_tasks::State>,
+        state: Option<crate::State>,
         limit: usize,
     ) -> Result<Vec<Task>, String> {
         self.store
@@ -248,7 +248,7 @@ impl TaskRunner {
             .map_err(|e| e.to_string())
     }
 
-    pub async fn counts(&self, app: &str) -> Result<Vec<(nubo_tasks::State, u64)>, String> {
+    pub async fn counts(&self, app: &str) -> Result<Vec<(crate::State, u64)>, String> {
         self.store.counts(app).await.map_err(|e| e.to_string())
     }
 
@@ -352,7 +352,7 @@ impl TaskRunner {
     }
 
     async fn wait_over(&self, app: &str, wait: Wait) {
-        use nubo_tasks::Tasks;
+        use crate::Tasks;
         match wait {
             Wait::All(ids) => {
                 self.watch(app, &ids).await.all().await;
@@ -431,7 +431,7 @@ impl TaskRunner {
                 return;
             }
             Outcome::Retry(e) if task.attempts < limits.max_attempts => {
-                let wait = nubo_queue::backoff_ms(limits.backoff_ms, task.attempts);
+                let wait = nubo_manifest::backoff_ms(limits.backoff_ms, task.attempts);
                 tracing::info!(
                     app,
                     task = id,
@@ -466,7 +466,7 @@ impl TaskRunner {
 }
 
 #[async_trait::async_trait]
-impl nubo_tasks::Tasks for TaskRunner {
+impl crate::Tasks for TaskRunner {
     async fn spawn_all(&self, tasks: Vec<NewTask>) -> Vec<Result<String, TaskError>> {
         let Some(app) = tasks.first().map(|t| t.app.clone()) else {
             return Vec::new();
@@ -503,7 +503,7 @@ impl nubo_tasks::Tasks for TaskRunner {
             })
             .collect();
         // What a fresh one needs to run, kept so it starts without a read.
-        let now = nubo_tasks::now_ms();
+        let now = crate::now_ms();
         let ready: Vec<Task> = admitted.iter().map(|t| t.first_run(now)).collect();
         let stored = match self.store.spawn_all(admitted, limits.max_queued).await {
             Ok(r) => r,
