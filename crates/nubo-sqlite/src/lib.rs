@@ -374,10 +374,10 @@ async fn commit_loop(shared: Arc<Shared>) {
 /// Lets the worker's other ready tasks add their calls before a group
 /// runs: one turn, then more while each turn brings more calls, up to
 /// [`GATHER_TURNS`]. Under load, the requests that the last commit's
-/// answers woke arrive over a few turns; waiting for them made groups
-/// larger and raised queue throughput by 8% (medians 0.96-1.07x JetStream
-/// instead of 0.89-0.98x, docs/benchmarks.md) for 0.04 ms more at p50.
-/// A lone call waits two turns: one more than before.
+/// answers woke arrive over a few turns; waiting for them makes groups
+/// larger, which raises queue throughput for a few hundredths of a
+/// millisecond more latency (measured in docs/benchmarks.md, durable
+/// queues). A lone call waits two turns.
 async fn gather(shared: &Shared) {
     let pending = || shared.jobs.lock().unwrap_or_else(|p| p.into_inner()).len();
     tokio::task::yield_now().await;

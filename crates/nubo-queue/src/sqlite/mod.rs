@@ -109,13 +109,13 @@ fn lock(lanes: &Mutex<Lanes>) -> std::sync::MutexGuard<'_, Lanes> {
 
 // `attempts` counts deliveries that failed or ran out of time (a lease
 // is not written: see `lanes`); `visible_at` is when the message is due
-// (again); `dead` marks the dead-letter queue. `leased` is no longer
-// written; a node before 2026-12 set it, and `visible_at` to the lease's
-// end, which a lane reads as "due then". Messages are read in id order,
+// (again); `dead` marks the dead-letter queue. `leased` is not written;
+// a database from an older node may have it set, and `visible_at` at the
+// lease's end, which a lane reads as "due then". Messages are read in id order,
 // which the table's own key gives: no index. The index by due time that
 // written leases needed cost every publish and every acknowledgement a
 // second b-tree to change and its pages in every commit; what scans the
-// table now (a lease reading past memory, `stats`, `peek`, `dead`) is
+// table (a lease reading past memory, `stats`, `peek`, `dead`) is
 // rare, and a lease reads on from where the last one stopped.
 // Databases made before ids were reserved in blocks keep their
 // `AUTOINCREMENT` table; explicit ids work the same in it.

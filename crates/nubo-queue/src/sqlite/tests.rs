@@ -196,7 +196,7 @@ async fn a_message_an_older_node_leased_waits_for_its_lease_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("q.db");
     {
-        // As a node before 2026-12 left it: leased, attempts counted by
+        // As an older node's database has it: leased, attempts counted by
         // the lease, `visible_at` the lease's end.
         let db = older_database(
             &path,
