@@ -24,8 +24,11 @@ use std::time::Duration;
 
 /// Longest key accepted, in bytes.
 pub const MAX_KEY: usize = 1024;
-/// Largest value accepted, in bytes.
-pub const MAX_VALUE: usize = 1 << 20;
+/// Largest value accepted, in bytes: 1 MiB less 1 KiB, so that a value
+/// with the JetStream backend's expiry envelope and the message's headers
+/// fits in one NATS message of nats-server's default `max_payload` (1 MiB).
+/// Both backends take exactly this much.
+pub const MAX_VALUE: usize = (1 << 20) - 1024;
 /// Most keys in one batch call.
 pub const MAX_BATCH: usize = 1000;
 /// Keys returned per `list-keys` page.

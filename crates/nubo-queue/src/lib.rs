@@ -82,7 +82,8 @@ pub trait QueueBackend: Send + Sync + 'static {
     async fn publish(&self, q: &QueueName, body: &[u8]) -> Result<u64, QueueError>;
     /// Hands out up to `max` of the oldest due messages, each hidden from other leases for
     /// `visibility_ms` (then it is due again: a delivery that never
-    /// answered is retried).
+    /// answered is retried). JetStream hides a message for at least a
+    /// second whatever `visibility_ms` says.
     async fn lease(
         &self,
         q: &QueueName,
@@ -100,7 +101,10 @@ pub trait QueueBackend: Send + Sync + 'static {
         retry_in_ms: u64,
         dead: bool,
     ) -> Result<(), QueueError>;
-    /// Milliseconds until the next message is due (`None`: nothing waits).
+    /// When the dispatcher should lease again: `Some(ms)` while messages
+    /// wait (0: one may be due now; a backend that cannot tell gives its
+    /// polling interval), `None` when nothing waits until a publish or a
+    /// failure wakes it.
     async fn next_due_in(&self, q: &QueueName) -> Result<Option<u64>, QueueError>;
     async fn stats(&self, q: &QueueName) -> Result<Stats, QueueError>;
     /// Up to `n` waiting messages, oldest first, without leasing them.

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::cluster::{NatsCluster, eventually};
+use common::cluster::{Join, NatsCluster, eventually};
 use common::control::NodeProc;
 use common::{AppDir, get, wasm};
 use futures_util::StreamExt;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::cluster::{KEY, NatsCluster, free_port};
+use common::cluster::{Join, KEY, NatsCluster, free_port};
 use common::control::{NodeProc, probe_app};
 use std::process::{Command, Stdio};
 use std::time::Duration;

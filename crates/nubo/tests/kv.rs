@@ -91,7 +91,7 @@ async fn a_component_uses_its_store_and_nothing_else() {
     // Over the limits: a clear error to the guest.
     let big = call(&node, "/a/probe/kv-big?huge").await;
     assert_eq!(big.0, 500);
-    assert!(big.1.contains("values may be at most 1048576"), "{}", big.1);
+    assert!(big.1.contains("values may be at most 1047552"), "{}", big.1);
     let long_key = format!("/a/probe/kv-set?{}=v", "k".repeat(1500));
     assert!(
         call(&node, &long_key)

@@ -486,6 +486,7 @@ async fn finished_tasks_are_deleted_after_keep_finished_hours() {
 /// The same on a cluster, where tasks are rows in JetStream.
 #[tokio::test(flavor = "multi_thread")]
 async fn finished_tasks_expire_on_a_cluster() {
+    use common::cluster::Join;
     let nats = common::cluster::NatsCluster::start(1);
     let s = tempfile::tempdir().unwrap();
     finished_tasks_expire(&nats.node_with(s.path(), "n1", &[SWEEP_OFTEN])).await;
