@@ -281,10 +281,15 @@ fn failure(component: &str, e: &HandleError, id: &str) -> Response<Body> {
     let status = match e {
         HandleError::Busy => StatusCode::SERVICE_UNAVAILABLE,
         HandleError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-        HandleError::MemoryLimit(_) | HandleError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        HandleError::MemoryLimit(_)
+        | HandleError::Trapped(_)
+        | HandleError::GuestError(_)
+        | HandleError::Host(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let summary = match e {
-        HandleError::Failed(_) => "component failed (details in the node log)".to_string(),
+        HandleError::Trapped(_) | HandleError::GuestError(_) | HandleError::Host(_) => {
+            "component failed (details in the node log)".to_string()
+        }
         other => other.to_string(),
     };
     let mut r = text(status, format!("{component}: {summary} [request {id}]\n"));

@@ -324,6 +324,6 @@ pub(crate) fn classify(e: &wasmtime::Error, limits: &Limits) -> HandleError {
     match e.downcast_ref::<crate::MemoryRefused>() {
         Some(crate::MemoryRefused::OverLimit { .. }) => HandleError::MemoryLimit(limits.memory_mb),
         Some(crate::MemoryRefused::NodeShare) => HandleError::Busy,
-        None => HandleError::Failed(format!("{e:#}")),
+        None => HandleError::Trapped(format!("{e:#}")),
     }
 }

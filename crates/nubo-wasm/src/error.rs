@@ -25,8 +25,11 @@ pub enum LoadError {
     },
 }
 
-/// Why a request to a component did not produce a response. The gateway
-/// turns each into an HTTP status; the node keeps serving in every case.
+/// Why a run of a component (a request, a task, a delivery) came to no
+/// result: the outcome of every run that is not `Ok`, classified from
+/// typed errors only. The gateway turns each into an HTTP status, a task
+/// runner into a retry or a final failure; the node keeps serving in every
+/// case.
 #[derive(Debug, thiserror::Error)]
 pub enum HandleError {
     /// Every instance slot stayed busy for the whole queueing time.
@@ -38,9 +41,18 @@ pub enum HandleError {
     /// The guest tried to grow memory past `memory_mb`.
     #[error("component exceeded its memory limit of {0} MB")]
     MemoryLimit(u64),
-    /// The guest trapped or returned without a response.
+    /// The guest trapped: a WebAssembly trap, or a host call that ended
+    /// the instance.
+    #[error("component trapped: {0}")]
+    Trapped(String),
+    /// The guest ran to its end but answered with an error, or without the
+    /// answer the run needs (an HTTP handler that set no response).
     #[error("component failed: {0}")]
-    Failed(String),
+    GuestError(String),
+    /// The node could not set up the run (the component lacks the export
+    /// the run needs, a request could not be handed to it).
+    #[error("cannot run the component: {0}")]
+    Host(String),
 }
 
 /// The trap that ends an instance a capability unloaded on purpose (a task

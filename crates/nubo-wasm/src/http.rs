@@ -43,7 +43,7 @@ impl Component {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let Some(pre) = self.proxy.clone() else {
-            return Err(HandleError::Failed(
+            return Err(HandleError::Host(
                 "the component does not export wasi:http/incoming-handler".into(),
             ));
         };
@@ -56,10 +56,10 @@ impl Component {
             let mut http = store.data_mut().http();
             let req = http
                 .new_incoming_request(Scheme::Http, req)
-                .map_err(|e| HandleError::Failed(format!("{e:#}")))?;
+                .map_err(|e| HandleError::Host(format!("{e:#}")))?;
             let out = http
                 .new_response_outparam(tx)
-                .map_err(|e| HandleError::Failed(format!("{e:#}")))?;
+                .map_err(|e| HandleError::Host(format!("{e:#}")))?;
             (req, out)
         };
         let app = self.app.clone();
@@ -104,11 +104,11 @@ impl Component {
             First::Head(Ok(Ok(response))) => {
                 Ok(response.map(|body| DrivenBody::new(body, guest, body_rid).boxed_unsync()))
             }
-            First::Head(Ok(Err(code))) => Err(HandleError::Failed(format!(
+            First::Head(Ok(Err(code))) => Err(HandleError::GuestError(format!(
                 "guest returned error {code:?}"
             ))),
             First::Head(Err(_)) => match guest.await {
-                Ok(()) => Err(HandleError::Failed(
+                Ok(()) => Err(HandleError::GuestError(
                     "the guest returned without a response".into(),
                 )),
                 Err(e) => Err(classify(&e, &limits)),
@@ -118,10 +118,10 @@ impl Component {
                 // the client saw any of it: answer with the failure.
                 (Ok(Ok(_)), Err(e)) => Err(classify(&e, &limits)),
                 (Ok(Ok(response)), Ok(())) => Ok(response),
-                (Ok(Err(code)), _) => Err(HandleError::Failed(format!(
+                (Ok(Err(code)), _) => Err(HandleError::GuestError(format!(
                     "guest returned error {code:?}"
                 ))),
-                (Err(_), Ok(())) => Err(HandleError::Failed(
+                (Err(_), Ok(())) => Err(HandleError::GuestError(
                     "the guest returned without a response".into(),
                 )),
                 (Err(_), Err(e)) => Err(classify(&e, &limits)),

@@ -101,11 +101,12 @@ async fn a_capability_from_outside_the_runtime_serves_only_granted_components() 
     // A fresh instance per run: the count starts over.
     assert_eq!(call_run(&granted, "r2").await.expect("run"), 40 + 41);
 
-    // The same component without the grant links, but its call is refused.
+    // The same component without the grant links, but its call is refused:
+    // the host function's error ends the instance.
     let ungranted = load(&runtime, Vec::new()).expect("load");
     let refused = call_run(&ungranted, "r3").await;
     assert!(
-        matches!(refused, Err(HandleError::Failed(_))),
+        matches!(refused, Err(HandleError::Trapped(_))),
         "{refused:?}"
     );
 

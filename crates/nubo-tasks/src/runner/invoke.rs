@@ -180,7 +180,7 @@ async fn over_http(c: &HttpComponent, t: &Task, caller: Caller, hooks: Arc<Hooks
         Err(InternalError::Run(e)) => return Err(e),
         Err(InternalError::Request(e)) => return Ok(Err((None, format!("bad task request: {e}")))),
         Err(e) => {
-            return Err(HandleError::Failed(format!(
+            return Err(HandleError::GuestError(format!(
                 "while sending its result: {e}"
             )));
         }
