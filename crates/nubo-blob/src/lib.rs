@@ -28,6 +28,9 @@ use std::sync::Arc;
 
 /// Longest object name accepted, in bytes.
 pub const MAX_NAME: usize = 1024;
+/// Reads of up to this many bytes are fetched whole when they open on
+/// JetStream, so that a replace or delete cannot cut them short.
+pub const EAGER_READ: u64 = 1 << 20;
 /// Largest object `incoming-value-consume-sync` returns in one list;
 /// bigger objects are read as a stream.
 pub const MAX_SYNC_READ: u64 = 32 << 20;
@@ -94,7 +97,10 @@ pub trait BlobBackend: Send + Sync + 'static {
     async fn writer(&self, app: &str) -> Result<Box<dyn BlobWriter>, BlobError>;
     /// Reads bytes `start..end` (`end` exclusive, clamped to the size) of
     /// an object; `None` if it does not exist. The reader keeps seeing
-    /// these bytes even if the object is replaced or deleted meanwhile.
+    /// these bytes even if the object is replaced or deleted meanwhile;
+    /// on JetStream only for reads of up to [`EAGER_READ`] bytes, which
+    /// are fetched whole when they open: a longer one fails with an error
+    /// once the chunks it waits for are gone.
     async fn read(
         &self,
         c: &ContainerId,
@@ -157,6 +163,11 @@ pub trait BlobReader: Send {
 
 /// The bytes `start..end` of an object, handed out chunk by chunk: the
 /// reader of both backends (a file, or a JetStream object).
+/// How long a read may wait for its next bytes. A JetStream object that
+/// is replaced or deleted while a large read is under way loses its
+/// chunks, and the read would otherwise wait for them for ever.
+const READ_STALL: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub(crate) struct Limited<R> {
     pub inner: R,
     /// Bytes still to hand out.
@@ -174,10 +185,14 @@ impl<R: tokio::io::AsyncRead + Unpin + Send> BlobReader for Limited<R> {
             return Ok(Bytes::new());
         }
         let mut buf = vec![0u8; n];
-        let got = self
-            .inner
-            .read(&mut buf)
+        let got = tokio::time::timeout(READ_STALL, self.inner.read(&mut buf))
             .await
+            .map_err(|_| {
+                BlobError::Backend(format!(
+                    "no bytes came for {} s: the object was replaced or deleted while being read",
+                    READ_STALL.as_secs()
+                ))
+            })?
             .map_err(|e| BlobError::Backend(format!("reading an object: {e}")))?;
         if got == 0 {
             return Err(BlobError::Backend(

@@ -313,11 +313,30 @@ impl BlobBackend for NatsBlobs {
             }
             skip -= n as u64;
         }
+        let left = end - start;
+        if left <= crate::EAGER_READ {
+            // Whole now: a replace or delete purges the chunks a lazy
+            // read would still be waiting for.
+            use tokio::io::AsyncReadExt;
+            let mut bytes = Vec::with_capacity(left as usize);
+            (&mut object)
+                .take(left)
+                .read_to_end(&mut bytes)
+                .await
+                .map_err(|e| err("read", e))?;
+            let inner = std::io::Cursor::new(bytes);
+            let reader = crate::Limited {
+                inner,
+                left,
+                chunk: READ_CHUNK,
+            };
+            return Ok(Some((m, Box::new(reader))));
+        }
         Ok(Some((
             m,
             Box::new(crate::Limited {
                 inner: object,
-                left: end - start,
+                left,
                 chunk: READ_CHUNK,
             }),
         )))
