@@ -156,10 +156,7 @@ async fn the_embedded_backend_keeps_the_contract() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_jetstream_backend_keeps_the_contract() {
     let nats = nubo_testkit::nats::NatsCluster::start(1);
-    let client = async_nats::connect(nats.servers[0].url.as_str())
-        .await
-        .unwrap();
-    let js = async_nats::jetstream::new(client);
+    let js = nats.jetstream().await;
     let spool = tempfile::tempdir().unwrap();
     let blobs = NatsBlobs::open(&js, 1, spool.path().to_path_buf())
         .await

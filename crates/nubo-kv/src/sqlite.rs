@@ -413,51 +413,6 @@ mod tests {
         assert_eq!(kv.get(&ns("a"), "k").await.unwrap(), Some(b"1".to_vec()));
     }
 
-    #[tokio::test]
-    async fn counters_swaps_pages_and_limits() {
-        let dir = tempfile::tempdir().unwrap();
-        let kv = SqliteKv::open(&dir.path().join("kv.db")).unwrap();
-        let a = ns("a");
-        assert_eq!(kv.increment(&a, "n", 5).await.unwrap(), 5);
-        assert_eq!(kv.increment(&a, "n", -2).await.unwrap(), 3);
-        kv.set(&a, "text", b"abc", None).await.unwrap();
-        assert!(kv.increment(&a, "text", 1).await.is_err());
-        assert!(kv.compare_and_swap(&a, "c", None, b"1").await.unwrap());
-        assert!(!kv.compare_and_swap(&a, "c", None, b"2").await.unwrap());
-        assert!(
-            kv.compare_and_swap(&a, "c", Some(b"1"), b"2")
-                .await
-                .unwrap()
-        );
-        for i in 0..25 {
-            kv.set(&a, &format!("p/{i:02}"), b"v", None).await.unwrap();
-        }
-        let (page, next) = kv.list_keys(&a, "p/", None, 10).await.unwrap();
-        assert_eq!(page.len(), 10);
-        assert_eq!(page[0], "p/00");
-        let (page2, _) = kv.list_keys(&a, "p/", next.as_deref(), 10).await.unwrap();
-        assert_eq!(page2[0], "p/10");
-        let (all, none) = kv.list_keys(&a, "p/", None, 100).await.unwrap();
-        assert_eq!((all.len(), none), (25, None));
-        assert!(kv.set(&a, "", b"v", None).await.is_err());
-        assert!(kv.set(&a, &"k".repeat(2000), b"v", None).await.is_err());
-        assert!(
-            kv.set(&a, "big", &vec![0; crate::MAX_VALUE + 1], None)
-                .await
-                .is_err()
-        );
-        kv.set_many(
-            &a,
-            &[("x".into(), b"1".to_vec()), ("y".into(), b"2".to_vec())],
-        )
-        .await
-        .unwrap();
-        let got = kv.get_many(&a, &["x".into(), "nope".into()]).await.unwrap();
-        assert_eq!(got, vec![Some(b"1".to_vec()), None]);
-        kv.delete_many(&a, &["x".into(), "y".into()]).await.unwrap();
-        assert!(!kv.exists(&a, "x").await.unwrap());
-    }
-
     /// An app's long call (here: the connection held by another thread)
     /// never makes the calls waiting behind it hold the tokio workers
     /// that every other app's requests need.

@@ -134,10 +134,7 @@ async fn the_embedded_backend_keeps_the_contract() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_jetstream_backend_keeps_the_contract() {
     let nats = nubo_testkit::nats::NatsCluster::start(1);
-    let client = async_nats::connect(nats.servers[0].url.as_str())
-        .await
-        .unwrap();
-    let js = async_nats::jetstream::new(client);
+    let js = nats.jetstream().await;
     let qs = NatsQueue::open(&js, 1).await.unwrap();
     keeps_the_contract(&qs).await;
 }

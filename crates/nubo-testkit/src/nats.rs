@@ -138,6 +138,15 @@ impl NatsCluster {
         Ok(cluster)
     }
 
+    /// A JetStream context on the first server, for a backend under test.
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        let url = self.servers[0].url.as_str();
+        match async_nats::connect(url).await {
+            Ok(client) => async_nats::jetstream::new(client),
+            Err(e) => panic!("cannot connect to the test's nats-server at {url}: {e}"),
+        }
+    }
+
     /// Every server's URL, comma separated, as `--nats` takes them.
     pub fn urls(&self) -> String {
         self.servers
