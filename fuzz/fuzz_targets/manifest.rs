@@ -15,6 +15,7 @@ fuzz_target!(|data: &[u8]| {
         text,
         &vars,
         nubo_manifest::Stage::BeforeBuild,
+        &nubo_manifest::SAMPLE_GRANTS,
     ) {
         // Every error has somewhere to point and something to say.
         for d in &e.diagnostics {

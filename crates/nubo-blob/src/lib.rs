@@ -229,6 +229,30 @@ impl nubo_wasm::Capability for Blobs {
         "blobs"
     }
 
+    fn grant_key(&self) -> Option<nubo_wasm::GrantKey> {
+        Some(nubo_wasm::GrantKey {
+            key: "blob_containers",
+            noun: "blob container",
+            names: nubo_wasm::Names::Own { example: "uploads" },
+        })
+    }
+
+    fn grant(
+        &self,
+        to: &nubo_wasm::GrantTo<'_>,
+        names: &[String],
+    ) -> Result<Arc<dyn nubo_wasm::Grant>, nubo_wasm::GrantError> {
+        let grant = BlobGrant {
+            backend: to
+                .services
+                .need::<Arc<dyn BlobBackend>>(self.name())?
+                .clone(),
+            app: to.app.to_string(),
+            containers: names.to_vec(),
+        };
+        Ok(grant.into_grant())
+    }
+
     fn link(
         &self,
         linker: &mut wasmtime::component::Linker<nubo_wasm::Host>,

@@ -138,6 +138,27 @@ impl nubo_wasm::Capability for KeyValue {
         "key-value"
     }
 
+    fn grant_key(&self) -> Option<nubo_wasm::GrantKey> {
+        Some(nubo_wasm::GrantKey {
+            key: "key_value_stores",
+            noun: "key-value store",
+            names: nubo_wasm::Names::Own { example: "default" },
+        })
+    }
+
+    fn grant(
+        &self,
+        to: &nubo_wasm::GrantTo<'_>,
+        names: &[String],
+    ) -> Result<Arc<dyn nubo_wasm::Grant>, nubo_wasm::GrantError> {
+        let grant = KvGrant {
+            backend: to.services.need::<Arc<dyn KvBackend>>(self.name())?.clone(),
+            app: to.app.to_string(),
+            stores: names.to_vec(),
+        };
+        Ok(grant.into_grant())
+    }
+
     fn link(
         &self,
         linker: &mut wasmtime::component::Linker<nubo_wasm::Host>,

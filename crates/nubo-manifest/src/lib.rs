@@ -6,6 +6,7 @@
 //! because a definition that is half right must never start half served.
 
 mod error;
+mod grant;
 mod outbound;
 mod quotas;
 pub mod ranges;
@@ -18,6 +19,7 @@ mod template;
 mod validate;
 
 pub use error::{Diagnostic, ManifestError};
+pub use grant::{Declarations, GrantKey, GrantProblem, Names, SAMPLE_GRANTS};
 pub use outbound::OutboundRule;
 pub use quotas::QuotasSpec;
 pub use route::RoutePattern;
@@ -81,6 +83,7 @@ pub fn load(
     path: &Path,
     vars: &dyn VariableSource,
     stage: Stage,
+    grants: &[GrantKey],
 ) -> Result<AppSpec, ManifestError> {
     let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
         path: path.to_path_buf(),
@@ -93,18 +96,20 @@ pub fn load(
             )),
         }],
     })?;
-    load_str(path, &text, vars, stage)
+    load_str(path, &text, vars, stage, grants)
 }
 
 /// Validates definition-file text; `path` names it in errors and its folder
-/// is the root that relative paths resolve against.
+/// is the root that relative paths resolve against. `grants` are the keys
+/// a component may use to name what it reaches, one per capability.
 pub fn load_str(
     path: &Path,
     text: &str,
     vars: &dyn VariableSource,
     stage: Stage,
+    grants: &[GrantKey],
 ) -> Result<AppSpec, ManifestError> {
-    validate::validate(path, text, vars, stage)
+    validate::validate(path, text, vars, stage, grants)
 }
 
 /// App and component names: lower-case, digits and `-`, starting with a

@@ -93,16 +93,9 @@ pub struct ComponentSpec {
     pub reads_variables: BTreeSet<String>,
     pub allowed_outbound_hosts: Vec<OutboundRule>,
     pub limits: Limits,
-    /// Key-value stores of the app this component may open.
-    pub key_value_stores: Vec<String>,
-    /// Blob containers of the app this component may use.
-    pub blob_containers: Vec<String>,
-    /// Queues of the app this component may publish to.
-    pub queues: Vec<String>,
-    /// Topics of the app this component may publish to.
-    pub topics: Vec<String>,
-    /// Components of the app this component may start tasks on.
-    pub tasks: Vec<String>,
+    /// What it may reach, by grant key (`key_value_stores = ["default"]`):
+    /// each key belongs to a capability (see [`crate::GrantKey`]).
+    pub grants: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

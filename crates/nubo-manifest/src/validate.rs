@@ -19,6 +19,7 @@ pub(crate) fn validate(
     text: &str,
     vars: &dyn VariableSource,
     stage: Stage,
+    grant_keys: &[crate::GrantKey],
 ) -> Result<AppSpec, ManifestError> {
     let raw: RawManifest = match toml::from_str(text) {
         Ok(raw) => raw,
@@ -53,6 +54,11 @@ pub(crate) fn validate(
         }
         let spec = component(&root, comp.get_ref(), &values, stage, &mut r);
         components.insert(cname.get_ref().clone(), spec);
+    }
+    for (cname, grants) in crate::grant::from_file(&raw, grant_keys, &mut r) {
+        if let Some(c) = components.get_mut(&cname) {
+            c.grants = grants;
+        }
     }
     let routes = routes(&raw, &root, &mut r);
     let (hosts, base) = mount(raw.app.get_ref(), &mut r);
@@ -268,9 +274,6 @@ fn component(
         }
     }
 
-    let key_value_stores = grant_names(&comp.key_value_stores, "key-value store", "default", r);
-    let blob_containers = grant_names(&comp.blob_containers, "blob container", "uploads", r);
-
     ComponentSpec {
         description: comp.description.clone(),
         source,
@@ -280,50 +283,8 @@ fn component(
         reads_variables,
         allowed_outbound_hosts,
         limits: limits(comp, r),
-        key_value_stores,
-        blob_containers,
-        // Checked against the declared queues in `queues()`.
-        queues: comp.queues.iter().map(|q| q.get_ref().clone()).collect(),
-        // Checked against the declared components in `queues()`.
-        tasks: comp.tasks.iter().map(|t| t.get_ref().clone()).collect(),
-        topics: comp
-            .topics
-            .iter()
-            .filter_map(|t| {
-                let ok = crate::is_store_name(t.get_ref());
-                if !ok {
-                    r.error(t.span(), format!("invalid topic name `{}`", t.get_ref()));
-                }
-                ok.then(|| t.get_ref().clone())
-            })
-            .collect(),
+        grants: BTreeMap::new(),
     }
-}
-
-/// Names of stores or containers granted to a component: each valid and
-/// listed once.
-fn grant_names(
-    names: &[S<String>],
-    what: &str,
-    example: &str,
-    r: &mut Reporter<'_>,
-) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for item in names {
-        let name = item.get_ref();
-        if !crate::is_store_name(name) {
-            r.error_hint(
-                item.span(),
-                format!("invalid {what} name `{name}`"),
-                format!("use lower-case letters, digits, `-` and `_`, starting with a letter, e.g. \"{example}\""),
-            );
-        } else if out.contains(name) {
-            r.error(item.span(), format!("{what} `{name}` is listed twice"));
-        } else {
-            out.push(name.clone());
-        }
-    }
-    out
 }
 
 fn limits(comp: &RawComponent, r: &mut Reporter<'_>) -> Limits {
@@ -412,28 +373,6 @@ fn queues(raw: &RawManifest, r: &mut Reporter<'_>) -> BTreeMap<String, crate::Qu
                 batch_size,
             },
         );
-    }
-    for comp in raw.component.values() {
-        for grant in &comp.get_ref().queues {
-            let g = grant.get_ref();
-            if !raw.queue.keys().any(|k| k.get_ref() == g) {
-                r.error_hint(
-                    grant.span(),
-                    format!("queue `{g}` is not declared"),
-                    format!("declare it: [queue.{g}] consumer = \"...\""),
-                );
-            }
-        }
-        for grant in &comp.get_ref().tasks {
-            let g = grant.get_ref();
-            if !raw.component.keys().any(|k| k.get_ref() == g) {
-                r.error_hint(
-                    grant.span(),
-                    format!("`tasks` names unknown component `{g}`"),
-                    "list components of this app whose functions it may start as tasks",
-                );
-            }
-        }
     }
     out
 }
@@ -723,7 +662,7 @@ fn routes(raw: &RawManifest, root: &Path, r: &mut Reporter<'_>) -> Vec<RouteSpec
 }
 
 /// The candidate within edit distance 2 of `name`, for "did you mean".
-fn closest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
+pub(crate) fn closest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
         .iter()
         .map(|c| (edit_distance(name, c), *c))

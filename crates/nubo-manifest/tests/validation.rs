@@ -12,7 +12,7 @@ fn check(text: &str) -> Result<nubo_manifest::AppSpec, String> {
     let path = dir.path().join("nubo.toml");
     std::fs::write(&path, text).unwrap();
     let vars = |name: &str| (name == "api_key").then(|| "k3y".to_string());
-    load(&path, &vars, Stage::Built).map_err(|e| {
+    load(&path, &vars, Stage::Built, &nubo_manifest::SAMPLE_GRANTS).map_err(|e| {
         // Strip the temp dir so messages can be compared literally.
         e.to_string()
             .replace(&format!("{}/", dir.path().display()), "")
@@ -65,10 +65,10 @@ fn unknown_key_names_line_and_column() {
     let text = GOOD.replace("source = \"web.wasm\"", "source = \"web.wasm\"\nsorce = 1");
     let err = check(&text).unwrap_err();
     assert!(
-        err.starts_with("nubo.toml:11:1: unknown field `sorce`"),
+        err.starts_with("nubo.toml:11:1: unknown key `sorce` in a component"),
         "{err}"
     );
-    assert!(err.contains("hint: check the spelling"), "{err}");
+    assert!(err.contains("hint: did you mean `source`?"), "{err}");
 }
 
 #[test]
@@ -202,8 +202,18 @@ fn unbuilt_source_is_fine_before_build() {
     )
     .unwrap();
     let none = |_: &str| None;
-    assert!(load(&path, &none, Stage::BeforeBuild).is_ok());
-    let err = load(&path, &none, Stage::Built).unwrap_err().to_string();
+    assert!(
+        load(
+            &path,
+            &none,
+            Stage::BeforeBuild,
+            &nubo_manifest::SAMPLE_GRANTS
+        )
+        .is_ok()
+    );
+    let err = load(&path, &none, Stage::Built, &nubo_manifest::SAMPLE_GRANTS)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("component source `out.wasm` does not exist"),
         "{err}"
@@ -329,9 +339,36 @@ fn grants_of_stores_and_containers_are_checked() {
     );
     let spec = check(&ok).unwrap();
     assert_eq!(
-        spec.components["web"].blob_containers,
+        spec.components["web"].grants["blob_containers"],
         ["photos", "exports"]
     );
+}
+
+#[test]
+fn a_grant_is_checked_by_its_capability_key() {
+    let with = |line: &str| {
+        GOOD.replace(
+            "limits = { memory_mb = 64",
+            &format!("{line}\nlimits = {{ memory_mb = 64"),
+        )
+    };
+    let err = check(&with("key_value_store = [\"default\"]")).unwrap_err();
+    assert!(
+        err.contains("nubo.toml:13:1: unknown key `key_value_store` in a component"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `key_value_stores`?"), "{err}");
+    let err = check(&with("blob_containers = \"photos\"")).unwrap_err();
+    assert!(
+        err.contains("nubo.toml:13:19: `blob_containers` must be an array of blob container names"),
+        "{err}"
+    );
+    let err = check(&with("queues = [\"mail\"]")).unwrap_err();
+    assert!(
+        err.contains("nubo.toml:13:11: queue `mail` is not declared"),
+        "{err}"
+    );
+    assert!(err.contains("hint: declare it: [queue.mail]"), "{err}");
 }
 
 #[test]

@@ -15,3 +15,12 @@ pub fn capabilities() -> Vec<Arc<dyn Capability>> {
         Arc::new(nubo_tasks::DurableTasks),
     ]
 }
+
+/// The grant keys of [`capabilities`]: what `nubo.toml` may list in a
+/// component.
+pub fn grant_keys() -> Vec<nubo_wasm::GrantKey> {
+    capabilities()
+        .iter()
+        .filter_map(|c| c.grant_key())
+        .collect()
+}

@@ -167,7 +167,8 @@ impl Node {
         let live = match &def {
             Some(def) => {
                 self.fetch_content(def).await?;
-                nubo_plan::validate(def, |d| self.content.has(d)).map_err(|e| e.join("; "))?;
+                nubo_plan::validate(def, |d| self.content.has(d), &self.runtime.grant_keys())
+                    .map_err(|e| e.join("; "))?;
                 let current = apps.get(app);
                 let rev = current.map(|a| a.revision).unwrap_or(0);
                 let prepared = self.loader().prepare(rev, def, current).await?;

@@ -25,11 +25,7 @@ struct Identity {
     config: BTreeMap<String, String>,
     outbound: Vec<String>,
     limits: Limits,
-    kv: Vec<String>,
-    blobs: Vec<String>,
-    queues: Vec<String>,
-    topics: Vec<String>,
-    tasks: Vec<String>,
+    grants: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Clone)]
@@ -53,10 +49,9 @@ pub struct Loader<'a> {
     pub content: &'a ContentStore,
     pub sites: &'a Path,
     pub logs: Arc<dyn LogSink>,
-    pub kv: Arc<dyn nubo_kv::KvBackend>,
-    pub blobs: Arc<dyn nubo_blob::BlobBackend>,
+    /// What capabilities build their grants from.
+    pub services: &'a nubo_wasm::Services,
     pub queues: Arc<nubo_queue::Dispatcher>,
-    pub tasks: Arc<nubo_tasks::TaskRunner>,
     pub hub: Arc<nubo_pubsub::Hub>,
 }
 
@@ -181,7 +176,16 @@ impl Loader<'_> {
             allowed_outbound_hosts: outbound,
             limits: c.limits,
             logs: Some(self.logs.clone()),
-            grants: self.grants(def, name, c),
+            grants: nubo_wasm::grants(
+                self.runtime.capabilities(),
+                &nubo_wasm::GrantTo {
+                    app: &def.name,
+                    component: name,
+                    services: self.services,
+                },
+                &c.grants,
+            )
+            .map_err(|e| format!("component `{name}`: {e}"))?,
         };
         let runtime = self.runtime.clone();
         let path = self.content.path(&c.digest);
@@ -190,56 +194,6 @@ impl Loader<'_> {
             .await
             .map_err(|e| format!("component `{name}`: loader stopped: {e}"))?
             .map_err(|e| format!("component `{name}`: {e}"))
-    }
-
-    /// The capability grants of component `name` of `def`.
-    fn grants(&self, def: &AppDef, name: &str, c: &ComponentDef) -> Vec<Arc<dyn nubo_wasm::Grant>> {
-        let app = || def.name.clone();
-        let mut grants = Vec::new();
-        if !c.key_value_stores.is_empty() {
-            let g = nubo_kv::KvGrant {
-                backend: self.kv.clone(),
-                app: app(),
-                stores: c.key_value_stores.clone(),
-            };
-            grants.push(g.into_grant());
-        }
-        if !c.blob_containers.is_empty() {
-            let g = nubo_blob::BlobGrant {
-                backend: self.blobs.clone(),
-                app: app(),
-                containers: c.blob_containers.clone(),
-            };
-            grants.push(g.into_grant());
-        }
-        if !c.queues.is_empty() {
-            let dispatcher = self.queues.clone();
-            let g = nubo_queue::QueueGrant {
-                backend: self.queues.backend.clone(),
-                app: app(),
-                queues: c.queues.clone(),
-                notify: Arc::new(move |q| dispatcher.notify(q)),
-            };
-            grants.push(g.into_grant());
-        }
-        if !c.topics.is_empty() {
-            let g = nubo_pubsub::PubSubGrant {
-                hub: self.hub.clone(),
-                app: app(),
-                topics: c.topics.clone(),
-            };
-            grants.push(g.into_grant());
-        }
-        if !c.tasks.is_empty() {
-            let g = nubo_tasks::TaskGrant {
-                service: self.tasks.clone(),
-                app: app(),
-                components: c.tasks.clone(),
-                component: name.to_string(),
-            };
-            grants.push(g.into_grant());
-        }
-        grants
     }
 
     /// A folder holding a static site's files, made once per distinct site
@@ -296,10 +250,6 @@ fn identity(def: &AppDef, c: &ComponentDef) -> Result<Identity, String> {
         config,
         outbound: c.allowed_outbound_hosts.clone(),
         limits: c.limits,
-        kv: c.key_value_stores.clone(),
-        blobs: c.blob_containers.clone(),
-        queues: c.queues.clone(),
-        topics: c.topics.clone(),
-        tasks: c.tasks.clone(),
+        grants: c.grants.clone(),
     })
 }

@@ -49,6 +49,8 @@ pub struct Node {
     pub(crate) queues: Arc<nubo_queue::Dispatcher>,
     pub(crate) tasks: Arc<nubo_tasks::TaskRunner>,
     pub(crate) hub: Arc<nubo_pubsub::Hub>,
+    /// The services above, by type, for capabilities building grants.
+    pub(crate) services: nubo_wasm::Services,
     pub(crate) cluster: Option<crate::cluster::Member>,
     /// Where its servers listen, once they do.
     pub(crate) addrs: std::sync::OnceLock<(String, String)>,
@@ -327,6 +329,12 @@ impl Node {
         kv.keep_free(opts.disk_reserve);
         blobs.keep_free(opts.disk_reserve);
         queues.backend.keep_free(opts.disk_reserve);
+        let mut services = nubo_wasm::Services::default();
+        services.insert(kv.clone());
+        services.insert(blobs.clone());
+        services.insert(queues.clone());
+        services.insert(tasks.clone());
+        services.insert(hub.clone());
         let node = Arc::new(Self {
             runtime: Arc::new(runtime),
             gateway: {
@@ -345,6 +353,7 @@ impl Node {
             queues,
             tasks,
             hub,
+            services,
             cluster: opts
                 .cluster
                 .map(crate::cluster::Member::new)
@@ -413,10 +422,8 @@ impl Node {
             content: &self.content,
             sites: self.sites.as_path(),
             logs: self.logs.clone(),
-            kv: self.kv.clone(),
-            blobs: self.blobs.clone(),
+            services: &self.services,
             queues: self.queues.clone(),
-            tasks: self.tasks.clone(),
             hub: self.hub.clone(),
         }
     }
@@ -442,7 +449,11 @@ impl Node {
             .iter()
             .filter_map(|(name, c)| Some((name.clone(), c.http.clone()?)))
             .collect();
-        let spawns = live.def.components.values().any(|c| !c.tasks.is_empty());
+        let spawns = live
+            .def
+            .components
+            .values()
+            .any(|c| !c.granted("tasks").is_empty());
         self.tasks
             .set(&live.def.name, running, live.def.settings.tasks, spawns);
     }
@@ -549,7 +560,8 @@ impl Node {
         }
         let live = match &new {
             Some(def) => {
-                nubo_plan::validate(def, |d| self.content.has(d)).map_err(ChangeError::Rejected)?;
+                nubo_plan::validate(def, |d| self.content.has(d), &self.runtime.grant_keys())
+                    .map_err(ChangeError::Rejected)?;
                 let prepared = self
                     .loader()
                     .prepare(current_rev, def, current)

@@ -86,21 +86,11 @@ pub struct ComponentDef {
     pub allowed_outbound_hosts: Vec<String>,
     #[serde(default)]
     pub limits: Limits,
-    /// Key-value stores of the app it may open.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub key_value_stores: Vec<String>,
-    /// Blob containers of the app it may use.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub blob_containers: Vec<String>,
-    /// Queues of the app it may publish to.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub queues: Vec<String>,
-    /// Topics of the app it may publish to.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub topics: Vec<String>,
-    /// Components of the app it may start tasks on.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tasks: Vec<String>,
+    /// What it may reach, by grant key (`"key_value_stores": ["default"]`).
+    /// Each key belongs to a capability, which checks the names (see
+    /// [`nubo_manifest::GrantKey`]); an empty list is no grant.
+    #[serde(flatten, deserialize_with = "non_empty")]
+    pub grants: BTreeMap<String, Vec<String>>,
     /// A stopped component keeps its definition; its routes answer 503.
     #[serde(default = "yes")]
     pub started: bool,
@@ -108,6 +98,35 @@ pub struct ComponentDef {
 
 fn yes() -> bool {
     true
+}
+
+/// Grants without the empty lists, so that `"queues": []` and no
+/// `queues` are the same definition.
+fn non_empty<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Vec<String>>, D::Error> {
+    let mut grants = BTreeMap::<String, Vec<String>>::deserialize(d)?;
+    grants.retain(|_, names| !names.is_empty());
+    Ok(grants)
+}
+
+impl ComponentDef {
+    /// A started component of `digest` with nothing configured or granted.
+    pub fn new(digest: impl Into<String>) -> Self {
+        Self {
+            digest: digest.into(),
+            config: BTreeMap::new(),
+            allowed_outbound_hosts: Vec::new(),
+            limits: Limits::default(),
+            grants: BTreeMap::new(),
+            started: true,
+        }
+    }
+
+    /// The names granted under `key`; empty if none.
+    pub fn granted(&self, key: &str) -> &[String] {
+        self.grants.get(key).map_or(&[], Vec::as_slice)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

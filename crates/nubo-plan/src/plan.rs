@@ -133,23 +133,12 @@ fn replace_reasons(have: &ComponentDef, want: &ComponentDef) -> Vec<String> {
         reasons.push("allowed_outbound_hosts changed".to_string());
     }
     // Grants: a changed list restarts the component with the new one.
-    for (what, a, b) in [
-        ("topics", &have.topics, &want.topics),
-        ("tasks", &have.tasks, &want.tasks),
-        ("queues", &have.queues, &want.queues),
-        (
-            "blob_containers",
-            &have.blob_containers,
-            &want.blob_containers,
-        ),
-        (
-            "key_value_stores",
-            &have.key_value_stores,
-            &want.key_value_stores,
-        ),
-    ] {
+    let keys: std::collections::BTreeSet<&String> =
+        have.grants.keys().chain(want.grants.keys()).collect();
+    for key in keys {
+        let (a, b) = (have.granted(key), want.granted(key));
         if a != b {
-            reasons.push(format!("{what} [{}] → [{}]", a.join(", "), b.join(", ")));
+            reasons.push(format!("{key} [{}] → [{}]", a.join(", "), b.join(", ")));
         }
     }
     reasons

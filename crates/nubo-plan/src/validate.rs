@@ -3,12 +3,19 @@
 //! anything that reaches the control API, which may not come from the CLI.
 
 use crate::model::{AppDef, RouteTarget};
-use nubo_manifest::{OutboundRule, RoutePattern, is_name, is_variable_name};
+use nubo_manifest::{
+    Declarations, GrantKey, OutboundRule, RoutePattern, is_name, is_variable_name,
+};
 use std::collections::BTreeSet;
 
 /// Every problem with `app`, or `Ok`. `has_content(digest)` says whether the
-/// node holds that upload.
-pub fn validate(app: &AppDef, has_content: impl Fn(&str) -> bool) -> Result<(), Vec<String>> {
+/// node holds that upload; `grants` are the grant keys of the node's
+/// capabilities.
+pub fn validate(
+    app: &AppDef,
+    has_content: impl Fn(&str) -> bool,
+    grants: &[GrantKey],
+) -> Result<(), Vec<String>> {
     let mut errs = Vec::new();
     if !is_name(&app.name) {
         errs.push(format!(
@@ -67,25 +74,17 @@ pub fn validate(app: &AppDef, has_content: impl Fn(&str) -> bool) -> Result<(), 
                 errs.push(format!("component `{name}`: config `{key}` {e}"));
             }
         }
-        for s in &c.key_value_stores {
-            if !nubo_manifest::is_store_name(s) {
+        for (key, names) in &c.grants {
+            let Some(grant) = grants.iter().find(|g| g.key == key) else {
+                let known: Vec<&str> = grants.iter().map(|g| g.key).collect();
                 errs.push(format!(
-                    "component `{name}`: invalid key-value store name `{s}`"
+                    "component `{name}`: unknown grant `{key}` (this node knows {})",
+                    known.join(", ")
                 ));
-            }
-        }
-        for s in &c.blob_containers {
-            if !nubo_manifest::is_store_name(s) {
-                errs.push(format!(
-                    "component `{name}`: invalid blob container name `{s}`"
-                ));
-            }
-        }
-        for t in &c.tasks {
-            if !app.components.contains_key(t) {
-                errs.push(format!(
-                    "component `{name}`: `tasks` names unknown component `{t}`"
-                ));
+                continue;
+            };
+            for p in grant.check(names, app) {
+                errs.push(format!("component `{name}`: {}", p.message));
             }
         }
         for h in &c.allowed_outbound_hosts {
@@ -169,13 +168,6 @@ pub fn validate(app: &AppDef, has_content: impl Fn(&str) -> bool) -> Result<(), 
             errs.push(format!("queue `{name}`: {p}"));
         }
     }
-    for (name, c) in &app.components {
-        for q in &c.queues {
-            if !app.queues.contains_key(q) {
-                errs.push(format!("component `{name}`: queue `{q}` is not declared"));
-            }
-        }
-    }
     for c in &app.crons {
         if let Err(e) = nubo_manifest::Schedule::parse(&c.schedule, &c.timezone) {
             errs.push(format!("cron: {e}"));
@@ -194,6 +186,19 @@ pub fn validate(app: &AppDef, has_content: impl Fn(&str) -> bool) -> Result<(), 
         }
     }
     if errs.is_empty() { Ok(()) } else { Err(errs) }
+}
+
+impl Declarations for AppDef {
+    fn declares(&self, section: &str, name: &str) -> bool {
+        match section {
+            "queue" => self.queues.contains_key(name),
+            _ => false,
+        }
+    }
+
+    fn has_component(&self, name: &str) -> bool {
+        self.components.contains_key(name)
+    }
 }
 
 /// 64 lower-case hex digits.
@@ -217,10 +222,10 @@ mod tests {
     #[test]
     fn settings_out_of_range_are_named_with_their_table() {
         let mut app = AppDef::new("a".to_string());
-        assert_eq!(validate(&app, |_| true), Ok(()));
+        assert_eq!(validate(&app, |_| true, &[]), Ok(()));
         app.settings.quotas.kv_mb = 0;
         app.settings.tasks.max_running = 0;
-        let errs = validate(&app, |_| true).unwrap_err();
+        let errs = validate(&app, |_| true, &[]).unwrap_err();
         assert_eq!(
             errs,
             [

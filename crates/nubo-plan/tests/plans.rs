@@ -12,18 +12,7 @@ fn base() -> AppDef {
         },
     );
     for (name, cfg) in [("web", "{{ greeting }}"), ("api", "fixed")] {
-        let mut c = ComponentDef {
-            digest: "a".repeat(64),
-            config: Default::default(),
-            allowed_outbound_hosts: vec![],
-            limits: Default::default(),
-            key_value_stores: vec![],
-            blob_containers: vec![],
-            queues: vec![],
-            topics: vec![],
-            tasks: vec![],
-            started: true,
-        };
+        let mut c = ComponentDef::new("a".repeat(64));
         c.config.insert("text".into(), cfg.into());
         a.components.insert(name.into(), c);
     }

@@ -37,11 +37,19 @@ fn component() -> impl Strategy<Value = ComponentDef> {
                     memory_mb,
                     ..Limits::default()
                 },
-                key_value_stores: kv.clone(),
-                blob_containers: kv.iter().map(|_| "uploads".to_string()).collect(),
-                queues: kv.iter().map(|_| "jobs".to_string()).collect(),
-                topics: kv.clone(),
-                tasks: Vec::new(),
+                grants: if kv.is_empty() {
+                    Default::default()
+                } else {
+                    [
+                        ("key_value_stores", kv.clone()),
+                        ("blob_containers", vec!["uploads".to_string()]),
+                        ("queues", vec!["jobs".to_string()]),
+                        ("topics", kv.clone()),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect()
+                },
                 started,
             },
         )

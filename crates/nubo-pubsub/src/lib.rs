@@ -119,6 +119,27 @@ impl nubo_wasm::Capability for PubSub {
         "pub/sub"
     }
 
+    fn grant_key(&self) -> Option<nubo_wasm::GrantKey> {
+        Some(nubo_wasm::GrantKey {
+            key: "topics",
+            noun: "topic",
+            names: nubo_wasm::Names::Own { example: "chat" },
+        })
+    }
+
+    fn grant(
+        &self,
+        to: &nubo_wasm::GrantTo<'_>,
+        names: &[String],
+    ) -> Result<Arc<dyn nubo_wasm::Grant>, nubo_wasm::GrantError> {
+        let grant = PubSubGrant {
+            hub: to.services.need::<Arc<Hub>>(self.name())?.clone(),
+            app: to.app.to_string(),
+            topics: names.to_vec(),
+        };
+        Ok(grant.into_grant())
+    }
+
     fn link(
         &self,
         linker: &mut wasmtime::component::Linker<nubo_wasm::Host>,

@@ -181,6 +181,29 @@ impl nubo_wasm::Capability for Queues {
         "queues"
     }
 
+    fn grant_key(&self) -> Option<nubo_wasm::GrantKey> {
+        Some(nubo_wasm::GrantKey {
+            key: "queues",
+            noun: "queue",
+            names: nubo_wasm::Names::Declared { section: "queue" },
+        })
+    }
+
+    fn grant(
+        &self,
+        to: &nubo_wasm::GrantTo<'_>,
+        names: &[String],
+    ) -> Result<Arc<dyn nubo_wasm::Grant>, nubo_wasm::GrantError> {
+        let dispatcher = to.services.need::<Arc<Dispatcher>>(self.name())?.clone();
+        let grant = QueueGrant {
+            backend: dispatcher.backend.clone(),
+            app: to.app.to_string(),
+            queues: names.to_vec(),
+            notify: Arc::new(move |q| dispatcher.notify(q)),
+        };
+        Ok(grant.into_grant())
+    }
+
     fn link(
         &self,
         linker: &mut wasmtime::component::Linker<nubo_wasm::Host>,

@@ -335,6 +335,31 @@ impl nubo_wasm::Capability for DurableTasks {
         "tasks"
     }
 
+    fn grant_key(&self) -> Option<nubo_wasm::GrantKey> {
+        Some(nubo_wasm::GrantKey {
+            key: "tasks",
+            noun: "task target",
+            names: nubo_wasm::Names::Components,
+        })
+    }
+
+    fn grant(
+        &self,
+        to: &nubo_wasm::GrantTo<'_>,
+        names: &[String],
+    ) -> Result<Arc<dyn nubo_wasm::Grant>, nubo_wasm::GrantError> {
+        let grant = TaskGrant {
+            service: to
+                .services
+                .need::<Arc<runner::TaskRunner>>(self.name())?
+                .clone(),
+            app: to.app.to_string(),
+            components: names.to_vec(),
+            component: to.component.to_string(),
+        };
+        Ok(grant.into_grant())
+    }
+
     fn link(
         &self,
         linker: &mut wasmtime::component::Linker<nubo_wasm::Host>,

@@ -20,19 +20,110 @@
 
 use crate::Host;
 use crate::waits::WaitClock;
+use nubo_manifest::GrantKey;
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 use wasmtime::component::Linker;
 
-/// A capability's part of the runtime: the host interfaces it links.
+/// A capability's part of the runtime: the host interfaces it links, and
+/// how a component is granted it.
 pub trait Capability: Send + Sync + 'static {
     /// Its name in logs and errors (`key-value`, `tasks`).
     fn name(&self) -> &'static str;
+
+    /// The key that grants it in a `[component.NAME]` table, and the rule
+    /// for the names listed there; `None` if it is not granted per
+    /// component. `nubo check` and the control API both check grants with
+    /// it.
+    fn grant_key(&self) -> Option<GrantKey> {
+        None
+    }
 
     /// Adds its host interfaces to the node's linker. Every component is
     /// linked against all of them; what an instance may do is decided by
     /// the state its [`Grant`] put in it.
     fn link(&self, linker: &mut Linker<Host>) -> wasmtime::Result<()>;
+
+    /// The grant of `names` (the list under [`Capability::grant_key`]) to
+    /// one component, built from the node's running services.
+    fn grant(&self, to: &GrantTo<'_>, names: &[String]) -> Result<Arc<dyn Grant>, GrantError> {
+        let _ = (to, names);
+        Err(GrantError::NotGrantable {
+            capability: self.name(),
+        })
+    }
+}
+
+/// The grants of one component: for each key it lists, the capability
+/// that owns the key builds its grant.
+pub fn grants(
+    capabilities: &[Arc<dyn Capability>],
+    to: &GrantTo<'_>,
+    listed: &std::collections::BTreeMap<String, Vec<String>>,
+) -> Result<Vec<Arc<dyn Grant>>, GrantError> {
+    let mut out = Vec::new();
+    for (key, names) in listed.iter().filter(|(_, n)| !n.is_empty()) {
+        let owner = capabilities
+            .iter()
+            .find(|c| c.grant_key().is_some_and(|g| g.key == key))
+            .ok_or_else(|| GrantError::UnknownKey { key: key.clone() })?;
+        out.push(owner.grant(to, names)?);
+    }
+    Ok(out)
+}
+
+/// Whom a grant is for, and the services it may draw on.
+pub struct GrantTo<'a> {
+    pub app: &'a str,
+    pub component: &'a str,
+    pub services: &'a Services,
+}
+
+/// Why a grant could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    #[error("capability `{capability}` is not granted per component")]
+    NotGrantable { capability: &'static str },
+    #[error("capability `{capability}` needs a {service} this node does not run")]
+    NoService {
+        capability: &'static str,
+        service: &'static str,
+    },
+    #[error("no capability of this node is granted with `{key}`")]
+    UnknownKey { key: String },
+}
+
+/// The services a node runs for its capabilities (a key-value backend, the
+/// task runner), one value per type: a capability finds its own by type
+/// when it builds a grant, and the node needs to know nothing about them
+/// but how to open them.
+#[derive(Default, Clone)]
+pub struct Services(Vec<(TypeId, Arc<dyn Any + Send + Sync>)>);
+
+impl Services {
+    /// Adds `service`, replacing one of the same type.
+    pub fn insert<T: Any + Send + Sync>(&mut self, service: T) {
+        let id = TypeId::of::<T>();
+        self.0.retain(|(t, _)| *t != id);
+        self.0.push((id, Arc::new(service)));
+    }
+
+    /// The service of type `T`, if the node runs one.
+    pub fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
+        let id = TypeId::of::<T>();
+        self.0
+            .iter()
+            .find(|(t, _)| *t == id)
+            .and_then(|(_, s)| s.downcast_ref())
+    }
+
+    /// The service of type `T` that `capability` needs to build a grant.
+    pub fn need<T: Any + Send + Sync>(&self, capability: &'static str) -> Result<&T, GrantError> {
+        self.get().ok_or(GrantError::NoService {
+            capability,
+            service: std::any::type_name::<T>(),
+        })
+    }
 }
 
 /// One component's grant of one capability, built from its `nubo.toml`

@@ -54,6 +54,7 @@ pub struct Runtime {
     linker: Linker<Host>,
     cache: Option<CompileCache>,
     share: Arc<crate::NodeShare>,
+    capabilities: Vec<Arc<dyn Capability>>,
 }
 
 impl Runtime {
@@ -136,7 +137,21 @@ impl Runtime {
             linker,
             cache,
             share: crate::NodeShare::new(u64::from(n), memory),
+            capabilities: capabilities.to_vec(),
         })
+    }
+
+    /// The capabilities linked into this runtime.
+    pub fn capabilities(&self) -> &[Arc<dyn Capability>] {
+        &self.capabilities
+    }
+
+    /// The grant keys of its capabilities: what a component may list.
+    pub fn grant_keys(&self) -> Vec<crate::GrantKey> {
+        self.capabilities
+            .iter()
+            .filter_map(|c| c.grant_key())
+            .collect()
     }
 
     pub fn engine(&self) -> &Engine {

@@ -25,7 +25,9 @@ mod outbound;
 mod share;
 mod waits;
 
-pub use capability::{Capability, Grant, Run, Shared, States};
+pub use capability::{
+    Capability, Grant, GrantError, GrantTo, Run, Services, Shared, States, grants,
+};
 pub use component::{Component, ComponentSettings, HttpComponent, Invocation, QUEUE_TIMEOUT};
 pub use engine::{EPOCH_TICK, Runtime, RuntimeOptions};
 pub use error::{HandleError, LoadError, Unloaded};
@@ -33,6 +35,7 @@ pub use host::Host;
 pub use internal::{Answer, InternalError, InternalRequest};
 pub use limiter::MemoryRefused;
 pub use logs::{LogSink, LogTags, Stream as LogStream};
+pub use nubo_manifest::{GrantKey, Names};
 pub use share::{FairPool, NodeShare, default_memory_budget};
 pub use waits::WaitClock;
 pub use wasmtime;

@@ -1,148 +1,21 @@
-//! From a folder to a node: the desired definition (paths become sha256
-//! digests), the plan against what the node runs, how a plan reads, and
+//! From a folder to a node: the plan against what the node runs and
 //! performing it.
 
 use crate::client::Client;
 use crate::{CliError, CliResult};
 use bytes::Bytes;
 use http::Method;
-use nubo_manifest::{AppSpec, RouteTarget as SpecTarget};
-use nubo_plan::{AppDef, AppSettings, ComponentDef, Route, RouteTarget, Step, Variable, plan};
+use nubo_manifest::AppSpec;
+use nubo_plan::{AppDef, Step, plan};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// The definition a folder describes, and where each digest's bytes are.
-pub struct Desired {
-    pub def: AppDef,
-    pub sources: BTreeMap<String, PathBuf>,
-}
+pub use nubo_plan::Desired;
 
+/// The definition a folder describes (see [`nubo_plan::desired`]).
 pub fn desired(spec: &AppSpec) -> CliResult<Desired> {
-    let mut sources = BTreeMap::new();
-    let mut def = AppDef::new(spec.name.clone());
-    def.settings = AppSettings {
-        description: spec.description.clone(),
-        hosts: spec.hosts.clone(),
-        base: spec.base.clone(),
-        tasks: spec.tasks,
-        quotas: spec.quotas,
-    };
-    for (name, value) in &spec.variables {
-        def.variables.insert(
-            name.clone(),
-            Variable {
-                value: value.clone(),
-                secret: spec.secret_variables.contains(name),
-            },
-        );
-    }
-    for (name, c) in &spec.components {
-        let digest = file_digest(&c.source)?;
-        sources.insert(digest.clone(), c.source.clone());
-        def.components.insert(
-            name.clone(),
-            ComponentDef {
-                digest,
-                config: c.config_templates.clone(),
-                allowed_outbound_hosts: c
-                    .allowed_outbound_hosts
-                    .iter()
-                    .map(|r| r.to_string())
-                    .collect(),
-                limits: c.limits,
-                key_value_stores: c.key_value_stores.clone(),
-                blob_containers: c.blob_containers.clone(),
-                queues: c.queues.clone(),
-                topics: c.topics.clone(),
-                tasks: c.tasks.clone(),
-                started: true,
-            },
-        );
-    }
-    for r in &spec.routes {
-        let target = match &r.target {
-            SpecTarget::Component(c) => RouteTarget::Component(c.clone()),
-            SpecTarget::Queue(q) => RouteTarget::Queue(q.clone()),
-            SpecTarget::Sse { topics } => RouteTarget::Sse {
-                topics: topics.clone(),
-            },
-            SpecTarget::WebSocket {
-                topics,
-                component,
-                path,
-                origins,
-            } => RouteTarget::WebSocket {
-                topics: topics.clone(),
-                component: component.clone(),
-                path: path.clone(),
-                origins: origins.clone(),
-            },
-            SpecTarget::Static(dir) => {
-                let mut files = BTreeMap::new();
-                walk(dir, dir, &mut files, &mut sources)?;
-                RouteTarget::Static(files)
-            }
-        };
-        def.routes.push(Route {
-            pattern: r.pattern.clone(),
-            target,
-        });
-    }
-    def.crons = spec.crons.clone();
-    def.queues = spec.queues.clone();
-    Ok(Desired { def, sources })
-}
-
-fn file_digest(path: &Path) -> CliResult<String> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
-    Ok(hex::encode(Sha256::digest(&bytes)))
-}
-
-/// Every regular file under `dir` (symlinks followed only when they stay
-/// inside the site; hidden files skipped).
-fn walk(
-    root: &Path,
-    dir: &Path,
-    files: &mut BTreeMap<String, String>,
-    sources: &mut BTreeMap<String, PathBuf>,
-) -> CliResult<()> {
-    let read = std::fs::read_dir(dir)
-        .map_err(|e| CliError::new(format!("cannot read {}: {e}", dir.display())))?;
-    for entry in read {
-        let entry = entry.map_err(|e| CliError::new(format!("{}: {e}", dir.display())))?;
-        let path = entry.path();
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let Ok(real) = path.canonicalize() else {
-            continue;
-        };
-        let Ok(root_real) = root.canonicalize() else {
-            continue;
-        };
-        if !real.starts_with(&root_real) {
-            continue;
-        }
-        if real.is_dir() {
-            walk(root, &path, files, sources)?;
-        } else if real.is_file() {
-            let Ok(rel) = path.strip_prefix(root) else {
-                continue;
-            };
-            let rel: Vec<String> = rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect();
-            let digest = file_digest(&real)?;
-            sources.insert(digest.clone(), real);
-            files.insert(rel.join("/"), digest);
-        }
-    }
-    Ok(())
+    nubo_plan::desired(spec).map_err(|e| CliError::new(e.to_string()))
 }
 
 /// What the node runs now.

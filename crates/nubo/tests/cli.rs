@@ -47,6 +47,12 @@ name = "demo"
 
 [component.web]
 source = "missing.wasm"
+key_value_stores = ["default", "Bad Name"]
+blob_containers = ["uploads"]
+queues = ["mail"]
+topics = ["chat", "chat"]
+tasks = ["worker"]
+key_value_store = ["default"]
 
 [[http]]
 route = "/a"
@@ -55,13 +61,23 @@ component = "wbe"
     );
     let (code, _, err) = run(&["check", app.path().to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(err.contains("2 problems in the definition file"), "{err}");
+    assert!(err.contains("7 problems in the definition file"), "{err}");
+    // Each capability's grant, checked by its own rule where it is written.
+    for problem in [
+        "nubo.toml:6:32: invalid key-value store name `Bad Name`",
+        "nubo.toml:8:11: queue `mail` is not declared\n  hint: declare it: [queue.mail]",
+        "nubo.toml:9:19: topic `chat` is listed twice",
+        "nubo.toml:10:10: `tasks` names unknown component `worker`",
+        "nubo.toml:11:1: unknown key `key_value_store` in a component\n  hint: did you mean `key_value_stores`?",
+    ] {
+        assert!(err.contains(problem), "{problem}\n{err}");
+    }
     assert!(
         err.contains("nubo.toml:5:10: component source `missing.wasm` does not exist"),
         "{err}"
     );
     assert!(
-        err.contains("nubo.toml:9:13: unknown component `wbe`\n  hint: did you mean `web`?"),
+        err.contains("nubo.toml:15:13: unknown component `wbe`\n  hint: did you mean `web`?"),
         "{err}"
     );
 }

@@ -506,8 +506,8 @@ async fn a_second_node_on_a_state_dir_in_use_is_refused() {
 }
 
 /// The control API refuses exactly what `nubo check` refuses: a `[tasks]`
-/// limit, a queue setting or a component limit out of range is an error
-/// in both, with the same words.
+/// limit, a queue setting, a component limit out of range or a grant
+/// its capability refuses is an error in both, with the same words.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_and_check_refuse_the_same_numbers() {
     let s = state();
@@ -532,6 +532,21 @@ async fn the_api_and_check_refuse_the_same_numbers() {
         "{}",
         r.text()
     );
+
+    // Grants obey their capability's rule in the API as in the file.
+    let digest = sha256(&std::fs::read(common::wasm("probe")).unwrap());
+    let grants = format!(
+        r#"{{"expected_revision":1,"steps":[{{"op":"replace_component","name":"probe","reasons":[],"component":{{"digest":"{digest}","topics":["chat","chat"],"tasks":["ghost"],"key_value_store":["x"]}}}}]}}"#
+    );
+    let r = node.api("POST", "/v1/apps/same/changes", &grants).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    for problem in [
+        "component `probe`: topic `chat` is listed twice",
+        "component `probe`: `tasks` names unknown component `ghost`",
+        "component `probe`: unknown grant `key_value_store`",
+    ] {
+        assert!(r.text().contains(problem), "{problem}: {}", r.text());
+    }
 
     let toml = std::fs::read_to_string(app.path().join("nubo.toml")).unwrap();
     std::fs::write(

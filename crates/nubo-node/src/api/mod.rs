@@ -268,12 +268,12 @@ pub(crate) async fn declared(
         Declared::Store => def
             .components
             .values()
-            .flat_map(|c| c.key_value_stores.iter().map(String::as_str))
+            .flat_map(|c| c.granted("key_value_stores").iter().map(String::as_str))
             .collect(),
         Declared::Container => def
             .components
             .values()
-            .flat_map(|c| c.blob_containers.iter().map(String::as_str))
+            .flat_map(|c| c.granted("blob_containers").iter().map(String::as_str))
             .collect(),
         Declared::Queue => def.queues.keys().map(String::as_str).collect(),
     };
