@@ -45,8 +45,11 @@ pub mod pubsub;
 pub mod queue;
 pub mod stream;
 pub mod tasks;
+mod web;
 
 pub use http;
+pub use http::StatusCode;
+pub use web::{Error, Json, Router, param, redirect};
 
 /// A request with its body read into memory.
 pub type Request = http::Request<Vec<u8>>;
@@ -118,8 +121,8 @@ pub fn response(status: u16, content_type: &str, body: Vec<u8>) -> Response {
 
 /// Exports `handler` as the component's `wasi:http/incoming-handler`.
 /// `handler` is any `fn(Request) -> impl IntoResponse`. With
-/// `tasks: [f, g]`, the component also runs those functions as tasks
-/// (see [`tasks`]).
+/// `tasks: [F, G]` ([`tasks::TaskFn`]s), the component also runs those
+/// functions as tasks (see [`tasks`]).
 #[macro_export]
 macro_rules! http_handler {
     ($handler:path, tasks: [$($task:path),* $(,)?]) => {
@@ -130,8 +133,8 @@ macro_rules! http_handler {
                 payload: ::std::vec::Vec<u8>,
             ) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
                 $(
-                    if function == $crate::tasks::name_of(&$task) {
-                        return $crate::tasks::call(&payload, $task).map_err(|e| e.to_string());
+                    if function == $task.name() {
+                        return $task.call(&payload).map_err(|e| e.to_string());
                     }
                 )*
                 Err($crate::tasks::unknown_message(&function))
@@ -143,8 +146,8 @@ macro_rules! http_handler {
         fn __nubo_with_tasks(req: $crate::Request) -> $crate::Response {
             if let Some(f) = $crate::tasks::requested(&req) {
                 $(
-                    if f == $crate::tasks::name_of(&$task) {
-                        return $crate::tasks::run(&req, $task);
+                    if f == $task.name() {
+                        return $task.serve(&req);
                     }
                 )*
                 return $crate::tasks::unknown(f);

@@ -2,23 +2,26 @@
 //! on any core, and wait for their results.
 //!
 //! ```ignore
+//! use nubo_sdk::tasks::{self, TaskFn};
+//!
 //! fn count_words(chunk: String) -> usize {
 //!     chunk.split_whitespace().count()
 //! }
+//! const COUNT_WORDS: TaskFn<String, usize> = TaskFn::new("count-words", count_words);
 //!
-//! fn handle(req: Request) -> Result<String, nubo_sdk::tasks::TaskError> {
+//! fn handle(req: Request) -> Result<String, tasks::TaskError> {
 //!     let chunks: Vec<String> = split(req.body());
-//!     let counts = nubo_sdk::tasks::parallel_map(count_words, chunks)?;
+//!     let counts = tasks::parallel_map(COUNT_WORDS, chunks)?;
 //!     Ok(counts.iter().sum::<usize>().to_string())
 //! }
 //!
-//! nubo_sdk::http_handler!(handle, tasks: [count_words]);
+//! nubo_sdk::http_handler!(handle, tasks: [COUNT_WORDS]);
 //! ```
 //!
-//! A task function is a named `fn(A) -> R` with `A` and `R` JSON
-//! (serde); it is listed in the component's `http_handler!(…, tasks: [...])`
-//! or `task_handler!(...)`, and the component is granted in `nubo.toml`
-//! (`tasks = ["this-component"]`). A panic traps the task, which is then
+//! A task function is a `fn(A) -> R` with `A` and `R` JSON (serde), given
+//! its name in a [`TaskFn`]. It is listed in the component's
+//! `http_handler!(…, tasks: [...])` or `task_handler!(...)`, and the
+//! component is granted in `nubo.toml` (`tasks = ["this-component"]`). A panic traps the task, which is then
 //! retried; the awaiter gets [`TaskError`] only when no attempt is left.
 //! A task runs again from the start when retried or when its node died,
 //! so make what it does before its last `join` safe to repeat; children
@@ -51,24 +54,66 @@ impl<R: DeserializeOwned> Task<R> {
     }
 }
 
-/// The name a task function is known by: its last path segment.
-pub fn name_of<F>(_: &F) -> &'static str {
-    short(std::any::type_name::<F>())
+/// A task function and the name tasks of it are stored under.
+///
+/// A stored task names its function, and runs it after a restart or on
+/// another node, so the name is written out here once and never derived
+/// from the function's path: renaming or moving the Rust function keeps
+/// the tasks already stored working. Two `TaskFn`s of a component must
+/// have different names.
+pub struct TaskFn<A, R> {
+    name: &'static str,
+    f: fn(A) -> R,
 }
 
-fn short(path: &'static str) -> &'static str {
-    path.rsplit("::").next().unwrap_or(path)
+impl<A, R> Clone for TaskFn<A, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A, R> Copy for TaskFn<A, R> {}
+
+impl<A, R> TaskFn<A, R> {
+    /// `f`, stored as `name` (what `nubo tasks` shows, and what
+    /// [`spawn_on`] takes).
+    pub const fn new(name: &'static str, f: fn(A) -> R) -> Self {
+        Self { name, f }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl<A: DeserializeOwned, R: Serialize> TaskFn<A, R> {
+    /// Runs it on a JSON payload: its JSON result, or why not.
+    pub fn call(&self, payload: &[u8]) -> Result<Vec<u8>, CallError> {
+        let arg: A = serde_json::from_slice(payload).map_err(|e| CallError::BadPayload {
+            function: self.name,
+            why: e.to_string(),
+        })?;
+        serde_json::to_vec(&(self.f)(arg)).map_err(|e| CallError::BadResult(e.to_string()))
+    }
+
+    /// Runs it on the request's JSON payload.
+    #[doc(hidden)]
+    pub fn serve(&self, req: &crate::Request) -> crate::Response {
+        match self.call(req.body()) {
+            Ok(body) => crate::response(200, "application/json", body),
+            Err(e @ CallError::BadPayload { .. }) => crate::text(400, e.to_string()),
+            Err(e @ CallError::BadResult(_)) => crate::text(500, e.to_string()),
+        }
+    }
+}
+
+fn payload<A: Serialize>(arg: &A) -> Result<Vec<u8>, TaskError> {
+    serde_json::to_vec(arg).map_err(|e| TaskError::Refused(format!("payload: {e}")))
 }
 
 /// Starts `f(arg)` as a task of this component.
-pub fn spawn<F, A, R>(f: F, arg: A) -> Result<Task<R>, TaskError>
-where
-    F: Fn(A) -> R,
-    A: Serialize,
-{
-    let payload =
-        serde_json::to_vec(&arg).map_err(|e| TaskError::Refused(format!("payload: {e}")))?;
-    let id = wit::spawn("", name_of(&f), &payload)?;
+pub fn spawn<A: Serialize, R>(f: TaskFn<A, R>, arg: A) -> Result<Task<R>, TaskError> {
+    let id = wit::spawn("", f.name, &payload(&arg)?)?;
     Ok(Task {
         id,
         _result: PhantomData,
@@ -78,23 +123,17 @@ where
 /// Starts `f(arg)` for every item as its own task, stored in one write:
 /// much faster than `spawn` in a loop for many tasks. Fails if any spawn
 /// is refused (those before it are started).
-pub fn spawn_all<F, A, R>(
-    f: F,
+pub fn spawn_all<A: Serialize, R>(
+    f: TaskFn<A, R>,
     items: impl IntoIterator<Item = A>,
-) -> Result<Vec<Task<R>>, TaskError>
-where
-    F: Fn(A) -> R,
-    A: Serialize,
-{
-    let function = name_of(&f);
+) -> Result<Vec<Task<R>>, TaskError> {
     let calls = items
         .into_iter()
         .map(|a| {
             Ok(wit::SpawnCall {
                 component: String::new(),
-                function: function.to_string(),
-                payload: serde_json::to_vec(&a)
-                    .map_err(|e| TaskError::Refused(format!("payload: {e}")))?,
+                function: f.name.to_string(),
+                payload: payload(&a)?,
             })
         })
         .collect::<Result<Vec<_>, TaskError>>()?;
@@ -150,16 +189,15 @@ pub fn cancel(id: &str) {
 
 /// `f` over every item, each as its own task, all at once; the results in
 /// order.
-pub fn parallel_map<F, A, R>(f: F, items: impl IntoIterator<Item = A>) -> Result<Vec<R>, TaskError>
-where
-    F: Fn(A) -> R + Copy,
-    A: Serialize,
-    R: DeserializeOwned,
-{
+pub fn parallel_map<A: Serialize, R: DeserializeOwned>(
+    f: TaskFn<A, R>,
+    items: impl IntoIterator<Item = A>,
+) -> Result<Vec<R>, TaskError> {
     join_all(spawn_all(f, items)?)
 }
 
 /// The task function a request asks for, if it is a task.
+#[doc(hidden)]
 pub fn requested(req: &crate::Request) -> Option<&str> {
     req.headers()
         .get("nubo-task-function")
@@ -187,40 +225,14 @@ impl std::fmt::Display for CallError {
     }
 }
 
-/// Runs task function `f` on a JSON payload: its JSON result, or why not.
-pub fn call<F, A, R>(payload: &[u8], f: F) -> Result<Vec<u8>, CallError>
-where
-    F: Fn(A) -> R,
-    A: DeserializeOwned,
-    R: Serialize,
-{
-    let arg: A = serde_json::from_slice(payload).map_err(|e| CallError::BadPayload {
-        function: name_of(&f),
-        why: e.to_string(),
-    })?;
-    serde_json::to_vec(&f(arg)).map_err(|e| CallError::BadResult(e.to_string()))
-}
-
-/// Runs task function `f` on the request's JSON payload.
-pub fn run<F, A, R>(req: &crate::Request, f: F) -> crate::Response
-where
-    F: Fn(A) -> R,
-    A: DeserializeOwned,
-    R: Serialize,
-{
-    match call(req.body(), f) {
-        Ok(body) => crate::response(200, "application/json", body),
-        Err(e @ CallError::BadPayload { .. }) => crate::text(400, e.to_string()),
-        Err(e @ CallError::BadResult(_)) => crate::text(500, e.to_string()),
-    }
-}
-
 /// Why a task function the component lacks cannot run.
+#[doc(hidden)]
 pub fn unknown_message(function: &str) -> String {
     format!("no task function `{function}` here (list it in http_handler!(…, tasks: [...]))")
 }
 
 /// The answer to a task request for a function the component lacks.
+#[doc(hidden)]
 pub fn unknown(function: &str) -> crate::Response {
     crate::text(404, unknown_message(function))
 }

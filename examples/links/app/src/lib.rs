@@ -11,9 +11,8 @@
 //! Keys in store `default`: `next` (a counter), `link:{code}` (the URL),
 //! `clicks:{code}` (a counter), `stats` (JSON).
 
-use nubo_sdk::http::{Method, StatusCode};
 use nubo_sdk::kv::Store;
-use nubo_sdk::{Request, Response, response, text};
+use nubo_sdk::{Error, Json, Request, Response, Router, StatusCode, param, redirect};
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
@@ -28,107 +27,91 @@ struct Link {
     clicks: i64,
 }
 
-fn json(status: u16, v: &impl Serialize) -> Response {
-    let body = serde_json::to_vec_pretty(v).unwrap_or_default();
-    response(status, "application/json", body)
+fn store() -> Result<Store, Error> {
+    Ok(Store::open("default")?)
 }
 
-fn handle(req: Request) -> Result<Response, String> {
-    let kv = Store::open("default").map_err(|e| e.to_string())?;
-    let path = req.uri().path().to_string();
-    Ok(match (req.method().clone(), path.as_str()) {
-        (Method::POST, "/api/links") => create(&kv, &req)?,
-        (Method::GET, "/api/links") => json(200, &links(&kv)?),
-        (Method::GET, "/api/stats") => {
-            let stats = kv.get_string("stats").map_err(|e| e.to_string())?;
-            response(
-                200,
-                "application/json",
-                stats.unwrap_or_else(|| "{}".into()).into_bytes(),
-            )
-        }
-        (Method::GET, p) if p.starts_with("/s/") => follow(&kv, &p[3..])?,
-        (Method::POST, "/jobs/click") => {
-            let code = String::from_utf8_lossy(req.body()).into_owned();
-            let n = kv
-                .increment(&format!("clicks:{code}"), 1)
-                .map_err(|e| e.to_string())?;
-            // Every open page updates at once; nobody listening is fine too.
-            let update = serde_json::json!({ "code": code, "clicks": n });
-            let _ = nubo_sdk::pubsub::publish("live", update.to_string());
-            text(200, format!("{code}: {n}"))
-        }
-        (Method::POST, "/jobs/stats") => {
-            let all = links(&kv)?;
-            let total: i64 = all.iter().map(|l| l.clicks).sum();
-            let stats = serde_json::json!({ "links": all.len(), "clicks": total });
-            kv.set("stats", stats.to_string())
-                .map_err(|e| e.to_string())?;
-            text(200, "ok")
-        }
-        _ => text(404, "not found\n"),
-    })
-}
-
-fn create(kv: &Store, req: &Request) -> Result<Response, String> {
-    let Ok(new) = serde_json::from_slice::<NewLink>(req.body()) else {
-        return Ok(text(400, "expected {\"url\": \"https://...\"}\n"));
-    };
-    if !(new.url.starts_with("https://") || new.url.starts_with("http://")) || new.url.len() > 2000
-    {
-        return Ok(text(400, "the url must start with http:// or https://\n"));
+fn create(req: Request) -> Result<(StatusCode, Json<serde_json::Value>), Error> {
+    let Json(new) = Json::<NewLink>::from_request(&req)?;
+    let web = new.url.starts_with("https://") || new.url.starts_with("http://");
+    if !web || new.url.len() > 2000 {
+        return Err(Error::bad_request(
+            "the url must start with http:// or https://",
+        ));
     }
-    let n = kv.increment("next", 1).map_err(|e| e.to_string())?;
-    let code = base36(n as u64);
-    kv.set(&format!("link:{code}"), &new.url)
-        .map_err(|e| e.to_string())?;
-    Ok(json(
-        201,
-        &serde_json::json!({ "code": code, "short": format!("/s/{code}") }),
-    ))
+    let kv = store()?;
+    let code = base36(kv.increment("next", 1)? as u64);
+    kv.set(&format!("link:{code}"), &new.url)?;
+    let made = serde_json::json!({ "code": code, "short": format!("/s/{code}") });
+    Ok((StatusCode::CREATED, Json(made)))
 }
 
-fn follow(kv: &Store, code: &str) -> Result<Response, String> {
-    let Some(url) = kv
-        .get_string(&format!("link:{code}"))
-        .map_err(|e| e.to_string())?
-    else {
-        return Ok(text(404, format!("no link {code}\n")));
+fn follow(req: Request) -> Result<Response, Error> {
+    let code = param(&req, "code").unwrap_or_default();
+    let Some(url) = store()?.get_string(&format!("link:{code}"))? else {
+        return Err(Error::not_found(format!("no link {code}")));
     };
     // Counted later by the queue's consumer: the visitor does not wait.
     if let Err(e) = nubo_sdk::queue::publish("clicks", code) {
         eprintln!("click for {code} not counted: {e}");
     }
-    let mut r = text(302, format!("→ {url}\n"));
-    *r.status_mut() = StatusCode::FOUND;
-    if let Ok(v) = url.parse() {
-        r.headers_mut().insert("location", v);
-    }
-    Ok(r)
+    Ok(redirect(&url))
 }
 
-fn links(kv: &Store) -> Result<Vec<Link>, String> {
+fn links(kv: &Store) -> Result<Vec<Link>, Error> {
     let mut out = Vec::new();
-    for key in kv.keys().map_err(|e| e.to_string())? {
+    for key in kv.keys()? {
         let Some(code) = key.strip_prefix("link:") else {
             continue;
         };
-        let url = kv
-            .get_string(&key)
-            .map_err(|e| e.to_string())?
-            .unwrap_or_default();
-        let clicks = kv
-            .get_string(&format!("clicks:{code}"))
-            .map_err(|e| e.to_string())?
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
+        let clicks = kv.get_string(&format!("clicks:{code}"))?;
         out.push(Link {
             code: code.to_string(),
-            url,
-            clicks,
+            url: kv.get_string(&key)?.unwrap_or_default(),
+            clicks: clicks.and_then(|c| c.parse().ok()).unwrap_or(0),
         });
     }
     Ok(out)
+}
+
+fn stats(_: Request) -> Result<Response, Error> {
+    let stats = store()?.get_string("stats")?.unwrap_or_else(|| "{}".into());
+    Ok(nubo_sdk::response(
+        200,
+        "application/json",
+        stats.into_bytes(),
+    ))
+}
+
+/// The queue's consumer: one click.
+fn click(req: Request) -> Result<String, Error> {
+    let code = String::from_utf8_lossy(req.body()).into_owned();
+    let n = store()?.increment(&format!("clicks:{code}"), 1)?;
+    // Every open page updates at once; nobody listening is fine too.
+    let update = serde_json::json!({ "code": code, "clicks": n });
+    let _ = nubo_sdk::pubsub::publish("live", update.to_string());
+    Ok(format!("{code}: {n}"))
+}
+
+/// The cron job: totals the clicks.
+fn total(_: Request) -> Result<&'static str, Error> {
+    let kv = store()?;
+    let all = links(&kv)?;
+    let clicks: i64 = all.iter().map(|l| l.clicks).sum();
+    let stats = serde_json::json!({ "links": all.len(), "clicks": clicks });
+    kv.set("stats", stats.to_string())?;
+    Ok("ok")
+}
+
+fn handle(req: Request) -> Response {
+    Router::new()
+        .post("/api/links", create)
+        .get("/api/links", |_| links(&store()?).map(Json))
+        .get("/api/stats", stats)
+        .get("/s/:code", follow)
+        .post("/jobs/click", click)
+        .post("/jobs/stats", total)
+        .handle(req)
 }
 
 fn base36(mut n: u64) -> String {

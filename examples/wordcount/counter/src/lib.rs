@@ -7,8 +7,8 @@
 //!   and answers its id at once; follow it with
 //!   `nubo tasks show wordcount ID`.
 
-use nubo_sdk::tasks;
-use nubo_sdk::{Request, Response, response};
+use nubo_sdk::tasks::{self, TaskFn};
+use nubo_sdk::{Error, Json, Request, Response, Router, StatusCode};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -95,9 +95,14 @@ fn count_document(n: u64) -> BTreeMap<String, u64> {
     counts
 }
 
+/// Task functions and the names their stored tasks call them by.
+const COUNT_DOCUMENT: TaskFn<u64, BTreeMap<String, u64>> =
+    TaskFn::new("count-document", count_document);
+const COUNT_CORPUS: TaskFn<u64, BTreeMap<String, u64>> = TaskFn::new("count-corpus", count_corpus);
+
 /// The whole job, as a task of its own: one task per document, merged.
 fn count_corpus(docs: u64) -> BTreeMap<String, u64> {
-    match tasks::parallel_map(count_document, 0..docs) {
+    match tasks::parallel_map(COUNT_DOCUMENT, 0..docs) {
         Ok(parts) => merge(parts),
         Err(e) => panic!("a document failed: {e}"),
     }
@@ -111,11 +116,6 @@ fn merge(parts: Vec<BTreeMap<String, u64>>) -> BTreeMap<String, u64> {
         }
     }
     total
-}
-
-fn json(status: u16, v: &serde_json::Value) -> Response {
-    let body = serde_json::to_vec_pretty(v).unwrap_or_default();
-    response(status, "application/json", body)
 }
 
 fn top(counts: &BTreeMap<String, u64>, n: usize) -> Vec<(String, u64)> {
@@ -134,38 +134,38 @@ fn docs(req: &Request) -> u64 {
         .clamp(1, 10_000)
 }
 
-fn handle(req: Request) -> Response {
+fn count(req: Request) -> Result<Json<serde_json::Value>, Error> {
     let n = docs(&req);
-    match (req.method().as_str(), req.uri().path()) {
-        ("GET", "/api/count") => {
-            let t = Instant::now();
-            let parallel = match tasks::parallel_map(count_document, 0..n) {
-                Ok(parts) => merge(parts),
-                Err(e) => return json(500, &serde_json::json!({ "error": e.to_string() })),
-            };
-            let parallel_ms = t.elapsed().as_millis() as u64;
-            let t = Instant::now();
-            let sequential = merge((0..n).map(count_document).collect());
-            let sequential_ms = t.elapsed().as_millis() as u64;
-            json(
-                200,
-                &serde_json::json!({
-                    "documents": n,
-                    "words": parallel.values().sum::<u64>(),
-                    "agree": parallel == sequential,
-                    "parallel_ms": parallel_ms,
-                    "sequential_ms": sequential_ms,
-                    "speedup": sequential_ms as f64 / parallel_ms.max(1) as f64,
-                    "top": top(&parallel, 10),
-                }),
-            )
-        }
-        ("POST", "/api/jobs") => match tasks::spawn(count_corpus, n) {
-            Ok(t) => json(202, &serde_json::json!({ "id": t.id(), "documents": n })),
-            Err(e) => json(503, &serde_json::json!({ "error": e.to_string() })),
-        },
-        _ => json(404, &serde_json::json!({ "error": "no such route" })),
-    }
+    let t = Instant::now();
+    let parallel = merge(tasks::parallel_map(COUNT_DOCUMENT, 0..n)?);
+    let parallel_ms = t.elapsed().as_millis() as u64;
+    let t = Instant::now();
+    let sequential = merge((0..n).map(count_document).collect());
+    let sequential_ms = t.elapsed().as_millis() as u64;
+    Ok(Json(serde_json::json!({
+        "documents": n,
+        "words": parallel.values().sum::<u64>(),
+        "agree": parallel == sequential,
+        "parallel_ms": parallel_ms,
+        "sequential_ms": sequential_ms,
+        "speedup": sequential_ms as f64 / parallel_ms.max(1) as f64,
+        "top": top(&parallel, 10),
+    })))
 }
 
-nubo_sdk::http_handler!(handle, tasks: [count_document, count_corpus]);
+fn start_job(req: Request) -> Result<(StatusCode, Json<serde_json::Value>), Error> {
+    let n = docs(&req);
+    let job = tasks::spawn(COUNT_CORPUS, n)
+        .map_err(|e| Error::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let started = serde_json::json!({ "id": job.id(), "documents": n });
+    Ok((StatusCode::ACCEPTED, Json(started)))
+}
+
+fn handle(req: Request) -> Response {
+    Router::new()
+        .get("/api/count", count)
+        .post("/api/jobs", start_job)
+        .handle(req)
+}
+
+nubo_sdk::http_handler!(handle, tasks: [COUNT_DOCUMENT, COUNT_CORPUS]);

@@ -32,8 +32,23 @@
 //! Every task function but `noop` and `timed_burn` prints `ran FUNCTION` first, so the node's log
 //! shows each run of each task id.
 
-use nubo_sdk::tasks::{self, TaskError};
+use nubo_sdk::tasks::{self, TaskError, TaskFn};
 use nubo_sdk::{Request, Response, text};
+
+/// The task functions, by the names their tasks are stored under.
+const COUNT_WORDS: TaskFn<String, usize> = TaskFn::new("count_words", count_words);
+const FAN_OUT: TaskFn<usize, usize> = TaskFn::new("fan_out", fan_out);
+const SLOW_COUNT: TaskFn<String, usize> = TaskFn::new("slow_count", slow_count);
+const SLOW_FAN_OUT: TaskFn<usize, usize> = TaskFn::new("slow_fan_out", slow_fan_out);
+const ALWAYS_TRAPS: TaskFn<u32, u32> = TaskFn::new("always_traps", always_traps);
+const DIVE: TaskFn<u32, u32> = TaskFn::new("dive", dive);
+const NAP: TaskFn<u64, u64> = TaskFn::new("nap", nap);
+const HOLD: TaskFn<String, u32> = TaskFn::new("hold", hold);
+const SPIN: TaskFn<u64, u64> = TaskFn::new("spin", spin);
+const TREE: TaskFn<usize, u64> = TaskFn::new("tree", tree);
+const GATED: TaskFn<usize, u32> = TaskFn::new("gated", gated);
+const NOOP: TaskFn<u64, u64> = TaskFn::new("noop", noop);
+const TIMED_BURN: TaskFn<u64, (u64, f64)> = TaskFn::new("timed_burn", timed_burn);
 
 fn chunk(i: usize) -> String {
     (0..(i % 7) + 1)
@@ -71,7 +86,7 @@ fn rtt(n: usize) -> Result<String, TaskError> {
     let mut lat = Vec::with_capacity(n);
     for i in 0..n as u64 {
         let t = std::time::Instant::now();
-        let back = tasks::spawn(noop, i)?.join()?;
+        let back = tasks::spawn(NOOP, i)?.join()?;
         lat.push(micros(t));
         assert_eq!(back, i);
     }
@@ -87,7 +102,7 @@ fn rtt(n: usize) -> Result<String, TaskError> {
 
 fn burst(n: usize) -> Result<String, TaskError> {
     let t = std::time::Instant::now();
-    let handles = tasks::spawn_all(noop, 0..n as u64)?;
+    let handles = tasks::spawn_all(NOOP, 0..n as u64)?;
     let spawned = micros(t) / 1e6;
     let back = tasks::join_all(handles)?;
     let secs = micros(t) / 1e6;
@@ -116,10 +131,10 @@ fn cpu(k: usize, w: u64) -> Result<String, TaskError> {
     let inline: Vec<(u64, f64)> = (0..k).map(|_| timed_burn(w)).collect();
     let seq_s = micros(t) / 1e6;
     let t = std::time::Instant::now();
-    let par = tasks::parallel_map(timed_burn, std::iter::repeat_n(w, k))?;
+    let par = tasks::parallel_map(TIMED_BURN, std::iter::repeat_n(w, k))?;
     let par_s = micros(t) / 1e6;
     let alone = (0..k)
-        .map(|_| tasks::spawn(timed_burn, w)?.join())
+        .map(|_| tasks::spawn(TIMED_BURN, w)?.join())
         .collect::<Result<Vec<_>, _>>()?;
     let hashes = |v: &[(u64, f64)]| v.iter().map(|r| r.0).collect::<Vec<_>>();
     assert_eq!(hashes(&inline), hashes(&par));
@@ -147,12 +162,12 @@ fn hold(id: String) -> u32 {
 
 fn gated(n: usize) -> u32 {
     println!("ran gated");
-    let gate = match tasks::spawn(nap, 100_000u64) {
+    let gate = match tasks::spawn(NAP, 100_000u64) {
         Ok(t) => t,
         Err(e) => panic!("no gate: {e}"),
     };
     let id = gate.id().to_string();
-    match tasks::parallel_map(hold, std::iter::repeat_n(id, n)) {
+    match tasks::parallel_map(HOLD, std::iter::repeat_n(id, n)) {
         Ok(v) => v.iter().sum(),
         Err(e) => panic!("holds failed: {e}"),
     }
@@ -172,20 +187,20 @@ fn spin(ms: u64) -> u64 {
 
 fn tree(n: usize) -> u64 {
     println!("ran tree");
-    match tasks::parallel_map(spin, std::iter::repeat_n(50_000u64, n)) {
+    match tasks::parallel_map(SPIN, std::iter::repeat_n(50_000u64, n)) {
         Ok(v) => v.iter().fold(0, |a, b| a ^ b),
         Err(e) => panic!("spin failed: {e}"),
     }
 }
 
 fn flood(n: usize) -> String {
-    let gate = match tasks::spawn(nap, 1500u64) {
+    let gate = match tasks::spawn(NAP, 1500u64) {
         Ok(t) => t,
         Err(e) => return format!("gate refused: {e}"),
     };
     let (mut held, mut refused, mut why) = (Vec::new(), 0, String::new());
     for _ in 0..n {
-        match tasks::spawn(hold, gate.id().to_string()) {
+        match tasks::spawn(HOLD, gate.id().to_string()) {
             Ok(t) => held.push(t),
             Err(e) => {
                 refused += 1;
@@ -200,7 +215,7 @@ fn flood(n: usize) -> String {
 
 fn fan_out(n: usize) -> usize {
     println!("ran fan_out");
-    match tasks::parallel_map(count_words, (0..n).map(chunk)) {
+    match tasks::parallel_map(COUNT_WORDS, (0..n).map(chunk)) {
         Ok(counts) => counts.iter().sum(),
         Err(e) => panic!("children failed: {e}"),
     }
@@ -214,7 +229,7 @@ fn slow_count(chunk: String) -> usize {
 
 fn slow_fan_out(n: usize) -> usize {
     println!("ran slow_fan_out");
-    match tasks::parallel_map(slow_count, (0..n).map(chunk)) {
+    match tasks::parallel_map(SLOW_COUNT, (0..n).map(chunk)) {
         Ok(counts) => counts.iter().sum(),
         Err(e) => panic!("children failed: {e}"),
     }
@@ -227,7 +242,7 @@ fn always_traps(_: u32) -> u32 {
 
 fn dive(depth: u32) -> u32 {
     println!("ran dive");
-    match tasks::spawn(dive, depth + 1).and_then(|t| t.join()) {
+    match tasks::spawn(DIVE, depth + 1).and_then(|t| t.join()) {
         Ok(d) => d,
         Err(TaskError::Refused(m)) => {
             println!("dive stopped at depth {depth}: {m}");
@@ -252,17 +267,17 @@ fn handle(req: Request) -> Response {
     // Routed under any prefix: the last segment names the operation.
     let op = req.uri().path().rsplit('/').next().unwrap_or("");
     let r = match op {
-        "wc" => tasks::parallel_map(count_words, (0..n).map(chunk)).map(|counts| {
+        "wc" => tasks::parallel_map(COUNT_WORDS, (0..n).map(chunk)).map(|counts| {
             let sequential: usize = (0..n).map(|i| count_words(chunk(i))).sum();
             format!(
                 "parallel={} sequential={sequential}",
                 counts.iter().sum::<usize>()
             )
         }),
-        "nested" => tasks::spawn(fan_out, n)
+        "nested" => tasks::spawn(FAN_OUT, n)
             .and_then(|t| t.join())
             .map(|total| format!("total={total}")),
-        "trap" => tasks::spawn(always_traps, 1u32)
+        "trap" => tasks::spawn(ALWAYS_TRAPS, 1u32)
             .and_then(|t| t.join())
             .map(|v| format!("unexpected {v}")),
         "unknown" => tasks::spawn_on("", "no_such_function", b"{}").and_then(|id| {
@@ -281,18 +296,18 @@ fn handle(req: Request) -> Response {
                 .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         }),
         // One child, awaited at once: the awaiter runs it itself.
-        "one" => tasks::spawn(spin, n as u64)
+        "one" => tasks::spawn(SPIN, n as u64)
             .and_then(|t| t.join())
             .map(|_| "spun".to_string()),
-        "deep" => tasks::spawn(dive, 0u32)
+        "deep" => tasks::spawn(DIVE, 0u32)
             .and_then(|t| t.join())
             .map(|d| format!("deepest={d}")),
-        "start" => tasks::spawn(fan_out, n).map(|t| t.id().to_string()),
-        "slow" => tasks::spawn(slow_fan_out, n).map(|t| t.id().to_string()),
-        "spinning" => tasks::spawn(tree, n).map(|t| t.id().to_string()),
-        "gated" => tasks::spawn(gated, n).map(|t| t.id().to_string()),
+        "start" => tasks::spawn(FAN_OUT, n).map(|t| t.id().to_string()),
+        "slow" => tasks::spawn(SLOW_FAN_OUT, n).map(|t| t.id().to_string()),
+        "spinning" => tasks::spawn(TREE, n).map(|t| t.id().to_string()),
+        "gated" => tasks::spawn(GATED, n).map(|t| t.id().to_string()),
         // Starts a task that sleeps N ms on the host; its id.
-        "nap" => tasks::spawn(nap, n as u64).map(|t| t.id().to_string()),
+        "nap" => tasks::spawn(NAP, n as u64).map(|t| t.id().to_string()),
         // The raw result of any task id the query names.
         "await" => {
             let id = req.uri().query().unwrap_or("").to_string();
@@ -319,5 +334,8 @@ fn handle(req: Request) -> Response {
 
 nubo_sdk::http_handler!(
     handle,
-    tasks: [count_words, fan_out, slow_count, slow_fan_out, always_traps, dive, nap, hold, spin, tree, gated, noop, timed_burn]
+    tasks: [
+        COUNT_WORDS, FAN_OUT, SLOW_COUNT, SLOW_FAN_OUT, ALWAYS_TRAPS, DIVE, NAP, HOLD, SPIN, TREE, GATED,
+        NOOP, TIMED_BURN
+    ]
 );
