@@ -126,7 +126,15 @@ pub(super) async fn invoke(c: &HttpComponent, t: &Task, permits: Permits) -> Out
     {
         return Outcome::Unloaded(wait);
     }
-    let attempts = t.attempts;
+    outcome(answer, t.attempts)
+}
+
+/// What to do with a task after a run: a failure that running it again
+/// can cure (a trap, a time or memory limit, no free instance) is retried
+/// while attempts are left; one that would only repeat (the function
+/// reported an error, the component answered without a result or cannot
+/// run the function at all) fails the task at once.
+fn outcome(answer: Answer, attempts: u32) -> Outcome {
     match answer {
         Ok(Ok(result)) if result.len() > MAX_RESULT => Outcome::Retry(TaskError::Trapped {
             message: format!("its result is over {MAX_RESULT} bytes"),
@@ -143,10 +151,17 @@ pub(super) async fn invoke(c: &HttpComponent, t: &Task, permits: Permits) -> Out
             message: format!("ran longer than timeout_ms = {ms}"),
             attempts,
         }),
-        Err(e) => Outcome::Retry(TaskError::Trapped {
-            message: e.to_string(),
-            attempts,
-        }),
+        Err(e @ (HandleError::GuestError(_) | HandleError::Host(_))) => {
+            Outcome::Final(TaskError::Failed {
+                message: e.to_string(),
+            })
+        }
+        Err(e @ (HandleError::Trapped(_) | HandleError::MemoryLimit(_) | HandleError::Busy)) => {
+            Outcome::Retry(TaskError::Trapped {
+                message: e.to_string(),
+                attempts,
+            })
+        }
     }
 }
 
@@ -190,5 +205,38 @@ async fn over_http(c: &HttpComponent, t: &Task, caller: Caller, hooks: Arc<Hooks
     } else {
         let text = String::from_utf8_lossy(&answer.body).trim().to_string();
         Ok(Err((Some(answer.status), text)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(o: &Outcome) -> &'static str {
+        match o {
+            Outcome::Done(_) => "done",
+            Outcome::Final(_) => "final",
+            Outcome::Retry(_) => "retry",
+            Outcome::Unloaded(_) => "unloaded",
+        }
+    }
+
+    #[test]
+    fn failures_that_another_run_can_cure_are_retried_and_no_others() {
+        let cases: [(Answer, &str); 9] = [
+            (Ok(Ok(b"1".to_vec())), "done"),
+            (Ok(Ok(vec![0; MAX_RESULT + 1])), "retry"),
+            (Ok(Err((Some(500), "boom".into()))), "final"),
+            (Err(HandleError::Timeout(10)), "retry"),
+            (Err(HandleError::Trapped("panic".into())), "retry"),
+            (Err(HandleError::MemoryLimit(64)), "retry"),
+            (Err(HandleError::Busy), "retry"),
+            (Err(HandleError::GuestError("no answer".into())), "final"),
+            (Err(HandleError::Host("no export".into())), "final"),
+        ];
+        for (answer, want) in cases {
+            let shown = format!("{answer:?}").chars().take(60).collect::<String>();
+            assert_eq!(kind(&outcome(answer, 1)), want, "{shown}");
+        }
     }
 }
