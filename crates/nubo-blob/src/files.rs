@@ -64,13 +64,6 @@ impl Inner {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn db_err(e: rusqlite::Error) -> BlobError {
     DbError::from(e).into()
 }
@@ -294,7 +287,7 @@ impl FileBlobs {
 impl BlobBackend for FileBlobs {
     async fn ensure_container(&self, c: &ContainerId) -> Result<u64, BlobError> {
         let c = c.clone();
-        self.with(move |_, db| Inner::ensure(db, &c, now_ms()))
+        self.with(move |_, db| Inner::ensure(db, &c, nubo_sqlite::now_ms() as u64))
             .await
     }
 
@@ -534,7 +527,7 @@ impl BlobBackend for FileBlobs {
                             fresh
                         };
                         meta.name = to.1.clone();
-                        meta.created_ms = now_ms();
+                        meta.created_ms = nubo_sqlite::now_ms() as u64;
                         Inner::name(&tx, &to.0, &meta, &target)
                     },
                     || inner.over(&to.0.app),
@@ -622,7 +615,7 @@ impl BlobWriter for FileWriter {
         let meta = ObjectMeta {
             name: name.to_string(),
             size: self.written,
-            created_ms: now_ms(),
+            created_ms: nubo_sqlite::now_ms() as u64,
             content_type: content_type.to_string(),
         };
         let (c, row, file) = (c.clone(), meta.clone(), self.file_name.clone());

@@ -34,13 +34,6 @@ fn err(what: &str, e: impl std::fmt::Display) -> BlobError {
     BlobError::Backend(format!("{what}: {e}"))
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn prefix(c: &ContainerId) -> String {
     format!(
         "{}/{}/",
@@ -194,7 +187,7 @@ impl BlobBackend for NatsBlobs {
         {
             return Ok(String::from_utf8_lossy(&v).parse().unwrap_or(0));
         }
-        let now = now_ms();
+        let now = nubo_sqlite::now_ms() as u64;
         // Two nodes may create it at once; either time will do.
         nubo_cluster::retry(|| self.containers.put(&key, now.to_string().into()))
             .await
@@ -263,9 +256,11 @@ impl BlobBackend for NatsBlobs {
     }
 
     async fn writer(&self, app: &str) -> Result<Box<dyn BlobWriter>, BlobError> {
-        let path = self
-            .spool
-            .join(format!("{:016x}{:08x}.part", now_ms(), rand_u32()));
+        let path = self.spool.join(format!(
+            "{:016x}{:08x}.part",
+            nubo_sqlite::now_ms() as u64,
+            rand_u32()
+        ));
         let file = tokio::fs::OpenOptions::new()
             .write(true)
             .read(true)
@@ -412,7 +407,10 @@ impl BlobBackend for NatsBlobs {
             name: dest,
             metadata: HashMap::from([
                 ("content_type".to_string(), m.content_type),
-                ("created_ms".to_string(), now_ms().to_string()),
+                (
+                    "created_ms".to_string(),
+                    (nubo_sqlite::now_ms() as u64).to_string(),
+                ),
             ]),
             ..Default::default()
         };
@@ -447,7 +445,7 @@ fn spool_err(e: std::io::Error) -> BlobError {
 fn rand_u32() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(now_ms());
+    h.write_u64(nubo_sqlite::now_ms() as u64);
     h.finish() as u32
 }
 
@@ -510,7 +508,7 @@ impl BlobWriter for NatsWriter {
         let meta = ObjectMeta {
             name: name.to_string(),
             size: self.written,
-            created_ms: now_ms(),
+            created_ms: nubo_sqlite::now_ms() as u64,
             content_type: content_type.to_string(),
         };
         let target = object_store::ObjectMetadata {

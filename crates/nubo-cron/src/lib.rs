@@ -52,9 +52,10 @@ pub fn entry_id(c: &CronSpec) -> String {
 }
 
 impl Scheduler {
-    pub fn open(path: &Path) -> Result<Self, rusqlite::Error> {
-        let db = Connection::open(path)?;
-        db.pragma_update(None, "journal_mode", "WAL")?;
+    pub fn open(path: &Path) -> Result<Self, nubo_sqlite::DbError> {
+        // A lost last-run time only means a missed run is run (or skipped)
+        // once more, so commits need not be synced one by one.
+        let db = nubo_sqlite::open(path, nubo_sqlite::Synchronous::Normal)?;
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS runs (
                  app TEXT NOT NULL,

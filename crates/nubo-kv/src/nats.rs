@@ -24,7 +24,7 @@
 
 use crate::{KvBackend, KvError, Namespace, check_key, check_value};
 use async_nats::jetstream::kv;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const BUCKET: &str = "nubo_kv";
 
@@ -51,13 +51,6 @@ fn nats_err(what: &str, e: impl std::fmt::Display) -> KvError {
     KvError::Backend(format!("{what}: {e}"))
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn subject(ns: &Namespace) -> String {
     format!(
         "{}.{}",
@@ -78,7 +71,11 @@ fn full_key(ns: &Namespace, key: &str) -> String {
 }
 
 fn envelope(value: &[u8], ttl: Option<Duration>) -> bytes::Bytes {
-    let expires = ttl.map_or(0, |t| now_ms().saturating_add(t.as_millis() as u64).max(1));
+    let expires = ttl.map_or(0, |t| {
+        (nubo_sqlite::now_ms() as u64)
+            .saturating_add(t.as_millis() as u64)
+            .max(1)
+    });
     let mut out = Vec::with_capacity(8 + value.len());
     out.extend_from_slice(&expires.to_be_bytes());
     out.extend_from_slice(value);
@@ -89,7 +86,7 @@ fn envelope(value: &[u8], ttl: Option<Duration>) -> bytes::Bytes {
 fn open_envelope(raw: &[u8]) -> Option<&[u8]> {
     let (head, value) = raw.split_at_checked(8)?;
     let expires = u64::from_be_bytes(head.try_into().ok()?);
-    (expires == 0 || expires > now_ms()).then_some(value)
+    (expires == 0 || expires > nubo_sqlite::now_ms() as u64).then_some(value)
 }
 
 impl NatsKv {

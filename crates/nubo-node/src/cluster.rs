@@ -40,13 +40,6 @@ pub(crate) struct Member {
     last_beat: Mutex<std::time::Instant>,
 }
 
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Member {
     pub(crate) fn new(join: ClusterJoin) -> std::io::Result<Self> {
         let secrets = crate::secrets::Secrets::new(join.cluster.key().derive("secret variables"))?;
@@ -123,7 +116,7 @@ impl Member {
                 .transpose()
                 .map_err(encode)?,
             steps: serde_json::to_value(crate::store::redact_steps(app, steps)).map_err(encode)?,
-            at: now_ms() / 1000,
+            at: nubo_sqlite::now_ms() as u64 / 1000,
         };
         match self.cluster.publish(&record, expected).await {
             Ok(_) => Ok(()),
@@ -304,7 +297,7 @@ impl Node {
     async fn beat(&self, hb: &Heartbeat) {
         let Some(member) = &self.cluster else { return };
         let mut hb = hb.clone();
-        hb.at_ms = now_ms();
+        hb.at_ms = nubo_sqlite::now_ms() as u64;
         hb.apps = self.app_revisions().await;
         hb.failing = member.failing().clone();
         // The bucket's time-to-live counts from when the server stored it,
@@ -317,7 +310,7 @@ impl Node {
         *member.last_beat.lock().unwrap_or_else(|p| p.into_inner()) = sent;
         self.tasks.unfence().await;
         // The tasks of nodes whose heartbeat expired go to the others.
-        if let Ok(members) = member.cluster.members(now_ms()).await {
+        if let Ok(members) = member.cluster.members(nubo_sqlite::now_ms() as u64).await {
             let live = members.into_iter().map(|m| m.heartbeat.id).collect();
             self.tasks.sweep(&live).await;
         }
@@ -348,7 +341,7 @@ impl Node {
         Some(
             member
                 .cluster
-                .members(now_ms())
+                .members(nubo_sqlite::now_ms() as u64)
                 .await
                 .map_err(|e| e.to_string()),
         )
@@ -357,7 +350,7 @@ impl Node {
     /// This node alone, in the shape of a cluster member.
     pub async fn alone(&self) -> nubo_cluster::Member {
         let (http, control) = self.addrs.get().cloned().unwrap_or_default();
-        let now = now_ms();
+        let now = nubo_sqlite::now_ms() as u64;
         nubo_cluster::Member {
             heartbeat: Heartbeat {
                 id: "local".into(),

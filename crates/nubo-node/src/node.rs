@@ -362,7 +362,7 @@ impl Node {
                     NodeError::Service(format!("cannot derive the cluster's secrets key: {e}"))
                 })?,
             addrs: std::sync::OnceLock::new(),
-            started_ms: crate::cluster::now_ms(),
+            started_ms: nubo_sqlite::now_ms() as u64,
             sites: opts.state.join("sites"),
             state: opts.state,
             _lock: lock,

@@ -28,6 +28,8 @@ pub enum StoreError {
     },
     #[error("state database: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error("state database: {0}")]
+    Open(#[from] nubo_sqlite::DbError),
     #[error("state database holds a definition that does not parse: {0}")]
     Corrupt(#[from] serde_json::Error),
     #[error(transparent)]
@@ -49,10 +51,8 @@ pub struct RevisionInfo {
 impl Store {
     /// `secrets` seals secret variable values in every stored definition.
     pub fn open(path: &Path, secrets: crate::secrets::Secrets) -> Result<Self, StoreError> {
-        let db = Connection::open(path)?;
-        db.pragma_update(None, "journal_mode", "WAL")?;
-        db.pragma_update(None, "synchronous", "FULL")?;
-        db.busy_timeout(std::time::Duration::from_secs(5))?;
+        // The control plane's record: every commit is synced.
+        let db = nubo_sqlite::open(path, nubo_sqlite::Synchronous::Full)?;
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS apps (
                  name TEXT PRIMARY KEY,
@@ -111,7 +111,14 @@ impl Store {
         let revision = last_revision(&tx, app)? + 1;
         let steps = serde_json::to_value(redact_steps(app, steps))?;
         let sealed = def.map(|d| self.secrets.seal(d)).transpose()?;
-        write(&tx, app, revision, now_secs(), sealed.as_ref(), &steps)?;
+        write(
+            &tx,
+            app,
+            revision,
+            nubo_sqlite::now_ms() as u64 / 1000,
+            sealed.as_ref(),
+            &steps,
+        )?;
         tx.commit()?;
         Ok(revision)
     }
@@ -182,13 +189,6 @@ impl Store {
             Some(Some(json)) => Ok(Some(Some(self.secrets.open(serde_json::from_str(&json)?)?))),
         }
     }
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn last_revision(db: &Connection, app: &str) -> Result<u64, StoreError> {
