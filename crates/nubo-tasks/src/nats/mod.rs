@@ -558,21 +558,27 @@ impl TaskStore for NatsTasks {
 
     async fn purge_app(&self, app: &str) -> Result<(u64, Vec<String>), StoreError> {
         let t = nubo_cluster::token(app);
+        // What there is, to say how many went and which this node's runner
+        // must stop; other nodes stop theirs when their run cannot finish.
+        let tasks = self.all(app).await?;
+        let unfinished = tasks
+            .iter()
+            .filter(|t| !t.state.is_final())
+            .map(|t| t.id.clone())
+            .collect();
         // The queue first, so no node starts one of them meanwhile.
         self.queue
             .purge()
             .filter(queue_subject(app))
             .await
             .map_err(|e| err("purge the task queue", e))?;
-        let n = nubo_cluster::purge_keys(&self.rows, &format!("{t}."))
+        nubo_cluster::purge_keys(&self.rows, &format!("{t}."))
             .await
             .map_err(|e| err("purge task rows", e))?;
         nubo_cluster::purge_keys(&self.claims, &format!("*.{t}."))
             .await
             .map_err(|e| err("purge task claims", e))?;
-        // Each node stops what it runs of them when its run cannot finish.
-        // A row's history counts: the figure is messages, not tasks.
-        Ok((n, Vec::new()))
+        Ok((tasks.len() as u64, unfinished))
     }
 
     async fn expire(&self, app: &str, before_ms: i64) -> Result<u64, StoreError> {
