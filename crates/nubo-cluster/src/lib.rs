@@ -22,11 +22,13 @@ mod desired;
 mod lease;
 mod members;
 mod seal;
+mod transient;
 mod usage;
 
 pub use desired::{AppRecord, Watch};
 pub use members::{Heartbeat, Member};
 pub use seal::{ClusterKey, Unauthenticated, WeakKey};
+pub use transient::Transient;
 pub use usage::Usage;
 
 use async_nats::jetstream::{self, kv, object_store};
@@ -54,9 +56,19 @@ pub enum ClusterError {
     #[error("cannot connect to NATS at {urls}: {why}")]
     Connect { urls: String, why: String },
     #[error("JetStream bucket `{bucket}`: {why}")]
-    Bucket { bucket: String, why: String },
-    #[error("{0}")]
-    Nats(String),
+    Bucket {
+        bucket: String,
+        why: String,
+        /// Whether the cluster may yet answer ([`Transient`]).
+        transient: bool,
+    },
+    #[error("{what}: {why}")]
+    Nats {
+        what: String,
+        why: String,
+        /// Whether the same call may succeed if made again soon.
+        transient: bool,
+    },
     /// Someone else changed the record first.
     #[error("another node changed app `{0}` at the same time; run `nubo plan` again")]
     Conflict(String),
@@ -67,8 +79,22 @@ pub enum ClusterError {
 }
 
 impl ClusterError {
+    /// A failure that repeating the call will not cure.
     pub(crate) fn nats(what: &str, e: impl std::fmt::Display) -> Self {
-        Self::Nats(format!("{what}: {e}"))
+        Self::Nats {
+            what: what.into(),
+            why: e.to_string(),
+            transient: false,
+        }
+    }
+
+    /// A failed NATS call, transient if its error says so.
+    pub(crate) fn call(what: &str, e: impl std::fmt::Display + Transient) -> Self {
+        Self::Nats {
+            what: what.into(),
+            why: e.to_string(),
+            transient: e.is_transient(),
+        }
     }
 }
 
@@ -271,10 +297,13 @@ async fn open_kv_once(
         ..Default::default()
     };
     open_stream(js, stream).await?;
+    // The stream exists now: a bucket that cannot be read yet is the
+    // cluster catching up (its stream not yet visible on this server).
     js.get_key_value(&bucket)
         .await
         .map_err(|e| ClusterError::Bucket {
             bucket,
+            transient: true,
             why: e.to_string(),
         })
 }
@@ -298,6 +327,7 @@ pub async fn open_stream(
                 .await
                 .map_err(|_| ClusterError::Bucket {
                     bucket: name.clone(),
+                    transient: e.is_transient(),
                     why: e.to_string(),
                 }),
         }
@@ -362,7 +392,7 @@ pub const START_RETRY_FOR: Duration = Duration::from_secs(60);
 /// (as Kubernetes does) comes up once NATS answers.
 pub async fn retry_while_starting<T, E, F, Fut>(mut call: F) -> Result<T, E>
 where
-    E: std::fmt::Display,
+    E: std::fmt::Display + Transient,
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
 {
@@ -370,7 +400,7 @@ where
     let mut pause = Duration::from_millis(200);
     loop {
         match call().await {
-            Err(e) if transient(&e.to_string()) && started.elapsed() < START_RETRY_FOR => {
+            Err(e) if e.is_transient() && started.elapsed() < START_RETRY_FOR => {
                 tracing::info!("NATS is not ready yet ({e}); trying again in {pause:?}");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(5));
@@ -389,37 +419,20 @@ pub const RETRY_FOR: Duration = Duration::from_secs(15);
 /// Only for reads and writes that may land twice without harm.
 pub async fn retry<T, E, F, Fut>(mut call: F) -> Result<T, E>
 where
-    E: std::fmt::Display,
+    E: std::fmt::Display + Transient,
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
 {
     let started = std::time::Instant::now();
     loop {
         match call().await {
-            Err(e) if transient(&e.to_string()) && started.elapsed() < RETRY_FOR => {
+            Err(e) if e.is_transient() && started.elapsed() < RETRY_FOR => {
                 tracing::debug!("retrying: {e}");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             other => return other,
         }
     }
-}
-
-fn transient(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    [
-        "timed out",
-        "no responders",
-        "no stream found",
-        "not available",
-        "unavailable",
-        "no leader",
-        // A cluster still forming: not every server has joined JetStream
-        // yet, so a replicated stream cannot be placed (error code 10005).
-        "no suitable peers",
-    ]
-    .iter()
-    .any(|s| m.contains(s))
 }
 
 /// Deletes every key of `store` under `prefix` (a whole subtree, with its
@@ -433,7 +446,7 @@ pub async fn purge_keys(store: &kv::Store, prefix: &str) -> Result<u64, ClusterE
             .filter(&filter)
             .await
             .map(|r| r.purged)
-            .map_err(|e| ClusterError::nats("purge keys", e))
+            .map_err(|e| ClusterError::call("purge keys", e))
     })
     .await
 }
@@ -449,10 +462,10 @@ pub async fn keys(store: &kv::Store, prefix: &str) -> Result<Vec<String>, Cluste
             .stream
             .info_with_subjects(&filter)
             .await
-            .map_err(|e| ClusterError::nats("list keys", e))?;
+            .map_err(|e| ClusterError::call("list keys", e))?;
         let mut out = Vec::new();
         while let Some(item) = subjects.next().await {
-            let (subject, _) = item.map_err(|e| ClusterError::nats("list keys", e))?;
+            let (subject, _) = item.map_err(|e| ClusterError::call("list keys", e))?;
             if let Some(key) = subject.strip_prefix(&store.prefix) {
                 out.push(key.to_string());
             }
@@ -485,6 +498,7 @@ pub async fn open_object_store(
                 .await
                 .map_err(|_| ClusterError::Bucket {
                     bucket: bucket.to_string(),
+                    transient: e.is_transient(),
                     why: e.to_string(),
                 }),
         }
@@ -526,7 +540,7 @@ pub fn untoken(token: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{token, transient, untoken};
+    use super::{token, untoken};
 
     #[test]
     fn tokens_never_collide_with_names() {
@@ -537,18 +551,5 @@ mod tests {
         for name in ["chat", "a.b", "_61", "ünï code", ""] {
             assert_eq!(untoken(&token(name)).as_deref(), Some(name));
         }
-    }
-
-    #[test]
-    fn a_forming_cluster_is_waited_for_and_a_refusal_is_not() {
-        // As nats-server words them (2.9.10, Debian's).
-        let forming =
-            "jetstream error: no suitable peers for placement (code 400, error code 10005)";
-        assert!(transient(forming));
-        assert!(transient(
-            "jetstream error: JetStream system temporarily unavailable"
-        ));
-        let refused = "jetstream error: stream name already in use with a different configuration (code 400, error code 10058)";
-        assert!(!transient(refused));
     }
 }
