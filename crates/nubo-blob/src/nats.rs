@@ -37,16 +37,16 @@ fn err(what: &str, e: impl std::fmt::Display) -> BlobError {
 fn prefix(c: &ContainerId) -> String {
     format!(
         "{}/{}/",
-        nubo_cluster::token(&c.app),
-        nubo_cluster::token(&c.container)
+        nubo_jetstream::token(&c.app),
+        nubo_jetstream::token(&c.container)
     )
 }
 
 fn container_key(c: &ContainerId) -> String {
     format!(
         "{}.{}",
-        nubo_cluster::token(&c.app),
-        nubo_cluster::token(&c.container)
+        nubo_jetstream::token(&c.app),
+        nubo_jetstream::token(&c.container)
     )
 }
 
@@ -75,10 +75,10 @@ pub struct NatsBlobs {
 }
 
 /// Each app's object bytes, as a total every node shares
-/// ([`nubo_cluster::Usage`]), and its quota. A write counts the size it
+/// ([`nubo_jetstream::Usage`]), and its quota. A write counts the size it
 /// adds before it stores and takes it back if the store fails.
 struct Account {
-    usage: nubo_cluster::Usage,
+    usage: nubo_jetstream::Usage,
     quotas: nubo_sqlite::Quotas,
 }
 
@@ -121,10 +121,10 @@ impl NatsBlobs {
         spool: PathBuf,
     ) -> Result<Self, BlobError> {
         std::fs::create_dir_all(&spool).map_err(|e| err("spool dir", e))?;
-        let store = nubo_cluster::open_object_store(js, BUCKET, replicas)
+        let store = nubo_jetstream::open_object_store(js, BUCKET, replicas)
             .await
             .map_err(|e| BlobError::Backend(e.to_string()))?;
-        let containers = nubo_cluster::open_kv(
+        let containers = nubo_jetstream::open_kv(
             js,
             kv::Config {
                 bucket: CONTAINERS.into(),
@@ -134,7 +134,7 @@ impl NatsBlobs {
         )
         .await
         .map_err(|e| BlobError::Backend(e.to_string()))?;
-        let usage = nubo_cluster::Usage::open(js, replicas)
+        let usage = nubo_jetstream::Usage::open(js, replicas)
             .await
             .map_err(|e| BlobError::Backend(e.to_string()))?;
         Ok(Self {
@@ -150,7 +150,7 @@ impl NatsBlobs {
 
     /// Every live object under `prefix`, by full name.
     async fn objects(&self, prefix: &str) -> Result<Vec<object_store::ObjectInfo>, BlobError> {
-        let mut list = nubo_cluster::retry(|| self.store.list())
+        let mut list = nubo_jetstream::retry(|| self.store.list())
             .await
             .map_err(|e| err("list", e))?;
         let mut out = Vec::new();
@@ -164,7 +164,7 @@ impl NatsBlobs {
     }
 
     async fn object_info(&self, full: &str) -> Result<Option<object_store::ObjectInfo>, BlobError> {
-        match nubo_cluster::retry(|| self.store.info(full)).await {
+        match nubo_jetstream::retry(|| self.store.info(full)).await {
             Ok(info) if !info.deleted => Ok(Some(info)),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => Ok(None),
@@ -181,7 +181,7 @@ impl BlobBackend for NatsBlobs {
 
     async fn ensure_container(&self, c: &ContainerId) -> Result<u64, BlobError> {
         let key = container_key(c);
-        if let Some(v) = nubo_cluster::retry(|| self.containers.get(&key))
+        if let Some(v) = nubo_jetstream::retry(|| self.containers.get(&key))
             .await
             .map_err(|e| err("container", e))?
         {
@@ -189,19 +189,19 @@ impl BlobBackend for NatsBlobs {
         }
         let now = nubo_sqlite::now_ms() as u64;
         // Two nodes may create it at once; either time will do.
-        nubo_cluster::retry(|| self.containers.put(&key, now.to_string().into()))
+        nubo_jetstream::retry(|| self.containers.put(&key, now.to_string().into()))
             .await
             .map_err(|e| err("container", e))?;
         Ok(now)
     }
 
     async fn containers(&self, app: &str) -> Result<Vec<ContainerStats>, BlobError> {
-        let under = format!("{}.", nubo_cluster::token(app));
-        let keys = nubo_cluster::keys(&self.containers, &under)
+        let under = format!("{}.", nubo_jetstream::token(app));
+        let keys = nubo_jetstream::keys(&self.containers, &under)
             .await
             .map_err(|e| BlobError::Backend(e.to_string()))?;
         let objects = self
-            .objects(&format!("{}/", nubo_cluster::token(app)))
+            .objects(&format!("{}/", nubo_jetstream::token(app)))
             .await?;
         let mut totals: HashMap<String, (u64, u64)> = HashMap::new();
         for o in &objects {
@@ -216,7 +216,7 @@ impl BlobBackend for NatsBlobs {
             let Some(token) = key.strip_prefix(&under) else {
                 continue;
             };
-            let Some(name) = nubo_cluster::untoken(token) else {
+            let Some(name) = nubo_jetstream::untoken(token) else {
                 continue;
             };
             let Some(created) = self
@@ -287,7 +287,7 @@ impl BlobBackend for NatsBlobs {
     ) -> Result<Option<(ObjectMeta, Box<dyn BlobReader>)>, BlobError> {
         check_name(name)?;
         let full = format!("{}{name}", prefix(c));
-        let mut object = match nubo_cluster::retry(|| self.store.get(&full)).await {
+        let mut object = match nubo_jetstream::retry(|| self.store.get(&full)).await {
             Ok(o) => o,
             Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(err("read", e)),
@@ -519,7 +519,7 @@ impl BlobWriter for NatsWriter {
             ]),
             ..Default::default()
         };
-        let replaced = match nubo_cluster::retry(|| self.store.info(&target.name)).await {
+        let replaced = match nubo_jetstream::retry(|| self.store.info(&target.name)).await {
             Ok(info) if !info.deleted => info.size as i64,
             Ok(_) => 0,
             Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => 0,

@@ -66,8 +66,8 @@ impl Cluster {
     /// The app's current record and its stream revision (for
     /// [`Cluster::publish`]), if it ever existed.
     pub async fn app(&self, app: &str) -> Result<Option<(u64, AppRecord)>, ClusterError> {
-        let key = crate::token(app);
-        let Some(entry) = crate::retry(|| self.apps.entry(key.clone()))
+        let key = nubo_jetstream::token(app);
+        let Some(entry) = nubo_jetstream::retry(|| self.apps.entry(key.clone()))
             .await
             .map_err(|e| ClusterError::nats("read the desired state", e))?
         else {
@@ -89,11 +89,12 @@ impl Cluster {
         record: &AppRecord,
         expected: Option<u64>,
     ) -> Result<(), ClusterError> {
-        let key = crate::token(&record.app);
+        let key = nubo_jetstream::token(&record.app);
         let json = serde_json::to_vec(record)
             .map_err(|e| ClusterError::nats("encode the app record", e))?;
         let body: bytes::Bytes = self.key.seal(&record_context(&key), &json).into();
-        if crate::write_if(&self.js, &self.apps, &key, body, expected.unwrap_or(0)).await? {
+        if nubo_jetstream::write_if(&self.js, &self.apps, &key, body, expected.unwrap_or(0)).await?
+        {
             Ok(())
         } else {
             Err(ClusterError::Conflict(record.app.clone()))
@@ -102,10 +103,10 @@ impl Cluster {
 
     /// Every app that has a record (removed ones too).
     pub async fn app_names(&self) -> Result<Vec<String>, ClusterError> {
-        Ok(crate::keys(&self.apps, "")
+        Ok(nubo_jetstream::keys(&self.apps, "")
             .await?
             .iter()
-            .filter_map(|k| crate::untoken(k))
+            .filter_map(|k| nubo_jetstream::untoken(k))
             .collect())
     }
 
@@ -125,7 +126,7 @@ impl Cluster {
     /// True if `digest` is in the shared content store.
     pub async fn has_content(&self, digest: &str) -> Result<bool, ClusterError> {
         use async_nats::jetstream::object_store::InfoErrorKind;
-        match crate::retry(|| self.content.info(digest)).await {
+        match nubo_jetstream::retry(|| self.content.info(digest)).await {
             Ok(info) => Ok(!info.deleted),
             Err(e) if e.kind() == InfoErrorKind::NotFound => Ok(false),
             Err(e) => Err(ClusterError::nats("look up content", e)),
@@ -137,7 +138,7 @@ impl Cluster {
         if self.has_content(digest).await? {
             return Ok(());
         }
-        crate::retry(|| async {
+        nubo_jetstream::retry(|| async {
             let mut reader = bytes;
             self.content.put(digest, &mut reader).await
         })
@@ -149,7 +150,7 @@ impl Cluster {
     /// The bytes of `digest`, from whichever node uploaded them.
     pub async fn get_content(&self, digest: &str) -> Result<Vec<u8>, ClusterError> {
         use async_nats::jetstream::object_store::GetErrorKind;
-        let mut object = match crate::retry(|| self.content.get(digest)).await {
+        let mut object = match nubo_jetstream::retry(|| self.content.get(digest)).await {
             Ok(o) => o,
             Err(e) if e.kind() == GetErrorKind::NotFound => {
                 return Err(ClusterError::MissingContent(digest.to_string()));

@@ -11,6 +11,6 @@ impl Cluster {
     /// it first.
     pub async fn lease(&self, name: &str, holder: &str) -> Result<bool, ClusterError> {
         let holder = bytes::Bytes::from(holder.to_string());
-        crate::write_if(&self.js, &self.leases, name, holder, 0).await
+        Ok(nubo_jetstream::write_if(&self.js, &self.leases, name, holder, 0).await?)
     }
 }

@@ -41,7 +41,7 @@ impl Cluster {
     pub async fn beat(&self, hb: &Heartbeat) -> Result<(), ClusterError> {
         let body = serde_json::to_vec(hb).map_err(|e| ClusterError::nats("heartbeat", e))?;
         self.nodes
-            .put(crate::token(&hb.id), body.into())
+            .put(nubo_jetstream::token(&hb.id), body.into())
             .await
             .map_err(|e| ClusterError::nats("heartbeat", e))?;
         Ok(())
@@ -51,7 +51,7 @@ impl Cluster {
     /// list at once instead of after the time-to-live.
     pub async fn leave(&self, id: &str) -> Result<(), ClusterError> {
         self.nodes
-            .purge(crate::token(id))
+            .purge(nubo_jetstream::token(id))
             .await
             .map_err(|e| ClusterError::nats("leave", e))
     }
@@ -59,8 +59,8 @@ impl Cluster {
     /// Every node with a live heartbeat, by id.
     pub async fn members(&self, now_ms: u64) -> Result<Vec<Member>, ClusterError> {
         let mut out = Vec::new();
-        for key in crate::keys(&self.nodes, "").await? {
-            let Some(value) = crate::retry(|| self.nodes.get(&key))
+        for key in nubo_jetstream::keys(&self.nodes, "").await? {
+            let Some(value) = nubo_jetstream::retry(|| self.nodes.get(&key))
                 .await
                 .map_err(|e| ClusterError::nats("read a heartbeat", e))?
             else {

@@ -135,7 +135,7 @@ impl Scheduler {
         let entry = hex::encode(&sha2::Sha256::digest(entry.as_bytes())[..8]);
         let name = format!(
             "cron.{}.{entry}.{}",
-            nubo_cluster::token(app),
+            nubo_jetstream::token(app),
             at.timestamp_millis()
         );
         cluster.lease(&name, id).await.map_err(|e| e.to_string())

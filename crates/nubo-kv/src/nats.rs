@@ -9,11 +9,11 @@
 //! is deleted by the read that finds it.
 //!
 //! Increment and compare-and-swap read the key's stream revision and write
-//! with it as the expected last revision ([`nubo_cluster::write_if`]),
+//! with it as the expected last revision ([`nubo_jetstream::write_if`]),
 //! retrying when another node wrote in between. Batch calls are key by key (`wasi:keyvalue/batch` does not
 //! promise atomicity; the embedded backend happens to give it).
 //! Each app's bytes (keys and values) are a shared total
-//! ([`nubo_cluster::Usage`]): a write adds the difference between its
+//! ([`nubo_jetstream::Usage`]): a write adds the difference between its
 //! value and the one it replaces before it stores it, so the quota holds
 //! across nodes. Two nodes overwriting the same key at once may both
 //! count against the old value, which leaves the total off by that
@@ -31,7 +31,7 @@ const BUCKET: &str = "nubo_kv";
 pub struct NatsKv {
     store: kv::Store,
     js: async_nats::jetstream::Context,
-    usage: nubo_cluster::Usage,
+    usage: nubo_jetstream::Usage,
     quotas: nubo_sqlite::Quotas,
 }
 
@@ -54,12 +54,12 @@ fn nats_err(what: &str, e: impl std::fmt::Display) -> KvError {
 fn subject(ns: &Namespace) -> String {
     format!(
         "{}.{}",
-        nubo_cluster::token(&ns.app),
-        nubo_cluster::token(&ns.store)
+        nubo_jetstream::token(&ns.app),
+        nubo_jetstream::token(&ns.store)
     )
 }
 
-/// The user's key always hex-encoded (as a forced [`nubo_cluster::token`]),
+/// The user's key always hex-encoded (as a forced [`nubo_jetstream::token`]),
 /// so that sorting the encoded keys sorts the keys.
 fn full_key(ns: &Namespace, key: &str) -> String {
     let mut out = subject(ns);
@@ -94,7 +94,7 @@ impl NatsKv {
         js: &async_nats::jetstream::Context,
         replicas: usize,
     ) -> Result<Self, KvError> {
-        let store = nubo_cluster::open_kv(
+        let store = nubo_jetstream::open_kv(
             js,
             kv::Config {
                 bucket: BUCKET.into(),
@@ -106,7 +106,7 @@ impl NatsKv {
         )
         .await
         .map_err(|e| KvError::Backend(e.to_string()))?;
-        let usage = nubo_cluster::Usage::open(js, replicas)
+        let usage = nubo_jetstream::Usage::open(js, replicas)
             .await
             .map_err(|e| KvError::Backend(e.to_string()))?;
         Ok(Self {
@@ -120,7 +120,7 @@ impl NatsKv {
     /// What `full` (the key `key` of `app`) holds. An expired value is
     /// deleted, unless someone rewrote it meanwhile, and read as absent.
     async fn entry(&self, app: &str, key: &str, full: &str) -> Result<Entry, KvError> {
-        let entry = nubo_cluster::retry(|| self.store.entry(full))
+        let entry = nubo_jetstream::retry(|| self.store.entry(full))
             .await
             .map_err(|e| nats_err("read", e))?;
         let Some(entry) = entry else {
@@ -193,7 +193,7 @@ impl NatsKv {
         value: bytes::Bytes,
         revision: u64,
     ) -> Result<bool, KvError> {
-        nubo_cluster::write_if(&self.js, &self.store, key, value, revision)
+        nubo_jetstream::write_if(&self.js, &self.store, key, value, revision)
             .await
             .map_err(|e| KvError::Backend(e.to_string()))
     }
@@ -220,7 +220,7 @@ impl KvBackend for NatsKv {
         let delta = (key.len() + value.len()) as i64 - old;
         let value = envelope(value, ttl);
         self.counted(&ns.app, delta, || async {
-            nubo_cluster::retry(|| self.store.put(&full, value.clone()))
+            nubo_jetstream::retry(|| self.store.put(&full, value.clone()))
                 .await
                 .map(|_| true)
                 .map_err(|e| nats_err("write", e))
@@ -233,7 +233,7 @@ impl KvBackend for NatsKv {
         check_key(key)?;
         let full = full_key(ns, key);
         let old = self.entry(&ns.app, key, &full).await?.counted;
-        nubo_cluster::retry(|| self.store.delete(&full))
+        nubo_jetstream::retry(|| self.store.delete(&full))
             .await
             .map_err(|e| nats_err("delete", e))?;
         self.count(&ns.app, -old).await
@@ -252,12 +252,12 @@ impl KvBackend for NatsKv {
     ) -> Result<(Vec<String>, Option<String>), KvError> {
         let limit = limit.clamp(1, 10_000);
         let under = format!("{}.", subject(ns));
-        let mut keys: Vec<(String, String)> = nubo_cluster::keys(&self.store, &under)
+        let mut keys: Vec<(String, String)> = nubo_jetstream::keys(&self.store, &under)
             .await
             .map_err(|e| KvError::Backend(e.to_string()))?
             .into_iter()
             .filter_map(|full| {
-                let key = nubo_cluster::untoken(full.strip_prefix(&under)?)?;
+                let key = nubo_jetstream::untoken(full.strip_prefix(&under)?)?;
                 (key.starts_with(prefix) && cursor.is_none_or(|c| key.as_str() > c))
                     .then_some((key, full))
             })
@@ -353,8 +353,8 @@ impl KvBackend for NatsKv {
     }
 
     async fn purge_app(&self, app: &str) -> Result<u64, KvError> {
-        let prefix = format!("{}.", nubo_cluster::token(app));
-        let purged = nubo_cluster::purge_keys(&self.store, &prefix)
+        let prefix = format!("{}.", nubo_jetstream::token(app));
+        let purged = nubo_jetstream::purge_keys(&self.store, &prefix)
             .await
             .map_err(|e| nats_err("purge", e))?;
         self.usage

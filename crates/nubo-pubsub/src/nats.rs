@@ -55,8 +55,8 @@ impl Relay for NatsRelay {
         }
         let subject = format!(
             "{PREFIX}.{}.{}",
-            nubo_cluster::token(app),
-            nubo_cluster::token(topic)
+            nubo_jetstream::token(app),
+            nubo_jetstream::token(topic)
         );
         if self.out.send((subject, message)).is_err() {
             self.pending.fetch_sub(size, Ordering::AcqRel);
@@ -94,7 +94,7 @@ pub async fn bridge(hub: Arc<Hub>, client: async_nats::Client) -> Result<(), Str
                 continue;
             };
             if let (Some(app), Some(topic)) =
-                (nubo_cluster::untoken(app), nubo_cluster::untoken(topic))
+                (nubo_jetstream::untoken(app), nubo_jetstream::untoken(topic))
             {
                 hub.deliver(&app, &topic, m.payload);
             }

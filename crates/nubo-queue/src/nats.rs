@@ -40,8 +40,8 @@ fn err(what: &str, e: impl std::fmt::Display) -> QueueError {
 fn tokens(q: &QueueName) -> String {
     format!(
         "{}.{}",
-        nubo_cluster::token(&q.app),
-        nubo_cluster::token(&q.queue)
+        nubo_jetstream::token(&q.app),
+        nubo_jetstream::token(&q.queue)
     )
 }
 
@@ -63,8 +63,8 @@ pub fn woken(subject: &str) -> Option<QueueName> {
     let mut parts = subject.strip_prefix("nubo.qwake.")?.split('.');
     let (app, queue) = (parts.next()?, parts.next()?);
     Some(QueueName {
-        app: nubo_cluster::untoken(app)?,
-        queue: nubo_cluster::untoken(queue)?,
+        app: nubo_jetstream::untoken(app)?,
+        queue: nubo_jetstream::untoken(queue)?,
     })
 }
 
@@ -116,7 +116,7 @@ impl NatsQueue {
             ..Default::default()
         };
         let open = |config| async move {
-            nubo_cluster::open_stream(js, config)
+            nubo_jetstream::open_stream(js, config)
                 .await
                 .map_err(|e| QueueError::Backend(e.to_string()))
         };
@@ -150,7 +150,7 @@ impl NatsQueue {
                 return Ok(true);
             }
         }
-        let filter = format!("nubo.q.{}.>", nubo_cluster::token(app));
+        let filter = format!("nubo.q.{}.>", nubo_jetstream::token(app));
         let n = count(&self.queues, filter).await?;
         self.counted
             .lock()
@@ -165,7 +165,7 @@ impl NatsQueue {
         if keep == u64::MAX {
             return Ok(());
         }
-        let filter = format!("nubo.dead.{}.>", nubo_cluster::token(app));
+        let filter = format!("nubo.dead.{}.>", nubo_jetstream::token(app));
         let dropped = if keep == 0 {
             self.dead.purge().filter(filter).await
         } else {
@@ -224,7 +224,7 @@ impl NatsQueue {
                     }
                 }
             }
-            Err(_) => nubo_cluster::retry(|| self.queues.create_consumer(config.clone()))
+            Err(_) => nubo_jetstream::retry(|| self.queues.create_consumer(config.clone()))
                 .await
                 .map_err(|e| err("create the queue's consumer", e))?,
         };
@@ -463,7 +463,7 @@ impl QueueBackend for NatsQueue {
     }
 
     async fn purge_app(&self, app: &str) -> Result<u64, QueueError> {
-        let app = nubo_cluster::token(app);
+        let app = nubo_jetstream::token(app);
         let mut n = 0;
         for (stream, filter) in [
             (&self.queues, format!("nubo.q.{app}.>")),

@@ -21,8 +21,8 @@ impl NatsTasks {
     pub(super) fn claim_key(&self, node: &str, app: &str, id: &str) -> String {
         format!(
             "{}.{}.{id}",
-            nubo_cluster::token(node),
-            nubo_cluster::token(app)
+            nubo_jetstream::token(node),
+            nubo_jetstream::token(app)
         )
     }
 
@@ -53,10 +53,10 @@ impl NatsTasks {
     /// queue. Any node may run this; the row's compare-and-swap makes one
     /// of them win each task.
     pub async fn sweep(&self, live: &HashSet<String>) -> Result<usize, StoreError> {
-        let keys = nubo_cluster::keys(&self.claims, "")
+        let keys = nubo_jetstream::keys(&self.claims, "")
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        let live: HashSet<String> = live.iter().map(|n| nubo_cluster::token(n)).collect();
+        let live: HashSet<String> = live.iter().map(|n| nubo_jetstream::token(n)).collect();
         let mut n = 0;
         for key in keys {
             if self.take_back_claim(&key, Some(&live)).await? {
@@ -79,7 +79,7 @@ impl NatsTasks {
         if live.is_some_and(|l| l.contains(node)) {
             return Ok(false);
         }
-        let (Some(node), Some(app)) = (nubo_cluster::untoken(node), nubo_cluster::untoken(app))
+        let (Some(node), Some(app)) = (nubo_jetstream::untoken(node), nubo_jetstream::untoken(app))
         else {
             return Ok(false);
         };
@@ -115,8 +115,8 @@ impl NatsTasks {
 
     /// Puts back in the queue what this node held before it restarted.
     pub(super) async fn take_back_own(&self) -> Result<usize, StoreError> {
-        let under = format!("{}.", nubo_cluster::token(&self.node));
-        let keys = nubo_cluster::keys(&self.claims, &under)
+        let under = format!("{}.", nubo_jetstream::token(&self.node));
+        let keys = nubo_jetstream::keys(&self.claims, &under)
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         let mut n = 0;

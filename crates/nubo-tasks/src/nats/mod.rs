@@ -4,7 +4,7 @@
 //!
 //! - `nubo_tasks`: one key per task, `APP.ID` (ids are `tHEX.N.N…`, so a
 //!   task's descendants are exactly the keys under `APP.ID.`). Every state
-//!   change is a compare-and-swap on the key ([`nubo_cluster::write_if`]).
+//!   change is a compare-and-swap on the key ([`nubo_jetstream::write_if`]).
 //! - `nubo_task_queue`: a message per task to start, under `nubo.t.APP`.
 //!   A spawn writes the row, then the message (its id is the task's, so
 //!   the stream drops a second one within two minutes). A spawner that
@@ -69,7 +69,7 @@ fn valid_id(id: &str) -> bool {
 }
 
 fn row_key(app: &str, id: &str) -> String {
-    format!("{}.{id}", nubo_cluster::token(app))
+    format!("{}.{id}", nubo_jetstream::token(app))
 }
 
 /// What a row's seal is bound to: its key, so that a row cannot be moved
@@ -79,7 +79,7 @@ fn seal_context(key: &str) -> String {
 }
 
 fn queue_subject(app: &str) -> String {
-    format!("nubo.t.{}", nubo_cluster::token(app))
+    format!("nubo.t.{}", nubo_jetstream::token(app))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -146,10 +146,10 @@ impl NatsTasks {
             num_replicas: replicas,
             ..Default::default()
         };
-        let rows = nubo_cluster::open_kv(js, bucket(ROWS))
+        let rows = nubo_jetstream::open_kv(js, bucket(ROWS))
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        let claims = nubo_cluster::open_kv(js, bucket(CLAIMS))
+        let claims = nubo_jetstream::open_kv(js, bucket(CLAIMS))
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         let config = stream::Config {
@@ -160,7 +160,7 @@ impl NatsTasks {
             num_replicas: replicas.max(1),
             ..Default::default()
         };
-        let queue = nubo_cluster::open_stream(js, config)
+        let queue = nubo_jetstream::open_stream(js, config)
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(Self {
@@ -179,7 +179,7 @@ impl NatsTasks {
             return Ok(None);
         }
         let key = row_key(app, id);
-        let entry = nubo_cluster::retry(|| self.rows.entry(key.clone()))
+        let entry = nubo_jetstream::retry(|| self.rows.entry(key.clone()))
             .await
             .map_err(|e| err("read a task", e))?;
         match entry {
@@ -222,7 +222,7 @@ impl NatsTasks {
             }
             let key = row_key(app, id);
             let body = self.sealed(&key, &row)?;
-            if nubo_cluster::write_if(&self.js, &self.rows, &key, body, rev)
+            if nubo_jetstream::write_if(&self.js, &self.rows, &key, body, rev)
                 .await
                 .map_err(|e| StoreError::Backend(e.to_string()))?
             {
@@ -264,7 +264,7 @@ impl NatsTasks {
         if let Some(c) = all.get(app) {
             return Ok(c.clone());
         }
-        let name = format!("t_{}", nubo_cluster::token(app).replace('.', "_"));
+        let name = format!("t_{}", nubo_jetstream::token(app).replace('.', "_"));
         let config = consumer::pull::Config {
             durable_name: Some(name.clone()),
             filter_subject: queue_subject(app),
@@ -276,7 +276,7 @@ impl NatsTasks {
         };
         let c = match self.queue.get_consumer(&name).await {
             Ok(c) => c,
-            Err(_) => nubo_cluster::retry(|| self.queue.create_consumer(config.clone()))
+            Err(_) => nubo_jetstream::retry(|| self.queue.create_consumer(config.clone()))
                 .await
                 .map_err(|e| err("create the task consumer", e))?,
         };
@@ -300,8 +300,8 @@ impl NatsTasks {
 
     /// Every task of `app`, each read once.
     async fn all(&self, app: &str) -> Result<Vec<Task>, StoreError> {
-        let under = format!("{}.", nubo_cluster::token(app));
-        let keys = nubo_cluster::keys(&self.rows, &under)
+        let under = format!("{}.", nubo_jetstream::token(app));
+        let keys = nubo_jetstream::keys(&self.rows, &under)
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         let reads =
@@ -373,7 +373,7 @@ impl TaskStore for NatsTasks {
                 owner: None,
             };
             let body = self.sealed(&key, &row)?;
-            if !nubo_cluster::write_if(&self.js, &self.rows, &key, body, 0)
+            if !nubo_jetstream::write_if(&self.js, &self.rows, &key, body, 0)
                 .await
                 .map_err(|e| StoreError::Backend(e.to_string()))?
             {
@@ -394,7 +394,7 @@ impl TaskStore for NatsTasks {
         // The claim first: if this node dies right after the row says it
         // runs the task, the claim is there for the others to find.
         let key = self.claim_key(&self.node, app, id);
-        nubo_cluster::retry(|| self.claims.put(&key, bytes::Bytes::new()))
+        nubo_jetstream::retry(|| self.claims.put(&key, bytes::Bytes::new()))
             .await
             .map_err(|e| err("claim a task", e))?;
         let me = self.node.clone();
@@ -480,7 +480,7 @@ impl TaskStore for NatsTasks {
         }
         let under = format!("{}.", row_key(app, id));
         let mut ids = vec![id.to_string()];
-        for k in nubo_cluster::keys(&self.rows, &under)
+        for k in nubo_jetstream::keys(&self.rows, &under)
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))?
         {
@@ -557,7 +557,7 @@ impl TaskStore for NatsTasks {
     }
 
     async fn purge_app(&self, app: &str) -> Result<(u64, Vec<String>), StoreError> {
-        let t = nubo_cluster::token(app);
+        let t = nubo_jetstream::token(app);
         // What there is, to say how many went and which this node's runner
         // must stop; other nodes stop theirs when their run cannot finish.
         let tasks = self.all(app).await?;
@@ -572,10 +572,10 @@ impl TaskStore for NatsTasks {
             .filter(queue_subject(app))
             .await
             .map_err(|e| err("purge the task queue", e))?;
-        nubo_cluster::purge_keys(&self.rows, &format!("{t}."))
+        nubo_jetstream::purge_keys(&self.rows, &format!("{t}."))
             .await
             .map_err(|e| err("purge task rows", e))?;
-        nubo_cluster::purge_keys(&self.claims, &format!("*.{t}."))
+        nubo_jetstream::purge_keys(&self.claims, &format!("*.{t}."))
             .await
             .map_err(|e| err("purge task claims", e))?;
         Ok((tasks.len() as u64, unfinished))
@@ -587,7 +587,7 @@ impl TaskStore for NatsTasks {
         let gone = crate::store::expired(decide, before_ms);
         for id in &gone {
             let key = row_key(app, id);
-            nubo_cluster::retry(|| self.rows.purge(&key))
+            nubo_jetstream::retry(|| self.rows.purge(&key))
                 .await
                 .map_err(|e| err("expire a task row", e))?;
         }

@@ -39,11 +39,11 @@ const PULL_MAX: usize = 64;
 const ORPHAN_AFTER: Duration = Duration::from_secs(60);
 
 fn done_subject(app: &str) -> String {
-    format!("nubo.tdone.{}", nubo_cluster::token(app))
+    format!("nubo.tdone.{}", nubo_jetstream::token(app))
 }
 
 fn cancel_subject(app: &str) -> String {
-    format!("nubo.tcancel.{}", nubo_cluster::token(app))
+    format!("nubo.tcancel.{}", nubo_jetstream::token(app))
 }
 
 impl TaskRunner {
@@ -140,7 +140,7 @@ impl TaskRunner {
                     .as_str()
                     .rsplit('.')
                     .next()
-                    .and_then(nubo_cluster::untoken)
+                    .and_then(nubo_jetstream::untoken)
                 else {
                     continue;
                 };

@@ -117,12 +117,12 @@ transient! {
     };
 }
 
-impl Transient for crate::ClusterError {
+impl Transient for crate::JsError {
     fn is_transient(&self) -> bool {
         match self {
-            crate::ClusterError::Nats { transient, .. }
-            | crate::ClusterError::Bucket { transient, .. } => *transient,
-            _ => false,
+            crate::JsError::Nats { transient, .. } | crate::JsError::Bucket { transient, .. } => {
+                *transient
+            }
         }
     }
 }
@@ -158,8 +158,8 @@ mod tests {
         assert!(!in_use.is_transient());
 
         // The node's own error keeps what the NATS error said.
-        let call = crate::ClusterError::call("purge keys", forming);
+        let call = crate::JsError::call("purge keys", forming);
         assert!(call.is_transient());
-        assert!(!crate::ClusterError::nats("encode", "bad").is_transient());
+        assert!(!crate::JsError::nats("encode", "bad").is_transient());
     }
 }

@@ -8,7 +8,7 @@
 //! fails. A node that dies in between leaves the total too high by that
 //! one write, never too low: the quota errs towards refusing.
 
-use crate::{ClusterError, open_kv, retry, token, write_if};
+use crate::{JsError, open_kv, retry, token, write_if};
 use async_nats::jetstream::{self, kv};
 
 const BUCKET: &str = "nubo_usage";
@@ -24,7 +24,7 @@ fn key(app: &str, kind: &str) -> String {
 }
 
 impl Usage {
-    pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self, ClusterError> {
+    pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self, JsError> {
         let store = open_kv(
             js,
             kv::Config {
@@ -42,10 +42,10 @@ impl Usage {
     }
 
     /// The total and the revision it is at (0: never written).
-    async fn read(&self, key: &str) -> Result<(i64, u64), ClusterError> {
+    async fn read(&self, key: &str) -> Result<(i64, u64), JsError> {
         let entry = retry(|| self.store.entry(key))
             .await
-            .map_err(|e| ClusterError::nats("read usage", e))?;
+            .map_err(|e| JsError::nats("read usage", e))?;
         Ok(match entry {
             Some(e) if e.operation == kv::Operation::Put => {
                 let n = std::str::from_utf8(&e.value)
@@ -60,7 +60,7 @@ impl Usage {
     }
 
     /// The app's total of `kind`.
-    pub async fn total(&self, app: &str, kind: &str) -> Result<i64, ClusterError> {
+    pub async fn total(&self, app: &str, kind: &str) -> Result<i64, JsError> {
         Ok(self.read(&key(app, kind)).await?.0.max(0))
     }
 
@@ -73,7 +73,7 @@ impl Usage {
         kind: &str,
         delta: i64,
         limit: u64,
-    ) -> Result<bool, ClusterError> {
+    ) -> Result<bool, JsError> {
         if delta == 0 {
             return Ok(true);
         }
@@ -92,10 +92,10 @@ impl Usage {
     }
 
     /// Forgets the app's total of `kind` (its data was removed).
-    pub async fn forget(&self, app: &str, kind: &str) -> Result<(), ClusterError> {
+    pub async fn forget(&self, app: &str, kind: &str) -> Result<(), JsError> {
         let key = key(app, kind);
         retry(|| self.store.purge(&key))
             .await
-            .map_err(|e| ClusterError::nats("forget usage", e))
+            .map_err(|e| JsError::nats("forget usage", e))
     }
 }
