@@ -69,17 +69,17 @@ impl<'a> Reporter<'a> {
         }
     }
 
-    pub(crate) fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
-        self.push(span, message.into(), None);
+    pub(crate) fn error(&mut self, span: Range<usize>, message: impl std::fmt::Display) {
+        self.push(span, message.to_string(), None);
     }
 
     pub(crate) fn error_hint(
         &mut self,
         span: Range<usize>,
-        message: impl Into<String>,
+        message: impl std::fmt::Display,
         hint: impl Into<String>,
     ) {
-        self.push(span, message.into(), Some(hint.into()));
+        self.push(span, message.to_string(), Some(hint.into()));
     }
 
     fn push(&mut self, span: Range<usize>, message: String, hint: Option<String>) {

@@ -20,14 +20,15 @@ mod validate;
 
 pub use error::{Diagnostic, ManifestError};
 pub use grant::{Declarations, GrantKey, GrantProblem, Names, SAMPLE_GRANTS};
-pub use outbound::OutboundRule;
+pub use outbound::{OutboundError, OutboundRule};
 pub use quotas::QuotasSpec;
-pub use route::RoutePattern;
-pub use schedule::Schedule;
+pub use route::{RouteError, RoutePattern};
+pub use schedule::{Schedule, ScheduleError};
 pub use spec::{
     AppSpec, BuildSpec, ComponentSpec, CronSpec, Limits, Missed, QueueSpec, RouteSpec, RouteTarget,
 };
 pub use tasks::TasksSpec;
+pub use template::TemplateError;
 
 /// Delay before retry `attempt` (1-based) of a queue message or a task
 /// whose `backoff_ms` is `base_ms`: `base_ms`, doubling, at most an hour.
@@ -122,9 +123,22 @@ pub fn is_name(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// Why a host or a base path cannot mount an app.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MountError {
+    #[error("invalid host `{0}`")]
+    Host(String),
+    #[error("invalid base `{base}`: {source}")]
+    Base {
+        base: String,
+        #[source]
+        source: RouteError,
+    },
+}
+
 /// A host name as apps declare it and requests carry it: lower-cased, a
 /// trailing dot dropped. Ports and wildcards are not accepted.
-pub fn normalize_host(s: &str) -> Result<String, String> {
+pub fn normalize_host(s: &str) -> Result<String, MountError> {
     let h = s.trim_end_matches('.').to_ascii_lowercase();
     let label_ok = |l: &str| {
         !l.is_empty()
@@ -134,14 +148,17 @@ pub fn normalize_host(s: &str) -> Result<String, String> {
             && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
     };
     if h.is_empty() || h.len() > 253 || !h.split('.').all(label_ok) {
-        return Err(format!("invalid host `{s}`"));
+        return Err(MountError::Host(s.to_string()));
     }
     Ok(h)
 }
 
 /// An app's `base`: `/` or `/a/b` without a trailing slash.
-pub fn normalize_base(s: &str) -> Result<String, String> {
-    let route = RoutePattern::parse_static(s).map_err(|e| format!("invalid base `{s}`: {e}"))?;
+pub fn normalize_base(s: &str) -> Result<String, MountError> {
+    let route = RoutePattern::parse_static(s).map_err(|source| MountError::Base {
+        base: s.to_string(),
+        source,
+    })?;
     match route {
         RoutePattern::Prefix(p) if p.is_empty() => Ok("/".to_string()),
         RoutePattern::Prefix(p) => Ok(p),
@@ -154,20 +171,12 @@ pub fn normalize_base(s: &str) -> Result<String, String> {
 pub fn render_template(
     text: &str,
     lookup: impl Fn(&str) -> Option<String>,
-) -> Result<String, String> {
-    let parts = template::parse(text)?;
-    for part in &parts {
-        if let template::Part::Var(v) = part
-            && lookup(v).is_none()
-        {
-            return Err(format!("uses undefined variable `{v}`"));
-        }
-    }
-    template::render(&parts, lookup).ok_or_else(|| "uses an undefined variable".to_string())
+) -> Result<String, TemplateError> {
+    template::render(&template::parse(text)?, lookup)
 }
 
 /// The variables a template reads, or why it is malformed.
-pub fn template_variables(text: &str) -> Result<Vec<String>, String> {
+pub fn template_variables(text: &str) -> Result<Vec<String>, TemplateError> {
     Ok(template::parse(text)?
         .into_iter()
         .filter_map(|p| match p {

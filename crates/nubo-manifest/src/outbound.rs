@@ -18,27 +18,40 @@ pub struct OutboundRule {
     pub port: Option<u16>,
 }
 
+/// Why an `allowed_outbound_hosts` entry is not a rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutboundError {
+    #[error("`{0}` is not of the form scheme://host[:port]")]
+    NotARule(String),
+    #[error("unsupported scheme `{0}`: use http, https or *")]
+    Scheme(String),
+    #[error("`{0}` has a path; give scheme://host[:port] only")]
+    HasPath(String),
+    #[error("invalid port `{0}`")]
+    Port(String),
+    #[error("invalid host `{0}`")]
+    Host(String),
+}
+
 impl OutboundRule {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, OutboundError> {
         let (scheme, rest) = s
             .split_once("://")
-            .ok_or_else(|| format!("`{s}` is not of the form scheme://host[:port]"))?;
+            .ok_or_else(|| OutboundError::NotARule(s.into()))?;
         let scheme = scheme.to_ascii_lowercase();
         if !matches!(scheme.as_str(), "http" | "https" | "*") {
-            return Err(format!(
-                "unsupported scheme `{scheme}`: use http, https or *"
-            ));
+            return Err(OutboundError::Scheme(scheme));
         }
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.contains('/') {
-            return Err(format!("`{s}` has a path; give scheme://host[:port] only"));
+            return Err(OutboundError::HasPath(s.into()));
         }
         let (host, port) = match rest.rsplit_once(':') {
             Some((h, "*")) => (h, None),
             Some((h, p)) => {
                 let port = p
                     .parse::<u16>()
-                    .map_err(|_| format!("invalid port `{p}`"))?;
+                    .map_err(|_| OutboundError::Port(p.into()))?;
                 (h, Some(port))
             }
             None => {
@@ -57,7 +70,7 @@ impl OutboundRule {
                     c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '[' | ']' | ':')
                 }));
         if !valid_host {
-            return Err(format!("invalid host `{host}`"));
+            return Err(OutboundError::Host(host));
         }
         Ok(Self { scheme, host, port })
     }
@@ -101,7 +114,7 @@ impl fmt::Display for OutboundRule {
 
 #[cfg(test)]
 mod tests {
-    use super::OutboundRule;
+    use super::{OutboundError, OutboundRule};
 
     #[test]
     fn exact_host_and_default_port() {
@@ -127,10 +140,20 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        assert!(OutboundRule::parse("api.example.com").is_err());
-        assert!(OutboundRule::parse("ftp://x").is_err());
-        assert!(OutboundRule::parse("https://x/path").is_err());
-        assert!(OutboundRule::parse("https://x:99999").is_err());
-        assert!(OutboundRule::parse("https://").is_err());
+        let err = |r: &str| OutboundRule::parse(r).err();
+        assert!(matches!(
+            err("api.example.com"),
+            Some(OutboundError::NotARule(_))
+        ));
+        assert!(matches!(err("ftp://x"), Some(OutboundError::Scheme(_))));
+        assert!(matches!(
+            err("https://x/path"),
+            Some(OutboundError::HasPath(_))
+        ));
+        assert!(matches!(
+            err("https://x:99999"),
+            Some(OutboundError::Port(_))
+        ));
+        assert!(matches!(err("https://"), Some(OutboundError::Host(_))));
     }
 }

@@ -18,29 +18,47 @@ pub enum RoutePattern {
     Prefix(String),
 }
 
+/// Why a route is not one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("a route must start with `/`")]
+    NoLeadingSlash,
+    #[error("a route is a path only: no query, fragment or white space")]
+    NotAPath,
+    #[error("a route may not contain `.` or `..` segments")]
+    DotSegment,
+    #[error("`...` may only end a route, as in `{example}`")]
+    EllipsisInside { example: &'static str },
+}
+
 impl RoutePattern {
     /// Parses the `route` of an `[[http]]` entry.
-    pub fn parse_http(route: &str) -> Result<Self, String> {
+    pub fn parse_http(route: &str) -> Result<Self, RouteError> {
         check_chars(route)?;
+        let inside = RouteError::EllipsisInside {
+            example: "/api/...",
+        };
         if let Some(prefix) = route.strip_suffix("/...") {
             if prefix.contains("...") {
-                return Err("`...` may only end a route, as in `/api/...`".into());
+                return Err(inside);
             }
             return Ok(Self::Prefix(prefix.to_string()));
         }
         if route.contains("...") {
-            return Err("`...` may only end a route, as in `/api/...`".into());
+            return Err(inside);
         }
         Ok(Self::Exact(route.to_string()))
     }
 
     /// Parses the `route` of a `[[static]]` entry: always a prefix, written
     /// either `/assets` or `/assets/...`.
-    pub fn parse_static(route: &str) -> Result<Self, String> {
+    pub fn parse_static(route: &str) -> Result<Self, RouteError> {
         check_chars(route)?;
         let prefix = route.strip_suffix("/...").unwrap_or(route);
         if prefix.contains("...") {
-            return Err("`...` may only end a route, as in `/assets/...`".into());
+            return Err(RouteError::EllipsisInside {
+                example: "/assets/...",
+            });
         }
         Ok(Self::Prefix(prefix.trim_end_matches('/').to_string()))
     }
@@ -66,15 +84,15 @@ impl RoutePattern {
     }
 }
 
-fn check_chars(route: &str) -> Result<(), String> {
+fn check_chars(route: &str) -> Result<(), RouteError> {
     if !route.starts_with('/') {
-        return Err("a route must start with `/`".into());
+        return Err(RouteError::NoLeadingSlash);
     }
     if route.contains(['?', '#']) || route.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("a route is a path only: no query, fragment or white space".into());
+        return Err(RouteError::NotAPath);
     }
     if route.split('/').any(|seg| seg == "." || seg == "..") {
-        return Err("a route may not contain `.` or `..` segments".into());
+        return Err(RouteError::DotSegment);
     }
     Ok(())
 }
@@ -90,6 +108,7 @@ impl fmt::Display for RoutePattern {
 
 #[cfg(test)]
 mod tests {
+    use super::RouteError;
     use super::RoutePattern::{self, *};
 
     #[test]
@@ -113,10 +132,14 @@ mod tests {
 
     #[test]
     fn rejects_malformed_routes() {
-        assert!(RoutePattern::parse_http("api").is_err());
-        assert!(RoutePattern::parse_http("/a/.../b").is_err());
-        assert!(RoutePattern::parse_http("/a?x=1").is_err());
-        assert!(RoutePattern::parse_http("/a/../b").is_err());
+        let err = |r: &str| RoutePattern::parse_http(r).err();
+        assert_eq!(err("api"), Some(RouteError::NoLeadingSlash));
+        assert!(matches!(
+            err("/a/.../b"),
+            Some(RouteError::EllipsisInside { .. })
+        ));
+        assert_eq!(err("/a?x=1"), Some(RouteError::NotAPath));
+        assert_eq!(err("/a/../b"), Some(RouteError::DotSegment));
     }
 
     #[test]

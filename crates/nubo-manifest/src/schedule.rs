@@ -14,24 +14,43 @@ pub struct Schedule {
     tz: chrono_tz::Tz,
 }
 
+/// Why a schedule is not one.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error(
+        "cron expression `{expr}` has {fields} fields; write five (minute hour day month weekday) or six (seconds first)"
+    )]
+    Fields { expr: String, fields: usize },
+    #[error("invalid cron expression `{expr}`: {source}")]
+    Cron {
+        expr: String,
+        #[source]
+        source: croner::errors::CronError,
+    },
+    #[error("unknown time zone `{0}`: use an IANA name like \"Europe/Paris\" or \"UTC\"")]
+    TimeZone(String),
+}
+
 impl Schedule {
     /// Parses `expr` in time zone `tz` (an IANA name, or `UTC`).
-    pub fn parse(expr: &str, tz: &str) -> Result<Self, String> {
+    pub fn parse(expr: &str, tz: &str) -> Result<Self, ScheduleError> {
         let fields = expr.split_whitespace().count();
         if !(5..=6).contains(&fields) {
-            return Err(format!(
-                "cron expression `{expr}` has {fields} fields; write five (minute hour day month weekday) or six (seconds first)"
-            ));
+            return Err(ScheduleError::Fields {
+                expr: expr.into(),
+                fields,
+            });
         }
         let cron = croner::parser::CronParser::builder()
             .seconds(croner::parser::Seconds::Optional)
             .year(croner::parser::Year::Disallowed)
             .build()
             .parse(expr)
-            .map_err(|e| format!("invalid cron expression `{expr}`: {e}"))?;
-        let tz = chrono_tz::Tz::from_str(tz).map_err(|_| {
-            format!("unknown time zone `{tz}`: use an IANA name like \"Europe/Paris\" or \"UTC\"")
-        })?;
+            .map_err(|source| ScheduleError::Cron {
+                expr: expr.into(),
+                source,
+            })?;
+        let tz = chrono_tz::Tz::from_str(tz).map_err(|_| ScheduleError::TimeZone(tz.into()))?;
         Ok(Self { cron, tz })
     }
 
@@ -47,7 +66,7 @@ impl Schedule {
 
 #[cfg(test)]
 mod tests {
-    use super::Schedule;
+    use super::{Schedule, ScheduleError};
     use chrono::{TimeZone, Utc};
 
     #[test]
@@ -70,20 +89,17 @@ mod tests {
             paris.next_after(t),
             Some(Utc.with_ymd_and_hms(2026, 3, 29, 7, 0, 0).unwrap())
         );
-        assert!(
-            Schedule::parse("* * *", "UTC")
-                .unwrap_err()
-                .contains("has 3 fields")
-        );
-        assert!(
-            Schedule::parse("61 * * * *", "UTC")
-                .unwrap_err()
-                .contains("invalid cron expression")
-        );
-        assert!(
-            Schedule::parse("* * * * *", "Mars/Olympus")
-                .unwrap_err()
-                .contains("unknown time zone")
-        );
+        assert!(matches!(
+            Schedule::parse("* * *", "UTC"),
+            Err(ScheduleError::Fields { fields: 3, .. })
+        ));
+        assert!(matches!(
+            Schedule::parse("61 * * * *", "UTC"),
+            Err(ScheduleError::Cron { .. })
+        ));
+        assert!(matches!(
+            Schedule::parse("* * * * *", "Mars/Olympus"),
+            Err(ScheduleError::TimeZone(_))
+        ));
     }
 }

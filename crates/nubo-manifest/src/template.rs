@@ -7,7 +7,20 @@ pub(crate) enum Part {
     Var(String),
 }
 
-pub(crate) fn parse(s: &str) -> Result<Vec<Part>, String> {
+/// Why a config value is not a template, or cannot be rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("`{{{{` is not closed by `}}}}`")]
+    Unclosed,
+    #[error(
+        "`{{{{ {0} }}}}` is not a variable reference: names are lower-case letters, digits and `_`"
+    )]
+    NotAName(String),
+    #[error("uses undefined variable `{0}`")]
+    Undefined(String),
+}
+
+pub(crate) fn parse(s: &str) -> Result<Vec<Part>, TemplateError> {
     let mut parts = Vec::new();
     let mut rest = s;
     while let Some(start) = rest.find("{{") {
@@ -15,14 +28,10 @@ pub(crate) fn parse(s: &str) -> Result<Vec<Part>, String> {
             parts.push(Part::Text(rest[..start].to_string()));
         }
         let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| "`{{` is not closed by `}}`".to_string())?;
+        let end = after.find("}}").ok_or(TemplateError::Unclosed)?;
         let name = after[..end].trim();
         if !crate::is_variable_name(name) {
-            return Err(format!(
-                "`{{{{ {name} }}}}` is not a variable reference: names are lower-case letters, digits and `_`"
-            ));
+            return Err(TemplateError::NotAName(name.to_string()));
         }
         parts.push(Part::Var(name.to_string()));
         rest = &after[end + 2..];
@@ -33,15 +42,22 @@ pub(crate) fn parse(s: &str) -> Result<Vec<Part>, String> {
     Ok(parts)
 }
 
-pub(crate) fn render(parts: &[Part], lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
+/// The text with every variable replaced by its value; the first
+/// variable `lookup` does not know is an error.
+pub(crate) fn render(
+    parts: &[Part],
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, TemplateError> {
     let mut out = String::new();
     for part in parts {
         match part {
             Part::Text(t) => out.push_str(t),
-            Part::Var(v) => out.push_str(&lookup(v)?),
+            Part::Var(v) => {
+                out.push_str(&lookup(v).ok_or_else(|| TemplateError::Undefined(v.clone()))?)
+            }
         }
     }
-    Some(out)
+    Ok(out)
 }
 
 #[cfg(test)]

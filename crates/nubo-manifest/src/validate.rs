@@ -268,7 +268,7 @@ fn component(
             Ok(rule) => allowed_outbound_hosts.push(rule),
             Err(e) => r.error_hint(
                 host.span(),
-                e,
+                e.to_string(),
                 "write scheme://host[:port], e.g. \"https://api.example.com\" or \"http://localhost:8080\"",
             ),
         }
@@ -387,21 +387,21 @@ fn crons(raw: &RawManifest, r: &mut Reporter<'_>) -> Vec<CronSpec> {
             .as_ref()
             .map(|t| t.get_ref().clone())
             .unwrap_or_else(|| "UTC".into());
-        if let Err(e) = crate::Schedule::parse(c.schedule.get_ref(), &timezone) {
-            if e.starts_with("unknown time zone") {
+        match crate::Schedule::parse(c.schedule.get_ref(), &timezone) {
+            Ok(_) => {}
+            Err(e @ crate::ScheduleError::TimeZone(_)) => {
                 let span = c
                     .timezone
                     .as_ref()
                     .map(|t| t.span())
                     .unwrap_or(c.schedule.span());
-                r.error(span, e);
-            } else {
-                r.error_hint(
-                    c.schedule.span(),
-                    e,
-                    "e.g. \"*/5 * * * *\" (every five minutes) or \"0 3 * * MON\" (Mondays at 03:00)",
-                );
+                r.error(span, e.to_string());
             }
+            Err(e) => r.error_hint(
+                c.schedule.span(),
+                e.to_string(),
+                "e.g. \"*/5 * * * *\" (every five minutes) or \"0 3 * * MON\" (Mondays at 03:00)",
+            ),
         }
         let component = c.component.get_ref();
         if !raw.component.keys().any(|k| k.get_ref() == component) {

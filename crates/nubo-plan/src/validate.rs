@@ -27,7 +27,7 @@ pub fn validate(
         match nubo_manifest::normalize_host(h) {
             Ok(n) if &n == h => {}
             Ok(n) => errs.push(format!("host `{h}` must be written `{n}`")),
-            Err(e) => errs.push(e),
+            Err(e) => errs.push(e.to_string()),
         }
     }
     match nubo_manifest::normalize_base(&app.settings.base) {
@@ -36,7 +36,7 @@ pub fn validate(
             "base `{}` must be written `{b}`",
             app.settings.base
         )),
-        Err(e) => errs.push(e),
+        Err(e) => errs.push(e.to_string()),
     }
     for name in app.variables.keys() {
         if !is_variable_name(name) {
