@@ -324,7 +324,7 @@ impl Node {
             cron.share(c.cluster.clone(), c.id.clone());
             nubo_pubsub::nats::bridge(hub.clone(), c.cluster.client().clone())
                 .await
-                .map_err(NodeError::Service)?;
+                .map_err(|e| NodeError::Service(format!("cannot share topics on NATS: {e}")))?;
         }
         kv.keep_free(opts.disk_reserve);
         blobs.keep_free(opts.disk_reserve);

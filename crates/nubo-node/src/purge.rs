@@ -53,7 +53,7 @@ impl Node {
         }
         match self.tasks.purge(app).await {
             Ok(n) => p.tasks = n,
-            Err(e) => failed("tasks", e),
+            Err(e) => failed("tasks", e.to_string()),
         }
         if let Err(e) = self.cron.forget(app) {
             failed("cron runs", e.to_string());

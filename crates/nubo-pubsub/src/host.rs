@@ -41,9 +41,10 @@ impl pubsub::Host for PubSubView<'_> {
                 "access denied: topic `{topic}` is not in this component's `topics` in nubo.toml"
             ));
         };
+        // The guest's interface reports errors as text.
         grant
             .hub
             .publish(&grant.app, &topic, message.into())
-            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }

@@ -65,12 +65,9 @@ impl Hub {
     }
 
     /// Sends to the current subscribers (of every node, with a relay).
-    pub fn publish(&self, app: &str, topic: &str, message: Bytes) -> Result<(), String> {
+    pub fn publish(&self, app: &str, topic: &str, message: Bytes) -> Result<(), PublishError> {
         if message.len() > MAX_MESSAGE {
-            return Err(format!(
-                "the message is {} bytes; pub/sub messages may be at most {MAX_MESSAGE}",
-                message.len()
-            ));
+            return Err(PublishError::TooLarge(message.len()));
         }
         match self.relay.get() {
             Some(relay) => relay.send(app, topic, message),
@@ -94,6 +91,13 @@ impl Hub {
     pub fn subscribers(&self, app: &str, topic: &str) -> usize {
         self.sender(app, topic).receiver_count()
     }
+}
+
+/// Why a message was not published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("the message is {0} bytes; pub/sub messages may be at most {MAX_MESSAGE}")]
+    TooLarge(usize),
 }
 
 /// What one component may publish to.

@@ -66,11 +66,11 @@ impl Relay for NatsRelay {
 
 /// Makes `hub` cluster-wide: its publishes go out on NATS, and what any
 /// node publishes reaches this node's subscribers.
-pub async fn bridge(hub: Arc<Hub>, client: async_nats::Client) -> Result<(), String> {
-    let mut incoming = client
-        .subscribe(format!("{PREFIX}.>"))
-        .await
-        .map_err(|e| format!("cannot subscribe to topics on NATS: {e}"))?;
+pub async fn bridge(
+    hub: Arc<Hub>,
+    client: async_nats::Client,
+) -> Result<(), async_nats::SubscribeError> {
+    let mut incoming = client.subscribe(format!("{PREFIX}.>")).await?;
     let (out, mut rx) = mpsc::unbounded_channel::<(String, Bytes)>();
     let pending = Arc::new(AtomicUsize::new(0));
     // One sender task keeps a node's publishes in order.

@@ -70,7 +70,7 @@ pub(crate) async fn list(
     };
     match node.tasks.list(&app, state, limit).await {
         Ok(tasks) => Json(tasks.into_iter().map(shown).collect::<Vec<_>>()).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
@@ -125,6 +125,6 @@ pub(crate) async fn counts(State(node): State<Arc<Node>>, Path(app): Path<String
             }
             Json(out).into_response()
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

@@ -90,8 +90,8 @@ impl TaskRunner {
 
     /// Deletes every task of removed app `app` and stops what runs of them
     /// here; how many there were.
-    pub async fn purge(&self, app: &str) -> Result<u64, String> {
-        let (n, unfinished) = self.store.purge_app(app).await.map_err(|e| e.to_string())?;
+    pub async fn purge(&self, app: &str) -> Result<u64, crate::StoreError> {
+        let (n, unfinished) = self.store.purge_app(app).await?;
         self.stop(app, &unfinished).await;
         Ok(n)
     }

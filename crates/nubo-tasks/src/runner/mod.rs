@@ -241,15 +241,12 @@ impl TaskRunner {
         app: &str,
         state: Option<crate::State>,
         limit: usize,
-    ) -> Result<Vec<Task>, String> {
-        self.store
-            .list(app, state, limit)
-            .await
-            .map_err(|e| e.to_string())
+    ) -> Result<Vec<Task>, crate::StoreError> {
+        self.store.list(app, state, limit).await
     }
 
-    pub async fn counts(&self, app: &str) -> Result<Vec<(crate::State, u64)>, String> {
-        self.store.counts(app).await.map_err(|e| e.to_string())
+    pub async fn counts(&self, app: &str) -> Result<Vec<(crate::State, u64)>, crate::StoreError> {
+        self.store.counts(app).await
     }
 
     /// A finished task's outcome to whoever waits on it. Called after the
