@@ -164,7 +164,11 @@ impl Node {
                     .map_err(|e| e.join("; "))?;
                 let current = apps.get(app);
                 let rev = current.map(|a| a.revision).unwrap_or(0);
-                let prepared = self.loader().prepare(rev, def, current).await?;
+                let prepared = self
+                    .loader()
+                    .prepare(rev, def, current)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Node::check_mount(apps, app, &prepared).map_err(|e| e.to_string())?;
                 Some(prepared)
             }

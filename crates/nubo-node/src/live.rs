@@ -18,6 +18,51 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Why a definition could not be made ready to serve; nothing of it was
+/// switched on.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("route {route} names unknown component `{component}`")]
+    UnknownComponent { route: String, component: String },
+    #[error("component `{component}`: config `{key}` {source}")]
+    Config {
+        component: String,
+        key: String,
+        #[source]
+        source: nubo_manifest::TemplateError,
+    },
+    #[error("component `{component}`: {source}")]
+    Outbound {
+        component: String,
+        #[source]
+        source: nubo_manifest::OutboundError,
+    },
+    #[error("component `{component}`: {source}")]
+    Grant {
+        component: String,
+        #[source]
+        source: nubo_wasm::GrantError,
+    },
+    #[error("component `{component}`: {source}")]
+    Load {
+        component: String,
+        #[source]
+        source: nubo_wasm::LoadError,
+    },
+    #[error("component `{component}`: the loader stopped: {source}")]
+    Loader {
+        component: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    #[error("static site for {route}: {source}")]
+    Site {
+        route: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// What makes two runs of a component interchangeable.
 #[derive(Clone, PartialEq, Eq)]
 struct Identity {
@@ -63,10 +108,10 @@ impl Loader<'_> {
         revision: u64,
         def: &AppDef,
         old: Option<&LiveApp>,
-    ) -> Result<LiveApp, String> {
+    ) -> Result<LiveApp, PrepareError> {
         let mut components = BTreeMap::new();
         for (name, c) in &def.components {
-            let identity = identity(def, c)?;
+            let identity = identity(def, name, c)?;
             let reuse = old
                 .and_then(|o| o.components.get(name))
                 .filter(|l| l.identity == identity && l.http.is_some() && c.started);
@@ -93,10 +138,10 @@ impl Loader<'_> {
                     Some(LiveComponent { http: Some(h), .. }) => Target::Component(h.clone()),
                     Some(_) => Target::Stopped(name.clone()),
                     None => {
-                        return Err(format!(
-                            "route {} names unknown component `{name}`",
-                            r.pattern
-                        ));
+                        return Err(PrepareError::UnknownComponent {
+                            route: r.pattern.to_string(),
+                            component: name.clone(),
+                        });
                     }
                 },
                 RouteTarget::Queue(q) => Target::Queue(Arc::new(nubo_queue::RoutePublisher {
@@ -137,11 +182,12 @@ impl Loader<'_> {
                     }))
                 }
                 RouteTarget::Static(files) => {
-                    let dir = self.site(files)?;
-                    Target::Static(
-                        StaticDir::new(&dir)
-                            .map_err(|e| format!("static site for {}: {e}", r.pattern))?,
-                    )
+                    let site = |source| PrepareError::Site {
+                        route: r.pattern.to_string(),
+                        source,
+                    };
+                    let dir = self.site(files).map_err(site)?;
+                    Target::Static(StaticDir::new(&dir).map_err(site)?)
                 }
             };
             routes.push((r.pattern.clone(), target));
@@ -164,10 +210,15 @@ impl Loader<'_> {
         name: &str,
         c: &ComponentDef,
         identity: &Identity,
-    ) -> Result<HttpComponent, String> {
+    ) -> Result<HttpComponent, PrepareError> {
+        let component = || name.to_string();
         let mut outbound = Vec::new();
         for h in &c.allowed_outbound_hosts {
-            outbound.push(OutboundRule::parse(h).map_err(|e| format!("component `{name}`: {e}"))?);
+            let rule = OutboundRule::parse(h).map_err(|source| PrepareError::Outbound {
+                component: component(),
+                source,
+            })?;
+            outbound.push(rule);
         }
         let settings = ComponentSettings {
             app: def.name.clone(),
@@ -185,20 +236,29 @@ impl Loader<'_> {
                 },
                 &c.grants,
             )
-            .map_err(|e| format!("component `{name}`: {e}"))?,
+            .map_err(|source| PrepareError::Grant {
+                component: component(),
+                source,
+            })?,
         };
         let runtime = self.runtime.clone();
         let path = self.content.path(&c.digest);
         // Compiling is CPU work; keep it off the threads that serve requests.
         tokio::task::spawn_blocking(move || runtime.load_http(&path, settings))
             .await
-            .map_err(|e| format!("component `{name}`: loader stopped: {e}"))?
-            .map_err(|e| format!("component `{name}`: {e}"))
+            .map_err(|source| PrepareError::Loader {
+                component: component(),
+                source,
+            })?
+            .map_err(|source| PrepareError::Load {
+                component: component(),
+                source,
+            })
     }
 
     /// A folder holding a static site's files, made once per distinct site
     /// from the content store (hard links where possible).
-    fn site(&self, files: &BTreeMap<String, String>) -> Result<PathBuf, String> {
+    fn site(&self, files: &BTreeMap<String, String>) -> std::io::Result<PathBuf> {
         let mut h = Sha256::new();
         for (path, digest) in files {
             h.update(path.as_bytes());
@@ -215,34 +275,37 @@ impl Loader<'_> {
             .join(format!(".{}.tmp", std::process::id()))
             .join(dir.file_name().unwrap_or_default());
         let _ = std::fs::remove_dir_all(&tmp);
-        let io = |e: std::io::Error| format!("cannot lay out a static site: {e}");
         for (path, digest) in files {
             // Paths were validated as relative without `..`.
             let to = tmp.join(path);
             if let Some(parent) = to.parent() {
-                std::fs::create_dir_all(parent).map_err(io)?;
+                std::fs::create_dir_all(parent)?;
             }
             let from = self.content.path(digest);
             if std::fs::hard_link(&from, &to).is_err() {
-                std::fs::copy(&from, &to).map_err(io)?;
+                std::fs::copy(&from, &to)?;
             }
         }
-        std::fs::create_dir_all(&tmp).map_err(io)?;
+        std::fs::create_dir_all(&tmp)?;
         match std::fs::rename(&tmp, &dir) {
             Ok(()) => Ok(dir),
             Err(_) if dir.is_dir() => Ok(dir),
-            Err(e) => Err(io(e)),
+            Err(e) => Err(e),
         }
     }
 }
 
-fn identity(def: &AppDef, c: &ComponentDef) -> Result<Identity, String> {
+fn identity(def: &AppDef, name: &str, c: &ComponentDef) -> Result<Identity, PrepareError> {
     let mut config = BTreeMap::new();
     for (key, template) in &c.config {
         let value = nubo_manifest::render_template(template, |v| {
             def.variables.get(v).map(|v| v.value.clone())
         })
-        .map_err(|e| format!("config `{key}` {e}"))?;
+        .map_err(|source| PrepareError::Config {
+            component: name.to_string(),
+            key: key.clone(),
+            source,
+        })?;
         config.insert(key.clone(), value);
     }
     Ok(Identity {

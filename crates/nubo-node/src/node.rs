@@ -566,7 +566,7 @@ impl Node {
                     .loader()
                     .prepare(current_rev, def, current)
                     .await
-                    .map_err(|e| ChangeError::Rejected(vec![e]))?;
+                    .map_err(|e| ChangeError::Rejected(vec![e.to_string()]))?;
                 Self::check_mount(&apps, app, &prepared)?;
                 Some(prepared)
             }
