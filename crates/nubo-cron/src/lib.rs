@@ -127,7 +127,12 @@ impl Scheduler {
     }
 
     /// Takes the lease of one run; true if this node should run it.
-    async fn lease(&self, app: &str, entry: &str, at: DateTime<Utc>) -> Result<bool, String> {
+    async fn lease(
+        &self,
+        app: &str,
+        entry: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, nubo_cluster::ClusterError> {
         let Some((cluster, id)) = self.cluster.get() else {
             return Ok(true);
         };
@@ -138,7 +143,7 @@ impl Scheduler {
             nubo_jetstream::token(app),
             at.timestamp_millis()
         );
-        cluster.lease(&name, id).await.map_err(|e| e.to_string())
+        cluster.lease(&name, id).await
     }
 
     /// Replaces `app`'s schedules. `component(name)` is the running

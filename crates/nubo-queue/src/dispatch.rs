@@ -17,6 +17,24 @@ use nubo_gateway::PublishError;
 use nubo_manifest::QueueSpec;
 use nubo_wasm::{HttpComponent, Invocation};
 
+/// Why a delivery failed every message of its batch.
+#[derive(Debug, thiserror::Error)]
+enum DeliveryError {
+    /// The consumer's export ran and answered that it failed them.
+    #[error("{0}")]
+    Consumer(String),
+    /// The run itself failed (trap, time or memory limit, no instance).
+    #[error(transparent)]
+    Run(nubo_wasm::HandleError),
+    /// The `POST` could not be made or its answer read.
+    #[error(transparent)]
+    Post(nubo_wasm::InternalError),
+    #[error("HTTP {0}")]
+    Status(u16),
+    /// A batch's 2xx answer that says nothing readable.
+    #[error(transparent)]
+    Answer(crate::batch::UnreadableAnswer),
+}
 /// Largest answer of a consumer read, in bytes: a batch's failures.
 const MAX_ANSWER: usize = 4 << 20;
 use std::collections::HashMap;
@@ -263,7 +281,11 @@ impl Queue {
     async fn deliver(&self, batch: Vec<Message>) {
         let failed: Vec<(u64, String)> = match self.post(&batch).await {
             Ok(failed) => failed,
-            Err(why) => batch.iter().map(|m| (m.id, why.clone())).collect(),
+            Err(e) => {
+                // Kept with each message: what `nubo queues dead` shows.
+                let why = e.to_string();
+                batch.iter().map(|m| (m.id, why.clone())).collect()
+            }
         };
         let q = &self.q;
         let done: Vec<u64> = batch
@@ -307,7 +329,7 @@ impl Queue {
         headers: &[(&str, String)],
         body: Vec<u8>,
         id: String,
-    ) -> Result<nubo_wasm::Answer, String> {
+    ) -> Result<nubo_wasm::Answer, DeliveryError> {
         let req = nubo_wasm::InternalRequest {
             app,
             kind: "queue",
@@ -322,14 +344,14 @@ impl Queue {
             .await
         {
             Ok(a) if a.is_success() => Ok(a),
-            Ok(a) => Err(format!("HTTP {}", a.status)),
-            Err(e) => Err(e.to_string()),
+            Ok(a) => Err(DeliveryError::Status(a.status)),
+            Err(e) => Err(DeliveryError::Post(e)),
         }
     }
 
     /// One call of the consumer's queue export, or else one `POST`, for
     /// the batch; the messages the consumer failed.
-    async fn post(&self, batch: &[Message]) -> Result<Vec<(u64, String)>, String> {
+    async fn post(&self, batch: &[Message]) -> Result<Vec<(u64, String)>, DeliveryError> {
         let first = batch.first().map(|m| (m.id, m.attempt)).unwrap_or_default();
         let id = match batch.len() {
             1 => format!("queue-{}-{}", first.0, first.1),
@@ -339,8 +361,8 @@ impl Queue {
             crate::export::deliver(&self.consumer, &self.q.queue, batch, &id).await
         {
             return match outcome {
-                Ok(answer) => answer,
-                Err(e) => Err(e.to_string()),
+                Ok(answer) => answer.map_err(DeliveryError::Consumer),
+                Err(e) => Err(DeliveryError::Run(e)),
             };
         }
         let (app, path) = (&self.q.app, &self.spec.path);
@@ -365,7 +387,7 @@ impl Queue {
                 ];
                 let body = crate::batch::encode(batch);
                 let a = self.post_http(app, path, &headers, body, id).await?;
-                crate::batch::failures(a.json, &a.body)
+                crate::batch::failures(a.json, &a.body).map_err(DeliveryError::Answer)
             }
         }
     }
