@@ -10,6 +10,8 @@
 
 mod api;
 mod capabilities;
+#[cfg(test)]
+mod change_tests;
 mod cluster;
 mod content;
 mod live;
