@@ -18,7 +18,7 @@ TARGETS=("$@")
 # Rust code is memory safe, and what this looks for is panics.
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
  -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
- -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
+ -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks -Dwarnings"
 export CARGO_TARGET_DIR="$PWD/target"
 # An explicit target keeps the flags off build scripts and proc macros,
 # which run on the host without libFuzzer's runtime.

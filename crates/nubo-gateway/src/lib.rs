@@ -6,31 +6,52 @@
 //! 500 trap or memory limit), so the node keeps serving whatever one
 //! component does.
 
+//!
+//! Everything but [`fuzzing`] is behind the `server` feature (on by
+//! default); the fuzz targets build without it, and so without wasmtime.
+
+mod wire;
+
+#[cfg(feature = "server")]
 mod body;
+#[cfg(feature = "server")]
 mod edge;
+#[cfg(feature = "server")]
 mod listener;
+#[cfg(feature = "server")]
 mod mounts;
+#[cfg(feature = "server")]
 mod router;
+#[cfg(feature = "server")]
 mod server;
+#[cfg(feature = "server")]
 mod sockets;
+#[cfg(feature = "server")]
 mod static_files;
 
+#[cfg(feature = "server")]
 pub use body::{Body, BoxError};
+#[cfg(feature = "server")]
 pub use edge::INTERNAL_DOMAIN;
+#[cfg(feature = "server")]
 pub use listener::{
     BodyError, ConnLimits, MIN_BODY_RATE, SHUTDOWN_GRACE, TimedBody, TimedRequest,
     serve_connections,
 };
+#[cfg(feature = "server")]
 pub use mounts::{Mount, Mounts};
+#[cfg(feature = "server")]
 pub use router::{Publish, PublishError, Router, Target};
+#[cfg(feature = "server")]
 pub use server::{Gateway, serve};
+#[cfg(feature = "server")]
 pub use sockets::Feed;
+#[cfg(feature = "server")]
 pub use static_files::StaticDir;
 
 /// The gateway's parsers and encoders of bytes from outside, public for
 /// the fuzz targets in `fuzz/`; not an API.
 #[doc(hidden)]
 pub mod fuzzing {
-    pub use crate::sockets::sse_event;
-    pub use crate::static_files::decode_path;
+    pub use crate::wire::{decode_path, sse_event};
 }

@@ -9,6 +9,7 @@
 //! thousand small tasks, not threads.
 
 use crate::body::{Body, BoxError};
+use crate::wire::sse_event;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, Response, StatusCode, header};
@@ -74,22 +75,6 @@ pub(crate) fn sse(feed: &dyn Feed) -> Response<Body> {
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
-}
-
-/// One `data:` event carrying `message`. SSE ends a line at `\r\n`, `\n`
-/// or a lone `\r`, so each of them starts a new `data:` line: a message
-/// can never end the event early or add a field (`event:`, `id:`,
-/// `retry:`) of its own.
-pub fn sse_event(message: &[u8]) -> Bytes {
-    let text = String::from_utf8_lossy(message);
-    let mut out = String::with_capacity(text.len() + 16);
-    for line in text.split("\r\n").flat_map(|l| l.split(['\r', '\n'])) {
-        out.push_str("data: ");
-        out.push_str(line);
-        out.push('\n');
-    }
-    out.push('\n');
-    Bytes::from(out)
 }
 
 /// Whether a browser page at `origin` may open this WebSocket: always a

@@ -10,12 +10,12 @@
 //! precompressed `.br` / `.gz` siblings when the client accepts them.
 
 use crate::body::{Body, empty, full};
+use crate::wire::decode_path;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use percent_encoding::percent_decode_str;
 use std::collections::HashMap;
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
@@ -345,26 +345,6 @@ impl Recent {
         }
         files.insert(key, file.clone());
     }
-}
-
-/// The segments of a request path under a static mount, percent-decoded:
-/// `None` for a path that is not UTF-8 once decoded or that tries to leave
-/// the folder (`..`, or a decoded `/`, `\\` or NUL inside a segment).
-/// Empty and `.` segments are dropped, so every segment returned names an
-/// entry inside the folder. The fuzz target `static_path` checks that.
-pub fn decode_path(rest: &str) -> Option<Vec<std::borrow::Cow<'_, str>>> {
-    let mut out = Vec::new();
-    for raw in rest.split('/').filter(|s| !s.is_empty()) {
-        let seg = percent_decode_str(raw).decode_utf8().ok()?;
-        if seg == "." {
-            continue;
-        }
-        if seg == ".." || seg.contains(['/', '\\', '\0']) {
-            return None;
-        }
-        out.push(seg);
-    }
-    Some(out)
 }
 
 fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {

@@ -11,20 +11,42 @@
 //! consumer's export ([`export`]) or over HTTP; a queue route of the
 //! gateway publishes through a [`RoutePublisher`].
 
+//!
+//! The message types and the batch wire format ([`batch`]) build without
+//! the `runtime` feature (on by default), so that the fuzz targets in
+//! `fuzz/` compile them without the runtime, the stores and wasmtime.
+
 pub mod batch;
+
+#[cfg(feature = "runtime")]
+mod backend;
+#[cfg(feature = "runtime")]
+mod capability;
+#[cfg(feature = "runtime")]
 mod dispatch;
+#[cfg(feature = "runtime")]
 pub mod export;
+#[cfg(feature = "runtime")]
 mod host;
+#[cfg(feature = "runtime")]
 pub mod nats;
+#[cfg(feature = "runtime")]
 mod sqlite;
 
+#[cfg(feature = "runtime")]
+pub use backend::{QueueBackend, QueueQuota};
+#[cfg(feature = "runtime")]
+pub(crate) use backend::{Quotas, check_body};
+#[cfg(feature = "runtime")]
+pub use capability::{QueueGrant, Queues};
+#[cfg(feature = "runtime")]
 pub use dispatch::{Dispatcher, RoutePublisher};
-
+#[cfg(feature = "runtime")]
 pub use nats::NatsQueue;
+#[cfg(feature = "runtime")]
 pub use sqlite::SqliteQueue;
 
 use serde::Serialize;
-use std::sync::Arc;
 
 /// Largest message body accepted, in bytes.
 pub const MAX_BODY: usize = 1 << 20;
@@ -74,152 +96,6 @@ pub struct Stats {
     pub in_flight: u64,
     /// Set aside after `max_attempts` failures.
     pub dead: u64,
-}
-
-#[async_trait::async_trait]
-pub trait QueueBackend: Send + Sync + 'static {
-    /// Stores a message; once this returns, it will be delivered.
-    async fn publish(&self, q: &QueueName, body: &[u8]) -> Result<u64, QueueError>;
-    /// Hands out up to `max` of the oldest due messages, each hidden from other leases for
-    /// `visibility_ms` (then it is due again: a delivery that never
-    /// answered is retried). JetStream hides a message for at least a
-    /// second whatever `visibility_ms` says.
-    async fn lease(
-        &self,
-        q: &QueueName,
-        max: usize,
-        visibility_ms: u64,
-    ) -> Result<Vec<Message>, QueueError>;
-    /// Delivered: forget them.
-    async fn ack(&self, q: &QueueName, ids: &[u64]) -> Result<(), QueueError>;
-    /// Failed: due again after `retry_in_ms`, or dead if `dead`.
-    async fn fail(
-        &self,
-        q: &QueueName,
-        id: u64,
-        error: &str,
-        retry_in_ms: u64,
-        dead: bool,
-    ) -> Result<(), QueueError>;
-    /// When the dispatcher should lease again: `Some(ms)` while messages
-    /// wait (0: one may be due now; a backend that cannot tell gives its
-    /// polling interval), `None` when nothing waits until a publish or a
-    /// failure wakes it.
-    async fn next_due_in(&self, q: &QueueName) -> Result<Option<u64>, QueueError>;
-    async fn stats(&self, q: &QueueName) -> Result<Stats, QueueError>;
-    /// Up to `n` waiting messages, oldest first, without leasing them.
-    async fn peek(&self, q: &QueueName, n: usize) -> Result<Vec<Message>, QueueError>;
-    /// Up to `n` dead messages.
-    async fn dead(&self, q: &QueueName, n: usize) -> Result<Vec<Message>, QueueError>;
-    /// Deletes waiting messages (`dead`: the dead ones instead); how many.
-    async fn purge(&self, q: &QueueName, dead: bool) -> Result<u64, QueueError>;
-    /// Deletes every message of every queue of `app`, waiting and dead
-    /// (the app was removed); how many.
-    async fn purge_app(&self, app: &str) -> Result<u64, QueueError>;
-    /// How many messages `app` may have waiting or in delivery over all
-    /// its queues (a publish beyond is refused), and how many dead
-    /// letters it keeps (beyond, the oldest are dropped). An app never
-    /// set has no limits.
-    fn set_quota(&self, app: &str, quota: QueueQuota);
-    /// Writes that add data are refused while the disk of an embedded
-    /// store has less than `bytes` free ([`nubo_sqlite::Disk`]); a
-    /// networked store has its own limits.
-    fn keep_free(&self, _bytes: u64) {}
-}
-
-/// An app's limits on what its queues store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueQuota {
-    pub messages: u64,
-    pub dead_letters: u64,
-}
-
-/// Each app's [`QueueQuota`], as the node last set it.
-#[derive(Default)]
-pub(crate) struct Quotas {
-    messages: nubo_sqlite::Quotas,
-    dead: nubo_sqlite::Quotas,
-}
-
-impl Quotas {
-    pub(crate) fn set(&self, app: &str, q: QueueQuota) {
-        self.messages.set(app, q.messages);
-        self.dead.set(app, q.dead_letters);
-    }
-
-    pub(crate) fn messages(&self, app: &str) -> u64 {
-        self.messages.of(app)
-    }
-
-    pub(crate) fn dead_letters(&self, app: &str) -> u64 {
-        self.dead.of(app)
-    }
-}
-
-/// What one component may publish to: its app's queues that `nubo.toml`
-/// grants, and a way to wake their dispatchers.
-#[derive(Clone)]
-pub struct QueueGrant {
-    pub backend: Arc<dyn QueueBackend>,
-    pub app: String,
-    pub queues: Vec<String>,
-    pub notify: Arc<dyn Fn(&QueueName) + Send + Sync>,
-}
-
-impl QueueGrant {
-    /// The grant as the runtime gives it to each instance.
-    pub fn into_grant(self) -> Arc<dyn nubo_wasm::Grant> {
-        Arc::new(nubo_wasm::Shared(Arc::new(self)))
-    }
-}
-
-/// Queues as a capability of the runtime: `nubo:platform/queue` (publish).
-pub struct Queues;
-
-impl nubo_wasm::Capability for Queues {
-    fn name(&self) -> &'static str {
-        "queues"
-    }
-
-    fn grant_key(&self) -> Option<nubo_wasm::GrantKey> {
-        Some(nubo_wasm::GrantKey {
-            key: "queues",
-            noun: "queue",
-            names: nubo_wasm::Names::Declared { section: "queue" },
-        })
-    }
-
-    fn grant(
-        &self,
-        to: &nubo_wasm::GrantTo<'_>,
-        names: &[String],
-    ) -> Result<Arc<dyn nubo_wasm::Grant>, nubo_wasm::GrantError> {
-        let dispatcher = to.services.need::<Arc<Dispatcher>>(self.name())?.clone();
-        let grant = QueueGrant {
-            backend: dispatcher.backend.clone(),
-            app: to.app.to_string(),
-            queues: names.to_vec(),
-            notify: Arc::new(move |q| dispatcher.notify(q)),
-        };
-        Ok(grant.into_grant())
-    }
-
-    fn link(
-        &self,
-        linker: &mut wasmtime::component::Linker<nubo_wasm::Host>,
-    ) -> wasmtime::Result<()> {
-        host::add_to_linker(linker)
-    }
-}
-
-pub(crate) fn check_body(body: &[u8]) -> Result<(), QueueError> {
-    if body.len() > MAX_BODY {
-        return Err(QueueError::Invalid(format!(
-            "the message is {} bytes; messages may be at most {MAX_BODY} (put large data in a blob and send its name)",
-            body.len(),
-        )));
-    }
-    Ok(())
 }
 
 pub use nubo_manifest::backoff_ms;

@@ -1,0 +1,61 @@
+//! Queues as a capability of the runtime: the grant a component gets and
+//! the host binding it calls.
+
+use crate::{Dispatcher, QueueBackend, QueueName, host};
+use std::sync::Arc;
+
+/// What one component may publish to: its app's queues that `nubo.toml`
+/// grants, and a way to wake their dispatchers.
+#[derive(Clone)]
+pub struct QueueGrant {
+    pub backend: Arc<dyn QueueBackend>,
+    pub app: String,
+    pub queues: Vec<String>,
+    pub notify: Arc<dyn Fn(&QueueName) + Send + Sync>,
+}
+
+impl QueueGrant {
+    /// The grant as the runtime gives it to each instance.
+    pub fn into_grant(self) -> Arc<dyn nubo_wasm::Grant> {
+        Arc::new(nubo_wasm::Shared(Arc::new(self)))
+    }
+}
+
+/// Queues as a capability of the runtime: `nubo:platform/queue` (publish).
+pub struct Queues;
+
+impl nubo_wasm::Capability for Queues {
+    fn name(&self) -> &'static str {
+        "queues"
+    }
+
+    fn grant_key(&self) -> Option<nubo_wasm::GrantKey> {
+        Some(nubo_wasm::GrantKey {
+            key: "queues",
+            noun: "queue",
+            names: nubo_wasm::Names::Declared { section: "queue" },
+        })
+    }
+
+    fn grant(
+        &self,
+        to: &nubo_wasm::GrantTo<'_>,
+        names: &[String],
+    ) -> Result<Arc<dyn nubo_wasm::Grant>, nubo_wasm::GrantError> {
+        let dispatcher = to.services.need::<Arc<Dispatcher>>(self.name())?.clone();
+        let grant = QueueGrant {
+            backend: dispatcher.backend.clone(),
+            app: to.app.to_string(),
+            queues: names.to_vec(),
+            notify: Arc::new(move |q| dispatcher.notify(q)),
+        };
+        Ok(grant.into_grant())
+    }
+
+    fn link(
+        &self,
+        linker: &mut wasmtime::component::Linker<nubo_wasm::Host>,
+    ) -> wasmtime::Result<()> {
+        host::add_to_linker(linker)
+    }
+}
