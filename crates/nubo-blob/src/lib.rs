@@ -12,6 +12,7 @@
 //! this crate holds a whole object in memory, so a 1 GB upload costs a
 //! few hundred kilobytes of buffers. Containers are namespaced by app.
 
+mod api;
 mod files;
 mod host;
 mod nats;
@@ -224,6 +225,9 @@ impl BlobGrant {
 /// `nubo:platform/blob-ext`.
 pub struct Blobs;
 
+/// The key of a component's grant in `nubo.toml`.
+const GRANT_KEY: &str = "blob_containers";
+
 impl nubo_wasm::Capability for Blobs {
     fn name(&self) -> &'static str {
         "blobs"
@@ -231,7 +235,7 @@ impl nubo_wasm::Capability for Blobs {
 
     fn grant_key(&self) -> Option<nubo_wasm::GrantKey> {
         Some(nubo_wasm::GrantKey {
-            key: "blob_containers",
+            key: GRANT_KEY,
             noun: "blob container",
             names: nubo_wasm::Names::Own { example: "uploads" },
         })
@@ -258,6 +262,15 @@ impl nubo_wasm::Capability for Blobs {
         linker: &mut wasmtime::component::Linker<nubo_wasm::Host>,
     ) -> wasmtime::Result<()> {
         host::add_to_linker(linker)
+    }
+
+    fn routes(
+        &self,
+        services: &nubo_wasm::Services,
+        apps: Arc<dyn nubo_api::Apps>,
+    ) -> Option<nubo_api::Routes> {
+        let blobs = services.get::<Arc<dyn BlobBackend>>()?.clone();
+        Some(api::routes(blobs, apps))
     }
 }
 

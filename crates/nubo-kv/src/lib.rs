@@ -12,6 +12,7 @@
 //! Stores are namespaced by app: `default` of app `a` and `default` of app
 //! `b` are different stores.
 
+mod api;
 mod host;
 mod nats;
 mod sqlite;
@@ -133,6 +134,9 @@ impl KvGrant {
 /// atomics, batch) and `nubo:platform/kv-ttl`.
 pub struct KeyValue;
 
+/// The key of a component's grant in `nubo.toml`.
+const GRANT_KEY: &str = "key_value_stores";
+
 impl nubo_wasm::Capability for KeyValue {
     fn name(&self) -> &'static str {
         "key-value"
@@ -140,7 +144,7 @@ impl nubo_wasm::Capability for KeyValue {
 
     fn grant_key(&self) -> Option<nubo_wasm::GrantKey> {
         Some(nubo_wasm::GrantKey {
-            key: "key_value_stores",
+            key: GRANT_KEY,
             noun: "key-value store",
             names: nubo_wasm::Names::Own { example: "default" },
         })
@@ -164,6 +168,15 @@ impl nubo_wasm::Capability for KeyValue {
         linker: &mut wasmtime::component::Linker<nubo_wasm::Host>,
     ) -> wasmtime::Result<()> {
         host::add_to_linker(linker)
+    }
+
+    fn routes(
+        &self,
+        services: &nubo_wasm::Services,
+        apps: Arc<dyn nubo_api::Apps>,
+    ) -> Option<nubo_api::Routes> {
+        let kv = services.get::<Arc<dyn KvBackend>>()?.clone();
+        Some(api::routes(kv, apps))
     }
 }
 

@@ -6,7 +6,7 @@ use nubo_plan::{AppSettings, ComponentDef, Route, RouteTarget, Step};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-async fn node(state: &std::path::Path) -> Arc<Node> {
+pub(crate) async fn node(state: &std::path::Path) -> Arc<Node> {
     let opts = NodeOptions {
         state: state.to_path_buf(),
         cache_dir: None,

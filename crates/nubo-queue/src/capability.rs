@@ -58,4 +58,13 @@ impl nubo_wasm::Capability for Queues {
     ) -> wasmtime::Result<()> {
         host::add_to_linker(linker)
     }
+
+    fn routes(
+        &self,
+        services: &nubo_wasm::Services,
+        apps: Arc<dyn nubo_api::Apps>,
+    ) -> Option<nubo_api::Routes> {
+        let dispatcher = services.get::<Arc<Dispatcher>>()?;
+        Some(crate::api::routes(dispatcher.backend.clone(), apps))
+    }
 }

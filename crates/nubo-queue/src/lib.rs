@@ -19,6 +19,8 @@
 pub mod batch;
 
 #[cfg(feature = "runtime")]
+mod api;
+#[cfg(feature = "runtime")]
 mod backend;
 #[cfg(feature = "runtime")]
 mod capability;

@@ -12,6 +12,7 @@
 //! since running a task means instantiating a component. [`TaskStore`]
 //! keeps them: [`SqliteTasks`] on one machine, [`NatsTasks`] in a cluster.
 
+mod api;
 pub mod export;
 mod host;
 pub mod nats;
@@ -365,6 +366,15 @@ impl nubo_wasm::Capability for DurableTasks {
         linker: &mut wasmtime::component::Linker<nubo_wasm::Host>,
     ) -> wasmtime::Result<()> {
         host::add_to_linker(linker)
+    }
+
+    fn routes(
+        &self,
+        services: &nubo_wasm::Services,
+        apps: Arc<dyn nubo_api::Apps>,
+    ) -> Option<nubo_api::Routes> {
+        let tasks = services.get::<Arc<runner::TaskRunner>>()?.clone();
+        Some(api::routes(tasks, apps))
     }
 }
 

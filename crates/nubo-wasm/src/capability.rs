@@ -52,6 +52,19 @@ pub trait Capability: Send + Sync + 'static {
             capability: self.name(),
         })
     }
+
+    /// Its control-API routes (`/v1/apps/{app}/…`), served from the
+    /// node's running services; `None` if it has none. The node puts
+    /// them behind its token check; `apps` tells which apps run and what
+    /// they declare.
+    fn routes(
+        &self,
+        services: &Services,
+        apps: Arc<dyn nubo_api::Apps>,
+    ) -> Option<nubo_api::Routes> {
+        let _ = (services, apps);
+        None
+    }
 }
 
 /// The grants of one component: for each key it lists, the capability

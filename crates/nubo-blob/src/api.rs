@@ -3,20 +3,52 @@
 //! gigabyte object passes through in chunks; the same backend and name
 //! rules as guests apply.
 
-use super::extract::{Path, Query};
-use super::{Declared, declared, error, live_app};
-use crate::Node;
+use crate::{BlobBackend, BlobError, ContainerId, ObjectMeta};
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
-use nubo_blob::{BlobError, ContainerId, ObjectMeta};
+use nubo_api::extract::{Path, Query};
+use nubo_api::{Apps, Declared, Routes, error};
 use serde::Deserialize;
 use std::sync::Arc;
 
+/// What the routes work on.
+#[derive(Clone)]
+struct Api {
+    blobs: Arc<dyn BlobBackend>,
+    apps: Arc<dyn Apps>,
+}
+
+impl Api {
+    /// The 404 unless `c`'s app runs and grants its container.
+    async fn declared(&self, c: &ContainerId) -> Result<(), Response> {
+        nubo_api::declared(&*self.apps, &c.app, &CONTAINERS, &c.container).await
+    }
+}
+
+const CONTAINERS: Declared = Declared {
+    noun: "blob container",
+    declared_by: "blob_containers",
+    names: |def| Declared::granted(def, crate::GRANT_KEY),
+};
+
+/// `nubo blob`'s routes. Bodies stream in chunks, whatever their size.
+pub(crate) fn routes(blobs: Arc<dyn BlobBackend>, apps: Arc<dyn Apps>) -> Routes {
+    const OBJECT: &str = "/v1/apps/{app}/blobs/{container}/{*name}";
+    Routes::new()
+        .get("/v1/apps/{app}/blobs", containers)
+        .get("/v1/apps/{app}/blobs/{container}", list)
+        .get(OBJECT, get)
+        .put(OBJECT, put)
+        .delete(OBJECT, delete)
+        .map(|r| r.layer(DefaultBodyLimit::disable()))
+        .with_state(Api { blobs, apps })
+}
+
 #[derive(Deserialize)]
-pub(crate) struct ListQuery {
+struct ListQuery {
     #[serde(default)]
     prefix: String,
     cursor: Option<String>,
@@ -65,11 +97,11 @@ fn meta_json(m: &ObjectMeta) -> serde_json::Value {
     })
 }
 
-pub(crate) async fn containers(State(node): State<Arc<Node>>, Path(app): Path<String>) -> Response {
-    if let Err(r) = live_app(&node, &app).await {
+async fn containers(State(api): State<Api>, Path(app): Path<String>) -> Response {
+    if let Err(r) = nubo_api::app(&*api.apps, &app).await {
         return r;
     }
-    match node.blobs.containers(&app).await {
+    match api.blobs.containers(&app).await {
         Ok(list) => {
             let list: Vec<_> = list
                 .iter()
@@ -88,8 +120,8 @@ pub(crate) async fn containers(State(node): State<Arc<Node>>, Path(app): Path<St
     }
 }
 
-pub(crate) async fn list(
-    State(node): State<Arc<Node>>,
+async fn list(
+    State(api): State<Api>,
     Path((app, c)): Path<(String, String)>,
     Query(q): Query<ListQuery>,
 ) -> Response {
@@ -97,14 +129,14 @@ pub(crate) async fn list(
         Ok(c) => c,
         Err(e) => return blob_error(e),
     };
-    if let Err(r) = declared(&node, &c.app, Declared::Container, &c.container).await {
+    if let Err(r) = api.declared(&c).await {
         return r;
     }
-    let limit = match super::page_limit(q.limit, 1000) {
+    let limit = match nubo_api::extract::page_limit(q.limit, 1000) {
         Ok(n) => n,
         Err(r) => return r.into_response(),
     };
-    match node
+    match api
         .blobs
         .list(&c, &q.prefix, q.cursor.as_deref(), limit)
         .await
@@ -117,18 +149,18 @@ pub(crate) async fn list(
     }
 }
 
-pub(crate) async fn get(
-    State(node): State<Arc<Node>>,
+async fn get(
+    State(api): State<Api>,
     Path((app, c, name)): Path<(String, String, String)>,
 ) -> Response {
     let c = match container(app, c) {
         Ok(c) => c,
         Err(e) => return blob_error(e),
     };
-    if let Err(r) = declared(&node, &c.app, Declared::Container, &c.container).await {
+    if let Err(r) = api.declared(&c).await {
         return r;
     }
-    let (meta, reader) = match node.blobs.read(&c, &name, 0, None).await {
+    let (meta, reader) = match api.blobs.read(&c, &name, 0, None).await {
         Ok(Some(found)) => found,
         Ok(None) => return no_object(&c, &name),
         Err(e) => return blob_error(e),
@@ -151,8 +183,8 @@ pub(crate) async fn get(
     resp
 }
 
-pub(crate) async fn put(
-    State(node): State<Arc<Node>>,
+async fn put(
+    State(api): State<Api>,
     Path((app, c, name)): Path<(String, String, String)>,
     req: Request,
 ) -> Response {
@@ -160,10 +192,10 @@ pub(crate) async fn put(
         Ok(c) => c,
         Err(e) => return blob_error(e),
     };
-    if let Err(r) = declared(&node, &c.app, Declared::Container, &c.container).await {
+    if let Err(r) = api.declared(&c).await {
         return r;
     }
-    if let Err(e) = nubo_blob::check_name(&name) {
+    if let Err(e) = crate::check_name(&name) {
         return blob_error(e);
     }
     let content_type = req
@@ -172,8 +204,8 @@ pub(crate) async fn put(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty())
         .map(str::to_string)
-        .unwrap_or_else(|| nubo_blob::guess_content_type(&name));
-    let mut writer = match node.blobs.writer(&c.app).await {
+        .unwrap_or_else(|| crate::guess_content_type(&name));
+    let mut writer = match api.blobs.writer(&c.app).await {
         Ok(w) => w,
         Err(e) => return blob_error(e),
     };
@@ -198,18 +230,18 @@ pub(crate) async fn put(
     }
 }
 
-pub(crate) async fn delete(
-    State(node): State<Arc<Node>>,
+async fn delete(
+    State(api): State<Api>,
     Path((app, c, name)): Path<(String, String, String)>,
 ) -> Response {
     let c = match container(app, c) {
         Ok(c) => c,
         Err(e) => return blob_error(e),
     };
-    if let Err(r) = declared(&node, &c.app, Declared::Container, &c.container).await {
+    if let Err(r) = api.declared(&c).await {
         return r;
     }
-    match node.blobs.delete(&c, &name).await {
+    match api.blobs.delete(&c, &name).await {
         Ok(true) => {
             axum::Json(serde_json::json!({ "name": name, "deleted": true })).into_response()
         }

@@ -2,20 +2,49 @@
 //! key-value stores and fix a value by hand. Same backend, same limits as
 //! guests; keys go in the path percent-encoded.
 
-use super::extract::{Path, Query};
-use super::{Declared, declared, error};
-use crate::Node;
+use crate::{KvBackend, KvError, Namespace};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use nubo_kv::{KvError, Namespace};
+use nubo_api::extract::{Path, Query};
+use nubo_api::{Apps, Declared, Routes, error};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// What the routes work on.
+#[derive(Clone)]
+struct Api {
+    kv: Arc<dyn KvBackend>,
+    apps: Arc<dyn Apps>,
+}
+
+impl Api {
+    /// The 404 unless `app` runs and grants store `store`.
+    async fn declared(&self, ns: &Namespace) -> Result<(), Response> {
+        nubo_api::declared(&*self.apps, &ns.app, &STORES, &ns.store).await
+    }
+}
+
+const STORES: Declared = Declared {
+    noun: "key-value store",
+    declared_by: "key_value_stores",
+    names: |def| Declared::granted(def, crate::GRANT_KEY),
+};
+
+/// `nubo kv`'s routes.
+pub(crate) fn routes(kv: Arc<dyn KvBackend>, apps: Arc<dyn Apps>) -> Routes {
+    Routes::new()
+        .get("/v1/apps/{app}/kv/{store}", list)
+        .get("/v1/apps/{app}/kv/{store}/{*key}", get)
+        .put("/v1/apps/{app}/kv/{store}/{*key}", set)
+        .delete("/v1/apps/{app}/kv/{store}/{*key}", delete)
+        .with_state(Api { kv, apps })
+}
+
 #[derive(Deserialize)]
-pub(crate) struct ListQuery {
+struct ListQuery {
     #[serde(default)]
     prefix: String,
     cursor: Option<String>,
@@ -23,7 +52,7 @@ pub(crate) struct ListQuery {
 }
 
 #[derive(Deserialize)]
-pub(crate) struct SetQuery {
+struct SetQuery {
     ttl_ms: Option<u64>,
 }
 
@@ -47,7 +76,7 @@ fn ns(app: String, store: String) -> Result<Namespace, BadStore> {
 }
 
 /// `/{app}/kv/{store}/{*key}` with the store name checked.
-pub(crate) struct StoreKey {
+struct StoreKey {
     ns: Namespace,
     key: String,
 }
@@ -81,8 +110,8 @@ fn kv_error(e: KvError) -> Response {
     }
 }
 
-pub(crate) async fn list(
-    State(node): State<Arc<Node>>,
+async fn list(
+    State(api): State<Api>,
     Path((app, store)): Path<(String, String)>,
     Query(q): Query<ListQuery>,
 ) -> Response {
@@ -90,14 +119,14 @@ pub(crate) async fn list(
         Ok(ns) => ns,
         Err(r) => return r.into_response(),
     };
-    if let Err(r) = declared(&node, &ns.app, Declared::Store, &ns.store).await {
+    if let Err(r) = api.declared(&ns).await {
         return r;
     }
-    let limit = match super::page_limit(q.limit, 1000) {
+    let limit = match nubo_api::extract::page_limit(q.limit, 1000) {
         Ok(n) => n,
         Err(r) => return r.into_response(),
     };
-    match node
+    match api
         .kv
         .list_keys(&ns, &q.prefix, q.cursor.as_deref(), limit)
         .await
@@ -109,11 +138,11 @@ pub(crate) async fn list(
     }
 }
 
-pub(crate) async fn get(State(node): State<Arc<Node>>, StoreKey { ns, key }: StoreKey) -> Response {
-    if let Err(r) = declared(&node, &ns.app, Declared::Store, &ns.store).await {
+async fn get(State(api): State<Api>, StoreKey { ns, key }: StoreKey) -> Response {
+    if let Err(r) = api.declared(&ns).await {
         return r;
     }
-    match node.kv.get(&ns, &key).await {
+    match api.kv.get(&ns, &key).await {
         Ok(Some(v)) => ([(header::CONTENT_TYPE, "application/octet-stream")], v).into_response(),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
@@ -123,38 +152,35 @@ pub(crate) async fn get(State(node): State<Arc<Node>>, StoreKey { ns, key }: Sto
     }
 }
 
-pub(crate) async fn set(
-    State(node): State<Arc<Node>>,
+async fn set(
+    State(api): State<Api>,
     StoreKey { ns, key }: StoreKey,
     Query(q): Query<SetQuery>,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = declared(&node, &ns.app, Declared::Store, &ns.store).await {
+    if let Err(r) = api.declared(&ns).await {
         return r;
     }
     let ttl = q.ttl_ms.map(Duration::from_millis);
-    match node.kv.set(&ns, &key, &body, ttl).await {
+    match api.kv.set(&ns, &key, &body, ttl).await {
         Ok(()) => axum::Json(serde_json::json!({ "key": key, "size": body.len() })).into_response(),
         Err(e) => kv_error(e),
     }
 }
 
-pub(crate) async fn delete(
-    State(node): State<Arc<Node>>,
-    StoreKey { ns, key }: StoreKey,
-) -> Response {
-    if let Err(r) = declared(&node, &ns.app, Declared::Store, &ns.store).await {
+async fn delete(State(api): State<Api>, StoreKey { ns, key }: StoreKey) -> Response {
+    if let Err(r) = api.declared(&ns).await {
         return r;
     }
     // Deleting a missing key succeeds, as in wasi:keyvalue and Redis;
     // `deleted` says whether there was one (for the CLI's message; a
     // write racing this call may make it stale, never wrong about the
     // key being gone now).
-    let existed = match node.kv.exists(&ns, &key).await {
+    let existed = match api.kv.exists(&ns, &key).await {
         Ok(e) => e,
         Err(e) => return kv_error(e),
     };
-    match node.kv.delete(&ns, &key).await {
+    match api.kv.delete(&ns, &key).await {
         Ok(()) => axum::Json(serde_json::json!({ "key": key, "deleted": existed })).into_response(),
         Err(e) => kv_error(e),
     }

@@ -3,7 +3,7 @@
 //! says why, like every other error the API returns (axum's own extractors
 //! answer them in plain text).
 
-use super::error;
+use crate::error;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
 /// A JSON body.
-pub(crate) struct JsonBody<T>(pub T);
+pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = Response;
@@ -27,7 +27,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 }
 
 /// A request the API cannot read; answered `400` with why.
-pub(crate) struct BadRequest(String);
+pub struct BadRequest(String);
 
 impl IntoResponse for BadRequest {
     fn into_response(self) -> Response {
@@ -37,7 +37,7 @@ impl IntoResponse for BadRequest {
 
 /// A JSON object parsed as `T`. serde would also build a struct from an
 /// array of its fields in order; every body of this API is an object.
-pub(crate) fn json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BadRequest> {
+pub fn json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BadRequest> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         return Err(BadRequest("malformed JSON body: expected an object".into()));
@@ -46,7 +46,7 @@ pub(crate) fn json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BadReq
 }
 
 /// A page size from `?limit=`: `default` when absent, else 1 to 10,000.
-pub(crate) fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, BadRequest> {
+pub fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, BadRequest> {
     match limit {
         None => Ok(default),
         Some(n @ 1..=10_000) => Ok(n),
@@ -57,7 +57,7 @@ pub(crate) fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, 
 }
 
 /// The query string.
-pub(crate) struct Query<T>(pub T);
+pub struct Query<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = Response;
@@ -71,7 +71,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 }
 
 /// The path's parameters.
-pub(crate) struct Path<T>(pub T);
+pub struct Path<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
     type Rejection = Response;

@@ -1,15 +1,37 @@
 //! `/v1/apps/{app}/queues`: what `nubo queue` shows and does.
 
-use super::extract::{Path, Query};
-use super::{Declared, declared, error};
-use crate::Node;
+use crate::{Message, QueueBackend, QueueName};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use nubo_queue::{Message, QueueName};
+use nubo_api::extract::{Path, Query};
+use nubo_api::{Apps, Declared, Routes, error};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+/// What the routes work on.
+#[derive(Clone)]
+struct Api {
+    queues: Arc<dyn QueueBackend>,
+    apps: Arc<dyn Apps>,
+}
+
+const QUEUES: Declared = Declared {
+    noun: "queue",
+    declared_by: "[queue.NAME]",
+    names: |def| def.queues.keys().cloned().collect(),
+};
+
+/// `nubo queue`'s routes.
+pub(crate) fn routes(queues: Arc<dyn QueueBackend>, apps: Arc<dyn Apps>) -> Routes {
+    const MESSAGES: &str = "/v1/apps/{app}/queues/{queue}/messages";
+    Routes::new()
+        .get("/v1/apps/{app}/queues", list)
+        .get(MESSAGES, peek)
+        .delete(MESSAGES, purge)
+        .with_state(Api { queues, apps })
+}
 
 #[derive(Serialize)]
 struct QueueStatus {
@@ -20,7 +42,7 @@ struct QueueStatus {
     max_attempts: u32,
     batch_size: u32,
     #[serde(flatten)]
-    stats: nubo_queue::Stats,
+    stats: crate::Stats,
 }
 
 #[derive(Serialize)]
@@ -47,8 +69,8 @@ fn shown(m: Message) -> Shown {
     }
 }
 
-fn failed(e: nubo_queue::QueueError) -> Response {
-    use nubo_queue::QueueError;
+fn failed(e: crate::QueueError) -> Response {
+    use crate::QueueError;
     let status = match e {
         QueueError::Invalid(_) => StatusCode::BAD_REQUEST,
         QueueError::OverQuota { .. } | QueueError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
@@ -57,17 +79,18 @@ fn failed(e: nubo_queue::QueueError) -> Response {
     error(status, e.to_string())
 }
 
-pub(crate) async fn list(State(node): State<Arc<Node>>, Path(app): Path<String>) -> Response {
-    let Some(live) = node.app(&app).await else {
-        return super::no_app(&app);
+async fn list(State(api): State<Api>, Path(app): Path<String>) -> Response {
+    let def = match nubo_api::app(&*api.apps, &app).await {
+        Ok(def) => def,
+        Err(r) => return r,
     };
     let mut out = Vec::new();
-    for (name, spec) in &live.def.queues {
+    for (name, spec) in &def.queues {
         let q = QueueName {
             app: app.clone(),
             queue: name.clone(),
         };
-        let stats = match node.queues.backend.stats(&q).await {
+        let stats = match api.queues.stats(&q).await {
             Ok(s) => s,
             Err(e) => return failed(e),
         };
@@ -85,7 +108,7 @@ pub(crate) async fn list(State(node): State<Arc<Node>>, Path(app): Path<String>)
 }
 
 #[derive(Deserialize)]
-pub(crate) struct Listing {
+struct Listing {
     n: Option<usize>,
     #[serde(default)]
     dead: bool,
@@ -95,20 +118,20 @@ fn name(app: String, queue: String) -> QueueName {
     QueueName { app, queue }
 }
 
-pub(crate) async fn peek(
-    State(node): State<Arc<Node>>,
+async fn peek(
+    State(api): State<Api>,
     Path((app, queue)): Path<(String, String)>,
     Query(l): Query<Listing>,
 ) -> Response {
-    if let Err(r) = declared(&node, &app, Declared::Queue, &queue).await {
+    if let Err(r) = nubo_api::declared(&*api.apps, &app, &QUEUES, &queue).await {
         return r;
     }
     let q = name(app, queue);
     let n = l.n.unwrap_or(10);
     let found = if l.dead {
-        node.queues.backend.dead(&q, n).await
+        api.queues.dead(&q, n).await
     } else {
-        node.queues.backend.peek(&q, n).await
+        api.queues.peek(&q, n).await
     };
     match found {
         Ok(ms) => Json(ms.into_iter().map(shown).collect::<Vec<_>>()).into_response(),
@@ -116,15 +139,15 @@ pub(crate) async fn peek(
     }
 }
 
-pub(crate) async fn purge(
-    State(node): State<Arc<Node>>,
+async fn purge(
+    State(api): State<Api>,
     Path((app, queue)): Path<(String, String)>,
     Query(l): Query<Listing>,
 ) -> Response {
-    if let Err(r) = declared(&node, &app, Declared::Queue, &queue).await {
+    if let Err(r) = nubo_api::declared(&*api.apps, &app, &QUEUES, &queue).await {
         return r;
     }
-    match node.queues.backend.purge(&name(app, queue), l.dead).await {
+    match api.queues.purge(&name(app, queue), l.dead).await {
         Ok(n) => Json(serde_json::json!({ "purged": n })).into_response(),
         Err(e) => failed(e),
     }
