@@ -272,6 +272,38 @@ impl nubo_wasm::Capability for Blobs {
         let blobs = services.get::<Arc<dyn BlobBackend>>()?.clone();
         Some(api::routes(blobs, apps))
     }
+
+    /// Every container of the app; one that fails is reported after the
+    /// others are deleted.
+    fn purge_app<'a>(
+        &'a self,
+        services: &'a nubo_wasm::Services,
+        app: &'a str,
+    ) -> Option<nubo_wasm::BoxFuture<'a, Result<nubo_wasm::Deleted, nubo_wasm::PurgeError>>> {
+        let blobs = services.get::<Arc<dyn BlobBackend>>()?;
+        Some(Box::pin(async move {
+            let failed = |e| nubo_wasm::PurgeError::new("blobs", e);
+            let mut count = 0;
+            let mut first_error = None;
+            for c in blobs.containers(app).await.map_err(failed)? {
+                let id = ContainerId {
+                    app: app.to_string(),
+                    container: c.name,
+                };
+                match blobs.delete_container(&id).await {
+                    Ok(n) => count += n,
+                    Err(e) => first_error = first_error.or(Some(e)),
+                }
+            }
+            match first_error {
+                Some(e) => Err(failed(e)),
+                None => Ok(nubo_wasm::Deleted {
+                    what: "blobs",
+                    count,
+                }),
+            }
+        }))
+    }
 }
 
 /// Checks an object name against Nubo's limits.

@@ -178,6 +178,24 @@ impl nubo_wasm::Capability for KeyValue {
         let kv = services.get::<Arc<dyn KvBackend>>()?.clone();
         Some(api::routes(kv, apps))
     }
+
+    fn purge_app<'a>(
+        &'a self,
+        services: &'a nubo_wasm::Services,
+        app: &'a str,
+    ) -> Option<nubo_wasm::BoxFuture<'a, Result<nubo_wasm::Deleted, nubo_wasm::PurgeError>>> {
+        let kv = services.get::<Arc<dyn KvBackend>>()?;
+        Some(Box::pin(async move {
+            let count = kv
+                .purge_app(app)
+                .await
+                .map_err(|e| nubo_wasm::PurgeError::new("keys", e))?;
+            Ok(nubo_wasm::Deleted {
+                what: "keys",
+                count,
+            })
+        }))
+    }
 }
 
 /// Checks a key against Nubo's limits.

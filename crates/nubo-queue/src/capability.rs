@@ -67,4 +67,24 @@ impl nubo_wasm::Capability for Queues {
         let dispatcher = services.get::<Arc<Dispatcher>>()?;
         Some(crate::api::routes(dispatcher.backend.clone(), apps))
     }
+
+    /// Waiting and dead messages of every queue of the app.
+    fn purge_app<'a>(
+        &'a self,
+        services: &'a nubo_wasm::Services,
+        app: &'a str,
+    ) -> Option<nubo_wasm::BoxFuture<'a, Result<nubo_wasm::Deleted, nubo_wasm::PurgeError>>> {
+        let dispatcher = services.get::<Arc<Dispatcher>>()?;
+        Some(Box::pin(async move {
+            let count = dispatcher
+                .backend
+                .purge_app(app)
+                .await
+                .map_err(|e| nubo_wasm::PurgeError::new("messages", e))?;
+            Ok(nubo_wasm::Deleted {
+                what: "messages",
+                count,
+            })
+        }))
+    }
 }

@@ -376,6 +376,25 @@ impl nubo_wasm::Capability for DurableTasks {
         let tasks = services.get::<Arc<runner::TaskRunner>>()?.clone();
         Some(api::routes(tasks, apps))
     }
+
+    /// Every task of the app, finished or not; what runs of them here stops.
+    fn purge_app<'a>(
+        &'a self,
+        services: &'a nubo_wasm::Services,
+        app: &'a str,
+    ) -> Option<nubo_wasm::BoxFuture<'a, Result<nubo_wasm::Deleted, nubo_wasm::PurgeError>>> {
+        let tasks = services.get::<Arc<runner::TaskRunner>>()?;
+        Some(Box::pin(async move {
+            let count = tasks
+                .purge(app)
+                .await
+                .map_err(|e| nubo_wasm::PurgeError::new("tasks", e))?;
+            Ok(nubo_wasm::Deleted {
+                what: "tasks",
+                count,
+            })
+        }))
+    }
 }
 
 /// Accounts for time an instance spends waiting on other tasks, which does

@@ -65,6 +65,48 @@ pub trait Capability: Send + Sync + 'static {
         let _ = (services, apps);
         None
     }
+
+    /// Deletes everything app `app` stored with this capability (the app
+    /// was removed, and one made again under its name must start empty);
+    /// `None` if it stores nothing.
+    fn purge_app<'a>(
+        &'a self,
+        services: &'a Services,
+        app: &'a str,
+    ) -> Option<BoxFuture<'a, Result<Deleted, PurgeError>>> {
+        let _ = (services, app);
+        None
+    }
+}
+
+/// A future a capability hands back from a trait method.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// What a capability deleted of a removed app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deleted {
+    /// What it counts, plural (`keys`, `messages`); the key in the
+    /// control API's `purged` answer.
+    pub what: &'static str,
+    pub count: u64,
+}
+
+/// Why a capability could not delete a removed app's data.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot delete the removed app's {what}")]
+pub struct PurgeError {
+    pub what: &'static str,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl PurgeError {
+    pub fn new(what: &'static str, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            what,
+            source: Box::new(source),
+        }
+    }
 }
 
 /// The grants of one component: for each key it lists, the capability

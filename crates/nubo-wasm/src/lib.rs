@@ -26,7 +26,8 @@ mod share;
 mod waits;
 
 pub use capability::{
-    Capability, Grant, GrantError, GrantTo, Run, Services, Shared, States, grants,
+    BoxFuture, Capability, Deleted, Grant, GrantError, GrantTo, PurgeError, Run, Services, Shared,
+    States, grants,
 };
 pub use component::{Component, ComponentSettings, HttpComponent, Invocation, QUEUE_TIMEOUT};
 pub use engine::{EPOCH_TICK, Runtime, RuntimeOptions};
