@@ -31,7 +31,7 @@ impl Api {
 const CONTAINERS: Declared = Declared {
     noun: "blob container",
     declared_by: "blob_containers",
-    names: |def| Declared::granted(def, crate::GRANT_KEY),
+    names: |def| Declared::granted(def, crate::capability::GRANT_KEY),
 };
 
 /// `nubo blob`'s routes. Bodies stream in chunks, whatever their size.

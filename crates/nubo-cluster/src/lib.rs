@@ -24,6 +24,15 @@ mod members;
 mod seal;
 
 pub use desired::{AppRecord, Watch};
+
+/// How a node joins a cluster: the connection, and the id it goes by.
+/// The node puts it in its services, where a capability opening a
+/// JetStream backend finds it.
+#[derive(Clone)]
+pub struct ClusterJoin {
+    pub cluster: std::sync::Arc<Cluster>,
+    pub id: String,
+}
 pub use members::{Heartbeat, Member};
 pub use seal::{ClusterKey, Unauthenticated, WeakKey};
 

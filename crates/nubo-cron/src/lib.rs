@@ -14,6 +14,11 @@
 //! that gets it runs. A node that cannot reach NATS skips the run rather
 //! than risk running it twice.
 
+mod api;
+mod capability;
+
+pub use capability::Cron;
+
 use chrono::{DateTime, Utc};
 use nubo_manifest::{CronSpec, Missed, Schedule};
 use nubo_wasm::HttpComponent;

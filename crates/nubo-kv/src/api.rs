@@ -30,7 +30,7 @@ impl Api {
 const STORES: Declared = Declared {
     noun: "key-value store",
     declared_by: "key_value_stores",
-    names: |def| Declared::granted(def, crate::GRANT_KEY),
+    names: |def| Declared::granted(def, crate::capability::GRANT_KEY),
 };
 
 /// `nubo kv`'s routes.

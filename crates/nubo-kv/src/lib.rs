@@ -13,14 +13,15 @@
 //! `b` are different stores.
 
 mod api;
+mod capability;
 mod host;
 mod nats;
 mod sqlite;
 
+pub use capability::{KeyValue, KvGrant};
 pub use nats::NatsKv;
 pub use sqlite::SqliteKv;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest key accepted, in bytes.
@@ -113,89 +114,6 @@ pub trait KvBackend: Send + Sync + 'static {
     /// store has less than `bytes` free ([`nubo_sqlite::Disk`]); a
     /// networked store has its own limits.
     fn keep_free(&self, _bytes: u64) {}
-}
-
-/// What one component may reach: its app's stores that `nubo.toml` grants.
-#[derive(Clone)]
-pub struct KvGrant {
-    pub backend: Arc<dyn KvBackend>,
-    pub app: String,
-    pub stores: Vec<String>,
-}
-
-impl KvGrant {
-    /// The grant as the runtime gives it to each instance.
-    pub fn into_grant(self) -> Arc<dyn nubo_wasm::Grant> {
-        Arc::new(host::Granted(Arc::new(self)))
-    }
-}
-
-/// Key-value as a capability of the runtime: `wasi:keyvalue` (store,
-/// atomics, batch) and `nubo:platform/kv-ttl`.
-pub struct KeyValue;
-
-/// The key of a component's grant in `nubo.toml`.
-const GRANT_KEY: &str = "key_value_stores";
-
-impl nubo_wasm::Capability for KeyValue {
-    fn name(&self) -> &'static str {
-        "key-value"
-    }
-
-    fn grant_key(&self) -> Option<nubo_wasm::GrantKey> {
-        Some(nubo_wasm::GrantKey {
-            key: GRANT_KEY,
-            noun: "key-value store",
-            names: nubo_wasm::Names::Own { example: "default" },
-        })
-    }
-
-    fn grant(
-        &self,
-        to: &nubo_wasm::GrantTo<'_>,
-        names: &[String],
-    ) -> Result<Arc<dyn nubo_wasm::Grant>, nubo_wasm::GrantError> {
-        let grant = KvGrant {
-            backend: to.services.need::<Arc<dyn KvBackend>>(self.name())?.clone(),
-            app: to.app.to_string(),
-            stores: names.to_vec(),
-        };
-        Ok(grant.into_grant())
-    }
-
-    fn link(
-        &self,
-        linker: &mut wasmtime::component::Linker<nubo_wasm::Host>,
-    ) -> wasmtime::Result<()> {
-        host::add_to_linker(linker)
-    }
-
-    fn routes(
-        &self,
-        services: &nubo_wasm::Services,
-        apps: Arc<dyn nubo_api::Apps>,
-    ) -> Option<nubo_api::Routes> {
-        let kv = services.get::<Arc<dyn KvBackend>>()?.clone();
-        Some(api::routes(kv, apps))
-    }
-
-    fn purge_app<'a>(
-        &'a self,
-        services: &'a nubo_wasm::Services,
-        app: &'a str,
-    ) -> Option<nubo_wasm::BoxFuture<'a, Result<nubo_wasm::Deleted, nubo_wasm::PurgeError>>> {
-        let kv = services.get::<Arc<dyn KvBackend>>()?;
-        Some(Box::pin(async move {
-            let count = kv
-                .purge_app(app)
-                .await
-                .map_err(|e| nubo_wasm::PurgeError::new("keys", e))?;
-            Ok(nubo_wasm::Deleted {
-                what: "keys",
-                count,
-            })
-        }))
-    }
 }
 
 /// Checks a key against Nubo's limits.

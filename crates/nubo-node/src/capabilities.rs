@@ -5,7 +5,8 @@
 use nubo_wasm::Capability;
 use std::sync::Arc;
 
-/// Every capability, in the order their interfaces are linked.
+/// Every capability, in the order their interfaces are linked and their
+/// services opened.
 pub fn capabilities() -> Vec<Arc<dyn Capability>> {
     vec![
         Arc::new(nubo_kv::KeyValue),
@@ -13,6 +14,7 @@ pub fn capabilities() -> Vec<Arc<dyn Capability>> {
         Arc::new(nubo_queue::Queues),
         Arc::new(nubo_pubsub::PubSub),
         Arc::new(nubo_tasks::DurableTasks),
+        Arc::new(nubo_cron::Cron),
     ]
 }
 

@@ -19,11 +19,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// How a node joins: the connection, and the id it goes by.
-pub struct ClusterJoin {
-    pub cluster: Arc<Cluster>,
-    pub id: String,
-}
+pub use nubo_cluster::ClusterJoin;
 
 pub(crate) struct Member {
     pub(crate) cluster: Arc<Cluster>,
@@ -312,11 +308,14 @@ impl Node {
             return;
         }
         *member.last_beat.lock().unwrap_or_else(|p| p.into_inner()) = sent;
-        self.tasks.unfence().await;
-        // The tasks of nodes whose heartbeat expired go to the others.
+        // What the nodes whose heartbeat expired ran goes to the others.
         if let Ok(members) = member.cluster.members(nubo_sqlite::now_ms() as u64).await {
             let live = members.into_iter().map(|m| m.heartbeat.id).collect();
-            self.tasks.sweep(&live).await;
+            for c in self.runtime.capabilities() {
+                if let Some(beat) = c.heartbeat(&self.services, &live) {
+                    beat.await;
+                }
+            }
         }
     }
 
@@ -477,7 +476,13 @@ async fn fence_watch(node: std::sync::Weak<Node>) {
         if silent < nubo_cluster::FENCE_AFTER {
             continue;
         }
-        if let Some(stopped) = node.tasks.fence() {
+        let stopped: Option<usize> = node
+            .runtime
+            .capabilities()
+            .iter()
+            .filter_map(|c| c.fence(&node.services))
+            .reduce(|a, b| a + b);
+        if let Some(stopped) = stopped {
             tracing::warn!(
                 stopped,
                 "no heartbeat written for {} s: this node stops its tasks and takes no new ones until it reaches NATS again; the others run them once its heartbeat expires",

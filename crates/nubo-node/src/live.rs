@@ -24,6 +24,11 @@ use std::sync::Arc;
 pub enum PrepareError {
     #[error("route {route} names unknown component `{component}`")]
     UnknownComponent { route: String, component: String },
+    #[error("route {route} needs the {service}, which this node does not run")]
+    NoService {
+        route: String,
+        service: &'static str,
+    },
     #[error("component `{component}`: config `{key}` {source}")]
     Config {
         component: String,
@@ -96,11 +101,24 @@ pub struct Loader<'a> {
     pub logs: Arc<dyn LogSink>,
     /// What capabilities build their grants from.
     pub services: &'a nubo_wasm::Services,
-    pub queues: Arc<nubo_queue::Dispatcher>,
-    pub hub: Arc<nubo_pubsub::Hub>,
 }
 
 impl Loader<'_> {
+    /// The running service of type `T` that route `r` reaches.
+    fn service<T: std::any::Any + Send + Sync + Clone>(
+        &self,
+        r: &nubo_plan::Route,
+        service: &'static str,
+    ) -> Result<T, PrepareError> {
+        self.services
+            .get::<T>()
+            .cloned()
+            .ok_or(PrepareError::NoService {
+                route: r.pattern.to_string(),
+                service,
+            })
+    }
+
     /// Everything `def` needs, reusing what `old` already runs. Fails
     /// without side effects on the gateway.
     pub async fn prepare(
@@ -149,10 +167,10 @@ impl Loader<'_> {
                         app: def.name.clone(),
                         queue: q.clone(),
                     },
-                    dispatcher: self.queues.clone(),
+                    dispatcher: self.service(r, "queue dispatcher")?,
                 })),
                 RouteTarget::Sse { topics } => Target::Sse(Arc::new(nubo_pubsub::TopicFeed {
-                    hub: self.hub.clone(),
+                    hub: self.service(r, "pub/sub hub")?,
                     app: def.name.clone(),
                     topics: topics.clone(),
                     inbound: None,
@@ -174,7 +192,7 @@ impl Loader<'_> {
                         },
                     };
                     Target::WebSocket(Arc::new(nubo_pubsub::TopicFeed {
-                        hub: self.hub.clone(),
+                        hub: self.service(r, "pub/sub hub")?,
                         app: def.name.clone(),
                         topics: topics.clone(),
                         inbound,

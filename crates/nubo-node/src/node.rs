@@ -43,13 +43,8 @@ pub struct Node {
     pub(crate) logs: Arc<LogHub>,
     pub(crate) token: String,
     pub(crate) max_upload: usize,
-    pub(crate) kv: Arc<dyn nubo_kv::KvBackend>,
-    pub(crate) blobs: Arc<dyn nubo_blob::BlobBackend>,
-    pub(crate) cron: Arc<nubo_cron::Scheduler>,
-    pub(crate) queues: Arc<nubo_queue::Dispatcher>,
-    pub(crate) tasks: Arc<nubo_tasks::TaskRunner>,
-    pub(crate) hub: Arc<nubo_pubsub::Hub>,
-    /// The services above, by type, for capabilities building grants.
+    /// What each capability opened (its backend, its runner), by type:
+    /// only the capability that put it there uses it.
     pub(crate) services: nubo_wasm::Services,
     pub(crate) cluster: Option<crate::cluster::Member>,
     /// Where its servers listen, once they do.
@@ -79,22 +74,10 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Runtime(#[from] nubo_wasm::LoadError),
-    #[error("cannot open a service's store: {0}")]
-    Service(String),
-}
-
-/// Expired keys read as absent at once; this reclaims their space.
-fn sweep_expired(kv: std::sync::Weak<nubo_kv::SqliteKv>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-        loop {
-            tick.tick().await;
-            let Some(kv) = kv.upgrade() else { return };
-            if let Err(e) = kv.sweep().await {
-                tracing::warn!("key-value sweep: {e}");
-            }
-        }
-    });
+    #[error(transparent)]
+    Open(#[from] nubo_wasm::OpenError),
+    #[error("cannot derive the cluster's secrets key")]
+    ClusterKey(#[source] std::io::Error),
 }
 
 /// Why a change was refused; nothing of it was applied.
@@ -195,6 +178,29 @@ fn lock_state(state: &Path) -> Result<std::fs::File, NodeError> {
     Ok(file)
 }
 
+/// Every capability opens its service, in the order of the node's list;
+/// in a cluster they find the connection among the services.
+async fn open_services(
+    runtime: &Runtime,
+    opts: &NodeOptions,
+) -> Result<nubo_wasm::Services, NodeError> {
+    let mut services = nubo_wasm::Services::default();
+    if let Some(c) = &opts.cluster {
+        services.insert(c.clone());
+    }
+    let env = nubo_wasm::OpenEnv {
+        state: &opts.state,
+        disk_reserve: opts.disk_reserve,
+        cores: std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
+    for c in runtime.capabilities() {
+        if let Some(open) = c.open(&env, &mut services) {
+            open.await?;
+        }
+    }
+    Ok(services)
+}
+
 impl Node {
     /// Opens (or creates) the state dir and brings back every app at its
     /// last applied revision. An app that cannot be loaded is logged and
@@ -230,111 +236,7 @@ impl Node {
             },
             &crate::capabilities(),
         )?;
-        let queues = nubo_queue::Dispatcher::new(match &opts.cluster {
-            Some(c) => Arc::new(
-                nubo_queue::NatsQueue::open(c.cluster.jetstream(), c.cluster.replicas())
-                    .await
-                    .map_err(|e| NodeError::Service(e.to_string()))?,
-            ),
-            None => Arc::new(
-                nubo_queue::SqliteQueue::open(&opts.state.join("queues.db"))
-                    .map_err(|e| NodeError::Service(e.to_string()))?,
-            ),
-        });
-        if let Some(c) = &opts.cluster {
-            queues.wake_on(c.cluster.client().clone());
-        }
-        let cron = Arc::new(
-            nubo_cron::Scheduler::open(&opts.state.join("cron.db"))
-                .map_err(|e| NodeError::Service(e.to_string()))?,
-        );
-        let kv: Arc<dyn nubo_kv::KvBackend> = match &opts.cluster {
-            Some(c) => Arc::new(
-                nubo_kv::NatsKv::open(c.cluster.jetstream(), c.cluster.replicas())
-                    .await
-                    .map_err(|e| NodeError::Service(e.to_string()))?,
-            ),
-            None => {
-                let kv = Arc::new(
-                    nubo_kv::SqliteKv::open(&opts.state.join("kv.db"))
-                        .map_err(|e| NodeError::Service(e.to_string()))?,
-                );
-                sweep_expired(Arc::downgrade(&kv));
-                kv
-            }
-        };
-        let blobs: Arc<dyn nubo_blob::BlobBackend> = match &opts.cluster {
-            Some(c) => Arc::new(
-                nubo_blob::NatsBlobs::open(
-                    c.cluster.jetstream(),
-                    c.cluster.replicas(),
-                    opts.state.join("blob-spool"),
-                )
-                .await
-                .map_err(|e| NodeError::Service(e.to_string()))?,
-            ),
-            None => Arc::new(
-                nubo_blob::FileBlobs::open(&opts.state.join("blobs.db"), &opts.state.join("blobs"))
-                    .map_err(|e| NodeError::Service(e.to_string()))?,
-            ),
-        };
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let (task_store, task_cluster): (Arc<dyn nubo_tasks::TaskStore>, _) = match &opts.cluster {
-            Some(c) => {
-                let nats = Arc::new(
-                    nubo_tasks::NatsTasks::open(
-                        c.cluster.jetstream(),
-                        c.cluster.replicas(),
-                        &c.id,
-                        c.cluster.key().clone(),
-                    )
-                    .await
-                    .map_err(|e| NodeError::Service(e.to_string()))?,
-                );
-                let link = nubo_tasks::ClusterTasks {
-                    nats: nats.clone(),
-                    client: c.cluster.client().clone(),
-                    key: c.cluster.key().clone(),
-                    fenced: std::sync::atomic::AtomicBool::new(false),
-                };
-                (nats, Some(link))
-            }
-            None => (
-                Arc::new(
-                    nubo_tasks::SqliteTasks::open(&opts.state.join("tasks.db"))
-                        .map_err(|e| NodeError::Service(e.to_string()))?,
-                ),
-                None,
-            ),
-        };
-        task_store.keep_free(opts.disk_reserve);
-        let tasks = nubo_tasks::TaskRunner::new(
-            task_store,
-            task_cluster,
-            // Tasks are CPU work: a few per core keeps every core busy
-            // while some wait on I/O.
-            cores * 4,
-            cores,
-        )
-        .map_err(|e| NodeError::Service(format!("cannot start the task threads: {e}")))?;
-        tasks.listen();
-        tasks.expire_finished();
-        let hub = nubo_pubsub::Hub::new();
-        if let Some(c) = &opts.cluster {
-            cron.share(c.cluster.clone(), c.id.clone());
-            nubo_pubsub::nats::bridge(hub.clone(), c.cluster.client().clone())
-                .await
-                .map_err(|e| NodeError::Service(format!("cannot share topics on NATS: {e}")))?;
-        }
-        kv.keep_free(opts.disk_reserve);
-        blobs.keep_free(opts.disk_reserve);
-        queues.backend.keep_free(opts.disk_reserve);
-        let mut services = nubo_wasm::Services::default();
-        services.insert(kv.clone());
-        services.insert(blobs.clone());
-        services.insert(queues.clone());
-        services.insert(tasks.clone());
-        services.insert(hub.clone());
+        let services = open_services(&runtime, &opts).await?;
         let node = Arc::new(Self {
             runtime: Arc::new(runtime),
             gateway: {
@@ -347,20 +249,12 @@ impl Node {
             logs: Arc::new(LogHub::default()),
             token,
             max_upload: opts.max_upload,
-            kv,
-            blobs,
-            cron,
-            queues,
-            tasks,
-            hub,
             services,
             cluster: opts
                 .cluster
                 .map(crate::cluster::Member::new)
                 .transpose()
-                .map_err(|e| {
-                    NodeError::Service(format!("cannot derive the cluster's secrets key: {e}"))
-                })?,
+                .map_err(NodeError::ClusterKey)?,
             addrs: std::sync::OnceLock::new(),
             started_ms: nubo_sqlite::now_ms() as u64,
             sites: opts.state.join("sites"),
@@ -386,7 +280,7 @@ impl Node {
                     Ok(live) => {
                         let mount = live.mount.clone();
                         self.gateway.update(|m| m.with(&def.name, mount.clone()));
-                        self.schedule(&live);
+                        self.configure(&def.name, Some(&live));
                         tracing::info!(app = %def.name, revision, "serving");
                         apps.insert(def.name.clone(), live);
                     }
@@ -394,7 +288,11 @@ impl Node {
                 }
             }
         }
-        self.tasks.recover().await;
+        for c in self.runtime.capabilities() {
+            if let Some(restored) = c.restored(&self.services) {
+                restored.await;
+            }
+        }
         Ok(())
     }
 
@@ -423,39 +321,28 @@ impl Node {
             sites: self.sites.as_path(),
             logs: self.logs.clone(),
             services: &self.services,
-            queues: self.queues.clone(),
-            hub: self.hub.clone(),
         }
     }
 
-    /// Sets the app's quotas on the services that store its data.
-    fn limit(&self, app: &str, q: &nubo_manifest::QuotasSpec) {
-        self.kv.set_quota(app, q.kv_bytes());
-        self.blobs.set_quota(app, q.blob_bytes());
-        let queue = nubo_queue::QueueQuota {
-            messages: q.queue_messages,
-            dead_letters: q.dead_letters,
+    /// Tells every capability of the app as it now runs (`None`: removed),
+    /// so that each (re)starts its schedules and consumers against the
+    /// running components and sets the app's limits.
+    fn configure(&self, app: &str, live: Option<&LiveApp>) {
+        let running = nubo_wasm::RunningApp {
+            name: app,
+            def: live.map(|l| &l.def),
+            components: live
+                .map(|l| {
+                    l.components
+                        .iter()
+                        .filter_map(|(name, c)| Some((name.clone(), c.http.clone()?)))
+                        .collect()
+                })
+                .unwrap_or_default(),
         };
-        self.queues.backend.set_quota(app, queue);
-    }
-
-    /// (Re)starts the app's schedules against its running components.
-    fn schedule(&self, live: &LiveApp) {
-        let component = |name: &str| live.components.get(name).and_then(|c| c.http.clone());
-        self.cron.set(&live.def.name, &live.def.crons, component);
-        self.queues.set(&live.def.name, &live.def.queues, component);
-        let running = live
-            .components
-            .iter()
-            .filter_map(|(name, c)| Some((name.clone(), c.http.clone()?)))
-            .collect();
-        let spawns = live
-            .def
-            .components
-            .values()
-            .any(|c| !c.granted("tasks").is_empty());
-        self.tasks
-            .set(&live.def.name, running, live.def.settings.tasks, spawns);
+        for c in self.runtime.capabilities() {
+            c.configure(&self.services, &running);
+        }
     }
 
     /// Current state of every app.
@@ -624,16 +511,12 @@ impl Node {
                 live.revision = revision;
                 let mount = live.mount.clone();
                 self.gateway.update(|m| m.with(app, mount.clone()));
-                self.limit(app, &live.def.settings.quotas);
-                self.schedule(&live);
+                self.configure(app, Some(&live));
                 apps.insert(app.to_string(), live);
             }
             None => {
                 self.gateway.update(|m| m.without(app));
-                self.cron.set(app, &[], |_| None);
-                self.queues.set(app, &Default::default(), |_| None);
-                self.tasks
-                    .set(app, Default::default(), Default::default(), false);
+                self.configure(app, None);
                 apps.remove(app);
                 self.logs.forget(app);
             }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Purged {
     /// How many of what, by capability: `keys`, `blobs`, `messages`
-    /// (queued and dead), `tasks`.
+    /// (queued and dead), `tasks`, `cron_runs`.
     #[serde(flatten)]
     pub deleted: BTreeMap<&'static str, u64>,
     /// What could not be deleted (see the node's log).
@@ -21,8 +21,8 @@ pub struct Purged {
 }
 
 impl Node {
-    /// Deletes what removed app `app` stored with every capability, and its
-    /// cron history. One that fails is logged and named in `failed`; the
+    /// Deletes what removed app `app` stored with every capability. One
+    /// that fails is logged and named in `failed`; the
     /// others go on.
     pub(crate) async fn purge(&self, app: &str) -> Purged {
         let mut p = Purged::default();
@@ -38,10 +38,6 @@ impl Node {
                     p.failed.push(e.what.to_string());
                 }
             }
-        }
-        if let Err(e) = self.cron.forget(app) {
-            tracing::error!(app, error = %e, "cannot delete the removed app's cron runs");
-            p.failed.push("cron runs".to_string());
         }
         tracing::info!(app, deleted = ?p.deleted, "deleted the removed app's data");
         p

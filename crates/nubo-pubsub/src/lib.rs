@@ -18,10 +18,12 @@
 //! [`TopicFeed`] is what the gateway's SSE and WebSocket routes subscribe
 //! to, and where a WebSocket's messages go to a component.
 
+mod capability;
 mod feed;
 mod host;
 pub mod nats;
 
+pub use capability::{PubSub, PubSubGrant};
 pub use feed::TopicFeed;
 
 use bytes::Bytes;
@@ -98,58 +100,6 @@ impl Hub {
 pub enum PublishError {
     #[error("the message is {0} bytes; pub/sub messages may be at most {MAX_MESSAGE}")]
     TooLarge(usize),
-}
-
-/// What one component may publish to.
-#[derive(Clone)]
-pub struct PubSubGrant {
-    pub hub: Arc<Hub>,
-    pub app: String,
-    pub topics: Vec<String>,
-}
-
-impl PubSubGrant {
-    /// The grant as the runtime gives it to each instance.
-    pub fn into_grant(self) -> Arc<dyn nubo_wasm::Grant> {
-        Arc::new(nubo_wasm::Shared(Arc::new(self)))
-    }
-}
-
-/// Pub/sub as a capability of the runtime: `nubo:platform/pubsub` (publish).
-pub struct PubSub;
-
-impl nubo_wasm::Capability for PubSub {
-    fn name(&self) -> &'static str {
-        "pub/sub"
-    }
-
-    fn grant_key(&self) -> Option<nubo_wasm::GrantKey> {
-        Some(nubo_wasm::GrantKey {
-            key: "topics",
-            noun: "topic",
-            names: nubo_wasm::Names::Own { example: "chat" },
-        })
-    }
-
-    fn grant(
-        &self,
-        to: &nubo_wasm::GrantTo<'_>,
-        names: &[String],
-    ) -> Result<Arc<dyn nubo_wasm::Grant>, nubo_wasm::GrantError> {
-        let grant = PubSubGrant {
-            hub: to.services.need::<Arc<Hub>>(self.name())?.clone(),
-            app: to.app.to_string(),
-            topics: names.to_vec(),
-        };
-        Ok(grant.into_grant())
-    }
-
-    fn link(
-        &self,
-        linker: &mut wasmtime::component::Linker<nubo_wasm::Host>,
-    ) -> wasmtime::Result<()> {
-        host::add_to_linker(linker)
-    }
 }
 
 #[cfg(test)]

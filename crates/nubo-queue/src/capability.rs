@@ -1,7 +1,7 @@
 //! Queues as a capability of the runtime: the grant a component gets and
 //! the host binding it calls.
 
-use crate::{Dispatcher, QueueBackend, QueueName, host};
+use crate::{Dispatcher, NatsQueue, QueueBackend, QueueName, QueueQuota, SqliteQueue, host};
 use std::sync::Arc;
 
 /// What one component may publish to: its app's queues that `nubo.toml`
@@ -57,6 +57,53 @@ impl nubo_wasm::Capability for Queues {
         linker: &mut wasmtime::component::Linker<nubo_wasm::Host>,
     ) -> wasmtime::Result<()> {
         host::add_to_linker(linker)
+    }
+
+    /// A JetStream stream in a cluster (woken by other nodes' publishes),
+    /// else `queues.db`; and the dispatcher that delivers from it.
+    fn open<'a>(
+        &'a self,
+        env: &'a nubo_wasm::OpenEnv<'a>,
+        services: &'a mut nubo_wasm::Services,
+    ) -> Option<nubo_wasm::BoxFuture<'a, Result<(), nubo_wasm::OpenError>>> {
+        Some(Box::pin(async move {
+            let failed = |e| nubo_wasm::OpenError::new("queues", e);
+            let cluster = services.get::<nubo_cluster::ClusterJoin>().cloned();
+            let backend: Arc<dyn QueueBackend> = match &cluster {
+                Some(c) => Arc::new(
+                    NatsQueue::open(c.cluster.jetstream(), c.cluster.replicas())
+                        .await
+                        .map_err(failed)?,
+                ),
+                None => Arc::new(SqliteQueue::open(&env.state.join("queues.db")).map_err(failed)?),
+            };
+            backend.keep_free(env.disk_reserve);
+            let dispatcher = Dispatcher::new(backend);
+            if let Some(c) = cluster {
+                dispatcher.wake_on(c.cluster.client().clone());
+            }
+            services.insert(dispatcher);
+            Ok(())
+        }))
+    }
+
+    /// Sets the app's quotas and (re)starts a consumer per queue.
+    fn configure(&self, services: &nubo_wasm::Services, app: &nubo_wasm::RunningApp<'_>) {
+        let Some(dispatcher) = services.get::<Arc<Dispatcher>>() else {
+            return;
+        };
+        match app.def {
+            Some(def) => {
+                let q = &def.settings.quotas;
+                let quota = QueueQuota {
+                    messages: q.queue_messages,
+                    dead_letters: q.dead_letters,
+                };
+                dispatcher.backend.set_quota(app.name, quota);
+                dispatcher.set(app.name, &def.queues, |c| app.component(c));
+            }
+            None => dispatcher.set(app.name, &Default::default(), |_| None),
+        }
     }
 
     fn routes(

@@ -13,6 +13,7 @@
 //! keeps them: [`SqliteTasks`] on one machine, [`NatsTasks`] in a cluster.
 
 mod api;
+mod capability;
 pub mod export;
 mod host;
 pub mod nats;
@@ -20,6 +21,7 @@ mod runner;
 mod sqlite;
 mod store;
 
+pub use capability::{DurableTasks, TaskGrant};
 pub use nats::NatsTasks;
 pub use nubo_sqlite::now_ms;
 pub use runner::{ClusterTasks, TaskRunner};
@@ -308,92 +310,6 @@ impl Watch {
             return (0, Err(TaskError::refused("nothing to wait on")));
         }
         futures_util::future::select_all(waits).await.0
-    }
-}
-
-/// What one component may do with tasks: start them on the components
-/// its `tasks = [...]` lists.
-#[derive(Clone)]
-pub struct TaskGrant {
-    pub service: Arc<dyn Tasks>,
-    pub app: String,
-    pub components: Vec<String>,
-    pub component: String,
-}
-
-impl TaskGrant {
-    /// The grant as the runtime gives it to each instance.
-    pub fn into_grant(self) -> Arc<dyn nubo_wasm::Grant> {
-        Arc::new(host::Granted(Arc::new(self)))
-    }
-}
-
-/// Durable tasks as a capability of the runtime: `nubo:platform/tasks`.
-pub struct DurableTasks;
-
-impl nubo_wasm::Capability for DurableTasks {
-    fn name(&self) -> &'static str {
-        "tasks"
-    }
-
-    fn grant_key(&self) -> Option<nubo_wasm::GrantKey> {
-        Some(nubo_wasm::GrantKey {
-            key: "tasks",
-            noun: "task target",
-            names: nubo_wasm::Names::Components,
-        })
-    }
-
-    fn grant(
-        &self,
-        to: &nubo_wasm::GrantTo<'_>,
-        names: &[String],
-    ) -> Result<Arc<dyn nubo_wasm::Grant>, nubo_wasm::GrantError> {
-        let grant = TaskGrant {
-            service: to
-                .services
-                .need::<Arc<runner::TaskRunner>>(self.name())?
-                .clone(),
-            app: to.app.to_string(),
-            components: names.to_vec(),
-            component: to.component.to_string(),
-        };
-        Ok(grant.into_grant())
-    }
-
-    fn link(
-        &self,
-        linker: &mut wasmtime::component::Linker<nubo_wasm::Host>,
-    ) -> wasmtime::Result<()> {
-        host::add_to_linker(linker)
-    }
-
-    fn routes(
-        &self,
-        services: &nubo_wasm::Services,
-        apps: Arc<dyn nubo_api::Apps>,
-    ) -> Option<nubo_api::Routes> {
-        let tasks = services.get::<Arc<runner::TaskRunner>>()?.clone();
-        Some(api::routes(tasks, apps))
-    }
-
-    /// Every task of the app, finished or not; what runs of them here stops.
-    fn purge_app<'a>(
-        &'a self,
-        services: &'a nubo_wasm::Services,
-        app: &'a str,
-    ) -> Option<nubo_wasm::BoxFuture<'a, Result<nubo_wasm::Deleted, nubo_wasm::PurgeError>>> {
-        let tasks = services.get::<Arc<runner::TaskRunner>>()?;
-        Some(Box::pin(async move {
-            let count = tasks
-                .purge(app)
-                .await
-                .map_err(|e| nubo_wasm::PurgeError::new("tasks", e))?;
-            Ok(nubo_wasm::Deleted {
-                what: "tasks",
-                count,
-            })
-        }))
     }
 }
 

@@ -19,9 +19,11 @@
 //! [`Host::state`]: crate::Host::state
 
 use crate::Host;
+pub use crate::lifecycle::{BoxFuture, Deleted, Gauge, OpenEnv, OpenError, PurgeError, RunningApp};
 use crate::waits::WaitClock;
 use nubo_manifest::GrantKey;
 use std::any::{Any, TypeId};
+use std::collections::HashSet;
 use std::sync::Arc;
 use wasmtime::component::Linker;
 
@@ -77,35 +79,57 @@ pub trait Capability: Send + Sync + 'static {
         let _ = (services, app);
         None
     }
-}
 
-/// A future a capability hands back from a trait method.
-pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+    /// Opens the service it runs on this node (a backend, a dispatcher)
+    /// and adds it to `services`, where its grants, routes and hooks find
+    /// it by type; a node in a cluster has put a
+    /// `nubo_cluster::ClusterJoin` there first. Called once, in the
+    /// order of the node's list.
+    fn open<'a>(
+        &'a self,
+        env: &'a OpenEnv<'a>,
+        services: &'a mut Services,
+    ) -> Option<BoxFuture<'a, Result<(), OpenError>>> {
+        let _ = (env, services);
+        None
+    }
 
-/// What a capability deleted of a removed app.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Deleted {
-    /// What it counts, plural (`keys`, `messages`); the key in the
-    /// control API's `purged` answer.
-    pub what: &'static str,
-    pub count: u64,
-}
+    /// The app was loaded, changed or removed (`app.def` is `None`): the
+    /// capability (re)starts what it runs for it (schedules, consumers)
+    /// against its running components, and sets its limits.
+    fn configure(&self, services: &Services, app: &RunningApp<'_>) {
+        let _ = (services, app);
+    }
 
-/// Why a capability could not delete a removed app's data.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot delete the removed app's {what}")]
-pub struct PurgeError {
-    pub what: &'static str,
-    #[source]
-    pub source: Box<dyn std::error::Error + Send + Sync>,
-}
+    /// Every app was loaded at the node's start.
+    fn restored<'a>(&'a self, services: &'a Services) -> Option<BoxFuture<'a, ()>> {
+        let _ = services;
+        None
+    }
 
-impl PurgeError {
-    pub fn new(what: &'static str, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Self {
-            what,
-            source: Box::new(source),
-        }
+    /// This node wrote its heartbeat to the cluster; `members` are the
+    /// nodes whose heartbeat has not expired.
+    fn heartbeat<'a>(
+        &'a self,
+        services: &'a Services,
+        members: &'a HashSet<String>,
+    ) -> Option<BoxFuture<'a, ()>> {
+        let _ = (services, members);
+        None
+    }
+
+    /// This node has not reached the cluster for so long that the others
+    /// take over its work: it stops what only one node may run, and says
+    /// how much it stopped.
+    fn fence(&self, services: &Services) -> Option<usize> {
+        let _ = services;
+        None
+    }
+
+    /// Gauges for the node's `/metrics`.
+    fn gauges(&self, services: &Services) -> Vec<Gauge> {
+        let _ = services;
+        Vec::new()
     }
 }
 

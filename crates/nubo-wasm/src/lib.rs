@@ -19,6 +19,7 @@ mod error;
 mod host;
 mod http;
 mod internal;
+mod lifecycle;
 mod limiter;
 mod logs;
 mod outbound;
@@ -26,8 +27,8 @@ mod share;
 mod waits;
 
 pub use capability::{
-    BoxFuture, Capability, Deleted, Grant, GrantError, GrantTo, PurgeError, Run, Services, Shared,
-    States, grants,
+    BoxFuture, Capability, Deleted, Gauge, Grant, GrantError, GrantTo, OpenEnv, OpenError,
+    PurgeError, Run, RunningApp, Services, Shared, States, grants,
 };
 pub use component::{Component, ComponentSettings, HttpComponent, Invocation, QUEUE_TIMEOUT};
 pub use engine::{EPOCH_TICK, Runtime, RuntimeOptions};

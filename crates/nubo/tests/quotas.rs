@@ -186,6 +186,28 @@ async fn each_quota_holds_on_one_node() {
     each_quota_holds(&node).await;
 }
 
+/// A node that restarts sets each app's quotas again as it loads it,
+/// before it serves: a restart is no way around them.
+#[tokio::test(flavor = "multi_thread")]
+async fn quotas_hold_after_a_restart() {
+    let s = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(s.path(), &[]);
+    node.apply(&app("a", "kv_mb = 1\nqueue_messages = 1"));
+    drop(node);
+    let node = NodeProc::start(s.path(), &[]);
+    for k in ["k1", "k2"] {
+        let stored = call(&node, &format!("/a/probe/kv-fill?{k}=400")).await;
+        assert_eq!(stored, (200, "stored".into()));
+    }
+    let (status, why) = call(&node, "/a/probe/kv-fill?k3=400").await;
+    assert_eq!(status, 500, "{why}");
+    assert!(why.contains("`kv_mb` in [quotas]"), "{why}");
+    assert_eq!(call(&node, "/a/probe/q-pub?jobs=j1").await.0, 200);
+    let (status, why) = call(&node, "/a/probe/q-pub?jobs=j2").await;
+    assert_eq!(status, 500, "{why}");
+    assert!(why.contains("`queue_messages` in [quotas]"), "{why}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn each_quota_holds_on_a_cluster() {
     let nats = NatsCluster::start(1);

@@ -94,7 +94,6 @@ fn routes(node: &Arc<Node>) -> Routes<Arc<Node>> {
             apps::set_config,
         )
         .get("/v1/apps/{app}/logs", logs::logs)
-        .get("/v1/apps/{app}/cron", apps::cron)
         .merge(capabilities.with_state(()))
         // A capability's own limit (blobs stream any size) is the inner
         // layer, so it wins over this one.

@@ -44,8 +44,9 @@ pub(crate) async fn readyz(State(node): State<Arc<Node>>) -> Response {
     }
 }
 
-/// Gauges an autoscaler can act on. `nubo_task_slots_busy` over
-/// `nubo_task_slots` is how much of the node's task capacity is in use.
+/// Gauges an autoscaler can act on: the node's own, and each
+/// capability's (`nubo_task_slots_busy` over `nubo_task_slots` is how
+/// much of the node's task capacity is in use).
 pub(crate) async fn metrics(State(node): State<Arc<Node>>) -> Response {
     let apps = node.apps().await;
     let busy: usize = apps
@@ -54,8 +55,7 @@ pub(crate) async fn metrics(State(node): State<Arc<Node>>) -> Response {
         .filter_map(|c| c.http.as_ref())
         .map(|h| h.active())
         .sum();
-    let (slots_busy, slots) = node.tasks.slots();
-    let gauges = [
+    let mut gauges = vec![
         (
             "nubo_ready",
             "1 when the node serves what it should",
@@ -67,17 +67,12 @@ pub(crate) async fn metrics(State(node): State<Arc<Node>>) -> Response {
             "component instances handling a request now",
             busy,
         ),
-        (
-            "nubo_task_slots",
-            "tasks this node runs at once, at most",
-            slots,
-        ),
-        (
-            "nubo_task_slots_busy",
-            "task run slots in use now",
-            slots_busy,
-        ),
     ];
+    for c in node.runtime.capabilities() {
+        for g in c.gauges(&node.services) {
+            gauges.push((g.name, g.help, g.value as usize));
+        }
+    }
     let mut out = String::new();
     for (name, help, value) in gauges {
         out.push_str(&format!(

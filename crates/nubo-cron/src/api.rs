@@ -1,0 +1,78 @@
+//! `/v1/apps/{app}/cron`: what `nubo cron` shows.
+
+use crate::Scheduler;
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use nubo_api::extract::Path;
+use nubo_api::{Apps, Routes};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// What the route works on.
+#[derive(Clone)]
+struct Api {
+    cron: Arc<Scheduler>,
+    apps: Arc<dyn Apps>,
+}
+
+/// `nubo cron`'s route.
+pub(crate) fn routes(cron: Arc<Scheduler>, apps: Arc<dyn Apps>) -> Routes {
+    Routes::new()
+        .get("/v1/apps/{app}/cron", list)
+        .with_state(Api { cron, apps })
+}
+
+#[derive(Serialize)]
+struct CronStatus {
+    schedule: String,
+    timezone: String,
+    component: String,
+    path: String,
+    missed: nubo_manifest::Missed,
+    /// The next three run times.
+    next: Vec<chrono::DateTime<chrono::Utc>>,
+    last_run: Option<crate::LastRun>,
+}
+
+/// `GET /v1/apps/{app}/cron`: schedules with their next run times.
+async fn list(State(api): State<Api>, Path(app): Path<String>) -> Response {
+    let def = match nubo_api::app(&*api.apps, &app).await {
+        Ok(def) => def,
+        Err(r) => return r,
+    };
+    let out: Vec<CronStatus> = def
+        .crons
+        .iter()
+        .map(|c| {
+            let mut next = Vec::new();
+            if let Ok(s) = nubo_manifest::Schedule::parse(&c.schedule, &c.timezone) {
+                let mut t = chrono::Utc::now();
+                for _ in 0..3 {
+                    match s.next_after(t) {
+                        Some(n) => {
+                            next.push(n);
+                            t = n;
+                        }
+                        None => break,
+                    }
+                }
+            }
+            CronStatus {
+                schedule: c.schedule.clone(),
+                timezone: c.timezone.clone(),
+                component: c.component.clone(),
+                path: c.path.clone(),
+                missed: c.missed,
+                next,
+                // "scheduled" only marks when the node first saw the
+                // entry (the start for missed runs); nothing ran yet.
+                last_run: api
+                    .cron
+                    .last_run(&app, &crate::entry_id(c))
+                    .filter(|l| l.status != "scheduled"),
+            }
+        })
+        .collect();
+    Json(out).into_response()
+}

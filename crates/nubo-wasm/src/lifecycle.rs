@@ -1,0 +1,94 @@
+//! What a capability is told over a node's life, beside linking and
+//! granting: it opens its service, is (re)configured for each app, hears
+//! of the node's start and heartbeats, deletes a removed app's data and
+//! reports gauges. The node calls each hook on every capability in its
+//! list and knows none of them by name.
+
+use crate::HttpComponent;
+use nubo_plan::AppDef;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A future a capability hands back from a trait method.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// What a capability deleted of a removed app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deleted {
+    /// What it counts, plural (`keys`, `messages`); the key in the
+    /// control API's `purged` answer.
+    pub what: &'static str,
+    pub count: u64,
+}
+
+/// Why a capability could not delete a removed app's data.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot delete the removed app's {what}")]
+pub struct PurgeError {
+    pub what: &'static str,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl PurgeError {
+    pub fn new(what: &'static str, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            what,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// Where a capability opens its service.
+pub struct OpenEnv<'a> {
+    /// The node's state dir: an embedded backend keeps its files here.
+    pub state: &'a Path,
+    /// Bytes the embedded stores keep free on the state dir's disk.
+    pub disk_reserve: u64,
+    /// The machine's cores.
+    pub cores: usize,
+}
+
+/// Why a capability could not open its service; the node does not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the {capability} service")]
+pub struct OpenError {
+    pub capability: &'static str,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl OpenError {
+    pub fn new(
+        capability: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            capability,
+            source: source.into(),
+        }
+    }
+}
+
+/// An app as a capability configures itself for it.
+pub struct RunningApp<'a> {
+    pub name: &'a str,
+    /// Its definition; `None` once it is removed.
+    pub def: Option<&'a AppDef>,
+    /// Its running components (a stopped one is absent).
+    pub components: BTreeMap<String, HttpComponent>,
+}
+
+impl RunningApp<'_> {
+    /// Running component `name`.
+    pub fn component(&self, name: &str) -> Option<HttpComponent> {
+        self.components.get(name).cloned()
+    }
+}
+
+/// One line of the node's `/metrics`.
+pub struct Gauge {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub value: u64,
+}
