@@ -41,11 +41,11 @@ pub use listener::{
 #[cfg(feature = "server")]
 pub use mounts::{Mount, Mounts};
 #[cfg(feature = "server")]
-pub use router::{Publish, PublishError, Router, Target};
+pub use router::{Publish, PublishError, Publishers, Router, Target};
 #[cfg(feature = "server")]
 pub use server::{Gateway, serve};
 #[cfg(feature = "server")]
-pub use sockets::Feed;
+pub use sockets::{Feed, Feeds};
 #[cfg(feature = "server")]
 pub use static_files::StaticDir;
 

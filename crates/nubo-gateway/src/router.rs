@@ -19,6 +19,13 @@ pub trait Publish: Send + Sync {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, PublishError>> + Send + '_>>;
 }
 
+/// Makes the publisher of each queue route. The queue capability puts
+/// one in the node's services; the node finds it there for an app's
+/// `[[http]] queue = "…"` routes.
+pub trait Publishers: Send + Sync {
+    fn publisher(&self, app: &str, queue: &str) -> std::sync::Arc<dyn Publish>;
+}
+
 /// Why a publish from a route failed; the client gets `507` for the
 /// first, `500` for the second.
 #[derive(Debug, thiserror::Error)]

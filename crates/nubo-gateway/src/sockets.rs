@@ -39,6 +39,22 @@ pub trait Feed: Send + Sync {
     fn inbound(&self, message: Bytes) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 }
 
+/// Makes the feed of each SSE or WebSocket route. The pub/sub capability
+/// puts one in the node's services; the node finds it there for an app's
+/// topic routes.
+pub trait Feeds: Send + Sync {
+    /// The feed of `topics` of `app`; a WebSocket's messages go to
+    /// `inbound` (a component and the path they are `POST`ed to), and
+    /// `origins` may open it besides the request's own host.
+    fn feed(
+        &self,
+        app: &str,
+        topics: &[String],
+        inbound: Option<(nubo_wasm::HttpComponent, String)>,
+        origins: &[String],
+    ) -> Arc<dyn Feed>;
+}
+
 /// Every topic's messages as one stream; a lag becomes `None`-with-count.
 fn merged(
     feed: &dyn Feed,

@@ -162,20 +162,14 @@ impl Loader<'_> {
                         });
                     }
                 },
-                RouteTarget::Queue(q) => Target::Queue(Arc::new(nubo_queue::RoutePublisher {
-                    q: nubo_queue::QueueName {
-                        app: def.name.clone(),
-                        queue: q.clone(),
-                    },
-                    dispatcher: self.service(r, "queue dispatcher")?,
-                })),
-                RouteTarget::Sse { topics } => Target::Sse(Arc::new(nubo_pubsub::TopicFeed {
-                    hub: self.service(r, "pub/sub hub")?,
-                    app: def.name.clone(),
-                    topics: topics.clone(),
-                    inbound: None,
-                    origins: Vec::new(),
-                })),
+                RouteTarget::Queue(q) => Target::Queue(
+                    self.service::<Arc<dyn nubo_gateway::Publishers>>(r, "queue dispatcher")?
+                        .publisher(&def.name, q),
+                ),
+                RouteTarget::Sse { topics } => Target::Sse(
+                    self.service::<Arc<dyn nubo_gateway::Feeds>>(r, "pub/sub hub")?
+                        .feed(&def.name, topics, None, &[]),
+                ),
                 RouteTarget::WebSocket {
                     topics,
                     component,
@@ -191,13 +185,10 @@ impl Loader<'_> {
                             _ => None,
                         },
                     };
-                    Target::WebSocket(Arc::new(nubo_pubsub::TopicFeed {
-                        hub: self.service(r, "pub/sub hub")?,
-                        app: def.name.clone(),
-                        topics: topics.clone(),
-                        inbound,
-                        origins: origins.clone(),
-                    }))
+                    Target::WebSocket(
+                        self.service::<Arc<dyn nubo_gateway::Feeds>>(r, "pub/sub hub")?
+                            .feed(&def.name, topics, inbound, origins),
+                    )
                 }
                 RouteTarget::Static(files) => {
                     let site = |source| PrepareError::Site {

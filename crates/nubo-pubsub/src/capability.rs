@@ -62,6 +62,9 @@ impl nubo_wasm::Capability for PubSub {
                     .await
                     .map_err(|e| nubo_wasm::OpenError::new("pub/sub", e))?;
             }
+            let feeds: Arc<dyn nubo_gateway::Feeds> =
+                Arc::new(crate::feed::TopicFeeds(hub.clone()));
+            services.insert(feeds);
             services.insert(hub);
             Ok(())
         }))

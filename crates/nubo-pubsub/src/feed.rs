@@ -12,6 +12,27 @@ use tokio::sync::broadcast;
 /// Largest answer to a WebSocket message read (and thrown away), in bytes.
 const MAX_ANSWER: usize = 1 << 20;
 
+/// The feeds of topic routes, over one hub.
+pub struct TopicFeeds(pub Arc<crate::Hub>);
+
+impl nubo_gateway::Feeds for TopicFeeds {
+    fn feed(
+        &self,
+        app: &str,
+        topics: &[String],
+        inbound: Option<(HttpComponent, String)>,
+        origins: &[String],
+    ) -> Arc<dyn nubo_gateway::Feed> {
+        Arc::new(TopicFeed {
+            hub: self.0.clone(),
+            app: app.to_string(),
+            topics: topics.to_vec(),
+            inbound,
+            origins: origins.to_vec(),
+        })
+    }
+}
+
 pub struct TopicFeed {
     pub hub: Arc<crate::Hub>,
     pub app: String,

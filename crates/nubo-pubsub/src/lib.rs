@@ -24,7 +24,7 @@ mod host;
 pub mod nats;
 
 pub use capability::{PubSub, PubSubGrant};
-pub use feed::TopicFeed;
+pub use feed::{TopicFeed, TopicFeeds};
 
 use bytes::Bytes;
 use std::collections::HashMap;

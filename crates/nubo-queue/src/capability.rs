@@ -82,6 +82,9 @@ impl nubo_wasm::Capability for Queues {
             if let Some(c) = cluster {
                 dispatcher.wake_on(c.cluster.client().clone());
             }
+            let publishers: Arc<dyn nubo_gateway::Publishers> =
+                Arc::new(crate::dispatch::RoutePublishers(dispatcher.clone()));
+            services.insert(publishers);
             services.insert(dispatcher);
             Ok(())
         }))

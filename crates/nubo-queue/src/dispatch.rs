@@ -19,7 +19,7 @@ use nubo_wasm::{HttpComponent, Invocation};
 
 /// Why a delivery failed every message of its batch.
 #[derive(Debug, thiserror::Error)]
-enum DeliveryError {
+pub(crate) enum DeliveryError {
     /// The consumer's export ran and answered that it failed them.
     #[error("{0}")]
     Consumer(String),
@@ -115,20 +115,47 @@ impl Dispatcher {
                 tracing::warn!(app, queue = %name, "consumer `{}` is stopped: messages wait", spec.consumer);
                 continue;
             };
-            let job = Queue {
-                waker: self.waker(&q),
-                finished: Notify::new(),
-                retries: AtomicBool::new(true),
-                q,
-                spec: spec.clone(),
-                consumer,
-                backend: self.backend.clone(),
-            };
-            new.push(tokio::spawn(job.run()));
+            new.push(self.spawn(q, spec.clone(), Arc::new(ComponentConsumer(consumer))));
         }
         if !new.is_empty() {
             tasks.insert(app.to_string(), new);
         }
+    }
+}
+
+impl Dispatcher {
+    /// Starts delivering `q` to `consumer`.
+    fn spawn(
+        &self,
+        q: QueueName,
+        spec: QueueSpec,
+        consumer: Arc<dyn Consumer>,
+    ) -> tokio::task::JoinHandle<()> {
+        let job = Queue {
+            waker: self.waker(&q),
+            finished: Notify::new(),
+            retries: AtomicBool::new(true),
+            q,
+            spec,
+            consumer,
+            backend: self.backend.clone(),
+        };
+        tokio::spawn(job.run())
+    }
+}
+
+/// The publishers of queue routes, over one dispatcher.
+pub struct RoutePublishers(pub Arc<Dispatcher>);
+
+impl nubo_gateway::Publishers for RoutePublishers {
+    fn publisher(&self, app: &str, queue: &str) -> Arc<dyn nubo_gateway::Publish> {
+        Arc::new(RoutePublisher {
+            q: QueueName {
+                app: app.to_string(),
+                queue: queue.to_string(),
+            },
+            dispatcher: self.0.clone(),
+        })
     }
 }
 
@@ -166,10 +193,23 @@ impl nubo_gateway::Publish for RoutePublisher {
     }
 }
 
+/// Where a queue's deliveries go: the consumer component, or a stand-in
+/// in the dispatcher's tests.
+pub(crate) trait Consumer: Send + Sync + 'static {
+    /// Delivers `batch` of `q`; the messages the consumer failed, with
+    /// why. An error fails every message of the batch.
+    fn deliver<'a>(
+        &'a self,
+        q: &'a QueueName,
+        spec: &'a QueueSpec,
+        batch: &'a [Message],
+    ) -> nubo_wasm::BoxFuture<'a, Result<Vec<(u64, String)>, DeliveryError>>;
+}
+
 struct Queue {
     q: QueueName,
     spec: QueueSpec,
-    consumer: HttpComponent,
+    consumer: Arc<dyn Consumer>,
     backend: Arc<dyn QueueBackend>,
     /// Woken by a publish.
     waker: Arc<Notify>,
@@ -279,14 +319,15 @@ impl Queue {
     /// Delivers `batch` and settles each message: acknowledged, or failed
     /// with why (then retried later or dead-lettered).
     async fn deliver(&self, batch: Vec<Message>) {
-        let failed: Vec<(u64, String)> = match self.post(&batch).await {
-            Ok(failed) => failed,
-            Err(e) => {
-                // Kept with each message: what `nubo queues dead` shows.
-                let why = e.to_string();
-                batch.iter().map(|m| (m.id, why.clone())).collect()
-            }
-        };
+        let failed: Vec<(u64, String)> =
+            match self.consumer.deliver(&self.q, &self.spec, &batch).await {
+                Ok(failed) => failed,
+                Err(e) => {
+                    // Kept with each message: what `nubo queues dead` shows.
+                    let why = e.to_string();
+                    batch.iter().map(|m| (m.id, why.clone())).collect()
+                }
+            };
         let q = &self.q;
         let done: Vec<u64> = batch
             .iter()
@@ -320,7 +361,24 @@ impl Queue {
             tracing::error!(app = %q.app, queue = %q.queue, "cannot settle a delivery: {e}");
         }
     }
+}
 
+/// A consumer component: one call of its queue export if it has one,
+/// else one `POST` of the queue's path to its HTTP handler.
+struct ComponentConsumer(HttpComponent);
+
+impl Consumer for ComponentConsumer {
+    fn deliver<'a>(
+        &'a self,
+        q: &'a QueueName,
+        spec: &'a QueueSpec,
+        batch: &'a [Message],
+    ) -> nubo_wasm::BoxFuture<'a, Result<Vec<(u64, String)>, DeliveryError>> {
+        Box::pin(self.post(q, spec, batch))
+    }
+}
+
+impl ComponentConsumer {
     /// One `POST` of the queue's path to the consumer: its answer if 2xx.
     async fn post_http(
         &self,
@@ -338,11 +396,7 @@ impl Queue {
             body,
             max_answer: MAX_ANSWER,
         };
-        match self
-            .consumer
-            .post_internal(req, Invocation::request(id))
-            .await
-        {
+        match self.0.post_internal(req, Invocation::request(id)).await {
             Ok(a) if a.is_success() => Ok(a),
             Ok(a) => Err(DeliveryError::Status(a.status)),
             Err(e) => Err(DeliveryError::Post(e)),
@@ -351,25 +405,28 @@ impl Queue {
 
     /// One call of the consumer's queue export, or else one `POST`, for
     /// the batch; the messages the consumer failed.
-    async fn post(&self, batch: &[Message]) -> Result<Vec<(u64, String)>, DeliveryError> {
+    async fn post(
+        &self,
+        q: &QueueName,
+        spec: &QueueSpec,
+        batch: &[Message],
+    ) -> Result<Vec<(u64, String)>, DeliveryError> {
         let first = batch.first().map(|m| (m.id, m.attempt)).unwrap_or_default();
         let id = match batch.len() {
             1 => format!("queue-{}-{}", first.0, first.1),
             n => format!("queue-{}-{}+{}", first.0, first.1, n - 1),
         };
-        if let Some(outcome) =
-            crate::export::deliver(&self.consumer, &self.q.queue, batch, &id).await
-        {
+        if let Some(outcome) = crate::export::deliver(&self.0, &q.queue, batch, &id).await {
             return match outcome {
                 Ok(answer) => answer.map_err(DeliveryError::Consumer),
                 Err(e) => Err(DeliveryError::Run(e)),
             };
         }
-        let (app, path) = (&self.q.app, &self.spec.path);
-        let queue = ("nubo-queue", self.q.queue.clone());
+        let (app, path) = (&q.app, &spec.path);
+        let queue = ("nubo-queue", q.queue.clone());
         match batch {
             // `batch_size = 1`: the body is the message's own.
-            [m] if self.spec.batch_size <= 1 => {
+            [m] if spec.batch_size <= 1 => {
                 let headers = [
                     queue,
                     ("nubo-message-id", m.id.to_string()),
@@ -392,3 +449,7 @@ impl Queue {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "dispatch_tests.rs"]
+mod tests;

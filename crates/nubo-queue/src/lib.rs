@@ -9,7 +9,8 @@
 //! (`nubo:platform/queue`, since WASI has no queue interface). The
 //! [`Dispatcher`] delivers messages to their consumers, through the
 //! consumer's export ([`export`]) or over HTTP; a queue route of the
-//! gateway publishes through a [`RoutePublisher`].
+//! gateway publishes through a [`RoutePublishers`], which the capability
+//! puts in the node's services.
 
 //!
 //! The message types and the batch wire format ([`batch`]) build without
@@ -42,7 +43,7 @@ pub(crate) use backend::{Quotas, check_body};
 #[cfg(feature = "runtime")]
 pub use capability::{QueueGrant, Queues};
 #[cfg(feature = "runtime")]
-pub use dispatch::{Dispatcher, RoutePublisher};
+pub use dispatch::{Dispatcher, RoutePublisher, RoutePublishers};
 #[cfg(feature = "runtime")]
 pub use nats::NatsQueue;
 #[cfg(feature = "runtime")]
