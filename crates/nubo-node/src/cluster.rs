@@ -12,6 +12,7 @@
 use crate::content::ContentStore;
 use crate::live::LiveApp;
 use crate::node::{ChangeError, Node};
+use crate::store::StoreError;
 use nubo_cluster::{AppRecord, Cluster, Heartbeat};
 use nubo_plan::{AppDef, Step};
 use std::collections::BTreeMap;
@@ -124,6 +125,41 @@ impl Member {
     }
 }
 
+/// Why a revision the cluster shares could not be taken up; nothing of it
+/// changed on this node. The heartbeat reports it as the app's failure.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AdoptError {
+    #[error("not in a cluster")]
+    NotInCluster,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the shared definition does not parse: {0}")]
+    Parse(#[source] serde_json::Error),
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::SealError),
+    #[error("cannot fetch content {digest} from the cluster: {source}")]
+    Fetch {
+        digest: String,
+        #[source]
+        source: nubo_cluster::ClusterError,
+    },
+    #[error(transparent)]
+    Content(#[from] crate::content::ContentError),
+    #[error("the definition is invalid: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+    #[error(transparent)]
+    Prepare(#[from] crate::live::PrepareError),
+    #[error(transparent)]
+    Mount(ChangeError),
+}
+
+/// Why a node could not join its cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("cannot read the cluster's apps: {0}")]
+    Cluster(#[from] nubo_cluster::ClusterError),
+}
+
 impl Node {
     /// Loads and switches to `record` if it is newer than what this node
     /// has; `Ok(false)` if it was not. On error nothing changed.
@@ -131,12 +167,9 @@ impl Node {
         &self,
         apps: &mut BTreeMap<String, LiveApp>,
         record: &AppRecord,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, AdoptError> {
         let app = record.app.as_str();
-        let last = self
-            .lock_store()
-            .last_revision(app)
-            .map_err(|e| e.to_string())?;
+        let last = self.lock_store().last_revision(app)?;
         if record.revision <= last {
             return Ok(false);
         }
@@ -145,41 +178,33 @@ impl Node {
             .clone()
             .map(serde_json::from_value)
             .transpose()
-            .map_err(|e| format!("the shared definition does not parse: {e}"))?;
+            .map_err(AdoptError::Parse)?;
         let Some(member) = &self.cluster else {
-            return Err("not in a cluster".into());
+            return Err(AdoptError::NotInCluster);
         };
-        let def = def
-            .map(|d| member.secrets.open(d))
-            .transpose()
-            .map_err(|e| e.to_string())?;
+        let def = def.map(|d| member.secrets.open(d)).transpose()?;
         let live = match &def {
             Some(def) => {
                 self.fetch_content(def).await?;
                 nubo_plan::validate(def, |d| self.content.has(d), &self.runtime.grant_keys())
-                    .map_err(|e| e.join("; "))?;
+                    .map_err(AdoptError::Invalid)?;
                 let current = apps.get(app);
                 let rev = current.map(|a| a.revision).unwrap_or(0);
-                let prepared = self
-                    .loader()
-                    .prepare(rev, def, current)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Node::check_mount(apps, app, &prepared).map_err(|e| e.to_string())?;
+                let prepared = self.loader().prepare(rev, def, current).await?;
+                Node::check_mount(apps, app, &prepared).map_err(AdoptError::Mount)?;
                 Some(prepared)
             }
             None => None,
         };
         self.lock_store()
-            .adopt(app, record.revision, record.at, def.as_ref(), &record.steps)
-            .map_err(|e| e.to_string())?;
+            .adopt(app, record.revision, record.at, def.as_ref(), &record.steps)?;
         self.install(apps, app, live, record.revision);
         tracing::info!(app, revision = record.revision, "adopted from the cluster");
         Ok(true)
     }
 
     /// Copies what `def` names and this node lacks from the cluster.
-    async fn fetch_content(&self, def: &AppDef) -> Result<(), String> {
+    async fn fetch_content(&self, def: &AppDef) -> Result<(), AdoptError> {
         let Some(member) = &self.cluster else {
             return Ok(());
         };
@@ -191,10 +216,11 @@ impl Node {
                 .cluster
                 .get_content(&digest)
                 .await
-                .map_err(|e| e.to_string())?;
-            self.content
-                .put(&digest, &bytes)
-                .map_err(|e| e.to_string())?;
+                .map_err(|source| AdoptError::Fetch {
+                    digest: digest.clone(),
+                    source,
+                })?;
+            self.content.put(&digest, &bytes)?;
         }
         Ok(())
     }
@@ -224,7 +250,7 @@ impl Node {
         self: &Arc<Self>,
         http: SocketAddr,
         control: SocketAddr,
-    ) -> Result<(), String> {
+    ) -> Result<(), JoinError> {
         let _ = self.addrs.set((http.to_string(), control.to_string()));
         let Some(member) = &self.cluster else {
             return Ok(());
@@ -238,12 +264,7 @@ impl Node {
                 .collect()
         };
         for (name, revision, def) in local {
-            if cluster
-                .app(&name)
-                .await
-                .map_err(|e| e.to_string())?
-                .is_none()
-            {
+            if cluster.app(&name).await?.is_none() {
                 match member
                     .publish(&self.content, &name, revision, Some(&def), &[], None)
                     .await
@@ -273,22 +294,17 @@ impl Node {
     }
 
     /// Adopts every app's shared revision that is newer than this node's.
-    async fn resync(&self) -> Result<(), String> {
+    async fn resync(&self) -> Result<(), nubo_cluster::ClusterError> {
         let Some(member) = &self.cluster else {
             return Ok(());
         };
-        for name in member
-            .cluster
-            .app_names()
-            .await
-            .map_err(|e| e.to_string())?
-        {
+        for name in member.cluster.app_names().await? {
             match member.cluster.app(&name).await {
                 Ok(Some((_, record))) => self.adopt_logged(&record).await,
                 Ok(None) => {}
                 // A forged record changes nothing here; the others go on.
                 Err(nubo_cluster::ClusterError::Unauthenticated(e)) => tracing::warn!("{e}"),
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e),
             }
         }
         Ok(())

@@ -24,7 +24,7 @@ pub mod token;
 
 pub use api::{MARKER as API_MARKER, OPENAPI, router as control_router};
 pub use capabilities::{capabilities, grant_keys};
-pub use cluster::ClusterJoin;
+pub use cluster::{ClusterJoin, JoinError};
 pub use logs::LogLine;
 pub use node::{ChangeError, Changed, Node, NodeError, NodeOptions};
 pub use nubo_cluster::{Cluster, ClusterKey, ClusterOptions, NatsAuth};

@@ -71,7 +71,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
             .map_err(|e| CliError::new(e.to_string()))?;
         node.started(running.http, running.control)
             .await
-            .map_err(CliError::new)?;
+            .map_err(|e| CliError::new(e.to_string()))?;
         let client = Client::new(
             format!("http://{}", running.control),
             node.token().to_string(),
