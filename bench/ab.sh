@@ -53,13 +53,6 @@ trap 'kill "$NATS_PID" 2>/dev/null || true; stop_all; rm -rf "$WORK"' EXIT
 wait_port 3502
 
 ADDR=127.0.0.1:3500; CONTROL=127.0.0.1:3501
-# serve BIN DIR: a node of BIN serving app DIR, fresh state each time.
-serve() {
-  rm -rf "$WORK/state"
-  NUBO_LOG=warn "$1" up "$2" --no-build --listen "$ADDR" --control "$CONTROL" --state "$WORK/state" >"$WORK/node.log" 2>&1 &
-  PIDS+=("$!")
-  wait_for curl -sf "http://$ADDR/${3:-}"
-}
 # serve_app BIN DIR APP: like serve, for an app with no route to GET; up
 # once the control API lists the app.
 serve_app() {

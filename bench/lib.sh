@@ -96,3 +96,12 @@ clear_latencies() {
     done
   done
 }
+
+# serve BIN DIR [PATH]: a node of BIN serving app DIR on $ADDR (control
+# API on $CONTROL), fresh state each time; up once GET PATH answers.
+serve() {
+  rm -rf "$WORK/state"
+  NUBO_LOG=warn "$1" up "$2" --no-build --listen "$ADDR" --control "$CONTROL" --state "$WORK/state" >"$WORK/node.log" 2>&1 &
+  PIDS+=("$!")
+  wait_for curl -sf "http://$ADDR/${3:-}"
+}
