@@ -1,11 +1,12 @@
-//! The allowed values of every numeric setting, in one place.
+//! The allowed values of every setting checked on its own (the numeric
+//! ones, queue and cron paths, schedules), in one place.
 //!
 //! `nubo check` reads them from `nubo.toml` (with the line and column of a
 //! value out of range) and the control API reads them from a definition
 //! sent as JSON (`nubo-plan`'s validator); both ask the tables here, so
 //! the two can never accept different definitions.
 
-use crate::{Limits, QueueSpec, QuotasSpec, TasksSpec};
+use crate::{CronSpec, Limits, QueueSpec, QuotasSpec, Schedule, TasksSpec};
 
 /// One numeric setting: its key and its inclusive bounds.
 #[derive(Debug, Clone, Copy)]
@@ -118,9 +119,50 @@ impl QuotasSpec {
     }
 }
 
+/// A path a cron entry may `POST` to: absolute, without whitespace or
+/// control characters (a query is allowed).
+pub fn is_cron_path(path: &str) -> bool {
+    path.starts_with('/') && !path.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+impl CronSpec {
+    /// Every problem of the entry on its own: its schedule in its time
+    /// zone, and its path. (Whether its component exists, and whether
+    /// another entry is the same, depend on the rest of the app.)
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Err(e) = Schedule::parse(&self.schedule, &self.timezone) {
+            out.push(e.to_string());
+        }
+        if !is_cron_path(&self.path) {
+            out.push(format!(
+                "invalid cron path `{}`: an absolute path without spaces, like \"/tasks/cleanup\"",
+                self.path
+            ));
+        }
+        out
+    }
+
+    /// Whether `other` runs the same thing at the same times: the same
+    /// schedule, component and path (one of them is redundant).
+    pub fn same_run(&self, other: &CronSpec) -> bool {
+        self.schedule == other.schedule
+            && self.component == other.component
+            && self.path == other.path
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cron_path_is_absolute_without_whitespace_or_control_characters() {
+        assert!(is_cron_path("/tasks/cleanup?all=1"));
+        for bad in ["tasks", "/a b", "/a\r\nHost: x", "/a\t"] {
+            assert!(!is_cron_path(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn defaults_are_in_range() {

@@ -415,10 +415,8 @@ fn crons(raw: &RawManifest, r: &mut Reporter<'_>) -> Vec<CronSpec> {
             .as_ref()
             .map(|p| p.get_ref().clone())
             .unwrap_or_else(|| "/".into());
-        let bad_path =
-            !path.starts_with('/') || path.chars().any(|ch| ch.is_whitespace() || ch.is_control());
         if let Some(p) = &c.path
-            && bad_path
+            && !ranges::is_cron_path(&path)
         {
             r.error_hint(
                 p.span(),
@@ -447,9 +445,7 @@ fn crons(raw: &RawManifest, r: &mut Reporter<'_>) -> Vec<CronSpec> {
             timezone,
             missed,
         };
-        if out.iter().any(|o| {
-            o.schedule == spec.schedule && o.component == spec.component && o.path == spec.path
-        }) {
+        if out.iter().any(|o| o.same_run(&spec)) {
             r.error(
                 c.schedule.span(),
                 "the same schedule, component and path are declared twice",

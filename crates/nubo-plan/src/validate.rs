@@ -168,9 +168,10 @@ pub fn validate(
             errs.push(format!("queue `{name}`: {p}"));
         }
     }
-    for c in &app.crons {
-        if let Err(e) = nubo_manifest::Schedule::parse(&c.schedule, &c.timezone) {
-            errs.push(format!("cron: {e}"));
+    for (i, c) in app.crons.iter().enumerate() {
+        // The same rules `nubo check` applies ([`nubo_manifest::ranges`]).
+        for p in c.problems() {
+            errs.push(format!("cron `{}`: {p}", c.schedule));
         }
         if !app.components.contains_key(&c.component) {
             errs.push(format!(
@@ -178,10 +179,10 @@ pub fn validate(
                 c.schedule, c.component
             ));
         }
-        if !c.path.starts_with('/') {
+        if app.crons[..i].iter().any(|o| o.same_run(c)) {
             errs.push(format!(
-                "cron `{}`: path `{}` must start with `/`",
-                c.schedule, c.path
+                "cron `{}`: the same schedule, component and path are declared twice",
+                c.schedule
             ));
         }
     }
@@ -218,6 +219,37 @@ fn is_safe_relative(p: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `nubo check` refuses in `[[cron]]`, the control API refuses
+    /// too: a path with a space or a line break, and an entry twice.
+    #[test]
+    fn cron_entries_obey_the_rules_of_nubo_check() {
+        let mut app = AppDef::new("a".to_string());
+        app.components.insert(
+            "web".into(),
+            crate::model::ComponentDef::new("0".repeat(64)),
+        );
+        let entry = |path: &str| nubo_manifest::CronSpec {
+            schedule: "*/5 * * * *".into(),
+            component: "web".into(),
+            path: path.into(),
+            timezone: "UTC".into(),
+            missed: nubo_manifest::Missed::Skip,
+        };
+        app.crons = vec![entry("/ok")];
+        assert_eq!(validate(&app, |_| true, &[]), Ok(()));
+        app.crons = vec![
+            entry("/a b"),
+            entry("/a\r\nx: y"),
+            entry("/ok"),
+            entry("/ok"),
+        ];
+        let errs = validate(&app, |_| true, &[]).unwrap_err();
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(errs[0].contains("invalid cron path `/a b`"), "{errs:?}");
+        assert!(errs[1].contains("invalid cron path"), "{errs:?}");
+        assert!(errs[2].contains("declared twice"), "{errs:?}");
+    }
 
     #[test]
     fn settings_out_of_range_are_named_with_their_table() {
