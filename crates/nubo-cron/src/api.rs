@@ -41,38 +41,42 @@ async fn list(State(api): State<Api>, Path(app): Path<String>) -> Response {
         Ok(def) => def,
         Err(r) => return r,
     };
-    let out: Vec<CronStatus> = def
-        .crons
-        .iter()
-        .map(|c| {
-            let mut next = Vec::new();
-            if let Ok(s) = nubo_manifest::Schedule::parse(&c.schedule, &c.timezone) {
-                let mut t = chrono::Utc::now();
-                for _ in 0..3 {
-                    match s.next_after(t) {
-                        Some(n) => {
-                            next.push(n);
-                            t = n;
-                        }
-                        None => break,
-                    }
-                }
-            }
-            CronStatus {
-                schedule: c.schedule.clone(),
-                timezone: c.timezone.clone(),
-                component: c.component.clone(),
-                path: c.path.clone(),
-                missed: c.missed,
-                next,
-                // "scheduled" only marks when the node first saw the
-                // entry (the start for missed runs); nothing ran yet.
-                last_run: api
-                    .cron
-                    .last_run(&app, &crate::entry_id(c))
-                    .filter(|l| l.status != "scheduled"),
-            }
-        })
-        .collect();
+    let mut out = Vec::new();
+    for c in &def.crons {
+        // "scheduled" only marks when the node first saw the entry (the
+        // start for missed runs); nothing ran yet.
+        let last_run = api
+            .cron
+            .last_run(&app, &crate::entry_id(c))
+            .await
+            .filter(|l| l.status != "scheduled");
+        out.push(CronStatus {
+            schedule: c.schedule.clone(),
+            timezone: c.timezone.clone(),
+            component: c.component.clone(),
+            path: c.path.clone(),
+            missed: c.missed,
+            next: next_three(c),
+            last_run,
+        });
+    }
     Json(out).into_response()
+}
+
+/// The entry's next three run times (none if its schedule does not parse).
+fn next_three(c: &nubo_manifest::CronSpec) -> Vec<chrono::DateTime<chrono::Utc>> {
+    let mut next = Vec::new();
+    if let Ok(s) = nubo_manifest::Schedule::parse(&c.schedule, &c.timezone) {
+        let mut t = chrono::Utc::now();
+        for _ in 0..3 {
+            match s.next_after(t) {
+                Some(n) => {
+                    next.push(n);
+                    t = n;
+                }
+                None => break,
+            }
+        }
+    }
+    next
 }

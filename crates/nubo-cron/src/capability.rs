@@ -70,6 +70,7 @@ impl Capability for Cron {
         Some(Box::pin(async move {
             let count = cron
                 .forget(app)
+                .await
                 .map_err(|e| PurgeError::new("cron_runs", e))?;
             Ok(Deleted {
                 what: "cron_runs",

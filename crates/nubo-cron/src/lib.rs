@@ -21,8 +21,9 @@ pub use capability::Cron;
 
 use chrono::{DateTime, Utc};
 use nubo_manifest::{CronSpec, Missed, Schedule};
+use nubo_sqlite::{DbError, SharedDb};
 use nubo_wasm::HttpComponent;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -42,7 +43,7 @@ pub struct LastRun {
 type RunLock = Arc<tokio::sync::Mutex<()>>;
 
 pub struct Scheduler {
-    db: Mutex<Connection>,
+    db: SharedDb,
     /// One lock per (app, entry), kept across revisions.
     locks: Mutex<HashMap<(String, String), RunLock>>,
     /// The running tasks of each app; replaced on every revision.
@@ -60,8 +61,9 @@ impl Scheduler {
     pub fn open(path: &Path) -> Result<Self, nubo_sqlite::DbError> {
         // A lost last-run time only means a missed run is run (or skipped)
         // once more, so commits need not be synced one by one.
-        let db = nubo_sqlite::open(path, nubo_sqlite::Synchronous::Normal)?;
-        db.execute_batch(
+        let db = SharedDb::open(
+            path,
+            "cron",
             "CREATE TABLE IF NOT EXISTS runs (
                  app TEXT NOT NULL,
                  entry TEXT NOT NULL,
@@ -69,50 +71,64 @@ impl Scheduler {
                  status TEXT NOT NULL,
                  PRIMARY KEY (app, entry)
              );",
+            nubo_sqlite::Synchronous::Normal,
         )?;
         Ok(Self {
-            db: Mutex::new(db),
+            db,
             locks: Mutex::new(HashMap::new()),
             tasks: Mutex::new(HashMap::new()),
             cluster: std::sync::OnceLock::new(),
         })
     }
 
-    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.db.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn last_run(&self, app: &str, entry: &str) -> Option<LastRun> {
-        self.db()
-            .query_row(
-                "SELECT scheduled_at, status FROM runs WHERE app = ?1 AND entry = ?2",
-                params![app, entry],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-            )
-            .optional()
-            .ok()
-            .flatten()
-            .and_then(|(ms, status)| {
-                Some(LastRun {
-                    scheduled_at: DateTime::from_timestamp_millis(ms)?,
-                    status,
-                })
+    /// The last run of `entry` of `app`, if one was recorded.
+    pub async fn last_run(&self, app: &str, entry: &str) -> Option<LastRun> {
+        let (app, entry) = (app.to_string(), entry.to_string());
+        let row = self
+            .db
+            .quick(move |db| {
+                db.query_row(
+                    "SELECT scheduled_at, status FROM runs WHERE app = ?1 AND entry = ?2",
+                    params![app, entry],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+                )
+                .optional()
+                .map_err(DbError::from)
             })
+            .await;
+        let (ms, status) = row.ok().flatten()?;
+        Some(LastRun {
+            scheduled_at: DateTime::from_timestamp_millis(ms)?,
+            status,
+        })
     }
 
-    /// Forgets every run of `app` (the app was removed).
-    pub fn forget(&self, app: &str) -> Result<u64, rusqlite::Error> {
-        self.db()
-            .execute("DELETE FROM runs WHERE app = ?1", params![app])
-            .map(|n| n as u64)
+    /// Forgets every run of `app` (the app was removed); how many entries
+    /// had one.
+    pub async fn forget(&self, app: &str) -> Result<u64, DbError> {
+        let app = app.to_string();
+        self.db
+            .slow(move |db| {
+                db.execute("DELETE FROM runs WHERE app = ?1", params![app])
+                    .map(|n| n as u64)
+                    .map_err(DbError::from)
+            })
+            .await
     }
 
-    fn record(&self, app: &str, entry: &str, at: DateTime<Utc>, status: &str) {
-        let r = self.db().execute(
-            "INSERT INTO runs (app, entry, scheduled_at, status) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (app, entry) DO UPDATE SET scheduled_at = ?3, status = ?4",
-            params![app, entry, at.timestamp_millis(), status],
-        );
+    async fn record(&self, app: &str, entry: &str, at: DateTime<Utc>, status: &str) {
+        let (a, entry, status) = (app.to_string(), entry.to_string(), status.to_string());
+        let r = self
+            .db
+            .quick(move |db| {
+                db.execute(
+                    "INSERT INTO runs (app, entry, scheduled_at, status) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (app, entry) DO UPDATE SET scheduled_at = ?3, status = ?4",
+                    params![a, entry, at.timestamp_millis(), status],
+                )
+                .map_err(DbError::from)
+            })
+            .await;
         if let Err(e) = r {
             tracing::warn!(app, "cannot record a cron run: {e}");
         }
@@ -199,8 +215,8 @@ impl Job {
     async fn run(self) {
         let s = &self.scheduler;
         let now = Utc::now();
-        match s.last_run(&self.app, &self.entry) {
-            None => s.record(&self.app, &self.entry, now, "scheduled"),
+        match s.last_run(&self.app, &self.entry).await {
+            None => s.record(&self.app, &self.entry, now, "scheduled").await,
             Some(last) => {
                 let missed = self
                     .schedule
@@ -271,13 +287,15 @@ impl Job {
             Ok(false) => {
                 tracing::debug!(app = %self.app, schedule = %self.spec.schedule, "another node runs this one");
                 self.scheduler
-                    .record(&self.app, &self.entry, at, "ran on another node");
+                    .record(&self.app, &self.entry, at, "ran on another node")
+                    .await;
                 return;
             }
             Err(e) => {
                 tracing::warn!(app = %self.app, schedule = %self.spec.schedule, "run skipped: cannot take its lease: {e}");
                 self.scheduler
-                    .record(&self.app, &self.entry, at, "skipped: cluster unavailable");
+                    .record(&self.app, &self.entry, at, "skipped: cluster unavailable")
+                    .await;
                 return;
             }
         }
@@ -292,7 +310,7 @@ impl Job {
                 Some(c) => invoke(&c, &spec, &app, at).await,
             };
             tracing::info!(app = %app, schedule = %spec.schedule, component = %spec.component, "cron run: {status}");
-            scheduler.record(&app, &entry, at, &status);
+            scheduler.record(&app, &entry, at, &status).await;
         });
         let _ = run.await;
     }

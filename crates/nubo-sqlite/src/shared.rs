@@ -1,5 +1,5 @@
 //! One connection behind a lock, for a service whose calls each commit on
-//! their own (key-value stores, blob metadata).
+//! their own (key-value stores, blob metadata, cron's last runs).
 //!
 //! The lock must never make a tokio worker wait: with two workers, two
 //! callers waiting behind one long batch would stop every request the
