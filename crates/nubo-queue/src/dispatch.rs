@@ -343,13 +343,20 @@ impl Queue {
                 continue;
             };
             let dead = m.attempt >= self.spec.max_attempts;
-            if dead {
-                tracing::warn!(app = %q.app, queue = %q.queue, id = m.id, attempts = m.attempt, "dead-lettered: {why}");
-            } else {
-                tracing::info!(app = %q.app, queue = %q.queue, id = m.id, attempt = m.attempt, "delivery failed, will retry: {why}");
-            }
             let retry = backoff_ms(self.spec.backoff_ms, m.attempt);
-            results.push(self.backend.fail(q, m.id, why, retry, dead).await);
+            let stored = self.backend.fail(q, m.id, why, retry, dead).await;
+            // Said once it is so: whoever reads the log finds the message
+            // dead or due again.
+            match (&stored, dead) {
+                (Err(_), _) => {}
+                (Ok(()), true) => {
+                    tracing::warn!(app = %q.app, queue = %q.queue, id = m.id, attempts = m.attempt, "dead-lettered: {why}");
+                }
+                (Ok(()), false) => {
+                    tracing::info!(app = %q.app, queue = %q.queue, id = m.id, attempt = m.attempt, "delivery failed, will retry: {why}");
+                }
+            }
+            results.push(stored);
         }
         if !failed.is_empty() || results.iter().any(Result::is_err) {
             // A retry is scheduled, or a lease runs out later.
