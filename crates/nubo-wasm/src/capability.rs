@@ -1,12 +1,13 @@
-//! The interface a capability implements to plug into the runtime.
+//! The interface a capability implements to plug into the runtime and the
+//! node.
 //!
-//! The runtime knows no capability by name. A capability (key-value,
-//! blobs, queues, tasks, …) is a crate that implements [`Capability`] to
-//! add its host interfaces to the node's linker once, and [`Grant`] to
-//! give each new instance of a component the state its `nubo.toml` grant
-//! allows. That state lives in the instance's [`Host`] beside everyone
-//! else's, found by its type: a host function reaches its own with
-//! [`Host::state`] and can see no other capability's.
+//! The runtime and the node know no capability by name. A capability
+//! (key-value, blobs, queues, tasks, cron, …) is a crate that implements
+//! [`Capability`] to add its host interfaces to the node's linker once,
+//! and [`Grant`] to give each new instance of a component the state its
+//! `nubo.toml` grant allows. That state lives in the instance's [`Host`]
+//! beside everyone else's, found by its type: a host function reaches its
+//! own with [`Host::state`] and can see no other capability's.
 //!
 //! Why by type and not a field per capability: wasmtime's generated
 //! `add_to_linker` takes a plain function pointer from the store's data to
@@ -14,6 +15,11 @@
 //! known at compile time by the capability's crate alone. An instance
 //! holds one entry per capability its component is granted, so the lookup
 //! is a scan of a handful of `TypeId`s.
+//!
+//! The same trait's hooks (their types are in `lifecycle.rs`) let it open
+//! its service into the node's [`Services`], follow each app as it is
+//! loaded, changed and removed, serve its control-API routes and delete a
+//! removed app's data; every hook has a default that does nothing.
 //!
 //! [`Host`]: crate::Host
 //! [`Host::state`]: crate::Host::state
@@ -27,8 +33,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use wasmtime::component::Linker;
 
-/// A capability's part of the runtime: the host interfaces it links, and
-/// how a component is granted it.
+/// A capability's part of the runtime and the node: the host interfaces
+/// it links, how a component is granted it, and the hooks by which the
+/// node opens, configures, routes to and purges it.
 pub trait Capability: Send + Sync + 'static {
     /// Its name in logs and errors (`key-value`, `tasks`).
     fn name(&self) -> &'static str;
