@@ -43,10 +43,21 @@ pub(crate) fn caused_transiently(e: &(dyn StdError + 'static)) -> bool {
         } else if let Some(e) = e.downcast_ref::<jetstream::context::RequestError>() {
             matches!(e.kind(), JsRequest::TimedOut | JsRequest::NoResponders)
         } else if let Some(e) = e.downcast_ref::<jetstream::context::PublishError>() {
+            // A publish nobody answered is reported as "stream not found":
+            // what a stream whose leader is being elected looks like.
             matches!(
                 e.kind(),
-                PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe
+                PublishErrorKind::TimedOut
+                    | PublishErrorKind::BrokenPipe
+                    | PublishErrorKind::StreamNotFound
             )
+        } else if let Some(e) = e.downcast_ref::<stream::DirectGetError>() {
+            // A direct get nobody can serve yet answers 503.
+            match e.kind() {
+                stream::DirectGetErrorKind::TimedOut => true,
+                stream::DirectGetErrorKind::ErrorResponse(status, _) => status.as_u16() == 503,
+                _ => false,
+            }
         } else if let Some(e) = e.downcast_ref::<std::io::Error>() {
             e.kind() == std::io::ErrorKind::TimedOut
         } else {
@@ -142,6 +153,26 @@ mod tests {
             jetstream::context::PublishError::new(jetstream::context::PublishErrorKind::TimedOut);
         let put = kv::PutError::with_source(kv::PutErrorKind::Publish, publish);
         assert!(put.is_transient());
+        // A publish nobody answered (a leader being elected).
+        let unanswered = jetstream::context::PublishError::new(
+            jetstream::context::PublishErrorKind::StreamNotFound,
+        );
+        let put = kv::PutError::with_source(kv::PutErrorKind::Publish, unanswered);
+        assert!(put.is_transient());
+        // A direct get nobody can serve yet, and one that is refused.
+        let status = |code: u16| async_nats::StatusCode::from_u16(code).expect("a status");
+        let unavailable = stream::DirectGetError::new(stream::DirectGetErrorKind::ErrorResponse(
+            status(503),
+            "no leader".into(),
+        ));
+        let get = kv::EntryError::with_source(kv::EntryErrorKind::Other, unavailable);
+        assert!(get.is_transient());
+        let refused = stream::DirectGetError::new(stream::DirectGetErrorKind::ErrorResponse(
+            status(400),
+            "bad request".into(),
+        ));
+        let get = kv::EntryError::with_source(kv::EntryErrorKind::Other, refused);
+        assert!(!get.is_transient());
         let nobody = async_nats::RequestError::new(async_nats::RequestErrorKind::NoResponders);
         let other = kv::EntryError::with_source(kv::EntryErrorKind::Other, nobody);
         assert!(other.is_transient());
