@@ -30,7 +30,7 @@ impl Api {
 
 const CONTAINERS: Declared = Declared {
     noun: "blob container",
-    declared_by: "blob_containers",
+    declared_by: crate::capability::GRANT_KEY,
     names: |def| Declared::granted(def, crate::capability::GRANT_KEY),
 };
 

@@ -17,13 +17,6 @@ impl Capability for Cron {
         "cron"
     }
 
-    fn link(
-        &self,
-        _linker: &mut wasmtime::component::Linker<nubo_wasm::Host>,
-    ) -> wasmtime::Result<()> {
-        Ok(())
-    }
-
     /// `cron.db` in the state dir, for each entry's last run; in a
     /// cluster, runs are leased so that one node runs each.
     fn open<'a>(

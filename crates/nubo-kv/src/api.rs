@@ -29,7 +29,7 @@ impl Api {
 
 const STORES: Declared = Declared {
     noun: "key-value store",
-    declared_by: "key_value_stores",
+    declared_by: crate::capability::GRANT_KEY,
     names: |def| Declared::granted(def, crate::capability::GRANT_KEY),
 };
 

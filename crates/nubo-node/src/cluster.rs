@@ -324,13 +324,17 @@ impl Node {
             return;
         }
         *member.last_beat.lock().unwrap_or_else(|p| p.into_inner()) = sent;
-        // What the nodes whose heartbeat expired ran goes to the others.
-        if let Ok(members) = member.cluster.members(nubo_sqlite::now_ms() as u64).await {
-            let live = members.into_iter().map(|m| m.heartbeat.id).collect();
-            for c in self.runtime.capabilities() {
-                if let Some(beat) = c.heartbeat(&self.services, &live) {
-                    beat.await;
-                }
+        // What the nodes whose heartbeat expired ran goes to the others;
+        // a fenced node takes work again whether or not the list was read.
+        let live: Option<std::collections::HashSet<String>> = member
+            .cluster
+            .members(nubo_sqlite::now_ms() as u64)
+            .await
+            .ok()
+            .map(|members| members.into_iter().map(|m| m.heartbeat.id).collect());
+        for c in self.runtime.capabilities() {
+            if let Some(beat) = c.heartbeat(&self.services, live.as_ref()) {
+                beat.await;
             }
         }
     }

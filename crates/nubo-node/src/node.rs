@@ -76,7 +76,7 @@ pub enum NodeError {
     Runtime(#[from] nubo_wasm::LoadError),
     #[error(transparent)]
     Open(#[from] nubo_wasm::OpenError),
-    #[error("cannot derive the cluster's secrets key")]
+    #[error("cannot derive the cluster's secrets key: {0}")]
     ClusterKey(#[source] std::io::Error),
 }
 

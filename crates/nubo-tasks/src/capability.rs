@@ -150,12 +150,14 @@ impl nubo_wasm::Capability for DurableTasks {
     fn heartbeat<'a>(
         &'a self,
         services: &'a nubo_wasm::Services,
-        members: &'a std::collections::HashSet<String>,
+        members: Option<&'a std::collections::HashSet<String>>,
     ) -> Option<nubo_wasm::BoxFuture<'a, ()>> {
         let runner = services.get::<Arc<TaskRunner>>()?;
         Some(Box::pin(async move {
             runner.unfence().await;
-            runner.sweep(members).await;
+            if let Some(members) = members {
+                runner.sweep(members).await;
+            }
         }))
     }
 

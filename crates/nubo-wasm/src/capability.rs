@@ -51,7 +51,12 @@ pub trait Capability: Send + Sync + 'static {
     /// Adds its host interfaces to the node's linker. Every component is
     /// linked against all of them; what an instance may do is decided by
     /// the state its [`Grant`] put in it.
-    fn link(&self, linker: &mut Linker<Host>) -> wasmtime::Result<()>;
+    /// The default links nothing: a capability that only calls
+    /// components' exports (cron) has no interface of its own.
+    fn link(&self, linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+        let _ = linker;
+        Ok(())
+    }
 
     /// The grant of `names` (the list under [`Capability::grant_key`]) to
     /// one component, built from the node's running services.
@@ -115,11 +120,11 @@ pub trait Capability: Send + Sync + 'static {
     }
 
     /// This node wrote its heartbeat to the cluster; `members` are the
-    /// nodes whose heartbeat has not expired.
+    /// nodes whose heartbeat has not expired, when the list could be read.
     fn heartbeat<'a>(
         &'a self,
         services: &'a Services,
-        members: &'a HashSet<String>,
+        members: Option<&'a HashSet<String>>,
     ) -> Option<BoxFuture<'a, ()>> {
         let _ = (services, members);
         None

@@ -51,7 +51,7 @@ pub struct OpenEnv<'a> {
 
 /// Why a capability could not open its service; the node does not start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot open the {capability} service")]
+#[error("cannot open the {capability} service: {source}")]
 pub struct OpenError {
     pub capability: &'static str,
     #[source]

@@ -106,7 +106,7 @@ struct NodeApps(Arc<Node>);
 
 impl nubo_api::Apps for NodeApps {
     fn definition<'a>(&'a self, app: &'a str) -> BoxFuture<'a, Option<nubo_plan::AppDef>> {
-        Box::pin(async move { self.0.app(app).await.map(|live| live.def) })
+        Box::pin(async move { self.0.apps.lock().await.get(app).map(|l| l.def.clone()) })
     }
 }
 

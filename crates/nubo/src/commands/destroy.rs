@@ -91,7 +91,8 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
                 if !p.failed.is_empty() {
                     return Err(CliError::new(format!(
                         "could not delete the app's {}; see the node's log",
-                        p.failed.join(", ")
+                        // The answer's keys (`cron_runs`), as words.
+                        p.failed.join(", ").replace('_', " ")
                     )));
                 }
             }
