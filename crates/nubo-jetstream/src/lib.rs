@@ -273,7 +273,7 @@ pub async fn open_object_store(
     bucket: &str,
     replicas: usize,
 ) -> Result<object_store::ObjectStore, JsError> {
-    retry(|| async {
+    retry_while_starting(|| async {
         if let Ok(s) = js.get_object_store(bucket).await {
             return Ok(s);
         }

@@ -16,6 +16,11 @@ use crate::{Message, QueueBackend, QueueError, QueueName, backoff_ms};
 use nubo_gateway::PublishError;
 use nubo_manifest::QueueSpec;
 use nubo_wasm::{HttpComponent, Invocation};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
 
 /// Why a delivery failed every message of its batch.
 #[derive(Debug, thiserror::Error)]
@@ -35,13 +40,9 @@ pub(crate) enum DeliveryError {
     #[error(transparent)]
     Answer(crate::batch::UnreadableAnswer),
 }
+
 /// Largest answer of a consumer read, in bytes: a batch's failures.
 const MAX_ANSWER: usize = 4 << 20;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::{Notify, Semaphore};
 
 pub struct Dispatcher {
     pub backend: Arc<dyn QueueBackend>,
@@ -93,6 +94,25 @@ impl Dispatcher {
         self.waker(q).notify_one();
     }
 
+    /// Starts delivering `q` to `consumer`.
+    fn spawn(
+        &self,
+        q: QueueName,
+        spec: QueueSpec,
+        consumer: Arc<dyn Consumer>,
+    ) -> tokio::task::JoinHandle<()> {
+        let job = Queue {
+            waker: self.waker(&q),
+            finished: Notify::new(),
+            retries: AtomicBool::new(true),
+            q,
+            spec,
+            consumer,
+            backend: self.backend.clone(),
+        };
+        tokio::spawn(job.run())
+    }
+
     /// Replaces `app`'s dispatchers. Deliveries in progress finish and
     /// settle their messages themselves.
     pub fn set(
@@ -120,27 +140,6 @@ impl Dispatcher {
         if !new.is_empty() {
             tasks.insert(app.to_string(), new);
         }
-    }
-}
-
-impl Dispatcher {
-    /// Starts delivering `q` to `consumer`.
-    fn spawn(
-        &self,
-        q: QueueName,
-        spec: QueueSpec,
-        consumer: Arc<dyn Consumer>,
-    ) -> tokio::task::JoinHandle<()> {
-        let job = Queue {
-            waker: self.waker(&q),
-            finished: Notify::new(),
-            retries: AtomicBool::new(true),
-            q,
-            spec,
-            consumer,
-            backend: self.backend.clone(),
-        };
-        tokio::spawn(job.run())
     }
 }
 
