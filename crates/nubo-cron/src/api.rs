@@ -29,7 +29,7 @@ struct CronStatus {
     timezone: String,
     component: String,
     path: String,
-    missed: nubo_manifest::Missed,
+    missed: crate::Missed,
     /// The next three run times.
     next: Vec<chrono::DateTime<chrono::Utc>>,
     last_run: Option<crate::LastRun>,
@@ -42,7 +42,7 @@ async fn list(State(api): State<Api>, Path(app): Path<String>) -> Response {
         Err(r) => return r,
     };
     let mut out = Vec::new();
-    for c in &def.crons {
+    for c in &crate::CronSection::of(&def.sections).unwrap_or_default() {
         // "scheduled" only marks when the node first saw the entry (the
         // start for missed runs); nothing ran yet.
         let last_run = api
@@ -64,9 +64,9 @@ async fn list(State(api): State<Api>, Path(app): Path<String>) -> Response {
 }
 
 /// The entry's next three run times (none if its schedule does not parse).
-fn next_three(c: &nubo_manifest::CronSpec) -> Vec<chrono::DateTime<chrono::Utc>> {
+fn next_three(c: &crate::CronSpec) -> Vec<chrono::DateTime<chrono::Utc>> {
     let mut next = Vec::new();
-    if let Ok(s) = nubo_manifest::Schedule::parse(&c.schedule, &c.timezone) {
+    if let Ok(s) = crate::Schedule::parse(&c.schedule, &c.timezone) {
         let mut t = chrono::Utc::now();
         for _ in 0..3 {
             match s.next_after(t) {

@@ -17,6 +17,10 @@ impl Capability for Cron {
         "cron"
     }
 
+    fn section(&self) -> Option<&'static dyn nubo_wasm::Section> {
+        Some(&crate::CronSection)
+    }
+
     /// `cron.db` in the state dir, for each entry's last run; in a
     /// cluster, runs are leased so that one node runs each.
     fn open<'a>(
@@ -40,7 +44,13 @@ impl Capability for Cron {
             return;
         };
         match app.def {
-            Some(def) => cron.set(app.name, &def.crons, |c| app.component(c)),
+            Some(def) => {
+                let crons = crate::CronSection::of(&def.sections).unwrap_or_else(|e| {
+                    tracing::error!(app = app.name, error = %e, "stored cron entries unreadable");
+                    Vec::new()
+                });
+                cron.set(app.name, &crons, |c| app.component(c))
+            }
             None => cron.set(app.name, &[], |_| None),
         }
     }

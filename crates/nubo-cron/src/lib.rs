@@ -16,11 +16,14 @@
 
 mod api;
 mod capability;
+mod schedule;
+mod section;
 
 pub use capability::Cron;
+pub use schedule::{Schedule, ScheduleError};
+pub use section::{CronSection, CronSpec, Missed};
 
 use chrono::{DateTime, Utc};
-use nubo_manifest::{CronSpec, Missed, Schedule};
 use nubo_sqlite::{DbError, SharedDb};
 use nubo_wasm::HttpComponent;
 use rusqlite::{OptionalExtension, params};

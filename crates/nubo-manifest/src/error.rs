@@ -131,6 +131,14 @@ pub(crate) const DOCS_HINT: &str = "see docs/nubo-toml.md for every key nubo.tom
 /// it speaks Rust ("expected i64") or leaves out what it means
 /// ("duplicate key" without the key), and a hint.
 pub(crate) fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ManifestError {
+    ManifestError {
+        path: path.to_path_buf(),
+        diagnostics: vec![diagnostic(text, e)],
+    }
+}
+
+/// The diagnostic for one error of the TOML parser or serde in `text`.
+pub(crate) fn diagnostic(text: &str, e: &toml::de::Error) -> Diagnostic {
     let span = e.span();
     let (line, col) = span
         .clone()
@@ -154,14 +162,11 @@ pub(crate) fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> Manif
     } else {
         None
     };
-    ManifestError {
-        path: path.to_path_buf(),
-        diagnostics: vec![Diagnostic {
-            line,
-            col,
-            message,
-            hint,
-        }],
+    Diagnostic {
+        line,
+        col,
+        message,
+        hint,
     }
 }
 

@@ -137,6 +137,7 @@ pub fn unknown_key(key: &str, grants: &[GrantKey], fixed: &[&str]) -> (String, S
 pub(crate) fn from_file(
     raw: &RawManifest,
     keys: &[GrantKey],
+    app: &dyn Declarations,
     r: &mut Reporter<'_>,
 ) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
     let mut out = BTreeMap::new();
@@ -157,7 +158,7 @@ pub(crate) fn from_file(
                 continue;
             };
             let names: Vec<String> = items.iter().map(|i| i.get_ref().clone()).collect();
-            for p in grant.check(&names, raw) {
+            for p in grant.check(&names, app) {
                 let span = items.get(p.index).map_or(value.span(), |i| i.span());
                 match p.hint {
                     Some(h) => r.error_hint(span, p.message, h),
@@ -169,19 +170,6 @@ pub(crate) fn from_file(
         out.insert(cname.get_ref().clone(), grants);
     }
     out
-}
-
-impl Declarations for RawManifest {
-    fn declares(&self, section: &str, name: &str) -> bool {
-        match section {
-            "queue" => self.queue.keys().any(|k| k.get_ref() == name),
-            _ => false,
-        }
-    }
-
-    fn has_component(&self, name: &str) -> bool {
-        self.component.keys().any(|k| k.get_ref() == name)
-    }
 }
 
 #[cfg(test)]

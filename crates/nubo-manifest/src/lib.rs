@@ -12,7 +12,7 @@ mod quotas;
 pub mod ranges;
 mod raw;
 mod route;
-mod schedule;
+mod section;
 mod spec;
 mod tasks;
 mod template;
@@ -23,10 +23,12 @@ pub use grant::{Declarations, GrantKey, GrantProblem, Names, SAMPLE_GRANTS};
 pub use outbound::{OutboundError, OutboundRule};
 pub use quotas::QuotasSpec;
 pub use route::{RouteError, RoutePattern};
-pub use schedule::{Schedule, ScheduleError};
-pub use spec::{
-    AppSpec, BuildSpec, ComponentSpec, CronSpec, Limits, Missed, QueueSpec, RouteSpec, RouteTarget,
+pub use section::{
+    AppView, Change, ChangeKind, Problem, SampleApp, Schema, Section, SectionFile, is_empty_value,
+    sample_app, section_value,
 };
+pub use serde_spanned::Spanned;
+pub use spec::{AppSpec, BuildSpec, ComponentSpec, Limits, RouteSpec, RouteTarget};
 pub use tasks::TasksSpec;
 pub use template::TemplateError;
 
@@ -84,7 +86,7 @@ pub fn load(
     path: &Path,
     vars: &dyn VariableSource,
     stage: Stage,
-    grants: &[GrantKey],
+    schema: &Schema,
 ) -> Result<AppSpec, ManifestError> {
     let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
         path: path.to_path_buf(),
@@ -97,20 +99,20 @@ pub fn load(
             )),
         }],
     })?;
-    load_str(path, &text, vars, stage, grants)
+    load_str(path, &text, vars, stage, schema)
 }
 
 /// Validates definition-file text; `path` names it in errors and its folder
-/// is the root that relative paths resolve against. `grants` are the keys
-/// a component may use to name what it reaches, one per capability.
+/// is the root that relative paths resolve against. `schema` holds what
+/// the capabilities add: the grant keys of a component and their tables.
 pub fn load_str(
     path: &Path,
     text: &str,
     vars: &dyn VariableSource,
     stage: Stage,
-    grants: &[GrantKey],
+    schema: &Schema,
 ) -> Result<AppSpec, ManifestError> {
-    validate::validate(path, text, vars, stage, grants)
+    validate::validate(path, text, vars, stage, schema)
 }
 
 /// App and component names: lower-case, digits and `-`, starting with a

@@ -1,12 +1,12 @@
-//! The allowed values of every setting checked on its own (the numeric
-//! ones, queue and cron paths, schedules), in one place.
+//! The allowed values of the app's own settings checked on their own (a
+//! capability's sections keep theirs beside them, as [`Range`]s too).
 //!
 //! `nubo check` reads them from `nubo.toml` (with the line and column of a
 //! value out of range) and the control API reads them from a definition
 //! sent as JSON (`nubo-plan`'s validator); both ask the tables here, so
 //! the two can never accept different definitions.
 
-use crate::{CronSpec, Limits, QueueSpec, QuotasSpec, Schedule, TasksSpec};
+use crate::{Limits, QuotasSpec, TasksSpec};
 
 /// One numeric setting: its key and its inclusive bounds.
 #[derive(Debug, Clone, Copy)]
@@ -17,7 +17,7 @@ pub struct Range {
 }
 
 impl Range {
-    const fn new(key: &'static str, min: i64, max: i64) -> Self {
+    pub const fn new(key: &'static str, min: i64, max: i64) -> Self {
         Self { key, min, max }
     }
 
@@ -43,12 +43,6 @@ pub const MEMORY_MB: Range = Range::new("memory_mb", 1, 4096);
 pub const TIMEOUT_MS: Range = Range::new("timeout_ms", 1, 24 * 3600 * 1000);
 pub const MAX_INSTANCES: Range = Range::new("max_instances", 1, 10_000);
 
-pub const QUEUE_CONCURRENCY: Range = Range::new("concurrency", 1, 1000);
-pub const QUEUE_MAX_ATTEMPTS: Range = Range::new("max_attempts", 1, 100);
-pub const QUEUE_VISIBILITY_MS: Range = Range::new("visibility_timeout_ms", 100, 86_400_000);
-pub const QUEUE_BACKOFF_MS: Range = Range::new("backoff_ms", 0, 3_600_000);
-pub const QUEUE_BATCH_SIZE: Range = Range::new("batch_size", 1, 1000);
-
 pub const TASKS_MAX_RUNNING: Range = Range::new("max_running", 1, 10_000);
 pub const TASKS_MAX_QUEUED: Range = Range::new("max_queued", 1, 10_000_000);
 pub const TASKS_MAX_DEPTH: Range = Range::new("max_depth", 0, 64);
@@ -73,23 +67,6 @@ impl Limits {
             (TIMEOUT_MS, self.timeout_ms),
             (MAX_INSTANCES, self.max_instances.into()),
         ])
-    }
-}
-
-impl QueueSpec {
-    /// Every value out of its range, and a path that is not absolute.
-    pub fn problems(&self) -> Vec<String> {
-        let mut out = problems(&[
-            (QUEUE_CONCURRENCY, self.concurrency.into()),
-            (QUEUE_MAX_ATTEMPTS, self.max_attempts.into()),
-            (QUEUE_VISIBILITY_MS, self.visibility_timeout_ms),
-            (QUEUE_BACKOFF_MS, self.backoff_ms),
-            (QUEUE_BATCH_SIZE, self.batch_size.into()),
-        ]);
-        if !self.path.starts_with('/') {
-            out.push(format!("path `{}` must start with `/`", self.path));
-        }
-        out
     }
 }
 
@@ -119,37 +96,11 @@ impl QuotasSpec {
     }
 }
 
-/// A path a cron entry may `POST` to: absolute, without whitespace or
-/// control characters (a query is allowed).
-pub fn is_cron_path(path: &str) -> bool {
+/// A path the node sends a request to on its own (a cron run, a queue
+/// delivery): absolute, without whitespace or control characters, which
+/// would split the request line (a query is allowed).
+pub fn is_request_path(path: &str) -> bool {
     path.starts_with('/') && !path.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
-impl CronSpec {
-    /// Every problem of the entry on its own: its schedule in its time
-    /// zone, and its path. (Whether its component exists, and whether
-    /// another entry is the same, depend on the rest of the app.)
-    pub fn problems(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if let Err(e) = Schedule::parse(&self.schedule, &self.timezone) {
-            out.push(e.to_string());
-        }
-        if !is_cron_path(&self.path) {
-            out.push(format!(
-                "invalid cron path `{}`: an absolute path without spaces, like \"/tasks/cleanup\"",
-                self.path
-            ));
-        }
-        out
-    }
-
-    /// Whether `other` runs the same thing at the same times: the same
-    /// schedule, component and path (one of them is redundant).
-    pub fn same_run(&self, other: &CronSpec) -> bool {
-        self.schedule == other.schedule
-            && self.component == other.component
-            && self.path == other.path
-    }
 }
 
 #[cfg(test)]
@@ -157,10 +108,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_cron_path_is_absolute_without_whitespace_or_control_characters() {
-        assert!(is_cron_path("/tasks/cleanup?all=1"));
+    fn a_request_path_is_absolute_without_whitespace_or_control_characters() {
+        assert!(is_request_path("/tasks/cleanup?all=1"));
         for bad in ["tasks", "/a b", "/a\r\nHost: x", "/a\t"] {
-            assert!(!is_cron_path(bad), "{bad:?}");
+            assert!(!is_request_path(bad), "{bad:?}");
         }
     }
 

@@ -9,8 +9,11 @@ use std::fmt;
 
 pub(crate) type S<T> = Spanned<T>;
 
+/// The tables every app has. A capability's table (see
+/// [`crate::Section`]) is read by the capability; any other is refused by
+/// [`TOP_LEVEL`]'s check, since serde's `deny_unknown_fields` would refuse
+/// the capabilities' tables too.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawManifest {
     pub app: S<RawApp>,
     #[serde(default)]
@@ -21,10 +24,6 @@ pub(crate) struct RawManifest {
     pub http: Vec<S<RawHttp>>,
     #[serde(default, rename = "static")]
     pub statics: Vec<S<RawStatic>>,
-    #[serde(default)]
-    pub cron: Vec<S<RawCron>>,
-    #[serde(default)]
-    pub queue: BTreeMap<S<String>, S<RawQueue>>,
     #[serde(default)]
     pub websocket: Vec<S<RawSocket>>,
     #[serde(default)]
@@ -64,18 +63,6 @@ pub(crate) struct RawSocket {
     /// Browser origins allowed to open a WebSocket besides the page's own.
     #[serde(default)]
     pub origins: Vec<S<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawQueue {
-    pub consumer: S<String>,
-    pub path: Option<S<String>>,
-    pub concurrency: Option<S<i64>>,
-    pub max_attempts: Option<S<i64>>,
-    pub visibility_timeout_ms: Option<S<i64>>,
-    pub backoff_ms: Option<S<i64>>,
-    pub batch_size: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -251,17 +238,25 @@ pub(crate) struct RawHttp {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawCron {
-    pub schedule: S<String>,
-    pub component: S<String>,
-    pub path: Option<S<String>>,
-    pub timezone: Option<S<String>>,
-    pub missed: Option<S<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawStatic {
     pub route: S<String>,
     pub dir: S<String>,
 }
+
+/// The top-level tables [`RawManifest`] reads.
+pub(crate) const TOP_LEVEL: [&str; 9] = [
+    "app",
+    "variables",
+    "component",
+    "http",
+    "static",
+    "websocket",
+    "sse",
+    "tasks",
+    "quotas",
+];
+
+/// Every top-level key of the file with its position, for the check that
+/// each belongs to the app or to a capability.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawTopLevel(pub BTreeMap<S<String>, IgnoredAny>);

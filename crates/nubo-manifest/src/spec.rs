@@ -24,59 +24,13 @@ pub struct AppSpec {
     pub components: BTreeMap<String, ComponentSpec>,
     /// In declaration order; the gateway orders them by specificity.
     pub routes: Vec<RouteSpec>,
-    pub crons: Vec<CronSpec>,
-    pub queues: BTreeMap<String, QueueSpec>,
+    /// Each capability's table, by [`crate::Section::key`], as the
+    /// capability read it; absent and empty ones are left out.
+    pub sections: BTreeMap<String, serde_json::Value>,
     /// `[tasks]`: limits and retry policy of the app's durable tasks.
     pub tasks: crate::TasksSpec,
     /// `[quotas]`: how much stored data the app may hold.
     pub quotas: crate::QuotasSpec,
-}
-
-/// A durable queue and who consumes it: each message is sent as
-/// `POST path` to the consumer's HTTP handler until it answers 2xx.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueSpec {
-    pub consumer: String,
-    pub path: String,
-    /// Deliveries in progress at once.
-    pub concurrency: u32,
-    /// Deliveries of one message before it goes to the dead-letter queue.
-    pub max_attempts: u32,
-    /// A delivery not answered within this is retried (at least once).
-    pub visibility_timeout_ms: u64,
-    /// Wait before the first retry; doubles on each further one.
-    pub backoff_ms: u64,
-    /// Most messages in one delivery. 1 (the default): one message per
-    /// request, its body as the request body. More: a JSON batch, and
-    /// the consumer answers for each message.
-    #[serde(default = "one")]
-    pub batch_size: u32,
-}
-
-fn one() -> u32 {
-    1
-}
-
-/// A scheduled run: the node sends `POST path` to the component's HTTP
-/// handler at every time `schedule` names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CronSpec {
-    pub schedule: String,
-    pub component: String,
-    pub path: String,
-    pub timezone: String,
-    pub missed: Missed,
-}
-
-/// What to do about runs that fell in a time the node was down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Missed {
-    /// Forget them; carry on with the next scheduled time.
-    #[default]
-    Skip,
-    /// Run once at start-up if any run was missed.
-    RunOnce,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

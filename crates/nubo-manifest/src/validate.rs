@@ -3,13 +3,14 @@
 use crate::error::{Reporter, parse_error};
 use crate::ranges;
 use crate::raw::{RawComponent, RawManifest, S};
-use crate::spec::{
-    AppSpec, BuildSpec, ComponentSpec, CronSpec, Limits, Missed, RouteSpec, RouteTarget,
-};
+use crate::section::{AppView, Schema, SectionFile, is_empty_value};
+use crate::spec::{AppSpec, BuildSpec, ComponentSpec, Limits, RouteSpec, RouteTarget};
 use crate::template::{self, Part};
 use crate::{
-    ManifestError, OutboundRule, RoutePattern, Stage, VariableSource, is_name, is_variable_name,
+    Declarations, ManifestError, OutboundRule, RoutePattern, Stage, VariableSource, is_name,
+    is_variable_name,
 };
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ pub(crate) fn validate(
     text: &str,
     vars: &dyn VariableSource,
     stage: Stage,
-    grant_keys: &[crate::GrantKey],
+    schema: &Schema,
 ) -> Result<AppSpec, ManifestError> {
     let raw: RawManifest = match toml::from_str(text) {
         Ok(raw) => raw,
@@ -55,15 +56,21 @@ pub(crate) fn validate(
         let spec = component(&root, comp.get_ref(), &values, stage, &mut r);
         components.insert(cname.get_ref().clone(), spec);
     }
-    for (cname, grants) in crate::grant::from_file(&raw, grant_keys, &mut r) {
+    top_level(text, schema, &mut r);
+    let component_names = raw.component.keys().map(|k| k.get_ref().as_str()).collect();
+    let sections = read_sections(text, schema, component_names, &mut r);
+    let view = AppView {
+        schema,
+        components: raw.component.keys().map(|k| k.get_ref().as_str()).collect(),
+        sections: &sections,
+    };
+    for (cname, grants) in crate::grant::from_file(&raw, &schema.grants, &view, &mut r) {
         if let Some(c) = components.get_mut(&cname) {
             c.grants = grants;
         }
     }
-    let routes = routes(&raw, &root, &mut r);
+    let routes = routes(&raw, &view, &root, &mut r);
     let (hosts, base) = mount(raw.app.get_ref(), &mut r);
-    let crons = crons(&raw, &mut r);
-    let queues = queues(&raw, &mut r);
     let tasks = crate::tasks::tasks(raw.tasks.as_ref(), &mut r);
     let quotas = crate::quotas::quotas(raw.quotas.as_ref(), &mut r);
     r.finish()?;
@@ -86,8 +93,7 @@ pub(crate) fn validate(
         root,
         components,
         routes,
-        crons,
-        queues,
+        sections,
         tasks,
         quotas,
     })
@@ -321,139 +327,54 @@ pub(crate) fn ranged(
     }
 }
 
-/// `[queue.NAME]` tables, and every component's `queues` grant.
-fn queues(raw: &RawManifest, r: &mut Reporter<'_>) -> BTreeMap<String, crate::QueueSpec> {
-    let mut out = BTreeMap::new();
-    for (name, q) in &raw.queue {
-        let n = name.get_ref();
-        if !crate::is_store_name(n) {
-            r.error_hint(
-                name.span(),
-                format!("invalid queue name `{n}`"),
-                "use lower-case letters, digits, `-` and `_`, starting with a letter",
-            );
+/// Refuses a top-level table that neither the app nor a capability owns,
+/// with the closest name that exists.
+fn top_level(text: &str, schema: &Schema, r: &mut Reporter<'_>) {
+    let Ok(top) = toml::from_str::<crate::raw::RawTopLevel>(text) else {
+        return;
+    };
+    let mut known: Vec<&str> = crate::raw::TOP_LEVEL.to_vec();
+    known.extend(schema.sections.iter().map(|s| s.table()));
+    for key in top.0.keys() {
+        let k = key.get_ref().as_str();
+        if known.contains(&k) {
+            continue;
         }
-        let q = q.get_ref();
-        let consumer = q.consumer.get_ref();
-        if !raw.component.keys().any(|k| k.get_ref() == consumer) {
-            r.error(q.consumer.span(), format!("unknown component `{consumer}`"));
-        }
-        let concurrency = ranged(r, &q.concurrency, ranges::QUEUE_CONCURRENCY, 1) as u32;
-        let max_attempts = ranged(r, &q.max_attempts, ranges::QUEUE_MAX_ATTEMPTS, 5) as u32;
-        let visibility_timeout_ms = ranged(
-            r,
-            &q.visibility_timeout_ms,
-            ranges::QUEUE_VISIBILITY_MS,
-            30_000,
-        );
-        let backoff_ms = ranged(r, &q.backoff_ms, ranges::QUEUE_BACKOFF_MS, 1000);
-        let batch_size = ranged(r, &q.batch_size, ranges::QUEUE_BATCH_SIZE, 1) as u32;
-        let path = q
-            .path
-            .as_ref()
-            .map(|p| p.get_ref().clone())
-            .unwrap_or_else(|| "/".into());
-        if let Some(p) = &q.path
-            && !path.starts_with('/')
-        {
-            r.error(
-                p.span(),
-                format!("invalid queue path `{path}`: it must start with `/`"),
-            );
-        }
-        out.insert(
-            n.clone(),
-            crate::QueueSpec {
-                consumer: consumer.clone(),
-                path,
-                concurrency,
-                max_attempts,
-                visibility_timeout_ms,
-                backoff_ms,
-                batch_size,
-            },
-        );
+        let hint = match closest(k, &known) {
+            Some(c) => format!("did you mean `{c}`?"),
+            None => format!("a definition has the tables {}", known.join(", ")),
+        };
+        r.error_hint(key.span(), format!("unknown table `{k}`"), hint);
     }
-    out
 }
 
-/// `[[cron]]` entries: each schedule parsed, its component declared.
-fn crons(raw: &RawManifest, r: &mut Reporter<'_>) -> Vec<CronSpec> {
-    let mut out: Vec<CronSpec> = Vec::new();
-    for c in &raw.cron {
-        let c = c.get_ref();
-        let timezone = c
-            .timezone
-            .as_ref()
-            .map(|t| t.get_ref().clone())
-            .unwrap_or_else(|| "UTC".into());
-        match crate::Schedule::parse(c.schedule.get_ref(), &timezone) {
-            Ok(_) => {}
-            Err(e @ crate::ScheduleError::TimeZone(_)) => {
-                let span = c
-                    .timezone
-                    .as_ref()
-                    .map(|t| t.span())
-                    .unwrap_or(c.schedule.span());
-                r.error(span, e.to_string());
-            }
-            Err(e) => r.error_hint(
-                c.schedule.span(),
-                e.to_string(),
-                "e.g. \"*/5 * * * *\" (every five minutes) or \"0 3 * * MON\" (Mondays at 03:00)",
-            ),
-        }
-        let component = c.component.get_ref();
-        if !raw.component.keys().any(|k| k.get_ref() == component) {
-            r.error(
-                c.component.span(),
-                format!("unknown component `{component}`"),
-            );
-        }
-        let path = c
-            .path
-            .as_ref()
-            .map(|p| p.get_ref().clone())
-            .unwrap_or_else(|| "/".into());
-        if let Some(p) = &c.path
-            && !ranges::is_cron_path(&path)
-        {
-            r.error_hint(
-                p.span(),
-                format!("invalid cron path `{path}`"),
-                "a path like \"/tasks/cleanup\" (a query is allowed)",
-            );
-        }
-        let missed = match c.missed.as_ref().map(|m| m.get_ref().as_str()) {
-            None | Some("skip") => Missed::Skip,
-            Some("run-once") => Missed::RunOnce,
-            Some(other) => {
-                if let Some(m) = &c.missed {
-                    r.error_hint(
-                        m.span(),
-                        format!("unknown missed-run policy `{other}`"),
-                        "write \"skip\" or \"run-once\"",
-                    );
-                }
-                Missed::Skip
-            }
+/// Each capability's section, read by the capability in the order the
+/// schema lists them; absent and empty ones are left out, so that a file
+/// without `[queue…]` and one with no queue are the same definition.
+fn read_sections<'a>(
+    text: &'a str,
+    schema: &Schema,
+    components: BTreeSet<&str>,
+    r: &mut Reporter<'a>,
+) -> BTreeMap<String, Value> {
+    let mut sections = BTreeMap::new();
+    for section in &schema.sections {
+        let view = AppView {
+            schema,
+            components: components.clone(),
+            sections: &sections,
         };
-        let spec = CronSpec {
-            schedule: c.schedule.get_ref().clone(),
-            component: component.clone(),
-            path,
-            timezone,
-            missed,
+        let mut file = SectionFile {
+            text,
+            app: &view,
+            reporter: r,
         };
-        if out.iter().any(|o| o.same_run(&spec)) {
-            r.error(
-                c.schedule.span(),
-                "the same schedule, component and path are declared twice",
-            );
+        let value = section.read(&mut file);
+        if let Some(v) = value.filter(|v| !is_empty_value(v)) {
+            sections.insert(section.key().to_string(), v);
         }
-        out.push(spec);
     }
-    out
+    sections
 }
 
 /// `[app] hosts` and `base`: where a node that hosts many apps sends
@@ -481,7 +402,12 @@ fn mount(app: &crate::raw::RawApp, r: &mut Reporter<'_>) -> (Vec<String>, String
     (hosts, base)
 }
 
-fn routes(raw: &RawManifest, root: &Path, r: &mut Reporter<'_>) -> Vec<RouteSpec> {
+fn routes(
+    raw: &RawManifest,
+    app: &dyn Declarations,
+    root: &Path,
+    r: &mut Reporter<'_>,
+) -> Vec<RouteSpec> {
     let mut seen: BTreeMap<RoutePattern, (Range<usize>, String)> = BTreeMap::new();
     let mut out = Vec::new();
     let mut add = |r: &mut Reporter<'_>, route: &S<String>, pattern: RoutePattern, what: String| {
@@ -507,7 +433,7 @@ fn routes(raw: &RawManifest, root: &Path, r: &mut Reporter<'_>) -> Vec<RouteSpec
         let name = match (&h.component, &h.queue) {
             (Some(c), None) => c,
             (None, Some(q)) => {
-                if !raw.queue.keys().any(|k| k.get_ref() == q.get_ref()) {
+                if !app.declares("queue", q.get_ref()) {
                     r.error_hint(
                         q.span(),
                         format!("queue `{}` is not declared", q.get_ref()),

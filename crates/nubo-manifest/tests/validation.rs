@@ -12,11 +12,20 @@ fn check(text: &str) -> Result<nubo_manifest::AppSpec, String> {
     let path = dir.path().join("nubo.toml");
     std::fs::write(&path, text).unwrap();
     let vars = |name: &str| (name == "api_key").then(|| "k3y".to_string());
-    load(&path, &vars, Stage::Built, &nubo_manifest::SAMPLE_GRANTS).map_err(|e| {
+    load(&path, &vars, Stage::Built, &schema()).map_err(|e| {
         // Strip the temp dir so messages can be compared literally.
         e.to_string()
             .replace(&format!("{}/", dir.path().display()), "")
     })
+}
+
+/// The app's own tables and the sample grants: this crate sees no
+/// capability's section (each capability tests its own).
+fn schema() -> nubo_manifest::Schema {
+    nubo_manifest::Schema {
+        grants: nubo_manifest::SAMPLE_GRANTS.to_vec(),
+        sections: Vec::new(),
+    }
 }
 
 const GOOD: &str = r#"
@@ -202,16 +211,8 @@ fn unbuilt_source_is_fine_before_build() {
     )
     .unwrap();
     let none = |_: &str| None;
-    assert!(
-        load(
-            &path,
-            &none,
-            Stage::BeforeBuild,
-            &nubo_manifest::SAMPLE_GRANTS
-        )
-        .is_ok()
-    );
-    let err = load(&path, &none, Stage::Built, &nubo_manifest::SAMPLE_GRANTS)
+    assert!(load(&path, &none, Stage::BeforeBuild, &schema()).is_ok());
+    let err = load(&path, &none, Stage::Built, &schema())
         .unwrap_err()
         .to_string();
     assert!(
@@ -259,36 +260,9 @@ fn bad_hosts_and_base_are_pointed_at() {
 }
 
 #[test]
-fn cron_entries_are_checked_where_they_are_written() {
-    let text = format!(
-        "{GOOD}\n[[cron]]\nschedule = \"*/5 * * *\"\ncomponent = \"web\"\n\n[[cron]]\nschedule = \"0 3 * * *\"\ncomponent = \"web\"\ntimezone = \"Mars/Base\"\nmissed = \"always\"\n"
-    );
-    let err = check(&text).unwrap_err();
-    assert!(
-        err.contains("nubo.toml:24:12: cron expression `*/5 * * *` has 4 fields"),
-        "{err}"
-    );
-    assert!(
-        err.contains("nubo.toml:30:12: unknown time zone `Mars/Base`"),
-        "{err}"
-    );
-    assert!(
-        err.contains("nubo.toml:31:10: unknown missed-run policy `always`"),
-        "{err}"
-    );
-    let ok = format!(
-        "{GOOD}\n[[cron]]\nschedule = \"0 3 * * MON\"\ncomponent = \"web\"\npath = \"/tasks/weekly\"\nmissed = \"run-once\"\n"
-    );
-    let app = check(&ok).unwrap();
-    assert_eq!(app.crons[0].timezone, "UTC");
-    assert_eq!(app.crons[0].path, "/tasks/weekly");
-    assert_eq!(app.crons[0].missed, nubo_manifest::Missed::RunOnce);
-}
-
-#[test]
 fn an_http_route_serves_a_component_or_publishes_to_a_queue() {
     let text = format!(
-        "{GOOD}\n[queue.jobs]\nconsumer = \"web\"\n\n[[http]]\nroute = \"/enqueue\"\nqueue = \"jobs\"\n\n[[http]]\nroute = \"/both\"\ncomponent = \"web\"\nqueue = \"jobs\"\n\n[[http]]\nroute = \"/nowhere\"\nqueue = \"nope\"\n"
+        "{GOOD}\n[[http]]\nroute = \"/both\"\ncomponent = \"web\"\nqueue = \"jobs\"\n\n[[http]]\nroute = \"/nowhere\"\nqueue = \"nope\"\n"
     );
     let err = check(&text).unwrap_err();
     assert!(
@@ -296,26 +270,19 @@ fn an_http_route_serves_a_component_or_publishes_to_a_queue() {
         "{err}"
     );
     assert!(err.contains("queue `nope` is not declared"), "{err}");
-    let ok = format!(
-        "{GOOD}\n[queue.jobs]\nconsumer = \"web\"\n\n[[http]]\nroute = \"/enqueue\"\nqueue = \"jobs\"\n"
-    );
-    let app = check(&ok).unwrap();
+}
+
+#[test]
+fn a_table_no_capability_owns_is_refused_with_the_closest_name() {
+    let err = check(&format!("{GOOD}\n[componnet.api]\nsource = \"web.wasm\"\n")).unwrap_err();
     assert!(
-        app.routes
-            .iter()
-            .any(|r| r.target == RouteTarget::Queue("jobs".into()))
-    );
-    assert_eq!(app.queues["jobs"].max_attempts, 5);
-    assert_eq!(app.queues["jobs"].batch_size, 1);
-    let err = check(&ok.replace(
-        "consumer = \"web\"",
-        "consumer = \"web\"\nbatch_size = 5000",
-    ))
-    .unwrap_err();
-    assert!(
-        err.contains("`batch_size` must be between 1 and 1000, got 5000"),
+        err.contains("nubo.toml:23:2: unknown table `componnet`"),
         "{err}"
     );
+    assert!(err.contains("did you mean `component`?"), "{err}");
+    // A capability's table is unknown to a node without that capability.
+    let err = check(&format!("{GOOD}\n[queue.jobs]\nconsumer = \"web\"\n")).unwrap_err();
+    assert!(err.contains("unknown table `queue`"), "{err}");
 }
 
 #[test]

@@ -18,11 +18,8 @@ pub fn capabilities() -> Vec<Arc<dyn Capability>> {
     ]
 }
 
-/// The grant keys of [`capabilities`]: what `nubo.toml` may list in a
-/// component.
-pub fn grant_keys() -> Vec<nubo_wasm::GrantKey> {
-    capabilities()
-        .iter()
-        .filter_map(|c| c.grant_key())
-        .collect()
+/// What [`capabilities`] add to `nubo.toml` and to a definition: the
+/// grant keys of a component and the top-level sections.
+pub fn schema() -> nubo_manifest::Schema {
+    nubo_wasm::schema(&capabilities())
 }

@@ -186,7 +186,7 @@ impl Node {
         let live = match &def {
             Some(def) => {
                 self.fetch_content(def).await?;
-                nubo_plan::validate(def, |d| self.content.has(d), &self.runtime.grant_keys())
+                nubo_plan::validate(def, |d| self.content.has(d), &self.runtime.schema())
                     .map_err(AdoptError::Invalid)?;
                 let current = apps.get(app);
                 let rev = current.map(|a| a.revision).unwrap_or(0);

@@ -23,7 +23,7 @@ mod store;
 pub mod token;
 
 pub use api::{MARKER as API_MARKER, OPENAPI, router as control_router};
-pub use capabilities::{capabilities, grant_keys};
+pub use capabilities::{capabilities, schema};
 pub use cluster::{ClusterJoin, JoinError};
 pub use logs::LogLine;
 pub use node::{ChangeError, Changed, Node, NodeError, NodeOptions};

@@ -447,7 +447,7 @@ impl Node {
         }
         let live = match &new {
             Some(def) => {
-                nubo_plan::validate(def, |d| self.content.has(d), &self.runtime.grant_keys())
+                nubo_plan::validate(def, |d| self.content.has(d), &self.runtime.schema())
                     .map_err(ChangeError::Rejected)?;
                 let prepared = self
                     .loader()

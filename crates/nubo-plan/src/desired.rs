@@ -104,8 +104,7 @@ pub fn desired(spec: &AppSpec) -> Result<Desired, ReadError> {
             target,
         });
     }
-    def.crons = spec.crons.clone();
-    def.queues = spec.queues.clone();
+    def.sections = spec.sections.clone();
     Ok(Desired { def, sources })
 }
 

@@ -5,7 +5,7 @@
 //! and variables are kept apart: that is what lets the planner restart
 //! exactly the components that read a changed variable.
 
-use nubo_manifest::{CronSpec, Limits, QueueSpec, QuotasSpec, RoutePattern, TasksSpec};
+use nubo_manifest::{Limits, QuotasSpec, RoutePattern, TasksSpec};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,12 +23,21 @@ pub struct AppDef {
     /// In declaration order; the gateway orders them by specificity.
     #[serde(default)]
     pub routes: Vec<Route>,
-    /// Scheduled runs, as declared.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub crons: Vec<CronSpec>,
-    /// Durable queues by name, with their consumers.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub queues: BTreeMap<String, QueueSpec>,
+    /// Each capability's section by its key (`queues`, `crons`), as the
+    /// capability wrote it (see [`nubo_manifest::Section`]); stored at the
+    /// top level of the JSON beside the app's own keys. Empty values are
+    /// left out, so that `"queues": {}` and no `queues` are the same.
+    #[serde(flatten, deserialize_with = "sections")]
+    pub sections: BTreeMap<String, serde_json::Value>,
+}
+
+/// Sections without the empty values.
+fn sections<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, serde_json::Value>, D::Error> {
+    let mut out = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+    out.retain(|_, v| !nubo_manifest::is_empty_value(v));
+    Ok(out)
 }
 
 /// Where the app is reached on a node that hosts many.
@@ -167,8 +176,26 @@ impl AppDef {
             variables: BTreeMap::new(),
             components: BTreeMap::new(),
             routes: Vec::new(),
-            crons: Vec::new(),
-            queues: BTreeMap::new(),
+            sections: BTreeMap::new(),
+        }
+    }
+
+    /// The section stored under `key` as its typed form; an absent one is
+    /// `T::default()`. An error means the value is not what its capability
+    /// writes, which the validator refuses before a node stores it.
+    pub fn section<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        key: &str,
+    ) -> Result<T, serde_json::Error> {
+        nubo_manifest::section_value(self.sections.get(key))
+    }
+
+    /// Sets the section `key`; an empty value removes it.
+    pub fn set_section(&mut self, key: &str, value: serde_json::Value) {
+        if nubo_manifest::is_empty_value(&value) {
+            self.sections.remove(key);
+        } else {
+            self.sections.insert(key.to_string(), value);
         }
     }
 

@@ -77,15 +77,15 @@ pub fn plan(current: Option<&AppDef>, desired: Option<&AppDef>) -> Vec<Step> {
             routes: des.routes.clone(),
         });
     }
-    if cur.queues != des.queues {
-        steps.push(Step::SetQueues {
-            queues: des.queues.clone(),
-        });
-    }
-    if cur.crons != des.crons {
-        steps.push(Step::SetCrons {
-            crons: des.crons.clone(),
-        });
+    let keys: BTreeSet<&String> = cur.sections.keys().chain(des.sections.keys()).collect();
+    for key in keys {
+        let want = des.sections.get(key);
+        if cur.sections.get(key) != want {
+            steps.push(Step::SetSection {
+                key: key.clone(),
+                value: want.cloned().unwrap_or(serde_json::Value::Null),
+            });
+        }
     }
     steps.extend(stops);
     for name in cur.components.keys() {

@@ -6,7 +6,6 @@
 //! `apply(a, plan(a, b)) == b`.
 
 use crate::model::{AppDef, AppSettings, ComponentDef, Route};
-use nubo_manifest::CronSpec;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,13 +70,13 @@ pub enum Step {
     SetRoutes {
         routes: Vec<Route>,
     },
-    /// Replaces the app's schedules; runs in progress finish.
-    SetCrons {
-        crons: Vec<CronSpec>,
-    },
-    /// Replaces the app's queues; messages of a removed queue are kept.
-    SetQueues {
-        queues: std::collections::BTreeMap<String, nubo_manifest::QueueSpec>,
+    /// Replaces one capability's section (`queues`, `crons`): what the
+    /// capability does about it is its own (a removed queue keeps its
+    /// messages; a cron run in progress finishes). An empty value removes
+    /// the section.
+    SetSection {
+        key: String,
+        value: serde_json::Value,
     },
     /// Drained and stopped after routes no longer point at it.
     RemoveComponent {
@@ -204,8 +203,7 @@ fn apply_one(name: &str, app: Option<AppDef>, step: &Step) -> Result<Option<AppD
         Step::StartComponent { name } => component_mut(&mut app, name)?.started = true,
         Step::StopComponent { name } => component_mut(&mut app, name)?.started = false,
         Step::SetRoutes { routes } => app.routes = routes.clone(),
-        Step::SetCrons { crons } => app.crons = crons.clone(),
-        Step::SetQueues { queues } => app.queues = queues.clone(),
+        Step::SetSection { key, value } => app.set_section(key, value.clone()),
         Step::RemoveComponent { name } => {
             app.components
                 .remove(name)

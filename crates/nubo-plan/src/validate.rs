@@ -4,19 +4,24 @@
 
 use crate::model::{AppDef, RouteTarget};
 use nubo_manifest::{
-    Declarations, GrantKey, OutboundRule, RoutePattern, is_name, is_variable_name,
+    AppView, Declarations, OutboundRule, RoutePattern, Schema, is_name, is_variable_name,
 };
 use std::collections::BTreeSet;
 
 /// Every problem with `app`, or `Ok`. `has_content(digest)` says whether the
-/// node holds that upload; `grants` are the grant keys of the node's
-/// capabilities.
+/// node holds that upload; `schema` holds the grant keys and sections of
+/// the node's capabilities.
 pub fn validate(
     app: &AppDef,
     has_content: impl Fn(&str) -> bool,
-    grants: &[GrantKey],
+    schema: &Schema,
 ) -> Result<(), Vec<String>> {
     let mut errs = Vec::new();
+    let view = AppView {
+        schema,
+        components: app.components.keys().map(String::as_str).collect(),
+        sections: &app.sections,
+    };
     if !is_name(&app.name) {
         errs.push(format!(
             "invalid app name `{}`: use lower-case letters, digits and `-`",
@@ -75,15 +80,15 @@ pub fn validate(
             }
         }
         for (key, names) in &c.grants {
-            let Some(grant) = grants.iter().find(|g| g.key == key) else {
-                let known: Vec<&str> = grants.iter().map(|g| g.key).collect();
+            let Some(grant) = schema.grants.iter().find(|g| g.key == key) else {
+                let known: Vec<&str> = schema.grants.iter().map(|g| g.key).collect();
                 errs.push(format!(
                     "component `{name}`: unknown grant `{key}` (this node knows {})",
                     known.join(", ")
                 ));
                 continue;
             };
-            for p in grant.check(names, app) {
+            for p in grant.check(names, &view) {
                 errs.push(format!("component `{name}`: {}", p.message));
             }
         }
@@ -123,7 +128,7 @@ pub fn validate(
                 errs.push(format!("route `{text}` names unknown component `{c}`"));
             }
             RouteTarget::Component(_) => {}
-            RouteTarget::Queue(q) if !app.queues.contains_key(q) => {
+            RouteTarget::Queue(q) if !view.declares("queue", q) => {
                 errs.push(format!("route `{text}` names undeclared queue `{q}`"));
             }
             RouteTarget::Queue(_) | RouteTarget::Sse { .. } => {}
@@ -153,53 +158,19 @@ pub fn validate(
             }
         }
     }
-    for (name, q) in &app.queues {
-        if !nubo_manifest::is_store_name(name) {
-            errs.push(format!("invalid queue name `{name}`"));
-        }
-        if !app.components.contains_key(&q.consumer) {
-            errs.push(format!(
-                "queue `{name}`: unknown consumer component `{}`",
-                q.consumer
-            ));
-        }
-        // The same ranges `nubo check` applies ([`nubo_manifest::ranges`]).
-        for p in q.problems() {
-            errs.push(format!("queue `{name}`: {p}"));
-        }
-    }
-    for (i, c) in app.crons.iter().enumerate() {
-        // The same rules `nubo check` applies ([`nubo_manifest::ranges`]).
-        for p in c.problems() {
-            errs.push(format!("cron `{}`: {p}", c.schedule));
-        }
-        if !app.components.contains_key(&c.component) {
-            errs.push(format!(
-                "cron `{}` names unknown component `{}`",
-                c.schedule, c.component
-            ));
-        }
-        if app.crons[..i].iter().any(|o| o.same_run(c)) {
-            errs.push(format!(
-                "cron `{}`: the same schedule, component and path are declared twice",
-                c.schedule
-            ));
+    for (key, value) in &app.sections {
+        match schema.section(key) {
+            Some(section) => errs.extend(section.check(value, &view)),
+            None => {
+                let known: Vec<&str> = schema.sections.iter().map(|s| s.key()).collect();
+                errs.push(format!(
+                    "unknown key `{key}` (this node's sections are {})",
+                    known.join(", ")
+                ));
+            }
         }
     }
     if errs.is_empty() { Ok(()) } else { Err(errs) }
-}
-
-impl Declarations for AppDef {
-    fn declares(&self, section: &str, name: &str) -> bool {
-        match section {
-            "queue" => self.queues.contains_key(name),
-            _ => false,
-        }
-    }
-
-    fn has_component(&self, name: &str) -> bool {
-        self.components.contains_key(name)
-    }
 }
 
 /// 64 lower-case hex digits.
@@ -220,44 +191,13 @@ fn is_safe_relative(p: &str) -> bool {
 mod tests {
     use super::*;
 
-    /// What `nubo check` refuses in `[[cron]]`, the control API refuses
-    /// too: a path with a space or a line break, and an entry twice.
-    #[test]
-    fn cron_entries_obey_the_rules_of_nubo_check() {
-        let mut app = AppDef::new("a".to_string());
-        app.components.insert(
-            "web".into(),
-            crate::model::ComponentDef::new("0".repeat(64)),
-        );
-        let entry = |path: &str| nubo_manifest::CronSpec {
-            schedule: "*/5 * * * *".into(),
-            component: "web".into(),
-            path: path.into(),
-            timezone: "UTC".into(),
-            missed: nubo_manifest::Missed::Skip,
-        };
-        app.crons = vec![entry("/ok")];
-        assert_eq!(validate(&app, |_| true, &[]), Ok(()));
-        app.crons = vec![
-            entry("/a b"),
-            entry("/a\r\nx: y"),
-            entry("/ok"),
-            entry("/ok"),
-        ];
-        let errs = validate(&app, |_| true, &[]).unwrap_err();
-        assert_eq!(errs.len(), 3, "{errs:?}");
-        assert!(errs[0].contains("invalid cron path `/a b`"), "{errs:?}");
-        assert!(errs[1].contains("invalid cron path"), "{errs:?}");
-        assert!(errs[2].contains("declared twice"), "{errs:?}");
-    }
-
     #[test]
     fn settings_out_of_range_are_named_with_their_table() {
         let mut app = AppDef::new("a".to_string());
-        assert_eq!(validate(&app, |_| true, &[]), Ok(()));
+        assert_eq!(validate(&app, |_| true, &Schema::default()), Ok(()));
         app.settings.quotas.kv_mb = 0;
         app.settings.tasks.max_running = 0;
-        let errs = validate(&app, |_| true, &[]).unwrap_err();
+        let errs = validate(&app, |_| true, &Schema::default()).unwrap_err();
         assert_eq!(
             errs,
             [

@@ -104,28 +104,23 @@ fn app() -> impl Strategy<Value = AppDef> {
             0..3,
         ),
         vec(route(), 0..3),
-        vec(
-            (
-                prop::sample::select(vec!["* * * * *", "0 3 * * *"]),
-                prop::sample::select(vec!["web", "api"]),
-                any::<bool>(),
-            )
-                .prop_map(|(s, c, once)| nubo_manifest::CronSpec {
-                    schedule: s.to_string(),
-                    component: c.to_string(),
-                    path: "/".into(),
-                    timezone: "UTC".into(),
-                    missed: if once {
-                        nubo_manifest::Missed::RunOnce
-                    } else {
-                        nubo_manifest::Missed::Skip
-                    },
-                }),
-            0..2,
+        // Capabilities' sections are opaque JSON to the planner: an
+        // object keyed by name or a list, never empty (an empty one is
+        // no section).
+        btree_map(
+            prop::sample::select(vec!["queues", "crons", "later"]).prop_map(String::from),
+            (any::<bool>(), 0u8..3).prop_map(|(list, n)| {
+                if list {
+                    serde_json::json!([{ "n": n }])
+                } else {
+                    serde_json::json!({ "jobs": { "n": n } })
+                }
+            }),
+            0..3,
         ),
     )
         .prop_map(
-            |(base, hosts, variables, components, routes, crons)| AppDef {
+            |(base, hosts, variables, components, routes, sections)| AppDef {
                 name: "app".into(),
                 settings: AppSettings {
                     description: None,
@@ -135,27 +130,9 @@ fn app() -> impl Strategy<Value = AppDef> {
                     quotas: Default::default(),
                 },
                 variables,
-                queues: if components.is_empty() {
-                    Default::default()
-                } else {
-                    [(
-                        "jobs".to_string(),
-                        nubo_manifest::QueueSpec {
-                            consumer: "web".into(),
-                            path: base.to_string(),
-                            concurrency: 1,
-                            max_attempts: 5,
-                            visibility_timeout_ms: 30_000,
-                            backoff_ms: 1000,
-                            batch_size: 1,
-                        },
-                    )]
-                    .into_iter()
-                    .collect()
-                },
                 components,
                 routes,
-                crons,
+                sections,
             },
         )
 }

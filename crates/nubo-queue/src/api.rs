@@ -20,7 +20,11 @@ struct Api {
 const QUEUES: Declared = Declared {
     noun: "queue",
     declared_by: "[queue.NAME]",
-    names: |def| def.queues.keys().cloned().collect(),
+    names: |def| {
+        crate::QueueSection::of(&def.sections)
+            .map(|q| q.into_keys().collect())
+            .unwrap_or_default()
+    },
 };
 
 /// `nubo queue`'s routes.
@@ -85,7 +89,8 @@ async fn list(State(api): State<Api>, Path(app): Path<String>) -> Response {
         Err(r) => return r,
     };
     let mut out = Vec::new();
-    for (name, spec) in &def.queues {
+    let queues = crate::QueueSection::of(&def.sections).unwrap_or_default();
+    for (name, spec) in &queues {
         let q = QueueName {
             app: app.clone(),
             queue: name.clone(),

@@ -37,6 +37,10 @@ impl nubo_wasm::Capability for Queues {
         })
     }
 
+    fn section(&self) -> Option<&'static dyn nubo_wasm::Section> {
+        Some(&crate::QueueSection)
+    }
+
     fn grant(
         &self,
         to: &nubo_wasm::GrantTo<'_>,
@@ -103,7 +107,11 @@ impl nubo_wasm::Capability for Queues {
                     dead_letters: q.dead_letters,
                 };
                 dispatcher.backend.set_quota(app.name, quota);
-                dispatcher.set(app.name, &def.queues, |c| app.component(c));
+                let queues = crate::QueueSection::of(&def.sections).unwrap_or_else(|e| {
+                    tracing::error!(app = app.name, error = %e, "stored queues unreadable");
+                    Default::default()
+                });
+                dispatcher.set(app.name, &queues, |c| app.component(c));
             }
             None => dispatcher.set(app.name, &Default::default(), |_| None),
         }

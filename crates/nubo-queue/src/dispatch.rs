@@ -12,9 +12,9 @@
 //! (the node died) becomes due again when its visibility timeout ends, so
 //! every stored message is delivered at least once.
 
+use crate::QueueSpec;
 use crate::{Message, QueueBackend, QueueError, QueueName, backoff_ms};
 use nubo_gateway::PublishError;
-use nubo_manifest::QueueSpec;
 use nubo_wasm::{HttpComponent, Invocation};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -5,8 +5,8 @@
 //! and answers as the test says.
 
 use super::{Consumer, DeliveryError, Dispatcher};
+use crate::QueueSpec;
 use crate::{Message, QueueBackend, QueueName, SqliteQueue, Stats};
-use nubo_manifest::QueueSpec;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

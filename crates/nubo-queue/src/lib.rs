@@ -18,6 +18,7 @@
 //! `fuzz/` compile them without the runtime, the stores and wasmtime.
 
 pub mod batch;
+mod section;
 
 #[cfg(feature = "runtime")]
 mod api;
@@ -48,6 +49,8 @@ pub use dispatch::{Dispatcher, RoutePublisher, RoutePublishers};
 pub use nats::NatsQueue;
 #[cfg(feature = "runtime")]
 pub use sqlite::SqliteQueue;
+
+pub use section::{QueueSection, QueueSpec, QueueSpecs};
 
 use serde::Serialize;
 

@@ -27,7 +27,7 @@
 use crate::Host;
 pub use crate::lifecycle::{BoxFuture, Deleted, Gauge, OpenEnv, OpenError, PurgeError, RunningApp};
 use crate::waits::WaitClock;
-use nubo_manifest::GrantKey;
+use nubo_manifest::{GrantKey, Section};
 use std::any::{Any, TypeId};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -45,6 +45,14 @@ pub trait Capability: Send + Sync + 'static {
     /// component. `nubo check` and the control API both check grants with
     /// it.
     fn grant_key(&self) -> Option<GrantKey> {
+        None
+    }
+
+    /// Its top-level table of `nubo.toml` (`[queue.NAME]`), stored in the
+    /// app's definition under the section's key; `None` if it has none.
+    /// `nubo check`, the control API and `nubo plan` all read, check and
+    /// describe the table with it.
+    fn section(&self) -> Option<&'static dyn Section> {
         None
     }
 
@@ -278,6 +286,15 @@ impl States {
             .iter_mut()
             .find(|(t, _)| *t == id)
             .and_then(|(_, s)| s.downcast_mut())
+    }
+}
+
+/// What `capabilities` add to a definition: the grant keys a component
+/// may list and the top-level sections of `nubo.toml`.
+pub fn schema(capabilities: &[Arc<dyn Capability>]) -> nubo_manifest::Schema {
+    nubo_manifest::Schema {
+        grants: capabilities.iter().filter_map(|c| c.grant_key()).collect(),
+        sections: capabilities.iter().filter_map(|c| c.section()).collect(),
     }
 }
 

@@ -146,12 +146,10 @@ impl Runtime {
         &self.capabilities
     }
 
-    /// The grant keys of its capabilities: what a component may list.
-    pub fn grant_keys(&self) -> Vec<crate::GrantKey> {
-        self.capabilities
-            .iter()
-            .filter_map(|c| c.grant_key())
-            .collect()
+    /// What its capabilities add to a definition: the grant keys a
+    /// component may list and the top-level sections.
+    pub fn schema(&self) -> nubo_manifest::Schema {
+        crate::schema(&self.capabilities)
     }
 
     pub fn engine(&self) -> &Engine {

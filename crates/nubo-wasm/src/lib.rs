@@ -28,7 +28,7 @@ mod waits;
 
 pub use capability::{
     BoxFuture, Capability, Deleted, Gauge, Grant, GrantError, GrantTo, OpenEnv, OpenError,
-    PurgeError, Run, RunningApp, Services, Shared, States, grants,
+    PurgeError, Run, RunningApp, Services, Shared, States, grants, schema,
 };
 pub use component::{Component, ComponentSettings, HttpComponent, Invocation, QUEUE_TIMEOUT};
 pub use engine::{EPOCH_TICK, Runtime, RuntimeOptions};
@@ -37,7 +37,7 @@ pub use host::Host;
 pub use internal::{Answer, InternalError, InternalRequest};
 pub use limiter::MemoryRefused;
 pub use logs::{LogSink, LogTags, Stream as LogStream};
-pub use nubo_manifest::{GrantKey, Names};
+pub use nubo_manifest::{GrantKey, Names, Schema, Section};
 pub use share::{FairPool, NodeShare, default_memory_budget};
 pub use waits::WaitClock;
 pub use wasmtime;

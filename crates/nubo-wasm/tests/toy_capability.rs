@@ -1,18 +1,24 @@
 //! A capability defined outside the runtime, the way a new capability
 //! crate defines one: its host interface, its grant key in `nubo.toml`,
-//! its grant and its per-instance state, and one line that registers it.
-//! Nothing in `nubo-wasm` or `nubo-manifest` names it.
+//! its own top-level table, its grant and its per-instance state, and one
+//! line that registers it. Nothing in `nubo-wasm`, `nubo-manifest` or
+//! `nubo-plan` names it.
 //!
 //! The toy is `nubo:toy/counter`, whose `next` counts up from where the
 //! node's counter service says; each instance starts over. A component
-//! is granted it with `counters = ["visits"]`.
+//! is granted it with `counters = ["visits"]`; the app may set where
+//! counts start with `[counter] start = 7`.
 
+use nubo_manifest::ranges::Range;
+use nubo_manifest::{Change, Declarations, Problem, Section, SectionFile, Spanned};
 use nubo_wasm::wasmtime::StoreContextMut;
 use nubo_wasm::wasmtime::component::Linker;
 use nubo_wasm::{
     Capability, Component, ComponentSettings, Grant, GrantError, GrantKey, GrantTo, HandleError,
     Host, Invocation, LoadError, Names, Run, Runtime, RuntimeOptions, Services, States,
 };
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -42,6 +48,10 @@ impl Capability for Counter {
         })
     }
 
+    fn section(&self) -> Option<&'static dyn Section> {
+        Some(&CounterSection)
+    }
+
     fn grant(&self, to: &GrantTo<'_>, _names: &[String]) -> Result<Arc<dyn Grant>, GrantError> {
         let start = to.services.need::<Start>(self.name())?;
         Ok(Arc::new(CounterGrant { start: start.0 }))
@@ -59,6 +69,69 @@ impl Capability for Counter {
             Ok((*n - 1,))
         })?;
         Ok(())
+    }
+}
+
+/// `[counter]`: where the app's counts start.
+struct CounterSection;
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct CounterSpec {
+    start: u64,
+}
+
+const START: Range = Range::new("start", 0, 1000);
+
+impl CounterSpec {
+    fn problems(&self) -> Vec<Problem> {
+        START
+            .check(self.start)
+            .map(|_| Problem::range(START, self.start))
+            .into_iter()
+            .collect()
+    }
+}
+
+impl Section for CounterSection {
+    fn table(&self) -> &'static str {
+        "counter"
+    }
+
+    fn key(&self) -> &'static str {
+        "counter"
+    }
+
+    fn read(&self, f: &mut SectionFile<'_, '_>) -> Option<Value> {
+        #[derive(Deserialize)]
+        struct File {
+            counter: Option<Spanned<Raw>>,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            start: Option<Spanned<i64>>,
+        }
+        let raw = f.parse::<File>()?.counter?;
+        let spec = CounterSpec {
+            start: f.ranged(&raw.get_ref().start, START, 0),
+        };
+        f.report(spec.problems(), raw.span(), |_| None);
+        serde_json::to_value(spec).ok()
+    }
+
+    fn check(&self, value: &Value, _app: &dyn Declarations) -> Vec<String> {
+        match CounterSpec::deserialize(value) {
+            Ok(spec) => spec.problems().into_iter().map(|p| p.message).collect(),
+            Err(e) => vec![format!("counter: {e}")],
+        }
+    }
+
+    fn describe(&self, old: Option<&Value>, new: Option<&Value>) -> Vec<Change> {
+        let start = |v: Option<&Value>| v.and_then(|v| v.get("start")).cloned();
+        vec![Change::changed(
+            "counter",
+            format!("start {:?} → {:?}", start(old), start(new)),
+        )]
     }
 }
 
@@ -161,7 +234,7 @@ fn manifest(grant: &str) -> (tempfile::TempDir, std::path::PathBuf) {
 async fn its_grant_is_written_in_nubo_toml_and_built_from_the_nodes_service() {
     let caps: [Arc<dyn Capability>; 1] = [Arc::new(Counter)];
     let runtime = Runtime::new(RuntimeOptions::default(), &caps).expect("runtime");
-    let keys = runtime.grant_keys();
+    let keys = runtime.schema();
     let none = |_: &str| None;
     let stage = nubo_manifest::Stage::Built;
 
@@ -201,4 +274,51 @@ async fn its_grant_is_written_in_nubo_toml_and_built_from_the_nodes_service() {
     let grants = nubo_wasm::grants(runtime.capabilities(), &to(&services), listed).expect("grants");
     let component = load(&runtime, grants).expect("load");
     assert_eq!(call_run(&component, "r1").await.expect("run"), 7 + 8);
+}
+
+#[test]
+fn its_table_is_read_from_nubo_toml_planned_and_checked_by_the_capability() {
+    let caps: [Arc<dyn Capability>; 1] = [Arc::new(Counter)];
+    let schema = nubo_wasm::schema(&caps);
+    let none = |_: &str| None;
+    let stage = nubo_manifest::Stage::Built;
+
+    let (_dir, path) = manifest("\n[counter]\nstart = 7");
+    let spec = nubo_manifest::load(&path, &none, stage, &schema).expect("valid nubo.toml");
+    assert_eq!(spec.sections["counter"], serde_json::json!({ "start": 7 }));
+
+    // Its rule, where the value is written.
+    let (_dir, bad) = manifest("\n[counter]\nstart = 5000");
+    let err = nubo_manifest::load(&bad, &none, stage, &schema).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("nubo.toml:8:9: `start` must be between 0 and 1000, got 5000"),
+        "{err}"
+    );
+    // Without the capability, the table is no one's.
+    let err = nubo_manifest::load(&path, &none, stage, &Default::default()).unwrap_err();
+    assert!(err.to_string().contains("unknown table `counter`"), "{err}");
+
+    // The planner moves the table as it is, in one step.
+    let mut before = nubo_plan::AppDef::new("toy");
+    before.set_section("counter", serde_json::json!({ "start": 1 }));
+    let mut after = before.clone();
+    after.set_section("counter", serde_json::json!({ "start": 2 }));
+    let steps = nubo_plan::plan(Some(&before), Some(&after));
+    assert_eq!(
+        steps,
+        [nubo_plan::Step::SetSection {
+            key: "counter".into(),
+            value: serde_json::json!({ "start": 2 }),
+        }]
+    );
+    let applied = nubo_plan::apply("toy", Some(before), &steps).expect("applies");
+    assert_eq!(applied.as_ref(), Some(&after));
+
+    // The control API's validator asks the capability, by the same rule.
+    after.set_section("counter", serde_json::json!({ "start": 5000 }));
+    let errs = nubo_plan::validate(&after, |_| true, &schema).unwrap_err();
+    assert_eq!(errs, ["`start` must be between 0 and 1000, got 5000"]);
+    let errs = nubo_plan::validate(&after, |_| true, &Default::default()).unwrap_err();
+    assert!(errs[0].starts_with("unknown key `counter`"), "{errs:?}");
 }

@@ -18,7 +18,7 @@ pub fn load_spec(dir: &Path, stage: Stage) -> CliResult<AppSpec> {
         &manifest_path(dir),
         &EnvVariables,
         stage,
-        &nubo_node::grant_keys(),
+        &nubo_node::schema(),
     )?)
 }
 

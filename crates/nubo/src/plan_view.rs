@@ -3,6 +3,7 @@
 
 use crate::deploy::{Plan, size};
 use crate::style::{bold, green, red, yellow};
+use nubo_manifest::ChangeKind;
 use nubo_plan::{AppDef, RouteTarget, Step, short};
 
 #[derive(Default)]
@@ -185,52 +186,10 @@ pub fn render(
                     lines.push(format!("  {} routes reordered", yellow("~")));
                 }
             }
-            Step::SetCrons { crons } => {
-                let old: &[nubo_manifest::CronSpec] =
-                    cur.map(|c| c.crons.as_slice()).unwrap_or(&[]);
-                for c in crons.iter().filter(|c| !old.contains(c)) {
-                    n.add += 1;
-                    lines.push(format!("  {} cron {}", green("+"), cron_line(c)));
-                }
-                for c in old.iter().filter(|c| !crons.contains(c)) {
-                    n.remove += 1;
-                    lines.push(format!("  {} cron {}", red("-"), cron_line(c)));
-                }
-            }
-            Step::SetQueues { queues } => {
-                let empty = Default::default();
-                let old = cur.map(|c| &c.queues).unwrap_or(&empty);
-                for (name, q) in queues {
-                    let line = format!(
-                        "queue {name} → POST {} on component {} ({})",
-                        q.path,
-                        q.consumer,
-                        crate::commands::queue::settings(
-                            q.concurrency,
-                            q.max_attempts,
-                            q.batch_size
-                        )
-                    );
-                    match old.get(name) {
-                        None => {
-                            n.add += 1;
-                            lines.push(format!("  {} {line}", green("+")));
-                        }
-                        Some(o) if o != q => {
-                            n.change += 1;
-                            lines.push(format!("  {} {line}", yellow("~")));
-                            lines.push(format!("      {}", queue_changes(o, q)));
-                        }
-                        Some(_) => {}
-                    }
-                }
-                for name in old.keys().filter(|k| !queues.contains_key(*k)) {
-                    n.remove += 1;
-                    lines.push(format!(
-                        "  {} queue {name} (its messages are kept)",
-                        red("-")
-                    ));
-                }
+            Step::SetSection { key, value } => {
+                let old = cur.and_then(|c| c.sections.get(key));
+                let new = Some(value).filter(|v| !nubo_manifest::is_empty_value(v));
+                section_lines(key, old, new, &mut lines, &mut n);
             }
             Step::RemoveComponent { name } => {
                 n.remove += 1;
@@ -269,15 +228,40 @@ fn restarts_note(cur: Option<&AppDef>, readers: &[String]) -> String {
     }
 }
 
-fn cron_line(c: &nubo_manifest::CronSpec) -> String {
-    let missed = match c.missed {
-        nubo_manifest::Missed::Skip => "",
-        nubo_manifest::Missed::RunOnce => ", missed: run-once",
+/// A section's changes as its capability describes them; a section this
+/// CLI does not know (a newer node's) as one line.
+fn section_lines(
+    key: &str,
+    old: Option<&serde_json::Value>,
+    new: Option<&serde_json::Value>,
+    lines: &mut Vec<String>,
+    n: &mut Counts,
+) {
+    let Some(section) = nubo_node::schema().section(key) else {
+        n.change += 1;
+        lines.push(format!("  {} {key} changed", yellow("~")));
+        return;
     };
-    format!(
-        "\"{}\" ({}) → POST {} on component {}{missed}",
-        c.schedule, c.timezone, c.path, c.component
-    )
+    for c in section.describe(old, new) {
+        let mark = match c.kind {
+            ChangeKind::Add => {
+                n.add += 1;
+                green("+")
+            }
+            ChangeKind::Change => {
+                n.change += 1;
+                yellow("~")
+            }
+            ChangeKind::Remove => {
+                n.remove += 1;
+                red("-")
+            }
+        };
+        lines.push(format!("  {mark} {}", c.what));
+        if let Some(d) = c.detail {
+            lines.push(format!("      {d}"));
+        }
+    }
 }
 
 fn route_line(r: &nubo_plan::Route) -> String {
@@ -332,29 +316,4 @@ pub fn print(
     }
     println!("{}", summary(&counts));
     (true, counts)
-}
-
-/// What a queue change changes, old value first, as "concurrency 4 → 16,
-/// batch_size 1 → 100", in the spec's order, by each setting's nubo.toml
-/// name.
-fn queue_changes(old: &nubo_manifest::QueueSpec, new: &nubo_manifest::QueueSpec) -> String {
-    macro_rules! settings {
-        ($($f:ident),*) => {
-            [$((stringify!($f), old.$f.to_string(), new.$f.to_string())),*]
-        };
-    }
-    settings!(
-        consumer,
-        path,
-        concurrency,
-        max_attempts,
-        visibility_timeout_ms,
-        backoff_ms,
-        batch_size
-    )
-    .into_iter()
-    .filter(|(_, a, b)| a != b)
-    .map(|(name, a, b)| format!("{name} {a} → {b}"))
-    .collect::<Vec<_>>()
-    .join(", ")
 }

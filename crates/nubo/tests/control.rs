@@ -523,7 +523,7 @@ async fn the_api_and_check_refuse_the_same_numbers() {
         "{}",
         r.text()
     );
-    let queues = r#"{"expected_revision":1,"steps":[{"op":"set_queues","queues":{"jobs":{"consumer":"probe","path":"/probe/q-recv","concurrency":5000,"max_attempts":5,"visibility_timeout_ms":30000,"backoff_ms":1000}}}]}"#;
+    let queues = r#"{"expected_revision":1,"steps":[{"op":"set_section","key":"queues","value":{"jobs":{"consumer":"probe","path":"/probe/q-recv","concurrency":5000,"max_attempts":5,"visibility_timeout_ms":30000,"backoff_ms":1000}}}]}"#;
     let r = node.api("POST", "/v1/apps/same/changes", queues).await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(
@@ -532,6 +532,11 @@ async fn the_api_and_check_refuse_the_same_numbers() {
         "{}",
         r.text()
     );
+    // A section no capability of the node owns is refused, not stored.
+    let unknown = r#"{"expected_revision":1,"steps":[{"op":"set_section","key":"qeueus","value":{"jobs":{}}}]}"#;
+    let r = node.api("POST", "/v1/apps/same/changes", unknown).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("unknown key `qeueus`"), "{}", r.text());
 
     // Grants obey their capability's rule in the API as in the file.
     let digest = sha256(&std::fs::read(common::wasm("probe")).unwrap());

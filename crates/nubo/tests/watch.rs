@@ -43,7 +43,8 @@ async fn watch_reapplies_changes_and_keeps_serving_through_a_broken_one() {
 
     std::fs::write(&toml, text.replace("[[http]]", "[[htttp]]")).unwrap();
     let err = node.wait_log("the previous version keeps serving");
-    assert!(err.contains("unknown field `htttp`"), "{err}");
+    assert!(err.contains("unknown table `htttp`"), "{err}");
+    assert!(err.contains("did you mean `http`?"), "{err}");
     assert_eq!(get(&url).await.text(), "edited");
 
     // Fixed again: applied again.
