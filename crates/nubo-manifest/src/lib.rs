@@ -14,7 +14,6 @@ mod raw;
 mod route;
 mod section;
 mod spec;
-mod tasks;
 mod template;
 mod validate;
 
@@ -29,7 +28,6 @@ pub use section::{
 };
 pub use serde_spanned::Spanned;
 pub use spec::{AppSpec, BuildSpec, ComponentSpec, Limits, RouteSpec, RouteTarget};
-pub use tasks::TasksSpec;
 pub use template::TemplateError;
 
 /// Delay before retry `attempt` (1-based) of a queue message or a task

@@ -6,7 +6,7 @@
 //! sent as JSON (`nubo-plan`'s validator); both ask the tables here, so
 //! the two can never accept different definitions.
 
-use crate::{Limits, QuotasSpec, TasksSpec};
+use crate::{Limits, QuotasSpec};
 
 /// One numeric setting: its key and its inclusive bounds.
 #[derive(Debug, Clone, Copy)]
@@ -43,13 +43,6 @@ pub const MEMORY_MB: Range = Range::new("memory_mb", 1, 4096);
 pub const TIMEOUT_MS: Range = Range::new("timeout_ms", 1, 24 * 3600 * 1000);
 pub const MAX_INSTANCES: Range = Range::new("max_instances", 1, 10_000);
 
-pub const TASKS_MAX_RUNNING: Range = Range::new("max_running", 1, 10_000);
-pub const TASKS_MAX_QUEUED: Range = Range::new("max_queued", 1, 10_000_000);
-pub const TASKS_MAX_DEPTH: Range = Range::new("max_depth", 0, 64);
-pub const TASKS_MAX_ATTEMPTS: Range = Range::new("max_attempts", 1, 100);
-pub const TASKS_BACKOFF_MS: Range = Range::new("backoff_ms", 0, 3_600_000);
-pub const TASKS_KEEP_FINISHED_HOURS: Range = Range::new("keep_finished_hours", 0, 87_600);
-
 pub const QUOTA_KV_MB: Range = Range::new("kv_mb", 1, 1 << 20);
 pub const QUOTA_BLOB_MB: Range = Range::new("blob_mb", 1, 1 << 24);
 pub const QUOTA_QUEUE_MESSAGES: Range = Range::new("queue_messages", 1, 1_000_000_000);
@@ -66,20 +59,6 @@ impl Limits {
             (MEMORY_MB, self.memory_mb),
             (TIMEOUT_MS, self.timeout_ms),
             (MAX_INSTANCES, self.max_instances.into()),
-        ])
-    }
-}
-
-impl TasksSpec {
-    /// Every value out of its range.
-    pub fn problems(&self) -> Vec<String> {
-        problems(&[
-            (TASKS_MAX_RUNNING, self.max_running.into()),
-            (TASKS_MAX_QUEUED, self.max_queued.into()),
-            (TASKS_MAX_DEPTH, self.max_depth.into()),
-            (TASKS_MAX_ATTEMPTS, self.max_attempts.into()),
-            (TASKS_BACKOFF_MS, self.backoff_ms),
-            (TASKS_KEEP_FINISHED_HOURS, self.keep_finished_hours.into()),
         ])
     }
 }
@@ -118,22 +97,21 @@ mod tests {
     #[test]
     fn defaults_are_in_range() {
         assert!(Limits::default().problems().is_empty());
-        assert!(TasksSpec::default().problems().is_empty());
         assert!(QuotasSpec::default().problems().is_empty());
     }
 
     #[test]
     fn out_of_range_values_are_named() {
-        let t = TasksSpec {
-            max_running: 0,
-            max_depth: 65,
-            ..TasksSpec::default()
+        let l = Limits {
+            memory_mb: 0,
+            max_instances: 10_001,
+            ..Limits::default()
         };
         assert_eq!(
-            t.problems(),
+            l.problems(),
             [
-                "`max_running` must be between 1 and 10000, got 0",
-                "`max_depth` must be between 0 and 64, got 65"
+                "`memory_mb` must be between 1 and 4096, got 0",
+                "`max_instances` must be between 1 and 10000, got 10001"
             ]
         );
     }

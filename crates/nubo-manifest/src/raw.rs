@@ -28,7 +28,6 @@ pub(crate) struct RawManifest {
     pub websocket: Vec<S<RawSocket>>,
     #[serde(default)]
     pub sse: Vec<S<RawSocket>>,
-    pub tasks: Option<S<RawTasks>>,
     pub quotas: Option<S<RawQuotas>>,
 }
 
@@ -39,17 +38,6 @@ pub(crate) struct RawQuotas {
     pub blob_mb: Option<S<i64>>,
     pub queue_messages: Option<S<i64>>,
     pub dead_letters: Option<S<i64>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawTasks {
-    pub max_running: Option<S<i64>>,
-    pub max_queued: Option<S<i64>>,
-    pub max_depth: Option<S<i64>>,
-    pub max_attempts: Option<S<i64>>,
-    pub backoff_ms: Option<S<i64>>,
-    pub keep_finished_hours: Option<S<i64>>,
 }
 
 /// `[[websocket]]` and `[[sse]]` (the latter without `component`/`path`).
@@ -244,7 +232,7 @@ pub(crate) struct RawStatic {
 }
 
 /// The top-level tables [`RawManifest`] reads.
-pub(crate) const TOP_LEVEL: [&str; 9] = [
+pub(crate) const TOP_LEVEL: [&str; 8] = [
     "app",
     "variables",
     "component",
@@ -252,7 +240,6 @@ pub(crate) const TOP_LEVEL: [&str; 9] = [
     "static",
     "websocket",
     "sse",
-    "tasks",
     "quotas",
 ];
 

@@ -27,8 +27,6 @@ pub struct AppSpec {
     /// Each capability's table, by [`crate::Section::key`], as the
     /// capability read it; absent and empty ones are left out.
     pub sections: BTreeMap<String, serde_json::Value>,
-    /// `[tasks]`: limits and retry policy of the app's durable tasks.
-    pub tasks: crate::TasksSpec,
     /// `[quotas]`: how much stored data the app may hold.
     pub quotas: crate::QuotasSpec,
 }

@@ -71,7 +71,6 @@ pub(crate) fn validate(
     }
     let routes = routes(&raw, &view, &root, &mut r);
     let (hosts, base) = mount(raw.app.get_ref(), &mut r);
-    let tasks = crate::tasks::tasks(raw.tasks.as_ref(), &mut r);
     let quotas = crate::quotas::quotas(raw.quotas.as_ref(), &mut r);
     r.finish()?;
     let secret_variables = raw
@@ -94,7 +93,6 @@ pub(crate) fn validate(
         components,
         routes,
         sections,
-        tasks,
         quotas,
     })
 }

@@ -339,38 +339,6 @@ fn a_grant_is_checked_by_its_capability_key() {
 }
 
 #[test]
-fn task_limits_have_defaults_and_are_checked_where_written() {
-    let app = check(GOOD).unwrap();
-    assert_eq!(app.tasks, nubo_manifest::TasksSpec::default());
-    assert_eq!((app.tasks.max_depth, app.tasks.max_attempts), (16, 3));
-    let text = format!("{GOOD}\n[tasks]\nmax_running = 8\nmax_depth = 100\nmax_attempts = 0\n");
-    let line = text
-        .lines()
-        .position(|l| l.starts_with("max_depth"))
-        .unwrap()
-        + 1;
-    let err = check(&text).unwrap_err();
-    assert!(
-        err.contains(&format!(
-            "nubo.toml:{line}:13: `max_depth` must be between 0 and 64, got 100"
-        )),
-        "{err}"
-    );
-    assert!(
-        err.contains("`max_attempts` must be between 1 and 100, got 0"),
-        "{err}"
-    );
-    let err = check(&format!("{GOOD}\n[tasks]\nmax_parallel = 8\n")).unwrap_err();
-    assert!(err.contains("unknown field `max_parallel`"), "{err}");
-    let app = check(&format!(
-        "{GOOD}\n[tasks]\nmax_running = 8\nbackoff_ms = 0\n"
-    ))
-    .unwrap();
-    assert_eq!((app.tasks.max_running, app.tasks.backoff_ms), (8, 0));
-    assert_eq!(app.tasks.max_queued, 100_000);
-}
-
-#[test]
 fn quotas_have_defaults_and_ranges() {
     let app = check(GOOD).unwrap();
     assert_eq!(app.quotas, nubo_manifest::QuotasSpec::default());

@@ -176,7 +176,7 @@ impl Node {
         let def: Option<AppDef> = record
             .def
             .clone()
-            .map(serde_json::from_value)
+            .map(AppDef::from_stored)
             .transpose()
             .map_err(AdoptError::Parse)?;
         let Some(member) = &self.cluster else {

@@ -80,7 +80,11 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (rev, def) = row?;
-            out.push((rev as u64, self.secrets.open(serde_json::from_str(&def)?)?));
+            out.push((
+                rev as u64,
+                self.secrets
+                    .open(AppDef::from_stored(serde_json::from_str(&def)?)?)?,
+            ));
         }
         Ok(out)
     }
@@ -186,7 +190,10 @@ impl Store {
         match row {
             None => Ok(None),
             Some(None) => Ok(Some(None)),
-            Some(Some(json)) => Ok(Some(Some(self.secrets.open(serde_json::from_str(&json)?)?))),
+            Some(Some(json)) => Ok(Some(Some(
+                self.secrets
+                    .open(AppDef::from_stored(serde_json::from_str(&json)?)?)?,
+            ))),
         }
     }
 }

@@ -39,7 +39,6 @@ pub fn desired(spec: &AppSpec) -> Result<Desired, ReadError> {
         description: spec.description.clone(),
         hosts: spec.hosts.clone(),
         base: spec.base.clone(),
-        tasks: spec.tasks,
         quotas: spec.quotas,
     };
     for (name, value) in &spec.variables {

@@ -5,7 +5,7 @@
 //! and variables are kept apart: that is what lets the planner restart
 //! exactly the components that read a changed variable.
 
-use nubo_manifest::{Limits, QuotasSpec, RoutePattern, TasksSpec};
+use nubo_manifest::{Limits, QuotasSpec, RoutePattern};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,8 +40,9 @@ fn sections<'de, D: serde::Deserializer<'de>>(
     Ok(out)
 }
 
-/// Where the app is reached on a node that hosts many.
+/// Where the app is reached on a node that hosts many, and its quotas.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AppSettings {
     #[serde(default)]
     pub description: Option<String>,
@@ -51,9 +52,6 @@ pub struct AppSettings {
     /// Path prefix, `/` for the whole host.
     #[serde(default = "root_base")]
     pub base: String,
-    /// Limits and retry policy of the app's durable tasks.
-    #[serde(default)]
-    pub tasks: TasksSpec,
     /// How much stored data the app may hold.
     #[serde(default)]
     pub quotas: QuotasSpec,
@@ -69,7 +67,6 @@ impl Default for AppSettings {
             description: None,
             hosts: Vec::new(),
             base: root_base(),
-            tasks: TasksSpec::default(),
             quotas: QuotasSpec::default(),
         }
     }
@@ -180,6 +177,21 @@ impl AppDef {
         }
     }
 
+    /// A definition as a node stored it. Stored definitions may
+    /// hold `[tasks]` inside the settings (`settings.tasks`), where nodes
+    /// of an earlier release wrote it; it is read as the `tasks` section.
+    pub fn from_stored(mut v: serde_json::Value) -> Result<Self, serde_json::Error> {
+        if let Some(tasks) = v
+            .get_mut("settings")
+            .and_then(serde_json::Value::as_object_mut)
+            .and_then(|s| s.remove("tasks"))
+            && let Some(def) = v.as_object_mut()
+        {
+            def.entry("tasks").or_insert(tasks);
+        }
+        serde_json::from_value(v)
+    }
+
     /// The section stored under `key` as its typed form; an absent one is
     /// `T::default()`. An error means the value is not what its capability
     /// writes, which the validator refuses before a node stores it.
@@ -263,4 +275,30 @@ pub fn redact(app: &str, variable: &str, value: &str) -> String {
 /// Whether `value` is a redacted secret rather than a real one.
 pub fn is_redacted(value: &str) -> bool {
     value.starts_with(REDACTED_PREFIX) && value.len() == REDACTED_PREFIX.len() + 64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AppDef;
+
+    #[test]
+    fn tasks_stored_in_the_settings_are_read_as_their_section() {
+        let stored = serde_json::json!({
+            "name": "a",
+            "settings": { "base": "/", "tasks": { "max_running": 8 } },
+            "queues": { "jobs": { "consumer": "web" } },
+            "crons": []
+        });
+        let def = AppDef::from_stored(stored).unwrap();
+        assert_eq!(
+            def.sections["tasks"],
+            serde_json::json!({ "max_running": 8 })
+        );
+        assert!(def.sections.contains_key("queues"));
+        // An empty section is no section.
+        assert!(!def.sections.contains_key("crons"));
+        // The settings refuse what they do not hold.
+        let sent = serde_json::json!({ "base": "/", "tasks": {} });
+        assert!(serde_json::from_value::<super::AppSettings>(sent).is_err());
+    }
 }

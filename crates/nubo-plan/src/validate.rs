@@ -48,9 +48,6 @@ pub fn validate(
             errs.push(format!("invalid variable name `{name}`"));
         }
     }
-    for p in app.settings.tasks.problems() {
-        errs.push(format!("[tasks]: {p}"));
-    }
     for p in app.settings.quotas.problems() {
         errs.push(format!("[quotas]: {p}"));
     }
@@ -196,14 +193,10 @@ mod tests {
         let mut app = AppDef::new("a".to_string());
         assert_eq!(validate(&app, |_| true, &Schema::default()), Ok(()));
         app.settings.quotas.kv_mb = 0;
-        app.settings.tasks.max_running = 0;
         let errs = validate(&app, |_| true, &Schema::default()).unwrap_err();
         assert_eq!(
             errs,
-            [
-                "[tasks]: `max_running` must be between 1 and 10000, got 0",
-                "[quotas]: `kv_mb` must be between 1 and 1048576, got 0"
-            ]
+            ["[quotas]: `kv_mb` must be between 1 and 1048576, got 0"]
         );
     }
 }

@@ -126,7 +126,6 @@ fn app() -> impl Strategy<Value = AppDef> {
                     description: None,
                     hosts,
                     base: base.to_string(),
-                    tasks: Default::default(),
                     quotas: Default::default(),
                 },
                 variables,

@@ -35,6 +35,10 @@ impl nubo_wasm::Capability for DurableTasks {
         "tasks"
     }
 
+    fn section(&self) -> Option<&'static dyn nubo_wasm::Section> {
+        Some(&crate::TasksSection)
+    }
+
     fn grant_key(&self) -> Option<nubo_wasm::GrantKey> {
         Some(nubo_wasm::GrantKey {
             key: GRANT_KEY,
@@ -130,7 +134,11 @@ impl nubo_wasm::Capability for DurableTasks {
                     .components
                     .values()
                     .any(|c| !c.granted(GRANT_KEY).is_empty());
-                runner.set(app.name, running, def.settings.tasks, spawns);
+                let limits = crate::TasksSection::of(&def.sections).unwrap_or_else(|e| {
+                    tracing::error!(app = app.name, error = %e, "stored [tasks] unreadable");
+                    Default::default()
+                });
+                runner.set(app.name, running, limits, spawns);
             }
             None => runner.set(app.name, Default::default(), Default::default(), false),
         }

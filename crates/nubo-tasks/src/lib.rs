@@ -18,6 +18,7 @@ pub mod export;
 mod host;
 pub mod nats;
 mod runner;
+mod section;
 mod sqlite;
 mod store;
 
@@ -186,7 +187,7 @@ impl NewTask {
 }
 
 /// Per-app limits on tasks and their retry policy: `[tasks]` in nubo.toml.
-pub use nubo_manifest::TasksSpec as TaskLimits;
+pub use section::{TaskLimits, TasksSection};
 
 /// Where a spawn comes from.
 #[derive(Debug, Clone)]

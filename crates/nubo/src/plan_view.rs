@@ -65,18 +65,11 @@ pub fn render(
                 } else {
                     settings.hosts.join(", ")
                 };
-                let t = settings.tasks;
                 let q = settings.quotas;
                 lines.push(format!(
-                    "  {} app settings: base {}, {host}; tasks: max_running {}, max_queued {}, max_depth {}, max_attempts {}, backoff_ms {}, keep_finished_hours {}; quotas: kv_mb {}, blob_mb {}, queue_messages {}, dead_letters {}",
+                    "  {} app settings: base {}, {host}; quotas: kv_mb {}, blob_mb {}, queue_messages {}, dead_letters {}",
                     yellow("~"),
                     settings.base,
-                    t.max_running,
-                    t.max_queued,
-                    t.max_depth,
-                    t.max_attempts,
-                    t.backoff_ms,
-                    t.keep_finished_hours,
                     q.kv_mb,
                     q.blob_mb,
                     q.queue_messages,

@@ -514,7 +514,7 @@ async fn the_api_and_check_refuse_the_same_numbers() {
     let node = NodeProc::start(s.path(), &[]);
     let app = probe_app("same", "");
     node.apply(&app);
-    let settings = r#"{"expected_revision":1,"steps":[{"op":"set_settings","settings":{"tasks":{"max_running":0}}}]}"#;
+    let settings = r#"{"expected_revision":1,"steps":[{"op":"set_section","key":"tasks","value":{"max_running":0}}]}"#;
     let r = node.api("POST", "/v1/apps/same/changes", settings).await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(
