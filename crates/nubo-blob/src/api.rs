@@ -71,9 +71,9 @@ fn blob_error(e: BlobError) -> Response {
         e @ (BlobError::OverQuota { .. } | BlobError::DiskFull) => {
             error(StatusCode::INSUFFICIENT_STORAGE, e.to_string())
         }
-        BlobError::Backend(m) => {
-            tracing::error!("blob backend: {m}");
-            error(StatusCode::INTERNAL_SERVER_ERROR, m)
+        e @ BlobError::Backend { .. } => {
+            tracing::error!(error = %e, "blob backend");
+            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }
     }
 }

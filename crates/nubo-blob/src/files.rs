@@ -72,7 +72,7 @@ impl From<DbError> for BlobError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::DiskFull => BlobError::DiskFull,
-            e => BlobError::Backend(e.to_string()),
+            e => BlobError::backend("SQLite", e),
         }
     }
 }
@@ -80,7 +80,7 @@ impl From<DbError> for BlobError {
 fn io_err(what: &str, e: std::io::Error) -> BlobError {
     match e.kind() {
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => BlobError::DiskFull,
-        _ => BlobError::Backend(format!("{what}: {e}")),
+        _ => BlobError::backend(what, e),
     }
 }
 
@@ -610,7 +610,7 @@ impl BlobWriter for FileWriter {
         let dir = self.inner.dir.clone();
         tokio::task::spawn_blocking(move || std::fs::File::open(&dir).and_then(|d| d.sync_all()))
             .await
-            .map_err(|e| BlobError::Backend(e.to_string()))?
+            .map_err(|e| BlobError::backend("syncing the blob directory", e))?
             .map_err(|e| io_err("syncing the blob directory", e))?;
         let meta = ObjectMeta {
             name: name.to_string(),

@@ -63,14 +63,19 @@ pub struct ContainerStats {
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BlobError {
     #[error("{0}")]
     Invalid(String),
     #[error("object not found: {0}")]
     NotFound(String),
-    #[error("blob backend failed: {0}")]
-    Backend(String),
+    /// The store underneath (SQLite, JetStream, the file system) failed.
+    #[error("blob backend failed: {context}: {source}")]
+    Backend {
+        context: String,
+        #[source]
+        source: std::sync::Arc<dyn std::error::Error + Send + Sync>,
+    },
     /// The object would take the app past its blob quota.
     #[error(
         "app `{app}` has used its blob quota of {} MiB (`blob_mb` in [quotas]); delete objects or raise the quota",
@@ -81,6 +86,20 @@ pub enum BlobError {
     /// the node keeps free; nothing was changed.
     #[error("the node's disk is full; nothing was written")]
     DiskFull,
+}
+
+impl BlobError {
+    /// A failure of the store underneath: what was being done, and why
+    /// it failed (an error, or a message for a condition without one).
+    pub fn backend(
+        context: impl Into<String>,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Backend {
+            context: context.into(),
+            source: std::sync::Arc::from(cause.into()),
+        }
+    }
 }
 
 /// Storage for blob containers. Async throughout so that a networked
@@ -190,15 +209,19 @@ impl<R: tokio::io::AsyncRead + Unpin + Send> BlobReader for Limited<R> {
         let got = tokio::time::timeout(READ_STALL, self.inner.read(&mut buf))
             .await
             .map_err(|_| {
-                BlobError::Backend(format!(
-                    "no bytes came for {} s: the object was replaced or deleted while being read",
-                    READ_STALL.as_secs()
-                ))
+                BlobError::backend(
+                    "reading an object",
+                    format!(
+                        "no bytes came for {} s: the object was replaced or deleted while being read",
+                        READ_STALL.as_secs()
+                    ),
+                )
             })?
-            .map_err(|e| BlobError::Backend(format!("reading an object: {e}")))?;
+            .map_err(|e| BlobError::backend("reading an object", e))?;
         if got == 0 {
-            return Err(BlobError::Backend(
-                "the object is shorter than its recorded size".into(),
+            return Err(BlobError::backend(
+                "reading an object",
+                "the object is shorter than its recorded size",
             ));
         }
         buf.truncate(got);

@@ -30,8 +30,8 @@ const BUCKET: &str = "nubo_blobs";
 const CONTAINERS: &str = "nubo_blob_containers";
 const READ_CHUNK: usize = 64 * 1024;
 
-fn err(what: &str, e: impl std::fmt::Display) -> BlobError {
-    BlobError::Backend(format!("{what}: {e}"))
+fn err(what: &str, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> BlobError {
+    BlobError::backend(what, e)
 }
 
 fn prefix(c: &ContainerId) -> String {
@@ -123,7 +123,7 @@ impl NatsBlobs {
         std::fs::create_dir_all(&spool).map_err(|e| err("spool dir", e))?;
         let store = nubo_jetstream::open_object_store(js, BUCKET, replicas)
             .await
-            .map_err(|e| BlobError::Backend(e.to_string()))?;
+            .map_err(|e| BlobError::backend("JetStream", e))?;
         let containers = nubo_jetstream::open_kv(
             js,
             kv::Config {
@@ -133,10 +133,10 @@ impl NatsBlobs {
             },
         )
         .await
-        .map_err(|e| BlobError::Backend(e.to_string()))?;
+        .map_err(|e| BlobError::backend("JetStream", e))?;
         let usage = nubo_jetstream::Usage::open(js, replicas)
             .await
-            .map_err(|e| BlobError::Backend(e.to_string()))?;
+            .map_err(|e| BlobError::backend("JetStream", e))?;
         Ok(Self {
             store,
             containers,
@@ -199,7 +199,7 @@ impl BlobBackend for NatsBlobs {
         let under = format!("{}.", nubo_jetstream::token(app));
         let keys = nubo_jetstream::keys(&self.containers, &under)
             .await
-            .map_err(|e| BlobError::Backend(e.to_string()))?;
+            .map_err(|e| BlobError::backend("JetStream", e))?;
         let objects = self
             .objects(&format!("{}/", nubo_jetstream::token(app)))
             .await?;

@@ -33,7 +33,7 @@ enum Slot {
 pub(crate) struct Spool {
     slot: Slot,
     pending: BytesMut,
-    failed: Option<String>,
+    failed: Option<BlobError>,
 }
 
 pub(crate) type SharedSpool = Arc<Mutex<Spool>>;
@@ -55,7 +55,7 @@ impl Spool {
     pub async fn drain(&mut self) -> Result<(), BlobError> {
         loop {
             if let Some(e) = &self.failed {
-                return Err(BlobError::Backend(e.clone()));
+                return Err(e.clone());
             }
             match &mut self.slot {
                 Slot::Busy(task) => {
@@ -63,8 +63,8 @@ impl Spool {
                     self.slot = Slot::Gone;
                     match done {
                         Ok((w, Ok(()))) => self.slot = Slot::Idle(w),
-                        Ok((_, Err(e))) => self.failed = Some(e.to_string()),
-                        Err(e) => self.failed = Some(format!("blob write task: {e}")),
+                        Ok((_, Err(e))) => self.failed = Some(e),
+                        Err(e) => self.failed = Some(BlobError::backend("blob write task", e)),
                     }
                 }
                 Slot::Idle(_) if !self.pending.is_empty() => {
@@ -100,8 +100,8 @@ pub(crate) struct BlobBody {
     pub spool: SharedSpool,
 }
 
-fn failed(msg: &str) -> StreamError {
-    StreamError::LastOperationFailed(wasmtime::format_err!("{msg}"))
+fn failed(e: &dyn std::fmt::Display) -> StreamError {
+    StreamError::LastOperationFailed(wasmtime::format_err!("{e}"))
 }
 
 impl BlobBody {

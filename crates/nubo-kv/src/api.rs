@@ -103,9 +103,9 @@ fn kv_error(e: KvError) -> Response {
         e @ (KvError::OverQuota { .. } | KvError::DiskFull) => {
             error(StatusCode::INSUFFICIENT_STORAGE, e.to_string())
         }
-        KvError::Backend(m) => {
-            tracing::error!("key-value backend: {m}");
-            error(StatusCode::INTERNAL_SERVER_ERROR, m)
+        e @ KvError::Backend { .. } => {
+            tracing::error!(error = %e, "key-value backend");
+            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }
     }
 }

@@ -43,7 +43,7 @@ pub struct Namespace {
     pub store: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum KvError {
     #[error("{0}")]
     Invalid(String),
@@ -57,8 +57,27 @@ pub enum KvError {
     /// the node keeps free; nothing was changed.
     #[error("the node's disk is full; nothing was written")]
     DiskFull,
-    #[error("key-value backend failed: {0}")]
-    Backend(String),
+    /// The store underneath (SQLite, JetStream, the file system) failed.
+    #[error("key-value backend failed: {context}: {source}")]
+    Backend {
+        context: String,
+        #[source]
+        source: std::sync::Arc<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl KvError {
+    /// A failure of the store underneath: what was being done, and why
+    /// it failed (an error, or a message for a condition without one).
+    pub fn backend(
+        context: impl Into<String>,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Backend {
+            context: context.into(),
+            source: std::sync::Arc::from(cause.into()),
+        }
+    }
 }
 
 /// Storage for key-value stores. Methods are async so that a networked

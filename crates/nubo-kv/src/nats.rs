@@ -47,8 +47,8 @@ struct Entry {
     counted: i64,
 }
 
-fn nats_err(what: &str, e: impl std::fmt::Display) -> KvError {
-    KvError::Backend(format!("{what}: {e}"))
+fn nats_err(what: &str, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> KvError {
+    KvError::backend(what, e)
 }
 
 fn subject(ns: &Namespace) -> String {
@@ -105,10 +105,10 @@ impl NatsKv {
             },
         )
         .await
-        .map_err(|e| KvError::Backend(e.to_string()))?;
+        .map_err(|e| KvError::backend("JetStream", e))?;
         let usage = nubo_jetstream::Usage::open(js, replicas)
             .await
-            .map_err(|e| KvError::Backend(e.to_string()))?;
+            .map_err(|e| KvError::backend("JetStream", e))?;
         Ok(Self {
             store,
             js: js.clone(),
@@ -195,7 +195,7 @@ impl NatsKv {
     ) -> Result<bool, KvError> {
         nubo_jetstream::write_if(&self.js, &self.store, key, value, revision)
             .await
-            .map_err(|e| KvError::Backend(e.to_string()))
+            .map_err(|e| KvError::backend("JetStream", e))
     }
 }
 
@@ -254,7 +254,7 @@ impl KvBackend for NatsKv {
         let under = format!("{}.", subject(ns));
         let mut keys: Vec<(String, String)> = nubo_jetstream::keys(&self.store, &under)
             .await
-            .map_err(|e| KvError::Backend(e.to_string()))?
+            .map_err(|e| KvError::backend("JetStream", e))?
             .into_iter()
             .filter_map(|full| {
                 let key = nubo_jetstream::untoken(full.strip_prefix(&under)?)?;

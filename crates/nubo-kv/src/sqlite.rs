@@ -31,7 +31,7 @@ impl From<DbError> for KvError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::DiskFull => KvError::DiskFull,
-            e => KvError::Backend(e.to_string()),
+            e => KvError::backend("SQLite", e),
         }
     }
 }

@@ -78,7 +78,7 @@ fn failed(e: crate::QueueError) -> Response {
     let status = match e {
         QueueError::Invalid(_) => StatusCode::BAD_REQUEST,
         QueueError::OverQuota { .. } | QueueError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
-        QueueError::Backend(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        QueueError::Backend { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, e.to_string())
 }

@@ -64,12 +64,17 @@ pub struct QueueName {
     pub queue: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
     #[error("{0}")]
     Invalid(String),
-    #[error("queue backend failed: {0}")]
-    Backend(String),
+    /// The store underneath (SQLite, JetStream, the file system) failed.
+    #[error("queue backend failed: {context}: {source}")]
+    Backend {
+        context: String,
+        #[source]
+        source: std::sync::Arc<dyn std::error::Error + Send + Sync>,
+    },
     /// The app's queues already hold `quota` messages.
     #[error(
         "app `{app}` has {quota} messages waiting in its queues, its quota (`queue_messages` in [quotas]); the message was not published"
@@ -79,6 +84,20 @@ pub enum QueueError {
     /// the node keeps free; nothing was changed.
     #[error("the node's disk is full; nothing was written")]
     DiskFull,
+}
+
+impl QueueError {
+    /// A failure of the store underneath: what was being done, and why
+    /// it failed (an error, or a message for a condition without one).
+    pub fn backend(
+        context: impl Into<String>,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Backend {
+            context: context.into(),
+            source: std::sync::Arc::from(cause.into()),
+        }
+    }
 }
 
 /// A message handed out for delivery.

@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 const STREAM: &str = "nubo_queues";
 const DEAD: &str = "nubo_dead";
 
-fn err(what: &str, e: impl std::fmt::Display) -> QueueError {
-    QueueError::Backend(format!("{what}: {e}"))
+fn err(what: &str, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> QueueError {
+    QueueError::backend(what, e)
 }
 
 fn tokens(q: &QueueName) -> String {
@@ -118,7 +118,7 @@ impl NatsQueue {
         let open = |config| async move {
             nubo_jetstream::open_stream(js, config)
                 .await
-                .map_err(|e| QueueError::Backend(e.to_string()))
+                .map_err(|e| QueueError::backend("JetStream", e))
         };
         let queues = open(make(STREAM, "nubo.q.>", stream::RetentionPolicy::WorkQueue)).await?;
         let dead = open(make(DEAD, "nubo.dead.>", stream::RetentionPolicy::Limits)).await?;

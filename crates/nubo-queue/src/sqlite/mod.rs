@@ -47,7 +47,7 @@ impl From<DbError> for QueueError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::DiskFull => QueueError::DiskFull,
-            e => QueueError::Backend(e.to_string()),
+            e => QueueError::backend("SQLite", e),
         }
     }
 }

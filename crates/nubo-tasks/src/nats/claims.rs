@@ -55,7 +55,7 @@ impl NatsTasks {
     pub async fn sweep(&self, live: &HashSet<String>) -> Result<usize, StoreError> {
         let keys = nubo_jetstream::keys(&self.claims, "")
             .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+            .map_err(|e| StoreError::backend("JetStream", e))?;
         let live: HashSet<String> = live.iter().map(|n| nubo_jetstream::token(n)).collect();
         let mut n = 0;
         for key in keys {
@@ -118,7 +118,7 @@ impl NatsTasks {
         let under = format!("{}.", nubo_jetstream::token(&self.node));
         let keys = nubo_jetstream::keys(&self.claims, &under)
             .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+            .map_err(|e| StoreError::backend("JetStream", e))?;
         let mut n = 0;
         for key in keys {
             if self.take_back_claim(&key, None).await? {

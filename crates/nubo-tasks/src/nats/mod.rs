@@ -44,8 +44,8 @@ const ROWS: &str = "nubo_tasks";
 const CLAIMS: &str = "nubo_task_claims";
 const QUEUE: &str = "nubo_task_queue";
 
-fn err(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(format!("{what}: {e}"))
+fn err(what: &str, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
+    StoreError::backend(what, e)
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -148,10 +148,10 @@ impl NatsTasks {
         };
         let rows = nubo_jetstream::open_kv(js, bucket(ROWS))
             .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+            .map_err(|e| StoreError::backend("JetStream", e))?;
         let claims = nubo_jetstream::open_kv(js, bucket(CLAIMS))
             .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+            .map_err(|e| StoreError::backend("JetStream", e))?;
         let config = stream::Config {
             name: QUEUE.into(),
             subjects: vec!["nubo.t.>".into()],
@@ -162,7 +162,7 @@ impl NatsTasks {
         };
         let queue = nubo_jetstream::open_stream(js, config)
             .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+            .map_err(|e| StoreError::backend("JetStream", e))?;
         Ok(Self {
             js: js.clone(),
             key,
@@ -224,7 +224,7 @@ impl NatsTasks {
             let body = self.sealed(&key, &row)?;
             if nubo_jetstream::write_if(&self.js, &self.rows, &key, body, rev)
                 .await
-                .map_err(|e| StoreError::Backend(e.to_string()))?
+                .map_err(|e| StoreError::backend("JetStream", e))?
             {
                 return Ok(Some(row));
             }
@@ -303,7 +303,7 @@ impl NatsTasks {
         let under = format!("{}.", nubo_jetstream::token(app));
         let keys = nubo_jetstream::keys(&self.rows, &under)
             .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+            .map_err(|e| StoreError::backend("JetStream", e))?;
         let reads =
             futures_util::stream::iter(keys)
                 .map(|k| {
@@ -375,7 +375,7 @@ impl TaskStore for NatsTasks {
             let body = self.sealed(&key, &row)?;
             if !nubo_jetstream::write_if(&self.js, &self.rows, &key, body, 0)
                 .await
-                .map_err(|e| StoreError::Backend(e.to_string()))?
+                .map_err(|e| StoreError::backend("JetStream", e))?
             {
                 // Another run spawned it at the same moment, and queues it.
                 return Ok(Ok(false));
@@ -482,7 +482,7 @@ impl TaskStore for NatsTasks {
         let mut ids = vec![id.to_string()];
         for k in nubo_jetstream::keys(&self.rows, &under)
             .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?
+            .map_err(|e| StoreError::backend("JetStream", e))?
         {
             ids.push(format!(
                 "{id}.{}",

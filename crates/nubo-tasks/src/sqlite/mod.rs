@@ -49,8 +49,26 @@ pub enum StoreError {
     Db(#[from] DbError),
     #[error("{0}")]
     Task(#[from] TaskError),
-    #[error("task store failed: {0}")]
-    Backend(String),
+    /// JetStream, underneath the cluster's task store, failed.
+    #[error("task store failed: {context}: {source}")]
+    Backend {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl StoreError {
+    /// A failure of the store underneath: what was being done, and why.
+    pub fn backend(
+        context: impl Into<String>,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Backend {
+            context: context.into(),
+            source: cause.into(),
+        }
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
