@@ -74,6 +74,15 @@ pub trait Section: Send + Sync {
     /// What changes from `old` to `new` (`None`: absent), entry by entry,
     /// for `nubo plan`.
     fn describe(&self, old: Option<&Value>, new: Option<&Value>) -> Vec<Change>;
+
+    /// Why the current value `old` may not become `new`, though `new` is
+    /// valid on its own (a migration edited after it was applied). The
+    /// node refuses such a change, and `nubo plan` shows why. None by
+    /// default.
+    fn conflicts(&self, old: Option<&Value>, new: Option<&Value>) -> Vec<String> {
+        let _ = (old, new);
+        Vec::new()
+    }
 }
 
 /// One entry of a section that a plan adds, changes or removes.
@@ -153,6 +162,7 @@ impl Problem {
 /// it), what the rest of the app declares, and where problems go.
 pub struct SectionFile<'a, 'r> {
     pub(crate) text: &'a str,
+    pub(crate) root: &'r std::path::Path,
     pub(crate) app: &'r dyn Declarations,
     pub(crate) reporter: &'r mut Reporter<'a>,
 }
@@ -161,6 +171,12 @@ impl SectionFile<'_, '_> {
     /// The components, and the sections read before this one.
     pub fn app(&self) -> &dyn Declarations {
         self.app
+    }
+
+    /// The folder that holds `nubo.toml`: relative paths in a section
+    /// (a folder of migrations) are read from it.
+    pub fn root(&self) -> &std::path::Path {
+        self.root
     }
 
     /// The whole file as `T`, a struct with only this section's table

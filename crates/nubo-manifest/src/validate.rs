@@ -58,7 +58,7 @@ pub(crate) fn validate(
     }
     top_level(text, schema, &mut r);
     let component_names = raw.component.keys().map(|k| k.get_ref().as_str()).collect();
-    let sections = read_sections(text, schema, component_names, &mut r);
+    let sections = read_sections(text, &root, schema, component_names, &mut r);
     let view = AppView {
         schema,
         components: raw.component.keys().map(|k| k.get_ref().as_str()).collect(),
@@ -351,6 +351,7 @@ fn top_level(text: &str, schema: &Schema, r: &mut Reporter<'_>) {
 /// without `[queue…]` and one with no queue are the same definition.
 fn read_sections<'a>(
     text: &'a str,
+    root: &Path,
     schema: &Schema,
     components: BTreeSet<&str>,
     r: &mut Reporter<'a>,
@@ -364,6 +365,7 @@ fn read_sections<'a>(
         };
         let mut file = SectionFile {
             text,
+            root,
             app: &view,
             reporter: r,
         };

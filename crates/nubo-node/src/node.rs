@@ -447,14 +447,26 @@ impl Node {
         }
         let live = match &new {
             Some(def) => {
-                nubo_plan::validate(def, |d| self.content.has(d), &self.runtime.schema())
+                let schema = self.runtime.schema();
+                nubo_plan::validate(def, |d| self.content.has(d), &schema)
                     .map_err(ChangeError::Rejected)?;
+                let conflicts = nubo_plan::conflicts(current_def, def, &schema);
+                if !conflicts.is_empty() {
+                    return Err(ChangeError::Rejected(conflicts));
+                }
                 let prepared = self
                     .loader()
                     .prepare(current_rev, def, current)
                     .await
                     .map_err(|e| ChangeError::Rejected(vec![e.to_string()]))?;
                 Self::check_mount(&apps, app, &prepared)?;
+                for c in self.runtime.capabilities() {
+                    if let Some(ready) = c.prepare(&self.services, app, def, current_rev + 1) {
+                        ready
+                            .await
+                            .map_err(|e| ChangeError::Rejected(vec![e.to_string()]))?;
+                    }
+                }
                 Some(prepared)
             }
             None => None,

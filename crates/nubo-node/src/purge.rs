@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Purged {
     /// How many of what, by capability: `keys`, `blobs`, `messages`
-    /// (queued and dead), `tasks`, `cron_runs`.
+    /// (queued and dead), `tasks`, `cron_runs`, `databases`.
     #[serde(flatten)]
     pub deleted: BTreeMap<&'static str, u64>,
     /// What could not be deleted (see the node's log).

@@ -22,4 +22,4 @@ pub use model::{
 };
 pub use plan::{plan, short};
 pub use step::{Step, StepError, apply};
-pub use validate::{is_digest, validate};
+pub use validate::{conflicts, is_digest, validate};

@@ -20,7 +20,9 @@ pub fn plan(current: Option<&AppDef>, desired: Option<&AppDef>) -> Vec<Step> {
         (cur, Some(des)) => (cur, des),
     };
     let mut steps = uploads(cur, des);
-    let empty = AppDef::new(des.name.clone());
+    // A new app is created with its settings; nothing else to set.
+    let mut empty = AppDef::new(des.name.clone());
+    empty.settings = des.settings.clone();
     let cur = match cur {
         Some(c) => c,
         None => {

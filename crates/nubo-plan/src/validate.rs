@@ -170,6 +170,22 @@ pub fn validate(
     if errs.is_empty() { Ok(()) } else { Err(errs) }
 }
 
+/// Why `current` may not become `new` though `new` is valid: what each
+/// capability's section refuses in the change itself (a migration edited
+/// after it was applied).
+pub fn conflicts(current: Option<&AppDef>, new: &AppDef, schema: &Schema) -> Vec<String> {
+    let mut out = Vec::new();
+    for section in &schema.sections {
+        let key = section.key();
+        let old = current.and_then(|c| c.sections.get(key));
+        let want = new.sections.get(key);
+        if old.is_some() && old != want {
+            out.extend(section.conflicts(old, want));
+        }
+    }
+    out
+}
+
 /// 64 lower-case hex digits.
 pub fn is_digest(s: &str) -> bool {
     s.len() == 64

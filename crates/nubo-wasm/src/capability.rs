@@ -25,7 +25,9 @@
 //! [`Host::state`]: crate::Host::state
 
 use crate::Host;
-pub use crate::lifecycle::{BoxFuture, Deleted, Gauge, OpenEnv, OpenError, PurgeError, RunningApp};
+pub use crate::lifecycle::{
+    BoxFuture, Deleted, Gauge, OpenEnv, OpenError, PrepareError, PurgeError, RunningApp,
+};
 use crate::waits::WaitClock;
 use nubo_manifest::{GrantKey, Section};
 use std::any::{Any, TypeId};
@@ -111,6 +113,22 @@ pub trait Capability: Send + Sync + 'static {
         services: &'a mut Services,
     ) -> Option<BoxFuture<'a, Result<(), OpenError>>> {
         let _ = (env, services);
+        None
+    }
+
+    /// A new revision of an app is about to be committed: its components
+    /// are ready and its routes have not switched. The capability readies
+    /// what the revision needs before it serves (a database's migrations);
+    /// an error refuses the whole change and the old revision serves on.
+    /// `revision` is the number the change will commit as.
+    fn prepare<'a>(
+        &'a self,
+        services: &'a Services,
+        app: &'a str,
+        def: &'a nubo_plan::AppDef,
+        revision: u64,
+    ) -> Option<BoxFuture<'a, Result<(), PrepareError>>> {
+        let _ = (services, app, def, revision);
         None
     }
 

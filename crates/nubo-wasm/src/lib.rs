@@ -28,7 +28,7 @@ mod waits;
 
 pub use capability::{
     BoxFuture, Capability, Deleted, Gauge, Grant, GrantError, GrantTo, OpenEnv, OpenError,
-    PurgeError, Run, RunningApp, Services, Shared, States, grants, schema,
+    PrepareError, PurgeError, Run, RunningApp, Services, Shared, States, grants, schema,
 };
 pub use component::{Component, ComponentSettings, HttpComponent, Invocation, QUEUE_TIMEOUT};
 pub use engine::{EPOCH_TICK, Runtime, RuntimeOptions};

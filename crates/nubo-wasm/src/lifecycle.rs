@@ -39,6 +39,28 @@ impl PurgeError {
     }
 }
 
+/// Why a capability refused a new revision of an app; nothing of it was
+/// committed.
+#[derive(Debug, thiserror::Error)]
+#[error("{capability}: {source}")]
+pub struct PrepareError {
+    pub capability: &'static str,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl PrepareError {
+    pub fn new(
+        capability: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            capability,
+            source: source.into(),
+        }
+    }
+}
+
 /// Where a capability opens its service.
 pub struct OpenEnv<'a> {
     /// The node's state dir: an embedded backend keeps its files here.

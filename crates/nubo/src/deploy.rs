@@ -44,6 +44,13 @@ pub async fn make_plan(client: &Client, desired: &AppDef) -> CliResult<Plan> {
         Some(c) => (c.revision, Some(c.definition)),
         None => (0, None),
     };
+    let conflicts = nubo_plan::conflicts(current.as_ref(), desired, &nubo_node::schema());
+    if !conflicts.is_empty() {
+        return Err(CliError::new(format!(
+            "the node cannot take this definition:\n  {}",
+            conflicts.join("\n  ")
+        )));
+    }
     let mut steps = plan(current.as_ref(), Some(&desired.redacted()));
     for s in &mut steps {
         if let Step::SetVariable { name, value, .. } = s

@@ -198,7 +198,7 @@ pub fn render(
                     "      its data is kept: a new app of this name will see it".to_string()
                 } else {
                     format!(
-                        "      {} its data: every key, blob, queued and dead message, task and cron run",
+                        "      {} its data: every key, blob, queued and dead message, task, cron run and SQL database",
                         red("deletes")
                     )
                 });

@@ -43,6 +43,7 @@ pub mod kv;
 pub mod outbound;
 pub mod pubsub;
 pub mod queue;
+pub mod sql;
 pub mod stream;
 pub mod tasks;
 mod web;

@@ -40,6 +40,8 @@ struct Purged {
     messages: u64,
     tasks: u64,
     #[serde(default)]
+    databases: u64,
+    #[serde(default)]
     failed: Vec<String>,
 }
 
@@ -56,7 +58,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
             println!("      its data is kept: a new app of this name will see it");
         } else {
             println!(
-                "      {} its data: every key, blob, queued and dead message, task and cron run",
+                "      {} its data: every key, blob, queued and dead message, task, cron run and SQL database",
                 red("deletes")
             );
         }
@@ -76,7 +78,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
         match done.purged {
             Some(p) => {
                 println!(
-                    "app `{}` removed (revision {}); deleted {} key{}, {} blob{}, {} message{}, {} task record{}",
+                    "app `{}` removed (revision {}); deleted {} key{}, {} blob{}, {} message{}, {} task record{}, {} database{}",
                     args.app,
                     done.revision,
                     p.keys,
@@ -86,7 +88,9 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
                     p.messages,
                     plural(p.messages),
                     p.tasks,
-                    plural(p.tasks)
+                    plural(p.tasks),
+                    p.databases,
+                    plural(p.databases)
                 );
                 if !p.failed.is_empty() {
                     return Err(CliError::new(format!(

@@ -1,0 +1,113 @@
+//! Applying an app's migrations to a SQLite database: the ones not applied
+//! yet, in order, in one transaction, each recorded in `_nubo_migrations`
+//! with its checksum and the revision that applied it.
+
+use crate::sqlite::{MIGRATIONS_TABLE, classify, record};
+use crate::{MigrateError, Migration, SqlError};
+use rusqlite::fallible_iterator::FallibleIterator;
+use rusqlite::{Connection, OptionalExtension};
+
+/// Applies the pending `migrations`; the names it applied. An applied one
+/// whose text changed, or any statement that fails, applies nothing.
+pub(crate) fn run(
+    c: &mut Connection,
+    migrations: &[Migration],
+    revision: u64,
+) -> Result<Vec<String>, MigrateError> {
+    c.execute_batch(MIGRATIONS_TABLE).map_err(classify)?;
+    let mut pending = Vec::new();
+    for m in migrations {
+        let applied: Option<(String, i64)> = c
+            .query_row(
+                "SELECT sha256, revision FROM _nubo_migrations WHERE name = ?1",
+                [&m.name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(classify)?;
+        match applied {
+            Some((sha, _)) if sha == m.sha256 => {}
+            Some((_, rev)) => {
+                return Err(MigrateError::Changed {
+                    name: m.name.clone(),
+                    revision: rev as u64,
+                });
+            }
+            None => pending.push(m),
+        }
+    }
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tx = c.transaction().map_err(classify)?;
+    for m in &pending {
+        script(&tx, m)?;
+        record(&tx, m, revision)?;
+    }
+    tx.commit().map_err(classify)?;
+    Ok(pending.iter().map(|m| m.name.clone()).collect())
+}
+
+/// Runs every statement of `m`; a failure names the line it starts on.
+fn script(c: &Connection, m: &Migration) -> Result<(), MigrateError> {
+    let mut done = 0usize;
+    let failed = |done: usize, source: SqlError| MigrateError::Failed {
+        name: m.name.clone(),
+        line: statement_line(&m.sql, done),
+        source,
+    };
+    let mut batch = rusqlite::Batch::new(c, &m.sql);
+    loop {
+        let mut stmt = match batch.next() {
+            Ok(Some(s)) => s,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(failed(done, classify(e))),
+        };
+        let text = stmt.expanded_sql().unwrap_or_default();
+        let mut rows = stmt.raw_query();
+        loop {
+            match rows.next() {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => return Err(failed(done, classify(e))),
+            }
+        }
+        if let Some(at) = m.sql.get(done..).and_then(|rest| rest.find(text.trim())) {
+            done += at + text.trim().len();
+        }
+    }
+}
+
+/// The line (from 1) of the first statement text at or after byte `from`:
+/// past blanks, `;` and `--` comments.
+fn statement_line(sql: &str, from: usize) -> usize {
+    let before = sql.get(..from).unwrap_or(sql);
+    let mut line = before.matches('\n').count() + 1;
+    let mut in_comment = false;
+    let mut chars = sql.get(from..).unwrap_or("").chars().peekable();
+    while let Some(ch) = chars.next() {
+        match ch {
+            '\n' => {
+                line += 1;
+                in_comment = false;
+            }
+            _ if in_comment => {}
+            '-' if chars.peek() == Some(&'-') => in_comment = true,
+            c if c.is_whitespace() || c == ';' => {}
+            _ => return line,
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::statement_line;
+
+    #[test]
+    fn the_line_of_a_statement_skips_blanks_and_comments() {
+        let sql = "CREATE TABLE a (x);\n\n-- tags\nCREATE TABLE b (y);\n";
+        assert_eq!(statement_line(sql, 0), 1);
+        assert_eq!(statement_line(sql, "CREATE TABLE a (x)".len()), 4);
+    }
+}

@@ -1,0 +1,547 @@
+//! The embedded engine: one SQLite file per database, `STATE/sql/APP/DB.db`.
+//!
+//! Each database has one connection, opened as every Nubo service opens
+//! SQLite (WAL, `synchronous = NORMAL`: a committed statement survives a
+//! killed node). Statements take the connection in turn and run on the
+//! blocking pool, never on a tokio worker, under a progress handler that
+//! stops one at its `timeout_ms`. A transaction holds the connection
+//! from `begin` to its end, across the guest's calls.
+//!
+//! A guest's SQL reaches only its own file: attaching another database
+//! (`ATTACH`, `VACUUM INTO`) is refused, and so is every `PRAGMA` but
+//! those that read the schema, so no statement can change how Nubo opened
+//! the file. Foreign keys are enforced.
+
+use crate::{
+    Database, DatabaseSpec, Executed, MigrateError, Migration, Rows, SqlBackend, SqlError,
+    SqlLimits, Transaction, Value,
+};
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::{Connection, ErrorCode, params};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::OwnedMutexGuard;
+
+/// How long a statement waits for the connection while a transaction or
+/// a long statement holds it.
+const WAIT: Duration = Duration::from_secs(5);
+
+/// The `PRAGMA`s a guest may run: they read the schema.
+const READ_PRAGMAS: [&str; 7] = [
+    "table_info",
+    "table_xinfo",
+    "table_list",
+    "index_list",
+    "index_info",
+    "foreign_key_list",
+    "foreign_key_check",
+];
+
+pub struct SqliteBackend {
+    dir: PathBuf,
+    open: Mutex<HashMap<(String, String), Arc<SqliteDb>>>,
+}
+
+impl SqliteBackend {
+    /// Databases under `dir` (the node's `STATE/sql`).
+    pub fn open(dir: &Path) -> Result<Self, SqlError> {
+        std::fs::create_dir_all(dir).map_err(|e| SqlError::Other(e.to_string()))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn open_dbs(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<SqliteDb>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait::async_trait]
+impl SqlBackend for SqliteBackend {
+    async fn database(
+        &self,
+        app: &str,
+        name: &str,
+        spec: &DatabaseSpec,
+    ) -> Result<Arc<dyn Database>, SqlError> {
+        let key = (app.to_string(), name.to_string());
+        let found = self.open_dbs().get(&key).cloned();
+        if let Some(db) = found {
+            db.set_limits(spec.limits).await?;
+            return Ok(db);
+        }
+        let dir = self.dir.join(app);
+        let path = dir.join(format!("{name}.db"));
+        let limits = spec.limits;
+        let conn = tokio::task::spawn_blocking(move || -> Result<Connection, SqlError> {
+            std::fs::create_dir_all(&dir).map_err(|e| SqlError::Other(e.to_string()))?;
+            open_file(&path, limits)
+        })
+        .await
+        .map_err(|e| SqlError::Other(e.to_string()))??;
+        let db = Arc::new(SqliteDb {
+            conn: Arc::new(tokio::sync::Mutex::new(conn)),
+            limits: Mutex::new(limits),
+        });
+        let db = self.open_dbs().entry(key).or_insert(db).clone();
+        Ok(db)
+    }
+
+    async fn purge_app(&self, app: &str) -> Result<u64, SqlError> {
+        self.open_dbs().retain(|(a, _), _| a != app);
+        let dir = self.dir.join(app);
+        tokio::task::spawn_blocking(move || {
+            let count = std::fs::read_dir(&dir)
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .filter(|e| e.path().extension().is_some_and(|x| x == "db"))
+                        .count() as u64
+                })
+                .unwrap_or(0);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => Ok(count),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+                Err(e) => Err(SqlError::Other(format!("deleting {}: {e}", dir.display()))),
+            }
+        })
+        .await
+        .map_err(|e| SqlError::Other(e.to_string()))?
+    }
+}
+
+/// Opens one database file with Nubo's pragmas, the guest's guard rails
+/// and `limits`.
+fn open_file(path: &Path, limits: SqlLimits) -> Result<Connection, SqlError> {
+    let conn = nubo_sqlite::open(path, nubo_sqlite::Synchronous::Normal)
+        .map_err(|e| SqlError::Other(e.to_string()))?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(classify)?;
+    conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED, 0)
+        .map_err(classify)?;
+    conn.authorizer(Some(guard_rails));
+    apply_size(&conn, limits)?;
+    Ok(conn)
+}
+
+fn guard_rails(ctx: AuthContext<'_>) -> Authorization {
+    match ctx.action {
+        AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
+        AuthAction::Pragma { pragma_name, .. }
+            if !READ_PRAGMAS.contains(&pragma_name.to_ascii_lowercase().as_str()) =>
+        {
+            Authorization::Deny
+        }
+        _ => Authorization::Allow,
+    }
+}
+
+/// Caps the file at `max_size_mb`: past it a write fails as "full".
+/// Nubo's own pragmas go around the guest's guard rails.
+fn apply_size(conn: &Connection, limits: SqlLimits) -> Result<(), SqlError> {
+    conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
+    let set = conn
+        .query_row("PRAGMA page_size", [], |r| r.get::<_, u64>(0))
+        .and_then(|page| {
+            let pages = (limits.max_size_mb << 20) / page.max(512);
+            conn.pragma_update(None, "max_page_count", pages)
+        });
+    conn.authorizer(Some(guard_rails));
+    set.map_err(classify)
+}
+
+struct SqliteDb {
+    conn: Arc<tokio::sync::Mutex<Connection>>,
+    limits: Mutex<SqlLimits>,
+}
+
+type Held = OwnedMutexGuard<Connection>;
+
+impl SqliteDb {
+    fn limits(&self) -> SqlLimits {
+        *self.limits.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn set_limits(&self, limits: SqlLimits) -> Result<(), SqlError> {
+        let changed = {
+            let mut l = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::replace(&mut *l, limits) != limits
+        };
+        if changed {
+            let held = self.hold().await?;
+            blocking(held, move |c| apply_size(c, limits)).await.1?;
+        }
+        Ok(())
+    }
+
+    /// The connection, once no one else holds it (at most [`WAIT`]).
+    async fn hold(&self) -> Result<Held, SqlError> {
+        tokio::time::timeout(WAIT, self.conn.clone().lock_owned())
+            .await
+            .map_err(|_| {
+                SqlError::Busy(format!(
+                    "a transaction or a statement held the database for {} s",
+                    WAIT.as_secs()
+                ))
+            })
+    }
+}
+
+/// Runs `f` with the held connection on the blocking pool; the connection
+/// comes back with the result (none if `f` panicked, which drops it and
+/// frees the database for the next caller).
+async fn blocking<T, E>(
+    mut held: Held,
+    f: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+) -> (Option<Held>, Result<T, E>)
+where
+    T: Send + 'static,
+    E: From<SqlError> + Send + 'static,
+{
+    let run = tokio::task::spawn_blocking(move || {
+        let out = f(&mut held);
+        (held, out)
+    });
+    match run.await {
+        Ok((held, out)) => (Some(held), out),
+        Err(e) => (
+            None,
+            Err(E::from(SqlError::Other(format!(
+                "the statement's run failed: {e}"
+            )))),
+        ),
+    }
+}
+
+#[async_trait::async_trait]
+impl Database for SqliteDb {
+    async fn execute(&self, statement: String, params: Vec<Value>) -> Result<Executed, SqlError> {
+        let limits = self.limits();
+        let held = self.hold().await?;
+        blocking(held, move |c| {
+            alone(c, |c| execute(c, &statement, &params, limits))
+        })
+        .await
+        .1
+    }
+
+    async fn query(&self, statement: String, params: Vec<Value>) -> Result<Rows, SqlError> {
+        let limits = self.limits();
+        let held = self.hold().await?;
+        blocking(held, move |c| {
+            alone(c, |c| query(c, &statement, &params, limits))
+        })
+        .await
+        .1
+    }
+
+    async fn begin(&self) -> Result<Box<dyn Transaction>, SqlError> {
+        let held = self.hold().await?;
+        let (held, begun) = blocking(held, |c| c.execute_batch("BEGIN").map_err(classify)).await;
+        begun?;
+        Ok(Box::new(SqliteTx {
+            held,
+            limits: self.limits(),
+        }))
+    }
+
+    async fn migrate(
+        &self,
+        migrations: &[Migration],
+        revision: u64,
+    ) -> Result<Vec<String>, MigrateError> {
+        let held = self.hold().await?;
+        let migrations = migrations.to_vec();
+        blocking(held, move |c| crate::migrate::run(c, &migrations, revision))
+            .await
+            .1
+    }
+}
+
+/// Runs one statement outside a transaction; one that leaves a
+/// transaction open (`BEGIN` sent as a statement) is rolled back and
+/// refused, so the next caller finds the connection as it should be.
+fn alone<T>(
+    c: &mut Connection,
+    f: impl FnOnce(&Connection) -> Result<T, SqlError>,
+) -> Result<T, SqlError> {
+    let out = f(c);
+    if !c.is_autocommit() {
+        let _ = c.execute_batch("ROLLBACK");
+        return Err(SqlError::Other(
+            "transactions are begun with `begin` (a transaction resource), not as statements; rolled back".into(),
+        ));
+    }
+    out
+}
+
+struct SqliteTx {
+    held: Option<Held>,
+    limits: SqlLimits,
+}
+
+impl SqliteTx {
+    async fn run<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Connection) -> Result<T, SqlError> + Send + 'static,
+    ) -> Result<T, SqlError> {
+        let held = self.held.take().ok_or(SqlError::Ended)?;
+        let (held, out) = blocking(held, move |c| {
+            let out = f(c);
+            if c.is_autocommit() {
+                // The statement ended the transaction (`COMMIT` sent as a
+                // statement, or SQLite rolled back on an error).
+                return out.and(Err(SqlError::Ended));
+            }
+            out
+        })
+        .await;
+        // A transaction SQLite ended is over for the guest too.
+        self.held = held.filter(|h| !h.is_autocommit());
+        out
+    }
+}
+
+#[async_trait::async_trait]
+impl Transaction for SqliteTx {
+    async fn execute(
+        &mut self,
+        statement: String,
+        params: Vec<Value>,
+    ) -> Result<Executed, SqlError> {
+        let limits = self.limits;
+        self.run(move |c| execute(c, &statement, &params, limits))
+            .await
+    }
+
+    async fn query(&mut self, statement: String, params: Vec<Value>) -> Result<Rows, SqlError> {
+        let limits = self.limits;
+        self.run(move |c| query(c, &statement, &params, limits))
+            .await
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<(), SqlError> {
+        let held = self.held.take().ok_or(SqlError::Ended)?;
+        let (held, done) = blocking(held, |c| c.execute_batch("COMMIT").map_err(classify)).await;
+        if let Some(h) = held
+            && !h.is_autocommit()
+        {
+            // A failed commit (a deferred foreign key) leaves it open.
+            let _ = h.execute_batch("ROLLBACK");
+        }
+        done
+    }
+
+    async fn rollback(mut self: Box<Self>) -> Result<(), SqlError> {
+        let held = self.held.take().ok_or(SqlError::Ended)?;
+        blocking(held, |c| c.execute_batch("ROLLBACK").map_err(classify))
+            .await
+            .1
+    }
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        if let Some(h) = self.held.take()
+            && !h.is_autocommit()
+        {
+            // Rolling back is short: it drops the pages the transaction
+            // wrote from the cache.
+            let _ = h.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// Runs `f` with a progress handler that stops it at `timeout_ms`.
+fn timed<T>(
+    c: &Connection,
+    limits: SqlLimits,
+    f: impl FnOnce() -> Result<T, rusqlite::Error>,
+) -> Result<T, SqlError> {
+    let deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
+    c.progress_handler(1000, Some(move || Instant::now() > deadline));
+    let out = f();
+    c.progress_handler(0, None::<fn() -> bool>);
+    out.map_err(|e| match e.sqlite_error_code() {
+        Some(ErrorCode::OperationInterrupted) => SqlError::Timeout(limits.timeout_ms),
+        _ => classify(e),
+    })
+}
+
+fn bind(stmt: &mut rusqlite::Statement<'_>, params: &[Value]) -> Result<(), rusqlite::Error> {
+    let want = stmt.parameter_count();
+    if want != params.len() {
+        return Err(rusqlite::Error::InvalidParameterCount(params.len(), want));
+    }
+    for (i, p) in params.iter().enumerate() {
+        let i = i + 1;
+        match p {
+            Value::Null => stmt.raw_bind_parameter(i, rusqlite::types::Null)?,
+            Value::Integer(v) => stmt.raw_bind_parameter(i, v)?,
+            Value::Real(v) => stmt.raw_bind_parameter(i, v)?,
+            Value::Text(v) => stmt.raw_bind_parameter(i, v)?,
+            Value::Blob(v) => stmt.raw_bind_parameter(i, v)?,
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn execute(
+    c: &Connection,
+    sql: &str,
+    params: &[Value],
+    limits: SqlLimits,
+) -> Result<Executed, SqlError> {
+    timed(c, limits, || {
+        let mut stmt = c.prepare_cached(sql)?;
+        bind(&mut stmt, params)?;
+        let mut rows = stmt.raw_query();
+        while rows.next()?.is_some() {}
+        Ok(())
+    })?;
+    let changes = c.changes();
+    Ok(Executed {
+        changes,
+        last_insert_id: (changes > 0 && inserts(sql)).then(|| c.last_insert_rowid()),
+    })
+}
+
+/// Whether `sql` is an `INSERT` or `REPLACE` (perhaps after a `WITH`):
+/// SQLite's last row id is the connection's, so only such a statement's
+/// is its own.
+fn inserts(sql: &str) -> bool {
+    let words = sql
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or(""))
+        .flat_map(str::split_whitespace)
+        .map(str::to_ascii_uppercase);
+    for w in words {
+        match w.as_str() {
+            "INSERT" | "REPLACE" => return true,
+            "SELECT" | "UPDATE" | "DELETE" | "CREATE" | "DROP" | "ALTER" => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
+fn query(c: &Connection, sql: &str, params: &[Value], limits: SqlLimits) -> Result<Rows, SqlError> {
+    let mut too_large = None;
+    let out = timed(c, limits, || {
+        let mut stmt = c.prepare_cached(sql)?;
+        bind(&mut stmt, params)?;
+        let columns: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
+        let n = columns.len();
+        let mut out = Rows {
+            columns,
+            rows: Vec::new(),
+        };
+        let mut bytes = 0u64;
+        let mut rows = stmt.raw_query();
+        while let Some(row) = rows.next()? {
+            if out.rows.len() as u64 >= limits.max_rows {
+                too_large = Some(format!(
+                    "the result has more than {} rows (`max_rows` of the database); add a LIMIT",
+                    limits.max_rows
+                ));
+                break;
+            }
+            let mut values = Vec::with_capacity(n);
+            for i in 0..n {
+                let v = value(row.get_ref(i)?);
+                bytes += size(&v);
+                values.push(v);
+            }
+            if bytes > limits.max_result_mb << 20 {
+                too_large = Some(format!(
+                    "the result is over {} MiB (`max_result_mb` of the database)",
+                    limits.max_result_mb
+                ));
+                break;
+            }
+            out.rows.push(values);
+        }
+        Ok(out)
+    })?;
+    match too_large {
+        Some(m) => Err(SqlError::TooLarge(m)),
+        None => Ok(out),
+    }
+}
+
+fn value(v: rusqlite::types::ValueRef<'_>) -> Value {
+    use rusqlite::types::ValueRef;
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(f) => Value::Real(f),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
+fn size(v: &Value) -> u64 {
+    match v {
+        Value::Null | Value::Integer(_) | Value::Real(_) => 8,
+        Value::Text(t) => t.len() as u64,
+        Value::Blob(b) => b.len() as u64,
+    }
+}
+
+/// SQLite's error in the guest's terms.
+pub(crate) fn classify(e: rusqlite::Error) -> SqlError {
+    match e {
+        rusqlite::Error::SqlInputError { msg, offset, .. } => SqlError::Syntax {
+            message: msg,
+            offset: u32::try_from(offset).ok(),
+        },
+        rusqlite::Error::InvalidParameterCount(got, want) => SqlError::Other(format!(
+            "the statement takes {want} parameters, {got} were given"
+        )),
+        rusqlite::Error::SqliteFailure(f, msg) => {
+            let message = msg.unwrap_or_else(|| f.to_string());
+            match f.code {
+                ErrorCode::ConstraintViolation => SqlError::Constraint {
+                    name: constraint_name(&message),
+                    message,
+                },
+                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => SqlError::Busy(message),
+                ErrorCode::DiskFull => SqlError::TooLarge(format!(
+                    "{message} (the database is at its `max_size_mb`, or the node's disk is full)"
+                )),
+                ErrorCode::AuthorizationForStatementDenied => SqlError::Other(format!(
+                    "{message}: a component's SQL may not ATTACH databases or change PRAGMAs"
+                )),
+                _ => SqlError::Other(message),
+            }
+        }
+        other => SqlError::Other(other.to_string()),
+    }
+}
+
+/// `notes.title` of "UNIQUE constraint failed: notes.title"; the name of
+/// "CHECK constraint failed: positive".
+fn constraint_name(message: &str) -> Option<String> {
+    let (_, name) = message.split_once("constraint failed: ")?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+/// The applied migrations, kept in the database itself.
+pub(crate) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _nubo_migrations (
+    name TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    applied_ms INTEGER NOT NULL
+)";
+
+pub(crate) fn record(c: &Connection, m: &Migration, revision: u64) -> Result<(), SqlError> {
+    c.execute(
+        "INSERT INTO _nubo_migrations (name, sha256, revision, applied_ms) VALUES (?1, ?2, ?3, ?4)",
+        params![m.name, m.sha256, revision as i64, nubo_sqlite::now_ms()],
+    )
+    .map(|_| ())
+    .map_err(classify)
+}
