@@ -28,8 +28,10 @@ use tokio::sync::OwnedMutexGuard;
 /// a long statement holds it.
 const WAIT: Duration = Duration::from_secs(5);
 
-/// The `PRAGMA`s a guest may run: they read the schema.
-const READ_PRAGMAS: [&str; 7] = [
+/// The `PRAGMA`s a guest may run: they read the schema (and
+/// `data_version`, which FTS5 reads to see whether its index changed).
+const READ_PRAGMAS: [&str; 8] = [
+    "data_version",
     "table_info",
     "table_xinfo",
     "table_list",

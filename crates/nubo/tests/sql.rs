@@ -190,6 +190,20 @@ async fn statements_keep_their_types_transactions_and_errors_are_typed() {
     assert!(!outside.exists());
     assert_eq!(kind(&a[4]), "ok", "{a:?}");
 
+    // Full-text search is built in (FTS5), under the same guard rails.
+    let a = run(
+        &node,
+        "notes",
+        json!({ "db": "main", "ops": [
+            exec("CREATE VIRTUAL TABLE search USING fts5(title, body)", json!([])),
+            exec("INSERT INTO search (title, body) VALUES (?, ?), (?, ?)",
+                 json!(["groceries", "buy apples and pears", "work", "write the report"])),
+            query("SELECT title FROM search WHERE search MATCH ? ORDER BY rank", json!(["apple*"])),
+        ]}),
+    )
+    .await;
+    assert_eq!(a[2]["ok"]["rows"], json!([["groceries"]]), "{a:?}");
+
     // Only granted, declared databases.
     let a = run(&node, "notes", json!({ "db": "other", "ops": [] })).await;
     assert_eq!(kind(&a[0]), "access-denied", "{a:?}");
@@ -272,5 +286,76 @@ async fn migrations_are_planned_applied_before_serving_and_never_rewritten() {
             "migration `002_tags.sql` of database `main` was changed after it was applied"
         ),
         "{err}"
+    );
+}
+
+/// Inserts acknowledged to a client survive a SIGKILL of the node in the
+/// middle of a stream of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_acknowledged_insert_survives_sigkill() {
+    let s = tempfile::tempdir().unwrap();
+    let mut node = NodeProc::start(s.path(), &[]);
+    node.apply(&sql_app("durable", ""));
+    let url = node.url("/sql/run");
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (url, acked) = (url.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let title = format!("w{w}-{i}");
+                let body = json!({ "db": "main", "ops": [
+                    exec("INSERT INTO notes (title) VALUES (?)", json!([title])),
+                ]});
+                let Ok(r) = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    common::try_request("POST", &url, body.to_string().as_bytes()),
+                )
+                .await
+                else {
+                    return;
+                };
+                let answer = r.and_then(|text| serde_json::from_str::<J>(&text).ok());
+                match answer {
+                    Some(a) if a[0]["ok"]["changes"] == 1 => acked.lock().unwrap().push(title),
+                    _ => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    node.kill9();
+    for w in writers {
+        let _ = w.await;
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 20,
+        "too few inserts before the kill: {}",
+        acked.len()
+    );
+
+    let node = NodeProc::start(s.path(), &[]);
+    let a = run(
+        &node,
+        "durable",
+        json!({ "db": "main", "ops": [
+            query("SELECT title FROM notes", json!([])),
+        ]}),
+    )
+    .await;
+    let stored: std::collections::BTreeSet<String> = a[0]["ok"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_str().unwrap().to_string())
+        .collect();
+    let lost: Vec<&String> = acked.iter().filter(|t| !stored.contains(*t)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged inserts lost: {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(5)]
     );
 }

@@ -195,25 +195,51 @@ pub async fn open_get(addr: &str, path: &str) -> http::Response<hyper::body::Inc
 
 /// One HTTP/1.1 request with a fresh connection.
 pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
-    let uri: http::Uri = url.parse().unwrap();
-    let addr = format!("{}:{}", uri.host().unwrap(), uri.port_u16().unwrap());
-    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    match send(method, url, headers, body).await {
+        Ok(r) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    }
+}
+
+/// The body of a `200` answer to a request with a fresh connection;
+/// `None` for any other answer, or if the node is gone.
+pub async fn try_request(method: &str, url: &str, body: &[u8]) -> Option<String> {
+    let r = send(method, url, &[("content-type", "application/json")], body)
+        .await
+        .ok()?;
+    (r.status == 200).then(|| r.text())
+}
+
+async fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Reply, Box<dyn std::error::Error + Send + Sync>> {
+    let uri: http::Uri = url.parse()?;
+    let addr = format!(
+        "{}:{}",
+        uri.host().unwrap_or_default(),
+        uri.port_u16().unwrap_or(80)
+    );
+    let stream = tokio::net::TcpStream::connect(&addr).await?;
     let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let mut req = http::Request::builder()
         .method(method)
         .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        req = req.header("host", uri.authority().unwrap().as_str());
+        req = req.header(
+            "host",
+            uri.authority().map(|a| a.as_str()).unwrap_or_default(),
+        );
     }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let req = req.body(Full::new(Bytes::copy_from_slice(body))).unwrap();
-    let resp = sender.send_request(req).await.unwrap();
+    let req = req.body(Full::new(Bytes::copy_from_slice(body)))?;
+    let resp = sender.send_request(req).await?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp
@@ -222,11 +248,11 @@ pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[
         .await
         .map(|b| b.to_bytes().to_vec())
         .unwrap_or_default();
-    Reply {
+    Ok(Reply {
         status,
         headers,
         body,
-    }
+    })
 }
 
 pub async fn get(url: &str) -> Reply {
