@@ -46,14 +46,21 @@ pub struct SqlGrant {
     pub databases: Vec<String>,
 }
 
-impl SqlGrant {
-    /// The granted database `name`, as the app declares it now.
-    pub async fn open(&self, name: &str) -> Result<Arc<dyn Database>, SqlError> {
-        let specs = self.service.declared.get(&self.app);
+impl SqlService {
+    /// The database `name` of `app`, as the app declares it now.
+    pub async fn open(&self, app: &str, name: &str) -> Result<Arc<dyn Database>, SqlError> {
+        let specs = self.declared.get(app);
         let Some(spec) = specs.as_ref().and_then(|s| s.get(name)) else {
             return Err(SqlError::NoSuchDatabase(name.to_string()));
         };
-        self.service.backend.database(&self.app, name, spec).await
+        self.backend.database(app, name, spec).await
+    }
+}
+
+impl SqlGrant {
+    /// The granted database `name`, as the app declares it now.
+    pub async fn open(&self, name: &str) -> Result<Arc<dyn Database>, SqlError> {
+        self.service.open(&self.app, name).await
     }
 }
 
@@ -91,6 +98,15 @@ impl Capability for Sql {
         linker: &mut wasmtime::component::Linker<nubo_wasm::Host>,
     ) -> wasmtime::Result<()> {
         host::add_to_linker(linker)
+    }
+
+    fn routes(
+        &self,
+        services: &Services,
+        apps: Arc<dyn nubo_api::Apps>,
+    ) -> Option<nubo_api::Routes> {
+        let service = services.get::<Arc<SqlService>>()?.clone();
+        Some(crate::api::routes(service, apps))
     }
 
     /// One SQLite file per database under `STATE/sql`.

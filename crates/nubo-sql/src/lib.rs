@@ -12,6 +12,7 @@
 //! blob), which is also what Spin's `spin:sqlite` carries: a Spin
 //! component maps onto this interface one to one.
 
+mod api;
 mod capability;
 mod host;
 mod migrate;
@@ -39,6 +40,8 @@ pub enum Value {
 pub struct Rows {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Value>>,
+    /// Rows the statement inserted, updated or deleted (0 for a read).
+    pub changes: u64,
 }
 
 /// What a statement changed.

@@ -436,9 +436,11 @@ fn query(c: &Connection, sql: &str, params: &[Value], limits: SqlLimits) -> Resu
         bind(&mut stmt, params)?;
         let columns: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
         let n = columns.len();
+        let readonly = stmt.readonly();
         let mut out = Rows {
             columns,
             rows: Vec::new(),
+            changes: 0,
         };
         let mut bytes = 0u64;
         let mut rows = stmt.raw_query();
@@ -464,6 +466,10 @@ fn query(c: &Connection, sql: &str, params: &[Value], limits: SqlLimits) -> Resu
                 break;
             }
             out.rows.push(values);
+        }
+        drop(rows);
+        if !readonly {
+            out.changes = c.changes();
         }
         Ok(out)
     })?;

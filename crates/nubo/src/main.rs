@@ -48,6 +48,7 @@ enum Command {
     Cron(commands::cron::Args),
     Queue(commands::queue::Args),
     Tasks(commands::tasks::Args),
+    Sql(commands::sql::Args),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +81,7 @@ fn main() -> ExitCode {
         Command::Cron(args) => commands::cron::run(args),
         Command::Queue(args) => commands::queue::run(args),
         Command::Tasks(args) => commands::tasks::run(args),
+        Command::Sql(args) => commands::sql::run(args),
     };
     match result {
         Ok(code) => code,

@@ -207,6 +207,44 @@ async fn statements_keep_their_types_transactions_and_errors_are_typed() {
     // Only granted, declared databases.
     let a = run(&node, "notes", json!({ "db": "other", "ops": [] })).await;
     assert_eq!(kind(&a[0]), "access-denied", "{a:?}");
+
+    // `nubo sql` runs a statement under the same limits and prints a table.
+    let sql = |args: &[&str]| {
+        let mut all = vec!["sql", "notes"];
+        all.extend_from_slice(args);
+        node.cli(&all, &[])
+    };
+    let (code, out, err) = sql(&[
+        "main",
+        "SELECT id, title FROM notes WHERE id = ?",
+        "--param",
+        "2",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("id | title") && out.contains("2  | kept"),
+        "{out}"
+    );
+    assert!(out.contains("(1 row)"), "{out}");
+    let (code, out, err) = sql(&["main", "--json", "UPDATE notes SET body = 'b'"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        serde_json::from_str::<J>(&out).unwrap()["changes"],
+        2,
+        "{out}"
+    );
+    let (code, _, err) = sql(&["mian", "SELECT 1"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("`main`"), "{err}");
+    let (code, _, err) = sql(&["main", "SELEC 1"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("syntax error"), "{err}");
+    let (code, _, err) = sql(&[
+        "main",
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("stopped after 300 ms"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

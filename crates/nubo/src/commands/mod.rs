@@ -11,6 +11,7 @@ pub mod plan;
 pub mod ps;
 pub mod queue;
 pub mod rollback;
+pub mod sql;
 pub mod tasks;
 pub mod up;
 
