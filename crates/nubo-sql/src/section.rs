@@ -380,21 +380,17 @@ impl Section for SqlSection {
     }
 }
 
-/// Applied migrations that the new list edits, drops, or puts a new one
-/// before.
+/// Applied migrations that the new list edits, or puts a new one before.
+/// A list without some applied ones is no conflict: a rollback to an
+/// older revision keeps the newer schema (migrations are never undone).
 fn migration_conflicts(db: &str, applied: &[Migration], new: &[Migration]) -> Vec<String> {
     let mut out = Vec::new();
     for a in applied {
-        match new.iter().find(|m| m.name == a.name) {
-            Some(m) if m.sha256 != a.sha256 => out.push(format!(
+        if new.iter().any(|m| m.name == a.name && m.sha256 != a.sha256) {
+            out.push(format!(
                 "migration `{}` of database `{db}` was changed after it was applied; undo the edit and add a new migration",
                 a.name
-            )),
-            Some(_) => {}
-            None => out.push(format!(
-                "migration `{}` of database `{db}` was applied and is gone from the folder; migrations are never undone",
-                a.name
-            )),
+            ));
         }
     }
     let last = applied.iter().filter_map(Migration::number).max();

@@ -325,6 +325,39 @@ async fn migrations_are_planned_applied_before_serving_and_never_rewritten() {
         ),
         "{err}"
     );
+    // The node refuses it too, whoever sends it.
+    let current: J =
+        serde_json::from_str(&node.api("GET", "/v1/apps/mig", "").await.text()).unwrap();
+    let mut sql = current["definition"]["sql"].clone();
+    let edited = "CREATE TABLE tags (tag TEXT);\n";
+    sql["main"]["migrations"][1]["sql"] = json!(edited);
+    sql["main"]["migrations"][1]["sha256"] =
+        json!(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(edited)));
+    let edit = json!({ "steps": [{ "op": "set_section", "key": "sql", "value": sql }] });
+    let r = node
+        .api("POST", "/v1/apps/mig/changes", &edit.to_string())
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text()
+            .contains("`002_tags.sql` of database `main` was changed after it was applied"),
+        "{}",
+        r.text()
+    );
+
+    // A rollback to the revision before `002_tags.sql` serves it on the
+    // newer schema: migrations are never undone.
+    let (code, out, err) = node.cli(&["rollback", "mig"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let a = run(
+        &node,
+        "mig",
+        json!({ "db": "main", "ops": [
+            query("SELECT count(*) FROM tags", json!([])),
+        ]}),
+    )
+    .await;
+    assert_eq!(a[0]["ok"]["rows"], json!([[1]]), "{a:?}");
 }
 
 /// Inserts acknowledged to a client survive a SIGKILL of the node in the
