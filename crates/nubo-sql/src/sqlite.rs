@@ -178,16 +178,24 @@ impl SqliteDb {
         Ok(())
     }
 
-    /// The connection, once no one else holds it (at most [`WAIT`]).
+    /// The connection, once no one else holds it (at most [`WAIT`]). A
+    /// transaction whose guest went away in the middle of a statement
+    /// (the call's future dropped at its deadline) comes back open when
+    /// that statement ends; it is rolled back here, before anyone else
+    /// uses the connection.
     async fn hold(&self) -> Result<Held, SqlError> {
-        tokio::time::timeout(WAIT, self.conn.clone().lock_owned())
+        let held = tokio::time::timeout(WAIT, self.conn.clone().lock_owned())
             .await
             .map_err(|_| {
                 SqlError::Busy(format!(
                     "a transaction or a statement held the database for {} s",
                     WAIT.as_secs()
                 ))
-            })
+            })?;
+        if !held.is_autocommit() {
+            let _ = held.execute_batch("ROLLBACK");
+        }
+        Ok(held)
     }
 }
 
@@ -552,4 +560,50 @@ pub(crate) fn record(c: &Connection, m: &Migration, revision: u64) -> Result<(),
     )
     .map(|_| ())
     .map_err(classify)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DatabaseSpec;
+
+    fn spec(timeout_ms: u64) -> DatabaseSpec {
+        DatabaseSpec {
+            engine: crate::Engine::Sqlite,
+            url: None,
+            migrations: Vec::new(),
+            limits: SqlLimits {
+                timeout_ms,
+                ..SqlLimits::default()
+            },
+        }
+    }
+
+    const SLOW: &str =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+
+    /// A transaction whose caller gives up in the middle of a statement
+    /// (a guest past its deadline) is rolled back, and the next caller
+    /// finds the database as it should be.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_transaction_abandoned_mid_statement_is_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = SqliteBackend::open(dir.path()).unwrap();
+        let db = backend.database("a", "main", &spec(300)).await.unwrap();
+        db.execute("CREATE TABLE t (x)".into(), vec![])
+            .await
+            .unwrap();
+        let mut tx = db.begin().await.unwrap();
+        tx.execute("INSERT INTO t VALUES (1)".into(), vec![])
+            .await
+            .unwrap();
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(20), tx.query(SLOW.into(), vec![])).await;
+        assert!(gave_up.is_err(), "the slow statement finished: {gave_up:?}");
+        drop(tx);
+        let done = db.execute("INSERT INTO t VALUES (2)".into(), vec![]).await;
+        assert_eq!(done.map(|e| e.changes), Ok(1));
+        let rows = db.query("SELECT x FROM t".into(), vec![]).await.unwrap();
+        assert_eq!(rows.rows, vec![vec![Value::Integer(2)]]);
+    }
 }
