@@ -40,6 +40,8 @@ pub trait Declarations {
     fn declares(&self, section: &str, name: &str) -> bool;
     /// Whether the app has a component `name`.
     fn has_component(&self, name: &str) -> bool;
+    /// Whether the app declares the variable `name` (`[variables]`).
+    fn has_variable(&self, name: &str) -> bool;
 }
 
 /// One problem with one name of a grant: `index` is its position in the
@@ -183,6 +185,9 @@ mod tests {
         }
         fn has_component(&self, name: &str) -> bool {
             name == "api"
+        }
+        fn has_variable(&self, _name: &str) -> bool {
+            false
         }
     }
 

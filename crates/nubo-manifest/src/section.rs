@@ -245,6 +245,7 @@ pub fn section_value<T: DeserializeOwned + Default>(
 pub struct AppView<'a> {
     pub schema: &'a Schema,
     pub components: BTreeSet<&'a str>,
+    pub variables: BTreeSet<&'a str>,
     pub sections: &'a BTreeMap<String, Value>,
 }
 
@@ -259,6 +260,10 @@ impl Declarations for AppView<'_> {
 
     fn has_component(&self, name: &str) -> bool {
         self.components.contains(name)
+    }
+
+    fn has_variable(&self, name: &str) -> bool {
+        self.variables.contains(name)
     }
 }
 
@@ -306,5 +311,9 @@ impl Declarations for SampleApp {
 
     fn has_component(&self, name: &str) -> bool {
         name == "web"
+    }
+
+    fn has_variable(&self, _name: &str) -> bool {
+        false
     }
 }

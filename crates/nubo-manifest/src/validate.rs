@@ -57,11 +57,15 @@ pub(crate) fn validate(
         components.insert(cname.get_ref().clone(), spec);
     }
     top_level(text, schema, &mut r);
-    let component_names = raw.component.keys().map(|k| k.get_ref().as_str()).collect();
-    let sections = read_sections(text, &root, schema, component_names, &mut r);
+    let names = Names {
+        components: raw.component.keys().map(|k| k.get_ref().as_str()).collect(),
+        variables: raw.variables.keys().map(|k| k.get_ref().as_str()).collect(),
+    };
+    let sections = read_sections(text, &root, schema, &names, &mut r);
     let view = AppView {
         schema,
-        components: raw.component.keys().map(|k| k.get_ref().as_str()).collect(),
+        components: names.components.clone(),
+        variables: names.variables.clone(),
         sections: &sections,
     };
     for (cname, grants) in crate::grant::from_file(&raw, &schema.grants, &view, &mut r) {
@@ -346,6 +350,12 @@ fn top_level(text: &str, schema: &Schema, r: &mut Reporter<'_>) {
     }
 }
 
+/// The components and variables a file declares.
+struct Names<'a> {
+    components: BTreeSet<&'a str>,
+    variables: BTreeSet<&'a str>,
+}
+
 /// Each capability's section, read by the capability in the order the
 /// schema lists them; absent and empty ones are left out, so that a file
 /// without `[queue…]` and one with no queue are the same definition.
@@ -353,14 +363,15 @@ fn read_sections<'a>(
     text: &'a str,
     root: &Path,
     schema: &Schema,
-    components: BTreeSet<&str>,
+    names: &Names<'_>,
     r: &mut Reporter<'a>,
 ) -> BTreeMap<String, Value> {
     let mut sections = BTreeMap::new();
     for section in &schema.sections {
         let view = AppView {
             schema,
-            components: components.clone(),
+            components: names.components.clone(),
+            variables: names.variables.clone(),
             sections: &sections,
         };
         let mut file = SectionFile {

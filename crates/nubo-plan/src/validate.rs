@@ -20,6 +20,7 @@ pub fn validate(
     let view = AppView {
         schema,
         components: app.components.keys().map(String::as_str).collect(),
+        variables: app.variables.keys().map(String::as_str).collect(),
         sections: &app.sections,
     };
     if !is_name(&app.name) {

@@ -1,8 +1,11 @@
 //! SQL as a capability of the node: the section, the grant, the host
-//! binding, the embedded backend it opens, migrations before a revision
-//! serves, and what a removed app leaves.
+//! binding, the engines it opens, migrations before a revision serves,
+//! and what a removed app leaves.
 
-use crate::{Database, SqlBackend, SqlError, SqlSection, SqlSpecs, SqliteBackend, host};
+use crate::{
+    Database, DatabaseSpec, Engine, PostgresBackend, SqlBackend, SqlError, SqlSection, SqlSpecs,
+    SqliteBackend, host,
+};
 use nubo_wasm::{
     BoxFuture, Capability, Deleted, Grant, GrantError, GrantKey, GrantTo, Names, OpenEnv,
     OpenError, PrepareError, PurgeError, RunningApp, Section, Services,
@@ -30,6 +33,47 @@ impl Declared {
         let apps = self.apps.read().unwrap_or_else(|p| p.into_inner());
         apps.get(app).cloned()
     }
+}
+
+/// Both engines, each database going to the one its spec names.
+pub struct Engines {
+    pub sqlite: SqliteBackend,
+    pub postgres: PostgresBackend,
+}
+
+#[async_trait::async_trait]
+impl SqlBackend for Engines {
+    async fn database(
+        &self,
+        app: &str,
+        name: &str,
+        spec: &DatabaseSpec,
+    ) -> Result<Arc<dyn Database>, SqlError> {
+        match spec.engine {
+            Engine::Sqlite => self.sqlite.database(app, name, spec).await,
+            Engine::Postgres => self.postgres.database(app, name, spec).await,
+        }
+    }
+
+    async fn purge_app(&self, app: &str) -> Result<u64, SqlError> {
+        let files = self.sqlite.purge_app(app).await?;
+        Ok(files + self.postgres.purge_app(app).await?)
+    }
+}
+
+/// The app's databases with each `url` rendered from its variables (a
+/// secret one, usually): what the engines connect with.
+fn resolved(def: &nubo_plan::AppDef) -> Result<SqlSpecs, String> {
+    let mut specs = SqlSection::of(&def.sections).map_err(|e| format!("stored [sql]: {e}"))?;
+    for (name, spec) in specs.iter_mut() {
+        if let Some(url) = &spec.url {
+            let lookup = |v: &str| def.variables.get(v).map(|v| v.value.clone());
+            let rendered = nubo_manifest::render_template(url, lookup)
+                .map_err(|e| format!("database `{name}`: url: {e}"))?;
+            spec.url = Some(rendered);
+        }
+    }
+    Ok(specs)
 }
 
 /// The node's SQL service: its backend and what each app declares.
@@ -109,17 +153,22 @@ impl Capability for Sql {
         Some(crate::api::routes(service, apps))
     }
 
-    /// One SQLite file per database under `STATE/sql`.
+    /// One SQLite file per database under `STATE/sql`; PostgreSQL
+    /// databases are connected to when first used.
     fn open<'a>(
         &'a self,
         env: &'a OpenEnv<'a>,
         services: &'a mut Services,
     ) -> Option<BoxFuture<'a, Result<(), OpenError>>> {
         Some(Box::pin(async move {
-            let backend = SqliteBackend::open(&env.state.join("sql"))
+            let sqlite = SqliteBackend::open(&env.state.join("sql"))
                 .map_err(|e| OpenError::new("sql", e))?;
+            let engines = Engines {
+                sqlite,
+                postgres: PostgresBackend::default(),
+            };
             services.insert(Arc::new(SqlService {
-                backend: Arc::new(backend),
+                backend: Arc::new(engines),
                 declared: Declared::default(),
             }));
             Ok(())
@@ -137,13 +186,13 @@ impl Capability for Sql {
         revision: u64,
     ) -> Option<BoxFuture<'a, Result<(), PrepareError>>> {
         let service = services.get::<Arc<SqlService>>()?.clone();
-        let specs = SqlSection::of(&def.sections).ok()?;
-        if specs.is_empty() {
+        if SqlSection::of(&def.sections).ok()?.is_empty() {
             return None;
         }
         let clustered = services.get::<nubo_cluster::ClusterJoin>().is_some();
         Some(Box::pin(async move {
             let failed = |e: String| PrepareError::new("sql", e);
+            let specs = resolved(def).map_err(failed)?;
             for (name, spec) in &specs {
                 if clustered && spec.engine == crate::Engine::Sqlite {
                     return Err(failed(format!(
@@ -173,8 +222,8 @@ impl Capability for Sql {
             return;
         };
         let specs = app.def.map(|d| {
-            SqlSection::of(&d.sections).unwrap_or_else(|e| {
-                tracing::error!(app = app.name, error = %e, "stored [sql] unreadable");
+            resolved(d).unwrap_or_else(|e| {
+                tracing::error!(app = app.name, error = %e, "the app's databases cannot be opened");
                 Default::default()
             })
         });

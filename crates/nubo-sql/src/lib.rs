@@ -5,8 +5,10 @@
 //! and [`Database`] is the contract each engine keeps (statements with
 //! typed parameters and rows, transactions held across guest calls,
 //! migrations, limits); [`SqliteBackend`] is the embedded engine, one file
-//! per database in the node's state dir. The guest interface has no
-//! engine in it, so the same component runs on either.
+//! per database in the node's state dir, and [`PostgresBackend`] a
+//! PostgreSQL server the app's owner runs, which every node of a cluster
+//! reaches. The guest interface has no engine in it, so the same
+//! component runs on either.
 //!
 //! Values are SQLite's five storage classes (null, integer, real, text,
 //! blob), which is also what Spin's `spin:sqlite` carries: a Spin
@@ -16,10 +18,12 @@ mod api;
 mod capability;
 mod host;
 mod migrate;
+mod postgres;
 mod section;
 mod sqlite;
 
 pub use capability::{Declared, Sql, SqlGrant, SqlService};
+pub use postgres::PostgresBackend;
 pub use section::{DatabaseSpec, Engine, Migration, SqlLimits, SqlSection, SqlSpecs};
 pub use sqlite::SqliteBackend;
 

@@ -1,11 +1,13 @@
-//! Applying an app's migrations to a SQLite database: the ones not applied
-//! yet, in order, in one transaction, each recorded in `_nubo_migrations`
-//! with its checksum and the revision that applied it.
+//! Which migrations are pending (for both engines), and applying them to
+//! a SQLite database: the ones not applied yet, in order, in one
+//! transaction, each recorded in `_nubo_migrations` with its checksum and
+//! the revision that applied it.
 
 use crate::sqlite::{MIGRATIONS_TABLE, classify, record};
 use crate::{MigrateError, Migration, SqlError};
+use rusqlite::Connection;
 use rusqlite::fallible_iterator::FallibleIterator;
-use rusqlite::{Connection, OptionalExtension};
+use std::collections::HashMap;
 
 /// Applies the pending `migrations`; the names it applied. An applied one
 /// whose text changed, or any statement that fails, applies nothing.
@@ -15,27 +17,8 @@ pub(crate) fn run(
     revision: u64,
 ) -> Result<Vec<String>, MigrateError> {
     c.execute_batch(MIGRATIONS_TABLE).map_err(classify)?;
-    let mut pending = Vec::new();
-    for m in migrations {
-        let applied: Option<(String, i64)> = c
-            .query_row(
-                "SELECT sha256, revision FROM _nubo_migrations WHERE name = ?1",
-                [&m.name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(classify)?;
-        match applied {
-            Some((sha, _)) if sha == m.sha256 => {}
-            Some((_, rev)) => {
-                return Err(MigrateError::Changed {
-                    name: m.name.clone(),
-                    revision: rev as u64,
-                });
-            }
-            None => pending.push(m),
-        }
-    }
+    let applied = applied(c).map_err(classify)?;
+    let pending = pending(migrations, &applied)?;
     if pending.is_empty() {
         return Ok(Vec::new());
     }
@@ -46,6 +29,37 @@ pub(crate) fn run(
     }
     tx.commit().map_err(classify)?;
     Ok(pending.iter().map(|m| m.name.clone()).collect())
+}
+
+/// Name → (sha256, revision) of the applied migrations.
+fn applied(c: &Connection) -> rusqlite::Result<HashMap<String, (String, u64)>> {
+    let mut stmt = c.prepare("SELECT name, sha256, revision FROM _nubo_migrations")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get(0)?, (r.get(1)?, r.get::<_, i64>(2)? as u64)))
+    })?;
+    rows.collect()
+}
+
+/// The migrations of `migrations` not in `applied`, in order; refuses an
+/// applied one whose text has changed. Both engines decide by this.
+pub(crate) fn pending<'a>(
+    migrations: &'a [Migration],
+    applied: &HashMap<String, (String, u64)>,
+) -> Result<Vec<&'a Migration>, MigrateError> {
+    let mut out = Vec::new();
+    for m in migrations {
+        match applied.get(&m.name) {
+            Some((sha, _)) if *sha == m.sha256 => {}
+            Some((_, revision)) => {
+                return Err(MigrateError::Changed {
+                    name: m.name.clone(),
+                    revision: *revision,
+                });
+            }
+            None => out.push(m),
+        }
+    }
+    Ok(out)
 }
 
 /// Runs every statement of `m`; a failure names the line it starts on.

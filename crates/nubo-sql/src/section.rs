@@ -120,8 +120,8 @@ fn migration_number(name: &str) -> Option<u64> {
 }
 
 impl DatabaseSpec {
-    /// Every problem of the database `name`.
-    pub fn problems(&self, name: &str) -> Vec<Problem> {
+    /// Every problem of the database `name` of `app`.
+    pub fn problems(&self, name: &str, app: &dyn Declarations) -> Vec<Problem> {
         let mut out = Vec::new();
         if !nubo_manifest::is_store_name(name) {
             out.push(
@@ -130,13 +130,11 @@ impl DatabaseSpec {
             );
         }
         match (self.engine, &self.url) {
-            (Engine::Postgres, _) => out.push(
-                Problem::new(
-                    "engine",
-                    "engine \"postgres\" is not available on this node yet",
-                )
-                .hint("use engine = \"sqlite\" (the default)"),
+            (Engine::Postgres, None) => out.push(
+                Problem::new("engine", "engine \"postgres\" needs a `url`")
+                    .hint("url = \"{{ database_url }}\", with database_url a secret variable holding postgres://user:password@host/db"),
             ),
+            (Engine::Postgres, Some(url)) => out.extend(url_problems(url, app)),
             (Engine::Sqlite, Some(_)) => out.push(
                 Problem::new("url", "`url` is for engine = \"postgres\"")
                     .hint("a SQLite database is a file in the node's state dir; remove `url`"),
@@ -157,6 +155,32 @@ impl DatabaseSpec {
         out.extend(migration_problems(&self.migrations));
         out
     }
+}
+
+/// A PostgreSQL URL: a well-formed template of declared variables.
+fn url_problems(url: &str, app: &dyn Declarations) -> Vec<Problem> {
+    let vars = match nubo_manifest::template_variables(url) {
+        Ok(v) => v,
+        Err(e) => return vec![Problem::new("url", format!("`url`: {e}"))],
+    };
+    let mut out: Vec<Problem> = vars
+        .iter()
+        .filter(|v| !app.has_variable(v))
+        .map(|v| {
+            Problem::new(
+                "url",
+                format!("`url` uses variable `{v}`, which is not declared"),
+            )
+            .hint(format!("declare it: [variables] {v} = {{ secret = true }}"))
+        })
+        .collect();
+    if vars.is_empty() && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+        out.push(
+            Problem::new("url", "`url` is not a postgres:// URL")
+                .hint("postgres://user:password@host:5432/db, best kept in a secret variable: url = \"{{ database_url }}\""),
+        );
+    }
+    out
 }
 
 /// Names of the shape `NNN_name.sql`, each number once, in order, and
@@ -307,7 +331,7 @@ impl Section for SqlSection {
         for (name, raw) in &file.sql {
             let spec = raw.get_ref().spec(f);
             f.report(
-                spec.problems(name.get_ref()),
+                spec.problems(name.get_ref(), f.app()),
                 raw.span(),
                 |field| match field {
                     "name" => Some(name.span()),
@@ -319,14 +343,14 @@ impl Section for SqlSection {
         serde_json::to_value(out).ok()
     }
 
-    fn check(&self, value: &Value, _app: &dyn Declarations) -> Vec<String> {
+    fn check(&self, value: &Value, app: &dyn Declarations) -> Vec<String> {
         let dbs: SqlSpecs = match SqlSpecs::deserialize(value) {
             Ok(d) => d,
             Err(e) => return vec![format!("sql: {e}")],
         };
         let mut out = Vec::new();
         for (name, db) in &dbs {
-            for p in db.problems(name) {
+            for p in db.problems(name, app) {
                 out.push(format!("database `{name}`: {}", p.message));
             }
         }
@@ -342,8 +366,17 @@ impl Section for SqlSection {
             let applied = old.get(name).map_or(&[][..], |o| o.migrations.as_slice());
             match old.get(name) {
                 None => out.push(Change::added(what)),
-                Some(o) if o.limits != db.limits || o.engine != db.engine => {
-                    out.push(Change::changed(what, limit_changes(&o.limits, &db.limits)))
+                Some(o) if o.limits != db.limits || o.url != db.url => {
+                    let mut detail = limit_changes(&o.limits, &db.limits);
+                    if o.url != db.url {
+                        // The URL as written: a template, not the secret.
+                        detail = [detail, "url changed".to_string()]
+                            .into_iter()
+                            .filter(|d| !d.is_empty())
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                    }
+                    out.push(Change::changed(what, detail))
                 }
                 Some(_) => {}
             }
@@ -373,6 +406,13 @@ impl Section for SqlSection {
         let mut out = Vec::new();
         for (name, db) in &new {
             if let Some(o) = old.get(name) {
+                if o.engine != db.engine {
+                    out.push(format!(
+                        "database `{name}` changes engine from {} to {}, and its data does not move; declare a new database and copy the data over",
+                        engine_name(o.engine),
+                        engine_name(db.engine)
+                    ));
+                }
                 out.extend(migration_conflicts(name, &o.migrations, &db.migrations));
             }
         }
@@ -429,4 +469,54 @@ fn limit_changes(a: &SqlLimits, b: &SqlLimits) -> String {
     .map(|(k, x, y)| format!("{k} {x} → {y}"))
     .collect::<Vec<_>>()
     .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(extra: &str) -> Result<nubo_manifest::AppSpec, String> {
+        nubo_manifest::sample_app(vec![&SqlSection], extra)
+    }
+
+    #[test]
+    fn a_postgres_database_takes_its_url_from_a_declared_variable() {
+        let app = load(
+            "[variables]\ndb = { default = \"postgres://u@h/d\", secret = true }\n[sql.main]\nengine = \"postgres\"\nurl = \"{{ db }}\"\n",
+        )
+        .unwrap();
+        let dbs = SqlSection::of(&app.sections).unwrap();
+        assert_eq!(dbs["main"].engine, Engine::Postgres);
+        // Stored as written: the secret stays in the variable.
+        assert_eq!(dbs["main"].url.as_deref(), Some("{{ db }}"));
+    }
+
+    #[test]
+    fn each_problem_is_reported_where_it_is_written() {
+        let err = load(
+            "[sql.main]\nengine = \"postgres\"\n[sql.other]\nengine = \"postgres\"\nurl = \"{{ nope }}\"\n[sql.third]\nurl = \"postgres://h/d\"\n[sql.fourth]\nmigrations = \"no-such-folder\"\n",
+        )
+        .unwrap_err();
+        for expected in [
+            "nubo.toml:8:10: engine \"postgres\" needs a `url`",
+            "nubo.toml:11:7: `url` uses variable `nope`, which is not declared",
+            "nubo.toml:13:7: `url` is for engine = \"postgres\"",
+            "nubo.toml:15:14: cannot read migrations folder `no-such-folder`",
+        ] {
+            assert!(err.contains(expected), "{expected}\n{err}");
+        }
+    }
+
+    #[test]
+    fn an_engine_is_never_changed_under_its_data() {
+        let sqlite = serde_json::json!({ "main": { "engine": "sqlite" } });
+        let pg = serde_json::json!({ "main": { "engine": "postgres", "url": "postgres://h/d" } });
+        let c = SqlSection.conflicts(Some(&sqlite), Some(&pg));
+        assert!(
+            c.iter()
+                .any(|m| m.contains("changes engine from sqlite to postgres")),
+            "{c:?}"
+        );
+        assert!(SqlSection.conflicts(Some(&pg), Some(&pg)).is_empty());
+    }
 }

@@ -498,7 +498,7 @@ fn value(v: rusqlite::types::ValueRef<'_>) -> Value {
     }
 }
 
-fn size(v: &Value) -> u64 {
+pub(crate) fn size(v: &Value) -> u64 {
     match v {
         Value::Null | Value::Integer(_) | Value::Real(_) => 8,
         Value::Text(t) => t.len() as u64,

@@ -4,12 +4,15 @@
 //! Every test that runs a component (the runtime's, each capability's, the
 //! CLI's end-to-end tests) gets it from here, so there is one way to build
 //! them and one place that says where they land; every test that needs
-//! JetStream starts a real nats-server with [`nats::NatsCluster`].
+//! JetStream starts a real nats-server with [`nats::NatsCluster`], and
+//! every test that needs PostgreSQL a real server with
+//! [`postgres::Postgres`].
 //!
 //! These helpers panic when what a test needs cannot be had (a build
 //! fails, nats-server is missing): a test cannot go on without it.
 
 pub mod nats;
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

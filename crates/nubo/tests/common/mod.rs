@@ -285,6 +285,7 @@ component = "probe"
 }
 pub mod cluster;
 pub mod control;
+pub mod sql;
 
 /// Waits up to 10 s until `buf` (a node's captured output) contains
 /// `needle`, and returns it either way. A node's log line can reach the
