@@ -46,6 +46,8 @@ pub enum ErrorCode {
     CoreModule,
     /// A component imports an interface the node does not provide.
     UnsupportedImport,
+    /// The node cannot reach its cluster's NATS servers: nothing changed.
+    ClusterUnavailable,
 }
 
 /// `{"error": message}` with `status`.

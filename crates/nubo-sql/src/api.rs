@@ -1,14 +1,15 @@
 //! `POST /v1/apps/{app}/sql/{db}`: what `nubo sql` uses to run one
 //! statement on an app's database, with the limits its components have,
-//! and read the rows.
+//! and read the rows; `GET …/dump` and `POST …/restore` move the whole
+//! database as SQL text.
 
 use crate::capability::SqlService;
 use crate::{SqlError, SqlSection, Value};
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use nubo_api::extract::{JsonBody, Path};
+use nubo_api::extract::{JsonBody, Path, Query};
 use nubo_api::{Apps, Declared, Routes, error};
 use serde::Deserialize;
 use serde_json::{Value as J, json};
@@ -30,11 +31,72 @@ const DATABASES: Declared = Declared {
     },
 };
 
-/// `nubo sql`'s route.
+/// The largest script `restore` takes.
+const MAX_RESTORE: usize = 1 << 30;
+
+/// `nubo sql`'s routes.
 pub(crate) fn routes(service: Arc<SqlService>, apps: Arc<dyn Apps>) -> Routes {
+    let restore = Routes::new()
+        .post("/v1/apps/{app}/sql/{db}/restore", restore)
+        .map(|r| r.layer(DefaultBodyLimit::max(MAX_RESTORE)));
     Routes::new()
         .post("/v1/apps/{app}/sql/{db}", run)
+        .get("/v1/apps/{app}/sql/{db}/dump", dump)
+        .merge(restore)
         .with_state(Api { service, apps })
+}
+
+/// The declared database `db` of `app`, or the answer that says why not.
+async fn open(api: &Api, app: &str, db: &str) -> Result<Arc<dyn crate::Database>, Response> {
+    nubo_api::declared(&*api.apps, app, &DATABASES, db).await?;
+    api.service.open(app, db).await.map_err(sql_error)
+}
+
+async fn dump(State(api): State<Api>, Path((app, db)): Path<(String, String)>) -> Response {
+    let database = match open(&api, &app, &db).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match database.dump().await {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/sql; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => sql_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreQuery {
+    #[serde(default)]
+    replace: bool,
+}
+
+async fn restore(
+    State(api): State<Api>,
+    Path((app, db)): Path<(String, String)>,
+    Query(q): Query<RestoreQuery>,
+    body: axum::body::Bytes,
+) -> Response {
+    let Ok(script) = String::from_utf8(body.to_vec()) else {
+        return error(StatusCode::BAD_REQUEST, "the script is not UTF-8 text");
+    };
+    let database = match open(&api, &app, &db).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match database.restore(script, q.replace).await {
+        Ok(()) => {
+            tracing::info!(app, database = %db, replace = q.replace, "restored");
+            axum::Json(json!({ "restored": true })).into_response()
+        }
+        Err(e) => sql_error(e),
+    }
 }
 
 #[derive(Deserialize)]
@@ -52,16 +114,13 @@ async fn run(
     Path((app, db)): Path<(String, String)>,
     JsonBody(s): JsonBody<Statement>,
 ) -> Response {
-    if let Err(r) = nubo_api::declared(&*api.apps, &app, &DATABASES, &db).await {
-        return r;
-    }
     let params = match s.params.iter().map(param).collect::<Result<Vec<_>, _>>() {
         Ok(p) => p,
         Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
-    let database = match api.service.open(&app, &db).await {
+    let database = match open(&api, &app, &db).await {
         Ok(d) => d,
-        Err(e) => return sql_error(e),
+        Err(r) => return r,
     };
     match database.query(s.statement, params).await {
         Ok(rows) => axum::Json(json!({

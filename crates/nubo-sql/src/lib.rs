@@ -128,6 +128,12 @@ pub trait Database: Send + Sync {
         migrations: &[Migration],
         revision: u64,
     ) -> Result<Vec<String>, MigrateError>;
+    /// The database as SQL text: its tables and rows, then indexes,
+    /// triggers and views, as one consistent snapshot.
+    async fn dump(&self) -> Result<String, SqlError>;
+    /// Runs `script` (a dump) in one transaction. Without `replace` the
+    /// database must have no tables; with it, they are dropped first.
+    async fn restore(&self, script: String, replace: bool) -> Result<(), SqlError>;
 }
 
 /// A transaction in progress. Dropped without [`Transaction::commit`], it

@@ -294,7 +294,7 @@ pub fn api_error(status: StatusCode, body: &[u8]) -> CliError {
         );
     } else if code.as_deref() == Some("no_app") {
         err = err.hint("`nubo ps` lists the apps on a node");
-    } else if status == StatusCode::SERVICE_UNAVAILABLE {
+    } else if code.as_deref() == Some("cluster_unavailable") {
         err = err.hint("the node cannot reach its cluster's NATS servers; nothing was changed");
     }
     err.code = code;

@@ -209,6 +209,75 @@ async fn sqlite_keeps_types_transactions_limits_and_its_own_file() {
     )
     .await;
     assert_eq!(a[2]["ok"]["rows"], json!([["groceries"]]), "{a:?}");
+
+    // A dump is SQL text; restored, it brings that state back whole.
+    let (code, dump, err) = node.cli(&["sql", "dump", "notes", "main"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("dumped database `main` of app `notes`"),
+        "{err}"
+    );
+    for expected in [
+        "CREATE TABLE notes (",
+        "INSERT INTO \"notes\" (\"id\", \"title\", \"body\", \"score\", \"data\") VALUES (1, 'first', 'b', 1.5, X'00ff07');",
+        "CREATE VIRTUAL TABLE search USING fts5(title, body);",
+        "INSERT INTO \"_nubo_migrations\"",
+    ] {
+        assert!(dump.contains(expected), "{expected}\n{dump}");
+    }
+    assert!(!dump.contains("search_data"), "{dump}");
+    // The copy the dump was read from is gone.
+    let files: Vec<String> = std::fs::read_dir(s.path().join("sql/notes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("main.db"))
+        .collect();
+    assert!(files.is_empty(), "{files:?}");
+    let file = s.path().join("notes.sql");
+    std::fs::write(&file, &dump).unwrap();
+    run(
+        &node,
+        json!({ "db": "main", "ops": [
+            exec("INSERT INTO notes (title) VALUES ('after the dump')", json!([])),
+            exec("DROP TABLE search", json!([])),
+        ]}),
+    )
+    .await;
+    let restore = |extra: &[&str]| {
+        let mut args = vec!["sql", "restore", "notes", "main", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        node.cli(&args, &[])
+    };
+    let (code, _, err) = restore(&[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--replace"), "{err}");
+    let (code, _, err) = restore(&["--replace"]);
+    assert_eq!(code, 0, "{err}");
+    let a = run(
+        &node,
+        json!({ "db": "main", "ops": [
+            query("SELECT title FROM notes ORDER BY id", json!([])),
+            query("SELECT title FROM search WHERE search MATCH ?", json!(["report"])),
+        ]}),
+    )
+    .await;
+    assert_eq!(a[0]["ok"]["rows"], json!([["first"], ["kept"]]), "{a:?}");
+    assert_eq!(a[1]["ok"]["rows"], json!([["work"]]), "{a:?}");
+    // A script that fails part-way restores nothing.
+    std::fs::write(
+        &file,
+        "CREATE TABLE x (a);\nINSERT INTO nowhere VALUES (1);\n",
+    )
+    .unwrap();
+    let (code, _, err) = restore(&["--replace"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("nowhere"), "{err}");
+    let a = run(
+        &node,
+        json!({ "db": "main", "ops": [query("SELECT count(*) FROM notes", json!([]))] }),
+    )
+    .await;
+    assert_eq!(a[0]["ok"]["rows"], json!([[2]]), "{a:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -292,6 +361,11 @@ async fn postgres_keeps_types_transactions_limits_and_its_session() {
     )
     .await;
     assert_eq!(a[2]["ok"]["rows"], json!([["groceries"]]), "{a:?}");
+
+    // PostgreSQL's own tools dump and restore it.
+    let (code, _, err) = node.cli(&["sql", "dump", "notes", "main"], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("pg_dump"), "{err}");
 }
 
 /// Inserts acknowledged to a client survive a SIGKILL of the node in the

@@ -157,7 +157,11 @@ impl IntoResponse for ChangeError {
             ChangeError::Conflict(_) => (StatusCode::CONFLICT, None, Vec::new()),
             ChangeError::Stale(_) => (StatusCode::CONFLICT, Some(ErrorCode::Stale), Vec::new()),
             ChangeError::NotFound(_) => (StatusCode::NOT_FOUND, Some(ErrorCode::NoApp), Vec::new()),
-            ChangeError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, None, Vec::new()),
+            ChangeError::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(ErrorCode::ClusterUnavailable),
+                Vec::new(),
+            ),
             ChangeError::Store(e) => {
                 tracing::error!("state store: {e}");
                 (StatusCode::INTERNAL_SERVER_ERROR, None, Vec::new())

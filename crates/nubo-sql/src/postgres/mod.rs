@@ -311,7 +311,18 @@ impl Database for PgDb {
         conn.batch_execute("COMMIT").await.map_err(fail)?;
         Ok(pending.iter().map(|m| m.name.clone()).collect())
     }
+
+    /// PostgreSQL's own tools do this best, and know its every type.
+    async fn dump(&self) -> Result<String, SqlError> {
+        Err(SqlError::Other(PG_DUMP.into()))
+    }
+
+    async fn restore(&self, _script: String, _replace: bool) -> Result<(), SqlError> {
+        Err(SqlError::Other(PG_DUMP.into()))
+    }
 }
+
+const PG_DUMP: &str = "a PostgreSQL database is dumped with `pg_dump` and restored with `psql` (or `pg_restore`) against its URL: see docs/sql.md";
 
 mod migrate;
 

@@ -12,16 +12,22 @@
 //! those that read the schema, so no statement can change how Nubo opened
 //! the file. Foreign keys are enforced.
 
+mod dump;
+mod statement;
+
+pub(crate) use statement::{classify, size};
+
 use crate::{
     Database, DatabaseSpec, Executed, MigrateError, Migration, Rows, SqlBackend, SqlError,
     SqlLimits, Transaction, Value,
 };
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
-use rusqlite::{Connection, ErrorCode, params};
+use rusqlite::{Connection, params};
+use statement::{execute, query};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::OwnedMutexGuard;
 
 /// How long a statement waits for the connection while a transaction or
@@ -78,13 +84,15 @@ impl SqlBackend for SqliteBackend {
         let dir = self.dir.join(app);
         let path = dir.join(format!("{name}.db"));
         let limits = spec.limits;
+        let file = path.clone();
         let conn = tokio::task::spawn_blocking(move || -> Result<Connection, SqlError> {
             std::fs::create_dir_all(&dir).map_err(|e| SqlError::Other(e.to_string()))?;
-            open_file(&path, limits)
+            open_file(&file, limits)
         })
         .await
         .map_err(|e| SqlError::Other(e.to_string()))??;
         let db = Arc::new(SqliteDb {
+            path,
             conn: Arc::new(tokio::sync::Mutex::new(conn)),
             limits: Mutex::new(limits),
         });
@@ -140,21 +148,30 @@ fn guard_rails(ctx: AuthContext<'_>) -> Authorization {
     }
 }
 
-/// Caps the file at `max_size_mb`: past it a write fails as "full".
-/// Nubo's own pragmas go around the guest's guard rails.
-fn apply_size(conn: &Connection, limits: SqlLimits) -> Result<(), SqlError> {
+/// Runs Nubo's own statements (its pragmas) around the guest's guard
+/// rails, which are back in place when `f` returns.
+pub(crate) fn unguarded<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
     conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
-    let set = conn
-        .query_row("PRAGMA page_size", [], |r| r.get::<_, u64>(0))
-        .and_then(|page| {
-            let pages = (limits.max_size_mb << 20) / page.max(512);
-            conn.pragma_update(None, "max_page_count", pages)
-        });
+    let out = f(conn);
     conn.authorizer(Some(guard_rails));
-    set.map_err(classify)
+    out
+}
+
+/// Caps the file at `max_size_mb`: past it a write fails as "full".
+fn apply_size(conn: &Connection, limits: SqlLimits) -> Result<(), SqlError> {
+    unguarded(conn, |conn| {
+        let page = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, u64>(0))?;
+        let pages = (limits.max_size_mb << 20) / page.max(512);
+        conn.pragma_update(None, "max_page_count", pages)
+    })
+    .map_err(classify)
 }
 
 struct SqliteDb {
+    path: PathBuf,
     conn: Arc<tokio::sync::Mutex<Connection>>,
     limits: Mutex<SqlLimits>,
 }
@@ -268,6 +285,42 @@ impl Database for SqliteDb {
             .await
             .1
     }
+
+    /// Copies the file with SQLite's online backup (holding the
+    /// connection only for the copy), then writes the copy out as SQL.
+    async fn dump(&self) -> Result<String, SqlError> {
+        let dir = self.path.parent().unwrap_or(&self.path).to_path_buf();
+        let copy = tokio::task::spawn_blocking(move || {
+            tempfile::Builder::new()
+                .prefix(".dump-")
+                .suffix(".db")
+                .tempfile_in(dir)
+        })
+        .await
+        .map_err(|e| SqlError::Other(format!("the dump failed: {e}")))?
+        .map_err(|e| SqlError::Other(format!("a file for the dump's copy: {e}")))?;
+        let target = copy.path().to_path_buf();
+        let held = self.hold().await?;
+        blocking(held, move |c| {
+            c.backup(rusqlite::MAIN_DB, &target, None).map_err(classify)
+        })
+        .await
+        .1?;
+        tokio::task::spawn_blocking(move || {
+            let out = dump::dump(copy.path());
+            drop(copy);
+            out
+        })
+        .await
+        .map_err(|e| SqlError::Other(format!("the dump failed: {e}")))?
+    }
+
+    async fn restore(&self, script: String, replace: bool) -> Result<(), SqlError> {
+        let held = self.hold().await?;
+        blocking(held, move |c| dump::restore(c, &script, replace))
+            .await
+            .1
+    }
 }
 
 /// Runs one statement outside a transaction; one that leaves a
@@ -362,187 +415,6 @@ impl Drop for SqliteTx {
             let _ = h.execute_batch("ROLLBACK");
         }
     }
-}
-
-/// Runs `f` with a progress handler that stops it at `timeout_ms`.
-fn timed<T>(
-    c: &Connection,
-    limits: SqlLimits,
-    f: impl FnOnce() -> Result<T, rusqlite::Error>,
-) -> Result<T, SqlError> {
-    let deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
-    c.progress_handler(1000, Some(move || Instant::now() > deadline));
-    let out = f();
-    c.progress_handler(0, None::<fn() -> bool>);
-    out.map_err(|e| match e.sqlite_error_code() {
-        Some(ErrorCode::OperationInterrupted) => SqlError::Timeout(limits.timeout_ms),
-        _ => classify(e),
-    })
-}
-
-fn bind(stmt: &mut rusqlite::Statement<'_>, params: &[Value]) -> Result<(), rusqlite::Error> {
-    let want = stmt.parameter_count();
-    if want != params.len() {
-        return Err(rusqlite::Error::InvalidParameterCount(params.len(), want));
-    }
-    for (i, p) in params.iter().enumerate() {
-        let i = i + 1;
-        match p {
-            Value::Null => stmt.raw_bind_parameter(i, rusqlite::types::Null)?,
-            Value::Integer(v) => stmt.raw_bind_parameter(i, v)?,
-            Value::Real(v) => stmt.raw_bind_parameter(i, v)?,
-            Value::Text(v) => stmt.raw_bind_parameter(i, v)?,
-            Value::Blob(v) => stmt.raw_bind_parameter(i, v)?,
-        }
-    }
-    Ok(())
-}
-
-pub(crate) fn execute(
-    c: &Connection,
-    sql: &str,
-    params: &[Value],
-    limits: SqlLimits,
-) -> Result<Executed, SqlError> {
-    timed(c, limits, || {
-        let mut stmt = c.prepare_cached(sql)?;
-        bind(&mut stmt, params)?;
-        let mut rows = stmt.raw_query();
-        while rows.next()?.is_some() {}
-        Ok(())
-    })?;
-    let changes = c.changes();
-    Ok(Executed {
-        changes,
-        last_insert_id: (changes > 0 && inserts(sql)).then(|| c.last_insert_rowid()),
-    })
-}
-
-/// Whether `sql` is an `INSERT` or `REPLACE` (perhaps after a `WITH`):
-/// SQLite's last row id is the connection's, so only such a statement's
-/// is its own.
-fn inserts(sql: &str) -> bool {
-    let words = sql
-        .lines()
-        .map(|l| l.split("--").next().unwrap_or(""))
-        .flat_map(str::split_whitespace)
-        .map(str::to_ascii_uppercase);
-    for w in words {
-        match w.as_str() {
-            "INSERT" | "REPLACE" => return true,
-            "SELECT" | "UPDATE" | "DELETE" | "CREATE" | "DROP" | "ALTER" => return false,
-            _ => {}
-        }
-    }
-    false
-}
-
-fn query(c: &Connection, sql: &str, params: &[Value], limits: SqlLimits) -> Result<Rows, SqlError> {
-    let mut too_large = None;
-    let out = timed(c, limits, || {
-        let mut stmt = c.prepare_cached(sql)?;
-        bind(&mut stmt, params)?;
-        let columns: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
-        let n = columns.len();
-        let readonly = stmt.readonly();
-        let mut out = Rows {
-            columns,
-            rows: Vec::new(),
-            changes: 0,
-        };
-        let mut bytes = 0u64;
-        let mut rows = stmt.raw_query();
-        while let Some(row) = rows.next()? {
-            if out.rows.len() as u64 >= limits.max_rows {
-                too_large = Some(format!(
-                    "the result has more than {} rows (`max_rows` of the database); add a LIMIT",
-                    limits.max_rows
-                ));
-                break;
-            }
-            let mut values = Vec::with_capacity(n);
-            for i in 0..n {
-                let v = value(row.get_ref(i)?);
-                bytes += size(&v);
-                values.push(v);
-            }
-            if bytes > limits.max_result_mb << 20 {
-                too_large = Some(format!(
-                    "the result is over {} MiB (`max_result_mb` of the database)",
-                    limits.max_result_mb
-                ));
-                break;
-            }
-            out.rows.push(values);
-        }
-        drop(rows);
-        if !readonly {
-            out.changes = c.changes();
-        }
-        Ok(out)
-    })?;
-    match too_large {
-        Some(m) => Err(SqlError::TooLarge(m)),
-        None => Ok(out),
-    }
-}
-
-fn value(v: rusqlite::types::ValueRef<'_>) -> Value {
-    use rusqlite::types::ValueRef;
-    match v {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => Value::Integer(i),
-        ValueRef::Real(f) => Value::Real(f),
-        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
-    }
-}
-
-pub(crate) fn size(v: &Value) -> u64 {
-    match v {
-        Value::Null | Value::Integer(_) | Value::Real(_) => 8,
-        Value::Text(t) => t.len() as u64,
-        Value::Blob(b) => b.len() as u64,
-    }
-}
-
-/// SQLite's error in the guest's terms.
-pub(crate) fn classify(e: rusqlite::Error) -> SqlError {
-    match e {
-        rusqlite::Error::SqlInputError { msg, offset, .. } => SqlError::Syntax {
-            message: msg,
-            offset: u32::try_from(offset).ok(),
-        },
-        rusqlite::Error::InvalidParameterCount(got, want) => SqlError::Other(format!(
-            "the statement takes {want} parameters, {got} were given"
-        )),
-        rusqlite::Error::SqliteFailure(f, msg) => {
-            let message = msg.unwrap_or_else(|| f.to_string());
-            match f.code {
-                ErrorCode::ConstraintViolation => SqlError::Constraint {
-                    name: constraint_name(&message),
-                    message,
-                },
-                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => SqlError::Busy(message),
-                ErrorCode::DiskFull => SqlError::TooLarge(format!(
-                    "{message} (the database is at its `max_size_mb`, or the node's disk is full)"
-                )),
-                ErrorCode::AuthorizationForStatementDenied => SqlError::Other(format!(
-                    "{message}: a component's SQL may not ATTACH databases or change PRAGMAs"
-                )),
-                _ => SqlError::Other(message),
-            }
-        }
-        other => SqlError::Other(other.to_string()),
-    }
-}
-
-/// `notes.title` of "UNIQUE constraint failed: notes.title"; the name of
-/// "CHECK constraint failed: positive".
-fn constraint_name(message: &str) -> Option<String> {
-    let (_, name) = message.split_once("constraint failed: ")?;
-    let name = name.trim();
-    (!name.is_empty()).then(|| name.to_string())
 }
 
 /// The applied migrations, kept in the database itself.
