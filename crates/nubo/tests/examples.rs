@@ -135,3 +135,92 @@ async fn wordcount_example_counts_in_parallel_and_agrees() {
     let page = get(&node.url("/")).await;
     assert!(page.text().contains("Word count"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bookmarks_example_tags_searches_and_keeps_its_schema() {
+    let state = tempfile::tempdir().unwrap();
+    let node = Node::up(
+        &repo_root().join("examples/bookmarks"),
+        &["--state", state.path().to_str().unwrap()],
+    );
+    let log = node.wait_log("002_search.sql");
+    assert!(log.contains("migration applied"), "{log}");
+    let add = |url: &str, title: &str, notes: &str, tags: &[&str]| {
+        let body = serde_json::json!({ "url": url, "title": title, "notes": notes, "tags": tags });
+        let url = node.url("/api/bookmarks");
+        async move { request("POST", &url, &[], body.to_string().as_bytes()).await }
+    };
+    let r = add(
+        "https://webassembly.org",
+        "WebAssembly",
+        "the spec and its proposals",
+        &["wasm", "Spec"],
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = add(
+        "https://www.rust-lang.org",
+        "Rust",
+        "builds wasm32-wasip2 components",
+        &["rust", "wasm"],
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = add(
+        "https://sqlite.org/fts5.html",
+        "SQLite FTS5",
+        "full-text search",
+        &["sqlite"],
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    // The same address twice is a conflict; nothing of it is kept.
+    let r = add("https://sqlite.org/fts5.html", "again", "", &["dupe"]).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+
+    let list = |query: &str| {
+        let url = node.url(&format!("/api/bookmarks{query}"));
+        async move {
+            let v: serde_json::Value = serde_json::from_slice(&get(&url).await.body).unwrap();
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["title"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    // Newest first; a tag filters through the join; search is by word
+    // prefix over titles, notes and addresses.
+    assert_eq!(list("").await, ["SQLite FTS5", "Rust", "WebAssembly"]);
+    assert_eq!(list("?tag=wasm").await, ["Rust", "WebAssembly"]);
+    assert_eq!(list("?q=compon").await, ["Rust"]);
+    assert_eq!(list("?q=web&tag=wasm").await, ["WebAssembly"]);
+    assert_eq!(list("?q=sqlite%22+OR(").await, ["SQLite FTS5"]);
+    let tags: serde_json::Value =
+        serde_json::from_slice(&get(&node.url("/api/tags")).await.body).unwrap();
+    assert_eq!(
+        tags[0],
+        serde_json::json!({ "name": "wasm", "count": 2 }),
+        "{tags}"
+    );
+    assert!(!tags.to_string().contains("dupe"), "{tags}");
+
+    // A deleted bookmark leaves the list, the search index and the counts.
+    let all: serde_json::Value =
+        serde_json::from_slice(&get(&node.url("/api/bookmarks?q=rust")).await.body).unwrap();
+    let id = all[0]["id"].as_i64().unwrap();
+    let r = request(
+        "DELETE",
+        &node.url(&format!("/api/bookmarks/{id}")),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    assert!(list("?q=rust").await.is_empty());
+    let tags: serde_json::Value =
+        serde_json::from_slice(&get(&node.url("/api/tags")).await.body).unwrap();
+    assert_eq!(tags[0]["count"], 1, "{tags}");
+    let page = get(&node.url("/")).await;
+    assert!(page.text().contains("<h1>Bookmarks</h1>"));
+}

@@ -50,7 +50,7 @@ mod web;
 
 pub use http;
 pub use http::StatusCode;
-pub use web::{Error, Json, Router, param, redirect};
+pub use web::{Error, Json, Router, param, query, redirect};
 
 /// A request with its body read into memory.
 pub type Request = http::Request<Vec<u8>>;

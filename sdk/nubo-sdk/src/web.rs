@@ -187,6 +187,15 @@ pub fn param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// The first value of `name` in the request's query string (`?q=a+b`
+/// gives `"a b"`), decoded; `None` when it is absent.
+pub fn query(req: &Request, name: &str) -> Option<String> {
+    req.uri().query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(&k.replace('+', " ")) == name).then(|| decode(&v.replace('+', " ")))
+    })
+}
+
 /// A JSON body: as an answer, `200` with `application/json`; from a
 /// request, [`Json::from_request`].
 pub struct Json<T>(pub T);
@@ -319,6 +328,15 @@ mod tests {
             .post("/links", |_| (StatusCode::CREATED, "made"))
             .get("/files/*rest", show)
             .get("/", |_| "root")
+    }
+
+    #[test]
+    fn query_values_are_decoded() {
+        let r = req(Method::GET, "/s?q=rust+wasm&tag=a%26b&empty&q=second");
+        assert_eq!(query(&r, "q").as_deref(), Some("rust wasm"));
+        assert_eq!(query(&r, "tag").as_deref(), Some("a&b"));
+        assert_eq!(query(&r, "empty").as_deref(), Some(""));
+        assert_eq!(query(&r, "none"), None);
     }
 
     fn call(method: Method, path: &str) -> (u16, String) {

@@ -38,11 +38,14 @@ fn write(c: &Connection) -> rusqlite::Result<String> {
             continue;
         }
         let _ = writeln!(out, "{};", o.sql);
-        rows(c, &o.name, &mut out)?;
+        // A virtual table's rows keep their row ids: an FTS5 index over
+        // another table (`content_rowid`) points at that table's rows.
+        let virtual_table = o.sql.starts_with("CREATE VIRTUAL TABLE");
+        rows(c, &o.name, virtual_table, &mut out)?;
     }
     if objects.iter().any(|o| o.name == "sqlite_sequence") {
         out.push_str("DELETE FROM sqlite_sequence;\n");
-        rows(c, "sqlite_sequence", &mut out)?;
+        rows(c, "sqlite_sequence", false, &mut out)?;
     }
     for o in objects.iter().filter(|o| o.kind != "table") {
         let _ = writeln!(out, "{};", o.sql);
@@ -76,12 +79,16 @@ fn shadow_tables(c: &Connection) -> rusqlite::Result<Vec<String>> {
 }
 
 /// `INSERT` statements for the rows of `table`, naming the columns that
-/// can be written (not generated ones, not a virtual table's hidden ones).
-fn rows(c: &Connection, table: &str, out: &mut String) -> rusqlite::Result<()> {
+/// can be written (not generated ones, not a virtual table's hidden ones),
+/// and the row id first if `rowid`.
+fn rows(c: &Connection, table: &str, rowid: bool, out: &mut String) -> rusqlite::Result<()> {
     let mut stmt = c.prepare("SELECT name FROM pragma_table_xinfo(?1) WHERE hidden = 0")?;
-    let columns: Vec<String> = stmt
+    let mut columns: Vec<String> = stmt
         .query_map([table], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
+    if rowid && !columns.is_empty() {
+        columns.insert(0, "rowid".into());
+    }
     if columns.is_empty() {
         return Ok(());
     }
@@ -185,4 +192,58 @@ pub(crate) fn restore(c: &mut Connection, script: &str, replace: bool) -> Result
     crate::sqlite::unguarded(&tx, |c| c.execute_batch(&drops)).map_err(classify)?;
     tx.execute_batch(script).map_err(classify)?;
     tx.commit().map_err(classify)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An FTS5 index over another table, kept by triggers, comes back
+    /// pointing at the same rows.
+    #[test]
+    fn a_full_text_index_over_a_table_restores_with_its_row_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE doc (id INTEGER PRIMARY KEY, body TEXT);
+             CREATE VIRTUAL TABLE doc_search USING fts5(body, content = 'doc', content_rowid = 'id');
+             CREATE TRIGGER doc_ai AFTER INSERT ON doc BEGIN
+               INSERT INTO doc_search (rowid, body) VALUES (new.id, new.body);
+             END;
+             INSERT INTO doc (id, body) VALUES (7, 'apples and pears'), (9, 'the report');",
+        )
+        .unwrap();
+        let text = dump(&path).unwrap();
+        let mut fresh = Connection::open(dir.path().join("b.db")).unwrap();
+        restore(&mut fresh, &text, false).unwrap();
+        let found: i64 = fresh
+            .query_row(
+                "SELECT rowid FROM doc_search WHERE doc_search MATCH 'report'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(found, 9);
+        // The trigger came back after the rows: each row is indexed once.
+        let hits: i64 = fresh
+            .query_row(
+                "SELECT count(*) FROM doc_search WHERE doc_search MATCH 'apples'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(hits, 1);
+        fresh
+            .execute("INSERT INTO doc (body) VALUES ('new apples')", [])
+            .unwrap();
+        let hits: i64 = fresh
+            .query_row(
+                "SELECT count(*) FROM doc_search WHERE doc_search MATCH 'apples'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(hits, 2);
+    }
 }
