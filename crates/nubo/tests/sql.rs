@@ -362,6 +362,20 @@ async fn postgres_keeps_types_transactions_limits_and_its_session() {
     .await;
     assert_eq!(a[2]["ok"]["rows"], json!([["groceries"]]), "{a:?}");
 
+    // A statement prepared before its table changed is prepared again.
+    let a = run(
+        &node,
+        json!({ "db": "main", "ops": [
+            exec("CREATE TABLE plain (a TEXT)", json!([])),
+            exec("INSERT INTO plain VALUES ('x')", json!([])),
+            query("SELECT * FROM plain WHERE a = ?", json!(["x"])),
+            exec("ALTER TABLE plain ADD COLUMN b INT", json!([])),
+            query("SELECT * FROM plain WHERE a = ?", json!(["x"])),
+        ]}),
+    )
+    .await;
+    assert_eq!(a[4]["ok"]["rows"], json!([["x", null]]), "{a:?}");
+
     // PostgreSQL's own tools dump and restore it.
     let (code, _, err) = node.cli(&["sql", "dump", "notes", "main"], &[]);
     assert_ne!(code, 0);

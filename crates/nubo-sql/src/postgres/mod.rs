@@ -23,6 +23,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, Recycli
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use types::{Param, classify};
 
@@ -188,22 +189,69 @@ fn allowed(statement: &str, in_tx: bool) -> Result<(), SqlError> {
 }
 
 /// Runs one statement on `client`; its rows if `want_rows`.
+///
+/// Each connection keeps the statements it prepared, so a statement run
+/// again costs one round trip, as in a native program. A kept statement
+/// whose tables changed since (PostgreSQL: "cached plan must not change
+/// result type") is prepared again, and run again outside a transaction.
 async fn run(
-    client: &tokio_postgres::Client,
+    client: &deadpool_postgres::ClientWrapper,
     statement: &str,
     params: &[Value],
     limits: SqlLimits,
     want_rows: bool,
+    in_tx: bool,
 ) -> Result<Rows, SqlError> {
     let sql = lex::placeholders(statement);
-    let fail = |e| classify(e, limits.timeout_ms, Some(&sql));
-    let stmt = client.prepare(&sql.text).await.map_err(fail)?;
+    let fail = |f: Failed| match f {
+        Failed::Pg(e) => classify(e, limits.timeout_ms, Some(&sql)),
+        Failed::Sql(e) => e,
+    };
+    match run_once(client, &sql, params, limits, want_rows).await {
+        Err(Failed::Pg(e)) if e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) => {
+            client.statement_cache.remove(&sql.text, &[]);
+            if in_tx {
+                return Err(fail(Failed::Pg(e)));
+            }
+            run_once(client, &sql, params, limits, want_rows)
+                .await
+                .map_err(fail)
+        }
+        other => other.map_err(fail),
+    }
+}
+
+enum Failed {
+    Pg(tokio_postgres::Error),
+    Sql(SqlError),
+}
+
+impl From<tokio_postgres::Error> for Failed {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Failed::Pg(e)
+    }
+}
+
+impl From<SqlError> for Failed {
+    fn from(e: SqlError) -> Self {
+        Failed::Sql(e)
+    }
+}
+
+async fn run_once(
+    client: &deadpool_postgres::ClientWrapper,
+    sql: &lex::Rewritten,
+    params: &[Value],
+    limits: SqlLimits,
+    want_rows: bool,
+) -> Result<Rows, Failed> {
+    let stmt = client.prepare_cached(&sql.text).await?;
     let want = stmt.params().len();
     if want != params.len() {
-        return Err(SqlError::Other(format!(
+        return Err(Failed::Sql(SqlError::Other(format!(
             "the statement takes {want} parameters, {} were given",
             params.len()
-        )));
+        ))));
     }
     let bound: Vec<Param<'_>> = params.iter().map(Param).collect();
     let refs = bound.iter().map(|p| p as &(dyn ToSql + Sync));
@@ -215,19 +263,19 @@ async fn run(
             .collect(),
         ..Rows::default()
     };
-    let stream = client.query_raw(&stmt, refs).await.map_err(fail)?;
+    let stream = client.query_raw(&stmt, refs).await?;
     futures_util::pin_mut!(stream);
     let mut bytes = 0u64;
     use futures_util::TryStreamExt;
-    while let Some(row) = stream.try_next().await.map_err(fail)? {
+    while let Some(row) = stream.try_next().await? {
         if !want_rows {
             continue;
         }
         if out.rows.len() as u64 >= limits.max_rows {
-            return Err(SqlError::TooLarge(format!(
+            return Err(Failed::Sql(SqlError::TooLarge(format!(
                 "the result has more than {} rows (`max_rows` of the database); add a LIMIT",
                 limits.max_rows
-            )));
+            ))));
         }
         let mut values = Vec::with_capacity(row.len());
         for i in 0..row.len() {
@@ -236,10 +284,10 @@ async fn run(
             values.push(v);
         }
         if bytes > limits.max_result_mb << 20 {
-            return Err(SqlError::TooLarge(format!(
+            return Err(Failed::Sql(SqlError::TooLarge(format!(
                 "the result is over {} MiB (`max_result_mb` of the database)",
                 limits.max_result_mb
-            )));
+            ))));
         }
         out.rows.push(values);
     }
@@ -260,7 +308,7 @@ impl Database for PgDb {
     async fn execute(&self, statement: String, params: Vec<Value>) -> Result<Executed, SqlError> {
         allowed(&statement, false)?;
         let conn = self.connection().await?;
-        run(&conn, &statement, &params, self.limits(), false)
+        run(&conn, &statement, &params, self.limits(), false, false)
             .await
             .map(executed)
     }
@@ -268,7 +316,7 @@ impl Database for PgDb {
     async fn query(&self, statement: String, params: Vec<Value>) -> Result<Rows, SqlError> {
         allowed(&statement, false)?;
         let conn = self.connection().await?;
-        run(&conn, &statement, &params, self.limits(), true).await
+        run(&conn, &statement, &params, self.limits(), true, false).await
     }
 
     async fn begin(&self) -> Result<Box<dyn Transaction>, SqlError> {
@@ -309,6 +357,10 @@ impl Database for PgDb {
         }
         let conn = tx.conn.take().ok_or(SqlError::Ended)?;
         conn.batch_execute("COMMIT").await.map_err(fail)?;
+        if !pending.is_empty() {
+            // Statements prepared before may read tables that changed.
+            self.pool.manager().statement_caches.clear();
+        }
         Ok(pending.iter().map(|m| m.name.clone()).collect())
     }
 
@@ -341,7 +393,7 @@ impl PgTx {
     ) -> Result<Rows, SqlError> {
         allowed(&statement, true)?;
         let conn = self.conn.as_ref().ok_or(SqlError::Ended)?;
-        run(conn, &statement, &params, self.limits, want_rows).await
+        run(conn, &statement, &params, self.limits, want_rows, true).await
     }
 
     async fn end(mut self: Box<Self>, how: &str) -> Result<(), SqlError> {
