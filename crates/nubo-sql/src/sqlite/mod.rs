@@ -15,6 +15,7 @@
 mod dump;
 mod statement;
 
+use statement::{Budget, Stop};
 pub(crate) use statement::{classify, size};
 
 use crate::{
@@ -216,6 +217,29 @@ impl SqliteDb {
     }
 }
 
+impl SqliteDb {
+    /// Runs `f` at once on this thread if no one holds the connection,
+    /// and gives its answer if it finished within [`statement::AT_ONCE`]:
+    /// most statements take microseconds, less than a hop to the blocking
+    /// pool. `None` means it did not run or was stopped, undone whole, and
+    /// is to run on the pool.
+    fn at_once<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, Stop>,
+    ) -> Option<Result<T, SqlError>> {
+        let mut held = self.conn.try_lock().ok()?;
+        if !held.is_autocommit() {
+            // See `hold`: a transaction abandoned mid-statement.
+            let _ = held.execute_batch("ROLLBACK");
+        }
+        match f(&mut held) {
+            Ok(v) => Some(Ok(v)),
+            Err(Stop::Failed(e)) => Some(Err(e)),
+            Err(Stop::OverBudget) => None,
+        }
+    }
+}
+
 /// Runs `f` with the held connection on the blocking pool; the connection
 /// comes back with the result (none if `f` panicked, which drops it and
 /// frees the database for the next caller).
@@ -246,9 +270,20 @@ where
 impl Database for SqliteDb {
     async fn execute(&self, statement: String, params: Vec<Value>) -> Result<Executed, SqlError> {
         let limits = self.limits();
+        let at_once = self.at_once(|c| {
+            alone(c, |c| {
+                execute(c, &statement, &params, limits, Budget::AtOnce)
+            })
+        });
+        if let Some(done) = at_once {
+            return done;
+        }
         let held = self.hold().await?;
         blocking(held, move |c| {
-            alone(c, |c| execute(c, &statement, &params, limits))
+            alone(c, |c| {
+                execute(c, &statement, &params, limits, Budget::Whole)
+            })
+            .map_err(|e| e.whole(limits))
         })
         .await
         .1
@@ -256,9 +291,15 @@ impl Database for SqliteDb {
 
     async fn query(&self, statement: String, params: Vec<Value>) -> Result<Rows, SqlError> {
         let limits = self.limits();
+        let at_once =
+            self.at_once(|c| alone(c, |c| query(c, &statement, &params, limits, Budget::AtOnce)));
+        if let Some(done) = at_once {
+            return done;
+        }
         let held = self.hold().await?;
         blocking(held, move |c| {
-            alone(c, |c| query(c, &statement, &params, limits))
+            alone(c, |c| query(c, &statement, &params, limits, Budget::Whole))
+                .map_err(|e| e.whole(limits))
         })
         .await
         .1
@@ -326,16 +367,16 @@ impl Database for SqliteDb {
 /// Runs one statement outside a transaction; one that leaves a
 /// transaction open (`BEGIN` sent as a statement) is rolled back and
 /// refused, so the next caller finds the connection as it should be.
-fn alone<T>(
+fn alone<T, E: From<SqlError>>(
     c: &mut Connection,
-    f: impl FnOnce(&Connection) -> Result<T, SqlError>,
-) -> Result<T, SqlError> {
+    f: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<T, E> {
     let out = f(c);
     if !c.is_autocommit() {
         let _ = c.execute_batch("ROLLBACK");
-        return Err(SqlError::Other(
+        return Err(E::from(SqlError::Other(
             "transactions are begun with `begin` (a transaction resource), not as statements; rolled back".into(),
-        ));
+        )));
     }
     out
 }
@@ -365,6 +406,26 @@ impl SqliteTx {
         self.held = held.filter(|h| !h.is_autocommit());
         out
     }
+
+    /// Runs a read at once on this thread, as [`SqliteDb::at_once`] does.
+    /// A write is not: stopped inside a transaction, it would roll back
+    /// the whole transaction.
+    fn read_at_once<T>(
+        &mut self,
+        statement: &str,
+        f: impl FnOnce(&Connection) -> Result<T, Stop>,
+    ) -> Option<Result<T, SqlError>> {
+        let held = self.held.as_mut()?;
+        let read = held.prepare_cached(statement).is_ok_and(|s| s.readonly());
+        if !read {
+            return None;
+        }
+        match f(held) {
+            Ok(v) => Some(Ok(v)),
+            Err(Stop::Failed(e)) => Some(Err(e)),
+            Err(Stop::OverBudget) => None,
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -375,14 +436,24 @@ impl Transaction for SqliteTx {
         params: Vec<Value>,
     ) -> Result<Executed, SqlError> {
         let limits = self.limits;
-        self.run(move |c| execute(c, &statement, &params, limits))
-            .await
+        self.run(move |c| {
+            execute(c, &statement, &params, limits, Budget::Whole).map_err(|e| e.whole(limits))
+        })
+        .await
     }
 
     async fn query(&mut self, statement: String, params: Vec<Value>) -> Result<Rows, SqlError> {
         let limits = self.limits;
-        self.run(move |c| query(c, &statement, &params, limits))
-            .await
+        let at_once = self.read_at_once(&statement, |c| {
+            query(c, &statement, &params, limits, Budget::AtOnce)
+        });
+        if let Some(done) = at_once {
+            return done;
+        }
+        self.run(move |c| {
+            query(c, &statement, &params, limits, Budget::Whole).map_err(|e| e.whole(limits))
+        })
+        .await
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), SqlError> {
@@ -477,5 +548,42 @@ mod tests {
         assert_eq!(done.map(|e| e.changes), Ok(1));
         let rows = db.query("SELECT x FROM t".into(), vec![]).await.unwrap();
         assert_eq!(rows.rows, vec![vec![Value::Integer(2)]]);
+    }
+
+    /// A statement that runs past the time it may take on the caller's
+    /// thread is stopped, undone, and run once more on the blocking pool:
+    /// its answer is whole and its write made once.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_long_statement_moves_to_the_pool_and_counts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = SqliteBackend::open(dir.path()).unwrap();
+        let db = backend.database("a", "main", &spec(5000)).await.unwrap();
+        db.execute("CREATE TABLE t (x)".into(), vec![])
+            .await
+            .unwrap();
+        let fill = "INSERT INTO t WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200000) SELECT x FROM c";
+        let started = std::time::Instant::now();
+        let done = db.execute(fill.into(), vec![]).await.unwrap();
+        assert!(started.elapsed() > statement::AT_ONCE, "too quick to test");
+        assert_eq!(done.changes, 200_000);
+        let sum = "SELECT count(*), sum(x) FROM t";
+        let rows = db.query(sum.into(), vec![]).await.unwrap();
+        assert_eq!(
+            rows.rows,
+            vec![vec![
+                Value::Integer(200_000),
+                Value::Integer(20_000_100_000)
+            ]]
+        );
+        let mut tx = db.begin().await.unwrap();
+        let rows = tx.query(sum.into(), vec![]).await.unwrap();
+        assert_eq!(rows.rows[0][0], Value::Integer(200_000));
+        tx.execute(fill.into(), vec![]).await.unwrap();
+        tx.commit().await.unwrap();
+        let rows = db
+            .query("SELECT count(*) FROM t".into(), vec![])
+            .await
+            .unwrap();
+        assert_eq!(rows.rows, vec![vec![Value::Integer(400_000)]]);
     }
 }

@@ -5,19 +5,63 @@ use crate::{Executed, Rows, SqlError, SqlLimits, Value};
 use rusqlite::{Connection, ErrorCode};
 use std::time::{Duration, Instant};
 
-/// Runs `f` with a progress handler that stops it at `timeout_ms`.
+/// How long a statement may run on the caller's thread (see
+/// [`Budget::AtOnce`]).
+pub(crate) const AT_ONCE: Duration = Duration::from_millis(1);
+
+/// Where a statement runs, and so how long it may.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Budget {
+    /// On the caller's thread (a tokio worker), stopped after [`AT_ONCE`]
+    /// so that it can run again on the blocking pool: only for a statement
+    /// that SQLite undoes whole when stopped (outside a transaction, or a
+    /// read).
+    AtOnce,
+    /// On the blocking pool, for the database's `timeout_ms`.
+    Whole,
+}
+
+/// Why a statement did not finish.
+pub(crate) enum Stop {
+    Failed(SqlError),
+    /// Past [`AT_ONCE`]: undone, to be run again on the blocking pool.
+    OverBudget,
+}
+
+impl From<SqlError> for Stop {
+    fn from(e: SqlError) -> Self {
+        Stop::Failed(e)
+    }
+}
+
+impl Stop {
+    /// The error of a statement run for its whole time.
+    pub(crate) fn whole(self, limits: SqlLimits) -> SqlError {
+        match self {
+            Stop::Failed(e) => e,
+            Stop::OverBudget => SqlError::Timeout(limits.timeout_ms),
+        }
+    }
+}
+
+/// Runs `f` with a progress handler that stops it at `timeout_ms`, or
+/// sooner for [`Budget::AtOnce`].
 fn timed<T>(
     c: &Connection,
     limits: SqlLimits,
+    budget: Budget,
     f: impl FnOnce() -> Result<T, rusqlite::Error>,
-) -> Result<T, SqlError> {
-    let deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
+) -> Result<T, Stop> {
+    let whole = Duration::from_millis(limits.timeout_ms);
+    let early = budget == Budget::AtOnce && AT_ONCE < whole;
+    let deadline = Instant::now() + if early { AT_ONCE } else { whole };
     c.progress_handler(1000, Some(move || Instant::now() > deadline));
     let out = f();
     c.progress_handler(0, None::<fn() -> bool>);
     out.map_err(|e| match e.sqlite_error_code() {
-        Some(ErrorCode::OperationInterrupted) => SqlError::Timeout(limits.timeout_ms),
-        _ => classify(e),
+        Some(ErrorCode::OperationInterrupted) if early => Stop::OverBudget,
+        Some(ErrorCode::OperationInterrupted) => Stop::Failed(SqlError::Timeout(limits.timeout_ms)),
+        _ => Stop::Failed(classify(e)),
     })
 }
 
@@ -44,8 +88,9 @@ pub(crate) fn execute(
     sql: &str,
     params: &[Value],
     limits: SqlLimits,
-) -> Result<Executed, SqlError> {
-    timed(c, limits, || {
+    budget: Budget,
+) -> Result<Executed, Stop> {
+    timed(c, limits, budget, || {
         let mut stmt = c.prepare_cached(sql)?;
         bind(&mut stmt, params)?;
         let mut rows = stmt.raw_query();
@@ -83,9 +128,10 @@ pub(crate) fn query(
     sql: &str,
     params: &[Value],
     limits: SqlLimits,
-) -> Result<Rows, SqlError> {
+    budget: Budget,
+) -> Result<Rows, Stop> {
     let mut too_large = None;
-    let out = timed(c, limits, || {
+    let out = timed(c, limits, budget, || {
         let mut stmt = c.prepare_cached(sql)?;
         bind(&mut stmt, params)?;
         let columns: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
@@ -128,7 +174,7 @@ pub(crate) fn query(
         Ok(out)
     })?;
     match too_large {
-        Some(m) => Err(SqlError::TooLarge(m)),
+        Some(m) => Err(Stop::Failed(SqlError::TooLarge(m))),
         None => Ok(out),
     }
 }
