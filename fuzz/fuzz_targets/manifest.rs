@@ -15,6 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let schema = nubo_manifest::Schema {
         grants: nubo_manifest::SAMPLE_GRANTS.to_vec(),
         sections: vec![&nubo_queue::QueueSection],
+        target: nubo_manifest::Target::default(),
     };
     if let Err(e) = nubo_manifest::load_str(
         Path::new("/nonexistent/nubo.toml"),

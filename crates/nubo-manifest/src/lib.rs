@@ -23,8 +23,8 @@ pub use outbound::{OutboundError, OutboundRule};
 pub use quotas::QuotasSpec;
 pub use route::{RouteError, RoutePattern};
 pub use section::{
-    AppView, Change, ChangeKind, Problem, SampleApp, Schema, Section, SectionFile, is_empty_value,
-    sample_app, section_value,
+    AppView, Change, ChangeKind, Problem, SampleApp, Schema, Section, SectionFile, Target,
+    is_empty_value, sample_app, section_value,
 };
 pub use serde_spanned::Spanned;
 pub use spec::{AppSpec, BuildSpec, ComponentSpec, Limits, RouteSpec, RouteTarget};

@@ -25,11 +25,22 @@ use serde_spanned::Spanned;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What the node's capabilities add to `nubo.toml` and to a definition:
-/// the grant keys of a component and the top-level sections.
+/// the grant keys of a component and the top-level sections, and what is
+/// known of the node the file is for.
 #[derive(Default, Clone)]
 pub struct Schema {
     pub grants: Vec<GrantKey>,
     pub sections: Vec<&'static dyn Section>,
+    pub target: Target,
+}
+
+/// The node a file is read for, where that is known (`nubo plan` and
+/// `nubo apply` ask the node); `nubo check` knows nothing of it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    /// The node is part of a cluster: what a section keeps on one node's
+    /// disk (a SQLite database) cannot serve there.
+    pub cluster: bool,
 }
 
 impl Schema {
@@ -164,6 +175,7 @@ pub struct SectionFile<'a, 'r> {
     pub(crate) text: &'a str,
     pub(crate) root: &'r std::path::Path,
     pub(crate) app: &'r dyn Declarations,
+    pub(crate) target: Target,
     pub(crate) reporter: &'r mut Reporter<'a>,
 }
 
@@ -171,6 +183,11 @@ impl SectionFile<'_, '_> {
     /// The components, and the sections read before this one.
     pub fn app(&self) -> &dyn Declarations {
         self.app
+    }
+
+    /// The node the file is read for.
+    pub fn target(&self) -> Target {
+        self.target
     }
 
     /// The folder that holds `nubo.toml`: relative paths in a section
@@ -292,6 +309,7 @@ pub fn sample_app(
     let schema = Schema {
         grants: crate::SAMPLE_GRANTS.to_vec(),
         sections,
+        target: Target::default(),
     };
     let none = |_: &str| None;
     let path = std::path::Path::new(crate::FILE_NAME);

@@ -378,6 +378,7 @@ fn read_sections<'a>(
             text,
             root,
             app: &view,
+            target: schema.target,
             reporter: r,
         };
         let value = section.read(&mut file);

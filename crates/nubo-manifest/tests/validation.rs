@@ -25,6 +25,7 @@ fn schema() -> nubo_manifest::Schema {
     nubo_manifest::Schema {
         grants: nubo_manifest::SAMPLE_GRANTS.to_vec(),
         sections: Vec::new(),
+        target: nubo_manifest::Target::default(),
     }
 }
 

@@ -330,14 +330,20 @@ impl Section for SqlSection {
         let mut out = SqlSpecs::new();
         for (name, raw) in &file.sql {
             let spec = raw.get_ref().spec(f);
-            f.report(
-                spec.problems(name.get_ref(), f.app()),
-                raw.span(),
-                |field| match field {
-                    "name" => Some(name.span()),
-                    _ => raw.get_ref().span(field),
-                },
-            );
+            let mut problems = spec.problems(name.get_ref(), f.app());
+            if f.target().cluster && spec.engine == Engine::Sqlite {
+                problems.push(
+                    Problem::new(
+                        "engine",
+                        format!("database `{}` is a SQLite file on one node, and the node this is applied to is part of a cluster", name.get_ref()),
+                    )
+                    .hint("a cluster's nodes share a PostgreSQL database: engine = \"postgres\", url = \"{{ database_url }}\""),
+                );
+            }
+            f.report(problems, raw.span(), |field| match field {
+                "name" => Some(name.span()),
+                _ => raw.get_ref().span(field),
+            });
             out.insert(name.get_ref().clone(), spec);
         }
         serde_json::to_value(out).ok()

@@ -313,6 +313,7 @@ pub fn schema(capabilities: &[Arc<dyn Capability>]) -> nubo_manifest::Schema {
     nubo_manifest::Schema {
         grants: capabilities.iter().filter_map(|c| c.grant_key()).collect(),
         sections: capabilities.iter().filter_map(|c| c.section()).collect(),
+        target: nubo_manifest::Target::default(),
     }
 }
 

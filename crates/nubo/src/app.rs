@@ -1,7 +1,7 @@
 //! Loading an app folder: definition file, build, components, routes.
 
 use crate::CliResult;
-use nubo_manifest::{AppSpec, EnvVariables, RouteTarget, Stage};
+use nubo_manifest::{AppSpec, EnvVariables, RouteTarget, Stage, Target};
 use std::path::{Path, PathBuf};
 
 /// `DIR` or `DIR/nubo.toml` → the path of the definition file.
@@ -14,11 +14,21 @@ pub fn manifest_path(dir: &Path) -> PathBuf {
 }
 
 pub fn load_spec(dir: &Path, stage: Stage) -> CliResult<AppSpec> {
+    load_spec_for(dir, stage, Target::default())
+}
+
+/// [`load_spec`] for a node known to be `target`: what cannot serve
+/// there is an error at its place in the file.
+pub fn load_spec_for(dir: &Path, stage: Stage, target: Target) -> CliResult<AppSpec> {
+    let schema = nubo_manifest::Schema {
+        target,
+        ..nubo_node::schema()
+    };
     Ok(nubo_manifest::load(
         &manifest_path(dir),
         &EnvVariables,
         stage,
-        &nubo_node::schema(),
+        &schema,
     )?)
 }
 

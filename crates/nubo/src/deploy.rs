@@ -36,6 +36,20 @@ pub struct Plan {
 
 /// Plans `desired` against the node. Secrets are compared by digest (the
 /// node never sends them back) and the real values go in the steps.
+/// What the node is: part of a cluster or not. A node that cannot say
+/// (its cluster unreachable) is taken as it answers its changes: the
+/// node checks again.
+pub async fn target(client: &Client) -> nubo_manifest::Target {
+    #[derive(serde::Deserialize)]
+    struct Nodes {
+        cluster: bool,
+    }
+    match client.get::<Nodes>("/v1/nodes").await {
+        Ok(n) => nubo_manifest::Target { cluster: n.cluster },
+        Err(_) => nubo_manifest::Target::default(),
+    }
+}
+
 pub async fn make_plan(client: &Client, desired: &AppDef) -> CliResult<Plan> {
     let current: Option<Current> = client
         .get_opt(&format!("/v1/apps/{}", desired.name))

@@ -178,9 +178,10 @@ async fn nodes_of_a_cluster_run_each_migration_once() {
     );
     assert_ne!(code, 0, "{out}{err}");
     assert!(
-        err.contains("a cluster needs engine = \"postgres\""),
+        err.contains("nubo.toml:5:1: database `main` is a SQLite file on one node, and the node this is applied to is part of a cluster"),
         "{err}"
     );
+    assert!(err.contains("engine = \"postgres\""), "{err}");
 
     let app = sql_app("shared", Engine::Postgres(&url), "");
     // A migration that is not idempotent: run twice, it seeds twice.
@@ -223,4 +224,20 @@ async fn nodes_of_a_cluster_run_each_migration_once() {
     .await;
     assert_eq!(kind(&w[0]), "ok", "{w:?}");
     assert_eq!(count(&b).await, json!([3, 3]));
+
+    // The node refuses a SQLite database too, whoever sends it.
+    let current: J =
+        serde_json::from_str(&a.api("GET", "/v1/apps/shared", "").await.text()).unwrap();
+    let mut sql = current["definition"]["sql"].clone();
+    sql["local"] = json!({ "engine": "sqlite" });
+    let edit = json!({ "steps": [{ "op": "set_section", "key": "sql", "value": sql }] });
+    let r = a
+        .api("POST", "/v1/apps/shared/changes", &edit.to_string())
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("`local` is a SQLite file of one node, and this node is part of a cluster; a cluster needs engine"),
+        "{}",
+        r.text()
+    );
 }

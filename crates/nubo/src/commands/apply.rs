@@ -31,10 +31,12 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
         let spec = app::load_spec(&args.dir, Stage::BeforeBuild)?;
         crate::commands::build::build_all(&spec)?;
     }
-    let spec = app::load_spec(&args.dir, Stage::Built)?;
-    let desired = deploy::desired(&spec)?;
     let client = args.node.connect(Some(&args.dir))?;
-    crate::async_runtime()?.block_on(async move {
+    let runtime = crate::async_runtime()?;
+    let target = runtime.block_on(deploy::target(&client));
+    let spec = app::load_spec_for(&args.dir, Stage::Built, target)?;
+    let desired = deploy::desired(&spec)?;
+    runtime.block_on(async move {
         let plan = deploy::make_plan(&client, &desired.def).await?;
         let (changes, counts) = plan_view::print(&plan, &client.base, &desired.sources);
         if !changes {

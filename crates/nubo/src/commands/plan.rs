@@ -23,14 +23,16 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CliResult<ExitCode> {
-    let spec = app::load_spec(&args.dir, Stage::Built).map_err(|e| {
+    let client = args.node.connect(Some(&args.dir))?;
+    let runtime = crate::async_runtime()?;
+    let target = runtime.block_on(deploy::target(&client));
+    let spec = app::load_spec_for(&args.dir, Stage::Built, target).map_err(|e| {
         e.hint(
             "plan compares built components: run `nubo build` first (`nubo apply` builds for you)",
         )
     })?;
     let desired = deploy::desired(&spec)?;
-    let client = args.node.connect(Some(&args.dir))?;
-    crate::async_runtime()?.block_on(async move {
+    runtime.block_on(async move {
         let plan = deploy::make_plan(&client, &desired.def).await?;
         let (changes, _) = plan_view::print(&plan, &client.base, &desired.sources);
         if !changes {
