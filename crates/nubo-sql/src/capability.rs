@@ -18,15 +18,31 @@ use std::sync::{Arc, RwLock};
 #[derive(Default)]
 pub struct Declared {
     apps: RwLock<HashMap<String, Arc<SqlSpecs>>>,
+    /// What a removed app declared last: where its data is, for purging.
+    removed: RwLock<HashMap<String, Arc<SqlSpecs>>>,
 }
 
 impl Declared {
     fn set(&self, app: &str, specs: Option<SqlSpecs>) {
         let mut apps = self.apps.write().unwrap_or_else(|p| p.into_inner());
+        let mut removed = self.removed.write().unwrap_or_else(|p| p.into_inner());
         match specs {
-            Some(s) => apps.insert(app.to_string(), Arc::new(s)),
-            None => apps.remove(app),
+            Some(s) => {
+                removed.remove(app);
+                apps.insert(app.to_string(), Arc::new(s));
+            }
+            None => {
+                if let Some(last) = apps.remove(app) {
+                    removed.insert(app.to_string(), last);
+                }
+            }
         };
+    }
+
+    /// What the removed `app` declared last, once.
+    fn take_removed(&self, app: &str) -> Arc<SqlSpecs> {
+        let mut removed = self.removed.write().unwrap_or_else(|p| p.into_inner());
+        removed.remove(app).unwrap_or_default()
     }
 
     fn get(&self, app: &str) -> Option<Arc<SqlSpecs>> {
@@ -55,9 +71,9 @@ impl SqlBackend for Engines {
         }
     }
 
-    async fn purge_app(&self, app: &str) -> Result<u64, SqlError> {
-        let files = self.sqlite.purge_app(app).await?;
-        Ok(files + self.postgres.purge_app(app).await?)
+    async fn purge_app(&self, app: &str, specs: &SqlSpecs) -> Result<u64, SqlError> {
+        let files = self.sqlite.purge_app(app, specs).await?;
+        Ok(files + self.postgres.purge_app(app, specs).await?)
     }
 }
 
@@ -230,7 +246,8 @@ impl Capability for Sql {
         service.declared.set(app.name, specs);
     }
 
-    /// Every database file of the app.
+    /// Every database file of the app, and the schema of each of its
+    /// PostgreSQL databases.
     fn purge_app<'a>(
         &'a self,
         services: &'a Services,
@@ -238,9 +255,10 @@ impl Capability for Sql {
     ) -> Option<BoxFuture<'a, Result<Deleted, PurgeError>>> {
         let service = services.get::<Arc<SqlService>>()?.clone();
         Some(Box::pin(async move {
+            let specs = service.declared.take_removed(app);
             let count = service
                 .backend
-                .purge_app(app)
+                .purge_app(app, &specs)
                 .await
                 .map_err(|e| PurgeError::new("databases", e))?;
             Ok(Deleted {

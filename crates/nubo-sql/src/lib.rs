@@ -107,8 +107,9 @@ pub trait SqlBackend: Send + Sync + 'static {
         spec: &DatabaseSpec,
     ) -> Result<Arc<dyn Database>, SqlError>;
 
-    /// Deletes every database of `app`; how many there were.
-    async fn purge_app(&self, app: &str) -> Result<u64, SqlError>;
+    /// Deletes every database of `app`, which it declared as `specs`
+    /// (with each `url` rendered); how many there were.
+    async fn purge_app(&self, app: &str, specs: &crate::SqlSpecs) -> Result<u64, SqlError>;
 }
 
 /// One database: the contract every engine keeps.

@@ -157,6 +157,43 @@ async fn a_broken_postgres_migration_applies_nothing() {
     let current: J =
         serde_json::from_str(&node.api("GET", "/v1/apps/pgmig", "").await.text()).unwrap();
     assert_eq!(current["revision"], 1);
+
+    // The app's tables are in a schema of its own, which removing the app
+    // drops; another app on the same server database keeps its own.
+    let a = run(
+        &node,
+        json!({ "db": "main", "ops": [query("SELECT current_schema()", json!([]))] }),
+    )
+    .await;
+    assert_eq!(a[0]["ok"]["rows"], json!([["pgmig/main"]]), "{a:?}");
+    std::fs::remove_file(app.path().join("migrations/002_broken.sql")).unwrap();
+    let other = sql_app("other", Engine::Postgres(&url), "");
+    // Both serve `/sql/...`: the other app on its own host.
+    let other_toml = std::fs::read_to_string(other.path().join("nubo.toml")).unwrap();
+    other.write(
+        "nubo.toml",
+        other_toml.replace(
+            "name = \"other\"",
+            "name = \"other\"\nhosts = [\"other.test\"]",
+        ),
+    );
+    node.apply(&other);
+    let (code, out, err) = node.cli(&["destroy", "pgmig", "--auto-approve"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("1 database"), "{out}");
+    let r = common::request(
+        "POST",
+        &node.url("/sql/run"),
+        &[("host", "other.test")],
+        json!({ "db": "main", "ops": [
+            query("SELECT nspname FROM pg_namespace WHERE nspname LIKE '%/main' ORDER BY 1", json!([])),
+        ]})
+        .to_string()
+        .as_bytes(),
+    )
+    .await;
+    let a: J = serde_json::from_str(&r.text()).unwrap();
+    assert_eq!(a[0]["ok"]["rows"], json!([["other/main"]]), "{a}");
 }
 
 /// Two nodes of a cluster on one PostgreSQL server: a migration applied

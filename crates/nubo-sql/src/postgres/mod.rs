@@ -1,5 +1,12 @@
-//! The PostgreSQL engine: a database is the one its `url` names, on a
-//! server the app's owner runs (and every node of a cluster reaches).
+//! The PostgreSQL engine: a database is a schema of its own in the
+//! PostgreSQL database its `url` names, on a server the app's owner runs
+//! (and every node of a cluster reaches).
+//!
+//! The schema is `"APP/NAME"`, first on each connection's `search_path`
+//! (then `public`): the app's tables, and its `_nubo_migrations`, are made
+//! there, tables already in `public` stay readable, and two apps (or two
+//! databases of one app) may share a server database without meeting.
+//! Removing the app drops its schemas, and nothing else.
 //!
 //! Each database has a small pool of connections (rustls when the URL
 //! asks for TLS); a statement borrows one, a transaction keeps one from
@@ -67,34 +74,94 @@ impl SqlBackend for PostgresBackend {
             db.set_limits(spec.limits);
             return Ok(db);
         }
+        let schema = schema_name(app, name);
         let db = Arc::new(PgDb {
             app: app.to_string(),
             name: name.to_string(),
             url: url.to_string(),
-            pool: pool(url, spec.limits)?,
+            pool: pool(url, spec.limits, &schema)?,
             limits: Mutex::new(spec.limits),
         });
+        let conn = db.connection().await?;
+        let made = conn
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", ident(&schema)))
+            .await;
+        match made {
+            // Another node made it at the same moment.
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
+            other => other.map_err(|e| classify(e, spec.limits.timeout_ms, None))?,
+        }
+        drop(conn);
         self.open_dbs().insert(key, db.clone());
         Ok(db)
     }
 
-    /// Forgets the app's connections. The data is the server's and stays:
-    /// Nubo does not drop what it did not create.
-    async fn purge_app(&self, app: &str) -> Result<u64, SqlError> {
+    /// Drops the schema of each PostgreSQL database the app declared, and
+    /// closes its connections; the rest of the server database is not
+    /// touched.
+    async fn purge_app(&self, app: &str, specs: &crate::SqlSpecs) -> Result<u64, SqlError> {
         self.open_dbs().retain(|(a, _), _| a != app);
-        Ok(0)
+        let mut dropped = 0;
+        for (name, spec) in specs
+            .iter()
+            .filter(|(_, s)| s.engine == crate::Engine::Postgres)
+        {
+            let Some(url) = spec.url.as_deref() else {
+                continue;
+            };
+            let schema = schema_name(app, name);
+            let timeout = spec.limits.timeout_ms;
+            let pool = pool(url, spec.limits, &schema)?;
+            let conn = pool.get().await.map_err(|e| match e {
+                PoolError::Backend(e) => classify(e, timeout, None),
+                other => SqlError::Other(format!("PostgreSQL: {other}")),
+            })?;
+            let existed = conn
+                .query_one(
+                    "SELECT count(*) FROM pg_namespace WHERE nspname = $1",
+                    &[&schema],
+                )
+                .await
+                .map_err(|e| classify(e, timeout, None))?
+                .get::<_, i64>(0);
+            conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", ident(&schema)))
+                .await
+                .map_err(|e| classify(e, timeout, None))?;
+            dropped += existed as u64;
+        }
+        Ok(dropped)
     }
 }
 
-/// A pool for `url`, whose connections stop a statement at `timeout_ms`.
-fn pool(url: &str, limits: SqlLimits) -> Result<Pool, SqlError> {
+/// The schema of database `name` of `app`: `APP/NAME`, or, past
+/// PostgreSQL's 63 bytes, as much of it as fits and a digest of the rest.
+fn schema_name(app: &str, name: &str) -> String {
+    let full = format!("{app}/{name}");
+    if full.len() <= 63 {
+        return full;
+    }
+    use sha2::Digest;
+    let digest = hex::encode(sha2::Sha256::digest(full.as_bytes()));
+    format!("{}~{}", &full[..50], &digest[..12])
+}
+
+/// A quoted identifier.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A pool for `url`, whose connections stop a statement at `timeout_ms`
+/// and make and find tables in `schema` first.
+fn pool(url: &str, limits: SqlLimits, schema: &str) -> Result<Pool, SqlError> {
     let mut config: tokio_postgres::Config = url
         .parse()
         .map_err(|e| SqlError::Other(format!("the database's url does not parse: {e}")))?;
+    // App and database names have no blanks, which separate options.
     let options = format!(
-        "{} -c statement_timeout={}",
+        "{} -c statement_timeout={} -c search_path={},public",
         config.get_options().unwrap_or(""),
-        limits.timeout_ms
+        limits.timeout_ms,
+        ident(schema)
     );
     config.options(options.trim());
     config.connect_timeout(WAIT);

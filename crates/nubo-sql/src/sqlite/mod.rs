@@ -101,7 +101,8 @@ impl SqlBackend for SqliteBackend {
         Ok(db)
     }
 
-    async fn purge_app(&self, app: &str) -> Result<u64, SqlError> {
+    /// Every file under `STATE/sql/APP`, declared now or not.
+    async fn purge_app(&self, app: &str, _specs: &crate::SqlSpecs) -> Result<u64, SqlError> {
         self.open_dbs().retain(|(a, _), _| a != app);
         let dir = self.dir.join(app);
         tokio::task::spawn_blocking(move || {
