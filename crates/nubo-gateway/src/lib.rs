@@ -17,6 +17,8 @@ mod body;
 #[cfg(feature = "server")]
 mod edge;
 #[cfg(feature = "server")]
+mod guard;
+#[cfg(feature = "server")]
 mod listener;
 #[cfg(feature = "server")]
 mod mounts;
@@ -34,14 +36,19 @@ pub use body::{Body, BoxError};
 #[cfg(feature = "server")]
 pub use edge::INTERNAL_DOMAIN;
 #[cfg(feature = "server")]
+pub use guard::{
+    Carried, Guard, GuardFuture, Guards, Identity, NUBO_AUTH, NUBO_USER_EMAIL, NUBO_USER_ID,
+    NUBO_USER_ROLES,
+};
+#[cfg(feature = "server")]
 pub use listener::{
-    BodyError, ConnLimits, MIN_BODY_RATE, SHUTDOWN_GRACE, TimedBody, TimedRequest,
+    BodyError, ConnLimits, MIN_BODY_RATE, Peer, SHUTDOWN_GRACE, TimedBody, TimedRequest,
     serve_connections,
 };
 #[cfg(feature = "server")]
 pub use mounts::{Mount, Mounts};
 #[cfg(feature = "server")]
-pub use router::{Publish, PublishError, Publishers, Router, Target};
+pub use router::{Publish, PublishError, Publishers, Route, Router, Target};
 #[cfg(feature = "server")]
 pub use server::{Gateway, serve};
 #[cfg(feature = "server")]

@@ -105,7 +105,7 @@ where
         };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Usually EMFILE: back off instead of spinning.
                     tracing::warn!("accept failed: {e}");
@@ -115,8 +115,10 @@ where
             },
             () = &mut shutdown => break,
         };
+        let (stream, peer) = stream;
         let _ = stream.set_nodelay(true);
         let conn = Connection {
+            peer: Peer(peer),
             activity: Arc::new(Activity::new()),
             limits,
             slot: ConnSlot {
@@ -198,7 +200,12 @@ impl Drop for InFlight {
     }
 }
 
+/// The address a request's connection came from, in its extensions.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub std::net::SocketAddr);
+
 struct Connection {
+    peer: Peer,
     activity: Arc<Activity>,
     limits: ConnLimits,
     /// Its place under `max_connections`, held as long as the connection
@@ -230,9 +237,11 @@ impl Connection {
         let activity = self.activity.clone();
         let limits = self.limits;
         let slot = self.slot.clone();
+        let peer = self.peer;
         let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let guard = activity.begin();
             let mut req = req.map(|b| TimedBody::new(b, limits.body_timeout));
+            req.extensions_mut().insert(peer);
             if req.headers().contains_key(http::header::UPGRADE) {
                 req.extensions_mut().insert(slot.clone());
             }

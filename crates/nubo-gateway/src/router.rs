@@ -6,7 +6,7 @@
 //! routes; a scan beats a trie at that size and is obviously correct.
 
 use crate::static_files::StaticDir;
-use nubo_manifest::RoutePattern;
+use nubo_manifest::{Access, RoutePattern};
 use nubo_wasm::HttpComponent;
 
 /// Where a route's request bodies go when it names a queue: the node's
@@ -51,15 +51,23 @@ pub enum Target {
     WebSocket(std::sync::Arc<dyn crate::Feed>),
 }
 
+/// One route of an app: its path, what answers it, and who may reach it.
+#[derive(Clone)]
+pub struct Route {
+    pub pattern: RoutePattern,
+    pub target: Target,
+    pub access: Access,
+}
+
 #[derive(Clone, Default)]
 pub struct Router {
     app: String,
-    routes: Vec<(RoutePattern, Target)>,
+    routes: Vec<Route>,
 }
 
 impl Router {
-    pub fn new(app: impl Into<String>, mut routes: Vec<(RoutePattern, Target)>) -> Self {
-        routes.sort_by_key(|(p, _)| std::cmp::Reverse(p.specificity()));
+    pub fn new(app: impl Into<String>, mut routes: Vec<Route>) -> Self {
+        routes.sort_by_key(|r| std::cmp::Reverse(r.pattern.specificity()));
         Self {
             app: app.into(),
             routes,
@@ -70,15 +78,15 @@ impl Router {
         &self.app
     }
 
-    /// The target for `path` and the part of the path below the route.
-    pub fn find<'p>(&self, path: &'p str) -> Option<(&RoutePattern, &Target, &'p str)> {
+    /// The route for `path` and the part of the path below it.
+    pub fn find<'p>(&self, path: &'p str) -> Option<(&Route, &'p str)> {
         self.routes
             .iter()
-            .find_map(|(p, t)| p.matches(path).map(|rest| (p, t, rest)))
+            .find_map(|r| r.pattern.matches(path).map(|rest| (r, rest)))
     }
 
     /// Routes in match order, for printing.
-    pub fn routes(&self) -> impl Iterator<Item = (&RoutePattern, &Target)> {
-        self.routes.iter().map(|(p, t)| (p, t))
+    pub fn routes(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter()
     }
 }

@@ -7,13 +7,14 @@
 
 use crate::body::{Body, BoxError, full};
 use crate::edge;
+use crate::guard::Guards;
 use crate::listener::{ConnLimits, TimedRequest, serve_connections};
 use crate::mounts::Mounts;
-use crate::router::Target;
+use crate::router::{Route, Router, Target};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderName, HeaderValue, Response, StatusCode, Uri, header};
+use http::{HeaderName, HeaderValue, Method, Response, StatusCode, Uri, header};
 use http_body_util::BodyExt;
 use nubo_wasm::HandleError;
 use std::future::Future;
@@ -38,6 +39,8 @@ pub struct Gateway {
     /// False while the node is still loading the apps it should serve: a
     /// request no loaded app answers then gets `503`, not a final `404`.
     ready: AtomicBool,
+    /// Each app's sign-in, if the node has it.
+    guards: std::sync::OnceLock<Arc<dyn Guards>>,
 }
 
 impl Gateway {
@@ -47,6 +50,7 @@ impl Gateway {
             mounts: ArcSwap::from_pointee(mounts),
             ids: RequestIds::new(),
             ready: AtomicBool::new(true),
+            guards: std::sync::OnceLock::new(),
         })
     }
 
@@ -102,31 +106,54 @@ impl Gateway {
         };
         let router = mount.router.clone();
         let base = mount.base.clone();
-        let mut response = match router.find(app_path) {
+        let guard = self.guards.get().and_then(|g| g.guard(router.app()));
+        let client = req.extensions().get::<crate::Peer>().map(|p| p.0);
+        let req = match &guard {
+            Some(g) => match g.serve(req, client).await {
+                Ok(answered) => {
+                    return self.finish(answered, id_header, &router, &method, path, started, &id);
+                }
+                Err(req) => req,
+            },
+            None => req,
+        };
+        let response = match router.find(app_path) {
             None => text(StatusCode::NOT_FOUND, format!("no route for {path}\n")),
-            Some((_, Target::Stopped(name), _)) => {
-                let mut r = text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("{name}: component is stopped [request {id}]\n"),
-                );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-                r
-            }
-            Some((_, Target::Queue(q), _)) => publish(q.as_ref(), req).await,
-            Some((_, Target::Sse(feed), _)) => crate::sockets::sse(feed.as_ref()),
-            Some((_, Target::WebSocket(feed), _)) => crate::sockets::websocket(feed.clone(), req),
-            Some((_, Target::Static(dir), rest)) => {
-                dir.serve(&method, path, rest, req.headers()).await
-            }
-            Some((pattern, Target::Component(c), rest)) => {
-                let req = prepare(req, local, &base, pattern, rest, id_header.clone());
-                match c.handle(req, &id).await {
-                    Ok(r) => r.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()),
-                    Err(e) => failure(c.name(), &e, &id),
+            Some((route, rest)) => {
+                match crate::guard::admit(guard.as_ref(), &route.access, req).await {
+                    Err(refused) => refused,
+                    Ok(req) => {
+                        self.dispatch(
+                            route,
+                            rest,
+                            req,
+                            local,
+                            &base,
+                            &method,
+                            path,
+                            id_header.clone(),
+                            &id,
+                        )
+                        .await
+                    }
                 }
             }
         };
+        self.finish(response, id_header, &router, &method, path, started, &id)
+    }
+
+    /// Tags the answer with the request id and logs it.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        mut response: Response<Body>,
+        id_header: Option<HeaderValue>,
+        router: &Router,
+        method: &Method,
+        path: &str,
+        started: Instant,
+        id: &str,
+    ) -> Response<Body> {
         if let Some(v) = id_header {
             response.headers_mut().insert(X_REQUEST_ID, v);
         }
@@ -138,6 +165,50 @@ impl Gateway {
             started.elapsed().as_secs_f64() * 1000.0
         );
         response
+    }
+
+    /// The answer of the route's target.
+    #[allow(clippy::too_many_arguments)]
+    async fn dispatch(
+        &self,
+        route: &Route,
+        rest: &str,
+        req: TimedRequest,
+        local: SocketAddr,
+        base: &str,
+        method: &Method,
+        path: &str,
+        id_header: Option<HeaderValue>,
+        id: &str,
+    ) -> Response<Body> {
+        match &route.target {
+            Target::Stopped(name) => {
+                let mut r = text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{name}: component is stopped [request {id}]\n"),
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                r
+            }
+            Target::Queue(q) => publish(q.as_ref(), req).await,
+            Target::Sse(feed) => crate::sockets::sse(feed.as_ref()),
+            Target::WebSocket(feed) => crate::sockets::websocket(feed.clone(), req),
+            Target::Static(dir) => dir.serve(method, path, rest, req.headers()).await,
+            Target::Component(c) => {
+                let req = prepare(req, local, base, &route.pattern, rest, id_header);
+                match c.handle(req, id).await {
+                    Ok(r) => r.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()),
+                    Err(e) => failure(c.name(), &e, id),
+                }
+            }
+        }
+    }
+
+    /// Gives the gateway each app's sign-in; set once, when the node opens
+    /// its capabilities.
+    pub fn set_guards(&self, guards: Arc<dyn Guards>) {
+        let _ = self.guards.set(guards);
     }
 }
 

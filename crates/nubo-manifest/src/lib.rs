@@ -27,7 +27,9 @@ pub use section::{
     is_empty_value, sample_app, section_value,
 };
 pub use serde_spanned::Spanned;
-pub use spec::{AppSpec, BuildSpec, ComponentSpec, Limits, RouteSpec, RouteTarget};
+pub use spec::{
+    Access, AppSpec, AuthLevel, BuildSpec, ComponentSpec, Limits, RouteSpec, RouteTarget,
+};
 pub use template::TemplateError;
 
 /// Delay before retry `attempt` (1-based) of a queue message or a task

@@ -51,6 +51,9 @@ pub(crate) struct RawSocket {
     /// Browser origins allowed to open a WebSocket besides the page's own.
     #[serde(default)]
     pub origins: Vec<S<String>>,
+    pub auth: Option<S<String>>,
+    #[serde(default)]
+    pub roles: Vec<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,6 +225,9 @@ pub(crate) struct RawHttp {
     pub component: Option<S<String>>,
     /// Instead of a component: the request body is published to this queue.
     pub queue: Option<S<String>>,
+    pub auth: Option<S<String>>,
+    #[serde(default)]
+    pub roles: Vec<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

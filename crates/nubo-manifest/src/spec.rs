@@ -82,6 +82,36 @@ impl Default for Limits {
 pub struct RouteSpec {
     pub pattern: RoutePattern,
     pub target: RouteTarget,
+    /// Who may reach the route (`auth`, `roles` in `nubo.toml`).
+    #[serde(default, skip_serializing_if = "Access::is_public")]
+    pub access: Access,
+}
+
+/// Whether a route needs a signed-in identity, and which roles.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access {
+    pub auth: AuthLevel,
+    /// The identity must hold one of these (none: any identity).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+}
+
+impl Access {
+    pub fn is_public(&self) -> bool {
+        self.auth == AuthLevel::Public && self.roles.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthLevel {
+    /// Anyone; an identity the request carries is passed on.
+    #[default]
+    Public,
+    /// Anyone; the identity, if the request has a valid one.
+    Optional,
+    /// Only a request with a valid identity: else `401`.
+    Required,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,9 @@ use crate::error::{Reporter, parse_error};
 use crate::ranges;
 use crate::raw::{RawComponent, RawManifest, S};
 use crate::section::{AppView, Schema, SectionFile, is_empty_value};
-use crate::spec::{AppSpec, BuildSpec, ComponentSpec, Limits, RouteSpec, RouteTarget};
+use crate::spec::{
+    Access, AppSpec, AuthLevel, BuildSpec, ComponentSpec, Limits, RouteSpec, RouteTarget,
+};
 use crate::template::{self, Part};
 use crate::{
     Declarations, ManifestError, OutboundRule, RoutePattern, Stage, VariableSource, is_name,
@@ -350,6 +352,54 @@ fn top_level(text: &str, schema: &Schema, r: &mut Reporter<'_>) {
     }
 }
 
+/// A route's `auth` and `roles`. Roles alone mean `auth = "required"`.
+fn access(r: &mut Reporter<'_>, auth: &Option<S<String>>, roles: &[S<String>]) -> Access {
+    let level = match auth.as_ref().map(|a| (a, a.get_ref().as_str())) {
+        None => None,
+        Some((_, "public")) => Some(AuthLevel::Public),
+        Some((_, "optional")) => Some(AuthLevel::Optional),
+        Some((_, "required")) => Some(AuthLevel::Required),
+        Some((a, other)) => {
+            r.error_hint(
+                a.span(),
+                format!("invalid auth `{other}`"),
+                "auth is \"public\" (the default), \"optional\" or \"required\"",
+            );
+            None
+        }
+    };
+    let mut names = Vec::new();
+    for role in roles {
+        let name = role.get_ref();
+        if crate::is_store_name(name) {
+            names.push(name.clone());
+        } else {
+            r.error_hint(
+                role.span(),
+                format!("invalid role `{name}`"),
+                "roles are lower-case letters, digits, `-` and `_`, starting with a letter",
+            );
+        }
+    }
+    if let (Some(a), false) = (auth, roles.is_empty())
+        && level != Some(AuthLevel::Required)
+    {
+        r.error_hint(
+            a.span(),
+            "`roles` need a signed-in identity",
+            "write auth = \"required\", or leave `auth` out: roles imply it",
+        );
+    }
+    let level = match level {
+        None if !names.is_empty() => AuthLevel::Required,
+        other => other.unwrap_or_default(),
+    };
+    Access {
+        auth: level,
+        roles: names,
+    }
+}
+
 /// The components and variables a file declares.
 struct Names<'a> {
     components: BTreeSet<&'a str>,
@@ -458,6 +508,7 @@ fn routes(
                     out.push(RouteSpec {
                         pattern: p,
                         target: RouteTarget::Queue(q.get_ref().clone()),
+                        access: access(r, &h.auth, &h.roles),
                     });
                 }
                 continue;
@@ -489,6 +540,7 @@ fn routes(
                     out.push(RouteSpec {
                         pattern: p,
                         target: RouteTarget::Component(name.clone()),
+                        access: access(r, &h.auth, &h.roles),
                     });
                 }
             }
@@ -553,7 +605,11 @@ fn routes(
             match RoutePattern::parse_http(s.route.get_ref()) {
                 Ok(p) => {
                     if add(r, &s.route, p.clone(), format!("[[{kind}]]")) {
-                        out.push(RouteSpec { pattern: p, target });
+                        out.push(RouteSpec {
+                            pattern: p,
+                            target,
+                            access: access(r, &s.auth, &s.roles),
+                        });
                     }
                 }
                 Err(e) => r.error(
@@ -583,6 +639,7 @@ fn routes(
                     out.push(RouteSpec {
                         pattern: p,
                         target: RouteTarget::Static(dir),
+                        access: Access::default(),
                     });
                 }
             }

@@ -362,3 +362,40 @@ fn quotas_have_defaults_and_ranges() {
     assert_eq!((app.quotas.blob_mb, app.quotas.dead_letters), (5, 0));
     assert_eq!(app.quotas.blob_bytes(), 5 << 20);
 }
+
+#[test]
+fn a_route_says_who_may_reach_it() {
+    let text = GOOD.replace(
+        "component = \"web\"\n",
+        "component = \"web\"\nroles = [\"admin\"]\n",
+    );
+    let spec = check(&text).unwrap();
+    // Roles alone mean a signed-in identity is required.
+    assert_eq!(
+        spec.routes[0].access.auth,
+        nubo_manifest::AuthLevel::Required
+    );
+    assert_eq!(spec.routes[0].access.roles, ["admin"]);
+    let text = GOOD.replace(
+        "component = \"web\"\n",
+        "component = \"web\"\nauth = \"sometimes\"\n",
+    );
+    let err = check(&text).unwrap_err();
+    assert!(
+        err.contains("nubo.toml:18:8: invalid auth `sometimes`"),
+        "{err}"
+    );
+    let text = GOOD.replace(
+        "component = \"web\"\n",
+        "component = \"web\"\nauth = \"public\"\nroles = [\"Admin\"]\n",
+    );
+    let err = check(&text).unwrap_err();
+    assert!(
+        err.contains("nubo.toml:18:8: `roles` need a signed-in identity"),
+        "{err}"
+    );
+    assert!(
+        err.contains("nubo.toml:19:10: invalid role `Admin`"),
+        "{err}"
+    );
+}

@@ -16,6 +16,7 @@ pub fn capabilities() -> Vec<Arc<dyn Capability>> {
         Arc::new(nubo_tasks::DurableTasks),
         Arc::new(nubo_cron::Cron),
         Arc::new(nubo_sql::Sql),
+        Arc::new(nubo_auth::Auth),
     ]
 }
 

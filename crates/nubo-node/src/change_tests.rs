@@ -33,6 +33,7 @@ fn route(component: &str) -> Route {
     Route {
         pattern: nubo_manifest::RoutePattern::Prefix("/p".into()),
         target: RouteTarget::Component(component.into()),
+        access: Default::default(),
     }
 }
 

@@ -199,7 +199,11 @@ impl Loader<'_> {
                     Target::Static(StaticDir::new(&dir).map_err(site)?)
                 }
             };
-            routes.push((r.pattern.clone(), target));
+            routes.push(nubo_gateway::Route {
+                pattern: r.pattern.clone(),
+                target,
+                access: r.access.clone(),
+            });
         }
         Ok(LiveApp {
             revision,

@@ -243,6 +243,9 @@ impl Node {
                 let g = Gateway::new(Default::default());
                 // Not ready until `serving`: see `restore`.
                 g.set_ready(false);
+                if let Some(guards) = services.get::<Arc<dyn nubo_gateway::Guards>>() {
+                    g.set_guards(guards.clone());
+                }
                 g
             },
             content,

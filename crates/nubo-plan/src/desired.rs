@@ -101,6 +101,7 @@ pub fn desired(spec: &AppSpec) -> Result<Desired, ReadError> {
         def.routes.push(Route {
             pattern: r.pattern.clone(),
             target,
+            access: r.access.clone(),
         });
     }
     def.sections = spec.sections.clone();

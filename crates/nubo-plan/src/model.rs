@@ -139,6 +139,9 @@ impl ComponentDef {
 pub struct Route {
     pub pattern: RoutePattern,
     pub target: RouteTarget,
+    /// Who may reach it (`auth`, `roles`); public when absent.
+    #[serde(default, skip_serializing_if = "nubo_manifest::Access::is_public")]
+    pub access: nubo_manifest::Access,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,6 +19,7 @@ fn base() -> AppDef {
     a.routes.push(Route {
         pattern: nubo_manifest::RoutePattern::Prefix("/api".into()),
         target: RouteTarget::Component("api".into()),
+        access: Default::default(),
     });
     a
 }

@@ -71,11 +71,13 @@ fn route() -> impl Strategy<Value = Route> {
                 Route {
                     pattern: RoutePattern::Exact(p.to_string()),
                     target: RouteTarget::Component(c.to_string()),
+                    access: Default::default(),
                 }
             } else {
                 Route {
                     pattern: RoutePattern::Prefix(p.trim_end_matches('/').to_string()),
                     target: RouteTarget::Static(files),
+                    access: Default::default(),
                 }
             }
         })

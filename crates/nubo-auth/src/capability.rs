@@ -1,0 +1,89 @@
+//! Sign-in as a capability of the node: the `[auth]` section, and each
+//! app's guard, which the gateway asks for by app name.
+
+use crate::guard::AppGuard;
+use crate::section::AuthSection;
+use crate::store::Accounts;
+use crate::throttle::Throttle;
+use nubo_gateway::{Guard, Guards};
+use nubo_kv::KvBackend;
+use nubo_wasm::{BoxFuture, Capability, OpenEnv, OpenError, RunningApp, Section, Services};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// The node's sign-in: the guard of each app that has `[auth]`.
+struct AuthService {
+    kv: Arc<dyn KvBackend>,
+    throttle: Arc<Throttle>,
+    apps: RwLock<HashMap<String, Arc<AppGuard>>>,
+}
+
+impl Guards for AuthService {
+    fn guard(&self, app: &str) -> Option<Arc<dyn Guard>> {
+        let apps = self.apps.read().unwrap_or_else(|p| p.into_inner());
+        apps.get(app).map(|g| g.clone() as Arc<dyn Guard>)
+    }
+}
+
+/// Sign-in as a capability of the runtime. It links nothing: components
+/// see its work only as `nubo-user-*` headers.
+pub struct Auth;
+
+impl Capability for Auth {
+    fn name(&self) -> &'static str {
+        "auth"
+    }
+
+    fn section(&self) -> Option<&'static dyn Section> {
+        Some(&AuthSection)
+    }
+
+    /// Accounts and sessions go in the key-value store the node opened.
+    fn open<'a>(
+        &'a self,
+        _env: &'a OpenEnv<'a>,
+        services: &'a mut Services,
+    ) -> Option<BoxFuture<'a, Result<(), OpenError>>> {
+        Some(Box::pin(async move {
+            let kv = services
+                .need::<Arc<dyn KvBackend>>("auth")
+                .map_err(|e| OpenError::new("auth", e))?
+                .clone();
+            let service = Arc::new(AuthService {
+                kv,
+                throttle: Arc::default(),
+                apps: RwLock::default(),
+            });
+            services.insert(service.clone() as Arc<dyn Guards>);
+            services.insert(service);
+            Ok(())
+        }))
+    }
+
+    /// The app's guard, as its running revision declares `[auth]`.
+    fn configure(&self, services: &Services, app: &RunningApp<'_>) {
+        let Some(service) = services.get::<Arc<AuthService>>() else {
+            return;
+        };
+        let spec = app.def.and_then(|d| {
+            AuthSection::of(&d.sections).unwrap_or_else(|e| {
+                tracing::error!(app = app.name, error = %e, "stored [auth] unreadable: no one can sign in");
+                None
+            })
+        });
+        let mut apps = service.apps.write().unwrap_or_else(|p| p.into_inner());
+        match spec {
+            Some(spec) => {
+                let guard = AppGuard {
+                    spec,
+                    accounts: Accounts::new(service.kv.clone(), app.name),
+                    throttle: service.throttle.clone(),
+                };
+                apps.insert(app.name.to_string(), Arc::new(guard));
+            }
+            None => {
+                apps.remove(app.name);
+            }
+        }
+    }
+}

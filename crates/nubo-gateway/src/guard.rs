@@ -1,0 +1,123 @@
+//! Who a request is from, for an app that signs people in.
+//!
+//! The gateway knows no sign-in scheme: a capability (`nubo-auth`) gives
+//! it a [`Guard`] per app through [`Guards`]. The guard answers the
+//! requests it serves itself (sign-up, sign-in, sign-out) and says which
+//! identity a request carries; the gateway holds each route to its
+//! `auth` and `roles` and hands the component the identity in
+//! `nubo-user-*` headers. A client can never send those itself: every
+//! `nubo-` header it sends is removed first ([`crate::edge`]).
+
+use crate::{Body, TimedRequest};
+use http::{HeaderValue, Response, StatusCode, header};
+use nubo_manifest::{Access, AuthLevel};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A verified identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: String,
+    pub email: Option<String>,
+    pub roles: Vec<String>,
+    /// How it was proven: `session`, `jwt` or `api-key`.
+    pub how: &'static str,
+}
+
+pub type GuardFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a request carries, as a guard reads it.
+pub enum Carried {
+    /// No credentials.
+    Nobody,
+    Identity(Identity),
+    /// Credentials that do not hold (an expired session, a bad token):
+    /// why, for the `401`.
+    Invalid(String),
+}
+
+/// One app's sign-in.
+pub trait Guard: Send + Sync {
+    /// Answers `req` if it is one the guard serves (its sign-in routes);
+    /// else gives it back.
+    fn serve<'a>(
+        &'a self,
+        req: TimedRequest,
+        client: Option<SocketAddr>,
+    ) -> GuardFuture<'a, Result<Response<Body>, TimedRequest>>;
+
+    /// The identity `req` carries.
+    fn identify<'a>(&'a self, req: &'a TimedRequest) -> GuardFuture<'a, Carried>;
+}
+
+/// Each app's guard; what the auth capability puts in the node's services.
+pub trait Guards: Send + Sync {
+    fn guard(&self, app: &str) -> Option<Arc<dyn Guard>>;
+}
+
+/// The headers a component reads the identity from.
+pub const NUBO_USER_ID: &str = "nubo-user-id";
+pub const NUBO_USER_EMAIL: &str = "nubo-user-email";
+pub const NUBO_USER_ROLES: &str = "nubo-user-roles";
+pub const NUBO_AUTH: &str = "nubo-auth";
+
+/// Holds `req` to the route's `access`: the request, with the identity in
+/// its headers, or the answer that refuses it.
+pub(crate) async fn admit(
+    guard: Option<&Arc<dyn Guard>>,
+    access: &Access,
+    mut req: TimedRequest,
+) -> Result<TimedRequest, Response<Body>> {
+    let carried = match guard {
+        Some(g) => g.identify(&req).await,
+        None => Carried::Nobody,
+    };
+    let identity = match carried {
+        Carried::Identity(i) => Some(i),
+        Carried::Invalid(why) if access.auth != AuthLevel::Public => {
+            return Err(unauthorized(&why));
+        }
+        Carried::Invalid(_) | Carried::Nobody => None,
+    };
+    match (&identity, access.auth) {
+        (None, AuthLevel::Required) => return Err(unauthorized("sign in first")),
+        (Some(i), _)
+            if !access.roles.is_empty() && !access.roles.iter().any(|r| i.roles.contains(r)) =>
+        {
+            return Err(crate::server::text(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "this route needs one of the roles: {}\n",
+                    access.roles.join(", ")
+                ),
+            ));
+        }
+        _ => {}
+    }
+    if let Some(i) = identity {
+        let h = req.headers_mut();
+        let mut put = |name: &'static str, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                h.insert(name, v);
+            }
+        };
+        put(NUBO_USER_ID, &i.user_id);
+        if let Some(e) = &i.email {
+            put(NUBO_USER_EMAIL, e);
+        }
+        put(NUBO_USER_ROLES, &i.roles.join(","));
+        put(NUBO_AUTH, i.how);
+    }
+    Ok(req)
+}
+
+fn unauthorized(why: &str) -> Response<Body> {
+    let mut r = crate::server::text(StatusCode::UNAUTHORIZED, format!("{why}\n"));
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"nubo\""),
+    );
+    r
+}
