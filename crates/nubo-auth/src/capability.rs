@@ -76,6 +76,9 @@ impl Capability for Auth {
             Some(spec) => {
                 let guard = AppGuard {
                     spec,
+                    base: app
+                        .def
+                        .map_or_else(|| "/".into(), |d| d.settings.base.clone()),
                     accounts: Accounts::new(service.kv.clone(), app.name),
                     throttle: service.throttle.clone(),
                 };

@@ -3,7 +3,8 @@
 //! request's session cookie carries.
 //!
 //! Sessions are an opaque random token in the `nubo_session` cookie
-//! (`HttpOnly`, `SameSite=Lax`, `Path=/`), a new one at each sign-in.
+//! (`HttpOnly`, `SameSite=Lax`, `Path` the app's base), a new one at each
+//! sign-in.
 //! Cross-site request forgery: a request whose `Origin` (or, without it,
 //! `Sec-Fetch-Site`) says another site sent it carries no identity from
 //! its cookie, and the sign-in routes refuse it; a non-browser client
@@ -29,6 +30,9 @@ const MAX_BODY: usize = 16 * 1024;
 
 pub struct AppGuard {
     pub spec: AuthSpec,
+    /// The app's base path: the cookie's `Path`, so that apps under one
+    /// host keep their sessions apart.
+    pub base: String,
     pub accounts: Accounts,
     pub throttle: Arc<Throttle>,
 }
@@ -49,12 +53,11 @@ impl Guard for AppGuard {
     fn serve<'a>(
         &'a self,
         req: TimedRequest,
+        path: &'a str,
         client: Option<SocketAddr>,
     ) -> GuardFuture<'a, Result<Response<Body>, TimedRequest>> {
         Box::pin(async move {
-            let Some(action) = req
-                .uri()
-                .path()
+            let Some(action) = path
                 .strip_prefix(self.spec.prefix.as_str())
                 .and_then(|rest| rest.strip_prefix('/'))
                 .map(str::to_string)
@@ -224,7 +227,10 @@ impl AppGuard {
         let mut r = reply(StatusCode::OK, json!({ "signed_out": true }));
         set_cookie(
             &mut r,
-            &format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+            &format!(
+                "{COOKIE}=; Path={}; HttpOnly; SameSite=Lax; Max-Age=0",
+                self.base
+            ),
         );
         r
     }
@@ -279,7 +285,8 @@ impl AppGuard {
         set_cookie(
             &mut r,
             &format!(
-                "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
+                "{COOKIE}={token}; Path={}; HttpOnly; SameSite=Lax; Max-Age={}",
+                self.base,
                 ttl.as_secs()
             ),
         );

@@ -41,10 +41,12 @@ pub enum Carried {
 /// One app's sign-in.
 pub trait Guard: Send + Sync {
     /// Answers `req` if it is one the guard serves (its sign-in routes);
-    /// else gives it back.
+    /// else gives it back. `path` is the request's path below the app's
+    /// base.
     fn serve<'a>(
         &'a self,
         req: TimedRequest,
+        path: &'a str,
         client: Option<SocketAddr>,
     ) -> GuardFuture<'a, Result<Response<Body>, TimedRequest>>;
 

@@ -109,7 +109,7 @@ impl Gateway {
         let guard = self.guards.get().and_then(|g| g.guard(router.app()));
         let client = req.extensions().get::<crate::Peer>().map(|p| p.0);
         let req = match &guard {
-            Some(g) => match g.serve(req, client).await {
+            Some(g) => match g.serve(req, app_path, client).await {
                 Ok(answered) => {
                     return self.finish(answered, id_header, &router, &method, path, started, &id);
                 }

@@ -231,3 +231,37 @@ async fn a_session_ends_at_its_ttl() {
     let r = request("GET", &node.url("/members/echo"), &with, b"").await;
     assert_eq!(r.status, 401, "{}", r.text());
 }
+
+/// An app under a base path signs in under it, and its cookie stays there.
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_lives_under_the_apps_base() {
+    let s = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(s.path(), &[]);
+    let app = app("based", "based.test", "1h");
+    let toml = std::fs::read_to_string(app.path().join("nubo.toml")).unwrap();
+    app.write(
+        "nubo.toml",
+        toml.replace("hosts = [\"based.test\"]", "base = \"/club\""),
+    );
+    node.apply(&app);
+    let creds = json!({ "email": "ada@example.com", "password": "correct horse" }).to_string();
+    let r = request(
+        "POST",
+        &node.url("/club/auth/signup"),
+        &[],
+        creds.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let cookie = r.header("set-cookie").unwrap_or_default().to_string();
+    assert!(cookie.contains("Path=/club;"), "{cookie}");
+    let token = session(&r);
+    let r = request(
+        "GET",
+        &node.url("/club/members/echo"),
+        &[("cookie", token.as_str())],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
