@@ -5,7 +5,7 @@
 use axum::Router;
 use axum::handler::Handler;
 use axum::http::Method;
-use axum::routing::{MethodRouter, delete, get, head, post, put};
+use axum::routing::{MethodRouter, delete, get, head, patch, post, put};
 
 /// An axum router and the (method, path) of each route in it.
 pub struct Routes<S = ()> {
@@ -44,6 +44,10 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
 
     pub fn post<H: Handler<T, S>, T: 'static>(self, path: &str, handler: H) -> Self {
         self.add(Method::POST, path, post(handler))
+    }
+
+    pub fn patch<H: Handler<T, S>, T: 'static>(self, path: &str, handler: H) -> Self {
+        self.add(Method::PATCH, path, patch(handler))
     }
 
     pub fn delete<H: Handler<T, S>, T: 'static>(self, path: &str, handler: H) -> Self {

@@ -2,6 +2,7 @@
 //! app's guard, which the gateway asks for by app name.
 
 use crate::guard::AppGuard;
+use crate::jwt::Issuers;
 use crate::section::AuthSection;
 use crate::store::Accounts;
 use crate::throttle::Throttle;
@@ -12,10 +13,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 /// The node's sign-in: the guard of each app that has `[auth]`.
-struct AuthService {
+pub(crate) struct AuthService {
     kv: Arc<dyn KvBackend>,
     throttle: Arc<Throttle>,
     apps: RwLock<HashMap<String, Arc<AppGuard>>>,
+}
+
+impl AuthService {
+    /// App `app`'s guard, if it has `[auth]`.
+    pub(crate) fn app(&self, app: &str) -> Option<Arc<AppGuard>> {
+        let apps = self.apps.read().unwrap_or_else(|p| p.into_inner());
+        apps.get(app).cloned()
+    }
 }
 
 impl Guards for AuthService {
@@ -36,6 +45,15 @@ impl Capability for Auth {
 
     fn section(&self) -> Option<&'static dyn Section> {
         Some(&AuthSection)
+    }
+
+    fn routes(
+        &self,
+        services: &Services,
+        apps: Arc<dyn nubo_api::Apps>,
+    ) -> Option<nubo_api::Routes> {
+        let service = services.get::<Arc<AuthService>>()?.clone();
+        Some(crate::api::routes(service, apps))
     }
 
     /// Accounts and sessions go in the key-value store the node opened.
@@ -74,7 +92,17 @@ impl Capability for Auth {
         let mut apps = service.apps.write().unwrap_or_else(|p| p.into_inner());
         match spec {
             Some(spec) => {
+                let lookup = |v: &str| {
+                    app.def
+                        .and_then(|d| d.variables.get(v))
+                        .map(|v| v.value.clone())
+                };
+                let issuers = Issuers::new(&spec.jwt, lookup).unwrap_or_else(|e| {
+                    tracing::error!(app = app.name, error = %e, "no JWT is taken");
+                    Issuers::none()
+                });
                 let guard = AppGuard {
+                    issuers,
                     spec,
                     base: app
                         .def

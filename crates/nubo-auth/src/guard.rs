@@ -5,11 +5,18 @@
 //! Sessions are an opaque random token in the `nubo_session` cookie
 //! (`HttpOnly`, `SameSite=Lax`, `Path` the app's base), a new one at each
 //! sign-in.
+//! A bearer credential (`Authorization: Bearer`, or `x-api-key` for an
+//! API key) is read before the cookie: an API key when the app takes
+//! them and the credential starts with [`KEY_PREFIX`], else a JWT when
+//! the app lists issuers. A bearer credential the app takes none of is
+//! left to the component.
+//!
 //! Cross-site request forgery: a request whose `Origin` (or, without it,
 //! `Sec-Fetch-Site`) says another site sent it carries no identity from
 //! its cookie, and the sign-in routes refuse it; a non-browser client
 //! sends neither header and is not affected.
 
+use crate::jwt::Issuers;
 use crate::password;
 use crate::section::AuthSpec;
 use crate::store::{Accounts, User};
@@ -25,6 +32,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const COOKIE: &str = "nubo_session";
+/// What every API key starts with.
+pub const KEY_PREFIX: &str = "nubo_";
 /// The most a sign-in body may be.
 const MAX_BODY: usize = 16 * 1024;
 
@@ -35,6 +44,7 @@ pub struct AppGuard {
     pub base: String,
     pub accounts: Accounts,
     pub throttle: Arc<Throttle>,
+    pub issuers: Issuers,
 }
 
 #[derive(Deserialize)]
@@ -70,6 +80,14 @@ impl Guard for AppGuard {
 
     fn identify<'a>(&'a self, req: &'a TimedRequest) -> GuardFuture<'a, Carried> {
         Box::pin(async move {
+            if let Some((credential, is_key)) = bearer(req) {
+                if self.spec.api_keys && (is_key || credential.starts_with(KEY_PREFIX)) {
+                    return self.api_key(credential).await;
+                }
+                if !is_key && !self.issuers.is_empty() {
+                    return self.issuers.verify(credential).await;
+                }
+            }
             let Some(token) = cookie(req) else {
                 return Carried::Nobody;
             };
@@ -132,10 +150,23 @@ impl AppGuard {
 
     /// The signed-in account of a session token, unless it is disabled.
     async fn user_of(&self, token: &str) -> Result<Option<User>, nubo_kv::KvError> {
-        let Some(email) = self.accounts.session(token).await? else {
-            return Ok(None);
-        };
-        Ok(self.accounts.user(&email).await?.filter(|u| !u.disabled))
+        Ok(self.accounts.session(token).await?.filter(|u| !u.disabled))
+    }
+
+    async fn api_key(&self, key: &str) -> Carried {
+        match self.accounts.key(key).await {
+            Ok(Some(k)) => Carried::Identity(Identity {
+                user_id: format!("key:{}", k.name),
+                email: None,
+                roles: k.roles,
+                how: "api-key",
+            }),
+            Ok(None) => Carried::Invalid("the API key is not valid (revoked or mistyped)".into()),
+            Err(e) => {
+                tracing::error!(error = %e, "reading an API key failed");
+                Carried::Invalid("the API key could not be read".into())
+            }
+        }
     }
 
     async fn signup(&self, req: TimedRequest) -> Response<Body> {
@@ -163,6 +194,7 @@ impl AppGuard {
             roles: Vec::new(),
             disabled: false,
             created_ms: now_ms(),
+            generation: 0,
         };
         match self.accounts.create(&user).await {
             Ok(true) => self.signed_in(&user, StatusCode::CREATED).await,
@@ -265,9 +297,12 @@ impl AppGuard {
                 json!({ "error": "hashing failed" }),
             );
         };
+        // A new password ends every session, this one too; the answer
+        // carries a new one.
         user.hash = hash;
+        user.generation += 1;
         match self.accounts.save(&user).await {
-            Ok(()) => reply(StatusCode::OK, json!({ "changed": true })),
+            Ok(()) => self.signed_in(&user, StatusCode::OK).await,
             Err(e) => store_failed(e),
         }
     }
@@ -278,7 +313,7 @@ impl AppGuard {
         let Some(token) = crate::random_token() else {
             return no_randomness();
         };
-        if let Err(e) = self.accounts.open_session(&token, &user.email, ttl).await {
+        if let Err(e) = self.accounts.open_session(&token, user, ttl).await {
             return store_failed(e);
         }
         let mut r = reply(status, json!({ "user": public(user) }));
@@ -318,6 +353,19 @@ fn cookie(req: &TimedRequest) -> Option<String> {
             let (name, value) = pair.trim().split_once('=')?;
             (name == COOKIE && !value.is_empty()).then(|| value.to_string())
         })
+}
+
+/// The credential of `x-api-key` (then `true`: it can only be an API
+/// key), or of `Authorization: Bearer …`.
+fn bearer(req: &TimedRequest) -> Option<(&str, bool)> {
+    let h = req.headers();
+    if let Some(key) = h.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some((key.trim(), true));
+    }
+    let auth = h.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credential) = auth.split_once(' ')?;
+    let credential = credential.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !credential.is_empty()).then_some((credential, false))
 }
 
 /// Whether a browser says another site sent the request.
@@ -424,7 +472,7 @@ fn no_randomness() -> Response<Body> {
     )
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

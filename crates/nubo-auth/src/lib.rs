@@ -9,16 +9,19 @@
 //! are kept in the app's key-value namespace (`store.rs`), so on a
 //! cluster any node accepts a session another made.
 
+mod api;
 mod capability;
 mod form;
 mod guard;
+mod jwks;
+mod jwt;
 mod password;
 mod section;
 mod store;
 mod throttle;
 
 pub use capability::Auth;
-pub use section::{AuthSection, AuthSpec, parse_duration};
+pub use section::{AuthSection, AuthSpec, JwtSpec, parse_duration};
 
 /// 32 random bytes, base64url: a session token or an id; `None` if the
 /// system gives no randomness.

@@ -8,6 +8,7 @@
 use nubo_manifest::{Change, Declarations, Problem, Section, SectionFile, Spanned};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::ops::Range;
 
 /// The app's sign-in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +22,37 @@ pub struct AuthSpec {
     /// How long a session lasts after sign-in, in seconds.
     #[serde(default = "default_ttl")]
     pub session_ttl_s: u64,
+    /// API keys made with `nubo auth keys create`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub api_keys: bool,
+    /// Issuers whose JWTs are taken as bearer tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jwt: Vec<JwtSpec>,
+}
+
+/// One issuer of JWTs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSpec {
+    /// The `iss` a token must carry.
+    pub issuer: String,
+    /// Where the issuer's public keys are (RS256, ES256, EdDSA…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<String>,
+    /// For HS256: the shared secret, as a template of a variable
+    /// (`{{ jwt_secret }}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// The `aud` a token must carry, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// The claim that lists the identity's roles.
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: String,
+}
+
+fn default_roles_claim() -> String {
+    "roles".into()
 }
 
 fn default_prefix() -> String {
@@ -49,11 +81,22 @@ pub fn parse_duration(s: &str) -> Option<u64> {
 impl AuthSpec {
     pub fn problems(&self) -> Vec<Problem> {
         let mut out = Vec::new();
-        if !self.accounts {
+        if !self.accounts && !self.api_keys && self.jwt.is_empty() {
             out.push(
-                Problem::new("accounts", "[auth] signs no one in: `accounts` is not on")
-                    .hint("accounts = true: built-in email and password accounts"),
+                Problem::new(
+                    "accounts",
+                    "[auth] signs no one in: it has no `accounts`, `api_keys` or `jwt`",
+                )
+                .hint("accounts = true: built-in email and password accounts"),
             );
+        }
+        for (i, j) in self.jwt.iter().enumerate() {
+            if self.jwt[..i].iter().any(|o| o.issuer == j.issuer) {
+                out.push(Problem::new(
+                    "jwt",
+                    format!("issuer `{}` is listed twice in `jwt`", j.issuer),
+                ));
+            }
         }
         if !nubo_manifest::ranges::is_request_path(&self.prefix) || self.prefix.ends_with('/') {
             out.push(
@@ -72,6 +115,65 @@ impl AuthSpec {
         }
         out
     }
+}
+
+impl JwtSpec {
+    /// What is wrong with one issuer; `app` tells which variables exist.
+    pub fn problems(&self, app: &dyn Declarations) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if self.issuer.trim().is_empty() {
+            out.push(
+                Problem::new("issuer", "`issuer` is empty")
+                    .hint("the `iss` the tokens carry, like \"https://issuer.example/\""),
+            );
+        }
+        match (&self.jwks, &self.secret) {
+            (Some(_), Some(_)) | (None, None) => out.push(
+                Problem::new("issuer", "an issuer needs one of `jwks` and `secret`")
+                    .hint("jwks = \"https://issuer.example/.well-known/jwks.json\" for RS256, ES256 or EdDSA; secret = \"{{ jwt_secret }}\" for HS256"),
+            ),
+            (Some(url), None) => {
+                if let Err(why) = crate::jwks::check_url(url) {
+                    out.push(Problem::new("jwks", format!("`jwks` {why}")).hint(
+                        "an https:// URL, or http:// to an IP address (http://127.0.0.1:8080/jwks)",
+                    ));
+                }
+            }
+            (None, Some(secret)) => out.extend(secret_problems(secret, app)),
+        }
+        if self.roles_claim.is_empty() {
+            out.push(Problem::new("roles_claim", "`roles_claim` is empty"));
+        }
+        out
+    }
+}
+
+/// A secret must come from a declared variable, never the file itself.
+fn secret_problems(secret: &str, app: &dyn Declarations) -> Vec<Problem> {
+    let vars = match nubo_manifest::template_variables(secret) {
+        Ok(v) => v,
+        Err(e) => return vec![Problem::new("secret", format!("`secret`: {e}"))],
+    };
+    if vars.is_empty() {
+        return vec![
+            Problem::new(
+                "secret",
+                "`secret` is written in nubo.toml; it must come from a variable",
+            )
+            .hint(
+                "secret = \"{{ jwt_secret }}\", with jwt_secret = { secret = true } in [variables]",
+            ),
+        ];
+    }
+    vars.into_iter()
+        .filter(|v| !app.has_variable(v))
+        .map(|v| {
+            Problem::new(
+                "secret",
+                format!("`secret` uses variable `{v}`, which is not declared"),
+            )
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -98,9 +200,41 @@ struct RawAuth {
     accounts: Option<Spanned<bool>>,
     prefix: Option<Spanned<String>>,
     session: Option<Spanned<RawSession>>,
-    /// Keys this version knows but does not take yet.
-    jwt: Option<Spanned<serde::de::IgnoredAny>>,
-    api_keys: Option<Spanned<serde::de::IgnoredAny>>,
+    api_keys: Option<Spanned<bool>>,
+    jwt: Option<Spanned<Vec<Spanned<RawJwt>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwt {
+    issuer: Spanned<String>,
+    jwks: Option<Spanned<String>>,
+    secret: Option<Spanned<String>>,
+    audience: Option<Spanned<String>>,
+    roles_claim: Option<Spanned<String>>,
+}
+
+impl RawJwt {
+    fn spec(&self) -> JwtSpec {
+        let get = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.get_ref().clone());
+        JwtSpec {
+            issuer: self.issuer.get_ref().clone(),
+            jwks: get(&self.jwks),
+            secret: get(&self.secret),
+            audience: get(&self.audience),
+            roles_claim: get(&self.roles_claim).unwrap_or_else(default_roles_claim),
+        }
+    }
+
+    fn span(&self, field: &str) -> Option<Range<usize>> {
+        match field {
+            "issuer" => Some(self.issuer.span()),
+            "jwks" => self.jwks.as_ref().map(Spanned::span),
+            "secret" => self.secret.as_ref().map(Spanned::span),
+            "roles_claim" => self.roles_claim.as_ref().map(Spanned::span),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -156,17 +290,10 @@ impl Section for AuthSection {
             return None;
         };
         let a = raw.get_ref();
-        for (key, given) in [
-            ("jwt", a.jwt.as_ref().map(Spanned::span)),
-            ("api_keys", a.api_keys.as_ref().map(Spanned::span)),
-        ] {
-            if let Some(span) = given {
-                f.error_hint(
-                    span,
-                    format!("`{key}` in [auth] is not available on this node yet"),
-                    "use accounts = true (email and password, cookie sessions)",
-                );
-            }
+        let jwt: &[Spanned<RawJwt>] = a.jwt.as_ref().map_or(&[], |j| j.get_ref());
+        for j in jwt {
+            let problems = j.get_ref().spec().problems(f.app());
+            f.report(problems, j.span(), |field| j.get_ref().span(field));
         }
         let ttl = match a.session.as_ref().and_then(|s| s.get_ref().ttl.as_ref()) {
             None => default_ttl(),
@@ -189,9 +316,12 @@ impl Section for AuthSection {
                 .as_ref()
                 .map_or_else(default_prefix, |p| p.get_ref().clone()),
             session_ttl_s: ttl,
+            api_keys: a.api_keys.as_ref().is_some_and(|v| *v.get_ref()),
+            jwt: jwt.iter().map(|j| j.get_ref().spec()).collect(),
         };
         f.report(spec.problems(), raw.span(), |field| match field {
             "accounts" => a.accounts.as_ref().map(Spanned::span),
+            "jwt" => a.jwt.as_ref().map(Spanned::span),
             "prefix" => a.prefix.as_ref().map(Spanned::span),
             "session" => a.session.as_ref().map(Spanned::span),
             _ => None,
@@ -199,11 +329,12 @@ impl Section for AuthSection {
         serde_json::to_value(spec).ok()
     }
 
-    fn check(&self, value: &Value, _app: &dyn Declarations) -> Vec<String> {
+    fn check(&self, value: &Value, app: &dyn Declarations) -> Vec<String> {
         match AuthSpec::deserialize(value) {
             Ok(spec) => spec
                 .problems()
                 .into_iter()
+                .chain(spec.jwt.iter().flat_map(|j| j.problems(app)))
                 .map(|p| format!("auth: {}", p.message))
                 .collect(),
             Err(e) => vec![format!("auth: {e}")],
@@ -254,15 +385,34 @@ mod tests {
             ),
             "{err}"
         );
-        let err =
-            load("[auth]\naccounts = true\nsession = { ttl = \"soon\" }\njwt = []\n").unwrap_err();
+        let err = load("[auth]\naccounts = true\nsession = { ttl = \"soon\" }\n").unwrap_err();
         assert!(
             err.contains("nubo.toml:9:19: invalid duration `soon`"),
             "{err}"
         );
-        assert!(
-            err.contains("nubo.toml:10:7: `jwt` in [auth] is not available"),
-            "{err}"
-        );
+    }
+
+    #[test]
+    fn an_issuer_takes_keys_from_a_jwks_url_or_a_secret_variable() {
+        let app = load(
+            "[variables]\nsig = { default = \"s3cret-s3cret\", secret = true }\n[auth]\napi_keys = true\njwt = [{ issuer = \"https://a.example/\", jwks = \"https://a.example/jwks.json\", audience = \"api\" }, { issuer = \"tests\", secret = \"{{ sig }}\" }]\n",
+        )
+        .unwrap();
+        let spec = AuthSection::of(&app.sections).unwrap().unwrap();
+        assert!(spec.api_keys && !spec.accounts);
+        assert_eq!(spec.jwt[0].audience.as_deref(), Some("api"));
+        assert_eq!(spec.jwt[1].roles_claim, "roles");
+        let err = load(
+            "[auth]\njwt = [{ issuer = \"a\", secret = \"plain\" }, { issuer = \"b\", jwks = \"http://issuer.example/jwks\" }, { issuer = \"c\", secret = \"{{ nope }}\" }, { issuer = \"d\" }]\n",
+        )
+        .unwrap_err();
+        for want in [
+            "nubo.toml:8:33: `secret` is written in nubo.toml",
+            "nubo.toml:8:67: `jwks` plain http:// needs an IP address",
+            "nubo.toml:8:124: `secret` uses variable `nope`",
+            "nubo.toml:8:151: an issuer needs one of `jwks` and `secret`",
+        ] {
+            assert!(err.contains(want), "{want}\n{err}");
+        }
     }
 }

@@ -4,9 +4,15 @@
 //! cluster it is JetStream, so a session made on one node holds on all.
 //!
 //! - `user:EMAIL` → the account (id, argon2id hash, roles, disabled);
-//! - `session:SHA256(TOKEN)` → the email it signs in, expiring with the
-//!   session. Only a digest of the token is stored: a copy of the store
-//!   signs no one in.
+//! - `session:SHA256(TOKEN)` → the email it signs in and the account's
+//!   session generation when it began, expiring with the session.
+//!   Revoking every session of an account raises its generation, so the
+//!   older sessions no longer hold on any node.
+//! - `key:SHA256(KEY)` → an API key's name and roles, and `keyname:NAME`
+//!   → its digest, for listing and revoking by name.
+//!
+//! Only digests of tokens and keys are stored: a copy of the store signs
+//! no one in.
 
 use nubo_kv::{KvBackend, KvError, Namespace};
 use serde::{Deserialize, Serialize};
@@ -26,7 +32,29 @@ pub struct User {
     #[serde(default)]
     pub disabled: bool,
     pub created_ms: u64,
+    /// Sessions begun at a lower generation have been revoked.
+    #[serde(default)]
+    pub generation: u64,
 }
+
+/// What a session record holds.
+#[derive(Serialize, Deserialize)]
+struct Session {
+    email: String,
+    generation: u64,
+}
+
+/// An API key, as stored (without the key).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub name: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub created_ms: u64,
+}
+
+/// How many records one page of a listing reads.
+const PAGE: usize = 500;
 
 #[derive(Clone)]
 pub struct Accounts {
@@ -65,30 +93,135 @@ impl Accounts {
             .await
     }
 
+    /// Every account, in email order.
+    pub async fn users(&self) -> Result<Vec<User>, KvError> {
+        let mut out = Vec::new();
+        for value in self.values("user:").await? {
+            if let Ok(u) = serde_json::from_slice::<User>(&value) {
+                out.push(u);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn delete_user(&self, email: &str) -> Result<(), KvError> {
+        self.kv.delete(&self.ns, &format!("user:{email}")).await
+    }
+
+    /// The values of every key starting with `prefix`, in key order.
+    async fn values(&self, prefix: &str) -> Result<Vec<Vec<u8>>, KvError> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (keys, next) = self
+                .kv
+                .list_keys(&self.ns, prefix, cursor.as_deref(), PAGE)
+                .await?;
+            out.extend(
+                self.kv
+                    .get_many(&self.ns, &keys)
+                    .await?
+                    .into_iter()
+                    .flatten(),
+            );
+            match next {
+                Some(n) => cursor = Some(n),
+                None => return Ok(out),
+            }
+        }
+    }
+
     /// Starts the session `token` (random, shown once: in the cookie)
-    /// for `email`.
+    /// for `user`.
     pub async fn open_session(
         &self,
         token: &str,
-        email: &str,
+        user: &User,
         ttl: Duration,
     ) -> Result<(), KvError> {
+        let record = Session {
+            email: user.email.clone(),
+            generation: user.generation,
+        };
+        let bytes = serde_json::to_vec(&record).unwrap_or_default();
         self.kv
-            .set(&self.ns, &session_key(token), email.as_bytes(), Some(ttl))
+            .set(&self.ns, &session_key(token), &bytes, Some(ttl))
             .await
     }
 
-    /// The email a session token signs in, while it lasts.
-    pub async fn session(&self, token: &str) -> Result<Option<String>, KvError> {
+    /// The account a session token signs in, while the session lasts and
+    /// was not revoked.
+    pub async fn session(&self, token: &str) -> Result<Option<User>, KvError> {
         let found = self.kv.get(&self.ns, &session_key(token)).await?;
-        Ok(found.and_then(|b| String::from_utf8(b).ok()))
+        let Some(s) = found.and_then(|b| serde_json::from_slice::<Session>(&b).ok()) else {
+            return Ok(None);
+        };
+        let user = self.user(&s.email).await?;
+        Ok(user.filter(|u| u.generation == s.generation))
     }
 
     pub async fn close_session(&self, token: &str) -> Result<(), KvError> {
         self.kv.delete(&self.ns, &session_key(token)).await
     }
+
+    /// Stores API key `key` (random, shown once) as `record`; `false` if
+    /// a key of that name exists.
+    pub async fn create_key(&self, key: &str, record: &ApiKey) -> Result<bool, KvError> {
+        let digest = digest(key);
+        let named = format!("keyname:{}", record.name);
+        if !self
+            .kv
+            .compare_and_swap(&self.ns, &named, None, digest.as_bytes())
+            .await?
+        {
+            return Ok(false);
+        }
+        let bytes = serde_json::to_vec(record).unwrap_or_default();
+        self.kv
+            .set(&self.ns, &format!("key:{digest}"), &bytes, None)
+            .await?;
+        Ok(true)
+    }
+
+    /// The API key `key` is, if it is one.
+    pub async fn key(&self, key: &str) -> Result<Option<ApiKey>, KvError> {
+        let found = self
+            .kv
+            .get(&self.ns, &format!("key:{}", digest(key)))
+            .await?;
+        Ok(found.and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// Every API key, in name order.
+    pub async fn keys(&self) -> Result<Vec<ApiKey>, KvError> {
+        let mut out = Vec::new();
+        for digest in self.values("keyname:").await? {
+            let digest = String::from_utf8_lossy(&digest).into_owned();
+            let found = self.kv.get(&self.ns, &format!("key:{digest}")).await?;
+            if let Some(k) = found.and_then(|b| serde_json::from_slice(&b).ok()) {
+                out.push(k);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Revokes the key named `name`; `false` if there is none.
+    pub async fn revoke_key(&self, name: &str) -> Result<bool, KvError> {
+        let named = format!("keyname:{name}");
+        let Some(digest) = self.kv.get(&self.ns, &named).await? else {
+            return Ok(false);
+        };
+        let digest = String::from_utf8_lossy(&digest).into_owned();
+        self.kv.delete(&self.ns, &format!("key:{digest}")).await?;
+        self.kv.delete(&self.ns, &named).await?;
+        Ok(true)
+    }
+}
+
+fn digest(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 fn session_key(token: &str) -> String {
-    format!("session:{}", hex::encode(Sha256::digest(token.as_bytes())))
+    format!("session:{}", digest(token))
 }

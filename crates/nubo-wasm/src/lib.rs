@@ -38,6 +38,7 @@ pub use internal::{Answer, InternalError, InternalRequest};
 pub use limiter::MemoryRefused;
 pub use logs::{LogSink, LogTags, Stream as LogStream};
 pub use nubo_manifest::{GrantKey, Names, Schema, Section};
+pub use outbound::is_local;
 pub use share::{FairPool, NodeShare, default_memory_budget};
 pub use waits::WaitClock;
 pub use wasmtime;

@@ -167,7 +167,7 @@ fn with_authority(uri: &http::Uri, addr: SocketAddr) -> Option<http::Uri> {
 /// Loopback, private (RFC 1918, ULA), link-local (cloud metadata lives
 /// there), shared (RFC 6598), unspecified, broadcast and multicast
 /// addresses, IPv4 inside IPv6 included.
-pub(crate) fn is_local(ip: IpAddr) -> bool {
+pub fn is_local(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let [a, b, ..] = v4.octets();

@@ -49,6 +49,7 @@ enum Command {
     Queue(commands::queue::Args),
     Tasks(commands::tasks::Args),
     Sql(commands::sql::Args),
+    Auth(commands::auth::Args),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +83,7 @@ fn main() -> ExitCode {
         Command::Queue(args) => commands::queue::run(args),
         Command::Tasks(args) => commands::tasks::run(args),
         Command::Sql(args) => commands::sql::run(args),
+        Command::Auth(args) => commands::auth::run(args),
     };
     match result {
         Ok(code) => code,

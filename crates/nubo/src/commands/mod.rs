@@ -1,4 +1,5 @@
 pub mod apply;
+pub mod auth;
 pub mod blob;
 pub mod build;
 pub mod check;
