@@ -27,7 +27,7 @@ use http_body_util::BodyExt;
 use nubo_gateway::{Body, Carried, Guard, GuardFuture, Identity, TimedRequest};
 use serde::Deserialize;
 use serde_json::json;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,7 +64,7 @@ impl Guard for AppGuard {
         &'a self,
         req: TimedRequest,
         path: &'a str,
-        client: Option<SocketAddr>,
+        client: Option<IpAddr>,
     ) -> GuardFuture<'a, Result<Response<Body>, TimedRequest>> {
         Box::pin(async move {
             let Some(action) = path
@@ -111,7 +111,7 @@ impl AppGuard {
         &self,
         action: &str,
         req: TimedRequest,
-        client: Option<SocketAddr>,
+        client: Option<IpAddr>,
     ) -> Response<Body> {
         if cross_site(&req) {
             return reply(
@@ -206,7 +206,7 @@ impl AppGuard {
         }
     }
 
-    async fn login(&self, req: TimedRequest, client: Option<SocketAddr>) -> Response<Body> {
+    async fn login(&self, req: TimedRequest, client: Option<IpAddr>) -> Response<Body> {
         let c: Credentials = match body(req).await {
             Ok(c) => c,
             Err(r) => return r,
@@ -214,10 +214,7 @@ impl AppGuard {
         let email = c.email.trim().to_lowercase();
         let keys = [
             format!("email:{email}"),
-            format!(
-                "ip:{}",
-                client.map(|a| a.ip().to_string()).unwrap_or_default()
-            ),
+            format!("ip:{}", client.map(|a| a.to_string()).unwrap_or_default()),
         ];
         if let Some(wait) = self.throttle.blocked(&keys) {
             let mut r = reply(

@@ -12,7 +12,7 @@ use crate::{Body, TimedRequest};
 use http::{HeaderValue, Response, StatusCode, header};
 use nubo_manifest::{Access, AuthLevel};
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -47,7 +47,7 @@ pub trait Guard: Send + Sync {
         &'a self,
         req: TimedRequest,
         path: &'a str,
-        client: Option<SocketAddr>,
+        client: Option<IpAddr>,
     ) -> GuardFuture<'a, Result<Response<Body>, TimedRequest>>;
 
     /// The identity `req` carries.

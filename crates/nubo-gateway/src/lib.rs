@@ -15,9 +15,13 @@ mod wire;
 #[cfg(feature = "server")]
 mod body;
 #[cfg(feature = "server")]
+mod client;
+#[cfg(feature = "server")]
 mod edge;
 #[cfg(feature = "server")]
 mod guard;
+#[cfg(feature = "server")]
+mod limits;
 #[cfg(feature = "server")]
 mod listener;
 #[cfg(feature = "server")]
@@ -34,12 +38,16 @@ mod static_files;
 #[cfg(feature = "server")]
 pub use body::{Body, BoxError};
 #[cfg(feature = "server")]
+pub use client::TrustedProxies;
+#[cfg(feature = "server")]
 pub use edge::INTERNAL_DOMAIN;
 #[cfg(feature = "server")]
 pub use guard::{
     Carried, Guard, GuardFuture, Guards, Identity, NUBO_AUTH, NUBO_USER_EMAIL, NUBO_USER_ID,
     NUBO_USER_ROLES,
 };
+#[cfg(feature = "server")]
+pub use limits::{Limit, Limits, Verdict};
 #[cfg(feature = "server")]
 pub use listener::{
     BodyError, ConnLimits, MIN_BODY_RATE, Peer, SHUTDOWN_GRACE, TimedBody, TimedRequest,

@@ -6,8 +6,10 @@
 //! component's failure to the status a client can act on.
 
 use crate::body::{Body, BoxError, full};
+use crate::client::TrustedProxies;
 use crate::edge;
 use crate::guard::Guards;
+use crate::limits::{Limits, Verdict};
 use crate::listener::{ConnLimits, TimedRequest, serve_connections};
 use crate::mounts::Mounts;
 use crate::router::{Route, Router, Target};
@@ -41,6 +43,10 @@ pub struct Gateway {
     ready: AtomicBool,
     /// Each app's sign-in, if the node has it.
     guards: std::sync::OnceLock<Arc<dyn Guards>>,
+    /// Each app's rate limits, if the node has them.
+    limits: std::sync::OnceLock<Arc<dyn Limits>>,
+    /// Whose `X-Forwarded-For` is believed.
+    proxies: std::sync::OnceLock<TrustedProxies>,
 }
 
 impl Gateway {
@@ -51,6 +57,8 @@ impl Gateway {
             ids: RequestIds::new(),
             ready: AtomicBool::new(true),
             guards: std::sync::OnceLock::new(),
+            limits: std::sync::OnceLock::new(),
+            proxies: std::sync::OnceLock::new(),
         })
     }
 
@@ -107,7 +115,13 @@ impl Gateway {
         let router = mount.router.clone();
         let base = mount.base.clone();
         let guard = self.guards.get().and_then(|g| g.guard(router.app()));
-        let client = req.extensions().get::<crate::Peer>().map(|p| p.0);
+        let client = req.extensions().get::<crate::Peer>().map(|p| {
+            let peer = p.0.ip();
+            match self.proxies.get() {
+                Some(t) => t.client(peer, req.headers()),
+                None => peer,
+            }
+        });
         let req = match &guard {
             Some(g) => match g.serve(req, app_path, client).await {
                 Ok(answered) => {
@@ -120,21 +134,28 @@ impl Gateway {
         let response = match router.find(app_path) {
             None => text(StatusCode::NOT_FOUND, format!("no route for {path}\n")),
             Some((route, rest)) => {
-                match crate::guard::admit(guard.as_ref(), &route.access, req).await {
+                let admitted = match crate::guard::admit(guard.as_ref(), &route.access, req).await {
+                    Ok(req) => self.limit(router.app(), route, req, client).await,
+                    Err(refused) => Err(refused),
+                };
+                match admitted {
                     Err(refused) => refused,
-                    Ok(req) => {
-                        self.dispatch(
-                            route,
-                            rest,
-                            req,
-                            local,
-                            &base,
-                            &method,
-                            path,
-                            id_header.clone(),
-                            &id,
-                        )
-                        .await
+                    Ok((req, headers)) => {
+                        let mut r = self
+                            .dispatch(
+                                route,
+                                rest,
+                                req,
+                                local,
+                                &base,
+                                &method,
+                                path,
+                                id_header.clone(),
+                                &id,
+                            )
+                            .await;
+                        r.headers_mut().extend(headers);
+                        r
                     }
                 }
             }
@@ -209,6 +230,35 @@ impl Gateway {
     /// its capabilities.
     pub fn set_guards(&self, guards: Arc<dyn Guards>) {
         let _ = self.guards.set(guards);
+    }
+
+    /// Gives the gateway each app's rate limits; set once.
+    pub fn set_limits(&self, limits: Arc<dyn Limits>) {
+        let _ = self.limits.set(limits);
+    }
+
+    /// Sets whose `X-Forwarded-For` names the client; set once.
+    pub fn set_trusted_proxies(&self, proxies: TrustedProxies) {
+        let _ = self.proxies.set(proxies);
+    }
+
+    /// Holds an admitted request to its app's rate limits: the request,
+    /// with the headers its answer carries, or the refusal.
+    async fn limit(
+        &self,
+        app: &str,
+        route: &Route,
+        req: TimedRequest,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<(TimedRequest, Vec<(HeaderName, HeaderValue)>), Response<Body>> {
+        let Some(limit) = self.limits.get().and_then(|l| l.limit(app)) else {
+            return Ok((req, Vec::new()));
+        };
+        let pattern = route.pattern.to_string();
+        match limit.check(&pattern, &req, client).await {
+            Verdict::Pass(headers) => Ok((req, headers)),
+            Verdict::Refuse(r) => Err(r),
+        }
     }
 }
 

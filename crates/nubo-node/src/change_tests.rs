@@ -15,6 +15,7 @@ pub(crate) async fn node(state: &std::path::Path) -> Arc<Node> {
         token: Some("t".repeat(32)),
         memory_budget: Some(256 << 20),
         disk_reserve: 0,
+        trusted_proxies: Default::default(),
     };
     let node = Node::open(opts).await.expect("node opens");
     node.restore().await.expect("restores");

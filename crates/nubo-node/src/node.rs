@@ -34,6 +34,8 @@ pub struct NodeOptions {
     /// Bytes the embedded stores keep free on the state dir's disk:
     /// writes that add data are refused below ([`nubo_sqlite::Disk`]).
     pub disk_reserve: u64,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: nubo_gateway::TrustedProxies,
 }
 
 pub struct Node {
@@ -246,6 +248,10 @@ impl Node {
                 if let Some(guards) = services.get::<Arc<dyn nubo_gateway::Guards>>() {
                     g.set_guards(guards.clone());
                 }
+                if let Some(limits) = services.get::<Arc<dyn nubo_gateway::Limits>>() {
+                    g.set_limits(limits.clone());
+                }
+                g.set_trusted_proxies(opts.trusted_proxies.clone());
                 g
             },
             content,

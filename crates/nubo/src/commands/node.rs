@@ -126,7 +126,7 @@ impl NatsArgs {
 
 /// What clients may hold of the node's connections (both listeners), and
 /// apps of its memory.
-#[derive(clap::Args, Clone, Copy)]
+#[derive(clap::Args, Clone)]
 pub struct ConnArgs {
     /// Open connections at once per listener; more wait to be accepted.
     #[arg(long, default_value_t = 20_000, value_name = "N")]
@@ -155,6 +155,20 @@ pub struct ConnArgs {
         value_name = "MB"
     )]
     pub disk_reserve_mb: u64,
+    /// Addresses or networks of proxies (load balancers) in front of the
+    /// node, comma-separated: only a request from one of them has its
+    /// client taken from `X-Forwarded-For` (for rate limits, sign-in
+    /// throttling and logs).
+    #[arg(long, env = "NUBO_TRUSTED_PROXIES", value_name = "CIDR,...", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// `10.0.0.0/8`, or one address (`10.0.0.5`).
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    s.trim()
+        .parse::<ipnet::IpNet>()
+        .or_else(|_| s.trim().parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{s}` is not an address or network like 10.0.0.0/8"))
 }
 
 impl ConnArgs {
@@ -290,6 +304,7 @@ pub async fn open(
         token,
         memory_budget: conn.memory_budget_mb.map(|mb| mb << 20),
         disk_reserve: conn.disk_reserve_mb.saturating_mul(1 << 20),
+        trusted_proxies: nubo_gateway::TrustedProxies::new(conn.trusted_proxies.clone()),
     })
     .await
     .map_err(|e| CliError::new(e.to_string()))

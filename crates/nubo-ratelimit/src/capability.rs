@@ -1,0 +1,250 @@
+//! Rate limits as a capability of the node: the `[[rate_limit]]` section,
+//! and each app's [`Limit`], which the gateway asks by app name.
+
+use crate::cells::{Cells, MemoryCells, NatsCells};
+use crate::gcra::{Decision, Rate};
+use crate::section::{LimitSpec, RateLimitSection};
+use http::{HeaderName, HeaderValue, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use nubo_gateway::{
+    Body, GuardFuture, Limit, Limits, NUBO_AUTH, NUBO_USER_ID, TimedRequest, Verdict,
+};
+use nubo_wasm::{BoxFuture, Capability, OpenEnv, OpenError, RunningApp, Section, Services};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// One limit of an app, ready to count.
+struct Rule {
+    spec: LimitSpec,
+    rate: Rate,
+    /// Its `RateLimit-Policy` entry.
+    policy: String,
+}
+
+/// One app's limits.
+struct AppLimits {
+    app: String,
+    rules: Vec<Rule>,
+    cells: Arc<dyn Cells>,
+}
+
+/// The node's limits: each app's, and where TATs are kept.
+struct LimitService {
+    cells: Arc<dyn Cells>,
+    apps: RwLock<HashMap<String, Arc<AppLimits>>>,
+}
+
+impl Limits for LimitService {
+    fn limit(&self, app: &str) -> Option<Arc<dyn Limit>> {
+        let apps = self.apps.read().unwrap_or_else(|p| p.into_inner());
+        apps.get(app).map(|l| l.clone() as Arc<dyn Limit>)
+    }
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+impl AppLimits {
+    /// What `rule` counts this request by.
+    fn client_key(rule: &LimitSpec, req: &TimedRequest, client: Option<IpAddr>) -> String {
+        let h = req.headers();
+        let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+        let by_ip = || format!("ip:{}", client.map_or_else(String::new, |c| c.to_string()));
+        match rule.key.as_str() {
+            "user" => text(NUBO_USER_ID).map_or_else(by_ip, |u| format!("user:{u}")),
+            "api_key" if text(NUBO_AUTH) == Some("api-key") => {
+                text(NUBO_USER_ID).map_or_else(by_ip, |k| format!("user:{k}"))
+            }
+            k => match k.strip_prefix("header:").and_then(text) {
+                Some(v) => format!("header:{v}"),
+                None => by_ip(),
+            },
+        }
+    }
+
+    fn cell(&self, index: usize, client_key: &str) -> String {
+        format!(
+            "{}.{index}.{}",
+            nubo_jetstream::token(&self.app),
+            hex::encode(Sha256::digest(client_key.as_bytes()))
+        )
+    }
+}
+
+impl Limit for AppLimits {
+    fn check<'a>(
+        &'a self,
+        route: &'a str,
+        req: &'a TimedRequest,
+        client: Option<IpAddr>,
+    ) -> GuardFuture<'a, Verdict> {
+        Box::pin(async move {
+            let now = now_us();
+            // The limit with the fewest requests left speaks for all.
+            let mut tightest: Option<(&Rule, Decision)> = None;
+            let mut policies = Vec::new();
+            for (i, rule) in self.rules.iter().enumerate() {
+                if rule.spec.route != "*" && rule.spec.route != route {
+                    continue;
+                }
+                let key = Self::client_key(&rule.spec, req, client);
+                let d = match self.cells.decide(&self.cell(i, &key), rule.rate, now).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::warn!(app = %self.app, error = %e, "rate limit unavailable: request let through");
+                        continue;
+                    }
+                };
+                if !d.allowed && rule.spec.shadow {
+                    tracing::warn!(app = %self.app, route, limit = %rule.spec.rate_text(), key = %rule.spec.key, "rate limit (shadow) would refuse this request");
+                    continue;
+                }
+                if rule.spec.shadow {
+                    continue;
+                }
+                policies.push(rule.policy.as_str());
+                if !d.allowed {
+                    return Verdict::Refuse(refusal(rule, &d, &policies));
+                }
+                if tightest.is_none_or(|(_, t)| d.remaining < t.remaining) {
+                    tightest = Some((rule, d));
+                }
+            }
+            match tightest {
+                Some((rule, d)) => Verdict::Pass(headers(rule, &d, &policies)),
+                None => Verdict::Pass(Vec::new()),
+            }
+        })
+    }
+}
+
+/// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
+fn headers(rule: &Rule, d: &Decision, policies: &[&str]) -> Vec<(HeaderName, HeaderValue)> {
+    let name = rule.policy.split(';').next().unwrap_or("\"limit\"");
+    let state = format!(
+        "{name};r={};t={}",
+        d.remaining,
+        d.reset_us.div_ceil(1_000_000)
+    );
+    let mut out = Vec::new();
+    if let Ok(v) = HeaderValue::from_str(&policies.join(", ")) {
+        out.push((RATELIMIT_POLICY, v));
+    }
+    if let Ok(v) = HeaderValue::from_str(&state) {
+        out.push((RATELIMIT, v));
+    }
+    out
+}
+
+fn refusal(rule: &Rule, d: &Decision, policies: &[&str]) -> Response<Body> {
+    let wait = d.retry_after_us.div_ceil(1_000_000).max(1);
+    let s = &rule.spec;
+    let text = format!(
+        "too many requests: the limit is {} per {} on {} (burst {}); try again in {wait} s\n",
+        s.rate_text(),
+        s.key.replace('_', " "),
+        s.route,
+        s.burst
+    );
+    let body = http_body_util::Full::new(bytes::Bytes::from(text))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut r = Response::new(body);
+    *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    let h = r.headers_mut();
+    h.insert(header::RETRY_AFTER, HeaderValue::from(wait));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.extend(headers(rule, d, policies));
+    r
+}
+
+/// Rate limits as a capability of the runtime. It links nothing:
+/// components see its work only as `429`s before they run.
+pub struct RateLimits;
+
+impl Capability for RateLimits {
+    fn name(&self) -> &'static str {
+        "rate_limit"
+    }
+
+    fn section(&self) -> Option<&'static dyn Section> {
+        Some(&RateLimitSection)
+    }
+
+    /// On a cluster, TATs go in JetStream; on one node, in memory.
+    fn open<'a>(
+        &'a self,
+        _env: &'a OpenEnv<'a>,
+        services: &'a mut Services,
+    ) -> Option<BoxFuture<'a, Result<(), OpenError>>> {
+        Some(Box::pin(async move {
+            let cells: Arc<dyn Cells> = match services.get::<nubo_cluster::ClusterJoin>() {
+                Some(c) => Arc::new(
+                    NatsCells::open(c.cluster.jetstream().clone(), c.cluster.replicas())
+                        .await
+                        .map_err(|e| OpenError::new("rate_limit", e))?,
+                ),
+                None => Arc::new(MemoryCells::default()),
+            };
+            let service = Arc::new(LimitService {
+                cells,
+                apps: RwLock::default(),
+            });
+            services.insert(service.clone() as Arc<dyn Limits>);
+            services.insert(service);
+            Ok(())
+        }))
+    }
+
+    fn configure(&self, services: &Services, app: &RunningApp<'_>) {
+        let Some(service) = services.get::<Arc<LimitService>>() else {
+            return;
+        };
+        let specs = app
+            .def
+            .map(|d| RateLimitSection::of(&d.sections))
+            .transpose()
+            .unwrap_or_else(|e| {
+                tracing::error!(app = app.name, error = %e, "stored [[rate_limit]] unreadable: no limits");
+                None
+            })
+            .unwrap_or_default();
+        let mut apps = service.apps.write().unwrap_or_else(|p| p.into_inner());
+        if specs.is_empty() {
+            apps.remove(app.name);
+            return;
+        }
+        let rules = specs
+            .into_iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let rate = spec.rate();
+                let window = (rate.interval_us * rate.burst).div_ceil(1_000_000);
+                Rule {
+                    policy: format!("\"limit{i}\";q={};w={window}", rate.burst),
+                    rate,
+                    spec,
+                }
+            })
+            .collect();
+        apps.insert(
+            app.name.to_string(),
+            Arc::new(AppLimits {
+                app: app.name.to_string(),
+                rules,
+                cells: service.cells.clone(),
+            }),
+        );
+    }
+}
