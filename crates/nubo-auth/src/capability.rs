@@ -8,29 +8,26 @@ use crate::store::Accounts;
 use crate::throttle::Throttle;
 use nubo_gateway::{Guard, Guards};
 use nubo_kv::KvBackend;
-use nubo_wasm::{BoxFuture, Capability, OpenEnv, OpenError, RunningApp, Section, Services};
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use nubo_wasm::{BoxFuture, Capability, OpenEnv, OpenError, PerApp, RunningApp, Section, Services};
+use std::sync::Arc;
 
 /// The node's sign-in: the guard of each app that has `[auth]`.
 pub(crate) struct AuthService {
     kv: Arc<dyn KvBackend>,
     throttle: Arc<Throttle>,
-    apps: RwLock<HashMap<String, Arc<AppGuard>>>,
+    apps: PerApp<AppGuard>,
 }
 
 impl AuthService {
     /// App `app`'s guard, if it has `[auth]`.
     pub(crate) fn app(&self, app: &str) -> Option<Arc<AppGuard>> {
-        let apps = self.apps.read().unwrap_or_else(|p| p.into_inner());
-        apps.get(app).cloned()
+        self.apps.get(app)
     }
 }
 
 impl Guards for AuthService {
     fn guard(&self, app: &str) -> Option<Arc<dyn Guard>> {
-        let apps = self.apps.read().unwrap_or_else(|p| p.into_inner());
-        apps.get(app).map(|g| g.clone() as Arc<dyn Guard>)
+        self.apps.get(app).map(|g| g as Arc<dyn Guard>)
     }
 }
 
@@ -70,7 +67,7 @@ impl Capability for Auth {
             let service = Arc::new(AuthService {
                 kv,
                 throttle: Arc::default(),
-                apps: RwLock::default(),
+                apps: PerApp::default(),
             });
             services.insert(service.clone() as Arc<dyn Guards>);
             services.insert(service);
@@ -83,38 +80,26 @@ impl Capability for Auth {
         let Some(service) = services.get::<Arc<AuthService>>() else {
             return;
         };
-        let spec = app.def.and_then(|d| {
-            AuthSection::of(&d.sections).unwrap_or_else(|e| {
-                tracing::error!(app = app.name, error = %e, "stored [auth] unreadable: no one can sign in");
-                None
-            })
+        let guard = app.section(AuthSection::KEY, AuthSection::of).map(|spec| {
+            let lookup = |v: &str| {
+                app.def
+                    .and_then(|d| d.variables.get(v))
+                    .map(|v| v.value.clone())
+            };
+            let issuers = Issuers::new(&spec.jwt, lookup).unwrap_or_else(|e| {
+                tracing::error!(app = app.name, error = %e, "no JWT is taken");
+                Issuers::none()
+            });
+            AppGuard {
+                issuers,
+                spec,
+                base: app
+                    .def
+                    .map_or_else(|| "/".into(), |d| d.settings.base.clone()),
+                accounts: Accounts::new(service.kv.clone(), app.name),
+                throttle: service.throttle.clone(),
+            }
         });
-        let mut apps = service.apps.write().unwrap_or_else(|p| p.into_inner());
-        match spec {
-            Some(spec) => {
-                let lookup = |v: &str| {
-                    app.def
-                        .and_then(|d| d.variables.get(v))
-                        .map(|v| v.value.clone())
-                };
-                let issuers = Issuers::new(&spec.jwt, lookup).unwrap_or_else(|e| {
-                    tracing::error!(app = app.name, error = %e, "no JWT is taken");
-                    Issuers::none()
-                });
-                let guard = AppGuard {
-                    issuers,
-                    spec,
-                    base: app
-                        .def
-                        .map_or_else(|| "/".into(), |d| d.settings.base.clone()),
-                    accounts: Accounts::new(service.kv.clone(), app.name),
-                    throttle: service.throttle.clone(),
-                };
-                apps.insert(app.name.to_string(), Arc::new(guard));
-            }
-            None => {
-                apps.remove(app.name);
-            }
-        }
+        service.apps.set(app.name, guard);
     }
 }

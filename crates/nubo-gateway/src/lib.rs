@@ -17,6 +17,8 @@ mod body;
 #[cfg(feature = "server")]
 mod client;
 #[cfg(feature = "server")]
+mod cors;
+#[cfg(feature = "server")]
 mod edge;
 #[cfg(feature = "server")]
 mod guard;
@@ -39,6 +41,8 @@ mod static_files;
 pub use body::{Body, BoxError};
 #[cfg(feature = "server")]
 pub use client::TrustedProxies;
+#[cfg(feature = "server")]
+pub use cors::{Cors, CorsPolicies, CredentialedOrigin};
 #[cfg(feature = "server")]
 pub use edge::INTERNAL_DOMAIN;
 #[cfg(feature = "server")]

@@ -7,6 +7,7 @@
 
 use crate::body::{Body, BoxError, full};
 use crate::client::TrustedProxies;
+use crate::cors::CorsPolicies;
 use crate::edge;
 use crate::guard::Guards;
 use crate::limits::{Limits, Verdict};
@@ -47,6 +48,8 @@ pub struct Gateway {
     limits: std::sync::OnceLock<Arc<dyn Limits>>,
     /// Whose `X-Forwarded-For` is believed.
     proxies: std::sync::OnceLock<TrustedProxies>,
+    /// Each app's cross-origin rules, if the node has them.
+    cors: std::sync::OnceLock<Arc<dyn CorsPolicies>>,
 }
 
 impl Gateway {
@@ -59,6 +62,7 @@ impl Gateway {
             guards: std::sync::OnceLock::new(),
             limits: std::sync::OnceLock::new(),
             proxies: std::sync::OnceLock::new(),
+            cors: std::sync::OnceLock::new(),
         })
     }
 
@@ -114,6 +118,17 @@ impl Gateway {
         };
         let router = mount.router.clone();
         let base = mount.base.clone();
+        let cors = self.cors.get().and_then(|c| c.cors(router.app()));
+        let mut cors_headers = Vec::new();
+        if let Some(c) = &cors {
+            if let Some(answer) = c.preflight(&req) {
+                return self.finish(answer, id_header, &router, &method, path, started, &id);
+            }
+            cors_headers = c.headers(req.headers());
+            if c.credentialed(req.headers()) {
+                req.extensions_mut().insert(crate::CredentialedOrigin);
+            }
+        }
         let guard = self.guards.get().and_then(|g| g.guard(router.app()));
         let client = req.extensions().get::<crate::Peer>().map(|p| {
             let peer = p.0.ip();
@@ -124,7 +139,8 @@ impl Gateway {
         });
         let req = match &guard {
             Some(g) => match g.serve(req, app_path, client).await {
-                Ok(answered) => {
+                Ok(mut answered) => {
+                    answered.headers_mut().extend(cors_headers);
                     return self.finish(answered, id_header, &router, &method, path, started, &id);
                 }
                 Err(req) => req,
@@ -160,6 +176,8 @@ impl Gateway {
                 }
             }
         };
+        let mut response = response;
+        response.headers_mut().extend(cors_headers);
         self.finish(response, id_header, &router, &method, path, started, &id)
     }
 
@@ -230,6 +248,11 @@ impl Gateway {
     /// its capabilities.
     pub fn set_guards(&self, guards: Arc<dyn Guards>) {
         let _ = self.guards.set(guards);
+    }
+
+    /// Gives the gateway each app's cross-origin rules; set once.
+    pub fn set_cors(&self, cors: Arc<dyn CorsPolicies>) {
+        let _ = self.cors.set(cors);
     }
 
     /// Gives the gateway each app's rate limits; set once.

@@ -251,6 +251,9 @@ impl Node {
                 if let Some(limits) = services.get::<Arc<dyn nubo_gateway::Limits>>() {
                     g.set_limits(limits.clone());
                 }
+                if let Some(cors) = services.get::<Arc<dyn nubo_gateway::CorsPolicies>>() {
+                    g.set_cors(cors.clone());
+                }
                 g.set_trusted_proxies(opts.trusted_proxies.clone());
                 g
             },

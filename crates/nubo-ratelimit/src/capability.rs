@@ -9,11 +9,10 @@ use http_body_util::BodyExt;
 use nubo_gateway::{
     Body, GuardFuture, Limit, Limits, NUBO_AUTH, NUBO_USER_ID, TimedRequest, Verdict,
 };
-use nubo_wasm::{BoxFuture, Capability, OpenEnv, OpenError, RunningApp, Section, Services};
+use nubo_wasm::{BoxFuture, Capability, OpenEnv, OpenError, PerApp, RunningApp, Section, Services};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -36,13 +35,12 @@ struct AppLimits {
 /// The node's limits: each app's, and where TATs are kept.
 struct LimitService {
     cells: Arc<dyn Cells>,
-    apps: RwLock<HashMap<String, Arc<AppLimits>>>,
+    apps: PerApp<AppLimits>,
 }
 
 impl Limits for LimitService {
     fn limit(&self, app: &str) -> Option<Arc<dyn Limit>> {
-        let apps = self.apps.read().unwrap_or_else(|p| p.into_inner());
-        apps.get(app).map(|l| l.clone() as Arc<dyn Limit>)
+        self.apps.get(app).map(|l| l as Arc<dyn Limit>)
     }
 }
 
@@ -199,7 +197,7 @@ impl Capability for RateLimits {
             };
             let service = Arc::new(LimitService {
                 cells,
-                apps: RwLock::default(),
+                apps: PerApp::default(),
             });
             services.insert(service.clone() as Arc<dyn Limits>);
             services.insert(service);
@@ -212,17 +210,10 @@ impl Capability for RateLimits {
             return;
         };
         let specs = app
-            .def
-            .map(|d| RateLimitSection::of(&d.sections))
-            .transpose()
-            .unwrap_or_else(|e| {
-                tracing::error!(app = app.name, error = %e, "stored [[rate_limit]] unreadable: no limits");
-                None
-            })
+            .section(RateLimitSection::KEY, |s| RateLimitSection::of(s).map(Some))
             .unwrap_or_default();
-        let mut apps = service.apps.write().unwrap_or_else(|p| p.into_inner());
         if specs.is_empty() {
-            apps.remove(app.name);
+            service.apps.set(app.name, None);
             return;
         }
         let rules = specs
@@ -238,13 +229,11 @@ impl Capability for RateLimits {
                 }
             })
             .collect();
-        apps.insert(
-            app.name.to_string(),
-            Arc::new(AppLimits {
-                app: app.name.to_string(),
-                rules,
-                cells: service.cells.clone(),
-            }),
-        );
+        let limits = AppLimits {
+            app: app.name.to_string(),
+            rules,
+            cells: service.cells.clone(),
+        };
+        service.apps.set(app.name, Some(limits));
     }
 }

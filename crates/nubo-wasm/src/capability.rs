@@ -26,7 +26,7 @@
 
 use crate::Host;
 pub use crate::lifecycle::{
-    BoxFuture, Deleted, Gauge, OpenEnv, OpenError, PrepareError, PurgeError, RunningApp,
+    BoxFuture, Deleted, Gauge, OpenEnv, OpenError, PerApp, PrepareError, PurgeError, RunningApp,
 };
 use crate::waits::WaitClock;
 use nubo_manifest::{GrantKey, Section};

@@ -27,7 +27,7 @@ mod share;
 mod waits;
 
 pub use capability::{
-    BoxFuture, Capability, Deleted, Gauge, Grant, GrantError, GrantTo, OpenEnv, OpenError,
+    BoxFuture, Capability, Deleted, Gauge, Grant, GrantError, GrantTo, OpenEnv, OpenError, PerApp,
     PrepareError, PurgeError, Run, RunningApp, Services, Shared, States, grants, schema,
 };
 pub use component::{Component, ComponentSettings, HttpComponent, Invocation, QUEUE_TIMEOUT};

@@ -106,6 +106,52 @@ impl RunningApp<'_> {
     pub fn component(&self, name: &str) -> Option<HttpComponent> {
         self.components.get(name).cloned()
     }
+
+    /// The app's section stored as `key`, read with `read`; `None` if
+    /// the app has none, is removed, or its stored section is unreadable
+    /// (logged: the app then runs without it).
+    pub fn section<T, E: std::fmt::Display>(
+        &self,
+        key: &str,
+        read: impl FnOnce(&BTreeMap<String, serde_json::Value>) -> Result<Option<T>, E>,
+    ) -> Option<T> {
+        let def = self.def?;
+        def.sections.get(key)?;
+        read(&def.sections).unwrap_or_else(|e| {
+            tracing::error!(app = self.name, section = key, error = %e, "stored section unreadable: the app runs without it");
+            None
+        })
+    }
+}
+
+/// What a capability keeps per app (its guard, its limits), replaced as
+/// each app's revision changes and read on every request.
+pub struct PerApp<T>(std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<T>>>);
+
+impl<T> Default for PerApp<T> {
+    fn default() -> Self {
+        Self(Default::default())
+    }
+}
+
+impl<T> PerApp<T> {
+    pub fn get(&self, app: &str) -> Option<std::sync::Arc<T>> {
+        let apps = self.0.read().unwrap_or_else(|p| p.into_inner());
+        apps.get(app).cloned()
+    }
+
+    /// Sets app `app`'s value, or with `None` forgets it.
+    pub fn set(&self, app: &str, value: Option<T>) {
+        let mut apps = self.0.write().unwrap_or_else(|p| p.into_inner());
+        match value {
+            Some(v) => {
+                apps.insert(app.to_string(), std::sync::Arc::new(v));
+            }
+            None => {
+                apps.remove(app);
+            }
+        }
+    }
 }
 
 /// One line of the node's `/metrics`.
