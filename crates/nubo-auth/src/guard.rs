@@ -4,7 +4,9 @@
 //!
 //! Sessions are an opaque random token in the `nubo_session` cookie
 //! (`HttpOnly`, `SameSite=Lax`, `Path` the app's base), a new one at each
-//! sign-in.
+//! sign-in. Over TLS the cookie is `Secure` and named `__Host-nubo_session`
+//! (`__Secure-nubo_session` for an app under a base path, since `__Host-`
+//! needs `Path=/`).
 //! A bearer credential (`Authorization: Bearer`, or `x-api-key` for an
 //! API key) is read before the cookie: an API key when the app takes
 //! them and the credential starts with [`KEY_PREFIX`], else a JWT when
@@ -32,6 +34,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const COOKIE: &str = "nubo_session";
+/// The cookie's name over TLS for an app at `/`: the browser then takes
+/// it only with `Secure`, `Path=/` and no `Domain`, so no other host or
+/// plain-HTTP page can set it.
+pub const HOST_COOKIE: &str = "__Host-nubo_session";
+/// Its name over TLS for an app under a base path (`__Host-` needs
+/// `Path=/`).
+pub const SECURE_COOKIE: &str = "__Secure-nubo_session";
 /// What every API key starts with.
 pub const KEY_PREFIX: &str = "nubo_";
 /// The most a sign-in body may be.
@@ -88,7 +97,7 @@ impl Guard for AppGuard {
                     return self.issuers.verify(credential).await;
                 }
             }
-            let Some(token) = cookie(req) else {
+            let Some(token) = self.cookie(req) else {
                 return Carried::Nobody;
             };
             if cross_site(req) {
@@ -124,7 +133,7 @@ impl AppGuard {
             (Method::POST, "login") => self.login(req, client).await,
             (Method::POST, "logout") => self.logout(&req).await,
             (Method::POST, "password") => self.password(req).await,
-            (Method::GET, "me") => match cookie(&req) {
+            (Method::GET, "me") => match self.cookie(&req) {
                 Some(t) => match self.user_of(&t).await {
                     Ok(Some(u)) => reply(StatusCode::OK, json!({ "user": public(&u) })),
                     _ => reply(
@@ -170,6 +179,7 @@ impl AppGuard {
     }
 
     async fn signup(&self, req: TimedRequest) -> Response<Body> {
+        let tls = over_tls(&req);
         let c: Credentials = match body(req).await {
             Ok(c) => c,
             Err(r) => return r,
@@ -197,7 +207,7 @@ impl AppGuard {
             generation: 0,
         };
         match self.accounts.create(&user).await {
-            Ok(true) => self.signed_in(&user, StatusCode::CREATED).await,
+            Ok(true) => self.signed_in(&user, StatusCode::CREATED, tls).await,
             Ok(false) => reply(
                 StatusCode::CONFLICT,
                 json!({ "error": "an account with this email exists; sign in" }),
@@ -207,6 +217,7 @@ impl AppGuard {
     }
 
     async fn login(&self, req: TimedRequest, client: Option<IpAddr>) -> Response<Body> {
+        let tls = over_tls(&req);
         let c: Credentials = match body(req).await {
             Ok(c) => c,
             Err(r) => return r,
@@ -235,7 +246,7 @@ impl AppGuard {
         match user {
             Some(u) if ok && !u.disabled => {
                 self.throttle.forget(&keys);
-                self.signed_in(&u, StatusCode::OK).await
+                self.signed_in(&u, StatusCode::OK, tls).await
             }
             _ => {
                 self.throttle.failed(&keys);
@@ -248,24 +259,19 @@ impl AppGuard {
     }
 
     async fn logout(&self, req: &TimedRequest) -> Response<Body> {
-        if let Some(t) = cookie(req)
+        if let Some(t) = self.cookie(req)
             && let Err(e) = self.accounts.close_session(&t).await
         {
             return store_failed(e);
         }
         let mut r = reply(StatusCode::OK, json!({ "signed_out": true }));
-        set_cookie(
-            &mut r,
-            &format!(
-                "{COOKIE}=; Path={}; HttpOnly; SameSite=Lax; Max-Age=0",
-                self.base
-            ),
-        );
+        self.set_cookie(&mut r, over_tls(req), "", 0);
         r
     }
 
     async fn password(&self, req: TimedRequest) -> Response<Body> {
-        let user = match cookie(&req) {
+        let tls = over_tls(&req);
+        let user = match self.cookie(&req) {
             Some(t) => self.user_of(&t).await.ok().flatten(),
             None => None,
         };
@@ -299,13 +305,13 @@ impl AppGuard {
         user.hash = hash;
         user.generation += 1;
         match self.accounts.save(&user).await {
-            Ok(()) => self.signed_in(&user, StatusCode::OK).await,
+            Ok(()) => self.signed_in(&user, StatusCode::OK, tls).await,
             Err(e) => store_failed(e),
         }
     }
 
     /// A new session for `user`, in the answer's cookie.
-    async fn signed_in(&self, user: &User, status: StatusCode) -> Response<Body> {
+    async fn signed_in(&self, user: &User, status: StatusCode, tls: bool) -> Response<Body> {
         let ttl = Duration::from_secs(self.spec.session_ttl_s);
         let Some(token) = crate::random_token() else {
             return no_randomness();
@@ -314,16 +320,49 @@ impl AppGuard {
             return store_failed(e);
         }
         let mut r = reply(status, json!({ "user": public(user) }));
-        set_cookie(
-            &mut r,
-            &format!(
-                "{COOKIE}={token}; Path={}; HttpOnly; SameSite=Lax; Max-Age={}",
-                self.base,
-                ttl.as_secs()
-            ),
-        );
+        self.set_cookie(&mut r, tls, &token, ttl.as_secs());
         r
     }
+
+    /// The session cookie's name for a request over TLS or not.
+    fn cookie_name(&self, tls: bool) -> &'static str {
+        match (tls, self.base.as_str()) {
+            (false, _) => COOKIE,
+            (true, "/") => HOST_COOKIE,
+            (true, _) => SECURE_COOKIE,
+        }
+    }
+
+    /// The session token of the request's cookie.
+    fn cookie(&self, req: &TimedRequest) -> Option<String> {
+        let name = self.cookie_name(over_tls(req));
+        req.headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|pair| {
+                let (n, value) = pair.trim().split_once('=')?;
+                (n == name && !value.is_empty()).then(|| value.to_string())
+            })
+    }
+
+    /// Sets (or, with `max_age` 0, clears) the session cookie.
+    fn set_cookie(&self, r: &mut Response<Body>, tls: bool, token: &str, max_age: u64) {
+        let secure = if tls { "; Secure" } else { "" };
+        let value = format!(
+            "{}={token}; Path={}; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
+            self.cookie_name(tls),
+            self.base
+        );
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+}
+
+fn over_tls(req: &TimedRequest) -> bool {
+    req.extensions().get::<nubo_gateway::OverTls>().is_some()
 }
 
 fn identity(u: &User) -> Identity {
@@ -337,19 +376,6 @@ fn identity(u: &User) -> Identity {
 
 fn public(u: &User) -> serde_json::Value {
     json!({ "id": u.id, "email": u.email, "roles": u.roles })
-}
-
-/// The session token of the request's cookie.
-fn cookie(req: &TimedRequest) -> Option<String> {
-    req.headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == COOKIE && !value.is_empty()).then(|| value.to_string())
-        })
 }
 
 /// The credential of `x-api-key` (then `true`: it can only be an API
@@ -453,12 +479,6 @@ fn reply(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
-}
-
-fn set_cookie(r: &mut Response<Body>, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
 }
 
 fn store_failed(e: nubo_kv::KvError) -> Response<Body> {

@@ -36,6 +36,8 @@ mod server;
 mod sockets;
 #[cfg(feature = "server")]
 mod static_files;
+#[cfg(feature = "server")]
+mod tls;
 
 #[cfg(feature = "server")]
 pub use body::{Body, BoxError};
@@ -54,7 +56,7 @@ pub use guard::{
 pub use limits::{Limit, Limits, Verdict};
 #[cfg(feature = "server")]
 pub use listener::{
-    BodyError, ConnLimits, MIN_BODY_RATE, Peer, SHUTDOWN_GRACE, TimedBody, TimedRequest,
+    BodyError, ConnLimits, MIN_BODY_RATE, OverTls, Peer, SHUTDOWN_GRACE, TimedBody, TimedRequest,
     serve_connections,
 };
 #[cfg(feature = "server")]
@@ -67,6 +69,8 @@ pub use server::{Gateway, serve};
 pub use sockets::{Feed, Feeds};
 #[cfg(feature = "server")]
 pub use static_files::StaticDir;
+#[cfg(feature = "server")]
+pub use tls::{CertFiles, RELOAD_EVERY, TlsError};
 
 /// The gateway's parsers and encoders of bytes from outside, public for
 /// the fuzz targets in `fuzz/`; not an API.

@@ -67,9 +67,13 @@ pub type TimedRequest = http::Request<TimedBody>;
 
 /// Serves `service` on `listener` until `shutdown` resolves, then stops
 /// accepting and gives open connections [`SHUTDOWN_GRACE`] to finish.
+///
+/// With `tls`, each connection is a TLS one, its handshake within
+/// [`ConnLimits::header_timeout`], and its requests carry [`OverTls`].
 pub async fn serve_connections<S, F, B>(
     listener: TcpListener,
     limits: ConnLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     service: S,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()>
@@ -124,13 +128,26 @@ where
             slot: ConnSlot {
                 _permit: Arc::new(permit),
             },
+            tls: tls.is_some(),
         };
         let service = service.clone();
         let builder = builder.clone();
         let stopping = stopping.clone();
+        let tls = tls.clone();
         open.spawn(async move {
-            conn.run(&builder, TokioIo::new(stream), service, stopping)
-                .await;
+            let Some(acceptor) = tls else {
+                conn.run(&builder, TokioIo::new(stream), service, stopping)
+                    .await;
+                return;
+            };
+            match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    conn.run(&builder, TokioIo::new(stream), service, stopping)
+                        .await;
+                }
+                Ok(Err(e)) => tracing::debug!(peer = %peer, "TLS handshake failed: {e}"),
+                Err(_) => tracing::debug!(peer = %peer, "TLS handshake took too long"),
+            }
         });
     }
     drop(listener);
@@ -204,6 +221,10 @@ impl Drop for InFlight {
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub std::net::SocketAddr);
 
+/// In the extensions of a request that came over TLS.
+#[derive(Clone, Copy, Debug)]
+pub struct OverTls;
+
 struct Connection {
     peer: Peer,
     activity: Arc<Activity>,
@@ -211,6 +232,8 @@ struct Connection {
     /// Its place under `max_connections`, held as long as the connection
     /// or a socket upgraded from it lives.
     slot: ConnSlot,
+    /// Whether it came over TLS.
+    tls: bool,
 }
 
 /// A connection's place under [`ConnLimits::max_connections`]. An upgrade
@@ -222,10 +245,10 @@ pub(crate) struct ConnSlot {
 }
 
 impl Connection {
-    async fn run<S, F, B>(
+    async fn run<S, F, B, I>(
         self,
         builder: &auto::Builder<TokioExecutor>,
-        io: TokioIo<tokio::net::TcpStream>,
+        io: TokioIo<I>,
         service: S,
         mut stopping: watch::Receiver<bool>,
     ) where
@@ -233,8 +256,10 @@ impl Connection {
         F: Future<Output = http::Response<B>> + Send + 'static,
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let activity = self.activity.clone();
+        let tls = self.tls;
         let limits = self.limits;
         let slot = self.slot.clone();
         let peer = self.peer;
@@ -242,6 +267,9 @@ impl Connection {
             let guard = activity.begin();
             let mut req = req.map(|b| TimedBody::new(b, limits.body_timeout));
             req.extensions_mut().insert(peer);
+            if tls {
+                req.extensions_mut().insert(OverTls);
+            }
             if req.headers().contains_key(http::header::UPGRADE) {
                 req.extensions_mut().insert(slot.clone());
             }

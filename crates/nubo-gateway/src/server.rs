@@ -312,14 +312,21 @@ fn prepare(
     rest: &str,
     id: Option<HeaderValue>,
 ) -> TimedRequest {
-    if req.uri().authority().is_none() {
-        let authority = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
-            .or_else(|| Authority::try_from(local.to_string()).ok());
+    // The scheme is how the client connected, whatever its request says.
+    let scheme = if req.extensions().get::<crate::OverTls>().is_some() {
+        Scheme::HTTPS
+    } else {
+        Scheme::HTTP
+    };
+    if req.uri().authority().is_none() || req.uri().scheme() != Some(&scheme) {
+        let authority = req.uri().authority().cloned().or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+                .or_else(|| Authority::try_from(local.to_string()).ok())
+        });
         let mut parts = req.uri().clone().into_parts();
-        parts.scheme = Some(Scheme::HTTP);
+        parts.scheme = Some(scheme);
         parts.authority = authority;
         if parts.path_and_query.is_none() {
             parts.path_and_query = Some(PathAndQuery::from_static("/"));
@@ -456,10 +463,12 @@ pub(crate) fn text(status: StatusCode, body: String) -> Response<Body> {
 
 /// Serves apps on `listener` until `shutdown` resolves, then stops
 /// accepting and waits up to [`crate::SHUTDOWN_GRACE`] for in-flight requests.
+/// With `tls`, over TLS only.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     limits: ConnLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
@@ -467,7 +476,7 @@ pub async fn serve(
         let gw = gateway.clone();
         async move { gw.handle(req, local).await }
     };
-    serve_connections(listener, limits, service, shutdown).await
+    serve_connections(listener, limits, tls, service, shutdown).await
 }
 
 /// Request ids: unique per node run, short enough to read in a log.

@@ -52,5 +52,5 @@ pub async fn serve_control(
             }
         }
     };
-    nubo_gateway::serve_connections(listener, limits, service, shutdown).await
+    nubo_gateway::serve_connections(listener, limits, None, service, shutdown).await
 }

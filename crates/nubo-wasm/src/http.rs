@@ -52,10 +52,17 @@ impl Component {
         let charge = self.charge(&run).await?;
         let (mut store, wall) = self.store(&run, charge);
         let (tx, rx) = tokio::sync::oneshot::channel();
+        // The gateway gives every request an absolute URI whose scheme
+        // says how the client connected.
+        let scheme = if req.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        };
         let (req, out) = {
             let mut http = store.data_mut().http();
             let req = http
-                .new_incoming_request(Scheme::Http, req)
+                .new_incoming_request(scheme, req)
                 .map_err(|e| HandleError::Host(format!("{e:#}")))?;
             let out = http
                 .new_response_outparam(tx)

@@ -48,6 +48,14 @@ pub struct Args {
     pub nats_auth: NatsArgs,
     #[command(flatten)]
     pub conn: ConnArgs,
+    /// A PEM certificate (the chain, leaf first): apps are served over
+    /// TLS (HTTP/2 or HTTP/1.1) with it; the file is read again when it
+    /// changes. Needs --tls-key.
+    #[arg(long, env = "NUBO_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "NUBO_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// How a node of a cluster proves itself: to the other nodes (the cluster
@@ -239,8 +247,16 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
             &args.conn,
         )
         .await?;
-        let running =
-            Running::start(node.clone(), args.listen, args.control, args.conn.limits()).await?;
+        let tls = tls(&args)?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let running = Running::start(
+            node.clone(),
+            args.listen,
+            args.control,
+            args.conn.limits(),
+            tls,
+        )
+        .await?;
         println!("loading apps …");
         node.restore()
             .await
@@ -250,7 +266,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
             .map_err(|e| CliError::new(format!("cannot join the cluster: {e}")))?;
         node.serving();
         println!(
-            "node ready: apps on http://{}, control API on http://{}",
+            "node ready: apps on {scheme}://{}, control API on http://{}",
             running.http, running.control
         );
         if let Some(id) = id {
@@ -267,6 +283,23 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
         node.leave_cluster().await;
         stopped
     })
+}
+
+/// The app listener's TLS, from --tls-cert and --tls-key, reloaded when
+/// the files change.
+fn tls(args: &Args) -> CliResult<Option<tokio_rustls::TlsAcceptor>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let files = nubo_gateway::CertFiles::open(cert, key).map_err(|e| {
+        CliError::new(format!("cannot serve TLS: {e}"))
+            .hint("--tls-cert takes a PEM certificate chain, --tls-key its PEM private key")
+    })?;
+    let acceptor = files
+        .acceptor()
+        .map_err(|e| CliError::new(format!("cannot serve TLS: {e}")))?;
+    files.watch();
+    Ok(Some(acceptor))
 }
 
 /// A node holds a descriptor per connected client (WebSockets, SSE):
@@ -331,6 +364,7 @@ impl Running {
         listen: SocketAddr,
         control: SocketAddr,
         limits: nubo_gateway::ConnLimits,
+        tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> CliResult<Self> {
         let http = bind(listen, "HTTP", "--listen").await?;
         let ctl = bind(control, "the control API", "--control").await?;
@@ -348,6 +382,7 @@ impl Running {
             http,
             node.gateway(),
             limits,
+            tls,
             stopped(rx.clone()),
         ));
         servers.spawn(nubo_node::serve_control(ctl, node, limits, stopped(rx)));

@@ -64,7 +64,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
         )
         .await?;
         let running =
-            Running::start(node.clone(), args.listen, control, args.conn.limits()).await?;
+            Running::start(node.clone(), args.listen, control, args.conn.limits(), None).await?;
         // Until the app below is applied the gateway answers 503, not 404.
         node.restore()
             .await

@@ -77,7 +77,10 @@ impl NodeProc {
         let out = BufReader::new(child.stdout.take().unwrap());
         std::thread::spawn(move || {
             for line in out.lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("node ready: apps on http://") {
+                let rest = line
+                    .strip_prefix("node ready: apps on ")
+                    .filter(|r| r.starts_with("http"));
+                if let Some(rest) = rest {
                     let (http, control) = rest.split_once(", control API on http://").unwrap();
                     let _ = tx.send(Some((http.to_string(), control.to_string())));
                 }
@@ -87,7 +90,7 @@ impl NodeProc {
         match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(Some((http, control))) => NodeProc {
                 child,
-                http: format!("http://{http}"),
+                http,
                 control: format!("http://{control}"),
                 state: state.to_path_buf(),
                 stderr,
