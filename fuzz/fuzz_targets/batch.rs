@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
             published_at: i as i64 - 3,
             body: body.to_vec(),
             last_error: None,
+            by: None,
         })
         .collect();
     let encoded = batch::encode(&messages);

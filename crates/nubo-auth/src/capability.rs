@@ -32,7 +32,9 @@ impl Guards for AuthService {
 }
 
 /// Sign-in as a capability of the runtime. It links nothing: components
-/// see its work only as `nubo-user-*` headers.
+/// see its work as `nubo-user-*` headers, and as the identity of the runs
+/// a signed-in request starts (`nubo:platform/identity`, which the
+/// runtime serves).
 pub struct Auth;
 
 impl Capability for Auth {

@@ -13,9 +13,11 @@ use nubo_wasm::HttpComponent;
 /// queue service, which the gateway does not know.
 pub trait Publish: Send + Sync {
     fn queue(&self) -> &str;
+    /// Publishes `body`, from a request of `by` (who signed in to it).
     fn publish(
         &self,
         body: bytes::Bytes,
+        by: Option<nubo_wasm::Principal>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, PublishError>> + Send + '_>>;
 }
 

@@ -369,6 +369,7 @@ async fn publish(q: &dyn crate::router::Publish, req: TimedRequest) -> Response<
             .insert(header::ALLOW, HeaderValue::from_static("POST, PUT"));
         return r;
     }
+    let by = nubo_wasm::principal::from_headers(req.headers());
     let body = match http_body_util::Limited::new(req.into_body(), MAX_MESSAGE)
         .collect()
         .await
@@ -398,7 +399,7 @@ async fn publish(q: &dyn crate::router::Publish, req: TimedRequest) -> Response<
             );
         }
     };
-    match q.publish(body).await {
+    match q.publish(body, by).await {
         Ok(id) => {
             let mut r = Response::new(full(Bytes::from(format!(
                 "{{\"queue\":\"{}\",\"id\":{id}}}\n",

@@ -8,6 +8,7 @@
 mod error;
 mod grant;
 mod outbound;
+mod principal;
 mod quotas;
 pub mod ranges;
 mod raw;
@@ -20,6 +21,7 @@ mod validate;
 pub use error::{Diagnostic, ManifestError};
 pub use grant::{Declarations, GrantKey, GrantProblem, Names, SAMPLE_GRANTS};
 pub use outbound::{OutboundError, OutboundRule};
+pub use principal::Principal;
 pub use quotas::QuotasSpec;
 pub use route::{RouteError, RoutePattern};
 pub use section::{

@@ -58,6 +58,9 @@ struct Shown {
     size: usize,
     /// The body as text (invalid UTF-8 replaced), at most 1 KiB of it.
     body: String,
+    /// Who published it, if a signed-in request did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    by: Option<nubo_wasm::Principal>,
 }
 
 fn shown(m: Message) -> Shown {
@@ -70,6 +73,7 @@ fn shown(m: Message) -> Shown {
         last_error: m.last_error,
         size: m.body.len(),
         body: text,
+        by: m.by,
     }
 }
 

@@ -2,11 +2,18 @@
 //! limits the node sets on it.
 
 use crate::{MAX_BODY, Message, QueueError, QueueName, Stats};
+use nubo_wasm::Principal;
 
 #[async_trait::async_trait]
 pub trait QueueBackend: Send + Sync + 'static {
-    /// Stores a message; once this returns, it will be delivered.
-    async fn publish(&self, q: &QueueName, body: &[u8]) -> Result<u64, QueueError>;
+    /// Stores a message, published by `by`; once this returns, it will
+    /// be delivered.
+    async fn publish(
+        &self,
+        q: &QueueName,
+        body: &[u8],
+        by: Option<&Principal>,
+    ) -> Result<u64, QueueError>;
     /// Hands out up to `max` of the oldest due messages, each hidden from other leases for
     /// `visibility_ms` (then it is due again: a delivery that never
     /// answered is retried). JetStream hides a message for at least a

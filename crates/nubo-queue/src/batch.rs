@@ -102,15 +102,19 @@ pub fn failures(json: bool, body: &[u8]) -> Result<Vec<(u64, String)>, Unreadabl
 /// out as one delivery at once (one instance, not many), and the free
 /// slots take what is published meanwhile. Spreading a backlog over all
 /// free slots instead made batches of one or two under steady load, and
-/// halved throughput.
+/// halved throughput. A batch holds the messages of one publisher only
+/// (who signed in to the request that published them, or nobody), since
+/// its run is started by them.
 pub fn split(messages: Vec<Message>, size: usize) -> Vec<Vec<Message>> {
     let per = size.max(1);
     let mut out: Vec<Vec<Message>> = Vec::new();
     let mut bytes = 0;
     for m in messages {
-        let full = out
-            .last()
-            .is_none_or(|b| b.len() >= per || bytes + m.body.len() > MAX_BATCH_BYTES);
+        let full = out.last().is_none_or(|b| {
+            b.len() >= per
+                || bytes + m.body.len() > MAX_BATCH_BYTES
+                || b.first().is_some_and(|f| f.by != m.by)
+        });
         if full {
             out.push(Vec::new());
             bytes = 0;
@@ -134,6 +138,7 @@ mod tests {
             attempt: 1,
             published_at: 7,
             last_error: None,
+            by: None,
         }
     }
 
@@ -176,5 +181,15 @@ mod tests {
         let big = vec![b'x'; MAX_BATCH_BYTES / 2 + 1];
         let b = split(vec![msg(1, &big), msg(2, &big), msg(3, b"y")], 10);
         assert_eq!(ids(&b), vec![vec![1], vec![2, 3]]);
+        // One publisher per batch.
+        let mut by_ada = msg(2, b"x");
+        by_ada.by = Some(nubo_wasm::Principal {
+            id: "ada".into(),
+            email: None,
+            roles: Vec::new(),
+            how: "session".into(),
+        });
+        let b = split(vec![msg(1, b"x"), by_ada.clone(), by_ada, msg(4, b"x")], 10);
+        assert_eq!(ids(&b), vec![vec![1], vec![2, 2], vec![4]]);
     }
 }

@@ -172,13 +172,14 @@ impl nubo_gateway::Publish for RoutePublisher {
     fn publish(
         &self,
         body: bytes::Bytes,
+        by: Option<nubo_wasm::Principal>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, PublishError>> + Send + '_>>
     {
         Box::pin(async move {
             let id = self
                 .dispatcher
                 .backend
-                .publish(&self.q, &body)
+                .publish(&self.q, &body, by.as_ref())
                 .await
                 .map_err(|e| match e {
                     QueueError::OverQuota { .. } | QueueError::DiskFull => {
@@ -392,7 +393,7 @@ impl ComponentConsumer {
         path: &str,
         headers: &[(&str, String)],
         body: Vec<u8>,
-        id: String,
+        run: Invocation,
     ) -> Result<nubo_wasm::Answer, DeliveryError> {
         let req = nubo_wasm::InternalRequest {
             app,
@@ -402,7 +403,7 @@ impl ComponentConsumer {
             body,
             max_answer: MAX_ANSWER,
         };
-        match self.0.post_internal(req, Invocation::request(id)).await {
+        match self.0.post_internal(req, run).await {
             Ok(a) if a.is_success() => Ok(a),
             Ok(a) => Err(DeliveryError::Status(a.status)),
             Err(e) => Err(DeliveryError::Post(e)),
@@ -422,7 +423,11 @@ impl ComponentConsumer {
             1 => format!("queue-{}-{}", first.0, first.1),
             n => format!("queue-{}-{}+{}", first.0, first.1, n - 1),
         };
-        if let Some(outcome) = crate::export::deliver(&self.0, &q.queue, batch, &id).await {
+        // A batch holds one publisher's messages (`batch::split`): its
+        // run is started by them.
+        let by = batch.first().and_then(|m| m.by.clone());
+        let run = || Invocation::request(id.clone()).by(by.clone());
+        if let Some(outcome) = crate::export::deliver(&self.0, &q.queue, batch, run()).await {
             return match outcome {
                 Ok(answer) => answer.map_err(DeliveryError::Consumer),
                 Err(e) => Err(DeliveryError::Run(e)),
@@ -438,7 +443,7 @@ impl ComponentConsumer {
                     ("nubo-message-id", m.id.to_string()),
                     ("nubo-attempt", m.attempt.to_string()),
                 ];
-                self.post_http(app, path, &headers, m.body.clone(), id)
+                self.post_http(app, path, &headers, m.body.clone(), run())
                     .await
                     .map(|_| Vec::new())
             }
@@ -449,7 +454,7 @@ impl ComponentConsumer {
                     ("content-type", "application/json".to_string()),
                 ];
                 let body = crate::batch::encode(batch);
-                let a = self.post_http(app, path, &headers, body, id).await?;
+                let a = self.post_http(app, path, &headers, body, run()).await?;
                 crate::batch::failures(a.json, &a.body).map_err(DeliveryError::Answer)
             }
         }

@@ -115,7 +115,10 @@ fn setup() -> Setup {
 impl Setup {
     async fn publish(&self, bodies: &[&str]) {
         for b in bodies {
-            self.backend.publish(&self.q, b.as_bytes()).await.unwrap();
+            self.backend
+                .publish(&self.q, b.as_bytes(), None)
+                .await
+                .unwrap();
             self.dispatcher.notify(&self.q);
         }
     }

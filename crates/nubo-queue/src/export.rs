@@ -30,14 +30,14 @@ use generated::exports::nubo::platform::queue_handler;
 /// all.
 pub type Delivered = Result<Vec<(u64, String)>, String>;
 
-/// Delivers `messages` of `queue` to `component` in a fresh instance,
-/// under the same limits as a request (`request_id` tags its logs).
+/// Delivers `messages` of `queue` to `component` in a fresh instance, as
+/// `run`, under the same limits as a request.
 /// `None`: the component has no queue export (deliver over HTTP).
 pub async fn deliver(
     component: &Component,
     queue: &str,
     messages: &[Message],
-    request_id: &str,
+    run: Invocation,
 ) -> Option<Result<Delivered, HandleError>> {
     let export = component.export(|pre| QueueConsumerIndices::new(pre).ok())?;
     let messages: Vec<queue_handler::Message> = messages
@@ -49,16 +49,13 @@ pub async fn deliver(
             body: m.body.clone(),
         })
         .collect();
-    let run = component.invoke(
-        Invocation::request(request_id),
-        |mut store, instance| async move {
-            let consumer = export.load(&mut store, &instance)?;
-            consumer
-                .nubo_platform_queue_handler()
-                .call_handle(&mut store, queue, &messages)
-                .await
-        },
-    );
+    let run = component.invoke(run, |mut store, instance| async move {
+        let consumer = export.load(&mut store, &instance)?;
+        consumer
+            .nubo_platform_queue_handler()
+            .call_handle(&mut store, queue, &messages)
+            .await
+    });
     let answer = run.await;
     Some(answer.map(|r| r.map(|failed| failed.into_iter().map(|f| (f.id, f.error)).collect())))
 }

@@ -16,6 +16,8 @@ use generated::nubo::platform::queue;
 /// What the binding borrows from the store's data for one call.
 struct QueueView<'a> {
     grant: Option<&'a QueueGrant>,
+    /// Who started the instance's work: the messages carry it.
+    by: Option<nubo_wasm::Principal>,
 }
 
 struct HasQueue;
@@ -25,8 +27,10 @@ impl HasData for HasQueue {
 }
 
 fn view(host: &mut nubo_wasm::Host) -> QueueView<'_> {
+    let by = host.state::<nubo_wasm::Principal>().map(|p| p.clone());
     QueueView {
         grant: host.state::<std::sync::Arc<QueueGrant>>().map(|g| &**g),
+        by,
     }
 }
 
@@ -48,7 +52,7 @@ impl queue::Host for QueueView<'_> {
         };
         let id = grant
             .backend
-            .publish(&q, &body)
+            .publish(&q, &body, self.by.as_ref())
             .await
             .map_err(|e| e.to_string())?;
         (grant.notify)(&q);

@@ -111,6 +111,10 @@ pub struct Message {
     pub published_at: i64,
     /// Why the last delivery failed, if one did.
     pub last_error: Option<String>,
+    /// Who published it, if a signed-in identity's request did: its
+    /// delivery runs as started by them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<nubo_manifest::Principal>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]

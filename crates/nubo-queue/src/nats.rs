@@ -26,6 +26,7 @@
 use crate::{Message, QueueBackend, QueueError, QueueName, QueueQuota, Quotas, Stats};
 use async_nats::jetstream::{self, AckKind, consumer, stream};
 use futures_util::StreamExt;
+use nubo_wasm::Principal;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -266,15 +267,29 @@ impl NatsQueue {
                     .unwrap_or(0),
                 published_at: m.time.unix_timestamp_nanos() as i64 / 1_000_000,
                 last_error: header("Nubo-Error"),
+                by: Principal::from_json(header(PRINCIPAL).as_deref()),
             });
         }
         Ok(out)
     }
 }
 
+/// The header a message carries who published it in (compact JSON, one
+/// line).
+const PRINCIPAL: &str = "Nubo-Principal";
+
+fn principal_of(headers: Option<&async_nats::HeaderMap>) -> Option<Principal> {
+    Principal::from_json(headers.and_then(|h| h.get(PRINCIPAL)).map(|v| v.as_str()))
+}
+
 #[async_trait::async_trait]
 impl QueueBackend for NatsQueue {
-    async fn publish(&self, q: &QueueName, body: &[u8]) -> Result<u64, QueueError> {
+    async fn publish(
+        &self,
+        q: &QueueName,
+        body: &[u8],
+        by: Option<&Principal>,
+    ) -> Result<u64, QueueError> {
         crate::check_body(body)?;
         if !self.room(&q.app).await? {
             return Err(QueueError::OverQuota {
@@ -282,9 +297,13 @@ impl QueueBackend for NatsQueue {
                 quota: self.quotas.messages(&q.app),
             });
         }
+        let mut headers = async_nats::HeaderMap::new();
+        if let Some(p) = by {
+            headers.insert(PRINCIPAL, p.to_json().as_str());
+        }
         let ack = self
             .js
-            .publish(subject(q), body.to_vec().into())
+            .publish_with_headers(subject(q), headers, body.to_vec().into())
             .await
             .map_err(|e| err("publish", e))?
             .await
@@ -330,6 +349,7 @@ impl QueueBackend for NatsQueue {
                     .unwrap_or_else(|p| p.into_inner())
                     .get(&(q.clone(), id))
                     .cloned(),
+                by: principal_of(m.headers.as_ref()),
             });
             leased.push((id, m));
         }
@@ -388,6 +408,9 @@ impl QueueBackend for NatsQueue {
         headers.insert("Nubo-Attempts", attempts.to_string().as_str());
         // Header values are one line.
         headers.insert("Nubo-Error", error.replace(['\r', '\n'], " ").as_str());
+        if let Some(p) = m.headers.as_ref().and_then(|h| h.get(PRINCIPAL)) {
+            headers.insert(PRINCIPAL, p.as_str());
+        }
         self.js
             .publish_with_headers(dead_subject(q), headers, m.payload.clone())
             .await

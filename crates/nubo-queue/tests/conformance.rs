@@ -20,18 +20,28 @@ async fn keeps_the_contract(qs: &dyn QueueBackend) {
     let q = queue("a", "jobs");
     let other = queue("b", "jobs");
 
-    // Published messages come out oldest first, to one lease at a time.
+    // Published messages come out oldest first, to one lease at a time,
+    // each with who published it.
+    let ada = nubo_wasm::Principal {
+        id: "u1".into(),
+        email: Some("ada@example.com".into()),
+        roles: vec!["admin".into()],
+        how: "session".into(),
+    };
     let mut ids = Vec::new();
     for body in [&b"one"[..], b"two", b"three"] {
-        ids.push(qs.publish(&q, body).await.unwrap());
+        let by = (body == b"two").then_some(&ada);
+        ids.push(qs.publish(&q, body, by).await.unwrap());
     }
-    qs.publish(&other, b"theirs").await.unwrap();
+    qs.publish(&other, b"theirs", None).await.unwrap();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
     // While a message waits, the dispatcher is told to look again soon.
     let due = qs.next_due_in(&q).await.unwrap();
     assert!(due.is_some_and(|ms| ms <= 1000), "{due:?}");
     let peeked = qs.peek(&q, 10).await.unwrap();
     assert_eq!(peeked.iter().map(|m| m.id).collect::<Vec<_>>(), ids);
+    assert_eq!(peeked[1].by.as_ref(), Some(&ada));
+    assert_eq!(peeked[0].by, None);
     // A lease hides its messages for its visibility time (JetStream's is a
     // second at least, so the contract is written with one second).
     let leased = qs.lease(&q, 2, 1000).await.unwrap();
@@ -41,6 +51,7 @@ async fn keeps_the_contract(qs: &dyn QueueBackend) {
         (&b"one"[..], 1)
     );
     assert_eq!(leased[1].body, b"two");
+    assert_eq!(leased[1].by.as_ref(), Some(&ada));
     let rest = qs.lease(&q, 10, 1000).await.unwrap();
     assert_eq!(rest.iter().map(|m| m.id).collect::<Vec<_>>(), [ids[2]]);
     assert!(
@@ -74,7 +85,7 @@ async fn keeps_the_contract(qs: &dyn QueueBackend) {
     assert_eq!(qs.stats(&q).await.unwrap().dead, 1);
 
     // Purges: the waiting ones, the dead ones, a whole app.
-    qs.publish(&q, b"four").await.unwrap();
+    qs.publish(&q, b"four", None).await.unwrap();
     assert_eq!(qs.purge(&q, false).await.unwrap(), 1);
     assert_eq!(qs.purge(&q, true).await.unwrap(), 1);
     let stats = qs.stats(&q).await.unwrap();
@@ -91,9 +102,9 @@ async fn keeps_the_contract(qs: &dyn QueueBackend) {
             dead_letters: 10,
         },
     );
-    qs.publish(&limited, b"1").await.unwrap();
-    qs.publish(&limited, b"2").await.unwrap();
-    let refused = qs.publish(&limited, b"3").await;
+    qs.publish(&limited, b"1", None).await.unwrap();
+    qs.publish(&limited, b"2", None).await.unwrap();
+    let refused = qs.publish(&limited, b"3", None).await;
     assert!(
         matches!(refused, Err(QueueError::OverQuota { .. })),
         "{refused:?}"
@@ -103,7 +114,7 @@ async fn keeps_the_contract(qs: &dyn QueueBackend) {
     // A shared count may take a moment to see the acknowledgement.
     let mut published = false;
     for _ in 0..30 {
-        if qs.publish(&limited, b"3").await.is_ok() {
+        if qs.publish(&limited, b"3", None).await.is_ok() {
             published = true;
             break;
         }
@@ -114,10 +125,10 @@ async fn keeps_the_contract(qs: &dyn QueueBackend) {
     // The largest body a publish takes is stored and delivered whole.
     let big = queue("d", "jobs");
     let body = vec![7u8; MAX_BODY];
-    qs.publish(&big, &body).await.unwrap();
+    qs.publish(&big, &body, None).await.unwrap();
     let out = qs.lease(&big, 1, 10_000).await.unwrap();
     assert_eq!(out[0].body.len(), MAX_BODY);
-    let refused = qs.publish(&big, &vec![0; MAX_BODY + 1]).await;
+    let refused = qs.publish(&big, &vec![0; MAX_BODY + 1], None).await;
     assert!(
         matches!(refused, Err(QueueError::Invalid(_))),
         "{refused:?}"

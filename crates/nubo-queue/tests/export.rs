@@ -34,6 +34,7 @@ fn message(id: u64, body: &[u8]) -> Message {
         attempt: 1,
         published_at: 0,
         last_error: None,
+        by: None,
     }
 }
 
@@ -43,7 +44,13 @@ async fn sdk_consumers_take_deliveries_directly_and_others_do_not() {
     // (Nothing is granted here, so a message it handles fails too, on
     // opening its key-value store; the one told to fail never gets there.)
     let (_runtime, consumer) = load("consumer", Default::default());
-    let out = deliver(&consumer, "jobs", &[message(7, b"fail")], "queue-7-1").await;
+    let out = deliver(
+        &consumer,
+        "jobs",
+        &[message(7, b"fail")],
+        nubo_wasm::Invocation::request("queue-7-1"),
+    )
+    .await;
     assert_eq!(
         out.expect("consumer has the export").unwrap(),
         Ok(vec![(7, "told to fail".to_string())])
@@ -52,7 +59,7 @@ async fn sdk_consumers_take_deliveries_directly_and_others_do_not() {
         &consumer,
         "jobs",
         &[message(8, b"fail"), message(9, b"x")],
-        "q",
+        nubo_wasm::Invocation::request("q"),
     )
     .await;
     let failed = out.unwrap().unwrap().unwrap();
@@ -62,15 +69,26 @@ async fn sdk_consumers_take_deliveries_directly_and_others_do_not() {
 
     // One function per delivery: its error fails the whole delivery.
     let (_runtime, qbench) = load("qbench", Default::default());
-    let out = deliver(&qbench, "jobs", &[message(1, b"5"), message(2, b"6")], "q").await;
+    let out = deliver(
+        &qbench,
+        "jobs",
+        &[message(1, b"5"), message(2, b"6")],
+        nubo_wasm::Invocation::request("q"),
+    )
+    .await;
     let why = out.expect("qbench has the export").unwrap().unwrap_err();
     assert!(why.starts_with("access denied"), "{why}");
 
     let (_runtime, plain) = load("plain", Default::default());
     assert!(
-        deliver(&plain, "jobs", &[message(1, b"x")], "q")
-            .await
-            .is_none()
+        deliver(
+            &plain,
+            "jobs",
+            &[message(1, b"x")],
+            nubo_wasm::Invocation::request("q")
+        )
+        .await
+        .is_none()
     );
 }
 
@@ -81,13 +99,25 @@ async fn a_consumer_that_never_returns_is_cut_at_its_timeout() {
         ..Default::default()
     };
     let (_runtime, consumer) = load("consumer", limits);
-    let out = deliver(&consumer, "jobs", &[message(1, b"spin")], "q").await;
+    let out = deliver(
+        &consumer,
+        "jobs",
+        &[message(1, b"spin")],
+        nubo_wasm::Invocation::request("q"),
+    )
+    .await;
     assert!(
         matches!(out, Some(Err(HandleError::Timeout(300)))),
         "{out:?}"
     );
     // The next delivery runs as usual.
-    let out = deliver(&consumer, "jobs", &[message(2, b"fail")], "q").await;
+    let out = deliver(
+        &consumer,
+        "jobs",
+        &[message(2, b"fail")],
+        nubo_wasm::Invocation::request("q"),
+    )
+    .await;
     assert_eq!(
         out.unwrap().unwrap(),
         Ok(vec![(2, "told to fail".to_string())])

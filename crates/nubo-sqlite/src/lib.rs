@@ -116,6 +116,18 @@ pub fn open(path: &Path, synchronous: Synchronous) -> Result<Connection, DbError
     Ok(db)
 }
 
+/// Adds `column` to `table` unless it has it.
+pub fn add_column(db: &Connection, table: &str, column: &str, decl: &str) -> Result<(), DbError> {
+    let mut stmt = db.prepare(&format!(
+        "SELECT count(*) FROM pragma_table_info('{table}') WHERE name = ?1"
+    ))?;
+    let has: i64 = stmt.query_row([column], |r| r.get(0))?;
+    if has == 0 {
+        db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+    }
+    Ok(())
+}
+
 /// What a call does inside the group transaction; it returns what to do
 /// once the transaction's fate is known.
 type Job = Box<dyn FnOnce(&Connection) -> Box<dyn FnOnce(Result<(), DbError>) + Send> + Send>;
@@ -176,8 +188,24 @@ impl GroupDb {
         schema: &str,
         pace: Pace,
     ) -> Result<Self, DbError> {
+        Self::open_with_columns(path, name, schema, pace, &[])
+    }
+
+    /// Like [`GroupDb::open`], then adds each `(table, column, type)` a
+    /// table made by an older node lacks (`schema` creates new tables
+    /// with them).
+    pub fn open_with_columns(
+        path: &Path,
+        name: &'static str,
+        schema: &str,
+        pace: Pace,
+        columns: &[(&str, &str, &str)],
+    ) -> Result<Self, DbError> {
         let db = open(path, Synchronous::Normal)?;
         db.execute_batch(schema)?;
+        for (table, column, decl) in columns {
+            add_column(&db, table, column, decl)?;
+        }
         let shared = Arc::new(Shared {
             jobs: Mutex::new(Vec::new()),
             wake: Notify::new(),

@@ -35,9 +35,10 @@ pub async fn run(
 ) -> Option<Result<Result<Vec<u8>, String>, HandleError>> {
     let export = component.export(|pre| TaskRunnerIndices::new(pre).ok())?;
     let id = run.caller.task.clone().unwrap_or_default();
+    let by = run.by.clone();
     let answer = component
         .invoke(
-            Invocation::task(id, Arc::new(run)),
+            Invocation::task(id, Arc::new(run)).by(by),
             |mut store, instance| async move {
                 let runner = export.load(&mut store, &instance)?;
                 runner

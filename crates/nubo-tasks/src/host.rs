@@ -35,6 +35,8 @@ use generated::nubo::platform::tasks::{self, SpawnCall, TaskError as WitError};
 struct TaskView<'a> {
     /// `None` for a component without the grant.
     ctx: Option<&'a mut TaskCtx>,
+    /// Who started the instance's work: the tasks it spawns carry it.
+    by: Option<nubo_wasm::Principal>,
 }
 
 /// A component's task grant, as the runtime holds it.
@@ -64,8 +66,10 @@ impl nubo_wasm::Grant for Granted {
 }
 
 fn view(host: &mut nubo_wasm::Host) -> TaskView<'_> {
+    let by = host.state::<nubo_wasm::Principal>().map(|p| p.clone());
     TaskView {
         ctx: host.state::<TaskCtx>(),
+        by,
     }
 }
 
@@ -168,6 +172,7 @@ impl TaskView<'_> {
             payload,
             depth: ctx.caller.depth + u32::from(ctx.caller.task.is_some()),
             starts: false,
+            by: self.by.clone(),
         })
     }
 

@@ -134,6 +134,10 @@ pub struct Task {
     /// Milliseconds since the Unix epoch.
     pub created_ms: i64,
     pub finished_ms: Option<i64>,
+    /// Who started it (or its root task), if a signed-in identity's
+    /// request did: its runs are started by them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<nubo_wasm::Principal>,
 }
 
 impl Task {
@@ -164,6 +168,8 @@ pub struct NewTask {
     /// spawn's own write. (The cluster's store, where a spawn queues for
     /// any node, never gets it.)
     pub starts: bool,
+    /// Who started the run that spawns it.
+    pub by: Option<nubo_wasm::Principal>,
 }
 
 impl NewTask {
@@ -182,6 +188,7 @@ impl NewTask {
             error: None,
             created_ms: now_ms,
             finished_ms: None,
+            by: self.by.clone(),
         }
     }
 }
@@ -362,6 +369,8 @@ pub struct TaskCtx {
 pub struct TaskRun {
     pub caller: Caller,
     pub hooks: Arc<dyn WaitHooks>,
+    /// Who started the task.
+    pub by: Option<nubo_wasm::Principal>,
 }
 
 impl TaskCtx {

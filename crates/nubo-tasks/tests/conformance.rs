@@ -20,6 +20,7 @@ fn new(app: &str, id: &str) -> NewTask {
         payload: b"p".to_vec(),
         depth: id.matches('.').count() as u32,
         starts: false,
+        by: None,
     }
 }
 
@@ -34,6 +35,22 @@ async fn state(s: &dyn TaskStore, id: &str) -> Option<(State, u32)> {
 }
 
 async fn keeps_the_contract(s: &dyn TaskStore) {
+    // Who started a task is kept with it.
+    let by = nubo_wasm::Principal {
+        id: "u1".into(),
+        email: Some("ada@example.com".into()),
+        roles: vec!["admin".into()],
+        how: "session".into(),
+    };
+    let mut signed = new("z", "t0");
+    signed.by = Some(by.clone());
+    assert_eq!(spawn(s, signed).await, Ok(true));
+    let got = s.get("z", "t0").await.unwrap().and_then(|t| t.by);
+    assert_eq!(got, Some(by));
+    let started = s.start("t0", "z", Start::Attempt).await.unwrap();
+    assert_eq!(started.and_then(|t| t.by).map(|p| p.id), Some("u1".into()));
+    s.finish("t0", "z", Ok(Vec::new())).await.unwrap();
+
     // A spawn is stored once; a respawn of its id finds it.
     assert_eq!(spawn(s, new("a", "t1")).await, Ok(true));
     assert_eq!(spawn(s, new("a", "t1")).await, Ok(false));

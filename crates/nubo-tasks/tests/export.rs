@@ -41,6 +41,7 @@ fn task() -> TaskRun {
             depth: 0,
         },
         hooks: Arc::new(NoHooks),
+        by: None,
     }
 }
 

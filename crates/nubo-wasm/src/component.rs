@@ -59,6 +59,9 @@ pub struct Invocation {
     pub task: bool,
     /// Passed to the component's grants ([`Run::context`]).
     pub context: Option<Arc<dyn Any + Send + Sync>>,
+    /// Who started it, if someone signed in did; in the instance's
+    /// states for its capabilities.
+    pub principal: Option<crate::Principal>,
 }
 
 impl Invocation {
@@ -69,6 +72,7 @@ impl Invocation {
             id: id.into(),
             task: false,
             context: None,
+            principal: None,
         }
     }
 
@@ -78,7 +82,14 @@ impl Invocation {
             id: id.into(),
             task: true,
             context: Some(context),
+            principal: None,
         }
+    }
+
+    /// The run, started by `principal`.
+    pub fn by(mut self, principal: Option<crate::Principal>) -> Self {
+        self.principal = principal;
+        self
     }
 }
 
@@ -266,6 +277,9 @@ impl Component {
         };
         for grant in self.grants.iter() {
             grant.instantiate(&granted, &mut states);
+        }
+        if let Some(p) = &run.principal {
+            states.insert(p.clone());
         }
         let host = Host::new(
             tags,

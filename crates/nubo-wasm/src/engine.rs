@@ -120,6 +120,7 @@ impl Runtime {
             wasmtime_wasi_config::WasiConfig::from(&*h.config)
         })
         .map_err(engine_err)?;
+        crate::identity::add_to_linker(&mut linker).map_err(engine_err)?;
         for c in capabilities {
             c.link(&mut linker).map_err(|e| LoadError::Link {
                 capability: c.name(),

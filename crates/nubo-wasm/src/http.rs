@@ -28,7 +28,9 @@ impl Component {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        self.handle_as(req, Invocation::request(request_id)).await
+        let by = crate::principal::from_headers(req.headers());
+        self.handle_as(req, Invocation::request(request_id).by(by))
+            .await
     }
 
     /// Runs the component on `req` as `run` (a task run over HTTP, for a

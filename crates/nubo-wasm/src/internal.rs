@@ -71,6 +71,10 @@ impl Component {
         for (k, v) in req.headers {
             builder = builder.header(*k, v);
         }
+        // Who started the work, as the gateway would say it.
+        for (k, v) in run.principal.iter().flat_map(crate::principal::headers) {
+            builder = builder.header(k, v);
+        }
         let request = builder
             .body(Full::new(Bytes::from(req.body)))
             .map_err(InternalError::Request)?;

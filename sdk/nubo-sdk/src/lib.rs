@@ -39,6 +39,7 @@ mod bindings {
 pub mod blob;
 pub mod config;
 mod convert;
+pub mod identity;
 pub mod kv;
 pub mod outbound;
 pub mod pubsub;

@@ -309,6 +309,7 @@ mod tests {
             attempt: 1,
             published_at: 0,
             last_error: None,
+            by: None,
         }
     }
 

@@ -23,6 +23,7 @@ mod tests;
 use crate::{Message, QueueBackend, QueueError, QueueName, QueueQuota, Quotas, Stats};
 use lanes::Lanes;
 use nubo_sqlite::{DbError, Disk, GroupDb, Pace, Usage, now_ms};
+use nubo_wasm::Principal;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -87,7 +88,7 @@ fn trim_dead(db: &Connection, app: &str, keep: u64) -> Result<u64, QueueError> {
 /// The columns [`message`] reads, in its order.
 macro_rules! columns {
     () => {
-        "id, body, attempts, published_at, last_error"
+        "id, body, attempts, published_at, last_error, principal"
     };
 }
 
@@ -100,6 +101,7 @@ fn message(r: &rusqlite::Row<'_>, delivering: bool) -> rusqlite::Result<Message>
         attempt: (r.get::<_, i64>(2)? as u32).saturating_add(u32::from(delivering)),
         published_at: r.get(3)?,
         last_error: r.get(4)?,
+        by: Principal::from_json(r.get::<_, Option<String>>(5)?.as_deref()),
     })
 }
 
@@ -129,7 +131,8 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS messages (
         leased INTEGER NOT NULL DEFAULT 0,
         dead INTEGER NOT NULL DEFAULT 0,
         published_at INTEGER NOT NULL,
-        last_error TEXT
+        last_error TEXT,
+        principal TEXT
     );
     DROP INDEX IF EXISTS messages_due;
     CREATE TABLE IF NOT EXISTS queue_ids (
@@ -145,7 +148,9 @@ const READ_BUDGET: usize = 8192;
 impl SqliteQueue {
     pub fn open(path: &Path) -> Result<Self, QueueError> {
         let schema = format!("{SCHEMA}\n{}\n{}", LIVE.schema(), DEAD.schema());
-        let db = GroupDb::open(path, "queue-db", &schema, Pace::Gather)?;
+        // `principal` came after the first databases were made.
+        let columns = [("messages", "principal", "TEXT")];
+        let db = GroupDb::open_with_columns(path, "queue-db", &schema, Pace::Gather, &columns)?;
         let lanes = Arc::new(Mutex::new(Lanes::default()));
         let hook = lanes.clone();
         db.after_each_group(move |committed| lock(&hook).group_done(committed));
@@ -178,11 +183,16 @@ impl SqliteQueue {
 
 #[async_trait::async_trait]
 impl QueueBackend for SqliteQueue {
-    async fn publish(&self, q: &QueueName, body: &[u8]) -> Result<u64, QueueError> {
+    async fn publish(
+        &self,
+        q: &QueueName,
+        body: &[u8],
+        by: Option<&Principal>,
+    ) -> Result<u64, QueueError> {
         crate::check_body(body)?;
         self.disk.room()?;
         let now = now_ms();
-        let (q, body) = (q.clone(), body.to_vec());
+        let (q, body, by) = (q.clone(), body.to_vec(), by.cloned());
         let (next_id, lanes) = (self.next_id.clone(), self.lanes.clone());
         let quota = self.quotas.messages(&q.app);
         self.with(move |db| {
@@ -194,9 +204,11 @@ impl QueueBackend for SqliteQueue {
             }
             let id = take_id(db, &next_id).map_err(db_err)?;
             db.prepare_cached(
-                "INSERT INTO messages (id, app, queue, body, visible_at, published_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                "INSERT INTO messages (id, app, queue, body, visible_at, published_at, principal) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
             )
-            .and_then(|mut s| s.execute(params![id, q.app, q.queue, body, now]))
+            .and_then(|mut s| {
+                s.execute(params![id, q.app, q.queue, body, now, by.as_ref().map(Principal::to_json)])
+            })
             .map_err(db_err)?;
             let m = Message {
                 id: id as u64,
@@ -204,6 +216,7 @@ impl QueueBackend for SqliteQueue {
                 attempt: 1,
                 published_at: now,
                 last_error: None,
+                by,
             };
             lock(&lanes).published(q, m);
             Ok(id as u64)
@@ -434,7 +447,7 @@ fn lease_reading(
         let rows: Vec<(Message, i64)> = db
             .prepare_cached(sql)?
             .query_map(params![q.app, q.queue, after as i64, limit as i64], |r| {
-                Ok((message(r, true)?, r.get(5)?))
+                Ok((message(r, true)?, r.get(6)?))
             })?
             .collect::<rusqlite::Result<_>>()?;
         budget = budget.saturating_sub(rows.len().max(1));

@@ -9,7 +9,7 @@ async fn a_lease_takes_up_to_max_due_messages_oldest_first() {
         queue: "jobs".into(),
     };
     for body in [b"1", b"2", b"3"] {
-        q.publish(&name, body).await.unwrap();
+        q.publish(&name, body, None).await.unwrap();
     }
     let first = q.lease(&name, 2, 60_000).await.unwrap();
     let bodies: Vec<&[u8]> = first.iter().map(|m| m.body.as_slice()).collect();
@@ -25,13 +25,13 @@ async fn a_lease_gives_its_messages_in_publish_order() {
     let dir = tempfile::tempdir().unwrap();
     let q = SqliteQueue::open(&dir.path().join("q.db")).unwrap();
     let name = jobs();
-    let first = q.publish(&name, b"1").await.unwrap();
+    let first = q.publish(&name, b"1", None).await.unwrap();
     // Message 1 fails and is due again after 2 and 3 were published:
     // it is due last, yet a lease of all three gives it first.
     let leased = q.lease(&name, 1, 60_000).await.unwrap();
     assert_eq!(leased[0].id, first);
     for body in [b"2", b"3"] {
-        q.publish(&name, body).await.unwrap();
+        q.publish(&name, body, None).await.unwrap();
     }
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     q.fail(&name, first, "boom", 0, false).await.unwrap();
@@ -56,7 +56,7 @@ async fn ids_are_not_reused_after_the_queue_drains_and_reopens() {
     for _ in 0..3 {
         let q = SqliteQueue::open(&path).unwrap();
         for body in [b"1", b"2"] {
-            let id = q.publish(&jobs(), body).await.unwrap();
+            let id = q.publish(&jobs(), body, None).await.unwrap();
             assert!(id > last, "id {id} after {last}");
             last = id;
         }
@@ -114,7 +114,7 @@ async fn an_autoincrement_table_of_an_older_node_keeps_its_ids_unique() {
         db.execute("DELETE FROM messages", []).unwrap();
     }
     let q = SqliteQueue::open(&path).unwrap();
-    assert_eq!(q.publish(&jobs(), b"next").await.unwrap(), 6);
+    assert_eq!(q.publish(&jobs(), b"next", None).await.unwrap(), 6);
 }
 
 #[tokio::test]
@@ -125,8 +125,8 @@ async fn lease_ack_retry_and_dead_letter() {
         app: "a".into(),
         queue: "jobs".into(),
     };
-    let first = q.publish(&name, b"one").await.unwrap();
-    q.publish(&name, b"two").await.unwrap();
+    let first = q.publish(&name, b"one", None).await.unwrap();
+    q.publish(&name, b"two", None).await.unwrap();
     let m = q.lease(&name, 1, 60_000).await.unwrap().remove(0);
     assert_eq!(
         (m.id, m.attempt, m.body.as_slice()),
@@ -161,7 +161,7 @@ async fn lease_ack_retry_and_dead_letter() {
     assert_eq!(q.dead(&name, 10).await.unwrap().len(), 1);
     assert_eq!(q.purge(&name, true).await.unwrap(), 1);
     assert!(
-        q.publish(&name, &vec![0; crate::MAX_BODY + 1])
+        q.publish(&name, &vec![0; crate::MAX_BODY + 1], None)
             .await
             .is_err()
     );
@@ -177,7 +177,7 @@ async fn a_restart_delivers_again_what_was_out_and_does_not_count_it() {
     {
         let q = SqliteQueue::open(&path).unwrap();
         for body in [b"a", b"b"] {
-            q.publish(&jobs(), body).await.unwrap();
+            q.publish(&jobs(), body, None).await.unwrap();
         }
         let out = q.lease(&jobs(), 10, 60_000).await.unwrap();
         assert_eq!(out.len(), 2);
@@ -232,7 +232,9 @@ async fn a_backlog_larger_than_memory_is_read_from_the_table_in_order() {
         let q = q.clone();
         calls.push(tokio::spawn(async move {
             for i in (chunk..total).step_by(10) {
-                q.publish(&jobs(), i.to_string().as_bytes()).await.unwrap();
+                q.publish(&jobs(), i.to_string().as_bytes(), None)
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -282,21 +284,21 @@ async fn an_app_holds_at_most_its_quota_of_messages_and_dead_letters() {
         app: "a".into(),
         queue: "other".into(),
     };
-    q.publish(&jobs(), b"1").await.unwrap();
-    q.publish(&jobs(), b"2").await.unwrap();
-    q.publish(&other, b"3").await.unwrap();
+    q.publish(&jobs(), b"1", None).await.unwrap();
+    q.publish(&jobs(), b"2", None).await.unwrap();
+    q.publish(&other, b"3", None).await.unwrap();
     // Over all the app's queues: the fourth is refused.
-    let over = q.publish(&other, b"4").await.unwrap_err();
+    let over = q.publish(&other, b"4", None).await.unwrap_err();
     assert!(matches!(over, QueueError::OverQuota { .. }), "{over}");
     // In flight still counts; acknowledged or dead does not.
     let leased = q.lease(&jobs(), 2, 60_000).await.unwrap();
-    assert!(q.publish(&jobs(), b"4").await.is_err());
+    assert!(q.publish(&jobs(), b"4", None).await.is_err());
     q.ack(&jobs(), &[leased[0].id]).await.unwrap();
     q.fail(&jobs(), leased[1].id, "boom", 0, true)
         .await
         .unwrap();
-    q.publish(&jobs(), b"4").await.unwrap();
-    q.publish(&jobs(), b"5").await.unwrap();
+    q.publish(&jobs(), b"4", None).await.unwrap();
+    q.publish(&jobs(), b"5", None).await.unwrap();
     // Dead letters beyond two: the oldest go.
     let more = q.lease(&jobs(), 2, 60_000).await.unwrap();
     for m in &more {
@@ -320,5 +322,8 @@ async fn an_app_holds_at_most_its_quota_of_messages_and_dead_letters() {
             dead_letters: 2,
         },
     );
-    assert!(q.publish(&jobs(), b"6").await.is_err(), "`3` still waits");
+    assert!(
+        q.publish(&jobs(), b"6", None).await.is_err(),
+        "`3` still waits"
+    );
 }

@@ -101,6 +101,9 @@ struct Row {
     /// The node running, waiting on or retrying it.
     #[serde(default)]
     owner: Option<String>,
+    /// Who started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    by: Option<nubo_wasm::Principal>,
 }
 
 impl Row {
@@ -118,6 +121,7 @@ impl Row {
             error: self.error.clone(),
             created_ms: self.created_ms,
             finished_ms: self.finished_ms,
+            by: self.by.clone(),
         }
     }
 }
@@ -371,6 +375,7 @@ impl TaskStore for NatsTasks {
                 created_ms: crate::now_ms(),
                 finished_ms: None,
                 owner: None,
+                by: t.by.clone(),
             };
             let body = self.sealed(&key, &row)?;
             if !nubo_jetstream::write_if(&self.js, &self.rows, &key, body, 0)

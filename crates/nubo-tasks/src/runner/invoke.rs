@@ -113,6 +113,7 @@ pub(super) async fn invoke(c: &HttpComponent, t: &Task, permits: Permits) -> Out
     let run = TaskRun {
         caller: caller.clone(),
         hooks: hooks.clone(),
+        by: t.by.clone(),
     };
     let answer = match crate::export::run(c, &t.function, &t.payload, run).await {
         Some(answer) => answer.map(|r| r.map_err(|message| (None, message))),
@@ -186,9 +187,14 @@ async fn over_http(c: &HttpComponent, t: &Task, caller: Caller, hooks: Arc<Hooks
         body: t.payload.clone(),
         max_answer: MAX_RESULT,
     };
-    let run = TaskRun { caller, hooks };
+    let run = TaskRun {
+        caller,
+        hooks,
+        by: t.by.clone(),
+    };
+    let by = t.by.clone();
     let answer = match c
-        .post_internal(req, Invocation::task(t.id.clone(), Arc::new(run)))
+        .post_internal(req, Invocation::task(t.id.clone(), Arc::new(run)).by(by))
         .await
     {
         Ok(a) => a,

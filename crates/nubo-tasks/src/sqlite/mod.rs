@@ -28,7 +28,8 @@ const SETUP: &str = "CREATE TABLE IF NOT EXISTS tasks (
         result BLOB,
         error TEXT,
         created_ms INTEGER NOT NULL,
-        finished_ms INTEGER
+        finished_ms INTEGER,
+        principal TEXT
     ) WITHOUT ROWID;
     DROP INDEX IF EXISTS tasks_active;
     DROP TABLE IF EXISTS main.task_counts;
@@ -41,7 +42,7 @@ const SETUP: &str = "CREATE TABLE IF NOT EXISTS tasks (
     INSERT INTO task_counts SELECT app, COUNT(*) FROM tasks
         WHERE state IN ('queued', 'running', 'waiting') GROUP BY app;";
 
-const COLUMNS: &str = "id, app, component, function, payload, state, attempts, depth, result, error, created_ms, finished_ms";
+const COLUMNS: &str = "id, app, component, function, payload, state, attempts, depth, result, error, created_ms, finished_ms, principal";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -100,6 +101,7 @@ fn task(r: &rusqlite::Row<'_>) -> rusqlite::Result<Task> {
         error: error.and_then(|e| serde_json::from_str(&e).ok()),
         created_ms: r.get(10)?,
         finished_ms: r.get(11)?,
+        by: nubo_wasm::Principal::from_json(r.get::<_, Option<String>>(12)?.as_deref()),
     })
 }
 
@@ -139,8 +141,8 @@ fn spawn_each(
     // Per app: unfinished tasks before this batch, and added by it.
     let mut active: Vec<(String, i64, i64)> = Vec::new();
     let mut insert = db.prepare_cached(
-        "INSERT INTO tasks (id, app, component, function, payload, state, attempts, depth, created_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO tasks (id, app, component, function, payload, state, attempts, depth, created_ms, principal)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING",
     )?;
     let now = now_ms();
     let mut out = Vec::with_capacity(tasks.len());
@@ -172,7 +174,8 @@ fn spawn_each(
                 state.as_str(),
                 attempts,
                 t.depth,
-                now
+                now,
+                t.by.as_ref().map(nubo_wasm::Principal::to_json)
             ])?;
             if inserted == 1 {
                 *added += 1;
@@ -216,7 +219,14 @@ fn finished(db: &Connection, app: &str, n: usize) -> Result<(), StoreError> {
 impl SqliteTasks {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Ok(Self {
-            db: GroupDb::open(path, "tasks-db", SETUP, Pace::Eager)?,
+            // `principal` came after the first databases were made.
+            db: GroupDb::open_with_columns(
+                path,
+                "tasks-db",
+                SETUP,
+                Pace::Eager,
+                &[("tasks", "principal", "TEXT")],
+            )?,
             starting: Arc::default(),
             disk: Disk::new(path),
         })

@@ -9,6 +9,7 @@ fn new(id: &str) -> NewTask {
         payload: b"p".to_vec(),
         depth: id.matches('.').count() as u32,
         starts: false,
+        by: None,
     }
 }
 

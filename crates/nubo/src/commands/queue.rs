@@ -84,6 +84,8 @@ struct Shown {
     size: usize,
     last_error: Option<String>,
     body: String,
+    #[serde(default)]
+    by: Option<serde_json::Value>,
 }
 
 pub fn run(args: Args) -> CliResult<ExitCode> {
@@ -140,8 +142,11 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
                         .last_error
                         .map(|e| format!("  last error: {e}"))
                         .unwrap_or_default();
+                    let by =
+                        m.by.map(|b| format!("  by {}", crate::commands::tasks::who(&b)))
+                            .unwrap_or_default();
                     println!(
-                        "#{}  attempts {}  {} B  body \"{}\"{err}",
+                        "#{}  attempts {}  {} B  body \"{}\"{by}{err}",
                         m.id,
                         m.attempts,
                         m.size,

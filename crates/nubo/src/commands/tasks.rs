@@ -70,6 +70,9 @@ struct Task {
     result: Option<String>,
     #[serde(default)]
     cancelled: Option<usize>,
+    /// Who started it: `{"id", "email", …}`.
+    #[serde(default)]
+    by: Option<serde_json::Value>,
 }
 
 pub fn run(args: Args) -> CliResult<ExitCode> {
@@ -162,12 +165,24 @@ fn line(t: &Task) -> String {
     s
 }
 
+/// `ID (EMAIL)` of who started some work.
+pub(crate) fn who(by: &serde_json::Value) -> String {
+    let id = by["id"].as_str().unwrap_or("?");
+    match by["email"].as_str() {
+        Some(e) => format!("{id} ({e})"),
+        None => id.to_string(),
+    }
+}
+
 fn show(t: &Task) {
     println!("id        {}", t.id);
     println!("state     {}", t.state);
     println!("function  {} of component {}", t.function, t.component);
     println!("attempts  {}", t.attempts);
     println!("depth     {}", t.depth);
+    if let Some(by) = &t.by {
+        println!("by        {}", who(by));
+    }
     println!("time      {}", took(t));
     if let Some(e) = error(t) {
         println!("error     {e}");

@@ -20,6 +20,8 @@
 //!
 //! - `GET /nap?MS`: starts one task that sleeps MS ms on the host; its id.
 //! - `GET /await?ID`: awaits task ID (of any app) and answers its raw result.
+//! - `GET /whoami`: a task (`who`) that spawns another; each says who
+//!   started it (`identity::caller`): answers `TASK>CHILD`.
 //!
 //! For `bench/tasks.sh`, timed inside the guest, JSON answers:
 //! - `GET /rtt?N`: N sequential spawn+await round trips of `noop`.
@@ -49,6 +51,19 @@ const TREE: TaskFn<usize, u64> = TaskFn::new("tree", tree);
 const GATED: TaskFn<usize, u32> = TaskFn::new("gated", gated);
 const NOOP: TaskFn<u64, u64> = TaskFn::new("noop", noop);
 const TIMED_BURN: TaskFn<u64, (u64, f64)> = TaskFn::new("timed_burn", timed_burn);
+const WHO: TaskFn<u32, String> = TaskFn::new("who", who);
+
+/// Who started this task, then, `depth` levels down, its child's answer.
+fn who(depth: u32) -> String {
+    let me = nubo_sdk::identity::caller().map_or_else(|| "nobody".to_string(), |u| u.id);
+    if depth == 0 {
+        return me;
+    }
+    let child = tasks::spawn(WHO, depth - 1)
+        .and_then(|t| t.join())
+        .unwrap_or_else(|e| describe(&e));
+    format!("{me}>{child}")
+}
 
 fn chunk(i: usize) -> String {
     (0..(i % 7) + 1)
@@ -324,6 +339,7 @@ fn handle(req: Request) -> Response {
             cpu(k.parse().unwrap_or(8), w.parse().unwrap_or(100_000_000))
         }
         "flood" => Ok(flood(n)),
+        "whoami" => tasks::spawn(WHO, 1u32).and_then(|t| t.join()),
         other => return text(404, format!("no route {other}")),
     };
     match r {
@@ -336,6 +352,6 @@ nubo_sdk::http_handler!(
     handle,
     tasks: [
         COUNT_WORDS, FAN_OUT, SLOW_COUNT, SLOW_FAN_OUT, ALWAYS_TRAPS, DIVE, NAP, HOLD, SPIN, TREE, GATED,
-        NOOP, TIMED_BURN
+        NOOP, TIMED_BURN, WHO
     ]
 );
