@@ -224,3 +224,70 @@ async fn bookmarks_example_tags_searches_and_keeps_its_schema() {
     let page = get(&node.url("/")).await;
     assert!(page.text().contains("<h1>Bookmarks</h1>"));
 }
+
+/// The notes example: two people sign up through the gateway, each sees
+/// only their own notes, and the API refuses anyone not signed in.
+#[tokio::test(flavor = "multi_thread")]
+async fn notes_example_keeps_each_persons_notes_apart() {
+    let state = tempfile::tempdir().unwrap();
+    let node = Node::up(
+        &repo_root().join("examples/notes"),
+        &["--state", state.path().to_str().unwrap()],
+    );
+    let sign_up = |email: &str| {
+        let url = node.url("/auth/signup");
+        let body = serde_json::json!({ "email": email, "password": "correct horse" }).to_string();
+        async move {
+            let r = request("POST", &url, &[], body.as_bytes()).await;
+            assert_eq!(r.status, 201, "{}", r.text());
+            let cookie = r.header("set-cookie").unwrap_or_default();
+            cookie.split(';').next().unwrap_or_default().to_string()
+        }
+    };
+    let (ada, bob) = (
+        sign_up("ada@example.com").await,
+        sign_up("bob@example.com").await,
+    );
+    let call = |method: &'static str, path: &str, cookie: &str, body: &str| {
+        let url = node.url(path);
+        let (cookie, body) = (cookie.to_string(), body.to_string());
+        async move {
+            request(
+                method,
+                &url,
+                &[("cookie", cookie.as_str())],
+                body.as_bytes(),
+            )
+            .await
+        }
+    };
+    let r = call("POST", "/api/notes", &ada, r#"{"text":"ada's secret"}"#).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let ada_note: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let r = call("POST", "/api/notes", &bob, r#"{"text":"bob's plan"}"#).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    let notes = |cookie: &str| {
+        let f = call("GET", "/api/notes", cookie, "");
+        async move {
+            let r = f.await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["text"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(notes(&ada).await, ["ada's secret"]);
+    assert_eq!(notes(&bob).await, ["bob's plan"]);
+    // Bob cannot delete Ada's note; nobody reaches the API signed out.
+    let path = format!("/api/notes/{}", ada_note["id"]);
+    assert_eq!(call("DELETE", &path, &bob, "").await.status, 404);
+    assert_eq!(get(&node.url("/api/notes")).await.status, 401);
+    assert_eq!(call("DELETE", &path, &ada, "").await.status, 204);
+    assert!(notes(&ada).await.is_empty());
+    let page = get(&node.url("/")).await;
+    assert!(page.text().contains("<h1>Notes</h1>"));
+}
