@@ -13,12 +13,57 @@
 //!
 //! Only digests of tokens and keys are stored: a copy of the store signs
 //! no one in.
+//!
+//! What a session or API key resolves to is kept in the node's memory for
+//! [`RECENT`], so that a busy session costs no store reads per request. A
+//! change made through this node (sign-out, a new password, roles, a
+//! disabled or deleted account, a revoked key) forgets it at once; other
+//! nodes of a cluster see it within [`RECENT`].
 
 use nubo_kv::{KvBackend, KvError, Namespace};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a session's or key's account is kept in memory.
+pub const RECENT: Duration = Duration::from_secs(1);
+/// Entries kept at most; past it, the old ones are dropped.
+const KEEP: usize = 10_000;
+
+/// Recently read values by token, for [`RECENT`].
+struct Recent<V>(Mutex<HashMap<String, (V, Instant)>>);
+
+impl<V: Clone> Recent<V> {
+    fn new() -> Self {
+        Self(Mutex::new(HashMap::new()))
+    }
+
+    fn get(&self, token: &str) -> Option<V> {
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(token)
+            .filter(|(_, at)| at.elapsed() < RECENT)
+            .map(|(v, _)| v.clone())
+    }
+
+    fn put(&self, token: &str, v: V) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= KEEP {
+            m.retain(|_, (_, at)| at.elapsed() < RECENT);
+            if m.len() >= KEEP {
+                m.clear();
+            }
+        }
+        m.insert(token.to_string(), (v, Instant::now()));
+    }
+
+    /// Keeps only the entries `keep` says to.
+    fn retain(&self, keep: impl Fn(&str, &V) -> bool) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.retain(|t, (v, _)| keep(t, v));
+    }
+}
 
 pub const STORE: &str = "_auth";
 
@@ -60,6 +105,8 @@ const PAGE: usize = 500;
 pub struct Accounts {
     kv: Arc<dyn KvBackend>,
     ns: Namespace,
+    sessions: Arc<Recent<User>>,
+    keys: Arc<Recent<ApiKey>>,
 }
 
 impl Accounts {
@@ -70,6 +117,8 @@ impl Accounts {
                 app: app.to_string(),
                 store: STORE.to_string(),
             },
+            sessions: Arc::new(Recent::new()),
+            keys: Arc::new(Recent::new()),
         }
     }
 
@@ -90,7 +139,9 @@ impl Accounts {
         let bytes = serde_json::to_vec(user).unwrap_or_default();
         self.kv
             .set(&self.ns, &format!("user:{}", user.email), &bytes, None)
-            .await
+            .await?;
+        self.sessions.retain(|_, u| u.email != user.email);
+        Ok(())
     }
 
     /// Every account, in email order.
@@ -105,7 +156,9 @@ impl Accounts {
     }
 
     pub async fn delete_user(&self, email: &str) -> Result<(), KvError> {
-        self.kv.delete(&self.ns, &format!("user:{email}")).await
+        self.kv.delete(&self.ns, &format!("user:{email}")).await?;
+        self.sessions.retain(|_, u| u.email != email);
+        Ok(())
     }
 
     /// The values of every key starting with `prefix`, in key order.
@@ -152,16 +205,25 @@ impl Accounts {
     /// The account a session token signs in, while the session lasts and
     /// was not revoked.
     pub async fn session(&self, token: &str) -> Result<Option<User>, KvError> {
+        if let Some(u) = self.sessions.get(token) {
+            return Ok(Some(u));
+        }
         let found = self.kv.get(&self.ns, &session_key(token)).await?;
         let Some(s) = found.and_then(|b| serde_json::from_slice::<Session>(&b).ok()) else {
             return Ok(None);
         };
         let user = self.user(&s.email).await?;
-        Ok(user.filter(|u| u.generation == s.generation))
+        let user = user.filter(|u| u.generation == s.generation);
+        if let Some(u) = &user {
+            self.sessions.put(token, u.clone());
+        }
+        Ok(user)
     }
 
     pub async fn close_session(&self, token: &str) -> Result<(), KvError> {
-        self.kv.delete(&self.ns, &session_key(token)).await
+        self.kv.delete(&self.ns, &session_key(token)).await?;
+        self.sessions.retain(|t, _| t != token);
+        Ok(())
     }
 
     /// Stores API key `key` (random, shown once) as `record`; `false` if
@@ -185,11 +247,18 @@ impl Accounts {
 
     /// The API key `key` is, if it is one.
     pub async fn key(&self, key: &str) -> Result<Option<ApiKey>, KvError> {
+        if let Some(k) = self.keys.get(key) {
+            return Ok(Some(k));
+        }
         let found = self
             .kv
             .get(&self.ns, &format!("key:{}", digest(key)))
             .await?;
-        Ok(found.and_then(|b| serde_json::from_slice(&b).ok()))
+        let record: Option<ApiKey> = found.and_then(|b| serde_json::from_slice(&b).ok());
+        if let Some(k) = &record {
+            self.keys.put(key, k.clone());
+        }
+        Ok(record)
     }
 
     /// Every API key, in name order.
@@ -214,6 +283,7 @@ impl Accounts {
         let digest = String::from_utf8_lossy(&digest).into_owned();
         self.kv.delete(&self.ns, &format!("key:{digest}")).await?;
         self.kv.delete(&self.ns, &named).await?;
+        self.keys.retain(|_, k| k.name != name);
         Ok(true)
     }
 }

@@ -6,6 +6,7 @@
 mod common;
 
 use base64::Engine as _;
+use bytes::Bytes;
 use common::control::NodeProc;
 use common::{AppDir, Reply, request, wasm};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -424,4 +425,94 @@ async fn jwts_are_checked_against_the_issuers_keys() {
     .await;
     assert_eq!(r.status, 401);
     assert!(r.text().contains("signature"), "{}", r.text());
+}
+
+/// `[[sse]]` and `[[websocket]]` routes take `auth` and `roles` like
+/// `[[http]]` ones.
+#[tokio::test(flavor = "multi_thread")]
+async fn event_streams_and_websockets_need_their_identity_too() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let s = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(s.path(), &[]);
+    node.apply(&AppDir::new(&format!(
+        r#"
+[app]
+name = "live"
+
+[auth]
+api_keys = true
+
+[component.probe]
+source = "{}"
+topics = ["chat"]
+
+[[sse]]
+route = "/events"
+topics = ["chat"]
+auth = "required"
+
+[[websocket]]
+route = "/ws"
+topics = ["chat"]
+component = "probe"
+path = "/ws-in"
+roles = ["admin"]
+"#,
+        wasm("probe").display()
+    )));
+    let key = |name: &str, roles: &str| {
+        let (code, out, err) = node.cli(
+            &[
+                "auth", "keys", "create", "live", "--name", name, "--roles", roles,
+            ],
+            &[],
+        );
+        assert_eq!(code, 0, "{err}");
+        out.trim().to_string()
+    };
+    let (admin, viewer) = (key("admin", "admin"), key("viewer", "viewer"));
+    let addr = node.url("").trim_start_matches("http://").to_string();
+
+    // SSE: the status and type come before the stream, which never ends.
+    let sse = |key: Option<String>| {
+        let addr = addr.clone();
+        async move {
+            let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            let mut req = http::Request::get("/events").header("host", &addr);
+            if let Some(k) = key {
+                req = req.header("x-api-key", k);
+            }
+            let resp = sender
+                .send_request(req.body(http_body_util::Empty::<Bytes>::new()).unwrap())
+                .await
+                .unwrap();
+            let kind = resp.headers().get("content-type").cloned();
+            (resp.status().as_u16(), kind)
+        }
+    };
+    assert_eq!(sse(None).await.0, 401);
+    let (status, kind) = sse(Some(viewer.clone())).await;
+    assert_eq!(status, 200);
+    assert_eq!(kind.unwrap(), "text/event-stream");
+
+    // WebSocket: a role it lacks is 403 before the upgrade.
+    let ws = |key: String| {
+        let url = format!("ws://{addr}/ws");
+        async move {
+            let mut req = url.into_client_request().unwrap();
+            req.headers_mut().insert("x-api-key", key.parse().unwrap());
+            match tokio_tungstenite::connect_async(req).await {
+                Ok((_, resp)) => resp.status().as_u16(),
+                Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    assert_eq!(ws(viewer).await, 403);
+    assert_eq!(ws(admin).await, 101);
 }
