@@ -2,11 +2,12 @@
 # What sign-in and rate limits cost per request, side by side in one run
 # on one node: the hello component behind
 #   public    a route that asks for no sign-in,
-#   required  a route with auth = "required", reached with a session
-#             cookie, and a [[rate_limit]] on it (by address, high enough
+#   signed    a route with auth = "required", reached with a session cookie,
+#   limited   a public route with a [[rate_limit]] (by address, high enough
 #             never to refuse, so every request is counted),
-# alternating the two over ROUNDS rounds of wrk at 1 and 64 connections,
-# and the node's CPU time per request on each. Then sign-in: how long one
+#   both      a required route with a rate limit, reached with the cookie,
+# in turn over ROUNDS rounds of wrk at 1 and 64 connections, with the
+# node's CPU time per request on each; ratios are to `public`. Then sign-in: how long one
 # login takes (argon2id m=19 MiB, t=2, p=1) and how many a node does per
 # second at 2 connections.
 #
@@ -38,11 +39,21 @@ limits = { max_instances = 1000 }
 route = "/public/..."
 component = "hello"
 [[http]]
-route = "/members/..."
+route = "/signed/..."
+component = "hello"
+auth = "required"
+[[http]]
+route = "/limited/..."
+component = "hello"
+[[http]]
+route = "/both/..."
 component = "hello"
 auth = "required"
 [[rate_limit]]
-route = "/members/..."
+route = "/limited/..."
+rate = "100000000/s"
+[[rate_limit]]
+route = "/both/..."
 rate = "100000000/s"
 TOML
 NUBO_LOG=warn $BIN/nubo up "$WORK/app" --no-build --listen "$ADDR" --control "$CONTROL" --state "$WORK/state" >"$WORK/node.log" 2>&1 &
@@ -53,7 +64,7 @@ CREDS='{"email":"bench@example.com","password":"correct horse battery"}'
 COOKIE=$(curl -s -o /dev/null -D - -X POST "http://$ADDR/auth/signup" -H "content-type: application/json" -d "$CREDS" \
   | awk -F'[ ;]' 'tolower($1)=="set-cookie:" {print $2}')
 [ -n "$COOKIE" ] || { echo "bench: sign-up gave no cookie" >&2; exit 1; }
-[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $COOKIE" "http://$ADDR/members/")" = 200 ] \
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $COOKIE" "http://$ADDR/both/")" = 200 ] \
   || { echo "bench: the session does not reach the required route" >&2; exit 1; }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$NODE/stat"; }
@@ -76,14 +87,22 @@ run() {
 }
 
 declare -A RPS CPU
+ROUTES="signed limited both"
 for c in 1 64; do
-  wrk -t1 -c"$c" -d2s "http://$ADDR/public/" >/dev/null 2>&1
-  wrk -t1 -c"$c" -d2s -H "Cookie: $COOKIE" "http://$ADDR/members/" >/dev/null 2>&1
-  for r in $(seq 1 "$ROUNDS"); do
+  for r in public $ROUTES; do
+    wrk -t1 -c"$c" -d2s -H "Cookie: $COOKIE" "http://$ADDR/$r/" >/dev/null 2>&1   # warm-up
+  done
+  for round in $(seq 1 "$ROUNDS"); do
     read -r p pc <<<"$(run /public/ "$c")"
-    read -r m mc <<<"$(run /members/ "$c" "Cookie: $COOKIE")"
-    RPS[$c]+="$m/$p "; CPU[$c]+="$mc/$pc "
-    echo "round $r, $c conn(s): public $p req/s ($pc µs CPU), required+limited $m req/s ($mc µs CPU)" >&2
+    line="round $round, $c conn(s): public $p req/s ($pc µs CPU)"
+    for r in $ROUTES; do
+      # Only the routes that need a session are sent the cookie.
+      h="Cookie: $COOKIE"; [ "$r" = limited ] && h=""
+      read -r x xc <<<"$(run "/$r/" "$c" "$h")"
+      RPS[$r,$c]+="$x/$p "; CPU[$r,$c]+="$xc/$pc "
+      line+=", $r $x ($xc µs)"
+    done
+    echo "$line" >&2
   done
 done
 
@@ -94,7 +113,9 @@ median_ratio() {
 }
 echo
 for c in 1 64; do
-  echo "$c conn(s): required+limited / public: req/s $(median_ratio "${RPS[$c]}")x, node CPU per request $(median_ratio "${CPU[$c]}")x  (rounds: ${RPS[$c]})"
+  for r in $ROUTES; do
+    echo "$c conn(s), $r / public: req/s $(median_ratio "${RPS[$r,$c]}")x, node CPU per request $(median_ratio "${CPU[$r,$c]}")x"
+  done
 done
 
 # Sign-in: one at a time, then as many as 2 connections get.
