@@ -148,7 +148,7 @@ const READ_BUDGET: usize = 8192;
 impl SqliteQueue {
     pub fn open(path: &Path) -> Result<Self, QueueError> {
         let schema = format!("{SCHEMA}\n{}\n{}", LIVE.schema(), DEAD.schema());
-        // `principal` came after the first databases were made.
+        // A database made without the `principal` column gets it added.
         let columns = [("messages", "principal", "TEXT")];
         let db = GroupDb::open_with_columns(path, "queue-db", &schema, Pace::Gather, &columns)?;
         let lanes = Arc::new(Mutex::new(Lanes::default()));

@@ -219,7 +219,7 @@ fn finished(db: &Connection, app: &str, n: usize) -> Result<(), StoreError> {
 impl SqliteTasks {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Ok(Self {
-            // `principal` came after the first databases were made.
+            // A database made without the `principal` column gets it added.
             db: GroupDb::open_with_columns(
                 path,
                 "tasks-db",
