@@ -21,12 +21,12 @@
 use crate::jwt::Issuers;
 use crate::password;
 use crate::section::AuthSpec;
-use crate::store::{Accounts, User};
+use crate::store::{Accounts, Resolved, User};
 use crate::throttle::Throttle;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::BodyExt;
-use nubo_gateway::{Body, Carried, Guard, GuardFuture, Identity, TimedRequest};
+use nubo_gateway::{Body, Carried, Guard, GuardFuture, TimedRequest};
 use serde::Deserialize;
 use serde_json::json;
 use std::net::IpAddr;
@@ -104,7 +104,7 @@ impl Guard for AppGuard {
                 return Carried::Invalid("a cross-site request carries no session".into());
             }
             match self.user_of(&token).await {
-                Ok(Some(u)) => Carried::Identity(identity(&u)),
+                Ok(Some(u)) => Carried::Identity(u.identity.clone()),
                 Ok(None) => Carried::Invalid("the session has ended: sign in again".into()),
                 Err(e) => {
                     tracing::error!(error = %e, "reading a session failed");
@@ -135,7 +135,7 @@ impl AppGuard {
             (Method::POST, "password") => self.password(req).await,
             (Method::GET, "me") => match self.cookie(&req) {
                 Some(t) => match self.user_of(&t).await {
-                    Ok(Some(u)) => reply(StatusCode::OK, json!({ "user": public(&u) })),
+                    Ok(Some(u)) => reply(StatusCode::OK, json!({ "user": public(&u.record) })),
                     _ => reply(
                         StatusCode::UNAUTHORIZED,
                         json!({ "error": "not signed in" }),
@@ -158,18 +158,17 @@ impl AppGuard {
     }
 
     /// The signed-in account of a session token, unless it is disabled.
-    async fn user_of(&self, token: &str) -> Result<Option<User>, nubo_kv::KvError> {
-        Ok(self.accounts.session(token).await?.filter(|u| !u.disabled))
+    async fn user_of(&self, token: &str) -> Result<Option<Arc<Resolved<User>>>, nubo_kv::KvError> {
+        Ok(self
+            .accounts
+            .session(token)
+            .await?
+            .filter(|u| !u.record.disabled))
     }
 
     async fn api_key(&self, key: &str) -> Carried {
         match self.accounts.key(key).await {
-            Ok(Some(k)) => Carried::Identity(Identity {
-                user_id: format!("key:{}", k.name),
-                email: None,
-                roles: k.roles,
-                how: "api-key",
-            }),
+            Ok(Some(k)) => Carried::Identity(k.identity.clone()),
             Ok(None) => Carried::Invalid("the API key is not valid (revoked or mistyped)".into()),
             Err(e) => {
                 tracing::error!(error = %e, "reading an API key failed");
@@ -272,7 +271,12 @@ impl AppGuard {
     async fn password(&self, req: TimedRequest) -> Response<Body> {
         let tls = over_tls(&req);
         let user = match self.cookie(&req) {
-            Some(t) => self.user_of(&t).await.ok().flatten(),
+            Some(t) => self
+                .user_of(&t)
+                .await
+                .ok()
+                .flatten()
+                .map(|u| u.record.clone()),
             None => None,
         };
         let Some(mut user) = user else {
@@ -363,15 +367,6 @@ impl AppGuard {
 
 fn over_tls(req: &TimedRequest) -> bool {
     req.extensions().get::<nubo_gateway::OverTls>().is_some()
-}
-
-fn identity(u: &User) -> Identity {
-    Identity {
-        user_id: u.id.clone(),
-        email: Some(u.email.clone()),
-        roles: u.roles.clone(),
-        how: "session",
-    }
 }
 
 fn public(u: &User) -> serde_json::Value {

@@ -18,6 +18,7 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use nubo_gateway::{Carried, Identity};
 use serde_json::Value;
+use std::sync::Arc;
 
 pub const SKEW: u64 = 60;
 
@@ -81,7 +82,7 @@ impl Issuers {
     /// The identity `token` proves, or why it proves none.
     pub async fn verify(&self, token: &str) -> Carried {
         match self.check(token).await {
-            Ok(identity) => Carried::Identity(identity),
+            Ok(identity) => Carried::Identity(Arc::new(identity)),
             Err(why) => Carried::Invalid(format!("the bearer token is not valid: {why}")),
         }
     }
@@ -147,12 +148,7 @@ fn identity(claims: &Value, roles_claim: &str) -> Identity {
         Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
         _ => Vec::new(),
     };
-    Identity {
-        user_id: text("sub").unwrap_or_default(),
-        email: text("email"),
-        roles,
-        how: "jwt",
-    }
+    Identity::new(text("sub").unwrap_or_default(), text("email"), roles, "jwt")
 }
 
 fn why(e: &jsonwebtoken::errors::Error) -> String {

@@ -20,6 +20,7 @@
 //! disabled or deleted account, a revoked key) forgets it at once; other
 //! nodes of a cluster see it within [`RECENT`].
 
+use nubo_gateway::Identity;
 use nubo_kv::{KvBackend, KvError, Namespace};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -32,22 +33,28 @@ pub const RECENT: Duration = Duration::from_secs(1);
 /// Entries kept at most; past it, the old ones are dropped.
 const KEEP: usize = 10_000;
 
-/// Recently read values by token, for [`RECENT`].
-struct Recent<V>(Mutex<HashMap<String, (V, Instant)>>);
+/// A record a credential resolves to, with the identity it gives.
+pub struct Resolved<T> {
+    pub record: T,
+    pub identity: Arc<Identity>,
+}
 
-impl<V: Clone> Recent<V> {
+/// Recently read values by token, for [`RECENT`].
+struct Recent<V>(Mutex<HashMap<String, (Arc<V>, Instant)>>);
+
+impl<V> Recent<V> {
     fn new() -> Self {
         Self(Mutex::new(HashMap::new()))
     }
 
-    fn get(&self, token: &str) -> Option<V> {
+    fn get(&self, token: &str) -> Option<Arc<V>> {
         let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         m.get(token)
             .filter(|(_, at)| at.elapsed() < RECENT)
             .map(|(v, _)| v.clone())
     }
 
-    fn put(&self, token: &str, v: V) {
+    fn put(&self, token: &str, v: Arc<V>) {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if m.len() >= KEEP {
             m.retain(|_, (_, at)| at.elapsed() < RECENT);
@@ -105,8 +112,8 @@ const PAGE: usize = 500;
 pub struct Accounts {
     kv: Arc<dyn KvBackend>,
     ns: Namespace,
-    sessions: Arc<Recent<User>>,
-    keys: Arc<Recent<ApiKey>>,
+    sessions: Arc<Recent<Resolved<User>>>,
+    keys: Arc<Recent<Resolved<ApiKey>>>,
 }
 
 impl Accounts {
@@ -140,7 +147,7 @@ impl Accounts {
         self.kv
             .set(&self.ns, &format!("user:{}", user.email), &bytes, None)
             .await?;
-        self.sessions.retain(|_, u| u.email != user.email);
+        self.sessions.retain(|_, u| u.record.email != user.email);
         Ok(())
     }
 
@@ -157,7 +164,7 @@ impl Accounts {
 
     pub async fn delete_user(&self, email: &str) -> Result<(), KvError> {
         self.kv.delete(&self.ns, &format!("user:{email}")).await?;
-        self.sessions.retain(|_, u| u.email != email);
+        self.sessions.retain(|_, u| u.record.email != email);
         Ok(())
     }
 
@@ -204,7 +211,7 @@ impl Accounts {
 
     /// The account a session token signs in, while the session lasts and
     /// was not revoked.
-    pub async fn session(&self, token: &str) -> Result<Option<User>, KvError> {
+    pub async fn session(&self, token: &str) -> Result<Option<Arc<Resolved<User>>>, KvError> {
         if let Some(u) = self.sessions.get(token) {
             return Ok(Some(u));
         }
@@ -213,11 +220,21 @@ impl Accounts {
             return Ok(None);
         };
         let user = self.user(&s.email).await?;
-        let user = user.filter(|u| u.generation == s.generation);
-        if let Some(u) = &user {
-            self.sessions.put(token, u.clone());
-        }
-        Ok(user)
+        let Some(user) = user.filter(|u| u.generation == s.generation) else {
+            return Ok(None);
+        };
+        let identity = Identity::new(
+            user.id.clone(),
+            Some(user.email.clone()),
+            user.roles.clone(),
+            "session",
+        );
+        let resolved = Arc::new(Resolved {
+            record: user,
+            identity: Arc::new(identity),
+        });
+        self.sessions.put(token, resolved.clone());
+        Ok(Some(resolved))
     }
 
     pub async fn close_session(&self, token: &str) -> Result<(), KvError> {
@@ -246,7 +263,7 @@ impl Accounts {
     }
 
     /// The API key `key` is, if it is one.
-    pub async fn key(&self, key: &str) -> Result<Option<ApiKey>, KvError> {
+    pub async fn key(&self, key: &str) -> Result<Option<Arc<Resolved<ApiKey>>>, KvError> {
         if let Some(k) = self.keys.get(key) {
             return Ok(Some(k));
         }
@@ -254,11 +271,21 @@ impl Accounts {
             .kv
             .get(&self.ns, &format!("key:{}", digest(key)))
             .await?;
-        let record: Option<ApiKey> = found.and_then(|b| serde_json::from_slice(&b).ok());
-        if let Some(k) = &record {
-            self.keys.put(key, k.clone());
-        }
-        Ok(record)
+        let Some(record) = found.and_then(|b| serde_json::from_slice::<ApiKey>(&b).ok()) else {
+            return Ok(None);
+        };
+        let identity = Identity::new(
+            format!("key:{}", record.name),
+            None,
+            record.roles.clone(),
+            "api-key",
+        );
+        let resolved = Arc::new(Resolved {
+            record,
+            identity: Arc::new(identity),
+        });
+        self.keys.put(key, resolved.clone());
+        Ok(Some(resolved))
     }
 
     /// Every API key, in name order.
@@ -283,7 +310,7 @@ impl Accounts {
         let digest = String::from_utf8_lossy(&digest).into_owned();
         self.kv.delete(&self.ns, &format!("key:{digest}")).await?;
         self.kv.delete(&self.ns, &named).await?;
-        self.keys.retain(|_, k| k.name != name);
+        self.keys.retain(|_, k| k.record.name != name);
         Ok(true)
     }
 }

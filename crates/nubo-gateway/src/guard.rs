@@ -9,14 +9,16 @@
 //! `nubo-` header it sends is removed first ([`crate::edge`]).
 
 use crate::{Body, TimedRequest};
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Response, StatusCode, header};
 use nubo_manifest::{Access, AuthLevel};
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-/// A verified identity.
+/// A verified identity, with the `nubo-user-*` headers that carry it to
+/// the component made once: a guard may keep it and hand it to every
+/// request of the same session or key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub user_id: String,
@@ -24,6 +26,36 @@ pub struct Identity {
     pub roles: Vec<String>,
     /// How it was proven: `session`, `jwt` or `api-key`.
     pub how: &'static str,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Identity {
+    pub fn new(
+        user_id: String,
+        email: Option<String>,
+        roles: Vec<String>,
+        how: &'static str,
+    ) -> Self {
+        let mut headers = Vec::with_capacity(4);
+        let mut put = |name: &'static str, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                headers.push((HeaderName::from_static(name), v));
+            }
+        };
+        put(NUBO_USER_ID, &user_id);
+        if let Some(e) = &email {
+            put(NUBO_USER_EMAIL, e);
+        }
+        put(NUBO_USER_ROLES, &roles.join(","));
+        put(NUBO_AUTH, how);
+        Self {
+            user_id,
+            email,
+            roles,
+            how,
+            headers,
+        }
+    }
 }
 
 pub type GuardFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -32,7 +64,7 @@ pub type GuardFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub enum Carried {
     /// No credentials.
     Nobody,
-    Identity(Identity),
+    Identity(Arc<Identity>),
     /// Credentials that do not hold (an expired session, a bad token):
     /// why, for the `401`.
     Invalid(String),
@@ -100,17 +132,9 @@ pub(crate) async fn admit(
     }
     if let Some(i) = identity {
         let h = req.headers_mut();
-        let mut put = |name: &'static str, value: &str| {
-            if let Ok(v) = HeaderValue::from_str(value) {
-                h.insert(name, v);
-            }
-        };
-        put(NUBO_USER_ID, &i.user_id);
-        if let Some(e) = &i.email {
-            put(NUBO_USER_EMAIL, e);
+        for (name, value) in &i.headers {
+            h.insert(name.clone(), value.clone());
         }
-        put(NUBO_USER_ROLES, &i.roles.join(","));
-        put(NUBO_AUTH, i.how);
     }
     Ok(req)
 }

@@ -9,6 +9,7 @@
 
 use crate::{Body, GuardFuture, TimedRequest};
 use http::{HeaderName, HeaderValue, Response};
+use nubo_manifest::RoutePattern;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -22,11 +23,11 @@ pub enum Verdict {
 
 /// One app's rate limits.
 pub trait Limit: Send + Sync {
-    /// Counts `req` to `route` (the route's pattern as `nubo.toml`
-    /// writes it) from `client` against the limits that cover it.
+    /// Counts `req` to `route` from `client` against the limits that
+    /// cover it.
     fn check<'a>(
         &'a self,
-        route: &'a str,
+        route: &'a RoutePattern,
         req: &'a TimedRequest,
         client: Option<IpAddr>,
     ) -> GuardFuture<'a, Verdict>;

@@ -277,8 +277,7 @@ impl Gateway {
         let Some(limit) = self.limits.get().and_then(|l| l.limit(app)) else {
             return Ok((req, Vec::new()));
         };
-        let pattern = route.pattern.to_string();
-        match limit.check(&pattern, &req, client).await {
+        match limit.check(&route.pattern, &req, client).await {
             Verdict::Pass(headers) => Ok((req, headers)),
             Verdict::Refuse(r) => Err(r),
         }

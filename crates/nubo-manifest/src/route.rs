@@ -75,6 +75,15 @@ impl RoutePattern {
         }
     }
 
+    /// Whether `text` is this pattern as `nubo.toml` writes it (its
+    /// `Display`), without building that text.
+    pub fn is_written(&self, text: &str) -> bool {
+        match self {
+            Self::Exact(p) => p == text,
+            Self::Prefix(p) => text.strip_suffix("/...") == Some(p.as_str()),
+        }
+    }
+
     /// Higher is more specific; used to order routes for matching.
     pub fn specificity(&self) -> (u8, usize) {
         match self {
@@ -110,6 +119,25 @@ impl fmt::Display for RoutePattern {
 mod tests {
     use super::RouteError;
     use super::RoutePattern::{self, *};
+
+    #[test]
+    fn is_written_as_displayed() {
+        for text in ["/", "/a", "/...", "/api/...", "/api/v1"] {
+            let p = RoutePattern::parse_http(text).unwrap();
+            assert!(p.is_written(&p.to_string()), "{text}");
+            assert!(!p.is_written("/other"), "{text}");
+        }
+        assert!(
+            !RoutePattern::parse_http("/api/...")
+                .unwrap()
+                .is_written("/api")
+        );
+        assert!(
+            !RoutePattern::parse_http("/api")
+                .unwrap()
+                .is_written("/api/...")
+        );
+    }
 
     #[test]
     fn parses_exact_and_prefix() {

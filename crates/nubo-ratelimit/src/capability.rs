@@ -9,8 +9,8 @@ use http_body_util::BodyExt;
 use nubo_gateway::{
     Body, GuardFuture, Limit, Limits, NUBO_AUTH, NUBO_USER_ID, TimedRequest, Verdict,
 };
+use nubo_manifest::RoutePattern;
 use nubo_wasm::{BoxFuture, Capability, OpenEnv, OpenError, PerApp, RunningApp, Section, Services};
-use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -21,8 +21,14 @@ const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 struct Rule {
     spec: LimitSpec,
     rate: Rate,
-    /// Its `RateLimit-Policy` entry.
+    /// Its `RateLimit-Policy` entry, and that entry alone as a header
+    /// value (what a route covered by this one limit sends).
     policy: String,
+    policy_value: Option<HeaderValue>,
+    /// Its name in the `RateLimit` header (`"limit0"`).
+    name: String,
+    /// Where its cells are: the app, as a subject token, and its index.
+    scope: String,
 }
 
 /// One app's limits.
@@ -50,37 +56,46 @@ fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-impl AppLimits {
-    /// What `rule` counts this request by.
-    fn client_key(rule: &LimitSpec, req: &TimedRequest, client: Option<IpAddr>) -> String {
-        let h = req.headers();
-        let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
-        let by_ip = || format!("ip:{}", client.map_or_else(String::new, |c| c.to_string()));
-        match rule.key.as_str() {
-            "user" => text(NUBO_USER_ID).map_or_else(by_ip, |u| format!("user:{u}")),
-            "api_key" if text(NUBO_AUTH) == Some("api-key") => {
-                text(NUBO_USER_ID).map_or_else(by_ip, |k| format!("user:{k}"))
-            }
-            k => match k.strip_prefix("header:").and_then(text) {
-                Some(v) => format!("header:{v}"),
-                None => by_ip(),
-            },
-        }
+impl Rule {
+    fn covers(&self, route: &RoutePattern) -> bool {
+        self.spec.route == "*" || route.is_written(&self.spec.route)
     }
 
-    fn cell(&self, index: usize, client_key: &str) -> String {
-        format!(
-            "{}.{index}.{}",
-            nubo_jetstream::token(&self.app),
-            hex::encode(Sha256::digest(client_key.as_bytes()))
-        )
+    /// What this limit counts the request by: `ip:…`, `user:…` or
+    /// `header:…`.
+    fn client_key(&self, req: &TimedRequest, client: Option<IpAddr>) -> String {
+        let h = req.headers();
+        let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+        let found = match self.spec.key.as_str() {
+            "user" => text(NUBO_USER_ID).map(|u| ("user:", u)),
+            "api_key" if text(NUBO_AUTH) == Some("api-key") => {
+                text(NUBO_USER_ID).map(|k| ("user:", k))
+            }
+            "api_key" => None,
+            k => k
+                .strip_prefix("header:")
+                .and_then(text)
+                .map(|v| ("header:", v)),
+        };
+        match found {
+            Some((kind, value)) => {
+                let mut key = String::with_capacity(kind.len() + value.len());
+                key.push_str(kind);
+                key.push_str(value);
+                key
+            }
+            None => match client {
+                Some(c) => format!("ip:{c}"),
+                None => "ip:".to_string(),
+            },
+        }
     }
 }
 
 impl Limit for AppLimits {
     fn check<'a>(
         &'a self,
-        route: &'a str,
+        route: &'a RoutePattern,
         req: &'a TimedRequest,
         client: Option<IpAddr>,
     ) -> GuardFuture<'a, Verdict> {
@@ -88,61 +103,65 @@ impl Limit for AppLimits {
             let now = now_us();
             // The limit with the fewest requests left speaks for all.
             let mut tightest: Option<(&Rule, Decision)> = None;
-            let mut policies = Vec::new();
-            for (i, rule) in self.rules.iter().enumerate() {
-                if rule.spec.route != "*" && rule.spec.route != route {
-                    continue;
-                }
-                let key = Self::client_key(&rule.spec, req, client);
-                let d = match self.cells.decide(&self.cell(i, &key), rule.rate, now).await {
+            let mut counted: Vec<&Rule> = Vec::new();
+            for rule in self.rules.iter().filter(|r| r.covers(route)) {
+                let key = rule.client_key(req, client);
+                let d = match self.cells.decide(&rule.scope, &key, rule.rate, now).await {
                     Ok(d) => d,
                     Err(e) => {
                         tracing::warn!(app = %self.app, error = %e, "rate limit unavailable: request let through");
                         continue;
                     }
                 };
-                if !d.allowed && rule.spec.shadow {
-                    tracing::warn!(app = %self.app, route, limit = %rule.spec.rate_text(), key = %rule.spec.key, "rate limit (shadow) would refuse this request");
-                    continue;
-                }
                 if rule.spec.shadow {
+                    if !d.allowed {
+                        tracing::warn!(app = %self.app, %route, limit = %rule.spec.rate_text(), key = %rule.spec.key, "rate limit (shadow) would refuse this request");
+                    }
                     continue;
                 }
-                policies.push(rule.policy.as_str());
+                counted.push(rule);
                 if !d.allowed {
-                    return Verdict::Refuse(refusal(rule, &d, &policies));
+                    return Verdict::Refuse(refusal(rule, &d, &counted));
                 }
                 if tightest.is_none_or(|(_, t)| d.remaining < t.remaining) {
                     tightest = Some((rule, d));
                 }
             }
             match tightest {
-                Some((rule, d)) => Verdict::Pass(headers(rule, &d, &policies)),
+                Some((rule, d)) => Verdict::Pass(headers(rule, &d, &counted)),
                 None => Verdict::Pass(Vec::new()),
             }
         })
     }
 }
 
-/// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
-fn headers(rule: &Rule, d: &Decision, policies: &[&str]) -> Vec<(HeaderName, HeaderValue)> {
-    let name = rule.policy.split(';').next().unwrap_or("\"limit\"");
+/// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers):
+/// the policies of the limits `counted`, and the state of `rule`'s.
+fn headers(rule: &Rule, d: &Decision, counted: &[&Rule]) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::with_capacity(2);
+    let policy = match counted {
+        [only] => only.policy_value.clone(),
+        _ => {
+            let all: Vec<&str> = counted.iter().map(|r| r.policy.as_str()).collect();
+            HeaderValue::from_str(&all.join(", ")).ok()
+        }
+    };
+    if let Some(v) = policy {
+        out.push((RATELIMIT_POLICY, v));
+    }
     let state = format!(
-        "{name};r={};t={}",
+        "{};r={};t={}",
+        rule.name,
         d.remaining,
         d.reset_us.div_ceil(1_000_000)
     );
-    let mut out = Vec::new();
-    if let Ok(v) = HeaderValue::from_str(&policies.join(", ")) {
-        out.push((RATELIMIT_POLICY, v));
-    }
     if let Ok(v) = HeaderValue::from_str(&state) {
         out.push((RATELIMIT, v));
     }
     out
 }
 
-fn refusal(rule: &Rule, d: &Decision, policies: &[&str]) -> Response<Body> {
+fn refusal(rule: &Rule, d: &Decision, counted: &[&Rule]) -> Response<Body> {
     let wait = d.retry_after_us.div_ceil(1_000_000).max(1);
     let s = &rule.spec;
     let text = format!(
@@ -163,7 +182,7 @@ fn refusal(rule: &Rule, d: &Decision, policies: &[&str]) -> Response<Body> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    h.extend(headers(rule, d, policies));
+    h.extend(headers(rule, d, counted));
     r
 }
 
@@ -216,14 +235,20 @@ impl Capability for RateLimits {
             service.apps.set(app.name, None);
             return;
         }
+        let app_token = nubo_jetstream::token(app.name);
         let rules = specs
             .into_iter()
             .enumerate()
             .map(|(i, spec)| {
                 let rate = spec.rate();
                 let window = (rate.interval_us * rate.burst).div_ceil(1_000_000);
+                let name = format!("\"limit{i}\"");
+                let policy = format!("{name};q={};w={window}", rate.burst);
                 Rule {
-                    policy: format!("\"limit{i}\";q={};w={window}", rate.burst),
+                    policy_value: HeaderValue::from_str(&policy).ok(),
+                    policy,
+                    name,
+                    scope: format!("{app_token}.{i}"),
                     rate,
                     spec,
                 }

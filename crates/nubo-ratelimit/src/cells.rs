@@ -14,6 +14,7 @@
 use crate::gcra::{Decision, Rate};
 use async_nats::jetstream::{self, kv};
 use nubo_wasm::BoxFuture;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -23,10 +24,13 @@ const KEEP: usize = 50_000;
 
 /// The TAT of each key.
 pub trait Cells: Send + Sync {
-    /// Decides one request of `key` at `now_us`, and records it.
+    /// Decides one request of `client` under the limit `scope` (an app,
+    /// as a subject token, and the limit's index: `shop.0`) at `now_us`,
+    /// and records it.
     fn decide<'a>(
         &'a self,
-        key: &'a str,
+        scope: &'a str,
+        client: &'a str,
         rate: Rate,
         now_us: u64,
     ) -> BoxFuture<'a, Result<Decision, String>>;
@@ -48,7 +52,7 @@ impl Tats {
     fn put(&self, key: &str, tat: u64, now_us: u64) {
         insert(
             &mut self.0.lock().unwrap_or_else(|p| p.into_inner()),
-            key,
+            key.to_string(),
             tat,
             now_us,
         );
@@ -59,11 +63,11 @@ impl Tats {
     }
 }
 
-fn insert(m: &mut HashMap<String, u64>, key: &str, tat: u64, now_us: u64) {
-    if m.len() >= KEEP && !m.contains_key(key) {
+fn insert(m: &mut HashMap<String, u64>, key: String, tat: u64, now_us: u64) {
+    if m.len() >= KEEP && !m.contains_key(&key) {
         m.retain(|_, t| *t > now_us);
     }
-    m.insert(key.to_string(), tat);
+    m.insert(key, tat);
 }
 
 /// One node's TATs.
@@ -74,14 +78,22 @@ impl Cells for MemoryCells {
     /// Reads and writes the key under one lock: exact on the node.
     fn decide<'a>(
         &'a self,
-        key: &'a str,
+        scope: &'a str,
+        client: &'a str,
         rate: Rate,
         now_us: u64,
     ) -> BoxFuture<'a, Result<Decision, String>> {
+        let mut key = String::with_capacity(scope.len() + 1 + client.len());
+        key.push_str(scope);
+        key.push(' ');
+        key.push_str(client);
         let mut m = self.0.0.lock().unwrap_or_else(|p| p.into_inner());
-        let d = rate.decide(m.get(key).copied(), now_us);
+        let d = rate.decide(m.get(&key).copied(), now_us);
         if d.allowed {
-            insert(&mut m, key, d.tat_us, now_us);
+            match m.get_mut(&key) {
+                Some(tat) => *tat = d.tat_us,
+                None => insert(&mut m, key, d.tat_us, now_us),
+            }
         }
         Box::pin(std::future::ready(Ok(d)))
     }
@@ -159,12 +171,18 @@ impl NatsCells {
 }
 
 impl Cells for NatsCells {
+    /// The key is the scope and a digest of the client key: a subject
+    /// token whatever the client sent.
     fn decide<'a>(
         &'a self,
-        key: &'a str,
+        scope: &'a str,
+        client: &'a str,
         rate: Rate,
         now_us: u64,
     ) -> BoxFuture<'a, Result<Decision, String>> {
-        Box::pin(self.decide_shared(key, rate, now_us))
+        Box::pin(async move {
+            let key = format!("{scope}.{}", hex::encode(Sha256::digest(client.as_bytes())));
+            self.decide_shared(&key, rate, now_us).await
+        })
     }
 }
