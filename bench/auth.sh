@@ -6,8 +6,9 @@
 #   limited   a public route with a [[rate_limit]] (by address, high enough
 #             never to refuse, so every request is counted),
 #   both      a required route with a rate limit, reached with the cookie,
-# in turn over ROUNDS rounds of wrk at 1 and 64 connections, with the
-# node's CPU time per request on each; ratios are to `public`. Then sign-in: how long one
+# each beside a run of `public`, over ROUNDS rounds of wrk at 1 and 64
+# connections, with the node's CPU time per request on each; ratios are
+# to `public`, the median over the rounds. Then sign-in: how long one
 # login takes (argon2id m=19 MiB, t=2, p=1) and how many a node does per
 # second at 2 connections.
 #
@@ -93,14 +94,22 @@ for c in 1 64; do
     wrk -t1 -c"$c" -d2s -H "Cookie: $COOKIE" "http://$ADDR/$r/" >/dev/null 2>&1   # warm-up
   done
   for round in $(seq 1 "$ROUNDS"); do
-    read -r p pc <<<"$(run /public/ "$c")"
-    line="round $round, $c conn(s): public $p req/s ($pc µs CPU)"
+    line="round $round, $c conn(s):"
     for r in $ROUTES; do
       # Only the routes that need a session are sent the cookie.
       h="Cookie: $COOKIE"; [ "$r" = limited ] && h=""
-      read -r x xc <<<"$(run "/$r/" "$c" "$h")"
+      # Each route runs right beside a run of `public`, first or second by
+      # turns, so that a drift of the machine's speed and the order of runs
+      # fall on both sides of the ratio alike.
+      if (( round % 2 )); then
+        read -r p pc <<<"$(run /public/ "$c")"
+        read -r x xc <<<"$(run "/$r/" "$c" "$h")"
+      else
+        read -r x xc <<<"$(run "/$r/" "$c" "$h")"
+        read -r p pc <<<"$(run /public/ "$c")"
+      fi
       RPS[$r,$c]+="$x/$p "; CPU[$r,$c]+="$xc/$pc "
-      line+=", $r $x ($xc µs)"
+      line+=" $r $x/$p req/s ($xc/$pc µs CPU)"
     done
     echo "$line" >&2
   done

@@ -84,10 +84,18 @@ impl Rule {
                 key.push_str(value);
                 key
             }
-            None => match client {
-                Some(c) => format!("ip:{c}"),
-                None => "ip:".to_string(),
-            },
+            // The address's bytes, one char each: unique, and no
+            // formatting per request.
+            None => {
+                let mut key = String::with_capacity(20);
+                key.push_str("ip:");
+                match client {
+                    Some(IpAddr::V4(a)) => key.extend(a.octets().map(char::from)),
+                    Some(IpAddr::V6(a)) => key.extend(a.octets().map(char::from)),
+                    None => {}
+                }
+                key
+            }
         }
     }
 }
@@ -149,12 +157,15 @@ fn headers(rule: &Rule, d: &Decision, counted: &[&Rule]) -> Vec<(HeaderName, Hea
     if let Some(v) = policy {
         out.push((RATELIMIT_POLICY, v));
     }
-    let state = format!(
-        "{};r={};t={}",
-        rule.name,
-        d.remaining,
-        d.reset_us.div_ceil(1_000_000)
+    let (mut r, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (r, t) = (
+        r.format(d.remaining),
+        t.format(d.reset_us.div_ceil(1_000_000)),
     );
+    let mut state = String::with_capacity(rule.name.len() + r.len() + t.len() + 6);
+    for part in [rule.name.as_str(), ";r=", r, ";t=", t] {
+        state.push_str(part);
+    }
     if let Ok(v) = HeaderValue::from_str(&state) {
         out.push((RATELIMIT, v));
     }
