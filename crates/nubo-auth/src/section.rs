@@ -63,20 +63,7 @@ fn default_ttl() -> u64 {
     14 * 86_400
 }
 
-/// `14d`, `12h`, `30m`, `90s` as seconds.
-pub fn parse_duration(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let unit = s.chars().last()?;
-    let n: u64 = s[..s.len() - unit.len_utf8()].parse().ok()?;
-    let mul = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86_400,
-        _ => return None,
-    };
-    n.checked_mul(mul)
-}
+pub use nubo_manifest::parse_duration;
 
 impl AuthSpec {
     pub fn problems(&self) -> Vec<Problem> {

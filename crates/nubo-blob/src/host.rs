@@ -97,7 +97,12 @@ impl nubo_wasm::Grant for Granted {
     }
 }
 
+/// Calls a component made into wasi:blobstore: what the node's usage counts of
+/// this capability ([`nubo_wasm::usage`]).
+pub const BLOB_CALLS: nubo_wasm::Metric = nubo_wasm::Metric::sum("blob_calls");
+
 fn view(host: &mut nubo_wasm::Host) -> BlobView<'_> {
+    host.count(BLOB_CALLS, 1);
     let (state, table) = host.state_and_table::<BlobInstance>();
     let (grant, open) = match state {
         Some(BlobInstance { grant, open }) => (Some(&**grant), Some(&*open)),

@@ -38,6 +38,8 @@ mod sockets;
 mod static_files;
 #[cfg(feature = "server")]
 mod tls;
+#[cfg(feature = "server")]
+mod usage;
 
 #[cfg(feature = "server")]
 pub use body::{Body, BoxError};
@@ -71,6 +73,8 @@ pub use sockets::{Feed, Feeds};
 pub use static_files::StaticDir;
 #[cfg(feature = "server")]
 pub use tls::{CertFiles, RELOAD_EVERY, TlsError};
+#[cfg(feature = "server")]
+pub use usage::{BYTES_OUT, REQUESTS_2XX, REQUESTS_3XX, REQUESTS_4XX, REQUESTS_5XX};
 
 /// The gateway's parsers and encoders of bytes from outside, public for
 /// the fuzz targets in `fuzz/`; not an API.

@@ -8,6 +8,7 @@
 use crate::static_files::StaticDir;
 use nubo_manifest::{Access, RoutePattern};
 use nubo_wasm::HttpComponent;
+use std::sync::Arc;
 
 /// Where a route's request bodies go when it names a queue: the node's
 /// queue service, which the gateway does not know.
@@ -59,16 +60,37 @@ pub struct Route {
     pub pattern: RoutePattern,
     pub target: Target,
     pub access: Access,
+    /// The pattern as `nubo.toml` writes it and the component it runs, if
+    /// any: what its requests are counted under.
+    pub(crate) label: Arc<str>,
+    pub(crate) component: Arc<str>,
+}
+
+impl Route {
+    pub fn new(pattern: RoutePattern, target: Target, access: Access) -> Self {
+        let component = match &target {
+            Target::Component(c) => c.name().into(),
+            Target::Stopped(name) => name.as_str().into(),
+            _ => Arc::from(""),
+        };
+        Self {
+            label: pattern.to_string().into(),
+            component,
+            pattern,
+            target,
+            access,
+        }
+    }
 }
 
 #[derive(Clone, Default)]
 pub struct Router {
-    app: String,
+    app: Arc<str>,
     routes: Vec<Route>,
 }
 
 impl Router {
-    pub fn new(app: impl Into<String>, mut routes: Vec<Route>) -> Self {
+    pub fn new(app: impl Into<Arc<str>>, mut routes: Vec<Route>) -> Self {
         routes.sort_by_key(|r| std::cmp::Reverse(r.pattern.specificity()));
         Self {
             app: app.into(),
@@ -77,6 +99,10 @@ impl Router {
     }
 
     pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    pub(crate) fn app_name(&self) -> &Arc<str> {
         &self.app
     }
 

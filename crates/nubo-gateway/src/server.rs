@@ -50,6 +50,8 @@ pub struct Gateway {
     proxies: std::sync::OnceLock<TrustedProxies>,
     /// Each app's cross-origin rules, if the node has them.
     cors: std::sync::OnceLock<Arc<dyn CorsPolicies>>,
+    /// Where requests are counted, if the node counts them.
+    meter: std::sync::OnceLock<Arc<nubo_wasm::Meter>>,
 }
 
 impl Gateway {
@@ -63,6 +65,7 @@ impl Gateway {
             limits: std::sync::OnceLock::new(),
             proxies: std::sync::OnceLock::new(),
             cors: std::sync::OnceLock::new(),
+            meter: std::sync::OnceLock::new(),
         })
     }
 
@@ -122,7 +125,9 @@ impl Gateway {
         let mut cors_headers = Vec::new();
         if let Some(c) = &cors {
             if let Some(answer) = c.preflight(&req) {
-                return self.finish(answer, id_header, &router, &method, path, started, &id);
+                return self.finish(
+                    answer, id_header, &router, &method, path, started, &id, None,
+                );
             }
             cors_headers = c.headers(req.headers());
             if c.credentialed(req.headers()) {
@@ -141,15 +146,19 @@ impl Gateway {
             Some(g) => match g.serve(req, app_path, client).await {
                 Ok(mut answered) => {
                     answered.headers_mut().extend(cors_headers);
-                    return self.finish(answered, id_header, &router, &method, path, started, &id);
+                    return self.finish(
+                        answered, id_header, &router, &method, path, started, &id, None,
+                    );
                 }
                 Err(req) => req,
             },
             None => req,
         };
+        let mut routed = None;
         let response = match router.find(app_path) {
             None => text(StatusCode::NOT_FOUND, format!("no route for {path}\n")),
             Some((route, rest)) => {
+                routed = Some((route, None));
                 let admitted = match crate::guard::admit(guard.as_ref(), &route.access, req).await {
                     Ok(req) => self.limit(router.app(), route, req, client).await,
                     Err(refused) => Err(refused),
@@ -157,6 +166,11 @@ impl Gateway {
                 match admitted {
                     Err(refused) => refused,
                     Ok((req, headers)) => {
+                        if self.meter.get().is_some() {
+                            let user = req.headers().get(crate::NUBO_USER_ID);
+                            let user = user.and_then(|v| v.to_str().ok()).map(Arc::from);
+                            routed = Some((route, user));
+                        }
                         let mut r = self
                             .dispatch(
                                 route,
@@ -178,10 +192,13 @@ impl Gateway {
         };
         let mut response = response;
         response.headers_mut().extend(cors_headers);
-        self.finish(response, id_header, &router, &method, path, started, &id)
+        self.finish(
+            response, id_header, &router, &method, path, started, &id, routed,
+        )
     }
 
-    /// Tags the answer with the request id and logs it.
+    /// Tags the answer with the request id, logs it, and counts it under
+    /// the route it went to and who it was from, if it got that far.
     #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
@@ -192,9 +209,22 @@ impl Gateway {
         path: &str,
         started: Instant,
         id: &str,
+        routed: Option<(&Route, Option<Arc<str>>)>,
     ) -> Response<Body> {
         if let Some(v) = id_header {
             response.headers_mut().insert(X_REQUEST_ID, v);
+        }
+        if let Some(meter) = self.meter.get() {
+            let empty = || Arc::<str>::from("");
+            let dims = nubo_wasm::Dims {
+                app: router.app_name().clone(),
+                route: routed.as_ref().map_or_else(empty, |(r, _)| r.label.clone()),
+                component: routed
+                    .as_ref()
+                    .map_or_else(empty, |(r, _)| r.component.clone()),
+                user: routed.and_then(|(_, u)| u).unwrap_or_else(empty),
+            };
+            response = crate::usage::count(meter, dims, response);
         }
         tracing::info!(
             target: "nubo::http",
@@ -253,6 +283,11 @@ impl Gateway {
     /// Gives the gateway each app's cross-origin rules; set once.
     pub fn set_cors(&self, cors: Arc<dyn CorsPolicies>) {
         let _ = self.cors.set(cors);
+    }
+
+    /// Gives the gateway where to count each app's requests; set once.
+    pub fn set_meter(&self, meter: Arc<nubo_wasm::Meter>) {
+        let _ = self.meter.set(meter);
     }
 
     /// Gives the gateway each app's rate limits; set once.

@@ -154,7 +154,12 @@ impl HasData for HasKv {
     type Data<'a> = KvView<'a>;
 }
 
+/// Calls a component made into wasi:keyvalue: what the node's usage counts of
+/// this capability ([`nubo_wasm::usage`]).
+pub const KV_CALLS: nubo_wasm::Metric = nubo_wasm::Metric::sum("kv_calls");
+
 fn view(host: &mut nubo_wasm::Host) -> KvView<'_> {
+    host.count(KV_CALLS, 1);
     let (state, table) = host.state_and_table::<KvInstance>();
     let (grant, cas) = match state {
         Some(KvInstance { grant, cas }) => (Some(&**grant), Some(cas)),

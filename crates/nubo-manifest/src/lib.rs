@@ -41,6 +41,21 @@ pub fn backoff_ms(base_ms: u64, attempt: u32) -> u64 {
     base_ms.saturating_mul(1u64 << exp).min(3_600_000)
 }
 
+/// `14d`, `12h`, `30m`, `90s` as seconds.
+pub fn parse_duration(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let unit = s.chars().last()?;
+    let n: u64 = s[..s.len() - unit.len_utf8()].parse().ok()?;
+    let mul = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(mul)
+}
+
 use std::path::Path;
 
 /// The file name Nubo looks for in an app's folder.

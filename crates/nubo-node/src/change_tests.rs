@@ -16,6 +16,7 @@ pub(crate) async fn node(state: &std::path::Path) -> Arc<Node> {
         memory_budget: Some(256 << 20),
         disk_reserve: 0,
         trusted_proxies: Default::default(),
+        metering: true,
     };
     let node = Node::open(opts).await.expect("node opens");
     node.restore().await.expect("restores");

@@ -199,11 +199,11 @@ impl Loader<'_> {
                     Target::Static(StaticDir::new(&dir).map_err(site)?)
                 }
             };
-            routes.push(nubo_gateway::Route {
-                pattern: r.pattern.clone(),
+            routes.push(nubo_gateway::Route::new(
+                r.pattern.clone(),
                 target,
-                access: r.access.clone(),
-            });
+                r.access.clone(),
+            ));
         }
         Ok(LiveApp {
             revision,

@@ -36,6 +36,8 @@ pub struct NodeOptions {
     pub disk_reserve: u64,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: nubo_gateway::TrustedProxies,
+    /// Count what every app uses (`docs/usage.md`).
+    pub metering: bool,
 }
 
 pub struct Node {
@@ -187,6 +189,7 @@ async fn open_services(
     opts: &NodeOptions,
 ) -> Result<nubo_wasm::Services, NodeError> {
     let mut services = nubo_wasm::Services::default();
+    services.insert(runtime.meter().clone());
     if let Some(c) = &opts.cluster {
         services.insert(c.clone());
     }
@@ -234,11 +237,13 @@ impl Node {
                         .unwrap_or_else(|| opts.state.join("cache")),
                 ),
                 memory_budget: opts.memory_budget,
+                metering: opts.metering,
                 ..RuntimeOptions::default()
             },
             &crate::capabilities(),
         )?;
         let services = open_services(&runtime, &opts).await?;
+        let meter = runtime.meter().clone();
         let node = Arc::new(Self {
             runtime: Arc::new(runtime),
             gateway: {
@@ -255,6 +260,9 @@ impl Node {
                     g.set_cors(cors.clone());
                 }
                 g.set_trusted_proxies(opts.trusted_proxies.clone());
+                if meter.is_on() {
+                    g.set_meter(meter);
+                }
                 g
             },
             content,
@@ -312,6 +320,16 @@ impl Node {
     /// app serves is a final `404`, and `/readyz` can say ready.
     pub fn serving(&self) {
         self.gateway.set_ready(true);
+    }
+
+    /// Lets every capability store what it holds only in memory; call it
+    /// once the servers have stopped.
+    pub async fn close(&self) {
+        for c in self.runtime.capabilities() {
+            if let Some(close) = c.close(&self.services) {
+                close.await;
+            }
+        }
     }
 
     pub fn gateway(&self) -> Arc<Gateway> {

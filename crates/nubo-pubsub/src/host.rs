@@ -23,7 +23,12 @@ impl HasData for HasPubSub {
     type Data<'a> = PubSubView<'a>;
 }
 
+/// Calls a component made into nubo:platform/pubsub: what the node's usage counts of
+/// this capability ([`nubo_wasm::usage`]).
+pub const PUBSUB_CALLS: nubo_wasm::Metric = nubo_wasm::Metric::sum("pubsub_calls");
+
 fn view(host: &mut nubo_wasm::Host) -> PubSubView<'_> {
+    host.count(PUBSUB_CALLS, 1);
     PubSubView {
         grant: host.state::<std::sync::Arc<PubSubGrant>>().map(|g| &**g),
     }

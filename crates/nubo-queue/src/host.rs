@@ -26,7 +26,12 @@ impl HasData for HasQueue {
     type Data<'a> = QueueView<'a>;
 }
 
+/// Calls a component made into nubo:platform/queue: what the node's usage counts of
+/// this capability ([`nubo_wasm::usage`]).
+pub const QUEUE_CALLS: nubo_wasm::Metric = nubo_wasm::Metric::sum("queue_calls");
+
 fn view(host: &mut nubo_wasm::Host) -> QueueView<'_> {
+    host.count(QUEUE_CALLS, 1);
     let by = host.state::<nubo_wasm::Principal>().map(|p| p.clone());
     QueueView {
         grant: host.state::<std::sync::Arc<QueueGrant>>().map(|g| &**g),

@@ -49,7 +49,12 @@ impl nubo_wasm::Grant for Granted {
     }
 }
 
+/// Calls a component made into nubo:platform/sql: what the node's usage counts of
+/// this capability ([`nubo_wasm::usage`]).
+pub const SQL_CALLS: nubo_wasm::Metric = nubo_wasm::Metric::sum("sql_calls");
+
 fn view(host: &mut nubo_wasm::Host) -> SqlView<'_> {
+    host.count(SQL_CALLS, 1);
     let (grant, table) = host.state_and_table::<Arc<SqlGrant>>();
     SqlView {
         grant: grant.map(|g| &**g),

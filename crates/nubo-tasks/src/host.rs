@@ -65,7 +65,12 @@ impl nubo_wasm::Grant for Granted {
     }
 }
 
+/// Calls a component made into nubo:platform/tasks: what the node's usage counts of
+/// this capability ([`nubo_wasm::usage`]).
+pub const TASK_CALLS: nubo_wasm::Metric = nubo_wasm::Metric::sum("task_calls");
+
 fn view(host: &mut nubo_wasm::Host) -> TaskView<'_> {
+    host.count(TASK_CALLS, 1);
     let by = host.state::<nubo_wasm::Principal>().map(|p| p.clone());
     TaskView {
         ctx: host.state::<TaskCtx>(),

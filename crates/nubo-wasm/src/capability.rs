@@ -164,6 +164,13 @@ pub trait Capability: Send + Sync + 'static {
         None
     }
 
+    /// The node is stopping and its servers have stopped: the capability
+    /// stores what it holds only in memory (counted usage).
+    fn close<'a>(&'a self, services: &'a Services) -> Option<BoxFuture<'a, ()>> {
+        let _ = services;
+        None
+    }
+
     /// Gauges for the node's `/metrics`.
     fn gauges(&self, services: &Services) -> Vec<Gauge> {
         let _ = services;

@@ -14,6 +14,7 @@ use crate::engine::EPOCH_TICK;
 use crate::error::{HandleError, Unloaded};
 use crate::host::Host;
 use crate::logs::{LogSink, LogTags};
+use crate::usage::{Dims, RunMeter};
 use crate::waits::{WaitClock, WallLimit};
 use nubo_manifest::{Limits, OutboundRule};
 use std::any::{Any, TypeId};
@@ -110,6 +111,8 @@ pub struct Component {
     slots: Arc<Semaphore>,
     /// The node's pools this component's instances draw from.
     share: Arc<crate::NodeShare>,
+    /// Where its runs' usage is counted.
+    meter: Arc<crate::Meter>,
     logs: Option<Arc<dyn LogSink>>,
     grants: Arc<[Arc<dyn Grant>]>,
     /// Capabilities' exports found in it, by the type that finds them.
@@ -125,6 +128,7 @@ impl Component {
         proxy: Option<ProxyPre<Host>>,
         s: ComponentSettings,
         share: Arc<crate::NodeShare>,
+        meter: Arc<crate::Meter>,
     ) -> Self {
         let config = s.config.into_iter().collect::<WasiConfigVariables>();
         Self {
@@ -137,6 +141,7 @@ impl Component {
             limits: s.limits,
             slots: Arc::new(Semaphore::new(s.limits.max_instances as usize)),
             share,
+            meter,
             logs: s.logs,
             grants: s.grants.into(),
             exports: Arc::default(),
@@ -182,12 +187,12 @@ impl Component {
     {
         let _permit = self.slot(run.task).await?;
         let charge = self.charge(&run).await?;
-        let (mut store, wall) = self.store(&run, charge);
-        let result = wall
-            .bound(async move {
+        let (mut store, wall, metered) = self.store(&run, charge);
+        let result = metered
+            .polled(wall.bound(async move {
                 let instance = self.pre.instantiate_async(&mut store).await?;
                 call(store, instance).await
-            })
+            }))
             .await;
         result.map_err(|e| self.failed(&e, &run.id))
     }
@@ -252,14 +257,15 @@ impl Component {
     }
 
     /// A fresh store for one run, with the component's grants, memory
-    /// limit and CPU limit, and the run's wall-clock limit (started now)
-    /// to [`bound`](WallLimit::bound) it with. `charge` is the instance's
-    /// slot of the node ([`Self::charge`]).
+    /// limit and CPU limit, the run's wall-clock limit (started now) to
+    /// [`bound`](WallLimit::bound) it with, and the meter that counts its
+    /// usage when dropped (poll the run through it). `charge` is the
+    /// instance's slot of the node ([`Self::charge`]).
     pub(crate) fn store(
         &self,
         run: &Invocation,
         charge: crate::share::Charge,
-    ) -> (Store<Host>, WallLimit) {
+    ) -> (Store<Host>, WallLimit, RunMeter) {
         let limits = self.limits;
         let memory = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
         let tags = LogTags {
@@ -278,16 +284,27 @@ impl Component {
         for grant in self.grants.iter() {
             grant.instantiate(&granted, &mut states);
         }
+        let dims = Dims {
+            app: self.app.clone(),
+            component: self.component.clone(),
+            route: Arc::from(""),
+            user: run
+                .principal
+                .as_ref()
+                .map_or_else(|| Arc::from(""), |p| Arc::from(p.id.as_str())),
+        };
         if let Some(p) = &run.principal {
             states.insert(p.clone());
         }
+        let metered = RunMeter::new(self.meter.clone(), dims, run.task);
         let host = Host::new(
             tags,
             self.rules.clone(),
             self.config.clone(),
-            crate::limiter::Limiter::new(memory, charge),
+            crate::limiter::Limiter::new(memory, charge, metered.tally.clone()),
             self.logs.clone(),
             states,
+            metered.tally.clone(),
         );
         let mut store = Store::new(self.pre.engine(), host);
         store.limiter(|h| &mut h.limits);
@@ -320,7 +337,7 @@ impl Component {
             Duration::from_millis(limits.timeout_ms),
             run.task.then_some(clock),
         );
-        (store, wall)
+        (store, wall, metered)
     }
 }
 

@@ -36,6 +36,8 @@ pub struct RuntimeOptions {
     /// between apps ([`crate::NodeShare`]); `None`: three quarters of the
     /// machine's memory.
     pub memory_budget: Option<u64>,
+    /// Count what every run uses ([`crate::usage`]).
+    pub metering: bool,
 }
 
 impl Default for RuntimeOptions {
@@ -45,6 +47,7 @@ impl Default for RuntimeOptions {
             max_total_instances: 1000,
             pooling: true,
             memory_budget: None,
+            metering: true,
         }
     }
 }
@@ -54,6 +57,7 @@ pub struct Runtime {
     linker: Linker<Host>,
     cache: Option<CompileCache>,
     share: Arc<crate::NodeShare>,
+    meter: Arc<crate::Meter>,
     capabilities: Vec<Arc<dyn Capability>>,
 }
 
@@ -61,6 +65,11 @@ impl Runtime {
     /// The node's instance slots and guest memory, as apps hold them now.
     pub fn share(&self) -> &Arc<crate::NodeShare> {
         &self.share
+    }
+
+    /// What the node's components used and have not yet had stored.
+    pub fn meter(&self) -> &Arc<crate::Meter> {
+        &self.meter
     }
 
     /// The node's engine, with the host interfaces of WASI and of each of
@@ -138,6 +147,7 @@ impl Runtime {
             linker,
             cache,
             share: crate::NodeShare::new(u64::from(n), memory),
+            meter: Arc::new(crate::Meter::new(options.metering)),
             capabilities: capabilities.to_vec(),
         })
     }
@@ -235,6 +245,7 @@ impl Runtime {
             proxy,
             settings,
             self.share.clone(),
+            self.meter.clone(),
         ))
     }
 }

@@ -9,6 +9,7 @@
 use crate::capability::States;
 use crate::logs::{LineStream, LogSink, LogTags, Stream};
 use crate::outbound::OutboundPolicy;
+use crate::usage::{Metric, Tally};
 use nubo_manifest::OutboundRule;
 use std::any::Any;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub struct Host {
     pub(crate) limits: crate::limiter::Limiter,
     pub(crate) config: Arc<WasiConfigVariables>,
     states: States,
+    tally: Arc<Tally>,
 }
 
 impl Host {
@@ -37,6 +39,7 @@ impl Host {
         limits: crate::limiter::Limiter,
         sink: Option<Arc<dyn LogSink>>,
         states: States,
+        tally: Arc<Tally>,
     ) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(LineStream::new(tags.clone(), Stream::Stdout, sink.clone()))
@@ -49,11 +52,17 @@ impl Host {
             table,
             wasi,
             http: WasiHttpCtx::new(),
-            hooks: OutboundPolicy::new(rules, tags),
+            hooks: OutboundPolicy::new(rules, tags, tally.clone()),
             limits,
             config,
             states,
+            tally,
         }
+    }
+
+    /// Counts `n` of `metric` as this run's usage ([`crate::usage`]).
+    pub fn count(&self, metric: Metric, n: u64) {
+        self.tally.count(metric, n);
     }
 
     /// The instance's state of capability state type `T`: `None` when the

@@ -52,7 +52,7 @@ impl Component {
         let permit = self.slot(run.task).await?;
         let limits = self.limits;
         let charge = self.charge(&run).await?;
-        let (mut store, wall) = self.store(&run, charge);
+        let (mut store, wall, metered) = self.store(&run, charge);
         let (tx, rx) = tokio::sync::oneshot::channel();
         // The gateway gives every request an absolute URI whose scheme
         // says how the client connected.
@@ -86,7 +86,7 @@ impl Component {
                     .call_handle(&mut store, req, out)
                     .await
             };
-            let result = wall.bound(run).await;
+            let result = metered.polled(wall.bound(run)).await;
             if let Err(e) = &result
                 && e.downcast_ref::<Unloaded>().is_none()
             {

@@ -26,6 +26,7 @@ mod logs;
 mod outbound;
 pub mod principal;
 mod share;
+pub mod usage;
 mod waits;
 
 pub use capability::{
@@ -43,6 +44,7 @@ pub use nubo_manifest::{GrantKey, Names, Schema, Section};
 pub use outbound::is_local;
 pub use principal::Principal;
 pub use share::{FairPool, NodeShare, default_memory_budget};
+pub use usage::{Dims, Meter, Metric};
 pub use waits::WaitClock;
 pub use wasmtime;
 pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;

@@ -4,6 +4,8 @@
 //! it met without reading error text.
 
 use crate::share::Charge;
+use crate::usage::Tally;
+use std::sync::Arc;
 use wasmtime::ResourceLimiter;
 
 /// Why an instance's memory could not grow.
@@ -21,11 +23,17 @@ pub(crate) struct Limiter {
     /// Bytes one instance's memory may reach.
     memory: usize,
     charge: Charge,
+    /// Where the run's peak memory is counted.
+    tally: Arc<Tally>,
 }
 
 impl Limiter {
-    pub(crate) fn new(memory: usize, charge: Charge) -> Self {
-        Self { memory, charge }
+    pub(crate) fn new(memory: usize, charge: Charge, tally: Arc<Tally>) -> Self {
+        Self {
+            memory,
+            charge,
+            tally,
+        }
     }
 }
 
@@ -46,6 +54,7 @@ impl ResourceLimiter for Limiter {
         if !self.charge.grow(desired.saturating_sub(current) as u64) {
             return Err(MemoryRefused::NodeShare.into());
         }
+        self.tally.memory(desired as u64);
         Ok(true)
     }
 

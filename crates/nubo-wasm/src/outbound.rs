@@ -36,6 +36,8 @@ pub(crate) struct OutboundPolicy {
     tags: LogTags,
     /// One permit per connection this instance may still open.
     open: Arc<tokio::sync::Semaphore>,
+    /// Where the run's outbound requests are counted.
+    tally: Arc<crate::usage::Tally>,
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
@@ -43,11 +45,16 @@ type SendFuture =
     Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>;
 
 impl OutboundPolicy {
-    pub(crate) fn new(rules: Arc<Vec<OutboundRule>>, tags: LogTags) -> Self {
+    pub(crate) fn new(
+        rules: Arc<Vec<OutboundRule>>,
+        tags: LogTags,
+        tally: Arc<crate::usage::Tally>,
+    ) -> Self {
         Self {
             rules,
             tags,
             open: Arc::new(tokio::sync::Semaphore::new(MAX_OPEN)),
+            tally,
         }
     }
 
@@ -79,6 +86,7 @@ impl WasiHttpHooks for OutboundPolicy {
         if !self.rules.iter().any(|r| r.allows(&scheme, &host, port)) {
             return self.deny(&target, "not in allowed_outbound_hosts");
         }
+        self.tally.count(crate::usage::OUTBOUND_REQUESTS, 1);
         let open = self.open.clone();
         let rules = self.rules.clone();
         let tags = self.tags.clone();

@@ -199,6 +199,31 @@ impl Client {
         self.json(resp).await
     }
 
+    /// `app`, or the node's only app when it is left out.
+    pub async fn app_or_only(&self, app: Option<String>) -> CliResult<String> {
+        if let Some(a) = app {
+            return Ok(a);
+        }
+        #[derive(serde::Deserialize)]
+        struct App {
+            name: String,
+        }
+        let apps: Vec<App> = self.get("/v1/apps").await?;
+        match apps.as_slice() {
+            [one] => Ok(one.name.clone()),
+            [] => Err(CliError::new(format!("no apps on {}", self.base))),
+            many => Err(
+                CliError::new("the node runs several apps; name one").hint(format!(
+                    "apps: {}",
+                    many.iter()
+                        .map(|a| a.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            ),
+        }
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> CliResult<T> {
         self.call(Method::GET, path, None::<&()>).await
     }

@@ -50,6 +50,7 @@ enum Command {
     Tasks(commands::tasks::Args),
     Sql(commands::sql::Args),
     Auth(commands::auth::Args),
+    Usage(commands::usage::Args),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +85,7 @@ fn main() -> ExitCode {
         Command::Tasks(args) => commands::tasks::run(args),
         Command::Sql(args) => commands::sql::run(args),
         Command::Auth(args) => commands::auth::run(args),
+        Command::Usage(args) => commands::usage::run(args),
     };
     match result {
         Ok(code) => code,

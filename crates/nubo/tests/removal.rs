@@ -93,6 +93,17 @@ async fn fill(node: &NodeProc) -> (usize, u64, u64, u64) {
     }
 }
 
+/// Requests app `shop`'s usage counts.
+async fn requests_counted(node: &NodeProc) -> u64 {
+    let u = node.json("/v1/apps/shop/usage?by=app").await;
+    let rows = u["rows"].as_array().cloned().unwrap_or_default();
+    rows.iter()
+        .flat_map(|r| r["usage"].as_object().cloned().unwrap_or_default())
+        .filter(|(k, _)| k.starts_with("requests_"))
+        .filter_map(|(_, v)| v.as_u64())
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn destroy_deletes_the_data_and_keep_data_keeps_it() {
     let state = tempfile::tempdir().unwrap();
@@ -107,6 +118,7 @@ async fn destroy_deletes_the_data_and_keep_data_keeps_it() {
     assert!(out.contains("its data is kept"), "{out}");
     node.apply(&dir);
     assert_eq!(stored(&node).await, before);
+    assert!(requests_counted(&node).await > 0, "usage is kept too");
 
     // Deleted: the plan says so, and a new `shop` finds nothing.
     let (code, out, err) = node.cli(&["destroy", "shop"], &[]);
@@ -119,6 +131,7 @@ async fn destroy_deletes_the_data_and_keep_data_keeps_it() {
         "{out}"
     );
     node.apply(&dir);
+    assert_eq!(requests_counted(&node).await, 0, "usage is deleted too");
     assert_eq!(stored(&node).await, (0, 0, 0, 0));
     let r = get(&node.url("/probe/kv-get?k")).await;
     assert_eq!(r.text(), "(absent)");

@@ -39,31 +39,7 @@ struct Line {
 pub fn run(args: Args) -> CliResult<ExitCode> {
     let client = args.node.connect(None)?;
     crate::async_runtime()?.block_on(async move {
-        let app = match args.app.clone() {
-            Some(a) => a,
-            None => {
-                #[derive(serde::Deserialize)]
-                struct App {
-                    name: String,
-                }
-                let apps: Vec<App> = client.get("/v1/apps").await?;
-                match apps.as_slice() {
-                    [one] => one.name.clone(),
-                    [] => return Err(CliError::new(format!("no apps on {}", client.base))),
-                    many => {
-                        return Err(CliError::new("the node runs several apps; name one").hint(
-                            format!(
-                                "apps: {}",
-                                many.iter()
-                                    .map(|a| a.name.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                        ));
-                    }
-                }
-            }
-        };
+        let app = client.app_or_only(args.app.clone()).await?;
         let mut query = format!("tail={}&follow={}", args.tail, args.follow);
         if let Some(c) = &args.component {
             query.push_str(&format!("&component={c}"));

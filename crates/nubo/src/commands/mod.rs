@@ -15,6 +15,7 @@ pub mod rollback;
 pub mod sql;
 pub mod tasks;
 pub mod up;
+pub mod usage;
 
 /// Asks `question` on the terminal; goes on only if the answer is
 /// `expected`. `verb` names the action in the messages ("apply").

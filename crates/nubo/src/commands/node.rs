@@ -169,6 +169,10 @@ pub struct ConnArgs {
     /// throttling and logs).
     #[arg(long, env = "NUBO_TRUSTED_PROXIES", value_name = "CIDR,...", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Count nothing apps use (no `nubo usage` figures): for measuring
+    /// what metering costs.
+    #[arg(long, env = "NUBO_NO_METERING", hide = true)]
+    pub no_metering: bool,
 }
 
 /// `10.0.0.0/8`, or one address (`10.0.0.5`).
@@ -338,6 +342,7 @@ pub async fn open(
         memory_budget: conn.memory_budget_mb.map(|mb| mb << 20),
         disk_reserve: conn.disk_reserve_mb.saturating_mul(1 << 20),
         trusted_proxies: nubo_gateway::TrustedProxies::new(conn.trusted_proxies.clone()),
+        metering: !conn.no_metering,
     })
     .await
     .map_err(|e| CliError::new(e.to_string()))
@@ -356,6 +361,7 @@ pub struct Running {
     pub control: SocketAddr,
     stop: tokio::sync::watch::Sender<bool>,
     servers: tokio::task::JoinSet<std::io::Result<()>>,
+    node: Arc<Node>,
 }
 
 impl Running {
@@ -385,12 +391,18 @@ impl Running {
             tls,
             stopped(rx.clone()),
         ));
-        servers.spawn(nubo_node::serve_control(ctl, node, limits, stopped(rx)));
+        servers.spawn(nubo_node::serve_control(
+            ctl,
+            node.clone(),
+            limits,
+            stopped(rx),
+        ));
         Ok(Self {
             http: http_addr,
             control: control_addr,
             stop,
             servers,
+            node,
         })
     }
 
@@ -409,6 +421,7 @@ impl Running {
         }
         let _ = self.stop.send(true);
         while self.servers.join_next().await.is_some() {}
+        self.node.close().await;
         println!("stopped");
         Ok(ExitCode::SUCCESS)
     }

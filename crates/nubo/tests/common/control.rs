@@ -177,6 +177,15 @@ impl NodeProc {
         out
     }
 
+    /// Stops the node as Ctrl-C would, and waits for it to exit.
+    pub fn stop(&mut self) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -85,6 +85,16 @@ fn handle(req: Request) -> Response {
                 n = std::hint::black_box(n.wrapping_add(1));
             }
         }
+        // `MS`: keeps the CPU busy for MS milliseconds.
+        "burn" => {
+            let ms: u64 = query.parse().unwrap_or(100);
+            let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+            let mut n: u64 = 0;
+            while std::time::Instant::now() < until {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+            text(200, format!("burned {ms} ms"))
+        }
         "oom" => {
             // Grow memory in 1 MiB steps until the host says no.
             let mut hoard: Vec<Vec<u8>> = Vec::new();
