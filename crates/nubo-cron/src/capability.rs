@@ -29,7 +29,11 @@ impl Capability for Cron {
         services: &'a mut Services,
     ) -> Option<BoxFuture<'a, Result<(), OpenError>>> {
         Some(Box::pin(async move {
-            let cron = Scheduler::open(&env.state.join("cron.db"))
+            let pauses = services
+                .get::<Arc<nubo_wasm::Pauses>>()
+                .cloned()
+                .unwrap_or_default();
+            let cron = Scheduler::open(&env.state.join("cron.db"), pauses)
                 .map_err(|e| OpenError::new("cron", e))?;
             if let Some(c) = services.get::<nubo_cluster::ClusterJoin>() {
                 cron.share(c.cluster.clone(), c.id.clone());

@@ -53,6 +53,8 @@ pub struct Scheduler {
     tasks: Mutex<HashMap<String, Vec<tokio::task::JoinHandle<()>>>>,
     /// In a cluster: where runs are leased, and this node's id.
     cluster: std::sync::OnceLock<(Arc<nubo_cluster::Cluster>, String)>,
+    /// Apps whose runs wait (at a usage cap).
+    pauses: Arc<nubo_wasm::Pauses>,
 }
 
 /// A stable name for an entry: what it runs and when.
@@ -61,7 +63,7 @@ pub fn entry_id(c: &CronSpec) -> String {
 }
 
 impl Scheduler {
-    pub fn open(path: &Path) -> Result<Self, nubo_sqlite::DbError> {
+    pub fn open(path: &Path, pauses: Arc<nubo_wasm::Pauses>) -> Result<Self, nubo_sqlite::DbError> {
         // A lost last-run time only means a missed run is run (or skipped)
         // once more, so commits need not be synced one by one.
         let db = SharedDb::open(
@@ -81,6 +83,7 @@ impl Scheduler {
             locks: Mutex::new(HashMap::new()),
             tasks: Mutex::new(HashMap::new()),
             cluster: std::sync::OnceLock::new(),
+            pauses,
         })
     }
 
@@ -242,6 +245,9 @@ impl Job {
             };
             let wait = (next - Utc::now()).to_std().unwrap_or_default();
             tokio::time::sleep(wait).await;
+            // While the app is paused its run waits, and runs once when it
+            // resumes; the times passed meanwhile are skipped.
+            self.scheduler.pauses.until_resumed(&self.app).await;
             self.fire(next).await;
             // Times that passed while the run went on are skipped, not queued.
             let skipped = self.count_between(next, Utc::now());

@@ -21,6 +21,8 @@ mod cors;
 #[cfg(feature = "server")]
 mod edge;
 #[cfg(feature = "server")]
+mod gates;
+#[cfg(feature = "server")]
 mod guard;
 #[cfg(feature = "server")]
 mod limits;
@@ -49,6 +51,8 @@ pub use client::TrustedProxies;
 pub use cors::{Cors, CorsPolicies, CredentialedOrigin};
 #[cfg(feature = "server")]
 pub use edge::INTERNAL_DOMAIN;
+#[cfg(feature = "server")]
+pub use gates::Gates;
 #[cfg(feature = "server")]
 pub use guard::{
     Carried, Guard, GuardFuture, Guards, Identity, NUBO_AUTH, NUBO_USER_EMAIL, NUBO_USER_ID,

@@ -52,6 +52,8 @@ pub struct Gateway {
     cors: std::sync::OnceLock<Arc<dyn CorsPolicies>>,
     /// Where requests are counted, if the node counts them.
     meter: std::sync::OnceLock<Arc<nubo_wasm::Meter>>,
+    /// Which apps are closed now, if anything can close one.
+    gates: std::sync::OnceLock<Arc<dyn crate::Gates>>,
 }
 
 impl Gateway {
@@ -66,6 +68,7 @@ impl Gateway {
             proxies: std::sync::OnceLock::new(),
             cors: std::sync::OnceLock::new(),
             meter: std::sync::OnceLock::new(),
+            gates: std::sync::OnceLock::new(),
         })
     }
 
@@ -133,6 +136,12 @@ impl Gateway {
             if c.credentialed(req.headers()) {
                 req.extensions_mut().insert(crate::CredentialedOrigin);
             }
+        }
+        if let Some(mut closed) = self.gates.get().and_then(|g| g.closed(router.app())) {
+            closed.headers_mut().extend(cors_headers);
+            return self.finish(
+                closed, id_header, &router, &method, path, started, &id, None,
+            );
         }
         let guard = self.guards.get().and_then(|g| g.guard(router.app()));
         let client = req.extensions().get::<crate::Peer>().map(|p| {
@@ -283,6 +292,11 @@ impl Gateway {
     /// Gives the gateway each app's cross-origin rules; set once.
     pub fn set_cors(&self, cors: Arc<dyn CorsPolicies>) {
         let _ = self.cors.set(cors);
+    }
+
+    /// Gives the gateway what can close an app; set once.
+    pub fn set_gates(&self, gates: Arc<dyn crate::Gates>) {
+        let _ = self.gates.set(gates);
     }
 
     /// Gives the gateway where to count each app's requests; set once.

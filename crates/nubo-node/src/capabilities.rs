@@ -20,6 +20,7 @@ pub fn capabilities() -> Vec<Arc<dyn Capability>> {
         Arc::new(nubo_ratelimit::RateLimits),
         Arc::new(nubo_cors::CrossOrigin),
         Arc::new(nubo_usage::Metering),
+        Arc::new(nubo_usage::Caps),
     ]
 }
 

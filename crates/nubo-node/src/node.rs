@@ -190,6 +190,7 @@ async fn open_services(
 ) -> Result<nubo_wasm::Services, NodeError> {
     let mut services = nubo_wasm::Services::default();
     services.insert(runtime.meter().clone());
+    services.insert(Arc::new(nubo_wasm::Pauses::default()));
     if let Some(c) = &opts.cluster {
         services.insert(c.clone());
     }
@@ -255,6 +256,9 @@ impl Node {
                 }
                 if let Some(limits) = services.get::<Arc<dyn nubo_gateway::Limits>>() {
                     g.set_limits(limits.clone());
+                }
+                if let Some(gates) = services.get::<Arc<dyn nubo_gateway::Gates>>() {
+                    g.set_gates(gates.clone());
                 }
                 if let Some(cors) = services.get::<Arc<dyn nubo_gateway::CorsPolicies>>() {
                     g.set_cors(cors.clone());

@@ -82,7 +82,11 @@ impl nubo_wasm::Capability for Queues {
                 None => Arc::new(SqliteQueue::open(&env.state.join("queues.db")).map_err(failed)?),
             };
             backend.keep_free(env.disk_reserve);
-            let dispatcher = Dispatcher::new(backend);
+            let pauses = services
+                .get::<Arc<nubo_wasm::Pauses>>()
+                .cloned()
+                .unwrap_or_default();
+            let dispatcher = Dispatcher::new(backend, pauses);
             if let Some(c) = cluster {
                 dispatcher.wake_on(c.cluster.client().clone());
             }

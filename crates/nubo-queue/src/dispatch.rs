@@ -46,14 +46,17 @@ const MAX_ANSWER: usize = 4 << 20;
 
 pub struct Dispatcher {
     pub backend: Arc<dyn QueueBackend>,
+    /// Apps whose deliveries wait (at a usage cap).
+    pauses: Arc<nubo_wasm::Pauses>,
     wakers: Mutex<HashMap<QueueName, Arc<Notify>>>,
     tasks: Mutex<HashMap<String, Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Dispatcher {
-    pub fn new(backend: Arc<dyn QueueBackend>) -> Arc<Self> {
+    pub fn new(backend: Arc<dyn QueueBackend>, pauses: Arc<nubo_wasm::Pauses>) -> Arc<Self> {
         Arc::new(Self {
             backend,
+            pauses,
             wakers: Mutex::new(HashMap::new()),
             tasks: Mutex::new(HashMap::new()),
         })
@@ -109,6 +112,7 @@ impl Dispatcher {
             spec,
             consumer,
             backend: self.backend.clone(),
+            pauses: self.pauses.clone(),
         };
         tokio::spawn(job.run())
     }
@@ -211,6 +215,7 @@ struct Queue {
     spec: QueueSpec,
     consumer: Arc<dyn Consumer>,
     backend: Arc<dyn QueueBackend>,
+    pauses: Arc<nubo_wasm::Pauses>,
     /// Woken by a publish.
     waker: Arc<Notify>,
     /// Woken when a delivery ends.
@@ -236,6 +241,8 @@ impl Queue {
         let held = |p: &AtomicBool| size > 1 && p.load(Ordering::Acquire);
         let this = Arc::new(self);
         loop {
+            // A paused app's messages stay stored until it resumes.
+            this.pauses.until_resumed(&this.q.app).await;
             // Fill every free slot with due messages, leased in one call.
             let free = slots.available_permits();
             let can_lease = free > 0 && !held(&partial);

@@ -103,7 +103,7 @@ fn setup() -> Setup {
         Arc::new(SqliteQueue::open(&dir.path().join("queues.db")).unwrap());
     Setup {
         _dir: dir,
-        dispatcher: Dispatcher::new(backend.clone()),
+        dispatcher: Dispatcher::new(backend.clone(), Arc::default()),
         backend,
         q: QueueName {
             app: "a".into(),

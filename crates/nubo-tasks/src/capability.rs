@@ -109,7 +109,11 @@ impl nubo_wasm::Capability for DurableTasks {
             store.keep_free(env.disk_reserve);
             // Tasks are CPU work: a few per core keeps every core busy
             // while some wait on I/O.
-            let runner = TaskRunner::new(store, cluster, env.cores * 4, env.cores)
+            let pauses = services
+                .get::<Arc<nubo_wasm::Pauses>>()
+                .cloned()
+                .unwrap_or_default();
+            let runner = TaskRunner::new(store, cluster, env.cores * 4, env.cores, pauses)
                 .map_err(|e| nubo_wasm::OpenError::new("tasks", e))?;
             runner.listen();
             runner.expire_finished();

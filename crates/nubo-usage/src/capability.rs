@@ -2,6 +2,8 @@
 //! stores what the node's meter counted every [`FLUSH_EVERY`], prunes old
 //! points every hour, and serves `/v1/apps/{app}/usage`.
 
+use crate::caps::{AppCaps, CapService};
+use crate::section::{CapsSection, UsageSection};
 use crate::store::UsageDb;
 use nubo_wasm::{BoxFuture, Capability, Deleted, Meter, OpenEnv, OpenError, PurgeError, Services};
 use std::sync::Arc;
@@ -38,6 +40,10 @@ pub struct Metering;
 impl Capability for Metering {
     fn name(&self) -> &'static str {
         "usage"
+    }
+
+    fn section(&self) -> Option<&'static dyn nubo_wasm::Section> {
+        Some(&UsageSection)
     }
 
     fn open<'a>(
@@ -109,5 +115,72 @@ async fn flush_loop(metered: std::sync::Weak<Metered>) {
             }
             pruned = now;
         }
+    }
+}
+
+/// Usage caps: `[caps]`, held against the app's usage every
+/// [`FLUSH_EVERY`] and at every apply (`caps.rs`). Opened after
+/// [`Metering`], whose service it reads.
+pub struct Caps;
+
+impl Capability for Caps {
+    fn name(&self) -> &'static str {
+        "caps"
+    }
+
+    fn section(&self) -> Option<&'static dyn nubo_wasm::Section> {
+        Some(&CapsSection)
+    }
+
+    fn open<'a>(
+        &'a self,
+        _env: &'a OpenEnv<'a>,
+        services: &'a mut Services,
+    ) -> Option<BoxFuture<'a, Result<(), OpenError>>> {
+        let metered = services.get::<Arc<Metered>>()?.clone();
+        let pauses = services
+            .get::<Arc<nubo_wasm::Pauses>>()
+            .cloned()
+            .unwrap_or_default();
+        Some(Box::pin(async move {
+            let caps = Arc::new(CapService::new(metered, pauses));
+            tokio::spawn(check_loop(Arc::downgrade(&caps)));
+            services.insert(caps.clone() as Arc<dyn nubo_gateway::Gates>);
+            services.insert(caps);
+            Ok(())
+        }))
+    }
+
+    fn configure(&self, services: &Services, app: &nubo_wasm::RunningApp<'_>) {
+        let Some(service) = services.get::<Arc<CapService>>() else {
+            return;
+        };
+        let caps = app.section(CapsSection::KEY, CapsSection::of);
+        let prices = app
+            .section(UsageSection::KEY, UsageSection::of)
+            .map(|u| u.prices)
+            .unwrap_or_default();
+        service
+            .apps
+            .set(app.name, caps.map(|caps| AppCaps { caps, prices }));
+        // A changed cap holds at once, not at the next check.
+        let (service, name) = (service.clone(), app.name.to_string());
+        tokio::spawn(async move {
+            let caps = service.apps.get(&name);
+            service.check(&name, caps.as_deref()).await;
+        });
+    }
+}
+
+/// Holds every app against its caps every [`FLUSH_EVERY`], until the
+/// service is dropped.
+async fn check_loop(caps: std::sync::Weak<CapService>) {
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(c) = caps.upgrade() else { return };
+        c.metered.flush().await;
+        c.check_all().await;
     }
 }

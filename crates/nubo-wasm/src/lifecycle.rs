@@ -140,6 +140,16 @@ impl<T> PerApp<T> {
         apps.get(app).cloned()
     }
 
+    /// Every app's value.
+    pub fn all(&self) -> Vec<(String, std::sync::Arc<T>)> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// Sets app `app`'s value, or with `None` forgets it.
     pub fn set(&self, app: &str, value: Option<T>) {
         let mut apps = self.0.write().unwrap_or_else(|p| p.into_inner());

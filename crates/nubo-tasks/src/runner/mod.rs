@@ -67,6 +67,8 @@ pub struct TaskRunner {
     permits: Arc<share::FairShare>,
     /// How many permits there are in all.
     capacity: usize,
+    /// Apps whose tasks wait to start (at a usage cap).
+    pauses: Arc<nubo_wasm::Pauses>,
     me: Weak<TaskRunner>,
 }
 
@@ -147,6 +149,7 @@ impl TaskRunner {
         cluster: Option<ClusterTasks>,
         slots: usize,
         threads: usize,
+        pauses: Arc<nubo_wasm::Pauses>,
     ) -> std::io::Result<Arc<Self>> {
         let pool = TaskPool::new(threads)?;
         Ok(Arc::new_cyclic(|me| Self {
@@ -160,6 +163,7 @@ impl TaskRunner {
             unclaimed: Mutex::new(HashMap::new()),
             permits: share::FairShare::new(slots.max(1)),
             capacity: slots.max(1),
+            pauses,
             me: me.clone(),
         }))
     }
@@ -381,6 +385,11 @@ impl TaskRunner {
             );
             return;
         };
+        if claimed.is_none() {
+            // A paused app's tasks stay stored until it resumes; one that
+            // an instance awaits and runs itself goes on.
+            self.pauses.until_resumed(app).await;
+        }
         let (permits, claimed) = match claimed {
             Some((t, p)) => (p, Some(t)),
             None => match Permits::acquire(app_slots, self.permits.clone(), app).await {
