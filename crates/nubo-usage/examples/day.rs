@@ -92,9 +92,9 @@ async fn main() {
             .map(|m| m.len())
             .sum();
         println!(
-            "usage store, one app's day, {users} signed-in users a minute: {rows} minute rows, {:.1} MiB on disk ({:.0} bytes per minute row)",
+            "usage store, one app's day, {users} signed-in users a minute: {} points a minute, {:.1} MiB on disk",
+            rows / 1440,
             size as f64 / 1_048_576.0,
-            size as f64 / rows as f64
         );
     }
 }

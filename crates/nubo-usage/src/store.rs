@@ -1,10 +1,13 @@
 //! Where usage is kept on a node: `usage.db` in the state dir, one row
-//! per minute (and one per hour) of each app, component, route, user and
-//! metric. A minute's row adds up what was counted in it (or keeps its
-//! peak, for a peak metric); the hour's row is written in the same
-//! transaction, so the two never disagree. Minutes are kept for
-//! [`KEEP_MINUTES`], hours for [`KEEP_HOURS`]; a question about a longer
-//! span is answered from the hours.
+//! per hour of each app, component, route, user and metric, and one per
+//! minute of each app, component, route and metric (all users together:
+//! a row per user and minute would make an app with a hundred active
+//! users write a hundred times as many rows). A row adds up what was
+//! counted in it (or keeps its peak, for a peak metric); the hour's and
+//! the minute's rows are written in the same transaction, so the two never
+//! disagree. Minutes are kept for [`KEEP_MINUTES`], hours for
+//! [`KEEP_HOURS`]; a question about a longer span, or by user, is
+//! answered from the hours.
 
 use nubo_sqlite::{DbError, SharedDb, Synchronous};
 use nubo_wasm::usage::Point;
@@ -91,10 +94,10 @@ impl UsageDb {
                     let mut sum = tx.prepare_cached(&sum)?;
                     let mut peak = tx.prepare_cached(&peak)?;
                     for p in &points {
-                        let at = if table == "hours" {
-                            p.minute / 60 * 60
+                        let (at, user) = if table == "hours" {
+                            (p.minute / 60 * 60, &*p.dims.user)
                         } else {
-                            p.minute
+                            (p.minute, "")
                         };
                         let stmt = if p.metric.peak { &mut peak } else { &mut sum };
                         stmt.execute(params![
@@ -102,7 +105,7 @@ impl UsageDb {
                             at as i64,
                             &*p.dims.component,
                             &*p.dims.route,
-                            &*p.dims.user,
+                            user,
                             p.metric.name,
                             p.metric.peak,
                             p.value.min(i64::MAX as u64) as i64,
@@ -116,8 +119,9 @@ impl UsageDb {
     }
 
     /// What `app` used from minute `since` to minute `until` (exclusive),
-    /// grouped `by`. Spans that reach back past [`KEEP_MINUTES`] are read
-    /// from the hours.
+    /// grouped `by`. Spans that reach back past [`KEEP_MINUTES`], and
+    /// rows by user, are read from the hours (from the start of the hour
+    /// `since` is in).
     pub async fn query(
         &self,
         app: &str,
@@ -126,7 +130,7 @@ impl UsageDb {
         by: By,
         now: u64,
     ) -> Result<Vec<Row>, DbError> {
-        let table = if since + KEEP_MINUTES >= now {
+        let table = if by != By::User && since + KEEP_MINUTES >= now {
             "minutes"
         } else {
             "hours"
@@ -271,6 +275,17 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+        let mut by_user = point(now - 1, "api", RUNS, 5);
+        by_user.dims.user = "u1".into();
+        db.add(vec![by_user]).await.unwrap();
+        let users = db.query("a", now - 60, now, By::User, now).await.unwrap();
+        assert_eq!(users.len(), 2, "{users:?}");
+        assert_eq!((users[1].key.as_str(), users[1].usage["runs"]), ("u1", 5));
+        let minutes = db.query("a", now - 60, now, By::App, now).await.unwrap();
+        assert_eq!(
+            minutes[0].usage["runs"], 15,
+            "the minutes add every user up"
+        );
         db.prune(now + KEEP_MINUTES + 10).await.unwrap();
         assert!(
             db.query("a", now - 60, now, By::App, now)
@@ -280,7 +295,7 @@ mod tests {
         );
         assert_eq!(
             db.purge("a").await.unwrap(),
-            3,
+            4,
             "the hours' rows are left to purge"
         );
     }
