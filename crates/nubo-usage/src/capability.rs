@@ -151,6 +151,15 @@ impl Capability for Caps {
         }))
     }
 
+    fn routes(
+        &self,
+        services: &Services,
+        apps: Arc<dyn nubo_api::Apps>,
+    ) -> Option<nubo_api::Routes> {
+        let caps = services.get::<Arc<CapService>>()?.clone();
+        Some(crate::caps_api::routes(caps, apps))
+    }
+
     fn configure(&self, services: &Services, app: &nubo_wasm::RunningApp<'_>) {
         let Some(service) = services.get::<Arc<CapService>>() else {
             return;

@@ -29,8 +29,8 @@ pub(crate) struct AppCaps {
     pub(crate) prices: Prices,
 }
 
-/// Where an app stands against its tightest cap.
-#[derive(Debug, Clone, PartialEq)]
+/// Where an app stands against one of its caps.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Standing {
     /// The cap's name in `[caps]`.
     pub cap: &'static str,
@@ -94,13 +94,30 @@ impl CapService {
         c: &AppCaps,
         now: DateTime<Utc>,
     ) -> Result<Option<Standing>, nubo_sqlite::DbError> {
+        let all = self.standings(app, c, now).await?;
+        Ok(all.into_iter().max_by(|a, b| a.share.total_cmp(&b.share)))
+    }
+
+    /// Whether `app`'s requests are refused now.
+    pub(crate) fn is_closed(&self, app: &str) -> bool {
+        let closed = self.closed.read().unwrap_or_else(|p| p.into_inner());
+        closed.contains_key(app)
+    }
+
+    /// Each of `app`'s caps with what was used of it, as of `now`.
+    pub(crate) async fn standings(
+        &self,
+        app: &str,
+        c: &AppCaps,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Standing>, nubo_sqlite::DbError> {
         let minute = (now.timestamp() / 60) as u64;
         let day = now.date_naive().and_hms_opt(0, 0, 0).map(|d| d.and_utc());
         let month = Utc
             .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
             .single();
         let (Some(day), Some(month)) = (day, month) else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
         let next_day = day + chrono::Duration::days(1);
         let next_month = if now.month() == 12 {
@@ -183,7 +200,7 @@ impl CapService {
                 resets: next_month,
             });
         }
-        Ok(all.into_iter().max_by(|a, b| a.share.total_cmp(&b.share)))
+        Ok(all)
     }
 
     /// Opens or closes, pauses or resumes `app` as `standing` says, and

@@ -14,6 +14,7 @@
 mod api;
 mod capability;
 mod caps;
+mod caps_api;
 mod section;
 mod store;
 

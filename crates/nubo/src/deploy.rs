@@ -2,7 +2,7 @@
 //! performing it.
 
 use crate::client::Client;
-use crate::{CliError, CliResult};
+use crate::{CliError, CliResult, style};
 use bytes::Bytes;
 use http::Method;
 use nubo_manifest::AppSpec;
@@ -177,5 +177,50 @@ pub fn size(n: u64) -> String {
         format!("{:.1} KiB", n as f64 / 1024.0)
     } else {
         format!("{n} B")
+    }
+}
+
+/// Warns, after a plan, of caps that the app's usage already nears or
+/// passes: what applying them would do at once. Says nothing when the app
+/// has no `[caps]`, is new, or the node cannot tell.
+pub async fn warn_of_caps(client: &Client, desired: &AppDef) {
+    let Some(caps) = desired.sections.get("caps") else {
+        return;
+    };
+    let prices = desired
+        .sections
+        .get("usage")
+        .and_then(|u| u.get("prices"))
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({}));
+    let body = serde_json::json!({ "caps": caps, "prices": prices });
+    let path = format!("/v1/apps/{}/caps/preview", desired.name);
+    let Ok(answer) = client
+        .call::<serde_json::Value>(Method::POST, &path, Some(&body))
+        .await
+    else {
+        return;
+    };
+    let pause_at = caps
+        .get("pause_background_at")
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or(0.9);
+    for s in answer["caps"].as_array().into_iter().flatten() {
+        let share = s["share"].as_f64().unwrap_or(0.0);
+        let what = if share >= 1.0 {
+            "its requests would be refused (503) at once"
+        } else if share >= pause_at {
+            "its queues, tasks and cron would pause at once"
+        } else {
+            continue;
+        };
+        println!(
+            "{} caps.{}: {} of {}: {what}, until {}",
+            style::yellow("!"),
+            s["cap"].as_str().unwrap_or("?"),
+            s["used"].as_str().unwrap_or("?"),
+            s["limit"].as_str().unwrap_or("?"),
+            s["resets"].as_str().unwrap_or("?"),
+        );
     }
 }

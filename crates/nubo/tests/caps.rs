@@ -1,8 +1,8 @@
 //! Usage caps over real HTTP to a real node: an app that nears its cap
-//! pauses its queue deliveries (the message waits, stored), then answers
-//! `503` with `Retry-After` and the cap's name once it reaches it, while
-//! another app on the node serves on; raising the cap with an apply
-//! serves it again at once and delivers what waited.
+//! pauses its queue deliveries and task starts (the message and the task
+//! wait, stored), then answers `503` with `Retry-After` and the cap's name
+//! once it reaches it, while another app on the node serves on; raising
+//! the cap with an apply serves it again at once and runs what waited.
 
 mod common;
 
@@ -107,6 +107,23 @@ async fn an_app_at_its_cap_pauses_then_refuses_and_a_raised_cap_resumes_it() {
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
 
+    // A plan shows what a cap would do to the app at once.
+    let lower = app(5);
+    let (code, out, err) = node.cli(&["plan", lower.path().to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("caps.requests_per_day"), "{out}");
+    assert!(out.contains("would be refused (503) at once"), "{out}");
+    let v = node.json("/v1/apps/capped/caps").await;
+    assert_eq!(v["refused"], true, "{v}");
+    assert!(
+        v["paused"]
+            .as_str()
+            .unwrap_or("")
+            .contains("requests_per_day"),
+        "{v}"
+    );
+    assert!(v["caps"][0]["share"].as_f64().unwrap() >= 1.0, "{v}");
+
     // Raised: served at once, and the waiting message is delivered.
     node.apply(&app(1000));
     let r = request("GET", &node.url("/probe/echo"), &[], b"").await;
@@ -133,4 +150,53 @@ fn check_names_a_bad_cap_where_it_is_written() {
         err.contains("cap `requests_per_day` must be more than 0"),
         "{err}"
     );
+}
+
+fn tasker(requests_per_day: u64) -> AppDir {
+    AppDir::new(&format!(
+        r#"
+[app]
+name = "busy"
+[component.tasker]
+source = "{w}"
+tasks = ["tasker"]
+[[http]]
+route = "/t/..."
+component = "tasker"
+[caps]
+requests_per_day = {requests_per_day}
+pause_background_at = 0.25
+"#,
+        w = wasm("tasker").display()
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_app_keeps_its_tasks_until_it_resumes() {
+    let s = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(s.path(), &[]);
+    node.apply(&tasker(8));
+    let r = request("GET", &node.url("/t/nap?1"), &[], b"").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = request("GET", &node.url("/t/nap?1"), &[], b"").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    node.wait_log("background work paused");
+    // Spawned while paused: stored, not started.
+    let r = request("GET", &node.url("/t/nap?1"), &[], b"").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = r.text().trim().to_string();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let v = node.json(&format!("/v1/apps/busy/tasks/{id}")).await;
+    assert_eq!(v["state"], "queued", "{v}");
+
+    node.apply(&tasker(1000));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = node.json(&format!("/v1/apps/busy/tasks/{id}")).await;
+        if v["state"] == "done" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the task never ran: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -329,6 +329,14 @@ impl TaskRunner {
         let handle = rt.spawn(async move {
             let mut spawned = None;
             let mut claimed = None;
+            // A paused app's tasks stay stored until it resumes, but one an
+            // instance awaits and runs itself (`Spawned`, `Claimed`) goes
+            // on, so that the instance can finish. A task spawned before the
+            // pause keeps the permits it got then; one spawned while paused
+            // got none and is stored queued.
+            if !matches!(before, Before::Spawned(_) | Before::Claimed(..)) {
+                me.pauses.until_resumed(&app).await;
+            }
             match before {
                 Before::Nothing => {}
                 Before::Spawned(t) => spawned = Some(t),
@@ -385,11 +393,6 @@ impl TaskRunner {
             );
             return;
         };
-        if claimed.is_none() {
-            // A paused app's tasks stay stored until it resumes; one that
-            // an instance awaits and runs itself goes on.
-            self.pauses.until_resumed(app).await;
-        }
         let (permits, claimed) = match claimed {
             Some((t, p)) => (p, Some(t)),
             None => match Permits::acquire(app_slots, self.permits.clone(), app).await {
@@ -495,13 +498,17 @@ impl crate::Tasks for TaskRunner {
         }
         // Run slots free now go to these tasks at once: they are stored
         // running, and need no second write to start. (In a cluster, a
-        // fresh task waits in the shared queue for whichever node takes it.)
+        // fresh task waits in the shared queue for whichever node takes it;
+        // a paused app's tasks are stored queued.)
         let app_slots = lock(&self.apps).get(&app).map(|a| a.running.clone());
+        let paused = self.pauses.why(&app).is_some();
         let permits: Vec<Option<Permits>> = admitted
             .iter_mut()
             .map(|t| {
                 let p = match (&app_slots, &self.cluster) {
-                    (Some(s), None) => Permits::try_acquire(s.clone(), self.permits.clone(), &app),
+                    (Some(s), None) if !paused => {
+                        Permits::try_acquire(s.clone(), self.permits.clone(), &app)
+                    }
                     _ => None,
                 };
                 t.starts = p.is_some();

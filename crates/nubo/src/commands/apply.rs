@@ -39,6 +39,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
     runtime.block_on(async move {
         let plan = deploy::make_plan(&client, &desired.def).await?;
         let (changes, counts) = plan_view::print(&plan, &client.base, &desired.sources);
+        deploy::warn_of_caps(&client, &desired.def).await;
         if !changes {
             return Ok(ExitCode::SUCCESS);
         }
