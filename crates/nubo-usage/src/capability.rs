@@ -160,6 +160,32 @@ impl Capability for Caps {
         Some(crate::caps_api::routes(caps, apps))
     }
 
+    /// Apps whose background work is paused, and whose requests are
+    /// refused, at a cap.
+    fn gauges(&self, services: &Services) -> Vec<nubo_wasm::Gauge> {
+        let Some(caps) = services.get::<Arc<CapService>>() else {
+            return Vec::new();
+        };
+        let paused = caps
+            .apps
+            .all()
+            .iter()
+            .filter(|(app, _)| caps.pauses.why(app).is_some())
+            .count();
+        vec![
+            nubo_wasm::Gauge {
+                name: "nubo_apps_paused_at_cap",
+                help: "apps whose queues, tasks and cron wait because they near a cap",
+                value: paused as u64,
+            },
+            nubo_wasm::Gauge {
+                name: "nubo_apps_refused_at_cap",
+                help: "apps whose requests are answered 503 because they reached a cap",
+                value: caps.refused_count() as u64,
+            },
+        ]
+    }
+
     fn configure(&self, services: &Services, app: &nubo_wasm::RunningApp<'_>) {
         let Some(service) = services.get::<Arc<CapService>>() else {
             return;

@@ -98,6 +98,11 @@ impl CapService {
         Ok(all.into_iter().max_by(|a, b| a.share.total_cmp(&b.share)))
     }
 
+    /// How many apps are refused now.
+    pub(crate) fn refused_count(&self) -> usize {
+        self.closed.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Whether `app`'s requests are refused now.
     pub(crate) fn is_closed(&self, app: &str) -> bool {
         let closed = self.closed.read().unwrap_or_else(|p| p.into_inner());

@@ -115,6 +115,9 @@ async fn an_app_at_its_cap_pauses_then_refuses_and_a_raised_cap_resumes_it() {
     assert!(out.contains("would be refused (503) at once"), "{out}");
     let v = node.json("/v1/apps/capped/caps").await;
     assert_eq!(v["refused"], true, "{v}");
+    let metrics = node.api("GET", "/metrics", "").await.text();
+    assert!(metrics.contains("nubo_apps_refused_at_cap 1"), "{metrics}");
+    assert!(metrics.contains("nubo_apps_paused_at_cap 1"), "{metrics}");
     assert!(
         v["paused"]
             .as_str()
