@@ -27,6 +27,11 @@ pub struct Identity {
     /// How it was proven: `session`, `jwt` or `api-key`.
     pub how: &'static str,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// The same, as the runtime carries it with the request to the
+    /// component and with the work it starts.
+    principal: Arc<nubo_manifest::Principal>,
+    /// Its id, as usage counts it.
+    user: Arc<str>,
 }
 
 impl Identity {
@@ -48,12 +53,20 @@ impl Identity {
         }
         put(NUBO_USER_ROLES, &roles.join(","));
         put(NUBO_AUTH, how);
+        let principal = Arc::new(nubo_manifest::Principal {
+            id: user_id.clone(),
+            email: email.clone(),
+            roles: roles.clone(),
+            how: how.to_string(),
+        });
         Self {
+            user: Arc::from(user_id.as_str()),
             user_id,
             email,
             roles,
             how,
             headers,
+            principal,
         }
     }
 }
@@ -98,12 +111,13 @@ pub const NUBO_USER_ROLES: &str = "nubo-user-roles";
 pub const NUBO_AUTH: &str = "nubo-auth";
 
 /// Holds `req` to the route's `access`: the request, with the identity in
-/// its headers, or the answer that refuses it.
+/// its headers and extensions, and the id of who sent it; or the answer
+/// that refuses it.
 pub(crate) async fn admit(
     guard: Option<&Arc<dyn Guard>>,
     access: &Access,
     mut req: TimedRequest,
-) -> Result<TimedRequest, Response<Body>> {
+) -> Result<(TimedRequest, Option<Arc<str>>), Response<Body>> {
     let carried = match guard {
         Some(g) => g.identify(&req).await,
         None => Carried::Nobody,
@@ -130,13 +144,15 @@ pub(crate) async fn admit(
         }
         _ => {}
     }
-    if let Some(i) = identity {
-        let h = req.headers_mut();
-        for (name, value) in &i.headers {
-            h.insert(name.clone(), value.clone());
-        }
+    let Some(i) = identity else {
+        return Ok((req, None));
+    };
+    let h = req.headers_mut();
+    for (name, value) in &i.headers {
+        h.insert(name.clone(), value.clone());
     }
-    Ok(req)
+    req.extensions_mut().insert(i.principal.clone());
+    Ok((req, Some(i.user.clone())))
 }
 
 fn unauthorized(why: &str) -> Response<Body> {

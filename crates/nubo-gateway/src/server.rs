@@ -169,17 +169,15 @@ impl Gateway {
             Some((route, rest)) => {
                 routed = Some((route, None));
                 let admitted = match crate::guard::admit(guard.as_ref(), &route.access, req).await {
-                    Ok(req) => self.limit(router.app(), route, req, client).await,
+                    Ok((req, user)) => {
+                        routed = Some((route, user));
+                        self.limit(router.app(), route, req, client).await
+                    }
                     Err(refused) => Err(refused),
                 };
                 match admitted {
                     Err(refused) => refused,
                     Ok((req, headers)) => {
-                        if self.meter.get().is_some() {
-                            let user = req.headers().get(crate::NUBO_USER_ID);
-                            let user = user.and_then(|v| v.to_str().ok()).map(Arc::from);
-                            routed = Some((route, user));
-                        }
                         let mut r = self
                             .dispatch(
                                 route,
@@ -417,7 +415,7 @@ async fn publish(q: &dyn crate::router::Publish, req: TimedRequest) -> Response<
             .insert(header::ALLOW, HeaderValue::from_static("POST, PUT"));
         return r;
     }
-    let by = nubo_wasm::principal::from_headers(req.headers());
+    let by = nubo_wasm::principal::of_request(&req);
     let body = match http_body_util::Limited::new(req.into_body(), MAX_MESSAGE)
         .collect()
         .await
@@ -447,7 +445,7 @@ async fn publish(q: &dyn crate::router::Publish, req: TimedRequest) -> Response<
             );
         }
     };
-    match q.publish(body, by).await {
+    match q.publish(body, by.as_deref().cloned()).await {
         Ok(id) => {
             let mut r = Response::new(full(Bytes::from(format!(
                 "{{\"queue\":\"{}\",\"id\":{id}}}\n",
@@ -482,6 +480,7 @@ fn failure(component: &str, e: &HandleError, id: &str) -> Response<Body> {
         HandleError::Busy => StatusCode::SERVICE_UNAVAILABLE,
         HandleError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         HandleError::MemoryLimit(_)
+        | HandleError::CpuLimit(_)
         | HandleError::Trapped(_)
         | HandleError::GuestError(_)
         | HandleError::Host(_) => StatusCode::INTERNAL_SERVER_ERROR,

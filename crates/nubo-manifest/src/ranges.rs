@@ -42,6 +42,7 @@ impl Range {
 pub const MEMORY_MB: Range = Range::new("memory_mb", 1, 4096);
 pub const TIMEOUT_MS: Range = Range::new("timeout_ms", 1, 24 * 3600 * 1000);
 pub const MAX_INSTANCES: Range = Range::new("max_instances", 1, 10_000);
+pub const CPU_MS: Range = Range::new("cpu_ms", 1, 24 * 3600 * 1000);
 
 pub const QUOTA_KV_MB: Range = Range::new("kv_mb", 1, 1 << 20);
 pub const QUOTA_BLOB_MB: Range = Range::new("blob_mb", 1, 1 << 24);
@@ -55,11 +56,13 @@ fn problems(checks: &[(Range, u64)]) -> Vec<String> {
 impl Limits {
     /// Every value out of its range.
     pub fn problems(&self) -> Vec<String> {
-        problems(&[
+        let mut checks = vec![
             (MEMORY_MB, self.memory_mb),
             (TIMEOUT_MS, self.timeout_ms),
             (MAX_INSTANCES, self.max_instances.into()),
-        ])
+        ];
+        checks.extend(self.cpu_ms.map(|ms| (CPU_MS, ms)));
+        problems(&checks)
     }
 }
 
@@ -105,13 +108,15 @@ mod tests {
         let l = Limits {
             memory_mb: 0,
             max_instances: 10_001,
+            cpu_ms: Some(0),
             ..Limits::default()
         };
         assert_eq!(
             l.problems(),
             [
                 "`memory_mb` must be between 1 and 4096, got 0",
-                "`max_instances` must be between 1 and 10000, got 10001"
+                "`max_instances` must be between 1 and 10000, got 10001",
+                "`cpu_ms` must be between 1 and 86400000, got 0"
             ]
         );
     }

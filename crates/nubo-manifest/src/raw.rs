@@ -216,6 +216,7 @@ pub(crate) struct RawLimits {
     pub memory_mb: Option<S<i64>>,
     pub timeout_ms: Option<S<i64>>,
     pub max_instances: Option<S<i64>>,
+    pub cpu_ms: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -66,6 +66,10 @@ pub struct Limits {
     pub timeout_ms: u64,
     /// Instances running at once; more requests wait briefly, then get 503.
     pub max_instances: u32,
+    /// Guest CPU time a single run may use (time the guest's code runs,
+    /// not time it waits); none by default, `timeout_ms` still applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ms: Option<u64>,
 }
 
 impl Default for Limits {
@@ -74,6 +78,7 @@ impl Default for Limits {
             memory_mb: 128,
             timeout_ms: 30_000,
             max_instances: 256,
+            cpu_ms: None,
         }
     }
 }

@@ -311,6 +311,10 @@ fn limits(comp: &RawComponent, r: &mut Reporter<'_>) -> Limits {
         ranges::MAX_INSTANCES,
         limits.max_instances.into(),
     ) as u32;
+    limits.cpu_ms = raw
+        .cpu_ms
+        .as_ref()
+        .map(|_| ranged(r, &raw.cpu_ms, ranges::CPU_MS, 1));
     limits
 }
 

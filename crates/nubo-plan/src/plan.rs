@@ -129,6 +129,10 @@ fn replace_reasons(have: &ComponentDef, want: &ComponentDef) -> Vec<String> {
                 a.max_instances, b.max_instances
             ));
         }
+        if a.cpu_ms != b.cpu_ms {
+            let ms = |v: Option<u64>| v.map_or_else(|| "none".to_string(), |v| v.to_string());
+            changed.push(format!("cpu_ms {} → {}", ms(a.cpu_ms), ms(b.cpu_ms)));
+        }
         reasons.push(format!("limits changed ({})", changed.join(", ")));
     }
     if have.allowed_outbound_hosts != want.allowed_outbound_hosts {

@@ -95,14 +95,8 @@ pub fn validate(
                 errs.push(format!("component `{name}`: {e}"));
             }
         }
-        let l = c.limits;
-        if !(1..=4096).contains(&l.memory_mb)
-            || !(1..=24 * 3600 * 1000).contains(&l.timeout_ms)
-            || !(1..=10_000).contains(&l.max_instances)
-        {
-            errs.push(format!(
-                "component `{name}`: limits out of range (memory_mb 1..=4096, timeout_ms 1..=86400000, max_instances 1..=10000)"
-            ));
+        for p in c.limits.problems() {
+            errs.push(format!("component `{name}`: limits: {p}"));
         }
     }
     let mut seen = BTreeSet::new();

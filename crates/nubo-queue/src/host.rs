@@ -17,7 +17,7 @@ use generated::nubo::platform::queue;
 struct QueueView<'a> {
     grant: Option<&'a QueueGrant>,
     /// Who started the instance's work: the messages carry it.
-    by: Option<nubo_wasm::Principal>,
+    by: Option<std::sync::Arc<nubo_wasm::Principal>>,
 }
 
 struct HasQueue;
@@ -32,7 +32,9 @@ pub const QUEUE_CALLS: nubo_wasm::Metric = nubo_wasm::Metric::sum("queue_calls")
 
 fn view(host: &mut nubo_wasm::Host) -> QueueView<'_> {
     host.count(QUEUE_CALLS, 1);
-    let by = host.state::<nubo_wasm::Principal>().map(|p| p.clone());
+    let by = host
+        .state::<std::sync::Arc<nubo_wasm::Principal>>()
+        .map(|p| p.clone());
     QueueView {
         grant: host.state::<std::sync::Arc<QueueGrant>>().map(|g| &**g),
         by,
@@ -57,7 +59,7 @@ impl queue::Host for QueueView<'_> {
         };
         let id = grant
             .backend
-            .publish(&q, &body, self.by.as_ref())
+            .publish(&q, &body, self.by.as_deref())
             .await
             .map_err(|e| e.to_string())?;
         (grant.notify)(&q);

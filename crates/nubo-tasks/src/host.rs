@@ -36,7 +36,7 @@ struct TaskView<'a> {
     /// `None` for a component without the grant.
     ctx: Option<&'a mut TaskCtx>,
     /// Who started the instance's work: the tasks it spawns carry it.
-    by: Option<nubo_wasm::Principal>,
+    by: Option<std::sync::Arc<nubo_wasm::Principal>>,
 }
 
 /// A component's task grant, as the runtime holds it.
@@ -71,7 +71,9 @@ pub const TASK_CALLS: nubo_wasm::Metric = nubo_wasm::Metric::sum("task_calls");
 
 fn view(host: &mut nubo_wasm::Host) -> TaskView<'_> {
     host.count(TASK_CALLS, 1);
-    let by = host.state::<nubo_wasm::Principal>().map(|p| p.clone());
+    let by = host
+        .state::<std::sync::Arc<nubo_wasm::Principal>>()
+        .map(|p| p.clone());
     TaskView {
         ctx: host.state::<TaskCtx>(),
         by,
@@ -177,7 +179,7 @@ impl TaskView<'_> {
             payload,
             depth: ctx.caller.depth + u32::from(ctx.caller.task.is_some()),
             starts: false,
-            by: self.by.clone(),
+            by: self.by.as_deref().cloned(),
         })
     }
 

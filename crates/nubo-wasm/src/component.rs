@@ -10,7 +10,6 @@
 //! ([`Component::export`]) and calls it inside `invoke`.
 
 use crate::capability::{Grant, Run, States};
-use crate::engine::EPOCH_TICK;
 use crate::error::{HandleError, Unloaded};
 use crate::host::Host;
 use crate::logs::{LogSink, LogTags};
@@ -30,10 +29,6 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// How long a request waits for a free instance slot before a 503.
 pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// A running task yields to the runtime at least every this many epoch
-/// ticks, so cancelling it takes effect within that even in a busy loop.
-const TASK_YIELD_TICKS: u64 = 5;
 
 /// What a component was granted in `nubo.toml`. The default grants
 /// nothing: no config, no outbound hosts, no capabilities, default limits.
@@ -61,8 +56,8 @@ pub struct Invocation {
     /// Passed to the component's grants ([`Run::context`]).
     pub context: Option<Arc<dyn Any + Send + Sync>>,
     /// Who started it, if someone signed in did; in the instance's
-    /// states for its capabilities.
-    pub principal: Option<crate::Principal>,
+    /// states (as an `Arc<Principal>`) for its capabilities.
+    pub principal: Option<Arc<crate::Principal>>,
 }
 
 impl Invocation {
@@ -88,8 +83,8 @@ impl Invocation {
     }
 
     /// The run, started by `principal`.
-    pub fn by(mut self, principal: Option<crate::Principal>) -> Self {
-        self.principal = principal;
+    pub fn by<P: Into<Arc<crate::Principal>>>(mut self, principal: Option<P>) -> Self {
+        self.principal = principal.map(Into::into);
         self
     }
 }
@@ -296,7 +291,7 @@ impl Component {
         if let Some(p) = &run.principal {
             states.insert(p.clone());
         }
-        let metered = RunMeter::new(self.meter.clone(), dims, run.task);
+        let metered = RunMeter::new(self.meter.clone(), dims, run.task, limits.cpu_ms.is_some());
         let host = Host::new(
             tags,
             self.rules.clone(),
@@ -308,31 +303,13 @@ impl Component {
         );
         let mut store = Store::new(self.pre.engine(), host);
         store.limiter(|h| &mut h.limits);
-        let ticks = limits.timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1;
-        if run.task {
-            store.set_epoch_deadline(ticks.min(TASK_YIELD_TICKS));
-            // A task's limit is on the time it runs, not the time it waits
-            // for other tasks: when the deadline passes, extend it by the
-            // waiting so far.
-            let clock = clock.clone();
-            let started = std::time::Instant::now();
-            store.epoch_deadline_callback(move |_| {
-                let budget = Duration::from_millis(limits.timeout_ms) + clock.waited();
-                match budget.checked_sub(started.elapsed()) {
-                    // Yield rather than continue: a cancelled task's
-                    // future is dropped at its next yield, even if it
-                    // never calls the host.
-                    Some(left) if !left.is_zero() => Ok(wasmtime::UpdateDeadline::Yield(
-                        ((left.as_millis() as u64).div_ceil(EPOCH_TICK.as_millis() as u64) + 1)
-                            .min(TASK_YIELD_TICKS),
-                    )),
-                    _ => Err(Trap::Interrupt.into()),
-                }
-            });
-        } else {
-            store.set_epoch_deadline(ticks);
-            store.epoch_deadline_trap();
-        }
+        crate::deadline::set(
+            &mut store,
+            limits,
+            run.task,
+            clock.clone(),
+            metered.tally.clone(),
+        );
         let wall = WallLimit::new(
             Duration::from_millis(limits.timeout_ms),
             run.task.then_some(clock),
@@ -346,6 +323,9 @@ impl Component {
 pub(crate) fn classify(e: &wasmtime::Error, limits: &Limits) -> HandleError {
     if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         return HandleError::Timeout(limits.timeout_ms);
+    }
+    if e.downcast_ref::<crate::deadline::CpuSpent>().is_some() {
+        return HandleError::CpuLimit(limits.cpu_ms.unwrap_or_default());
     }
     if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
         .is_some()

@@ -38,6 +38,9 @@ pub enum HandleError {
     /// The request ran past `timeout_ms` (CPU loop or slow I/O).
     #[error("component exceeded its time limit of {0} ms")]
     Timeout(u64),
+    /// The run's guest code used more CPU time than `cpu_ms`.
+    #[error("component exceeded its CPU limit of {0} ms")]
+    CpuLimit(u64),
     /// The guest tried to grow memory past `memory_mb`.
     #[error("component exceeded its memory limit of {0} MB")]
     MemoryLimit(u64),

@@ -28,7 +28,7 @@ impl Component {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let by = crate::principal::from_headers(req.headers());
+        let by = crate::principal::of_request(&req);
         self.handle_as(req, Invocation::request(request_id).by(by))
             .await
     }

@@ -27,7 +27,7 @@ impl HasData for HasIdentity {
 
 fn view(host: &mut crate::Host) -> IdentityView<'_> {
     IdentityView {
-        principal: host.state::<Principal>().map(|p| &*p),
+        principal: host.state::<std::sync::Arc<Principal>>().map(|p| &**p),
     }
 }
 

@@ -72,7 +72,11 @@ impl Component {
             builder = builder.header(*k, v);
         }
         // Who started the work, as the gateway would say it.
-        for (k, v) in run.principal.iter().flat_map(crate::principal::headers) {
+        for (k, v) in run
+            .principal
+            .iter()
+            .flat_map(|p| crate::principal::headers(p))
+        {
             builder = builder.header(k, v);
         }
         let request = builder

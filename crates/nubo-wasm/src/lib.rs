@@ -13,6 +13,7 @@
 mod cache;
 mod capability;
 mod component;
+mod deadline;
 mod driven;
 mod engine;
 mod error;

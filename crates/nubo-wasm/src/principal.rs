@@ -1,11 +1,12 @@
-//! Who started a run: the signed-in identity of an HTTP request (from the
-//! `nubo-user-*` headers the gateway sets, which no client can send), and
+//! Who started a run: the signed-in identity of an HTTP request (which
+//! the gateway attaches to the request, and also puts in the
+//! `nubo-user-*` headers the component reads and no client can send), and
 //! of the work that request starts, so that a queue delivery or a task
 //! run knows who published or spawned it.
 //!
 //! The runtime carries it without knowing sign-in: an [`Invocation`]
 //! holds it, every instance has it in its states (a capability reads it
-//! with `host.state::<Principal>()`, to store it with a message or a
+//! with `host.state::<Arc<Principal>>()`, to store it with a message or a
 //! task), `nubo:platform/identity` gives it to the guest, and a request
 //! the node sends a component itself carries it in the same headers.
 //!
@@ -34,6 +35,16 @@ pub fn from_headers(h: &http::HeaderMap) -> Option<Principal> {
             .collect(),
         how: text(AUTH).unwrap_or("").to_string(),
     })
+}
+
+/// Who sent `req`: the identity the gateway attached to it (made once per
+/// session or key, so no request parses it again), else the one in its
+/// headers (a request the node sends a component itself).
+pub fn of_request<B>(req: &http::Request<B>) -> Option<std::sync::Arc<Principal>> {
+    match req.extensions().get::<std::sync::Arc<Principal>>() {
+        Some(p) => Some(p.clone()),
+        None => from_headers(req.headers()).map(std::sync::Arc::new),
+    }
 }
 
 /// The headers that carry `p`.

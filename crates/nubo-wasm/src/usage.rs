@@ -189,14 +189,44 @@ impl Meter {
 }
 
 /// What one run used, counted as it runs.
-#[derive(Default)]
 pub struct Tally {
+    started: Instant,
     cpu_ns: AtomicU64,
+    /// When the poll under way began, in nanoseconds after `started`,
+    /// plus one; 0 between polls.
+    polling: AtomicU64,
     peak_bytes: AtomicU64,
     counted: Mutex<Vec<(Metric, u64)>>,
 }
 
+impl Default for Tally {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            cpu_ns: AtomicU64::new(0),
+            polling: AtomicU64::new(0),
+            peak_bytes: AtomicU64::new(0),
+            counted: Mutex::default(),
+        }
+    }
+}
+
 impl Tally {
+    fn since_start(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
+    }
+
+    /// The run's CPU time so far, the poll under way included: what
+    /// `limits.cpu_ms` holds it to.
+    pub(crate) fn cpu(&self) -> std::time::Duration {
+        let mut ns = self.cpu_ns.load(Ordering::Relaxed);
+        let polling = self.polling.load(Ordering::Relaxed);
+        if polling != 0 {
+            ns += self.since_start().saturating_sub(polling - 1);
+        }
+        std::time::Duration::from_nanos(ns)
+    }
+
     pub(crate) fn count(&self, metric: Metric, n: u64) {
         let mut c = self.counted.lock().unwrap_or_else(|p| p.into_inner());
         match c.iter_mut().find(|(m, _)| *m == metric) {
@@ -220,12 +250,17 @@ pub(crate) struct RunMeter {
     pub(crate) tally: Arc<Tally>,
     started: Instant,
     task: bool,
+    /// Whether its polls are timed: for the meter, or for a CPU limit.
+    timed: bool,
 }
 
 impl RunMeter {
-    /// The meter of one run of `dims`; `task` if it is a durable task's.
-    pub(crate) fn new(meter: Arc<Meter>, dims: Dims, task: bool) -> Self {
+    /// The meter of one run of `dims`; `task` if it is a durable task's;
+    /// `cpu_limited` if its CPU time must be known as it runs even with
+    /// the meter off.
+    pub(crate) fn new(meter: Arc<Meter>, dims: Dims, task: bool, cpu_limited: bool) -> Self {
         Self {
+            timed: meter.on || cpu_limited,
             meter,
             dims,
             tally: Arc::default(),
@@ -236,15 +271,18 @@ impl RunMeter {
 
     /// Runs `fut`, adding the time each poll of it takes to the run's CPU.
     pub(crate) async fn polled<F: Future>(&self, fut: F) -> F::Output {
-        if !self.meter.on {
+        if !self.timed {
             return fut.await;
         }
         let mut fut = std::pin::pin!(fut);
+        let t = &self.tally;
         std::future::poll_fn(|cx| {
-            let start = Instant::now();
+            let start = t.since_start();
+            t.polling.store(start + 1, Ordering::Relaxed);
             let out = fut.as_mut().poll(cx);
-            let took = start.elapsed().as_nanos() as u64;
-            self.tally.cpu_ns.fetch_add(took, Ordering::Relaxed);
+            let took = t.since_start().saturating_sub(start);
+            t.polling.store(0, Ordering::Relaxed);
+            t.cpu_ns.fetch_add(took, Ordering::Relaxed);
             out
         })
         .await
@@ -300,10 +338,33 @@ mod tests {
     }
 
     #[test]
+    fn cpu_counts_the_poll_under_way() {
+        let run = RunMeter::new(Arc::new(Meter::new(false)), Dims::default(), false, true);
+        let tally = run.tally.clone();
+        let seen = block_on(run.polled(async {
+            let until = Instant::now() + std::time::Duration::from_millis(30);
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            tally.cpu()
+        }));
+        assert!(seen >= std::time::Duration::from_millis(30), "{seen:?}");
+        assert!(run.tally.cpu() >= seen, "a finished poll stays counted");
+    }
+
+    /// Polls `fut` to its end on this thread.
+    fn block_on<F: Future>(fut: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map(|rt| rt.block_on(fut))
+            .unwrap_or_else(|e| panic!("no runtime: {e}"))
+    }
+
+    #[test]
     fn a_run_is_recorded_when_it_ends() {
         let m = Arc::new(Meter::default());
         {
-            let run = RunMeter::new(m.clone(), Dims::of("a", "c"), false);
+            let run = RunMeter::new(m.clone(), Dims::of("a", "c"), false, false);
             run.tally.count(Metric::sum("kv.ops"), 2);
             run.tally.count(Metric::sum("kv.ops"), 3);
             run.tally.memory(3 << 20);

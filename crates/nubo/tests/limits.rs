@@ -13,12 +13,20 @@ fn app() -> AppDir {
         &format!(
             r#"
 [component.single]
-source = "{}"
+source = "{0}"
 limits = {{ timeout_ms = 5000, max_instances = 1 }}
 
 [[http]]
 route = "/single/..."
 component = "single"
+
+[component.thrifty]
+source = "{0}"
+limits = {{ cpu_ms = 100, timeout_ms = 5000 }}
+
+[[http]]
+route = "/thrifty/..."
+component = "thrifty"
 "#,
             wasm("probe").display()
         ),
@@ -52,6 +60,27 @@ async fn infinite_loop_gets_504_within_the_limit_and_node_keeps_serving() {
     for l in loops {
         assert_eq!(l.await.unwrap().status, 504);
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cpu_limit_stops_a_busy_run_but_not_a_waiting_one() {
+    let app = app();
+    let node = Node::up_with(app.path(), &[], &[SECRET]);
+    let started = Instant::now();
+    let r = get(&node.url("/thrifty/burn?3000")).await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(
+        r.text().contains("exceeded its CPU limit of 100 ms"),
+        "{}",
+        r.text()
+    );
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    // Waiting is not CPU: a run that sleeps past its CPU limit answers.
+    let r = get(&node.url("/thrifty/sleep?400")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = get(&node.url("/thrifty/burn?10")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 async fn get_owned(url: String) -> Reply {

@@ -157,12 +157,15 @@ fn outcome(answer: Answer, attempts: u32) -> Outcome {
                 message: e.to_string(),
             })
         }
-        Err(e @ (HandleError::Trapped(_) | HandleError::MemoryLimit(_) | HandleError::Busy)) => {
-            Outcome::Retry(TaskError::Trapped {
-                message: e.to_string(),
-                attempts,
-            })
-        }
+        Err(
+            e @ (HandleError::Trapped(_)
+            | HandleError::MemoryLimit(_)
+            | HandleError::CpuLimit(_)
+            | HandleError::Busy),
+        ) => Outcome::Retry(TaskError::Trapped {
+            message: e.to_string(),
+            attempts,
+        }),
     }
 }
 
