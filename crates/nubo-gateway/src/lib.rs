@@ -29,6 +29,8 @@ mod limits;
 #[cfg(feature = "server")]
 mod listener;
 #[cfg(feature = "server")]
+mod metrics;
+#[cfg(feature = "server")]
 mod mounts;
 #[cfg(feature = "server")]
 mod router;

@@ -64,6 +64,8 @@ pub struct Route {
     /// any: what its requests are counted under.
     pub(crate) label: Arc<str>,
     pub(crate) component: Arc<str>,
+    /// Its series in `/metrics`, found on its first request.
+    pub(crate) metrics: std::sync::OnceLock<crate::metrics::RouteMetrics>,
 }
 
 impl Route {
@@ -79,6 +81,7 @@ impl Route {
             pattern,
             target,
             access,
+            metrics: std::sync::OnceLock::new(),
         }
     }
 }

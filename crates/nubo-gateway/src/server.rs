@@ -54,6 +54,10 @@ pub struct Gateway {
     meter: std::sync::OnceLock<Arc<nubo_wasm::Meter>>,
     /// Which apps are closed now, if anything can close one.
     gates: std::sync::OnceLock<Arc<dyn crate::Gates>>,
+    /// Where requests are counted for `/metrics` ([`crate::metrics`]).
+    pub(crate) metrics: std::sync::OnceLock<crate::metrics::HttpMetrics>,
+    /// WebSocket connections open now.
+    pub(crate) sockets: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Gateway {
@@ -69,6 +73,8 @@ impl Gateway {
             cors: std::sync::OnceLock::new(),
             meter: std::sync::OnceLock::new(),
             gates: std::sync::OnceLock::new(),
+            metrics: std::sync::OnceLock::new(),
+            sockets: Arc::default(),
         })
     }
 
@@ -221,6 +227,7 @@ impl Gateway {
         if let Some(v) = id_header {
             response.headers_mut().insert(X_REQUEST_ID, v);
         }
+        self.observe(router, routed.as_ref().map(|(r, _)| *r), &response, started);
         if let Some(meter) = self.meter.get() {
             let empty = || Arc::<str>::from("");
             let dims = nubo_wasm::Dims {
@@ -269,7 +276,9 @@ impl Gateway {
             }
             Target::Queue(q) => publish(q.as_ref(), req).await,
             Target::Sse(feed) => crate::sockets::sse(feed.as_ref()),
-            Target::WebSocket(feed) => crate::sockets::websocket(feed.clone(), req),
+            Target::WebSocket(feed) => {
+                crate::sockets::websocket(feed.clone(), req, self.sockets.clone())
+            }
             Target::Static(dir) => dir.serve(method, path, rest, req.headers()).await,
             Target::Component(c) => {
                 let req = prepare(req, local, base, &route.pattern, rest, id_header);

@@ -19,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
@@ -127,7 +128,11 @@ fn same_host_default_port(origin: &str, authority: &str) -> bool {
 }
 
 /// Answers the upgrade and runs the socket on its own task.
-pub(crate) fn websocket(feed: Arc<dyn Feed>, req: crate::listener::TimedRequest) -> Response<Body> {
+pub(crate) fn websocket(
+    feed: Arc<dyn Feed>,
+    req: crate::listener::TimedRequest,
+    open: Arc<AtomicUsize>,
+) -> Response<Body> {
     let h = req.headers();
     let is_upgrade = h
         .get(header::UPGRADE)
@@ -160,6 +165,7 @@ pub(crate) fn websocket(feed: Arc<dyn Feed>, req: crate::listener::TimedRequest)
     let slot = req.extensions().get::<crate::listener::ConnSlot>().cloned();
     tokio::spawn(async move {
         let _slot = slot;
+        let _open = Open::new(open);
         let upgraded = match hyper::upgrade::on(req).await {
             Ok(u) => u,
             Err(e) => {
@@ -265,6 +271,22 @@ where
                 }
             }
         };
+    }
+}
+
+/// One open WebSocket in the gateway's count, for as long as it lives.
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn new(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -190,6 +190,7 @@ async fn open_services(
 ) -> Result<nubo_wasm::Services, NodeError> {
     let mut services = nubo_wasm::Services::default();
     services.insert(runtime.meter().clone());
+    services.insert(runtime.metrics().clone());
     services.insert(Arc::new(nubo_wasm::Pauses::default()));
     if let Some(c) = &opts.cluster {
         services.insert(c.clone());
@@ -245,6 +246,7 @@ impl Node {
         )?;
         let services = open_services(&runtime, &opts).await?;
         let meter = runtime.meter().clone();
+        let metrics = runtime.metrics().clone();
         let node = Arc::new(Self {
             runtime: Arc::new(runtime),
             gateway: {
@@ -267,6 +269,7 @@ impl Node {
                 if meter.is_on() {
                     g.set_meter(meter);
                 }
+                g.set_metrics(&metrics);
                 g
             },
             content,

@@ -98,6 +98,19 @@ impl nubo_wasm::Capability for Queues {
         }))
     }
 
+    /// Each declared queue's depth, in flight, dead letters and oldest age.
+    fn readings<'a>(
+        &'a self,
+        services: &'a nubo_wasm::Services,
+    ) -> nubo_wasm::BoxFuture<'a, Vec<nubo_wasm::metrics::Reading>> {
+        Box::pin(async move {
+            match services.get::<Arc<Dispatcher>>() {
+                Some(d) => d.readings().await,
+                None => Vec::new(),
+            }
+        })
+    }
+
     /// Sets the app's quotas and (re)starts a consumer per queue.
     fn configure(&self, services: &nubo_wasm::Services, app: &nubo_wasm::RunningApp<'_>) {
         let Some(dispatcher) = services.get::<Arc<Dispatcher>>() else {

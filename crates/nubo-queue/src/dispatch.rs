@@ -50,6 +50,8 @@ pub struct Dispatcher {
     pauses: Arc<nubo_wasm::Pauses>,
     wakers: Mutex<HashMap<QueueName, Arc<Notify>>>,
     tasks: Mutex<HashMap<String, Vec<tokio::task::JoinHandle<()>>>>,
+    /// Each app's declared queues, consumer running or not.
+    pub(crate) declared: Mutex<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 impl Dispatcher {
@@ -59,6 +61,7 @@ impl Dispatcher {
             pauses,
             wakers: Mutex::new(HashMap::new()),
             tasks: Mutex::new(HashMap::new()),
+            declared: Mutex::default(),
         })
     }
 
@@ -125,6 +128,13 @@ impl Dispatcher {
         queues: &std::collections::BTreeMap<String, QueueSpec>,
         component: impl Fn(&str) -> Option<HttpComponent>,
     ) {
+        {
+            let mut declared = self.declared.lock().unwrap_or_else(|p| p.into_inner());
+            declared.remove(app);
+            if !queues.is_empty() {
+                declared.insert(app.to_string(), queues.keys().cloned().collect());
+            }
+        }
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         for t in tasks.remove(app).unwrap_or_default() {
             t.abort();

@@ -33,6 +33,8 @@ pub mod export;
 #[cfg(feature = "runtime")]
 mod host;
 #[cfg(feature = "runtime")]
+mod metrics;
+#[cfg(feature = "runtime")]
 pub mod nats;
 #[cfg(feature = "runtime")]
 mod sqlite;

@@ -115,6 +115,9 @@ impl nubo_wasm::Capability for DurableTasks {
                 .unwrap_or_default();
             let runner = TaskRunner::new(store, cluster, env.cores * 4, env.cores, pauses)
                 .map_err(|e| nubo_wasm::OpenError::new("tasks", e))?;
+            if let Some(m) = services.get::<Arc<nubo_wasm::metrics::Metrics>>() {
+                runner.register_metrics(m);
+            }
             runner.listen();
             runner.expire_finished();
             services.insert(runner);
@@ -178,24 +181,18 @@ impl nubo_wasm::Capability for DurableTasks {
     }
 
     /// `nubo_task_slots_busy` over `nubo_task_slots` is how much of the
-    /// node's task capacity is in use.
-    fn gauges(&self, services: &nubo_wasm::Services) -> Vec<nubo_wasm::Gauge> {
-        let Some(runner) = services.get::<Arc<TaskRunner>>() else {
-            return Vec::new();
-        };
-        let (busy, slots) = runner.slots();
-        vec![
-            nubo_wasm::Gauge {
-                name: "nubo_task_slots",
-                help: "tasks this node runs at once, at most",
-                value: slots as u64,
-            },
-            nubo_wasm::Gauge {
-                name: "nubo_task_slots_busy",
-                help: "task run slots in use now",
-                value: busy as u64,
-            },
-        ]
+    /// node's task capacity is in use; `nubo_tasks` counts each app's
+    /// tasks by state.
+    fn readings<'a>(
+        &'a self,
+        services: &'a nubo_wasm::Services,
+    ) -> nubo_wasm::BoxFuture<'a, Vec<nubo_wasm::metrics::Reading>> {
+        Box::pin(async move {
+            match services.get::<Arc<TaskRunner>>() {
+                Some(runner) => runner.readings().await,
+                None => Vec::new(),
+            }
+        })
     }
 
     fn routes(

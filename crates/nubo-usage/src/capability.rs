@@ -161,29 +161,17 @@ impl Capability for Caps {
     }
 
     /// Apps whose background work is paused, and whose requests are
-    /// refused, at a cap.
-    fn gauges(&self, services: &Services) -> Vec<nubo_wasm::Gauge> {
-        let Some(caps) = services.get::<Arc<CapService>>() else {
-            return Vec::new();
-        };
-        let paused = caps
-            .apps
-            .all()
-            .iter()
-            .filter(|(app, _)| caps.pauses.why(app).is_some())
-            .count();
-        vec![
-            nubo_wasm::Gauge {
-                name: "nubo_apps_paused_at_cap",
-                help: "apps whose queues, tasks and cron wait because they near a cap",
-                value: paused as u64,
-            },
-            nubo_wasm::Gauge {
-                name: "nubo_apps_refused_at_cap",
-                help: "apps whose requests are answered 503 because they reached a cap",
-                value: caps.refused_count() as u64,
-            },
-        ]
+    /// refused, at a cap; and each app's use of each of its caps.
+    fn readings<'a>(
+        &'a self,
+        services: &'a Services,
+    ) -> nubo_wasm::BoxFuture<'a, Vec<nubo_wasm::metrics::Reading>> {
+        Box::pin(async move {
+            match services.get::<Arc<CapService>>() {
+                Some(caps) => caps.readings().await,
+                None => Vec::new(),
+            }
+        })
     }
 
     fn configure(&self, services: &Services, app: &nubo_wasm::RunningApp<'_>) {

@@ -98,6 +98,43 @@ impl CapService {
         Ok(all.into_iter().max_by(|a, b| a.share.total_cmp(&b.share)))
     }
 
+    /// For `/metrics`: the apps paused and refused at a cap, and how much
+    /// of each cap each app used in its current period.
+    pub(crate) async fn readings(&self) -> Vec<nubo_wasm::metrics::Reading> {
+        use nubo_wasm::metrics::Reading;
+        let all = self.apps.all();
+        let paused = all
+            .iter()
+            .filter(|(app, _)| self.pauses.why(app).is_some())
+            .count();
+        let mut out = vec![
+            Reading::gauge(
+                "nubo_apps_paused_at_cap",
+                "apps whose queues, tasks and cron wait because they near a cap",
+                paused as f64,
+            ),
+            Reading::gauge(
+                "nubo_apps_refused_at_cap",
+                "apps whose requests are answered 503 because they reached a cap",
+                self.refused_count() as f64,
+            ),
+        ];
+        for (app, caps) in &all {
+            let Ok(standings) = self.standings(app, caps, Utc::now()).await else {
+                continue;
+            };
+            out.extend(standings.into_iter().map(|s| {
+                Reading::gauge(
+                    "nubo_cap_used_ratio",
+                    "what an app used of a cap in its current period, over the cap",
+                    s.share,
+                )
+                .with(vec![("app", app.clone()), ("cap", s.cap.to_string())])
+            }));
+        }
+        out
+    }
+
     /// How many apps are refused now.
     pub(crate) fn refused_count(&self) -> usize {
         self.closed.read().unwrap_or_else(|p| p.into_inner()).len()

@@ -26,7 +26,7 @@
 
 use crate::Host;
 pub use crate::lifecycle::{
-    BoxFuture, Deleted, Gauge, OpenEnv, OpenError, PerApp, PrepareError, PurgeError, RunningApp,
+    BoxFuture, Deleted, OpenEnv, OpenError, PerApp, PrepareError, PurgeError, RunningApp,
 };
 use crate::waits::WaitClock;
 use nubo_manifest::{GrantKey, Section};
@@ -171,10 +171,16 @@ pub trait Capability: Send + Sync + 'static {
         None
     }
 
-    /// Gauges for the node's `/metrics`.
-    fn gauges(&self, services: &Services) -> Vec<Gauge> {
+    /// Figures for the node's `/metrics`, read when it is scraped
+    /// ([`crate::metrics`]). What a capability counts as the work happens
+    /// it registers in the node's [`crate::metrics::Metrics`] instead (from
+    /// the services, when it opens).
+    fn readings<'a>(
+        &'a self,
+        services: &'a Services,
+    ) -> BoxFuture<'a, Vec<crate::metrics::Reading>> {
         let _ = services;
-        Vec::new()
+        Box::pin(async { Vec::new() })
     }
 }
 

@@ -58,6 +58,7 @@ pub struct Runtime {
     cache: Option<CompileCache>,
     share: Arc<crate::NodeShare>,
     meter: Arc<crate::Meter>,
+    metrics: Arc<crate::metrics::Metrics>,
     capabilities: Vec<Arc<dyn Capability>>,
 }
 
@@ -70,6 +71,11 @@ impl Runtime {
     /// What the node's components used and have not yet had stored.
     pub fn meter(&self) -> &Arc<crate::Meter> {
         &self.meter
+    }
+
+    /// The node's counted metrics, for `/metrics`.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     /// The node's engine, with the host interfaces of WASI and of each of
@@ -148,6 +154,7 @@ impl Runtime {
             cache,
             share: crate::NodeShare::new(u64::from(n), memory),
             meter: Arc::new(crate::Meter::new(options.metering)),
+            metrics: Arc::default(),
             capabilities: capabilities.to_vec(),
         })
     }

@@ -24,6 +24,7 @@ mod internal;
 mod lifecycle;
 mod limiter;
 mod logs;
+pub mod metrics;
 mod outbound;
 mod pauses;
 pub mod principal;
@@ -32,7 +33,7 @@ pub mod usage;
 mod waits;
 
 pub use capability::{
-    BoxFuture, Capability, Deleted, Gauge, Grant, GrantError, GrantTo, OpenEnv, OpenError, PerApp,
+    BoxFuture, Capability, Deleted, Grant, GrantError, GrantTo, OpenEnv, OpenError, PerApp,
     PrepareError, PurgeError, Run, RunningApp, Services, Shared, States, grants, schema,
 };
 pub use component::{Component, ComponentSettings, HttpComponent, Invocation, QUEUE_TIMEOUT};

@@ -163,10 +163,3 @@ impl<T> PerApp<T> {
         }
     }
 }
-
-/// One line of the node's `/metrics`.
-pub struct Gauge {
-    pub name: &'static str,
-    pub help: &'static str,
-    pub value: u64,
-}

@@ -9,6 +9,7 @@
 
 mod apps;
 mod logs;
+mod metrics;
 mod nodes;
 mod uploads;
 
@@ -55,7 +56,7 @@ fn open() -> Routes<Arc<Node>> {
     Routes::new()
         .get("/healthz", nodes::healthz)
         .get("/readyz", nodes::readyz)
-        .get("/metrics", nodes::metrics)
+        .get("/metrics", metrics::metrics)
 }
 
 /// Every route behind the token: the node's own, and each capability's.

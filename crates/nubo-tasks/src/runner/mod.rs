@@ -27,6 +27,7 @@
 mod cluster;
 mod expire;
 mod invoke;
+mod metrics;
 mod share;
 
 use crate::{
@@ -69,6 +70,7 @@ pub struct TaskRunner {
     capacity: usize,
     /// Apps whose tasks wait to start (at a usage cap).
     pauses: Arc<nubo_wasm::Pauses>,
+    metrics: metrics::TaskMetrics,
     me: Weak<TaskRunner>,
 }
 
@@ -164,6 +166,7 @@ impl TaskRunner {
             permits: share::FairShare::new(slots.max(1)),
             capacity: slots.max(1),
             pauses,
+            metrics: metrics::TaskMetrics::default(),
             me: me.clone(),
         }))
     }
@@ -420,7 +423,13 @@ impl TaskRunner {
                 "component `{}` of app `{}` is not running",
                 task.component, task.app
             ))),
-            Some(c) => invoke::invoke(c, &task, permits).await,
+            Some(c) => {
+                let started = std::time::Instant::now();
+                let outcome = invoke::invoke(c, &task, permits).await;
+                let took = started.elapsed();
+                self.metrics.observe(app, &task.component, &outcome, took);
+                outcome
+            }
         };
         let limits = self.limits(app);
         let outcome = match outcome {
