@@ -77,6 +77,7 @@ struct BlobView<'a> {
     table: &'a mut ResourceTable,
     /// The instance's open readers and writers ([`crate::MAX_OPEN`]).
     open: Option<&'a crate::OpenObjects>,
+    usage: nubo_wasm::usage::RunUsage,
 }
 
 /// One instance's blob state: its grant, and the objects it holds open.
@@ -100,15 +101,24 @@ impl nubo_wasm::Grant for Granted {
 /// Calls a component made into wasi:blobstore: what the node's usage counts of
 /// this capability ([`nubo_wasm::usage`]).
 pub const BLOB_CALLS: nubo_wasm::Metric = nubo_wasm::Metric::sum("blob_calls");
+/// Bytes of objects a component read (what it asked for) and wrote.
+pub const BLOB_BYTES_READ: nubo_wasm::Metric = nubo_wasm::Metric::sum("blob_bytes_read");
+pub const BLOB_BYTES_WRITTEN: nubo_wasm::Metric = nubo_wasm::Metric::sum("blob_bytes_written");
 
 fn view(host: &mut nubo_wasm::Host) -> BlobView<'_> {
     host.count(BLOB_CALLS, 1);
+    let usage = host.usage();
     let (state, table) = host.state_and_table::<BlobInstance>();
     let (grant, open) = match state {
         Some(BlobInstance { grant, open }) => (Some(&**grant), Some(&*open)),
         None => (None, None),
     };
-    BlobView { grant, table, open }
+    BlobView {
+        grant,
+        table,
+        open,
+        usage,
+    }
 }
 
 impl BlobView<'_> {
@@ -295,6 +305,7 @@ impl container::HostContainer for BlobView<'_> {
             _slot: tri!(self.take_slot()),
         });
         let size = meta.size.min(end.saturating_add(1)).saturating_sub(start);
+        self.usage.count(BLOB_BYTES_READ, size);
         Ok(Ok(self.table.push(Incoming { reader, size })?))
     }
 
@@ -484,7 +495,9 @@ impl types::HostOutgoingValue for BlobView<'_> {
             // Never written: an empty object.
             None => tri!(tri!(self.backend()).writer(self.app()).await),
         };
-        guest(writer.commit(&id, &name, &content_type).await.map(|_| ()))
+        let meta = tri!(writer.commit(&id, &name, &content_type).await);
+        self.usage.count(BLOB_BYTES_WRITTEN, meta.size);
+        Ok(Ok(()))
     }
 
     async fn drop(&mut self, v: Resource<Outgoing>) -> wasmtime::Result<()> {

@@ -18,6 +18,7 @@ struct QueueView<'a> {
     grant: Option<&'a QueueGrant>,
     /// Who started the instance's work: the messages carry it.
     by: Option<std::sync::Arc<nubo_wasm::Principal>>,
+    usage: nubo_wasm::usage::RunUsage,
 }
 
 struct HasQueue;
@@ -29,15 +30,20 @@ impl HasData for HasQueue {
 /// Calls a component made into nubo:platform/queue: what the node's usage counts of
 /// this capability ([`nubo_wasm::usage`]).
 pub const QUEUE_CALLS: nubo_wasm::Metric = nubo_wasm::Metric::sum("queue_calls");
+/// Messages a component published, and their bytes.
+pub const QUEUE_MESSAGES: nubo_wasm::Metric = nubo_wasm::Metric::sum("queue_messages");
+pub const QUEUE_BYTES: nubo_wasm::Metric = nubo_wasm::Metric::sum("queue_bytes");
 
 fn view(host: &mut nubo_wasm::Host) -> QueueView<'_> {
     host.count(QUEUE_CALLS, 1);
     let by = host
         .state::<std::sync::Arc<nubo_wasm::Principal>>()
         .map(|p| p.clone());
+    let usage = host.usage();
     QueueView {
         grant: host.state::<std::sync::Arc<QueueGrant>>().map(|g| &**g),
         by,
+        usage,
     }
 }
 
@@ -62,6 +68,8 @@ impl queue::Host for QueueView<'_> {
             .publish(&q, &body, self.by.as_deref())
             .await
             .map_err(|e| e.to_string())?;
+        self.usage.count(QUEUE_MESSAGES, 1);
+        self.usage.count(QUEUE_BYTES, body.len() as u64);
         (grant.notify)(&q);
         Ok(id)
     }

@@ -65,6 +65,11 @@ impl Host {
         self.tally.count(metric, n);
     }
 
+    /// A handle that counts this run's usage from elsewhere (a stream).
+    pub fn usage(&self) -> crate::usage::RunUsage {
+        crate::usage::RunUsage(self.tally.clone())
+    }
+
     /// The instance's state of capability state type `T`: `None` when the
     /// component has no grant of that capability.
     pub fn state<T: Any + Send>(&mut self) -> Option<&mut T> {

@@ -72,7 +72,7 @@ impl OutboundPolicy {
 impl WasiHttpHooks for OutboundPolicy {
     fn send_request(
         &mut self,
-        mut request: http::Request<WasiBody>,
+        request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         fut: IoFuture,
     ) -> SendFuture {
@@ -87,6 +87,15 @@ impl WasiHttpHooks for OutboundPolicy {
             return self.deny(&target, "not in allowed_outbound_hosts");
         }
         self.tally.count(crate::usage::OUTBOUND_REQUESTS, 1);
+        let usage = crate::usage::RunUsage(self.tally.clone());
+        let counted = move |body: WasiBody, metric: crate::usage::Metric| -> WasiBody {
+            http_body_util::BodyExt::boxed_unsync(crate::usage::CountedBody {
+                inner: body,
+                usage: usage.clone(),
+                metric,
+            })
+        };
+        let mut request = request.map(|b| counted(b, crate::usage::OUTBOUND_BYTES_SENT));
         let open = self.open.clone();
         let rules = self.rules.clone();
         let tags = self.tags.clone();
@@ -126,6 +135,7 @@ impl WasiHttpHooks for OutboundPolicy {
             }
             let send = wasmtime_wasi_http::default_hooks().send_request(request, options, fut);
             let (response, io) = Box::into_pin(send).await?;
+            let response = response.map(|b| counted(b, crate::usage::OUTBOUND_BYTES_RECEIVED));
             // The connection lives as long as its I/O future: the permit
             // goes back when that ends.
             let io: IoFuture = Box::new(async move {

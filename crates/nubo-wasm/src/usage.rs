@@ -55,8 +55,11 @@ pub const MEMORY_PEAK_BYTES: Metric = Metric::peak("memory_peak_bytes");
 /// Memory held over time: MiB times milliseconds, summed over runs.
 pub const MEMORY_MB_MS: Metric = Metric::sum("memory_mb_ms");
 
-/// Outbound HTTP requests the allow-list let out.
+/// Outbound HTTP requests the allow-list let out, and the bytes of
+/// their bodies sent and received.
 pub const OUTBOUND_REQUESTS: Metric = Metric::sum("outbound_requests");
+pub const OUTBOUND_BYTES_SENT: Metric = Metric::sum("outbound_bytes_sent");
+pub const OUTBOUND_BYTES_RECEIVED: Metric = Metric::sum("outbound_bytes_received");
 
 /// Whose usage a figure is. An empty `route` or `user` is none.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
@@ -239,6 +242,54 @@ impl Tally {
     /// The instance's memory is now `bytes`.
     pub(crate) fn memory(&self, bytes: u64) {
         self.peak_bytes.fetch_max(bytes, Ordering::Relaxed);
+    }
+}
+
+/// Where a capability counts a run's usage from places that do not hold
+/// the instance's [`crate::Host`] (a stream, a body): a handle to the
+/// run's [`Tally`] ([`crate::Host::usage`]).
+#[derive(Clone)]
+pub struct RunUsage(pub(crate) Arc<Tally>);
+
+impl RunUsage {
+    /// Counts `n` of `metric` as the run's usage.
+    pub fn count(&self, metric: Metric, n: u64) {
+        if n > 0 {
+            self.0.count(metric, n);
+        }
+    }
+}
+
+/// A body whose data counts as `metric` of a run as it passes.
+pub(crate) struct CountedBody<B> {
+    pub(crate) inner: B,
+    pub(crate) usage: RunUsage,
+    pub(crate) metric: Metric,
+}
+
+impl<B: hyper::body::Body<Data = bytes::Bytes> + Unpin> hyper::body::Body for CountedBody<B> {
+    type Data = bytes::Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.usage.count(self.metric, data.len() as u64);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

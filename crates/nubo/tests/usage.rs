@@ -161,3 +161,71 @@ async fn signed_in_users_are_counted_apart() {
     let runs: u64 = ids.iter().map(|k| n(&by_user[*k], "runs")).sum();
     assert_eq!(runs, 9, "the runtime counts the same users: {by_user:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn blob_bytes_queue_messages_and_outbound_bytes_are_counted() {
+    let s = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(s.path(), &[]);
+    node.apply(&AppDir::new(&format!(
+        r#"
+[app]
+name = "metered"
+
+[component.blobs]
+source = "{blobs}"
+blob_containers = ["files"]
+
+[component.probe]
+source = "{probe}"
+queues = ["jobs"]
+allowed_outbound_hosts = ["http://127.0.0.1:*"]
+
+[[http]]
+route = "/b/..."
+component = "blobs"
+
+[[http]]
+route = "/probe/..."
+component = "probe"
+
+[queue.jobs]
+consumer = "probe"
+path = "/probe/q-recv"
+"#,
+        blobs = wasm("blobs").display(),
+        probe = wasm("probe").display()
+    )));
+    let r = request("PUT", &node.url("/b/put/one.txt"), &[], b"hello blobs").await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = request("GET", &node.url("/b/get/one.txt"), &[], b"").await;
+    assert_eq!(r.text(), "hello blobs");
+    for m in ["m1", "m22"] {
+        let r = request(
+            "GET",
+            &node.url(&format!("/probe/q-pub?jobs={m}")),
+            &[],
+            b"",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let echo = node.url("/probe/echo");
+    let r = request(
+        "GET",
+        &node.url(&format!("/probe/outbound?{echo}")),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let by = usage(&node, "by=component").await;
+    let blobs = &by["blobs"];
+    assert_eq!(n(blobs, "blob_bytes_written"), 11, "{blobs}");
+    assert_eq!(n(blobs, "blob_bytes_read"), 11, "{blobs}");
+    let probe = &by["probe"];
+    assert_eq!(n(probe, "queue_messages"), 2, "{probe}");
+    assert_eq!(n(probe, "queue_bytes"), 5, "{probe}");
+    assert_eq!(n(probe, "outbound_requests"), 1, "{probe}");
+    assert!(n(probe, "outbound_bytes_received") > 0, "{probe}");
+}
