@@ -183,7 +183,20 @@ impl Gateway {
                 };
                 match admitted {
                     Err(refused) => refused,
-                    Ok((req, headers)) => {
+                    Ok((mut req, headers)) => {
+                        if let (Target::WebSocket(_), Some(meter), Some((_, user))) =
+                            (&route.target, self.meter.get(), &routed)
+                        {
+                            req.extensions_mut().insert(crate::usage::SocketUsage {
+                                meter: meter.clone(),
+                                dims: nubo_wasm::Dims {
+                                    app: router.app_name().clone(),
+                                    component: route.component.clone(),
+                                    route: route.label.clone(),
+                                    user: user.clone().unwrap_or_else(|| Arc::from("")),
+                                },
+                            });
+                        }
                         let mut r = self
                             .dispatch(
                                 route,

@@ -163,6 +163,7 @@ pub(crate) fn websocket(
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     // The socket counts under the listener's max_connections while it lives.
     let slot = req.extensions().get::<crate::listener::ConnSlot>().cloned();
+    let usage = req.extensions().get::<crate::usage::SocketUsage>().cloned();
     tokio::spawn(async move {
         let _slot = slot;
         let _open = Open::new(open);
@@ -179,7 +180,7 @@ pub(crate) fn websocket(
             Some(socket_config()),
         )
         .await;
-        run(ws, feed).await;
+        run(ws, feed, crate::usage::SocketTally::new(usage)).await;
     });
     let mut r = Response::new(Body::default());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -221,8 +222,14 @@ fn inbound_worker(feed: Arc<dyn Feed>) -> tokio::sync::mpsc::Sender<Bytes> {
     tx
 }
 
-async fn run<S>(ws: tokio_tungstenite::WebSocketStream<S>, feed: Arc<dyn Feed>)
-where
+/// How often an open WebSocket's usage is recorded.
+const USAGE_EVERY: Duration = Duration::from_secs(60);
+
+async fn run<S>(
+    ws: tokio_tungstenite::WebSocketStream<S>,
+    feed: Arc<dyn Feed>,
+    mut usage: crate::usage::SocketTally,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     use tokio::sync::mpsc::error::TrySendError;
@@ -231,8 +238,11 @@ where
     let (mut tx, mut rx) = ws.split();
     let mut topics = std::pin::pin!(merged(feed.as_ref()));
     let inbound = inbound_worker(feed.clone());
+    let mut record =
+        tokio::time::interval_at(tokio::time::Instant::now() + USAGE_EVERY, USAGE_EVERY);
     loop {
         tokio::select! {
+            _ = record.tick() => usage.flush(),
             incoming = rx.next() => {
                 let message = match incoming {
                     Some(Ok(Message::Text(t))) => Bytes::from(t.as_str().to_owned()),
@@ -240,6 +250,7 @@ where
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(_)) => continue, // ping/pong: tungstenite answers pings
                 };
+                usage.inbound();
                 match inbound.try_send(message) {
                     Ok(()) => {}
                     Err(TrySendError::Full(_)) => {
@@ -269,6 +280,7 @@ where
                 if tx.send(msg).await.is_err() {
                     break;
                 }
+                usage.outbound();
             }
         };
     }

@@ -90,3 +90,69 @@ impl Drop for Counted {
         self.meter.record(&self.dims, &[(BYTES_OUT, self.sent)]);
     }
 }
+
+/// Messages a WebSocket's client sent and was sent, and how long it was
+/// open, in milliseconds.
+pub const WS_MESSAGES_IN: Metric = Metric::sum("ws_messages_in");
+pub const WS_MESSAGES_OUT: Metric = Metric::sum("ws_messages_out");
+pub const WS_CONNECTION_MS: Metric = Metric::sum("ws_connection_ms");
+
+/// Where a WebSocket's usage is counted: what the gateway attaches to
+/// the request that opens it.
+#[derive(Clone)]
+pub(crate) struct SocketUsage {
+    pub(crate) meter: Arc<Meter>,
+    pub(crate) dims: Dims,
+}
+
+/// One open WebSocket's usage not yet recorded; recorded every minute
+/// while it is open ([`Self::flush`]) and when it closes.
+pub(crate) struct SocketTally {
+    usage: Option<SocketUsage>,
+    messages_in: u64,
+    messages_out: u64,
+    since: std::time::Instant,
+}
+
+impl SocketTally {
+    pub(crate) fn new(usage: Option<SocketUsage>) -> Self {
+        Self {
+            usage,
+            messages_in: 0,
+            messages_out: 0,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    pub(crate) fn inbound(&mut self) {
+        self.messages_in += 1;
+    }
+
+    pub(crate) fn outbound(&mut self) {
+        self.messages_out += 1;
+    }
+
+    /// Records what was counted since the last flush.
+    pub(crate) fn flush(&mut self) {
+        let Some(u) = &self.usage else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        let ms = now.duration_since(self.since).as_millis() as u64;
+        u.meter.record(
+            &u.dims,
+            &[
+                (WS_MESSAGES_IN, self.messages_in),
+                (WS_MESSAGES_OUT, self.messages_out),
+                (WS_CONNECTION_MS, ms),
+            ],
+        );
+        (self.messages_in, self.messages_out, self.since) = (0, 0, now);
+    }
+}
+
+impl Drop for SocketTally {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}

@@ -124,6 +124,34 @@ async fn publish_reaches_websockets_and_sse_and_browsers_reach_a_component() {
         r.text()
     );
     assert_eq!(get(&node.url("/ws")).await.status, 426);
+
+    // Both sockets are in /metrics while open, and in the app's usage once
+    // closed: what each sent and was sent, and how long it was open.
+    let metrics = node.api("GET", "/metrics", "").await.text();
+    assert!(
+        metrics.contains("\nnubo_websocket_connections 2\n"),
+        "{metrics}"
+    );
+    a.close(None).await.unwrap();
+    b.close(None).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let usage = loop {
+        let v = node.json("/v1/apps/chat/usage?by=route").await;
+        let row = v["rows"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["key"] == "/ws").cloned());
+        if let Some(row) = row.filter(|r| r["usage"]["ws_connection_ms"].as_u64().is_some()) {
+            break row["usage"].clone();
+        }
+        assert!(Instant::now() < deadline, "no usage of /ws: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(usage["ws_messages_in"], 1, "{usage}");
+    assert_eq!(usage["ws_messages_out"], 4, "{usage}");
+    assert!(
+        usage["ws_connection_ms"].as_u64().unwrap() >= 200,
+        "{usage}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
