@@ -187,8 +187,10 @@ fn lock_state(state: &Path) -> Result<std::fs::File, NodeError> {
 async fn open_services(
     runtime: &Runtime,
     opts: &NodeOptions,
+    logs: &Arc<LogHub>,
 ) -> Result<nubo_wasm::Services, NodeError> {
     let mut services = nubo_wasm::Services::default();
+    services.insert(logs.clone() as Arc<dyn nubo_wasm::LogSink>);
     services.insert(runtime.meter().clone());
     services.insert(runtime.metrics().clone());
     services.insert(Arc::new(nubo_wasm::Pauses::default()));
@@ -244,7 +246,8 @@ impl Node {
             },
             &crate::capabilities(),
         )?;
-        let services = open_services(&runtime, &opts).await?;
+        let logs = Arc::new(LogHub::default());
+        let services = open_services(&runtime, &opts, &logs).await?;
         let meter = runtime.meter().clone();
         let metrics = runtime.metrics().clone();
         let node = Arc::new(Self {
@@ -273,7 +276,7 @@ impl Node {
                 g
             },
             content,
-            logs: Arc::new(LogHub::default()),
+            logs,
             token,
             max_upload: opts.max_upload,
             services,

@@ -142,8 +142,9 @@ impl Capability for Caps {
             .get::<Arc<nubo_wasm::Pauses>>()
             .cloned()
             .unwrap_or_default();
+        let events = services.get::<Arc<dyn nubo_wasm::LogSink>>().cloned();
         Some(Box::pin(async move {
-            let caps = Arc::new(CapService::new(metered, pauses));
+            let caps = Arc::new(CapService::new(metered, pauses, events));
             tokio::spawn(check_loop(Arc::downgrade(&caps)));
             services.insert(caps.clone() as Arc<dyn nubo_gateway::Gates>);
             services.insert(caps);

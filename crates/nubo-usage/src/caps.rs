@@ -51,16 +51,23 @@ pub(crate) struct CapService {
     closed: RwLock<HashMap<String, Standing>>,
     /// (app, cap, period start) already warned of.
     warned: Mutex<HashSet<(String, &'static str, i64)>>,
+    /// The node's log of each app, for the steps it takes.
+    events: Option<Arc<dyn nubo_wasm::LogSink>>,
 }
 
 impl CapService {
-    pub(crate) fn new(metered: Arc<Metered>, pauses: Arc<Pauses>) -> Self {
+    pub(crate) fn new(
+        metered: Arc<Metered>,
+        pauses: Arc<Pauses>,
+        events: Option<Arc<dyn nubo_wasm::LogSink>>,
+    ) -> Self {
         Self {
             metered,
             pauses,
             apps: PerApp::default(),
             closed: RwLock::default(),
             warned: Mutex::default(),
+            events,
         }
     }
 
@@ -255,45 +262,70 @@ impl CapService {
         if s.share >= caps.warn_at {
             let period = s.resets.timestamp();
             if lock(&self.warned).insert((app.to_string(), s.cap, period)) {
-                tracing::warn!(
-                    app,
-                    cap = s.cap,
+                self.tell(app, true, format!(
                     "app has used {:.0}% of its cap of {} ({}); at {:.0}% its queues, tasks and cron pause, at 100% its requests are refused until {}",
                     s.share * 100.0,
                     s.limit,
                     s.used,
                     caps.pause_background_at * 100.0,
                     s.resets.to_rfc3339()
-                );
+                ));
             }
         }
         if s.share >= caps.pause_background_at {
             let why = format!("{} at {:.0}% of {}", s.cap, s.share * 100.0, s.limit);
             if self.pauses.pause(app, why) {
-                tracing::warn!(
-                    app,
-                    cap = s.cap,
-                    "background work paused: queues, tasks and cron wait (stored) until {} or until the cap is raised",
+                self.tell(app, true, format!(
+                    "background work paused ({}): queues, tasks and cron wait (stored) until {} or until the cap is raised",
+                    s.cap,
                     s.resets.to_rfc3339()
-                );
+                ));
             }
         } else if self.pauses.resume(app) {
-            tracing::info!(app, "background work resumed: the app is under its caps");
+            self.tell(
+                app,
+                false,
+                "background work resumed: the app is under its caps".into(),
+            );
         }
         let mut closed = self.closed.write().unwrap_or_else(|p| p.into_inner());
         if s.share >= 1.0 {
             if closed.insert(app.to_string(), s.clone()).is_none() {
-                tracing::warn!(
+                self.tell(
                     app,
-                    cap = s.cap,
-                    "requests refused (503): the app reached its cap of {} ({}) until {}",
-                    s.limit,
-                    s.used,
-                    s.resets.to_rfc3339()
+                    true,
+                    format!(
+                        "requests refused (503): the app reached its cap of {} ({}) until {}",
+                        s.limit,
+                        s.used,
+                        s.resets.to_rfc3339()
+                    ),
                 );
             }
         } else if closed.remove(app).is_some() {
-            tracing::info!(app, "requests served again: the app is under its caps");
+            self.tell(
+                app,
+                false,
+                "requests served again: the app is under its caps".into(),
+            );
+        }
+    }
+
+    /// Says `text` of `app` in the node's log and, as an event, in the
+    /// app's own (`nubo logs APP`).
+    fn tell(&self, app: &str, warn: bool, text: String) {
+        if warn {
+            tracing::warn!(app, "{text}");
+        } else {
+            tracing::info!(app, "{text}");
+        }
+        if let Some(sink) = &self.events {
+            let tags = nubo_wasm::LogTags {
+                app: app.into(),
+                component: "caps".into(),
+                request_id: "".into(),
+            };
+            sink.line(&tags, nubo_wasm::LogStream::Event, &text);
         }
     }
 

@@ -28,6 +28,9 @@ pub struct LogTags {
 pub enum Stream {
     Stdout,
     Stderr,
+    /// A line the node writes about the app (a cap reached), not the
+    /// guest's output.
+    Event,
 }
 
 impl Stream {
@@ -35,6 +38,7 @@ impl Stream {
         match self {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",
+            Stream::Event => "event",
         }
     }
 }
@@ -96,7 +100,8 @@ impl Inner {
                 app = %t.app, component = %t.component, request_id = %t.request_id,
                 stream = "stdout", "{line}"
             ),
-            Stream::Stderr => tracing::warn!(
+            // A guest's line is never an event; stderr is its nearest.
+            Stream::Stderr | Stream::Event => tracing::warn!(
                 target: "nubo::guest",
                 app = %t.app, component = %t.component, request_id = %t.request_id,
                 stream = "stderr", "{line}"

@@ -118,6 +118,16 @@ async fn an_app_at_its_cap_pauses_then_refuses_and_a_raised_cap_resumes_it() {
     let metrics = node.api("GET", "/metrics", "").await.text();
     assert!(metrics.contains("nubo_apps_refused_at_cap 1"), "{metrics}");
     assert!(metrics.contains("nubo_apps_paused_at_cap 1"), "{metrics}");
+    // The app's owner reads each step in the app's own log.
+    let (code, out, err) = node.cli(&["logs", "capped"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    for step in [
+        "has used",
+        "background work paused",
+        "requests refused (503)",
+    ] {
+        assert!(out.contains(step), "no {step:?} in {out}");
+    }
     assert!(
         v["paused"]
             .as_str()
