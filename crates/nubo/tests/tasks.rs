@@ -450,6 +450,49 @@ component = "tasker"
     );
 }
 
+/// A task that computes past its component's `cpu_ms` is stopped there,
+/// while its parent, which only waits for it, is not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_is_stopped_at_its_cpu_limit() {
+    let state = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(state.path(), &[]);
+    let a = AppDir::new(&format!(
+        r#"
+[app]
+name = "thrifty"
+[tasks]
+max_attempts = 1
+[component.tasker]
+source = "{w}"
+tasks = ["tasker"]
+limits = {{ cpu_ms = 100, timeout_ms = 120000 }}
+[[http]]
+route = "/t/..."
+component = "tasker"
+"#,
+        w = wasm("tasker").display()
+    ));
+    node.apply(&a);
+    // A tree of one task that spins for 50 s of CPU.
+    let r = get(&node.url("/t/spinning?1")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let child = format!("{}.0", r.text());
+    let task = finished(&node, "thrifty", &child, Duration::from_secs(20)).await;
+    assert_eq!(task["state"], "failed", "{task}");
+    assert!(
+        task["error"].to_string().contains("CPU limit of 100 ms"),
+        "{task}"
+    );
+    // The parent panics when its child fails: a trap of its own, not its
+    // CPU limit (waiting for its child used none).
+    let parent = finished(&node, "thrifty", &r.text(), Duration::from_secs(20)).await;
+    let why = parent["error"].to_string();
+    assert!(
+        why.contains("unreachable") && !why.contains("CPU limit"),
+        "{parent}"
+    );
+}
+
 /// One app that keeps every run permit busy with long tasks does not stop
 /// another app's tasks: an app that holds none can always start one.
 #[tokio::test(flavor = "multi_thread")]
