@@ -219,7 +219,18 @@ path = "/probe/q-recv"
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
 
-    let by = usage(&node, "by=component").await;
+    // A run's usage is recorded when its instance is dropped, just after
+    // its answer went out.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let by = loop {
+        let by = usage(&node, "by=component").await;
+        let got = |c: &str, m: &str| by.get(c).map_or(0, |v| n(v, m));
+        if got("probe", "outbound_requests") == 1 && got("blobs", "blob_bytes_read") > 0 {
+            break by;
+        }
+        assert!(std::time::Instant::now() < deadline, "{by:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     let blobs = &by["blobs"];
     assert_eq!(n(blobs, "blob_bytes_written"), 11, "{blobs}");
     assert_eq!(n(blobs, "blob_bytes_read"), 11, "{blobs}");
