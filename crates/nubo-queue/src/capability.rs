@@ -87,6 +87,11 @@ impl nubo_wasm::Capability for Queues {
                 .cloned()
                 .unwrap_or_default();
             let dispatcher = Dispatcher::new(backend, pauses);
+            if let Some(meter) = services.get::<Arc<nubo_wasm::Meter>>()
+                && meter.is_on()
+            {
+                let _ = dispatcher.meter.set(meter.clone());
+            }
             if let Some(c) = cluster {
                 dispatcher.wake_on(c.cluster.client().clone());
             }

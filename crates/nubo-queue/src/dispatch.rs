@@ -52,6 +52,9 @@ pub struct Dispatcher {
     tasks: Mutex<HashMap<String, Vec<tokio::task::JoinHandle<()>>>>,
     /// Each app's declared queues, consumer running or not.
     pub(crate) declared: Mutex<std::collections::BTreeMap<String, Vec<String>>>,
+    /// Where messages published through `[[http]] queue` routes are
+    /// counted, if the node counts usage.
+    pub(crate) meter: std::sync::OnceLock<Arc<nubo_wasm::Meter>>,
 }
 
 impl Dispatcher {
@@ -62,6 +65,7 @@ impl Dispatcher {
             wakers: Mutex::new(HashMap::new()),
             tasks: Mutex::new(HashMap::new()),
             declared: Mutex::default(),
+            meter: std::sync::OnceLock::new(),
         })
     }
 
@@ -201,6 +205,21 @@ impl nubo_gateway::Publish for RoutePublisher {
                     }
                     e => PublishError::Failed(e.to_string()),
                 })?;
+            if let Some(meter) = self.dispatcher.meter.get() {
+                let dims = nubo_wasm::Dims {
+                    user: by
+                        .as_ref()
+                        .map_or_else(|| "".into(), |p| p.id.as_str().into()),
+                    ..nubo_wasm::Dims::of(&self.q.app, "")
+                };
+                meter.record(
+                    &dims,
+                    &[
+                        (crate::host::QUEUE_MESSAGES, 1),
+                        (crate::host::QUEUE_BYTES, body.len() as u64),
+                    ],
+                );
+            }
             self.dispatcher.notify(&self.q);
             Ok(id)
         })

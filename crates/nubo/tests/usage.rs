@@ -188,6 +188,10 @@ component = "blobs"
 route = "/probe/..."
 component = "probe"
 
+[[http]]
+route = "/enqueue"
+queue = "jobs"
+
 [queue.jobs]
 consumer = "probe"
 path = "/probe/q-recv"
@@ -209,6 +213,8 @@ path = "/probe/q-recv"
         .await;
         assert_eq!(r.status, 200, "{}", r.text());
     }
+    let r = request("POST", &node.url("/enqueue"), &[], b"abc").await;
+    assert_eq!(r.status, 202, "{}", r.text());
     let echo = node.url("/probe/echo");
     let r = request(
         "GET",
@@ -239,4 +245,9 @@ path = "/probe/q-recv"
     assert_eq!(n(probe, "queue_bytes"), 5, "{probe}");
     assert_eq!(n(probe, "outbound_requests"), 1, "{probe}");
     assert!(n(probe, "outbound_bytes_received") > 0, "{probe}");
+    // The route's message too, under the app (no component published it).
+    let total = usage(&node, "by=app").await;
+    let all = total.values().next().cloned().unwrap_or_default();
+    assert_eq!(n(&all, "queue_messages"), 3, "{all}");
+    assert_eq!(n(&all, "queue_bytes"), 8, "{all}");
 }
