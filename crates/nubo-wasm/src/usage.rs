@@ -299,7 +299,6 @@ pub(crate) struct RunMeter {
     meter: Arc<Meter>,
     dims: Dims,
     pub(crate) tally: Arc<Tally>,
-    started: Instant,
     task: bool,
     /// Whether its polls are timed: for the meter, or for a CPU limit.
     timed: bool,
@@ -315,7 +314,6 @@ impl RunMeter {
             meter,
             dims,
             tally: Arc::default(),
-            started: Instant::now(),
             task,
         }
     }
@@ -347,7 +345,7 @@ impl Drop for RunMeter {
         }
         let t = &self.tally;
         let peak = t.peak_bytes.load(Ordering::Relaxed);
-        let ms = self.started.elapsed().as_millis() as u64;
+        let ms = t.started.elapsed().as_millis() as u64;
         let cpu_us = t.cpu_ns.load(Ordering::Relaxed) / 1000;
         let mut values = vec![
             (RUNS, 1),
